@@ -1,0 +1,7 @@
+/* engine.c: library-wide entry points. */
+#include "engine.h"
+
+const char *engine_version(void)
+{
+    return QSNAP_VERSION;
+}

@@ -1,0 +1,2 @@
+/* md.c: placeholder until the metadata module lands. */
+#include "md.h"

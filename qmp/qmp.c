@@ -1,0 +1,2 @@
+/* qmp.c: placeholder until the QMP client lands. */
+#include "qmp.h"
