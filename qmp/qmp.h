@@ -86,7 +86,8 @@ struct qmp_options {
 /*
  * Connects to the QMP UNIX socket at PATH, retrying while it does not exist yet or refuses connections,
  * until opts->connect_timeout_ms; reads the greeting and negotiates capabilities. opts may be NULL.
- * A socket whose QEMU already has a client (no greeting arrives) fails with QS_ERR_BUSY or QS_ERR_TIMEOUT.
+ * A socket whose QEMU already has a client (no greeting arrives) fails with QS_ERR_BUSY; a socket that
+ * cannot be connected to in time, with QS_ERR_TIMEOUT.
  * Caller frees with qmp_client_free().
  */
 struct qmp_client *qmp_client_connect(const char *path, const struct qmp_options *opts, struct qs_error **err);
@@ -110,8 +111,9 @@ void qmp_client_set_timeout(struct qmp_client *c, int timeout_ms);
  * arrive meanwhile are queued). On success *ret (when ret is non-NULL) holds the "return" value; caller
  * frees with qmp_reply_free(). An error reply is QS_ERR_QEMU with the QMP class in err->qmp_class and
  * QEMU's desc as the message. EOF/ECONNRESET/EPIPE are QS_ERR_DISCONNECTED; no reply in time is
- * QS_ERR_TIMEOUT (the client is then unusable: later calls fail with QS_ERR_DISCONNECTED).
- * timeout_ms < 0 uses the client default.
+ * QS_ERR_TIMEOUT; bytes that are not QMP are QS_ERR_PROTOCOL, a message over opts->max_message
+ * QS_ERR_TOOBIG. After any of these the client is unusable: later calls fail with QS_ERR_DISCONNECTED.
+ * timeout_ms <= 0 uses the client default.
  */
 int qmp_client_execute(struct qmp_client *c, const char *command, const struct qmp_args *args,
                        struct qmp_reply **ret, struct qs_error **err);
@@ -119,8 +121,9 @@ int qmp_client_execute_timeout(struct qmp_client *c, const char *command, const 
                                int timeout_ms, struct qmp_reply **ret, struct qs_error **err);
 
 /*
- * HMP passthrough (human-monitor-command). *output (may be NULL) gets the text; an output that starts with
- * "Error:" (as QEMU reports HMP failures inside a successful reply) becomes QS_ERR_QEMU with that text.
+ * HMP passthrough (human-monitor-command). *output (may be NULL) gets the text as QEMU sent it (lines end
+ * in "\r\n"); an output that starts with "Error:" (as QEMU reports HMP failures inside a successful reply)
+ * becomes QS_ERR_QEMU with the text after "Error: ", trimmed, as the message.
  * Caller frees *output with free().
  */
 int qmp_client_hmp(struct qmp_client *c, const char *command_line, char **output, struct qs_error **err);
@@ -148,13 +151,14 @@ struct qmp_event *qmp_client_event_pop(struct qmp_client *c);
 /*
  * Waits for an event named NAME (NULL: any) whose data matches MATCH_KEY == MATCH_VAL when MATCH_KEY is
  * non-NULL (string members only, e.g. "id" / "job0"). Queued events are searched first; the matching one
- * is removed from the queue, others stay. QS_ERR_TIMEOUT after timeout_ms. Caller frees *ev.
+ * is removed from the queue, others stay. QS_ERR_TIMEOUT after timeout_ms (0: only what already arrived;
+ * < 0: the client default); that timeout leaves the client usable. Caller frees *ev.
  */
 int qmp_client_event_wait(struct qmp_client *c, const char *name, const char *match_key, const char *match_val,
                           int timeout_ms, struct qmp_event **ev, struct qs_error **err);
 /* Drops every queued event. */
 void qmp_client_event_clear(struct qmp_client *c);
-/* Reads what the socket already has (non-blocking) into the queue. */
+/* Reads what the socket already has (non-blocking) into the queue; replies to nobody are dropped. */
 int qmp_client_poll(struct qmp_client *c, struct qs_error **err);
 
 /* ---------------------------------------------------------------------------------------------------
@@ -173,11 +177,13 @@ struct qmp_job_options {
 };
 
 /*
- * Starts job JOB_ID with COMMAND and ARGS (ARGS must carry "job-id": JOB_ID; block jobs also get
- * "auto-dismiss": false added so their error can be read) and waits for it to conclude, reporting progress.
- * A failed job's reason is read from query-jobs before job-dismiss and returned as QS_ERR_QEMU. A job
- * cancelled by the callback returns QS_ERR_CANCELLED. The job is always dismissed before returning.
- * opts may be NULL.
+ * Starts job JOB_ID with COMMAND and a copy of ARGS ("job-id": JOB_ID is added when absent, another job-id
+ * is QS_ERR_INVALID; block-commit, block-stream, blockdev-/drive-backup and -mirror also get
+ * "auto-dismiss": false so their error can be read) and waits for it to conclude, reporting progress.
+ * A failed job's reason is read from query-jobs before job-dismiss and returned as QS_ERR_QEMU (class
+ * GenericError). A job cancelled by the callback returns QS_ERR_CANCELLED; one that passes
+ * opts->timeout_ms is cancelled and returns QS_ERR_TIMEOUT. The job is dismissed before returning, unless
+ * the connection failed or the job did not end even after job-cancel. opts may be NULL.
  */
 int qmp_job_run(struct qmp_client *c, const char *command, const struct qmp_args *args, const char *job_id,
                 const struct qmp_job_options *opts, struct qs_error **err);
