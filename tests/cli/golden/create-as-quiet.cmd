@@ -1,0 +1,2 @@
+# fixture=test virsh-options=-q
+snapshot-create-as test s1

@@ -1,0 +1,2 @@
+# fixture=none
+snapshot-create-as nodom s1

@@ -1,0 +1,2 @@
+# fixture=vm1
+snapshot-create vm1 s1.xml --redefine

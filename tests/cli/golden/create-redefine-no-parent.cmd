@@ -1,0 +1,2 @@
+# fixture=empty
+snapshot-create vm1 s2.xml --redefine

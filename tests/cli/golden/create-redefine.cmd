@@ -1,0 +1,2 @@
+# fixture=empty
+snapshot-create vm1 s1.xml --redefine

@@ -1,0 +1,2 @@
+# fixture=test
+snapshot-create test missing.xml

@@ -1,0 +1,2 @@
+# fixture=empty
+snapshot-current vm1 --name

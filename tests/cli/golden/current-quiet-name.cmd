@@ -1,0 +1,2 @@
+# fixture=vm1 virsh-options=-q
+snapshot-current vm1 --name

@@ -1,0 +1,2 @@
+# fixture=vm1
+snapshot-current vm1 --snapshotname alpha

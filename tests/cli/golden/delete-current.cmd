@@ -1,0 +1,2 @@
+# fixture=vm1
+snapshot-delete vm1 --current; snapshot-current vm1 --name

@@ -1,0 +1,2 @@
+# fixture=test
+snapshot-delete test t1 --metadata

@@ -1,0 +1,2 @@
+# fixture=vm1
+snapshot-dumpxml vm1 base

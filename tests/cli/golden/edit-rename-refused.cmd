@@ -1,0 +1,2 @@
+# fixture=vm1 env=EDITOR=$TMP/ed-rename
+snapshot-edit vm1 base

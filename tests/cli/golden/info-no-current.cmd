@@ -1,0 +1,2 @@
+# fixture=empty
+snapshot-info vm1 --current

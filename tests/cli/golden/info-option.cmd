@@ -1,0 +1,2 @@
+# fixture=vm1
+snapshot-info vm1 --snapshotname base

@@ -1,0 +1,2 @@
+# fixture=test
+snapshot-info test t2

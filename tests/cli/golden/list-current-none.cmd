@@ -1,0 +1,2 @@
+# fixture=empty
+snapshot-list vm1 --current

@@ -1,0 +1,2 @@
+# fixture=empty virsh-options=-q
+snapshot-list vm1

@@ -1,0 +1,2 @@
+# fixture=none
+snapshot-list test --from

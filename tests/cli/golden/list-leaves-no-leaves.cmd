@@ -1,0 +1,2 @@
+# fixture=vm1
+snapshot-list vm1 --leaves --no-leaves

@@ -1,0 +1,2 @@
+# fixture=odd
+snapshot-list vm1 --parent

@@ -1,0 +1,2 @@
+# fixture=vm1 virsh-options=-q
+snapshot-list vm1 --name

@@ -1,0 +1,2 @@
+# fixture=vm1 env=TZ=America/New_York
+snapshot-list vm1

@@ -1,0 +1,2 @@
+# fixture=vm1
+snapshot-parent vm1 'after update'

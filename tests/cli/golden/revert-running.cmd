@@ -1,0 +1,2 @@
+# fixture=test
+snapshot-revert test t1
