@@ -1,2 +1,0 @@
-/* md.c: placeholder until the metadata module lands. */
-#include "md.h"

@@ -1,0 +1,619 @@
+/* md_domain.c: libvirt <domain> definitions: the fields qsnap reads and sets, the rest kept verbatim. */
+#include "md_priv.h"
+#include "qs_util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+struct disk_cache {
+    char *type, *device, *driver_type, *source, *target, *node_name;
+};
+
+struct md_domain {
+    struct md_xml x;
+    /* cached view, rebuilt after every change */
+    char *name, *uuid, *qmp_socket;
+    unsigned long long memory_kib;
+    unsigned vcpus;
+    struct disk_cache *disks;
+    size_t ndisks;
+};
+
+static xmlNodePtr root_of(const struct md_domain *d)
+{
+    return xmlDocGetRootElement(d->x.doc);
+}
+
+static void cache_clear(struct md_domain *d)
+{
+    free(d->name);
+    free(d->uuid);
+    free(d->qmp_socket);
+    for (size_t i = 0; i < d->ndisks; i++) {
+        struct disk_cache *c = &d->disks[i];
+        free(c->type);
+        free(c->device);
+        free(c->driver_type);
+        free(c->source);
+        free(c->target);
+        free(c->node_name);
+    }
+    free(d->disks);
+    d->name = d->uuid = d->qmp_socket = NULL;
+    d->disks = NULL;
+    d->ndisks = 0;
+    d->memory_kib = 0;
+    d->vcpus = 1;
+}
+
+static xmlNodePtr qsnap_meta(const struct md_domain *d)
+{
+    return md_xml_child(md_xml_child(root_of(d), "metadata", NULL), "qsnap", MD_QSNAP_NS);
+}
+
+/* libvirt's memory units, to KiB. */
+static int scale_kib(const char *unit, unsigned long long v, unsigned long long *out)
+{
+    static const struct { const char *u; unsigned long long mul; } units[] = {
+        { "b", 1 }, { "bytes", 1 }, { "KB", 1000ull }, { "k", 1024ull }, { "KiB", 1024ull },
+        { "MB", 1000000ull }, { "M", 1048576ull }, { "MiB", 1048576ull }, { "GB", 1000000000ull },
+        { "G", 1073741824ull }, { "GiB", 1073741824ull }, { "TB", 1000000000000ull },
+        { "T", 1099511627776ull }, { "TiB", 1099511627776ull },
+    };
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(unit, units[i].u) == 0) {
+            if (v > ~0ull / units[i].mul)
+                return -1;
+            *out = v * units[i].mul / 1024;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int cache_build(struct md_domain *d, struct qs_error **err)
+{
+    xmlNodePtr root = root_of(d), n, devices, meta;
+    char *v = NULL, *unit = NULL;
+    long long ll;
+    int ret = -1;
+
+    cache_clear(d);
+    d->name = md_xml_content(md_xml_child(root, "name", NULL));
+    d->uuid = md_xml_content(md_xml_child(root, "uuid", NULL));
+    if ((n = md_xml_child(root, "memory", NULL))) {
+        v = md_xml_content(n);
+        unit = md_xml_prop(n, "unit");
+        if (md_parse_ll(v, &ll) < 0 || ll < 0 ||
+            scale_kib(unit ? unit : "KiB", (unsigned long long)ll, &d->memory_kib) < 0) {
+            qs_error_set(err, QS_ERR_INVALID, "invalid memory '%s%s%s' in domain '%s'", v ? v : "",
+                         unit ? " " : "", unit ? unit : "", d->name ? d->name : "");
+            goto out;
+        }
+        free(v);
+        v = NULL;
+    }
+    if ((n = md_xml_child(root, "vcpu", NULL))) {
+        v = md_xml_content(n);
+        if (md_parse_ll(v, &ll) < 0 || ll < 1 || ll > 65535) {
+            qs_error_set(err, QS_ERR_INVALID, "invalid vcpu count '%s' in domain '%s'", v ? v : "",
+                         d->name ? d->name : "");
+            goto out;
+        }
+        d->vcpus = (unsigned)ll;
+    }
+    meta = qsnap_meta(d);
+    if ((n = md_xml_child(meta, "qmp", MD_QSNAP_NS)))
+        d->qmp_socket = md_xml_prop(n, "socket");
+    devices = md_xml_child(root, "devices", NULL);
+    for (n = devices ? devices->children : NULL; n; n = n->next) {
+        struct disk_cache *c;
+        xmlNodePtr s;
+        if (!md_xml_is(n, "disk", NULL))
+            continue;
+        d->disks = qs_xrealloc(d->disks, (d->ndisks + 1) * sizeof(*d->disks));
+        c = &d->disks[d->ndisks++];
+        memset(c, 0, sizeof(*c));
+        c->type = md_xml_prop(n, "type");
+        c->device = md_xml_prop(n, "device");
+        if (!c->device)
+            c->device = qs_xstrdup("disk");
+        c->driver_type = md_xml_prop(md_xml_child(n, "driver", NULL), "type");
+        if ((s = md_xml_child(n, "source", NULL))) {
+            bool block = c->type && strcmp(c->type, "block") == 0;
+            c->source = md_xml_prop(s, block ? "dev" : "file");
+            if (!c->source && c->type && strcmp(c->type, "network") == 0)
+                c->source = md_xml_prop(s, "name");
+        }
+        c->target = md_xml_prop(md_xml_child(n, "target", NULL), "dev");
+        if (c->target && meta) {
+            for (xmlNodePtr m = meta->children; m; m = m->next) {
+                char *t;
+                if (!md_xml_is(m, "disk", MD_QSNAP_NS))
+                    continue;
+                t = md_xml_prop(m, "target");
+                if (t && strcmp(t, c->target) == 0) {
+                    free(c->node_name);
+                    c->node_name = md_xml_prop(m, "node-name");
+                }
+                free(t);
+            }
+        }
+    }
+    ret = 0;
+out:
+    free(v);
+    free(unit);
+    return ret;
+}
+
+struct md_domain *md_domain_parse(const char *xml, size_t len, struct qs_error **err)
+{
+    struct md_domain *d = qs_xcalloc(1, sizeof(*d));
+    xmlNodePtr root;
+
+    if (md_xml_parse(&d->x, xml, len, "domain XML", true, err) < 0)
+        goto fail;
+    root = root_of(d);
+    if (!md_xml_is(root, "domain", NULL)) {
+        qs_error_set(err, QS_ERR_INVALID, "expected a <domain> document, found <%s>", (const char *)root->name);
+        goto fail;
+    }
+    if (cache_build(d, err) < 0)
+        goto fail;
+    return d;
+fail:
+    md_domain_free(d);
+    return NULL;
+}
+
+void md_domain_free(struct md_domain *d)
+{
+    if (!d)
+        return;
+    cache_clear(d);
+    md_xml_release(&d->x);
+    free(d);
+}
+
+static int random_uuid(char out[37], struct qs_error **err)
+{
+    unsigned char u[16];
+    size_t have = 0;
+
+    while (have < sizeof(u)) {
+        ssize_t n = getrandom(u + have, sizeof(u) - have, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            qs_error_set_errno(err, QS_ERR_IO, errno, "cannot generate a uuid");
+            return -1;
+        }
+        have += (size_t)n;
+    }
+    u[6] = (u[6] & 0x0f) | 0x40;
+    u[8] = (u[8] & 0x3f) | 0x80;
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1], u[2],
+             u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+    return 0;
+}
+
+struct md_domain *md_domain_new(const char *name, const char *uuid, unsigned long long memory_kib,
+                                unsigned vcpus, struct qs_error **err)
+{
+    char ubuf[37];
+    struct qs_buf b;
+    struct md_domain *d = NULL;
+    size_t len;
+    char *xml;
+
+    if (qs_name_check(name, "domain", err) < 0)
+        return NULL;
+    if (!uuid) {
+        if (random_uuid(ubuf, err) < 0)
+            return NULL;
+        uuid = ubuf;
+    }
+    qs_buf_init(&b, 0);
+    qs_buf_adds(&b, "<domain type='qemu'>\n  <name>");
+    md_xml_escape(&b, name);
+    qs_buf_adds(&b, "</name>\n  <uuid>");
+    md_xml_escape(&b, uuid);
+    qs_buf_addf(&b,
+                "</uuid>\n"
+                "  <memory unit='KiB'>%llu</memory>\n"
+                "  <currentMemory unit='KiB'>%llu</currentMemory>\n"
+                "  <vcpu placement='static'>%u</vcpu>\n"
+                "  <os>\n"
+                "    <type arch='x86_64' machine='pc'>hvm</type>\n"
+                "  </os>\n"
+                "  <devices>\n"
+                "  </devices>\n"
+                "</domain>\n",
+                memory_kib, memory_kib, vcpus ? vcpus : 1);
+    xml = qs_buf_detach(&b, &len);
+    d = md_domain_parse(xml, len, err);
+    free(xml);
+    return d;
+}
+
+char *md_domain_format(const struct md_domain *d, struct qs_error **err)
+{
+    struct qs_buf b;
+    xmlNodePtr root = root_of(d);
+
+    qs_buf_init(&b, 0);
+    /* prolog (XML declaration, libvirt's warning comment) and epilog are kept as they were */
+    if (d->x.ranges && d->x.nranges) {
+        qs_buf_add(&b, d->x.src, d->x.ranges[0].start);
+        md_xml_serialize(&b, &d->x, root);
+        qs_buf_add(&b, d->x.src + d->x.ranges[0].end, d->x.len - d->x.ranges[0].end);
+    } else {
+        for (xmlNodePtr n = d->x.doc->children; n; n = n->next) {
+            md_xml_serialize(&b, &d->x, n);
+            qs_buf_adds(&b, "\n");
+        }
+    }
+    return qs_buf_detach(&b, NULL);
+}
+
+const char *md_domain_name(const struct md_domain *d) { return d->name; }
+const char *md_domain_uuid(const struct md_domain *d) { return d->uuid; }
+unsigned long long md_domain_memory_kib(const struct md_domain *d) { return d->memory_kib; }
+unsigned md_domain_vcpus(const struct md_domain *d) { return d->vcpus; }
+size_t md_domain_disk_count(const struct md_domain *d) { return d->ndisks; }
+const char *md_domain_qmp_socket(const struct md_domain *d) { return d->qmp_socket; }
+
+int md_domain_disk_get(const struct md_domain *d, size_t i, struct md_domain_disk *out, struct qs_error **err)
+{
+    const struct disk_cache *c;
+
+    if (i >= d->ndisks) {
+        qs_error_set(err, QS_ERR_NOTFOUND, "domain '%s' has no disk %zu", d->name ? d->name : "", i);
+        return -1;
+    }
+    c = &d->disks[i];
+    out->type = c->type;
+    out->device = c->device;
+    out->driver_type = c->driver_type;
+    out->source = c->source;
+    out->target = c->target;
+    out->node_name = c->node_name;
+    return 0;
+}
+
+char **md_domain_argv(const struct md_domain *d)
+{
+    xmlNodePtr cl = md_xml_child(root_of(d), "commandline", MD_QEMU_NS);
+    char **v = NULL;
+    size_t n = 0;
+
+    if (!cl)
+        return NULL;
+    for (xmlNodePtr a = cl->children; a; a = a->next) {
+        char *val;
+        if (!md_xml_is(a, "arg", MD_QEMU_NS))
+            continue;
+        val = md_xml_prop(a, "value");
+        v = qs_xrealloc(v, (n + 2) * sizeof(*v));
+        v[n++] = val ? val : qs_xstrdup("");
+        v[n] = NULL;
+    }
+    return v;
+}
+
+/* ---- setters ---- */
+
+/* Inserts CHILD as a child of PARENT after the last child named one of AFTER (else first). */
+static void insert_after_any(xmlNodePtr parent, xmlNodePtr child, const char *const *after)
+{
+    xmlNodePtr ref = NULL, last = NULL;
+
+    for (xmlNodePtr n = parent->children; n; n = n->next) {
+        if (n->type != XML_ELEMENT_NODE)
+            continue;
+        for (size_t i = 0; after[i]; i++)
+            if (md_xml_is(n, after[i], NULL))
+                last = n;
+    }
+    if (last) {
+        for (ref = last->next; ref && ref->type != XML_ELEMENT_NODE; ref = ref->next)
+            ;
+    } else {
+        for (ref = parent->children; ref && ref->type != XML_ELEMENT_NODE; ref = ref->next)
+            ;
+    }
+    md_xml_insert(parent, child, ref);
+}
+
+static xmlNodePtr ensure_qsnap_meta(struct md_domain *d)
+{
+    static const char *const before_metadata[] = { "name", "uuid", "genid", "title", "description", NULL };
+    xmlNodePtr root = root_of(d), meta, q;
+    xmlNsPtr ns;
+
+    if (!(meta = md_xml_child(root, "metadata", NULL))) {
+        meta = md_xml_new(d->x.doc, NULL, "metadata", NULL);
+        insert_after_any(root, meta, before_metadata);
+    }
+    if ((q = md_xml_child(meta, "qsnap", MD_QSNAP_NS)))
+        return q;
+    q = md_xml_new(d->x.doc, NULL, "qsnap", NULL);
+    ns = xmlNewNs(q, (const xmlChar *)MD_QSNAP_NS, (const xmlChar *)"qsnap");
+    xmlSetNs(q, ns);
+    md_xml_insert(meta, q, NULL);
+    return q;
+}
+
+static bool has_elements(xmlNodePtr n)
+{
+    for (xmlNodePtr c = n ? n->children : NULL; c; c = c->next)
+        if (c->type == XML_ELEMENT_NODE)
+            return true;
+    return false;
+}
+
+/* Drops qsnap's metadata element, and <metadata>, when they became empty. */
+static void prune_qsnap_meta(struct md_domain *d)
+{
+    xmlNodePtr meta = md_xml_child(root_of(d), "metadata", NULL);
+    xmlNodePtr q = md_xml_child(meta, "qsnap", MD_QSNAP_NS);
+
+    if (q && !has_elements(q))
+        md_xml_remove(q);
+    if (meta && !has_elements(meta))
+        md_xml_remove(meta);
+}
+
+int md_domain_set_qmp_socket(struct md_domain *d, const char *path, struct qs_error **err)
+{
+    xmlNodePtr q = qsnap_meta(d), qmp = md_xml_child(q, "qmp", MD_QSNAP_NS);
+
+    if (!path) {
+        if (qmp) {
+            md_xml_remove(qmp);
+            prune_qsnap_meta(d);
+        }
+        return cache_build(d, err);
+    }
+    if (!qmp) {
+        q = ensure_qsnap_meta(d);
+        qmp = md_xml_new(d->x.doc, q->ns, "qmp", NULL);
+        md_xml_insert(q, qmp, md_xml_child(q, "disk", MD_QSNAP_NS));
+    }
+    md_xml_set_prop(qmp, "socket", path);
+    return cache_build(d, err);
+}
+
+int md_domain_set_argv(struct md_domain *d, const char *const *argv, struct qs_error **err)
+{
+    xmlNodePtr root = root_of(d), cl = md_xml_child(root, "commandline", MD_QEMU_NS), ref = NULL, next;
+    xmlNsPtr ns;
+
+    if (cl) {
+        for (xmlNodePtr a = cl->children; a; a = next) {
+            next = a->next;
+            if (md_xml_is(a, "arg", MD_QEMU_NS))
+                md_xml_remove(a);
+        }
+        if (!argv && !has_elements(cl))
+            md_xml_remove(cl);
+    }
+    if (!argv)
+        return cache_build(d, err);
+    if (!cl) {
+        ns = xmlSearchNsByHref(d->x.doc, root, (const xmlChar *)MD_QEMU_NS);
+        if (!ns) {
+            md_xml_touch(root);
+            ns = xmlNewNs(root, (const xmlChar *)MD_QEMU_NS, (const xmlChar *)"qemu");
+        }
+        cl = md_xml_new(d->x.doc, ns, "commandline", NULL);
+        md_xml_insert(root, cl, NULL);
+    }
+    for (ref = cl->children; ref && ref->type != XML_ELEMENT_NODE; ref = ref->next)
+        ;
+    for (size_t i = 0; argv[i]; i++) {
+        xmlNodePtr a = md_xml_new(d->x.doc, cl->ns, "arg", NULL);
+        xmlSetProp(a, (const xmlChar *)"value", (const xmlChar *)argv[i]);
+        md_xml_insert(cl, a, ref);
+    }
+    return cache_build(d, err);
+}
+
+int md_domain_set_memory_kib(struct md_domain *d, unsigned long long kib, struct qs_error **err)
+{
+    static const char *const before[] = { "name", "uuid", "genid", "title", "description", "metadata",
+                                          "maxMemory", NULL };
+    xmlNodePtr root = root_of(d), m = md_xml_child(root, "memory", NULL), cur;
+    char buf[32];
+
+    snprintf(buf, sizeof(buf), "%llu", kib);
+    if (!m) {
+        m = md_xml_new(d->x.doc, NULL, "memory", NULL);
+        insert_after_any(root, m, before);
+    }
+    md_xml_set_text(m, buf);
+    md_xml_set_prop(m, "unit", "KiB");
+    if ((cur = md_xml_child(root, "currentMemory", NULL))) {
+        md_xml_set_text(cur, buf);
+        md_xml_set_prop(cur, "unit", "KiB");
+    }
+    return cache_build(d, err);
+}
+
+int md_domain_set_vcpus(struct md_domain *d, unsigned vcpus, struct qs_error **err)
+{
+    static const char *const before[] = { "name", "uuid", "genid", "title", "description", "metadata",
+                                          "maxMemory", "memory", "currentMemory", "blkiotune", "memtune",
+                                          "memoryBacking", NULL };
+    xmlNodePtr root = root_of(d), v = md_xml_child(root, "vcpu", NULL);
+    char buf[16];
+
+    if (vcpus < 1) {
+        qs_error_set(err, QS_ERR_INVALID, "domain '%s' needs at least one vcpu", d->name ? d->name : "");
+        return -1;
+    }
+    snprintf(buf, sizeof(buf), "%u", vcpus);
+    if (!v) {
+        v = md_xml_new(d->x.doc, NULL, "vcpu", NULL);
+        insert_after_any(root, v, before);
+    }
+    md_xml_set_text(v, buf);
+    return cache_build(d, err);
+}
+
+static xmlNodePtr find_disk(struct md_domain *d, const char *target, struct qs_error **err)
+{
+    xmlNodePtr devices = md_xml_child(root_of(d), "devices", NULL);
+
+    for (xmlNodePtr n = devices ? devices->children : NULL; n; n = n->next) {
+        char *t;
+        bool match;
+        if (!md_xml_is(n, "disk", NULL))
+            continue;
+        t = md_xml_prop(md_xml_child(n, "target", NULL), "dev");
+        match = t && target && strcmp(t, target) == 0;
+        free(t);
+        if (match)
+            return n;
+    }
+    qs_error_set(err, QS_ERR_NOTFOUND, "disk '%s' not found in domain '%s'", target ? target : "",
+                 d->name ? d->name : "");
+    return NULL;
+}
+
+int md_domain_set_disk_source(struct md_domain *d, const char *target, const char *source,
+                              struct qs_error **err)
+{
+    xmlNodePtr disk = find_disk(d, target, err), src;
+    char *type;
+    bool block;
+
+    if (!disk)
+        return -1;
+    type = md_xml_prop(disk, "type");
+    block = type && strcmp(type, "block") == 0;
+    free(type);
+    if (!(src = md_xml_child(disk, "source", NULL))) {
+        static const char *const before[] = { "driver", NULL };
+        src = md_xml_new(d->x.doc, NULL, "source", NULL);
+        insert_after_any(disk, src, before);
+    }
+    md_xml_set_prop(src, block ? "dev" : "file", source);
+    return cache_build(d, err);
+}
+
+int md_domain_set_disk_driver_type(struct md_domain *d, const char *target, const char *type,
+                                   struct qs_error **err)
+{
+    xmlNodePtr disk = find_disk(d, target, err), drv;
+
+    if (!disk)
+        return -1;
+    if (!(drv = md_xml_child(disk, "driver", NULL))) {
+        xmlNodePtr first;
+        drv = md_xml_new(d->x.doc, NULL, "driver", NULL);
+        xmlSetProp(drv, (const xmlChar *)"name", (const xmlChar *)"qemu");
+        for (first = disk->children; first && first->type != XML_ELEMENT_NODE; first = first->next)
+            ;
+        md_xml_insert(disk, drv, first);
+    }
+    md_xml_set_prop(drv, "type", type);
+    return cache_build(d, err);
+}
+
+int md_domain_set_disk_node_name(struct md_domain *d, const char *target, const char *node_name,
+                                 struct qs_error **err)
+{
+    xmlNodePtr q, entry = NULL;
+
+    if (!find_disk(d, target, err))
+        return -1;
+    q = qsnap_meta(d);
+    for (xmlNodePtr m = q ? q->children : NULL; m && !entry; m = m->next) {
+        char *t;
+        if (!md_xml_is(m, "disk", MD_QSNAP_NS))
+            continue;
+        t = md_xml_prop(m, "target");
+        if (t && strcmp(t, target) == 0)
+            entry = m;
+        free(t);
+    }
+    if (!node_name) {
+        if (entry) {
+            md_xml_remove(entry);
+            prune_qsnap_meta(d);
+        }
+        return cache_build(d, err);
+    }
+    if (!entry) {
+        q = ensure_qsnap_meta(d);
+        entry = md_xml_new(d->x.doc, q->ns, "disk", NULL);
+        xmlSetProp(entry, (const xmlChar *)"target", (const xmlChar *)target);
+        md_xml_insert(q, entry, NULL);
+    }
+    md_xml_set_prop(entry, "node-name", node_name);
+    return cache_build(d, err);
+}
+
+int md_domain_add_disk(struct md_domain *d, const char *type, const char *device, const char *driver_type,
+                       const char *source, const char *target, const char *bus, struct qs_error **err)
+{
+    xmlNodePtr root = root_of(d), devices, disk, n, last = NULL, ref = NULL;
+    bool block;
+
+    if (!type || (strcmp(type, "file") != 0 && strcmp(type, "block") != 0)) {
+        qs_error_set(err, QS_ERR_INVALID, "unsupported disk type '%s'", type ? type : "");
+        return -1;
+    }
+    if (!target || !*target) {
+        qs_error_set(err, QS_ERR_INVALID, "a disk needs a target");
+        return -1;
+    }
+    for (size_t i = 0; i < d->ndisks; i++) {
+        if (d->disks[i].target && strcmp(d->disks[i].target, target) == 0) {
+            qs_error_set(err, QS_ERR_EXISTS, "disk '%s' already exists in domain '%s'", target,
+                         d->name ? d->name : "");
+            return -1;
+        }
+    }
+    block = strcmp(type, "block") == 0;
+    if (!(devices = md_xml_child(root, "devices", NULL))) {
+        devices = md_xml_new(d->x.doc, NULL, "devices", NULL);
+        md_xml_insert(root, devices, md_xml_child(root, "commandline", MD_QEMU_NS));
+    }
+    for (n = devices->children; n; n = n->next)
+        if (md_xml_is(n, "disk", NULL) || md_xml_is(n, "emulator", NULL))
+            last = n;
+    if (last)
+        for (ref = last->next; ref && ref->type != XML_ELEMENT_NODE; ref = ref->next)
+            ;
+    else
+        for (ref = devices->children; ref && ref->type != XML_ELEMENT_NODE; ref = ref->next)
+            ;
+    disk = md_xml_new(d->x.doc, NULL, "disk", NULL);
+    xmlSetProp(disk, (const xmlChar *)"type", (const xmlChar *)type);
+    xmlSetProp(disk, (const xmlChar *)"device", (const xmlChar *)(device ? device : "disk"));
+    md_xml_insert(devices, disk, ref);
+    if (driver_type) {
+        n = md_xml_new(d->x.doc, NULL, "driver", NULL);
+        xmlSetProp(n, (const xmlChar *)"name", (const xmlChar *)"qemu");
+        xmlSetProp(n, (const xmlChar *)"type", (const xmlChar *)driver_type);
+        md_xml_insert(disk, n, NULL);
+    }
+    if (source) {
+        n = md_xml_new(d->x.doc, NULL, "source", NULL);
+        xmlSetProp(n, (const xmlChar *)(block ? "dev" : "file"), (const xmlChar *)source);
+        md_xml_insert(disk, n, NULL);
+    }
+    n = md_xml_new(d->x.doc, NULL, "target", NULL);
+    xmlSetProp(n, (const xmlChar *)"dev", (const xmlChar *)target);
+    xmlSetProp(n, (const xmlChar *)"bus", (const xmlChar *)(bus ? bus : "virtio"));
+    md_xml_insert(disk, n, NULL);
+    return cache_build(d, err);
+}

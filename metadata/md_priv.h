@@ -1,0 +1,101 @@
+/* md_priv.h: metadata internals shared by the metadata/ sources and their tests (libxml2 stays in here). */
+#ifndef MD_PRIV_H
+#define MD_PRIV_H
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include "md.h"
+#include "qs_buf.h"
+
+/* Byte range [start, end) of one element in the source text; hung on xmlNode->_private. */
+struct md_range {
+    size_t start, end;
+};
+
+/* A parsed document plus the text it came from, so untouched elements can be written back byte for byte. */
+struct md_xml {
+    xmlDocPtr doc;
+    char *src;               /* copy of the input, NUL-terminated */
+    size_t len;
+    struct md_range *ranges; /* one per element, document order; NULL when ranges were not computed */
+    size_t nranges;
+};
+
+/*
+ * Parses DATA safely: at most MD_FILE_MAX bytes, no network, no DTD (a DOCTYPE stops the parser at once,
+ * so entity bombs and external entities never run), no entity substitution, errors collected per parse
+ * (never printed). WHAT names the document in messages. With RANGES, element byte ranges are recorded.
+ */
+int md_xml_parse(struct md_xml *x, const char *data, size_t len, const char *what, bool ranges,
+                 struct qs_error **err);
+void md_xml_release(struct md_xml *x);
+
+/* Marks NODE and its ancestors changed: they are serialized from the tree, not copied from the source. */
+void md_xml_touch(xmlNodePtr node);
+/* Serializes NODE: unchanged elements verbatim from X->src, the rest in libvirt's style. */
+void md_xml_serialize(struct qs_buf *b, const struct md_xml *x, xmlNodePtr node);
+/* The verbatim source text of an element (valid while X lives); NULL when unavailable. */
+const char *md_xml_raw(const struct md_xml *x, xmlNodePtr node, size_t *len);
+
+/* libvirt's virBufferEscapeString: < > & ' " escaped, control bytes other than \t \n \r dropped. */
+void md_xml_escape(struct qs_buf *b, const char *s);
+/*
+ * Shifts the indentation of every "structural" newline of S (one between '>' and '<' with only white
+ * space around it) by DELTA spaces: DELTA > 0 adds them (not before an empty line), DELTA < 0 removes them
+ * where present. Text content keeps its newlines. Returns a new string; caller frees with free().
+ */
+char *md_xml_reindent(const char *s, size_t len, int delta);
+
+/* Element helpers. NS NULL = no namespace. */
+bool md_xml_is(xmlNodePtr node, const char *name, const char *ns);
+xmlNodePtr md_xml_child(xmlNodePtr parent, const char *name, const char *ns);
+/* Attribute without namespace as a new string; NULL if absent. Caller frees with free(). */
+char *md_xml_prop(xmlNodePtr node, const char *name);
+/* Text content as a new string; NULL when empty. Caller frees with free(). */
+char *md_xml_content(xmlNodePtr node);
+/* Inserts CHILD into PARENT before REF (NULL: last), indented like PARENT's other children (2 spaces per
+ * level); touches PARENT. */
+void md_xml_insert(xmlNodePtr parent, xmlNodePtr child, xmlNodePtr ref);
+/* Unlinks and frees NODE with the white space before it; touches its parent. */
+void md_xml_remove(xmlNodePtr node);
+/* A new element in NS (may be NULL) with optional literal TEXT content. */
+xmlNodePtr md_xml_new(xmlDocPtr doc, xmlNsPtr ns, const char *name, const char *text);
+/* Sets a no-namespace attribute literally; touches NODE. */
+void md_xml_set_prop(xmlNodePtr node, const char *name, const char *value);
+/* Replaces NODE's content with literal TEXT; touches NODE. */
+void md_xml_set_text(xmlNodePtr node, const char *text);
+
+/* Strict decimal parse of a whole string. */
+int md_parse_ll(const char *s, long long *out);
+
+/* A string -> pointer hash map (open addressing, FNV-1a); keys are borrowed. */
+struct md_map {
+    const char **keys;
+    void **vals;
+    size_t cap, n;
+};
+void md_map_init(struct md_map *m, size_t expected);
+void md_map_release(struct md_map *m);
+/* Returns the existing value for KEY without replacing it, or NULL after inserting. */
+void *md_map_put(struct md_map *m, const char *key, void *val);
+void *md_map_get(const struct md_map *m, const char *key);
+
+/* Store internals used by the tree. */
+int md_store_snapdir_open(struct md_store *store, const char *domain, bool create, struct qs_error **err);
+bool md_lock_covers(const struct md_lock *lock, const struct md_store *store, const char *domain);
+int md_lock_check(const struct md_lock *lock, const struct md_store *store, const char *domain,
+                  struct qs_error **err);
+
+/* md_tree_load(), optionally without refreshing the index (mutations: a failed one must leave the disk as it
+ * was, a successful one makes the index stale anyway). */
+struct md_tree *md_tree_load_internal(struct md_store *store, const char *domain, const struct md_lock *lock,
+                                      bool write_index, struct qs_error **err);
+
+/* The index file name inside a snapshot directory. */
+#define MD_INDEX_NAME ".qsnap-index"
+/* Tree internals for tests: whether the last md_tree_load parsed N files and rewrote the index. */
+size_t md_tree_files_parsed(const struct md_tree *tree);
+bool md_tree_index_written(const struct md_tree *tree);
+
+#endif

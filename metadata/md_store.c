@@ -1,0 +1,671 @@
+/* md_store.c: the state directory: paths, per-domain locks, domain definitions, snapshot files. */
+#include "md_priv.h"
+#include "qs_file.h"
+#include "qs_util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+struct md_store {
+    char *root;
+    int root_fd;
+};
+
+struct md_lock {
+    const struct md_store *store;
+    char *domain;
+    int fd;
+};
+
+char *md_store_root_resolve(const char *explicit_root, const char *env_root, uid_t uid,
+                            const char *xdg_state_home, const char *home, struct qs_error **err)
+{
+    char *r = NULL;
+
+    if (explicit_root && *explicit_root)
+        r = qs_xstrdup(explicit_root);
+    else if (env_root && *env_root)
+        r = qs_xstrdup(env_root);
+    else if (uid == 0)
+        r = qs_xstrdup("/var/lib/qsnap");
+    else if (xdg_state_home && xdg_state_home[0] == '/')
+        r = qs_asprintf("%s/qsnap", xdg_state_home);
+    else if (home && home[0] == '/')
+        r = qs_asprintf("%s/.local/state/qsnap", home);
+    if (!r) {
+        qs_error_set(err, QS_ERR_INVALID, "cannot find a state directory: set QSNAP_ROOT or HOME");
+        return NULL;
+    }
+    if (r[0] != '/') {
+        qs_error_set(err, QS_ERR_INVALID, "state directory '%s' is not an absolute path", r);
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+char *md_store_root_default(const char *explicit_root, struct qs_error **err)
+{
+    return md_store_root_resolve(explicit_root, getenv("QSNAP_ROOT"), getuid(), getenv("XDG_STATE_HOME"),
+                                 getenv("HOME"), err);
+}
+
+static int mkdir_at(int dirfd, const char *name, struct qs_error **err)
+{
+    if (mkdirat(dirfd, name, 0700) < 0) {
+        if (errno == EEXIST)
+            return 0;
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot create directory '%s'", name);
+        return -1;
+    }
+    return qs_dir_sync(dirfd, err);
+}
+
+struct md_store *md_store_open(const char *root, struct qs_error **err)
+{
+    struct md_store *s = NULL;
+    int fd;
+
+    if (!root || root[0] != '/') {
+        qs_error_set(err, QS_ERR_INVALID, "state directory '%s' is not an absolute path", root ? root : "");
+        return NULL;
+    }
+    if (qs_dir_create(root, 0700, err) < 0)
+        return NULL;
+    fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot open state directory '%s'", root);
+        return NULL;
+    }
+    if (mkdir_at(fd, "qemu", err) < 0 || mkdir_at(fd, "snapshot", err) < 0 || mkdir_at(fd, "run", err) < 0) {
+        qs_error_prefix(err, "state directory '%s'", root);
+        close(fd);
+        return NULL;
+    }
+    s = qs_xcalloc(1, sizeof(*s));
+    s->root = qs_xstrdup(root);
+    s->root_fd = fd;
+    return s;
+}
+
+void md_store_free(struct md_store *s)
+{
+    if (!s)
+        return;
+    qs_close(s->root_fd);
+    free(s->root);
+    free(s);
+}
+
+const char *md_store_root(const struct md_store *s)
+{
+    return s->root;
+}
+
+/* Opens DIR/SUB (creating it when asked) relative to the root. */
+static int subdir_open(const struct md_store *s, const char *sub, bool create, struct qs_error **err)
+{
+    int fd = openat(s->root_fd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+
+    if (fd < 0 && errno == ENOENT && create) {
+        if (mkdir_at(s->root_fd, sub, err) < 0)
+            return -1;
+        fd = openat(s->root_fd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    }
+    if (fd < 0)
+        qs_error_set_errno(err, errno == ENOENT ? QS_ERR_NOTFOUND : QS_ERR_IO, errno, "cannot open '%s/%s'",
+                           s->root, sub);
+    return fd;
+}
+
+int md_store_snapdir_open(struct md_store *s, const char *domain, bool create, struct qs_error **err)
+{
+    int top = -1, fd = -1;
+
+    if (qs_name_check(domain, "domain", err) < 0)
+        return -1;
+    if ((top = subdir_open(s, "snapshot", true, err)) < 0)
+        return -1;
+    fd = openat(top, domain, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 && errno == ENOENT && create) {
+        if (mkdir_at(top, domain, err) < 0)
+            goto out;
+        fd = openat(top, domain, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    }
+    if (fd < 0)
+        qs_error_set_errno(err, errno == ENOENT ? QS_ERR_NOTFOUND : QS_ERR_IO, errno,
+                           "cannot open snapshot directory of domain '%s'", domain);
+out:
+    qs_close(top);
+    return fd;
+}
+
+/* ---- locks ---- */
+
+struct md_lock *md_lock_acquire(struct md_store *s, const char *domain, int timeout_ms, struct qs_error **err)
+{
+    struct md_lock *l = NULL;
+    char *name = NULL;
+    int run = -1, fd = -1;
+    int64_t deadline;
+
+    if (qs_name_check(domain, "domain", err) < 0)
+        return NULL;
+    if ((run = subdir_open(s, "run", true, err)) < 0)
+        return NULL;
+    name = qs_asprintf("%s.lock", domain);
+    fd = openat(run, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot open lock file '%s'", name);
+        goto out;
+    }
+    deadline = qs_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    for (;;) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            break;
+        if (errno == EINTR)
+            continue;
+        if (errno != EWOULDBLOCK) {
+            qs_error_set_errno(err, QS_ERR_IO, errno, "cannot lock domain '%s'", domain);
+            goto out;
+        }
+        if (timeout_ms >= 0 && qs_now_ms() >= deadline) {
+            qs_error_set(err, QS_ERR_BUSY, "domain '%s' is locked by another qsnap process", domain);
+            goto out;
+        }
+        {
+            struct timespec ts = { 0, 10 * 1000 * 1000 };
+            nanosleep(&ts, NULL);
+        }
+    }
+    l = qs_xcalloc(1, sizeof(*l));
+    l->store = s;
+    l->domain = qs_xstrdup(domain);
+    l->fd = fd;
+    fd = -1;
+out:
+    qs_close(fd);
+    qs_close(run);
+    free(name);
+    return l;
+}
+
+void md_lock_free(struct md_lock *l)
+{
+    if (!l)
+        return;
+    qs_close(l->fd); /* closing the only descriptor releases the flock */
+    free(l->domain);
+    free(l);
+}
+
+const char *md_lock_domain(const struct md_lock *l)
+{
+    return l->domain;
+}
+
+bool md_lock_covers(const struct md_lock *l, const struct md_store *s, const char *domain)
+{
+    return l && l->store == s && domain && strcmp(l->domain, domain) == 0;
+}
+
+int md_lock_check(const struct md_lock *l, const struct md_store *s, const char *domain, struct qs_error **err)
+{
+    if (qs_name_check(domain, "domain", err) < 0)
+        return -1;
+    if (!l) {
+        qs_error_set(err, QS_ERR_INVALID, "changing domain '%s' needs its lock", domain);
+        return -1;
+    }
+    if (!md_lock_covers(l, s, domain)) {
+        qs_error_set(err, QS_ERR_INVALID, "the lock of domain '%s' does not cover domain '%s'", l->domain, domain);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- domain definitions ---- */
+
+struct md_domain *md_store_domain_get(struct md_store *s, const char *domain, struct qs_error **err)
+{
+    struct md_domain *d = NULL;
+    char *file = NULL, *data = NULL;
+    size_t len;
+    int dir = -1;
+    struct qs_error *e = NULL;
+
+    if (qs_name_check(domain, "domain", err) < 0)
+        return NULL;
+    if ((dir = subdir_open(s, "qemu", true, err)) < 0)
+        return NULL;
+    file = qs_asprintf("%s.xml", domain);
+    if (qs_file_read(dir, file, MD_FILE_MAX, &data, &len, &e) < 0) {
+        if (e->code == QS_ERR_NOTFOUND)
+            qs_error_set(err, QS_ERR_NOTFOUND, "domain '%s' not found", domain);
+        else
+            qs_error_propagate(err, &e);
+        goto out;
+    }
+    if (!(d = md_domain_parse(data, len, err))) {
+        qs_error_prefix(err, "definition of domain '%s'", domain);
+        goto out;
+    }
+    if (!md_domain_name(d) || strcmp(md_domain_name(d), domain) != 0) {
+        qs_error_set(err, QS_ERR_INVALID, "definition '%s' names domain '%s'", file,
+                     md_domain_name(d) ? md_domain_name(d) : "");
+        md_domain_free(d);
+        d = NULL;
+    }
+out:
+    qs_error_free(e);
+    qs_close(dir);
+    free(file);
+    free(data);
+    return d;
+}
+
+int md_store_domain_put(struct md_store *s, const struct md_lock *lock, const struct md_domain *d,
+                        struct qs_error **err)
+{
+    const char *name = md_domain_name(d);
+    char *file = NULL, *xml = NULL;
+    int dir = -1, ret = -1;
+
+    if (!name) {
+        qs_error_set(err, QS_ERR_INVALID, "domain definition has no name");
+        return -1;
+    }
+    if (md_lock_check(lock, s, name, err) < 0)
+        return -1;
+    if (!md_domain_uuid(d)) {
+        qs_error_set(err, QS_ERR_INVALID, "domain '%s' has no uuid", name);
+        return -1;
+    }
+    if ((dir = subdir_open(s, "qemu", true, err)) < 0)
+        return -1;
+    if (!(xml = md_domain_format(d, err)))
+        goto out;
+    file = qs_asprintf("%s.xml", name);
+    ret = qs_file_write_atomic(dir, file, xml, strlen(xml), 0600, err);
+out:
+    qs_close(dir);
+    free(file);
+    free(xml);
+    return ret;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int md_store_domain_list(struct md_store *s, char ***names, struct qs_error **err)
+{
+    int dir;
+    DIR *dp;
+    struct dirent *de;
+    char **v = NULL;
+    size_t n = 0, cap = 0;
+
+    if ((dir = subdir_open(s, "qemu", true, err)) < 0)
+        return -1;
+    if (!(dp = fdopendir(dir))) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot read '%s/qemu'", s->root);
+        close(dir);
+        return -1;
+    }
+    while ((de = readdir(dp))) {
+        size_t len = strlen(de->d_name);
+        char *name;
+        if (de->d_name[0] == '.' || len <= 4 || !qs_str_has_suffix(de->d_name, ".xml"))
+            continue;
+        name = qs_xstrndup(de->d_name, len - 4);
+        if (qs_name_check(name, "domain", NULL) < 0) {
+            free(name);
+            continue;
+        }
+        qs_xgrow((void **)&v, &cap, n + 2, sizeof(*v));
+        v[n++] = name;
+    }
+    closedir(dp);
+    if (!v)
+        v = qs_xcalloc(1, sizeof(*v));
+    v[n] = NULL;
+    qsort(v, n, sizeof(*v), cmp_str);
+    *names = v;
+    return 0;
+}
+
+/* Removes every file of a snapshot directory, then the directory. */
+static int snapdir_remove(struct md_store *s, const char *domain, struct qs_error **err)
+{
+    int top = -1, fd = -1, ret = -1;
+    DIR *dp = NULL;
+    struct dirent *de;
+
+    if ((fd = md_store_snapdir_open(s, domain, false, err)) < 0)
+        return -1;
+    if (!(dp = fdopendir(fd))) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot read snapshot directory of domain '%s'", domain);
+        close(fd);
+        return -1;
+    }
+    while ((de = readdir(dp))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (unlinkat(dirfd(dp), de->d_name, 0) < 0 && errno != ENOENT) {
+            qs_error_set_errno(err, QS_ERR_IO, errno, "cannot remove '%s'", de->d_name);
+            goto out;
+        }
+    }
+    if ((top = subdir_open(s, "snapshot", false, err)) < 0)
+        goto out;
+    if (unlinkat(top, domain, AT_REMOVEDIR) < 0) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot remove snapshot directory of domain '%s'", domain);
+        goto out;
+    }
+    ret = qs_dir_sync(top, err);
+out:
+    if (dp)
+        closedir(dp);
+    qs_close(top);
+    return ret;
+}
+
+int md_store_domain_delete(struct md_store *s, const struct md_lock *lock, const char *domain, unsigned flags,
+                           struct qs_error **err)
+{
+    struct md_tree *t = NULL;
+    char *file = NULL;
+    int dir = -1, ret = -1, sfd;
+    bool has_dir;
+    struct qs_error *e = NULL;
+
+    if (md_lock_check(lock, s, domain, err) < 0)
+        return -1;
+    sfd = md_store_snapdir_open(s, domain, false, NULL);
+    has_dir = sfd >= 0;
+    qs_close(sfd);
+    if (has_dir && !(flags & MD_DOMAIN_DELETE_SNAPSHOTS)) {
+        if (!(t = md_tree_load_internal(s, domain, lock, false, err)))
+            goto out;
+        if (md_tree_count(t) > 0) {
+            qs_error_set(err, QS_ERR_STATE, "cannot delete domain '%s' with %zu snapshots", domain,
+                         md_tree_count(t));
+            goto out;
+        }
+    }
+    if ((dir = subdir_open(s, "qemu", true, err)) < 0)
+        goto out;
+    file = qs_asprintf("%s.xml", domain);
+    if (qs_file_remove(dir, file, &e) < 0) {
+        if (e->code != QS_ERR_NOTFOUND || !has_dir) {
+            if (e->code == QS_ERR_NOTFOUND)
+                qs_error_set(err, QS_ERR_NOTFOUND, "domain '%s' not found", domain);
+            else
+                qs_error_propagate(err, &e);
+            goto out;
+        }
+    }
+    if (has_dir && snapdir_remove(s, domain, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    qs_error_free(e);
+    md_tree_free(t);
+    qs_close(dir);
+    free(file);
+    return ret;
+}
+
+/* ---- snapshots ---- */
+
+static struct md_snapshot *read_snapshot(int dir, const char *file, struct qs_error **err)
+{
+    char *data = NULL;
+    size_t len;
+    struct md_snapshot *snap = NULL;
+
+    if (qs_file_read(dir, file, MD_FILE_MAX, &data, &len, err) < 0)
+        return NULL;
+    if (!(snap = md_snapshot_parse(data, len, MD_PARSE_ON_DISK, err)))
+        qs_error_prefix(err, "snapshot file '%s'", file);
+    free(data);
+    return snap;
+}
+
+static int write_snapshot(int dir, const char *file, const struct md_snapshot *snap, struct qs_error **err)
+{
+    char *xml = md_snapshot_format(snap, MD_FORMAT_ON_DISK, err);
+    int ret;
+
+    if (!xml)
+        return -1;
+    ret = qs_file_write_atomic(dir, file, xml, strlen(xml), 0600, err);
+    free(xml);
+    return ret;
+}
+
+struct md_snapshot *md_store_snapshot_get(struct md_store *s, const char *domain, const char *name,
+                                          struct qs_error **err)
+{
+    struct md_tree *t = NULL;
+    const struct md_entry *e;
+    struct md_snapshot *snap = NULL;
+    int dir = -1;
+
+    if (qs_name_check(domain, "domain", err) < 0 || qs_name_check(name, "snapshot", err) < 0)
+        return NULL;
+    /* fast path: NAME.xml, as libvirt and qsnap name the files */
+    if ((dir = md_store_snapdir_open(s, domain, false, NULL)) >= 0) {
+        char *file = qs_asprintf("%s.xml", name);
+        snap = read_snapshot(dir, file, NULL);
+        free(file);
+        qs_close(dir);
+        dir = -1;
+        if (snap && snap->name && strcmp(snap->name, name) == 0)
+            return snap;
+        md_snapshot_free(snap);
+        snap = NULL;
+    }
+    if (!(t = md_tree_load_internal(s, domain, NULL, false, err)))
+        return NULL;
+    if (!(e = md_tree_find(t, name))) {
+        qs_error_set(err, QS_ERR_NOTFOUND, "snapshot '%s' not found in domain '%s'", name, domain);
+        goto out;
+    }
+    if ((dir = md_store_snapdir_open(s, domain, false, err)) < 0)
+        goto out;
+    snap = read_snapshot(dir, e->file, err);
+out:
+    qs_close(dir);
+    md_tree_free(t);
+    return snap;
+}
+
+/* Rewrites the snapshot in FILE with a new parent and/or current flag. */
+static int rewrite(int dir, const char *file, bool set_parent, const char *parent, int current,
+                   struct qs_error **err)
+{
+    struct md_snapshot *snap = read_snapshot(dir, file, err);
+    int ret = -1;
+
+    if (!snap)
+        return -1;
+    if (set_parent) {
+        free(snap->parent);
+        snap->parent = parent ? qs_xstrdup(parent) : NULL;
+    }
+    if (current >= 0)
+        snap->current = current != 0;
+    ret = write_snapshot(dir, file, snap, err);
+    md_snapshot_free(snap);
+    return ret;
+}
+
+int md_store_snapshot_put(struct md_store *s, const struct md_lock *lock, const char *domain,
+                          const struct md_snapshot *snap, unsigned flags, struct qs_error **err)
+{
+    struct md_tree *t = NULL;
+    struct md_domain *def = NULL;
+    const struct md_entry *old, *cur;
+    struct qs_error *e = NULL;
+    char *file = NULL;
+    int dir = -1, ret = -1;
+
+    if (md_lock_check(lock, s, domain, err) < 0)
+        return -1;
+    if (!snap->name) {
+        qs_error_set(err, QS_ERR_INVALID, "a redefined snapshot must have a name");
+        return -1;
+    }
+    if (qs_name_check(snap->name, "snapshot", err) < 0)
+        return -1;
+    if (!(t = md_tree_load_internal(s, domain, lock, false, err)))
+        goto out;
+    old = md_tree_find(t, snap->name);
+    if (old && (flags & MD_PUT_NO_REPLACE)) {
+        qs_error_set(err, QS_ERR_EXISTS, "snapshot '%s' already exists in domain '%s'", snap->name, domain);
+        goto out;
+    }
+    if (!(def = md_store_domain_get(s, domain, &e)) && e->code != QS_ERR_NOTFOUND) {
+        qs_error_propagate(err, &e);
+        goto out;
+    }
+    if (md_tree_check_redefine(t, def ? md_domain_uuid(def) : NULL, snap, err) < 0)
+        goto out;
+    if ((dir = md_store_snapdir_open(s, domain, true, err)) < 0)
+        goto out;
+    cur = md_tree_current(t);
+    /* clear the old current first: a crash in between leaves no current snapshot, never two */
+    if (snap->current && cur && strcmp(cur->name, snap->name) != 0 && rewrite(dir, cur->file, false, NULL, 0, err) < 0)
+        goto out;
+    file = qs_asprintf("%s.xml", snap->name);
+    if (write_snapshot(dir, file, snap, err) < 0)
+        goto out;
+    if (old && strcmp(old->file, file) != 0 && qs_file_remove(dir, old->file, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    qs_error_free(e);
+    md_domain_free(def);
+    qs_close(dir);
+    free(file);
+    md_tree_free(t);
+    return ret;
+}
+
+static void collect_subtree(const struct md_tree *t, const struct md_entry *e, const struct md_entry ***v,
+                            size_t *n)
+{
+    for (size_t i = 0; i < e->nchildren; i++) {
+        const struct md_entry *c = md_tree_child(t, e, i);
+        *v = qs_xrealloc(*v, (*n + 1) * sizeof(**v));
+        (*v)[(*n)++] = c;
+        collect_subtree(t, c, v, n);
+    }
+}
+
+int md_store_snapshot_delete(struct md_store *s, const struct md_lock *lock, const char *domain, const char *name,
+                             unsigned flags, struct qs_error **err)
+{
+    struct md_tree *t = NULL;
+    const struct md_entry *e, *cur, **doomed = NULL, *new_current = NULL;
+    size_t ndoomed = 0;
+    bool lose_current = false;
+    int dir = -1, ret = -1;
+
+    if (md_lock_check(lock, s, domain, err) < 0 || qs_name_check(name, "snapshot", err) < 0)
+        return -1;
+    if ((flags & MD_DELETE_CHILDREN) && (flags & MD_DELETE_CHILDREN_ONLY)) {
+        qs_error_set(err, QS_ERR_INVALID, "children and children-only are mutually exclusive");
+        return -1;
+    }
+    if (!(t = md_tree_load_internal(s, domain, lock, false, err)))
+        goto out;
+    if (!(e = md_tree_find(t, name))) {
+        qs_error_set(err, QS_ERR_NOTFOUND, "snapshot '%s' not found in domain '%s'", name, domain);
+        goto out;
+    }
+    if ((dir = md_store_snapdir_open(s, domain, false, err)) < 0)
+        goto out;
+    cur = md_tree_current(t);
+    if (flags & (MD_DELETE_CHILDREN | MD_DELETE_CHILDREN_ONLY)) {
+        collect_subtree(t, e, &doomed, &ndoomed);
+        for (size_t i = 0; i < ndoomed; i++)
+            if (doomed[i] == cur)
+                lose_current = true;
+        if (flags & MD_DELETE_CHILDREN) {
+            if (cur == e)
+                lose_current = true;
+            new_current = md_tree_parent(t, e);
+        } else {
+            new_current = e;
+        }
+        /* leaves first (reverse pre-order): every intermediate state is a consistent tree */
+        for (size_t i = ndoomed; i-- > 0;)
+            if (qs_file_remove(dir, doomed[i]->file, err) < 0)
+                goto out;
+        if ((flags & MD_DELETE_CHILDREN) && qs_file_remove(dir, e->file, err) < 0)
+            goto out;
+    } else {
+        /* re-parent the children first, then drop the file */
+        for (size_t i = 0; i < e->nchildren; i++)
+            if (rewrite(dir, md_tree_child(t, e, i)->file, true, e->parent, -1, err) < 0)
+                goto out;
+        if (qs_file_remove(dir, e->file, err) < 0)
+            goto out;
+        lose_current = cur == e;
+        new_current = md_tree_parent(t, e);
+    }
+    if (lose_current && new_current && rewrite(dir, new_current->file, false, NULL, 1, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    free(doomed);
+    qs_close(dir);
+    md_tree_free(t);
+    return ret;
+}
+
+int md_store_snapshot_set_current(struct md_store *s, const struct md_lock *lock, const char *domain,
+                                  const char *name, struct qs_error **err)
+{
+    struct md_tree *t = NULL;
+    const struct md_entry *e = NULL, *cur;
+    int dir = -1, ret = -1;
+
+    if (md_lock_check(lock, s, domain, err) < 0)
+        return -1;
+    if (name && qs_name_check(name, "snapshot", err) < 0)
+        return -1;
+    if (!(t = md_tree_load_internal(s, domain, lock, false, err)))
+        goto out;
+    if (name && !(e = md_tree_find(t, name))) {
+        qs_error_set(err, QS_ERR_NOTFOUND, "snapshot '%s' not found in domain '%s'", name, domain);
+        goto out;
+    }
+    cur = md_tree_current(t);
+    if (cur == e) {
+        ret = 0;
+        goto out;
+    }
+    if ((dir = md_store_snapdir_open(s, domain, false, err)) < 0)
+        goto out;
+    if (cur && rewrite(dir, cur->file, false, NULL, 0, err) < 0)
+        goto out;
+    if (e && rewrite(dir, e->file, false, NULL, 1, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    qs_close(dir);
+    md_tree_free(t);
+    return ret;
+}

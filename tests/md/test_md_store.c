@@ -1,0 +1,797 @@
+/* test_md_store.c: the store (layout, permissions, locks, domains, snapshots), the index and the tree. */
+#include "md_test_util.h"
+
+#include "md.h"
+#include "md_priv.h"
+
+#include <sys/time.h>
+#include <time.h>
+
+struct fx {
+    char *root;
+    struct md_store *store;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = qs_xcalloc(1, sizeof(*f));
+    struct qs_error *err = NULL;
+    char *tmp = t_tmpdir();
+    f->root = qs_asprintf("%s/state", tmp);
+    free(tmp);
+    f->store = md_store_open(f->root, &err);
+    if (!f->store)
+        fail_msg("%s", err->message);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    char *parent = qs_xstrdup(f->root);
+    *strrchr(parent, '/') = '\0';
+    md_store_free(f->store);
+    t_rmrf(parent);
+    free(parent);
+    free(f->root);
+    free(f);
+    return 0;
+}
+
+static char *snapdir(struct fx *f, const char *dom)
+{
+    return qs_asprintf("%s/snapshot/%s", f->root, dom);
+}
+
+/* Sets a file's mtime well in the past so the index may vouch for it (recent files are "racy"). */
+static void age_file(const char *path, int seconds_ago)
+{
+    struct timespec ts[2];
+    clock_gettime(CLOCK_REALTIME, &ts[0]);
+    ts[0].tv_sec -= seconds_ago;
+    ts[1] = ts[0];
+    assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+static void age_dir(const char *dir)
+{
+    DIR *dp = opendir(dir);
+    struct dirent *de;
+    assert_non_null(dp);
+    while ((de = readdir(dp))) {
+        if (qs_str_has_suffix(de->d_name, ".xml")) {
+            char *p = qs_asprintf("%s/%s", dir, de->d_name);
+            age_file(p, 3600);
+            free(p);
+        }
+    }
+    closedir(dp);
+}
+
+static void copy_libvirt_dir(struct fx *f, const char *dom)
+{
+    static const char *const names[] = { "before-upgrade", "offline", "Branch", "disk-only", "with-memory" };
+    char *dir = snapdir(f, dom);
+    struct qs_error *err = NULL;
+    assert_int_equal(qs_dir_create(dir, 0700, &err), 0);
+    for (size_t i = 0; i < 5; i++) {
+        char *rel = qs_asprintf("libvirt-dir/vm1/%s.xml", names[i]), *src = t_data_path(rel);
+        char *dst = qs_asprintf("%s/%s.xml", dir, names[i]);
+        size_t len;
+        char *data = t_read(src, &len);
+        t_write(dst, data, len);
+        free(data);
+        free(rel);
+        free(src);
+        free(dst);
+    }
+    age_dir(dir);
+    free(dir);
+}
+
+static struct md_tree *load(struct fx *f, const char *dom)
+{
+    struct qs_error *err = NULL;
+    struct md_tree *t = md_tree_load(f->store, dom, NULL, &err);
+    if (!t)
+        fail_msg("load: %s", err->message);
+    return t;
+}
+
+/* "a,b,c" of a list call */
+static char *list_names(const struct md_tree *t, const char *from, unsigned flags)
+{
+    const struct md_entry **v = NULL;
+    size_t n = 0;
+    struct qs_error *err = NULL;
+    struct qs_buf b;
+    if (md_tree_list(t, from, flags, &v, &n, &err) < 0)
+        fail_msg("list: %s", err->message);
+    qs_buf_init(&b, 0);
+    qs_buf_adds(&b, "");
+    for (size_t i = 0; i < n; i++)
+        qs_buf_addf(&b, "%s%s", i ? "," : "", v[i]->name);
+    free(v);
+    return qs_buf_detach(&b, NULL);
+}
+
+#define ASSERT_LIST(t, from, flags, want)                                                                          \
+    do {                                                                                                           \
+        char *got_ = list_names(t, from, flags);                                                                   \
+        assert_string_equal(got_, want);                                                                           \
+        free(got_);                                                                                                \
+    } while (0)
+
+static void test_root_resolve(void **state)
+{
+    struct qs_error *err = NULL;
+    char *r;
+    (void)state;
+
+    r = md_store_root_resolve("/x", "/env", 1000, "/xdg", "/home/u", &err);
+    assert_string_equal(r, "/x");
+    free(r);
+    r = md_store_root_resolve(NULL, "/env", 0, "/xdg", "/home/u", &err);
+    assert_string_equal(r, "/env");
+    free(r);
+    r = md_store_root_resolve(NULL, "", 0, "/xdg", "/home/u", &err);
+    assert_string_equal(r, "/var/lib/qsnap");
+    free(r);
+    r = md_store_root_resolve(NULL, NULL, 1000, "/xdg", "/home/u", &err);
+    assert_string_equal(r, "/xdg/qsnap");
+    free(r);
+    r = md_store_root_resolve(NULL, NULL, 1000, "relative", "/home/u", &err);
+    assert_string_equal(r, "/home/u/.local/state/qsnap");
+    free(r);
+    assert_null(md_store_root_resolve(NULL, NULL, 1000, NULL, NULL, &err));
+    assert_int_equal(err->code, QS_ERR_INVALID);
+    qs_error_clear(&err);
+    assert_null(md_store_root_resolve("rel", NULL, 0, NULL, NULL, &err));
+    assert_int_equal(err->code, QS_ERR_INVALID);
+    qs_error_clear(&err);
+    r = md_store_root_default("/explicit", &err);
+    assert_string_equal(r, "/explicit");
+    free(r);
+}
+
+static void assert_mode(const char *path, mode_t mode)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, mode);
+}
+
+static void test_domains(void **state)
+{
+    struct fx *f = *state;
+    struct qs_error *err = NULL;
+    struct md_lock *lock, *other;
+    struct md_domain *d, *g;
+    char **names = NULL;
+    char *p;
+
+    assert_mode(f->root, 0700);
+    p = qs_asprintf("%s/qemu", f->root);
+    assert_mode(p, 0700);
+    free(p);
+
+    d = md_domain_new("vm1", "c7a5fdbd-cdaf-9455-926a-d65c16db1809", 65536, 1, &err);
+    assert_non_null(d);
+    lock = md_lock_acquire(f->store, "vm1", 0, &err);
+    assert_non_null(lock);
+    assert_string_equal(md_lock_domain(lock), "vm1");
+    other = md_lock_acquire(f->store, "vm2", 0, &err);
+    assert_non_null(other);
+
+    /* mutating calls need the right lock */
+    assert_int_equal(md_store_domain_put(f->store, NULL, d, &err), -1);
+    assert_int_equal(err->code, QS_ERR_INVALID);
+    qs_error_clear(&err);
+    assert_int_equal(md_store_domain_put(f->store, other, d, &err), -1);
+    assert_string_equal(err->message, "the lock of domain 'vm2' does not cover domain 'vm1'");
+    qs_error_clear(&err);
+
+    assert_int_equal(md_store_domain_put(f->store, lock, d, &err), 0);
+    p = qs_asprintf("%s/qemu/vm1.xml", f->root);
+    assert_mode(p, 0600);
+    free(p);
+    g = md_store_domain_get(f->store, "vm1", &err);
+    assert_non_null(g);
+    assert_string_equal(md_domain_uuid(g), "c7a5fdbd-cdaf-9455-926a-d65c16db1809");
+    md_domain_free(g);
+    assert_null(md_store_domain_get(f->store, "nope", &err));
+    assert_int_equal(err->code, QS_ERR_NOTFOUND);
+    assert_string_equal(err->message, "domain 'nope' not found");
+    qs_error_clear(&err);
+    assert_null(md_store_domain_get(f->store, "../etc", &err));
+    assert_int_equal(err->code, QS_ERR_INVALID);
+    qs_error_clear(&err);
+
+    assert_int_equal(md_store_domain_list(f->store, &names, &err), 0);
+    assert_int_equal(qs_strv_len(names), 1);
+    assert_string_equal(names[0], "vm1");
+    qs_strv_free(names);
+
+    /* a domain with snapshots is not deleted unless asked */
+    copy_libvirt_dir(f, "vm1");
+    assert_int_equal(md_store_domain_delete(f->store, lock, "vm1", 0, &err), -1);
+    assert_int_equal(err->code, QS_ERR_STATE);
+    assert_string_equal(err->message, "cannot delete domain 'vm1' with 5 snapshots");
+    qs_error_clear(&err);
+    assert_int_equal(md_store_domain_delete(f->store, lock, "vm1", MD_DOMAIN_DELETE_SNAPSHOTS, &err), 0);
+    p = snapdir(f, "vm1");
+    assert_int_equal(access(p, F_OK), -1);
+    free(p);
+    assert_int_equal(md_store_domain_delete(f->store, lock, "vm1", 0, &err), -1);
+    assert_int_equal(err->code, QS_ERR_NOTFOUND);
+    qs_error_clear(&err);
+
+    md_lock_free(other);
+    md_lock_free(lock);
+    md_domain_free(d);
+}
+
+static void test_lock_busy(void **state)
+{
+    struct fx *f = *state;
+    struct qs_error *err = NULL;
+    struct md_lock *a, *b;
+    int64_t t0;
+    char *p;
+
+    a = md_lock_acquire(f->store, "vm1", 0, &err);
+    assert_non_null(a);
+    p = qs_asprintf("%s/run/vm1.lock", f->root);
+    assert_mode(p, 0600);
+    free(p);
+    t0 = qs_now_ms();
+    b = md_lock_acquire(f->store, "vm1", 100, &err);
+    assert_null(b);
+    assert_true(qs_now_ms() - t0 >= 100);
+    assert_int_equal(err->code, QS_ERR_BUSY);
+    assert_string_equal(err->message, "domain 'vm1' is locked by another qsnap process");
+    qs_error_clear(&err);
+
+    /* another process sees the same */
+    {
+        pid_t pid = fork();
+        if (pid == 0) {
+            struct qs_error *e = NULL;
+            struct md_lock *c = md_lock_acquire(f->store, "vm1", 50, &e);
+            _exit(!c && e && e->code == QS_ERR_BUSY ? 0 : 1);
+        }
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    md_lock_free(a);
+    b = md_lock_acquire(f->store, "vm1", 0, &err);
+    assert_non_null(b);
+    md_lock_free(b);
+    md_lock_free(NULL);
+    assert_null(md_lock_acquire(f->store, "a/b", 0, &err));
+    assert_int_equal(err->code, QS_ERR_INVALID);
+    qs_error_clear(&err);
+}
+
+static void test_libvirt_dir(void **state)
+{
+    struct fx *f = *state;
+    struct qs_error *err = NULL;
+    struct md_tree *t;
+    const struct md_entry *e;
+    static const char *const names[] = { "before-upgrade", "offline", "Branch", "disk-only", "with-memory" };
+
+    copy_libvirt_dir(f, "vm1");
+    t = load(f, "vm1");
+    assert_int_equal(md_tree_count(t), 5);
+    assert_int_equal(md_tree_files_parsed(t), 5);
+    assert_true(md_tree_index_written(t));
+    e = md_tree_current(t);
+    assert_string_equal(e->name, "with-memory");
+    assert_true(e->external);
+    assert_int_equal(e->memory, MD_LOCATION_EXTERNAL);
+    assert_string_equal(e->memory_file, "/var/lib/libvirt/qemu/snapshot/vm1/with-memory.mem");
+    assert_int_equal(e->depth, 3);
+    assert_string_equal(md_tree_parent(t, e)->name, "disk-only");
+    e = md_tree_find(t, "before-upgrade");
+    assert_string_equal(e->description, "first");
+    assert_int_equal(e->creation_time, 1700000000);
+    assert_int_equal(e->disk_locations, (1u << MD_LOCATION_INTERNAL) | (1u << MD_LOCATION_NO));
+    assert_int_equal(md_tree_root_count(t), 1);
+    assert_ptr_equal(md_tree_root(t, 0), e);
+    assert_int_equal(e->nchildren, 2);
+    assert_string_equal(md_tree_child(t, e, 0)->name, "Branch");
+    assert_string_equal(md_tree_child(t, e, 1)->name, "offline");
+    assert_null(md_tree_child(t, e, 2));
+    assert_true(md_tree_is_ancestor(t, e, md_tree_find(t, "with-memory")));
+    assert_false(md_tree_is_ancestor(t, md_tree_find(t, "Branch"), md_tree_find(t, "with-memory")));
+    assert_false(md_tree_is_ancestor(t, e, e));
+    assert_null(md_tree_find(t, "nope"));
+    md_tree_free(t);
+
+    /* warm: the index vouches for every file; the same answers */
+    t = load(f, "vm1");
+    assert_int_equal(md_tree_files_parsed(t), 0);
+    assert_false(md_tree_index_written(t));
+    assert_int_equal(md_tree_count(t), 5);
+    assert_string_equal(md_tree_current(t)->name, "with-memory");
+    assert_string_equal(md_tree_find(t, "before-upgrade")->description, "first");
+    ASSERT_LIST(t, NULL, 0, "before-upgrade,Branch,disk-only,offline,with-memory");
+    md_tree_free(t);
+
+    /* every file comes back byte for byte through the store */
+    for (size_t i = 0; i < 5; i++) {
+        struct md_snapshot *s = md_store_snapshot_get(f->store, "vm1", names[i], &err);
+        char *rel = qs_asprintf("libvirt-dir/vm1/%s.xml", names[i]), *path = t_data_path(rel), *out, *in;
+        size_t len;
+        if (!s)
+            fail_msg("%s: %s", names[i], err->message);
+        assert_non_null(s->domain_xml);
+        out = md_snapshot_format(s, MD_FORMAT_ON_DISK, &err);
+        in = t_read(path, &len);
+        assert_string_equal(out, in);
+        free(in);
+        free(out);
+        free(rel);
+        free(path);
+        md_snapshot_free(s);
+    }
+    assert_null(md_store_snapshot_get(f->store, "vm1", "nope", &err));
+    assert_int_equal(err->code, QS_ERR_NOTFOUND);
+    qs_error_clear(&err);
+}
+
+static void test_filters(void **state)
+{
+    struct fx *f = *state;
+    struct qs_error *err = NULL;
+    struct md_tree *t;
+    const struct md_entry **v;
+    size_t n;
+
+    copy_libvirt_dir(f, "vm1");
+    t = load(f, "vm1");
+    /* before-upgrade(running, int) -> Branch(paused, int), offline(shutoff, int) -> disk-only(disk, ext)
+     * -> with-memory(running, ext) */
+    ASSERT_LIST(t, NULL, 0, "before-upgrade,Branch,disk-only,offline,with-memory");
+    ASSERT_LIST(t, NULL, MD_LIST_TOPOLOGICAL, "before-upgrade,Branch,offline,disk-only,with-memory");
+    ASSERT_LIST(t, NULL, MD_LIST_TREE, "before-upgrade,Branch,offline,disk-only,with-memory");
+    ASSERT_LIST(t, NULL, MD_LIST_ROOTS, "before-upgrade");
+    ASSERT_LIST(t, NULL, MD_LIST_LEAVES, "Branch,with-memory");
+    ASSERT_LIST(t, NULL, MD_LIST_NO_LEAVES, "before-upgrade,disk-only,offline");
+    ASSERT_LIST(t, NULL, MD_LIST_LEAVES | MD_LIST_NO_LEAVES, "before-upgrade,Branch,disk-only,offline,with-memory");
+    ASSERT_LIST(t, NULL, MD_LIST_ACTIVE, "before-upgrade,Branch,with-memory");
+    ASSERT_LIST(t, NULL, MD_LIST_INACTIVE, "offline");
+    ASSERT_LIST(t, NULL, MD_LIST_DISK_ONLY, "disk-only");
+    ASSERT_LIST(t, NULL, MD_LIST_INACTIVE | MD_LIST_DISK_ONLY, "disk-only,offline");
+    ASSERT_LIST(t, NULL, MD_LIST_INTERNAL, "before-upgrade,Branch,offline");
+    ASSERT_LIST(t, NULL, MD_LIST_EXTERNAL, "disk-only,with-memory");
+    ASSERT_LIST(t, NULL, MD_LIST_INTERNAL | MD_LIST_EXTERNAL, "before-upgrade,Branch,disk-only,offline,with-memory");
+    ASSERT_LIST(t, NULL, MD_LIST_ACTIVE | MD_LIST_EXTERNAL, "with-memory");
+    ASSERT_LIST(t, NULL, MD_LIST_METADATA, "before-upgrade,Branch,disk-only,offline,with-memory");
+    ASSERT_LIST(t, NULL, MD_LIST_NO_METADATA, "");
+    ASSERT_LIST(t, NULL, MD_LIST_METADATA | MD_LIST_NO_METADATA, "before-upgrade,Branch,disk-only,offline,with-memory");
+    ASSERT_LIST(t, "before-upgrade", 0, "Branch,offline");
+    ASSERT_LIST(t, "before-upgrade", MD_LIST_DESCENDANTS, "Branch,disk-only,offline,with-memory");
+    ASSERT_LIST(t, "before-upgrade", MD_LIST_DESCENDANTS | MD_LIST_TOPOLOGICAL, "Branch,offline,disk-only,with-memory");
+    ASSERT_LIST(t, "before-upgrade", MD_LIST_LEAVES, "Branch");
+    ASSERT_LIST(t, "before-upgrade", MD_LIST_DESCENDANTS | MD_LIST_LEAVES, "Branch,with-memory");
+    ASSERT_LIST(t, "offline", MD_LIST_TREE, "offline,disk-only,with-memory");
+    ASSERT_LIST(t, "with-memory", 0, "");
+    ASSERT_LIST(t, "with-memory", MD_LIST_TREE, "with-memory");
+
+    assert_int_equal(md_tree_list(t, "offline", MD_LIST_ROOTS, &v, &n, &err), -1);
+    assert_int_equal(err->code, QS_ERR_INVALID);
+    qs_error_clear(&err);
+    assert_int_equal(md_tree_list(t, NULL, MD_LIST_TREE | MD_LIST_LEAVES, &v, &n, &err), -1);
+    assert_int_equal(err->code, QS_ERR_INVALID);
+    qs_error_clear(&err);
+    assert_int_equal(md_tree_list(t, NULL, MD_LIST_TREE | MD_LIST_ROOTS, &v, &n, &err), -1);
+    qs_error_clear(&err);
+    assert_int_equal(md_tree_list(t, NULL, MD_LIST_DESCENDANTS, &v, &n, &err), -1);
+    qs_error_clear(&err);
+    assert_int_equal(md_tree_list(t, "nope", 0, &v, &n, &err), -1);
+    assert_int_equal(err->code, QS_ERR_NOTFOUND);
+    assert_string_equal(err->message, "snapshot 'nope' not found in domain 'vm1'");
+    qs_error_clear(&err);
+    assert_int_equal(md_tree_list(t, NULL, 1u << 30, &v, &n, &err), -1);
+    qs_error_clear(&err);
+    md_tree_free(t);
+
+    /* an empty domain is an empty tree */
+    t = load(f, "nothing");
+    assert_int_equal(md_tree_count(t), 0);
+    assert_null(md_tree_current(t));
+    ASSERT_LIST(t, NULL, 0, "");
+    md_tree_free(t);
+}
+
+static void test_index_staleness(void **state)
+{
+    struct fx *f = *state;
+    struct md_tree *t;
+    char *dir, *p, *idx;
+    size_t len;
+    char *data;
+
+    copy_libvirt_dir(f, "vm1");
+    dir = snapdir(f, "vm1");
+    md_tree_free(load(f, "vm1"));
+
+    /* one file changed: only it is parsed, the index is rewritten */
+    p = qs_asprintf("%s/Branch.xml", dir);
+    data = t_read(p, &len);
+    {
+        size_t off = (size_t)(strstr(data, "<state>paused</state>\n") - data);
+        char *fixed = qs_asprintf("%.*s<state>crashed</state>\n%s", (int)off, data,
+                                  data + off + strlen("<state>paused</state>\n"));
+        t_write(p, fixed, strlen(fixed));
+        free(fixed);
+    }
+    free(data);
+    age_file(p, 1800);
+    t = load(f, "vm1");
+    assert_int_equal(md_tree_files_parsed(t), 1);
+    assert_true(md_tree_index_written(t));
+    assert_int_equal(md_tree_find(t, "Branch")->state, MD_STATE_CRASHED);
+    md_tree_free(t);
+    t = load(f, "vm1");
+    assert_int_equal(md_tree_files_parsed(t), 0);
+    md_tree_free(t);
+
+    /* a file vanished: nothing to parse, the index is rewritten */
+    assert_int_equal(unlink(p), 0);
+    t = load(f, "vm1");
+    assert_int_equal(md_tree_count(t), 4);
+    assert_int_equal(md_tree_files_parsed(t), 0);
+    assert_true(md_tree_index_written(t));
+    assert_null(md_tree_find(t, "Branch"));
+    md_tree_free(t);
+
+    /* a file appeared */
+    {
+        char *src = t_data_path("libvirt-dir/vm1/Branch.xml");
+        data = t_read(src, &len);
+        t_write(p, data, len);
+        free(data);
+        free(src);
+        age_file(p, 1700);
+    }
+    t = load(f, "vm1");
+    assert_int_equal(md_tree_count(t), 5);
+    assert_int_equal(md_tree_files_parsed(t), 1);
+    assert_int_equal(md_tree_find(t, "Branch")->state, MD_STATE_PAUSED);
+    md_tree_free(t);
+
+    /* a damaged or truncated index is ignored and rebuilt */
+    idx = qs_asprintf("%s/%s", dir, MD_INDEX_NAME);
+    data = t_read(idx, &len);
+    assert_true(qs_str_has_prefix(data, "qsnap-index 1\n"));
+    t_write(idx, data, len / 2);
+    free(data);
+    t = load(f, "vm1");
+    assert_int_equal(md_tree_files_parsed(t), 5);
+    assert_true(md_tree_index_written(t));
+    md_tree_free(t);
+    t_write(idx, "garbage", 7);
+    t = load(f, "vm1");
+    assert_int_equal(md_tree_files_parsed(t), 5);
+    md_tree_free(t);
+
+    /* a recently written file is never vouched for by the index */
+    free(p);
+    p = qs_asprintf("%s/offline.xml", dir);
+    data = t_read(p, &len);
+    t_write(p, data, len);
+    free(data);
+    md_tree_free(load(f, "vm1"));
+    t = load(f, "vm1");
+    assert_int_equal(md_tree_files_parsed(t), 1);
+    md_tree_free(t);
+
+    /* while another process holds the lock, loading works but leaves the index alone */
+    {
+        struct qs_error *err = NULL;
+        struct md_lock *l = md_lock_acquire(f->store, "vm1", 0, &err);
+        unlink(idx);
+        t = load(f, "vm1");
+        assert_false(md_tree_index_written(t));
+        assert_int_equal(access(idx, F_OK), -1);
+        md_tree_free(t);
+        t = md_tree_load(f->store, "vm1", l, &err);
+        assert_true(md_tree_index_written(t));
+        md_tree_free(t);
+        md_lock_free(l);
+    }
+    free(p);
+    free(idx);
+    free(dir);
+}
+
+static struct md_snapshot *mk_snap(const char *name, const char *parent, int state, const char *uuid)
+{
+    struct md_snapshot *s = md_snapshot_new();
+    struct md_snapshot_disk *d;
+    s->name = qs_xstrdup(name);
+    s->parent = parent ? qs_xstrdup(parent) : NULL;
+    s->state = state;
+    s->creation_time = 1700000000;
+    s->memory = (state == MD_STATE_SHUTOFF || state == MD_STATE_DISK_SNAPSHOT) ? MD_LOCATION_NO : MD_LOCATION_INTERNAL;
+    d = md_snapshot_disk_add(s);
+    d->name = qs_xstrdup("vda");
+    d->snapshot = MD_LOCATION_INTERNAL;
+    s->domain_xml = qs_asprintf("<domain type='qemu'>\n  <name>vm1</name>\n  <uuid>%s</uuid>\n</domain>", uuid);
+    return s;
+}
+
+#define UUID1 "c7a5fdbd-cdaf-9455-926a-d65c16db1809"
+
+static void expect_put_fail(struct fx *f, struct md_lock *l, struct md_snapshot *s, unsigned flags, int code,
+                            const char *msg)
+{
+    struct qs_error *err = NULL;
+    char *dir = snapdir(f, "vm1");
+    uint64_t before = t_hash_dir(f->root);
+    assert_int_equal(md_store_snapshot_put(f->store, l, "vm1", s, flags, &err), -1);
+    assert_int_equal(err->code, code);
+    if (strcmp(err->message, msg) != 0)
+        fail_msg("got '%s', want '%s'", err->message, msg);
+    qs_error_free(err);
+    assert_true(t_hash_dir(f->root) == before); /* nothing on disk changed */
+    free(dir);
+}
+
+static void put_ok(struct fx *f, struct md_lock *l, struct md_snapshot *s)
+{
+    struct qs_error *err = NULL;
+    if (md_store_snapshot_put(f->store, l, "vm1", s, 0, &err) < 0)
+        fail_msg("put %s: %s", s->name, err->message);
+}
+
+static void test_put_rules(void **state)
+{
+    struct fx *f = *state;
+    struct qs_error *err = NULL;
+    struct md_lock *l = md_lock_acquire(f->store, "vm1", 0, &err);
+    struct md_domain *d = md_domain_new("vm1", UUID1, 65536, 1, &err);
+    struct md_snapshot *s;
+    struct md_tree *t;
+    char *p;
+
+    assert_int_equal(md_store_domain_put(f->store, l, d, &err), 0);
+    md_domain_free(d);
+
+    s = mk_snap("s1", NULL, MD_STATE_RUNNING, UUID1);
+    s->current = true;
+    put_ok(f, l, s);
+    p = qs_asprintf("%s/snapshot/vm1/s1.xml", f->root);
+    assert_mode(p, 0600);
+    free(p);
+    p = snapdir(f, "vm1");
+    assert_mode(p, 0700);
+    free(p);
+    md_snapshot_free(s);
+
+    s = mk_snap("s2", "s1", MD_STATE_RUNNING, UUID1);
+    s->current = true;
+    put_ok(f, l, s);
+    md_snapshot_free(s);
+    t = md_tree_load(f->store, "vm1", l, &err);
+    assert_string_equal(md_tree_current(t)->name, "s2");
+    assert_false(md_tree_find(t, "s1")->current);
+    md_tree_free(t);
+
+    s = mk_snap("s3", "nope", MD_STATE_RUNNING, UUID1);
+    expect_put_fail(f, l, s, 0, QS_ERR_INVALID, "parent 'nope' for snapshot 's3' not found");
+    free(s->parent);
+    s->parent = qs_xstrdup("s3");
+    expect_put_fail(f, l, s, 0, QS_ERR_INVALID, "cannot set snapshot 's3' as its own parent");
+    md_snapshot_free(s);
+
+    s = mk_snap("s1", "s2", MD_STATE_RUNNING, UUID1);
+    expect_put_fail(f, l, s, 0, QS_ERR_INVALID, "parent 's2' would create cycle to 's1'");
+    md_snapshot_free(s);
+
+    s = mk_snap("s4", "s2", MD_STATE_RUNNING, "00000000-0000-4000-8000-000000000000");
+    expect_put_fail(f, l, s, 0, QS_ERR_INVALID, "definition for snapshot 's4' must use uuid '" UUID1 "'");
+    s->creation_time = 0;
+    expect_put_fail(f, l, s, 0, QS_ERR_INVALID, "missing creationTime from existing snapshot 's4'");
+    s->creation_time = 5;
+    free(s->domain_xml);
+    s->domain_xml = NULL;
+    expect_put_fail(f, l, s, 0, QS_ERR_INVALID, "a redefined snapshot 's4' must contain its domain definition");
+    free(s->name);
+    s->name = qs_xstrdup("../evil");
+    expect_put_fail(f, l, s, 0, QS_ERR_INVALID, "snapshot name '../evil' must not start with '.'");
+    free(s->name);
+    s->name = qs_xstrdup("a/b");
+    expect_put_fail(f, l, s, 0, QS_ERR_INVALID, "snapshot name 'a/b' must not contain '/'");
+    md_snapshot_free(s);
+
+    s = mk_snap("s1", NULL, MD_STATE_SHUTOFF, UUID1);
+    expect_put_fail(f, l, s, 0, QS_ERR_INVALID,
+                    "cannot change between online and offline snapshot state in snapshot 's1'");
+    md_snapshot_free(s);
+    s = mk_snap("s1", NULL, MD_STATE_PAUSED, UUID1);
+    expect_put_fail(f, l, s, MD_PUT_NO_REPLACE, QS_ERR_EXISTS, "snapshot 's1' already exists in domain 'vm1'");
+    put_ok(f, l, s); /* running -> paused is allowed */
+    md_snapshot_free(s);
+    s = mk_snap("s3", "s2", MD_STATE_SHUTOFF, UUID1);
+    put_ok(f, l, s);
+    md_snapshot_free(s);
+    s = mk_snap("s3", "s2", MD_STATE_DISK_SNAPSHOT, UUID1);
+    expect_put_fail(f, l, s, 0, QS_ERR_INVALID, "cannot change between disk only and full system in snapshot 's3'");
+    md_snapshot_free(s);
+
+    /* a lock for another domain is no proof */
+    {
+        struct md_lock *o = md_lock_acquire(f->store, "vm2", 0, &err);
+        s = mk_snap("s9", NULL, MD_STATE_RUNNING, UUID1);
+        expect_put_fail(f, o, s, 0, QS_ERR_INVALID, "the lock of domain 'vm2' does not cover domain 'vm1'");
+        md_snapshot_free(s);
+        md_lock_free(o);
+    }
+    md_lock_free(l);
+}
+
+static void test_delete_and_current(void **state)
+{
+    struct fx *f = *state;
+    struct qs_error *err = NULL;
+    struct md_lock *l;
+    struct md_tree *t;
+    struct md_snapshot *s;
+
+    copy_libvirt_dir(f, "vm1");
+    l = md_lock_acquire(f->store, "vm1", 0, &err);
+
+    /* deleting the current snapshot makes its parent current */
+    assert_int_equal(md_store_snapshot_delete(f->store, l, "vm1", "with-memory", 0, &err), 0);
+    t = md_tree_load(f->store, "vm1", l, &err);
+    assert_string_equal(md_tree_current(t)->name, "disk-only");
+    md_tree_free(t);
+
+    /* deleting an inner snapshot re-parents its children */
+    assert_int_equal(md_store_snapshot_delete(f->store, l, "vm1", "offline", 0, &err), 0);
+    t = md_tree_load(f->store, "vm1", l, &err);
+    assert_string_equal(md_tree_find(t, "disk-only")->parent, "before-upgrade");
+    ASSERT_LIST(t, "before-upgrade", 0, "Branch,disk-only");
+    md_tree_free(t);
+    s = md_store_snapshot_get(f->store, "vm1", "disk-only", &err);
+    assert_string_equal(s->parent, "before-upgrade");
+    assert_true(s->current);
+    assert_non_null(s->cookie_xml == NULL ? s->domain_xml : s->cookie_xml);
+    md_snapshot_free(s);
+
+    /* set current explicitly, then none */
+    assert_int_equal(md_store_snapshot_set_current(f->store, l, "vm1", "Branch", &err), 0);
+    t = md_tree_load(f->store, "vm1", l, &err);
+    assert_string_equal(md_tree_current(t)->name, "Branch");
+    assert_false(md_tree_find(t, "disk-only")->current);
+    md_tree_free(t);
+    assert_int_equal(md_store_snapshot_set_current(f->store, l, "vm1", NULL, &err), 0);
+    t = md_tree_load(f->store, "vm1", l, &err);
+    assert_null(md_tree_current(t));
+    md_tree_free(t);
+    assert_int_equal(md_store_snapshot_set_current(f->store, l, "vm1", "nope", &err), -1);
+    assert_int_equal(err->code, QS_ERR_NOTFOUND);
+    qs_error_clear(&err);
+
+    /* children-only keeps the snapshot and makes it current when the current one goes */
+    assert_int_equal(md_store_snapshot_set_current(f->store, l, "vm1", "Branch", &err), 0);
+    assert_int_equal(md_store_snapshot_delete(f->store, l, "vm1", "before-upgrade", MD_DELETE_CHILDREN_ONLY, &err), 0);
+    t = md_tree_load(f->store, "vm1", l, &err);
+    assert_int_equal(md_tree_count(t), 1);
+    assert_string_equal(md_tree_current(t)->name, "before-upgrade");
+    md_tree_free(t);
+    assert_int_equal(md_store_snapshot_delete(f->store, l, "vm1", "before-upgrade", MD_DELETE_CHILDREN, &err), 0);
+    t = md_tree_load(f->store, "vm1", l, &err);
+    assert_int_equal(md_tree_count(t), 0);
+    md_tree_free(t);
+    assert_int_equal(md_store_snapshot_delete(f->store, l, "vm1", "before-upgrade", 0, &err), -1);
+    assert_int_equal(err->code, QS_ERR_NOTFOUND);
+    qs_error_clear(&err);
+    assert_int_equal(md_store_snapshot_delete(f->store, l, "vm1", "x", MD_DELETE_CHILDREN | MD_DELETE_CHILDREN_ONLY,
+                                              &err), -1);
+    assert_int_equal(err->code, QS_ERR_INVALID);
+    qs_error_clear(&err);
+    md_lock_free(l);
+}
+
+/* Rewrites FILE in the copied libvirt dir, replacing FROM with TO. */
+static void edit(struct fx *f, const char *file, const char *from, const char *to)
+{
+    char *dir = snapdir(f, "vm1"), *p = qs_asprintf("%s/%s", dir, file);
+    size_t len;
+    char *data = t_read(p, &len), *out;
+    size_t off;
+    assert_non_null(strstr(data, from));
+    off = (size_t)(strstr(data, from) - data);
+    out = qs_asprintf("%.*s%s%s", (int)off, data, to, data + off + strlen(from));
+    t_write(p, out, strlen(out));
+    age_file(p, 3600);
+    free(out);
+    free(data);
+    free(p);
+    free(dir);
+}
+
+static void expect_load_fail(struct fx *f, int code, const char *needle)
+{
+    struct qs_error *err = NULL;
+    uint64_t before = t_hash_dir(f->root);
+    struct md_tree *t = md_tree_load(f->store, "vm1", NULL, &err);
+    assert_null(t);
+    assert_int_equal(err->code, code);
+    if (!strstr(err->message, needle))
+        fail_msg("message '%s' lacks '%s'", err->message, needle);
+    qs_error_free(err);
+    assert_true(t_hash_dir(f->root) == before); /* no index written, nothing touched */
+}
+
+static void test_bad_dirs(void **state)
+{
+    struct fx *f = *state;
+    char *dir;
+
+    copy_libvirt_dir(f, "vm1");
+    dir = snapdir(f, "vm1");
+
+    edit(f, "offline.xml", "<active>0</active>", "<active>1</active>");
+    expect_load_fail(f, QS_ERR_INVALID, "too many snapshots claiming to be current for domain 'vm1'");
+    edit(f, "offline.xml", "<active>1</active>", "<active>0</active>");
+
+    edit(f, "Branch.xml", "<name>before-upgrade</name>", "<name>gone</name>");
+    expect_load_fail(f, QS_ERR_INVALID, "parent 'gone' of snapshot 'Branch' not found");
+    edit(f, "Branch.xml", "<name>gone</name>", "<name>before-upgrade</name>");
+
+    /* before-upgrade -> offline -> disk-only; make before-upgrade's parent disk-only */
+    edit(f, "before-upgrade.xml", "  <state>running</state>\n",
+         "  <state>running</state>\n  <parent>\n    <name>disk-only</name>\n  </parent>\n");
+    expect_load_fail(f, QS_ERR_INVALID, "creates a cycle");
+    edit(f, "before-upgrade.xml", "  <parent>\n    <name>disk-only</name>\n  </parent>\n", "");
+
+    edit(f, "Branch.xml", "<name>Branch</name>", "<name>offline</name>");
+    expect_load_fail(f, QS_ERR_INVALID, "snapshot 'offline' of domain 'vm1' is defined twice");
+    edit(f, "Branch.xml", "<name>offline</name>", "<name>Bad/Name</name>");
+    expect_load_fail(f, QS_ERR_INVALID, "must not contain '/'");
+    edit(f, "Branch.xml", "<name>Bad/Name</name>", "<name>Branch</name>");
+
+    edit(f, "disk-only.xml", "</domainsnapshot>", "</domainsnapshot");
+    expect_load_fail(f, QS_ERR_INVALID, "snapshot file 'disk-only.xml' of domain 'vm1': cannot parse snapshot XML");
+    edit(f, "disk-only.xml", "</domainsnapshot", "</domainsnapshot>");
+
+    {
+        char *p = qs_asprintf("%s/huge.xml", dir);
+        int fd = open(p, O_CREAT | O_WRONLY, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(ftruncate(fd, MD_FILE_MAX + 1), 0);
+        close(fd);
+        age_file(p, 3600);
+        expect_load_fail(f, QS_ERR_TOOBIG, "'huge.xml' is larger than");
+        unlink(p);
+        free(p);
+    }
+
+    /* repaired: loads again */
+    md_tree_free(load(f, "vm1"));
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_root_resolve),
+        cmocka_unit_test_setup_teardown(test_domains, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_busy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_libvirt_dir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_filters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_staleness, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_and_current, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_dirs, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
