@@ -1,132 +1,197 @@
 /* main.c: the qsnap command line - global options, the command table, dispatch and exit codes. */
-#include "engine.h"
+#include "cli.h"
 #include "qs_util.h"
+#include "vsh_output.h"
 
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+static int cmd_help(struct cli_ctx *ctx, const struct cli_args *args);
+static int cmd_version(struct cli_ctx *ctx, const struct cli_args *args);
 
-struct cli_ctx {
-    const char *root; /* --root, or NULL for QSNAP_ROOT / the default */
+static const struct cli_opt help_opts[] = {
+    {"command", CLI_OPT_STRING, 0, "show the usage of this command"},
+    {NULL, 0, 0, NULL},
+};
+static const struct cli_opt no_opts[] = {{NULL, 0, 0, NULL}};
+static const struct cli_cmd_def help_def = {"help", "print help", "Prints the commands, or one command's usage.",
+                                            help_opts};
+static const struct cli_cmd_def version_def = {"version", "show version", "Prints qsnap's version.", no_opts};
+static const struct cli_command main_commands[] = {
+    {&help_def, cmd_help, CLI_CMD_NO_END},
+    {&version_def, cmd_version, CLI_CMD_NO_END},
+    {NULL, NULL, 0},
 };
 
-struct cli_command {
-    const char *name;
-    int (*handler)(struct cli_ctx *ctx, int argc, char **argv);
-    const char *synopsis;
-    const char *summary;
-};
-
-static int cmd_help(struct cli_ctx *ctx, int argc, char **argv);
-static int cmd_version(struct cli_ctx *ctx, int argc, char **argv);
-
-static const struct cli_command commands[] = {
-    {"help", cmd_help, "help [COMMAND]", "show the commands, or one command's usage"},
-    {"version", cmd_version, "version", "show qsnap's version"},
-};
+/* Every command table, in the order help lists them. */
+static const struct cli_command *const tables[] = {main_commands, cli_domain_commands, cli_snapshot_commands};
 
 static const struct cli_command *command_find(const char *name)
 {
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        if (strcmp(commands[i].name, name) == 0)
-            return &commands[i];
+    for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
+        for (const struct cli_command *c = tables[t]; c->def; c++)
+            if (strcmp(c->def->name, name) == 0)
+                return c;
     return NULL;
 }
 
-static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void usage_error(const char *fmt, ...)
+int cli_failf(const char *fmt, ...)
 {
     va_list ap;
+    fflush(stdout);
     fputs("error: ", stderr);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputs("\n", stderr);
+    return CLI_EXIT_FAILED;
 }
 
-static int cmd_help(struct cli_ctx *ctx, int argc, char **argv)
+int cli_fail(struct cli_ctx *ctx, struct qs_error **err)
 {
     (void)ctx;
-    if (argc > 2) {
-        usage_error("unexpected argument '%s'", argv[2]);
-        return EXIT_USAGE;
-    }
-    if (argc == 2) {
-        const struct cli_command *c = command_find(argv[1]);
+    cli_failf("%s", *err && (*err)->message ? (*err)->message : "unknown error");
+    qs_error_clear(err);
+    return CLI_EXIT_FAILED;
+}
+
+/* A progress line on a terminal ("save: 42%"), nothing otherwise. Never cancels. */
+static int progress_show(void *opaque, const char *phase, uint64_t done, uint64_t total)
+{
+    struct cli_ctx *ctx = opaque;
+
+    if (!ctx->progress)
+        return 0;
+    if (total > 0)
+        fprintf(stderr, "\r%s: %3u%%", phase, (unsigned)(done * 100 / total));
+    else
+        fprintf(stderr, "\r%s...", phase);
+    fflush(stderr);
+    ctx->progress_shown = true;
+    return 0;
+}
+
+struct engine *cli_engine(struct cli_ctx *ctx)
+{
+    struct engine_options opts = {.root = ctx->root, .progress = progress_show, .opaque = ctx};
+    struct qs_error *err = NULL;
+
+    if (!ctx->engine && !(ctx->engine = engine_new(&opts, &err)))
+        cli_fail(ctx, &err);
+    return ctx->engine;
+}
+
+static int cmd_help(struct cli_ctx *ctx, const struct cli_args *args)
+{
+    const char *name = cli_args_str(args, "command");
+
+    (void)ctx;
+    if (name) {
+        const struct cli_command *c = command_find(name);
         if (!c) {
-            usage_error("unknown command: '%s'", argv[1]);
-            return EXIT_USAGE;
+            cli_failf(VSH_ERR_UNKNOWN_COMMAND, name);
+            return CLI_EXIT_USAGE;
         }
-        printf("usage: qsnap [--root DIR] %s\n\n  %s\n", c->synopsis, c->summary);
-        return EXIT_OK;
+        cli_cmd_print_help(c->def, stdout);
+        return CLI_EXIT_OK;
     }
-    printf("usage: qsnap [--root DIR] COMMAND [ARGS...]\n\n"
-           "Snapshots of QEMU virtual machines, without libvirt.\n\n"
-           "Commands:\n");
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        printf("  %-24s %s\n", commands[i].name, commands[i].summary);
-    printf("\nGlobal options:\n"
-           "  --root DIR               state directory (default: $QSNAP_ROOT, /var/lib/qsnap as root,\n"
-           "                           $XDG_STATE_HOME/qsnap otherwise)\n"
-           "  -V, --version            show qsnap's version\n"
-           "  -h, --help               show this help\n\n"
-           "Exit status: 0 success, 1 the operation failed, 2 usage error.\n");
-    return EXIT_OK;
+    printf("usage: qsnap [--root DIR] [-q] COMMAND [ARGS...]\n\n"
+           "Snapshots of QEMU virtual machines, without libvirt. Commands take virsh's options.\n");
+    for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
+        static const char *const titles[] = {"Generic", "Domains", "Snapshots"};
+        printf("\n %s commands:\n", titles[t]);
+        for (const struct cli_command *c = tables[t]; c->def; c++)
+            printf("    %-20s %s\n", c->def->name, c->def->summary);
+    }
+    printf("\n Global options:\n"
+           "    --root DIR           state directory (default: $QSNAP_ROOT, /var/lib/qsnap as root,\n"
+           "                         $XDG_STATE_HOME/qsnap otherwise)\n"
+           "    -q, --quiet          quiet mode, as virsh -q\n"
+           "    -V, --version        show qsnap's version\n"
+           "    -h, --help           show this help\n\n"
+           " 'qsnap help COMMAND' shows a command's options. Exit status: 0 success, 1 the operation failed,\n"
+           " 2 usage error.\n\n");
+    return CLI_EXIT_OK;
 }
 
-static int cmd_version(struct cli_ctx *ctx, int argc, char **argv)
+static int cmd_version(struct cli_ctx *ctx, const struct cli_args *args)
 {
     (void)ctx;
-    if (argc > 1) {
-        usage_error("unexpected argument '%s'", argv[1]);
-        return EXIT_USAGE;
-    }
+    (void)args;
     printf("qsnap %s\n", engine_version());
-    return EXIT_OK;
+    return CLI_EXIT_OK;
 }
 
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"root", required_argument, NULL, 'r'},
-        {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"root", required_argument, NULL, 'r'}, {"quiet", no_argument, NULL, 'q'},
+        {"version", no_argument, NULL, 'V'},    {"help", no_argument, NULL, 'h'},
+        {NULL, 0, 0, 0},
     };
     struct cli_ctx ctx = {0};
     const struct cli_command *cmd;
-    int c, idx;
+    struct cli_args args;
+    int c, idx, ret;
 
     opterr = 0;
-    /* '+': stop at the command name; its own options are its handler's */
-    while ((c = getopt_long(argc, argv, "+Vh", opts, NULL)) != -1) {
+    /* '+': stop at the command name; its own options are its table's */
+    while ((c = getopt_long(argc, argv, "+qVh", opts, NULL)) != -1) {
         switch (c) {
         case 'r':
             ctx.root = optarg;
             break;
+        case 'q':
+            ctx.quiet = true;
+            break;
         case 'V':
-            return cmd_version(&ctx, 1, argv);
+            printf("qsnap %s\n", engine_version());
+            return CLI_EXIT_OK;
         case 'h':
-            return cmd_help(&ctx, 1, argv);
+            cmd = command_find("help");
+            cli_args_parse(cmd->def, 1, argv, &args);
+            return cmd_help(&ctx, &args);
         default:
-            usage_error("unknown option '%s'", argv[optind - 1]);
-            return EXIT_USAGE;
+            cli_failf("unsupported option '%s'. See --help.", argv[optind - 1]);
+            return CLI_EXIT_USAGE;
         }
     }
     if (optind >= argc) {
-        cmd_help(&ctx, 1, argv);
-        return EXIT_USAGE;
+        cmd = command_find("help");
+        cli_args_parse(cmd->def, 1, argv, &args);
+        cmd_help(&ctx, &args);
+        return CLI_EXIT_USAGE;
     }
     idx = optind;
     cmd = command_find(argv[idx]);
     if (!cmd) {
-        usage_error("unknown command: '%s'", argv[idx]);
-        return EXIT_USAGE;
+        cli_failf(VSH_ERR_UNKNOWN_COMMAND, argv[idx]);
+        return CLI_EXIT_USAGE;
     }
-    optind = 0; /* full getopt reset for the handler's own parsing */
-    return cmd->handler(&ctx, argc - idx, argv + idx);
+    switch (cli_args_parse(cmd->def, argc - idx, argv + idx, &args)) {
+    case 1:
+        return CLI_EXIT_OK; /* --help */
+    case 0:
+        break;
+    default:
+        return CLI_EXIT_USAGE;
+    }
+    ctx.progress = isatty(STDERR_FILENO);
+    ret = cmd->handler(&ctx, &args);
+    if (ctx.progress_shown)
+        fputs("\r\033[K", stderr);
+    /* virsh ends every command that got past option parsing with a newline, success or failure */
+    if (!(cmd->flags & CLI_CMD_NO_END) && !ctx.quiet && !cli_args_given(&args, "json"))
+        fputs("\n", stdout);
+    cli_args_release(&args);
+    engine_free(ctx.engine);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        cli_failf("cannot write output");
+        ret = CLI_EXIT_FAILED;
+    }
+    return ret;
 }

@@ -139,3 +139,28 @@ out:
     qs_buf_release(&bufs[1]);
     return ret;
 }
+
+int qs_proc_run_interactive(char *const argv[], struct qs_proc_result *res, struct qs_error **err)
+{
+    int wstatus = 0;
+    pid_t pid = fork();
+
+    if (pid < 0) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot run '%s'", argv[0]);
+        return -1;
+    }
+    if (pid == 0) {
+        signal(SIGPIPE, SIG_DFL);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
+        ;
+    memset(res, 0, sizeof(*res));
+    res->status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
+    if (res->status == 127) {
+        qs_error_set(err, QS_ERR_NOTFOUND, "cannot run '%s'", argv[0]);
+        return -1;
+    }
+    return 0;
+}

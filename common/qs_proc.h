@@ -24,6 +24,9 @@ struct qs_proc_result {
 int qs_proc_run(char *const argv[], int timeout_ms, size_t max_output, struct qs_proc_result *res,
                 struct qs_error **err);
 void qs_proc_result_release(struct qs_proc_result *res);
+/* Runs ARGV attached to this process's terminal (stdin, stdout, stderr inherited), no time limit; for an
+ * editor. res->status as above; out and errout stay NULL. */
+int qs_proc_run_interactive(char *const argv[], struct qs_proc_result *res, struct qs_error **err);
 
 #ifdef __cplusplus
 }

@@ -2,14 +2,203 @@
 #ifndef QSNAP_ENGINE_H
 #define QSNAP_ENGINE_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
 #include "qs_error.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
+/*
+ * Conventions: every fallible call takes `struct qs_error **err` last, sets it only on failure and returns
+ * <0 (or NULL). The library never prints and never exits; it keeps no process-global state, so several
+ * engines may live in one process (one per thread). Strings returned through `char **` are the caller's
+ * (free()); `const char *` results are borrowed from the object they came from.
+ */
+
 /* The library's version, "MAJOR.MINOR.PATCH". Borrowed. */
 QS_EXPORT const char *engine_version(void);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* The engine: one state directory, its options and callbacks. */
+
+struct engine;
+
+/*
+ * Progress of a long operation. PHASE is a short stable word ("save", "load", "delete", "commit", ...);
+ * TOTAL is 0 when unknown. Return non-zero to ask the operation to stop where it safely can (it then
+ * fails with QS_ERR_CANCELLED and leaves everything as it was).
+ */
+typedef int (*engine_progress_fn)(void *opaque, const char *phase, uint64_t done, uint64_t total);
+
+struct engine_options {
+    const char *root;            /* state directory; NULL: $QSNAP_ROOT, else /var/lib/qsnap (root) or
+                                    $XDG_STATE_HOME/qsnap */
+    int lock_timeout_ms;         /* wait for another qsnap's domain lock; 0: 10000 */
+    int qmp_timeout_ms;          /* wait for a QMP reply; 0: 60000 (a savevm of a big guest takes long) */
+    engine_progress_fn progress; /* may be NULL */
+    void *opaque;                /* passed to progress */
+};
+
+/* opts may be NULL. Caller frees with engine_free(). */
+QS_EXPORT struct engine *engine_new(const struct engine_options *opts, struct qs_error **err);
+QS_EXPORT void engine_free(struct engine *e);
+/* The resolved state directory. Borrowed. */
+QS_EXPORT const char *engine_root(const struct engine *e);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Domains: QEMU VMs qsnap knows, with or without a running process. */
+
+/* As virsh's domstate prints them. */
+enum engine_domain_state {
+    ENGINE_DOMAIN_NOSTATE,
+    ENGINE_DOMAIN_RUNNING,
+    ENGINE_DOMAIN_BLOCKED,
+    ENGINE_DOMAIN_PAUSED,
+    ENGINE_DOMAIN_SHUTDOWN,
+    ENGINE_DOMAIN_SHUTOFF,
+    ENGINE_DOMAIN_CRASHED,
+    ENGINE_DOMAIN_PMSUSPENDED,
+    ENGINE_DOMAIN_STATE__LAST
+};
+/* "running", "paused", "shut off", ... exactly as virsh prints them. */
+QS_EXPORT const char *engine_domain_state_name(enum engine_domain_state s);
+
+/*
+ * Takes over a running QEMU that someone else started: connects to its QMP socket, discovers its disks
+ * (node names, files, formats), memory, vcpus and uuid, records its command line when the process is
+ * local, and stores a libvirt <domain> definition named NAME.
+ */
+QS_EXPORT int engine_domain_attach(struct engine *e, const char *name, const char *qmp_socket,
+                                   struct qs_error **err);
+/* Stores a libvirt domain XML definition (name from the XML); QMP_SOCKET (may be NULL) overrides the one
+ * in the XML's qsnap metadata. *name (may be NULL) gets the domain's name. */
+QS_EXPORT int engine_domain_define(struct engine *e, const char *xml, const char *qmp_socket, char **name,
+                                   struct qs_error **err);
+/* 0 when domain NAME is defined; -1 with QS_ERR_NOTFOUND (or another error) otherwise. */
+QS_EXPORT int engine_domain_lookup(struct engine *e, const char *name, struct qs_error **err);
+/* Removes a definition and its snapshot metadata (not the disk images). Refused while it has snapshots
+ * unless force is set. */
+QS_EXPORT int engine_domain_undefine(struct engine *e, const char *name, bool force, struct qs_error **err);
+/* Names of the defined domains, sorted. Caller frees with qs_strv_free()-style loop or engine_strv_free(). */
+QS_EXPORT int engine_domain_list(struct engine *e, char ***names, size_t *n, struct qs_error **err);
+/* The domain's state, and (pid may be NULL) its QEMU's pid, or -1 when it does not run. */
+QS_EXPORT int engine_domain_get_state(struct engine *e, const char *name, enum engine_domain_state *state,
+                                      int *pid, struct qs_error **err);
+/* The domain's stored XML definition. Caller frees. */
+QS_EXPORT int engine_domain_get_xml(struct engine *e, const char *name, char **xml, struct qs_error **err);
+/* Starts QEMU from the recorded or defined command line, with qsnap's own QMP socket; paused if asked. */
+QS_EXPORT int engine_domain_start(struct engine *e, const char *name, bool paused, struct qs_error **err);
+/* Stops QEMU at once (QMP quit, then SIGKILL), as virsh destroy. */
+QS_EXPORT int engine_domain_destroy(struct engine *e, const char *name, struct qs_error **err);
+/* Frees an array of n strings from this library; accepts NULL. */
+QS_EXPORT void engine_strv_free(char **v, size_t n);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Snapshots. Flags carry libvirt's meanings (virDomainSnapshot*Flags). */
+
+enum engine_create_flags {
+    ENGINE_CREATE_REDEFINE = 1 << 0,     /* take the XML as metadata of an existing snapshot */
+    ENGINE_CREATE_CURRENT = 1 << 1,      /* with REDEFINE: make it the current snapshot */
+    ENGINE_CREATE_NO_METADATA = 1 << 2,  /* take the snapshot, keep no metadata */
+    ENGINE_CREATE_HALT = 1 << 3,         /* stop the VM after the snapshot */
+    ENGINE_CREATE_DISK_ONLY = 1 << 4,    /* disks only, no memory */
+    ENGINE_CREATE_REUSE_EXT = 1 << 5,    /* external files exist already */
+    ENGINE_CREATE_QUIESCE = 1 << 6,      /* freeze guest filesystems through the guest agent */
+    ENGINE_CREATE_ATOMIC = 1 << 7,       /* all or nothing (qsnap is always atomic) */
+    ENGINE_CREATE_LIVE = 1 << 8,         /* guest keeps running while memory is written */
+    ENGINE_CREATE_VALIDATE = 1 << 9,     /* check the XML against the schema */
+};
+
+enum engine_revert_flags {
+    ENGINE_REVERT_RUNNING = 1 << 0, /* run afterwards, whatever the snapshot's state */
+    ENGINE_REVERT_PAUSED = 1 << 1,  /* stay paused afterwards */
+    ENGINE_REVERT_FORCE = 1 << 2,   /* allow risky reverts */
+};
+
+enum engine_delete_flags {
+    ENGINE_DELETE_CHILDREN = 1 << 0,      /* the snapshot and all its descendants */
+    ENGINE_DELETE_METADATA_ONLY = 1 << 1, /* metadata only; disks keep their data */
+    ENGINE_DELETE_CHILDREN_ONLY = 1 << 2, /* the descendants, not the snapshot */
+};
+
+/* Selection and order for engine_snapshot_list (virsh snapshot-list's filters). Within the groups
+ * {ROOTS|DESCENDANTS}, {LEAVES, NO_LEAVES}, {INACTIVE, ACTIVE, DISK_ONLY}, {INTERNAL, EXTERNAL},
+ * {METADATA, NO_METADATA} flags are alternatives (OR); the groups combine with AND. */
+enum engine_list_flags {
+    ENGINE_LIST_ROOTS = 1 << 0,
+    ENGINE_LIST_DESCENDANTS = 1 << 1, /* with from: all descendants, not only children */
+    ENGINE_LIST_LEAVES = 1 << 2,
+    ENGINE_LIST_NO_LEAVES = 1 << 3,
+    ENGINE_LIST_INACTIVE = 1 << 4,
+    ENGINE_LIST_ACTIVE = 1 << 5,
+    ENGINE_LIST_DISK_ONLY = 1 << 6,
+    ENGINE_LIST_INTERNAL = 1 << 7,
+    ENGINE_LIST_EXTERNAL = 1 << 8,
+    ENGINE_LIST_METADATA = 1 << 9,
+    ENGINE_LIST_NO_METADATA = 1 << 10,
+    ENGINE_LIST_TOPOLOGICAL = 1 << 11, /* parents before children */
+    ENGINE_LIST_TREE = 1 << 12,        /* pre-order, children by name; with from, from itself first */
+};
+
+/* A snapshot's summary, as listed. Read with the accessors below. */
+struct engine_snapshot;
+
+QS_EXPORT const char *engine_snapshot_name(const struct engine_snapshot *s);
+QS_EXPORT const char *engine_snapshot_parent(const struct engine_snapshot *s);      /* NULL for a root */
+QS_EXPORT const char *engine_snapshot_description(const struct engine_snapshot *s); /* NULL when none */
+/* "running", "paused", "shutoff", "disk-snapshot", ... (libvirt's domainsnapshot state words). */
+QS_EXPORT const char *engine_snapshot_state(const struct engine_snapshot *s);
+QS_EXPORT int64_t engine_snapshot_creation_time(const struct engine_snapshot *s); /* seconds since epoch */
+/* "internal" or "external" (virsh's Location). */
+QS_EXPORT const char *engine_snapshot_location(const struct engine_snapshot *s);
+QS_EXPORT bool engine_snapshot_is_current(const struct engine_snapshot *s);
+QS_EXPORT size_t engine_snapshot_children(const struct engine_snapshot *s);
+QS_EXPORT size_t engine_snapshot_descendants(const struct engine_snapshot *s);
+
+/* A list of snapshots. */
+struct engine_snapshot_list;
+QS_EXPORT size_t engine_snapshot_list_count(const struct engine_snapshot_list *l);
+QS_EXPORT const struct engine_snapshot *engine_snapshot_list_at(const struct engine_snapshot_list *l, size_t i);
+QS_EXPORT void engine_snapshot_list_free(struct engine_snapshot_list *l);
+
+/*
+ * The snapshots of DOMAIN that FLAGS select; FROM (may be NULL) restricts them to FROM's children (or all
+ * descendants with ENGINE_LIST_DESCENDANTS). Sorted by name unless ENGINE_LIST_TOPOLOGICAL.
+ * Caller frees *out with engine_snapshot_list_free().
+ */
+QS_EXPORT int engine_snapshot_list(struct engine *e, const char *domain, unsigned flags, const char *from,
+                                   struct engine_snapshot_list **out, struct qs_error **err);
+/* One snapshot's summary (a list of one). */
+QS_EXPORT int engine_snapshot_lookup(struct engine *e, const char *domain, const char *name,
+                                     struct engine_snapshot_list **out, struct qs_error **err);
+/* The current snapshot's name, or *name = NULL when there is none. Caller frees. */
+QS_EXPORT int engine_snapshot_current_name(struct engine *e, const char *domain, char **name,
+                                           struct qs_error **err);
+/* Makes NAME the current snapshot (metadata only). */
+QS_EXPORT int engine_snapshot_set_current(struct engine *e, const char *domain, const char *name,
+                                          struct qs_error **err);
+/* virsh snapshot-dumpxml: the <domainsnapshot> document (without <active>). Caller frees. */
+QS_EXPORT int engine_snapshot_get_xml(struct engine *e, const char *domain, const char *name, bool secure,
+                                      char **xml, struct qs_error **err);
+
+/*
+ * Takes a snapshot described by a <domainsnapshot> document (may be NULL: all defaults). Running or paused
+ * VM: memory and disks inside the qcow2 images (snapshot-save job); shut-off VM: disks only (qemu-img).
+ * With REDEFINE, only records metadata (libvirt's rules apply). *name (may be NULL) gets the snapshot's
+ * name (generated from the time when the XML gives none). Caller frees.
+ */
+QS_EXPORT int engine_snapshot_create(struct engine *e, const char *domain, const char *xml, unsigned flags,
+                                     char **name, struct qs_error **err);
+/* Reverts DOMAIN to NAME: in place (snapshot-load) when QEMU runs; flags as enum engine_revert_flags. */
+QS_EXPORT int engine_snapshot_revert(struct engine *e, const char *domain, const char *name, unsigned flags,
+                                     struct qs_error **err);
+/* Deletes NAME (and/or its descendants); children move to NAME's parent. Flags: enum engine_delete_flags. */
+QS_EXPORT int engine_snapshot_delete(struct engine *e, const char *domain, const char *name, unsigned flags,
+                                     struct qs_error **err);
 
 #ifdef __cplusplus
 }

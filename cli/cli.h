@@ -1,0 +1,40 @@
+/* cli.h: what the command handlers share - the context, error printing, exit codes. */
+#ifndef QS_CLI_H
+#define QS_CLI_H
+
+#include <stdbool.h>
+
+#include "engine.h"
+#include "opts.h"
+
+enum { CLI_EXIT_OK = 0, CLI_EXIT_FAILED = 1, CLI_EXIT_USAGE = 2 };
+
+struct cli_ctx {
+    const char *root;      /* --root, or NULL */
+    bool quiet;            /* -q: no table headers, messages or per-command newline (as virsh -q) */
+    struct engine *engine; /* opened on first use by cli_engine() */
+    bool progress;         /* stderr is a terminal: show progress lines */
+    bool progress_shown;   /* a progress line is on screen and needs clearing */
+};
+
+enum cli_cmd_flags {
+    CLI_CMD_NO_END = 1 << 0, /* no per-command newline after it (help, version) */
+};
+
+struct cli_command {
+    const struct cli_cmd_def *def;
+    int (*handler)(struct cli_ctx *ctx, const struct cli_args *args);
+    unsigned flags;
+};
+
+/* The engine for ctx->root, opened once; NULL after printing the error. */
+struct engine *cli_engine(struct cli_ctx *ctx);
+/* Prints "error: MESSAGE" to stderr and frees *err. ctx may be NULL. Returns CLI_EXIT_FAILED. */
+int cli_fail(struct cli_ctx *ctx, struct qs_error **err);
+/* Prints "error: " + formatted text. Returns CLI_EXIT_FAILED. */
+int cli_failf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+extern const struct cli_command cli_domain_commands[];
+extern const struct cli_command cli_snapshot_commands[];
+
+#endif

@@ -1,0 +1,192 @@
+/* cmd_domain.c: domains without libvirt - attach, define, undefine, list, domstate, start, destroy. */
+#include "cli.h"
+#include "qs_buf.h"
+#include "qs_file.h"
+#include "qs_util.h"
+#include "vsh_output.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define OPT_DOMAIN {"domain", CLI_OPT_STRING, CLI_OPT_REQUIRED, "domain name"}
+
+static int cmd_attach(struct cli_ctx *ctx, const struct cli_args *args)
+{
+    struct engine *e = cli_engine(ctx);
+    struct qs_error *err = NULL;
+    const char *name = cli_args_str(args, "domain"), *sock = cli_args_str(args, "qmp");
+
+    if (!e)
+        return CLI_EXIT_FAILED;
+    if (engine_domain_attach(e, name, sock, &err) < 0)
+        return cli_fail(ctx, &err);
+    printf("Domain '%s' attached from %s\n", name, sock);
+    return CLI_EXIT_OK;
+}
+
+static int cmd_define(struct cli_ctx *ctx, const struct cli_args *args)
+{
+    struct engine *e = cli_engine(ctx);
+    struct qs_error *err = NULL;
+    const char *file = cli_args_str(args, "file");
+    char *xml = NULL, *name = NULL;
+    int ret = CLI_EXIT_FAILED;
+
+    if (!e)
+        return CLI_EXIT_FAILED;
+    if (qs_file_read(AT_FDCWD, file, 16u << 20, &xml, NULL, &err) < 0 ||
+        engine_domain_define(e, xml, cli_args_str(args, "qmp"), &name, &err) < 0) {
+        ret = cli_fail(ctx, &err);
+        goto out;
+    }
+    printf("Domain '%s' defined from %s\n", name, file);
+    ret = CLI_EXIT_OK;
+out:
+    free(xml);
+    free(name);
+    return ret;
+}
+
+static int cmd_undefine(struct cli_ctx *ctx, const struct cli_args *args)
+{
+    struct engine *e = cli_engine(ctx);
+    struct qs_error *err = NULL;
+    const char *name = cli_args_str(args, "domain");
+
+    if (!e)
+        return CLI_EXIT_FAILED;
+    if (engine_domain_undefine(e, name, cli_args_bool(args, "snapshots-metadata"), &err) < 0)
+        return cli_fail(ctx, &err);
+    printf("Domain '%s' has been undefined\n", name);
+    return CLI_EXIT_OK;
+}
+
+static int cmd_domstate(struct cli_ctx *ctx, const struct cli_args *args)
+{
+    struct engine *e = cli_engine(ctx);
+    struct qs_error *err = NULL;
+    enum engine_domain_state st;
+
+    if (!e)
+        return CLI_EXIT_FAILED;
+    if (engine_domain_get_state(e, cli_args_str(args, "domain"), &st, NULL, &err) < 0)
+        return cli_fail(ctx, &err);
+    printf("%s\n", engine_domain_state_name(st));
+    return CLI_EXIT_OK;
+}
+
+static int cmd_list(struct cli_ctx *ctx, const struct cli_args *args)
+{
+    struct engine *e = cli_engine(ctx);
+    struct qs_error *err = NULL;
+    char **names = NULL;
+    size_t n = 0;
+    bool all = cli_args_bool(args, "all");
+    struct vsh_table *t = NULL;
+    int ret = CLI_EXIT_FAILED;
+
+    if (!e)
+        return CLI_EXIT_FAILED;
+    if (engine_domain_list(e, &names, &n, &err) < 0) {
+        ret = cli_fail(ctx, &err);
+        goto out;
+    }
+    t = vsh_table_new(3, (const char *const[]){"Id", "Name", "State"});
+    for (size_t i = 0; i < n; i++) {
+        enum engine_domain_state st;
+        char id[32] = "-";
+        int pid = -1;
+        if (engine_domain_get_state(e, names[i], &st, &pid, &err) < 0) {
+            ret = cli_fail(ctx, &err);
+            goto out;
+        }
+        if (st == ENGINE_DOMAIN_SHUTOFF && !all)
+            continue;
+        if (pid > 0)
+            snprintf(id, sizeof(id), "%d", pid);
+        vsh_table_add_row(t, (const char *const[]){id, names[i], engine_domain_state_name(st)});
+    }
+    vsh_table_print(t, stdout);
+    ret = CLI_EXIT_OK;
+out:
+    vsh_table_free(t);
+    engine_strv_free(names, n);
+    return ret;
+}
+
+static int cmd_start(struct cli_ctx *ctx, const struct cli_args *args)
+{
+    struct engine *e = cli_engine(ctx);
+    struct qs_error *err = NULL;
+    const char *name = cli_args_str(args, "domain");
+
+    if (!e)
+        return CLI_EXIT_FAILED;
+    if (engine_domain_start(e, name, cli_args_bool(args, "paused"), &err) < 0)
+        return cli_fail(ctx, &err);
+    printf("Domain '%s' started\n", name);
+    return CLI_EXIT_OK;
+}
+
+static int cmd_destroy(struct cli_ctx *ctx, const struct cli_args *args)
+{
+    struct engine *e = cli_engine(ctx);
+    struct qs_error *err = NULL;
+    const char *name = cli_args_str(args, "domain");
+
+    if (!e)
+        return CLI_EXIT_FAILED;
+    if (engine_domain_destroy(e, name, &err) < 0)
+        return cli_fail(ctx, &err);
+    printf("Domain '%s' destroyed\n", name);
+    return CLI_EXIT_OK;
+}
+
+static const struct cli_opt attach_opts[] = {
+    OPT_DOMAIN,
+    {"qmp", CLI_OPT_STRING, CLI_OPT_REQUIRED, "path of the VM's QMP UNIX socket"},
+    {NULL, 0, 0, NULL},
+};
+static const struct cli_opt define_opts[] = {
+    {"file", CLI_OPT_STRING, CLI_OPT_REQUIRED, "file containing an XML domain description"},
+    {"qmp", CLI_OPT_STRING, CLI_OPT_NAMED, "path of the VM's QMP UNIX socket"},
+    {NULL, 0, 0, NULL},
+};
+static const struct cli_opt undefine_opts[] = {
+    OPT_DOMAIN,
+    {"snapshots-metadata", CLI_OPT_BOOL, 0, "remove all domain snapshot metadata too"},
+    {NULL, 0, 0, NULL},
+};
+static const struct cli_opt domain_only_opts[] = {OPT_DOMAIN, {NULL, 0, 0, NULL}};
+static const struct cli_opt list_opts[] = {
+    {"all", CLI_OPT_BOOL, 0, "list inactive & active domains"},
+    {NULL, 0, 0, NULL},
+};
+static const struct cli_opt start_opts[] = {
+    OPT_DOMAIN,
+    {"paused", CLI_OPT_BOOL, 0, "leave the guest paused after start"},
+    {NULL, 0, 0, NULL},
+};
+
+static const struct cli_cmd_def attach_def = {"attach", "take over a running QEMU",
+    "Record a running QEMU, started by someone else, as domain NAME: its disks, memory, uuid and command line.",
+    attach_opts};
+static const struct cli_cmd_def define_def = {"define", "define (but don't start) a domain from an XML file",
+    "Define a domain from a libvirt domain XML file.", define_opts};
+static const struct cli_cmd_def undefine_def = {"undefine", "undefine a domain",
+    "Undefine an inactive or active domain (its disk images stay).", undefine_opts};
+static const struct cli_cmd_def list_def = {"list", "list domains", "Returns list of domains.", list_opts};
+static const struct cli_cmd_def domstate_def = {"domstate", "domain state", "Returns state about a domain.",
+    domain_only_opts};
+static const struct cli_cmd_def start_def = {"start", "start a (previously defined) inactive domain",
+    "Start a domain from its recorded or defined QEMU command line.", start_opts};
+static const struct cli_cmd_def destroy_def = {"destroy", "destroy (stop) a domain",
+    "Destroy a given domain: QEMU is stopped at once.", domain_only_opts};
+
+const struct cli_command cli_domain_commands[] = {
+    {&attach_def, cmd_attach, 0},     {&define_def, cmd_define, 0},     {&undefine_def, cmd_undefine, 0},
+    {&list_def, cmd_list, 0},         {&domstate_def, cmd_domstate, 0}, {&start_def, cmd_start, 0},
+    {&destroy_def, cmd_destroy, 0},   {NULL, NULL, 0},
+};

@@ -1,0 +1,36 @@
+/* engine_priv.h: what the engine's files share - the engine object and domain helpers. */
+#ifndef QS_ENGINE_PRIV_H
+#define QS_ENGINE_PRIV_H
+
+#include "engine.h"
+#include "md.h"
+#include "qmp.h"
+
+struct engine {
+    struct md_store *store;
+    int lock_timeout_ms;
+    int qmp_timeout_ms;
+    engine_progress_fn progress;
+    void *opaque;
+};
+
+/* A domain's definition loaded for an operation. QS_ERR_NOTFOUND "domain 'X' is not defined". */
+struct md_domain *engine_domain_load(struct engine *e, const char *name, struct qs_error **err);
+/* Takes the domain's lock with the engine's timeout. */
+struct md_lock *engine_domain_lock(struct engine *e, const char *name, struct qs_error **err);
+/*
+ * Connects to the domain's QEMU when it runs: *c is NULL (and 0 returned) when it is shut off (no socket
+ * recorded, none there, or nobody listening). Caller frees *c with qmp_client_free().
+ */
+int engine_domain_connect(struct engine *e, const struct md_domain *dom, struct qmp_client **c,
+                          struct qs_error **err);
+/* Maps a QEMU run state word ("running", "paused", "restore-vm", ...) to a domain state. */
+enum engine_domain_state engine_state_from_qemu(const char *status);
+/* Quits QEMU (QMP quit, then SIGKILL after a grace period) and waits until the process is gone. The
+ * client is freed and *c set to NULL. */
+int engine_qemu_quit(struct engine *e, struct qmp_client **c, struct qs_error **err);
+/* Starts the domain's QEMU (paused if asked) and connects: *c is the new client. */
+int engine_qemu_start(struct engine *e, struct md_domain *dom, const struct md_lock *lock, bool paused,
+                      struct qmp_client **c, struct qs_error **err);
+
+#endif

@@ -1,0 +1,131 @@
+/* img.c: qemu-img, always run from an argv, its JSON read through the qmp value API. */
+#include "img.h"
+#include "qmp.h"
+#include "qs_proc.h"
+#include "qs_util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define IMG_TIMEOUT_MS 120000
+
+void img_info_release(struct img_info *info)
+{
+    if (!info)
+        return;
+    free(info->format);
+    free(info->backing_file);
+    qs_strv_free(info->tags);
+    qs_strv_free(info->tag_ids);
+    memset(info, 0, sizeof(*info));
+}
+
+/* Runs qemu-img with ARGV; a non-zero exit becomes an error carrying qemu-img's own message. */
+static int img_run(char *const argv[], char **out, struct qs_error **err)
+{
+    struct qs_proc_result res = {0};
+    int ret = -1;
+
+    if (qs_proc_run(argv, IMG_TIMEOUT_MS, 0, &res, err) < 0)
+        return -1;
+    if (res.status != 0) {
+        const char *msg = res.errout;
+        if (qs_str_has_prefix(msg, "qemu-img: "))
+            msg += strlen("qemu-img: ");
+        qs_error_set(err, QS_ERR_QEMU, "%s", *msg ? msg : "qemu-img failed");
+        goto out;
+    }
+    if (out) {
+        *out = res.out;
+        res.out = NULL;
+    }
+    ret = 0;
+out:
+    qs_proc_result_release(&res);
+    return ret;
+}
+
+int img_info_get(const char *file, bool force_share, struct img_info *info, struct qs_error **err)
+{
+    char *argv[] = {"qemu-img", "info", "--output=json", force_share ? "-U" : "--", (char *)file, NULL};
+    struct qmp_reply *r = NULL;
+    const struct qmp_value *v, *snaps;
+    char *out = NULL;
+    const char *fmt, *backing;
+    size_t n;
+    int ret = -1;
+
+    if (!force_share) { /* "--" then the file: keep argv the same length */
+        argv[3] = (char *)file;
+        argv[4] = NULL;
+    }
+    if (img_run(argv, &out, err) < 0)
+        goto out;
+    if (!(r = qmp_reply_parse(out, err)))
+        goto out;
+    v = qmp_reply_value(r);
+    fmt = qmp_value_get_string(v, "format");
+    if (!fmt) {
+        qs_error_set(err, QS_ERR_PROTOCOL, "qemu-img info gave no format for '%s'", file);
+        goto out;
+    }
+    memset(info, 0, sizeof(*info));
+    info->format = qs_xstrdup(fmt);
+    backing = qmp_value_get_string(v, "backing-filename");
+    info->backing_file = backing ? qs_xstrdup(backing) : NULL;
+    qmp_value_int(qmp_value_get(v, "virtual-size"), &info->virtual_size);
+    snaps = qmp_value_get(v, "snapshots");
+    n = qmp_value_array_len(snaps);
+    info->tags = qs_xcalloc(n + 1, sizeof(char *));
+    info->tag_ids = qs_xcalloc(n + 1, sizeof(char *));
+    for (size_t i = 0, k = 0; i < n; i++) {
+        const char *name = qmp_value_get_string(qmp_value_array_at(snaps, i), "name");
+        const char *id = qmp_value_get_string(qmp_value_array_at(snaps, i), "id");
+        if (name && id) {
+            info->tags[k] = qs_xstrdup(name);
+            info->tag_ids[k++] = qs_xstrdup(id);
+        }
+    }
+    ret = 0;
+out:
+    qmp_reply_free(r);
+    free(out);
+    return ret;
+}
+
+bool img_info_has_tag(const struct img_info *info, const char *tag)
+{
+    for (char **t = info->tags; t && *t; t++)
+        if (strcmp(*t, tag) == 0)
+            return true;
+    return false;
+}
+
+const char *img_info_tag_clash(const struct img_info *info, const char *tag)
+{
+    for (size_t i = 0; info->tags && info->tags[i]; i++)
+        if (strcmp(info->tag_ids[i], tag) == 0 && strcmp(info->tags[i], tag) != 0)
+            return info->tags[i];
+    return NULL;
+}
+
+static int img_snapshot(const char *op, const char *file, const char *tag, struct qs_error **err)
+{
+    char *argv[] = {"qemu-img", "snapshot", (char *)op, (char *)tag, "--", (char *)file, NULL};
+    return img_run(argv, NULL, err);
+}
+
+int img_snapshot_create(const char *file, const char *tag, struct qs_error **err)
+{
+    return img_snapshot("-c", file, tag, err);
+}
+
+int img_snapshot_apply(const char *file, const char *tag, struct qs_error **err)
+{
+    return img_snapshot("-a", file, tag, err);
+}
+
+int img_snapshot_delete(const char *file, const char *tag, struct qs_error **err)
+{
+    return img_snapshot("-d", file, tag, err);
+}

@@ -1,0 +1,217 @@
+/* internal.c: internal snapshots through QEMU's snapshot-* jobs (live) and qemu-img (offline). */
+#include "internal.h"
+#include "img.h"
+#include "qs_util.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define JOB_ID "qsnap-snapshot"
+
+static int check_tag(const char *target, bool has, const char *clash, const char *tag, enum isnap_op op,
+                     struct qs_error **err)
+{
+    if (op == ISNAP_CREATE && has) {
+        qs_error_set(err, QS_ERR_EXISTS, "disk '%s' already has an internal snapshot named '%s'", target, tag);
+        return -1;
+    }
+    if (op != ISNAP_CREATE && !has) {
+        qs_error_set(err, QS_ERR_NOTFOUND, "internal snapshot '%s' not found on disk '%s'", tag, target);
+        return -1;
+    }
+    if (op == ISNAP_LOAD && clash) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED,
+                     "disk '%s' has another snapshot '%s' whose id is '%s': QEMU would load that one", target,
+                     clash, tag);
+        return -1;
+    }
+    return 0;
+}
+
+int isnap_check_live(const struct vm_block *blocks, size_t nblocks, const struct isnap_disk *disks, size_t n,
+                     const char *tag, enum isnap_op op, struct qs_error **err)
+{
+    if (n == 0) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "the domain has no disk that can hold an internal snapshot");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct vm_block *b = vm_blocks_find(blocks, nblocks, disks[i].node);
+        if (!b) {
+            qs_error_set(err, QS_ERR_NOTFOUND, "disk '%s' (node '%s') is not attached to the running QEMU",
+                         disks[i].target, disks[i].node);
+            return -1;
+        }
+        if (strcmp(b->format, "qcow2") != 0) {
+            qs_error_set(err, QS_ERR_UNSUPPORTED,
+                         "disk '%s' is %s: internal snapshots need qcow2 (convert it, or exclude the disk)",
+                         disks[i].target, b->format);
+            return -1;
+        }
+        if (b->readonly) {
+            qs_error_set(err, QS_ERR_UNSUPPORTED, "disk '%s' is read-only", disks[i].target);
+            return -1;
+        }
+        if (check_tag(disks[i].target, vm_block_has_tag(b, tag), vm_block_tag_clash(b, tag), tag, op, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int isnap_check_offline(const struct isnap_disk *disks, size_t n, const char *tag, enum isnap_op op,
+                        struct qs_error **err)
+{
+    if (n == 0) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "the domain has no disk that can hold an internal snapshot");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct img_info info = {0};
+        int r;
+        if (img_info_get(disks[i].file, false, &info, err) < 0) {
+            qs_error_prefix(err, "disk '%s'", disks[i].target);
+            return -1;
+        }
+        if (strcmp(info.format, "qcow2") != 0) {
+            qs_error_set(err, QS_ERR_UNSUPPORTED, "disk '%s' is %s: internal snapshots need qcow2",
+                         disks[i].target, info.format);
+            img_info_release(&info);
+            return -1;
+        }
+        r = check_tag(disks[i].target, img_info_has_tag(&info, tag), img_info_tag_clash(&info, tag), tag, op, err);
+        img_info_release(&info);
+        if (r < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static struct qmp_args *job_args(const struct isnap_disk *disks, size_t n, const char *tag, bool vmstate)
+{
+    struct qmp_args *a = qmp_args_new(), *devs;
+
+    qmp_args_set_str(a, "job-id", JOB_ID);
+    qmp_args_set_str(a, "tag", tag);
+    if (vmstate)
+        qmp_args_set_str(a, "vmstate", disks[0].node);
+    devs = qmp_args_set_list(a, "devices");
+    for (size_t i = 0; i < n; i++)
+        qmp_args_push_str(devs, disks[i].node);
+    return a;
+}
+
+struct progress_ctx {
+    isnap_progress_fn fn;
+    void *opaque;
+    const char *phase;
+};
+
+static int job_progress(void *opaque, const char *job_id, uint64_t cur, uint64_t total)
+{
+    struct progress_ctx *p = opaque;
+    (void)job_id;
+    return p->fn ? p->fn(p->opaque, p->phase, cur, total) : 0;
+}
+
+static int run_job(struct qmp_client *c, const char *cmd, const char *phase, struct qmp_args *a,
+                   isnap_progress_fn progress, void *opaque, struct qs_error **err)
+{
+    struct progress_ctx p = {progress, opaque, phase};
+    struct qmp_job_options o = {.progress = job_progress, .opaque = &p};
+    return qmp_job_run(c, cmd, a, JOB_ID, &o, err);
+}
+
+/* After a failed save, removes TAG from the disks where the job did create it (none had it before). */
+static void save_cleanup(struct qmp_client *c, const struct isnap_disk *disks, size_t n, const char *tag)
+{
+    struct vm_block *blocks = NULL;
+    size_t nb = 0, k = 0;
+    struct isnap_disk *left = NULL;
+    struct qs_error *e2 = NULL;
+
+    if (vm_blocks(c, &blocks, &nb, &e2) < 0)
+        goto out;
+    left = qs_xcalloc(n, sizeof(*left));
+    for (size_t i = 0; i < n; i++) {
+        const struct vm_block *b = vm_blocks_find(blocks, nb, disks[i].node);
+        if (b && vm_block_has_tag(b, tag))
+            left[k++] = disks[i];
+    }
+    if (k > 0) {
+        struct qmp_args *a = job_args(left, k, tag, false);
+        run_job(c, "snapshot-delete", "delete", a, NULL, NULL, &e2);
+        qmp_args_free(a);
+    }
+out:
+    qs_error_free(e2);
+    free(left);
+    vm_blocks_free(blocks, nb);
+}
+
+int isnap_save(struct qmp_client *c, const struct isnap_disk *disks, size_t n, const char *tag,
+               isnap_progress_fn progress, void *opaque, struct qs_error **err)
+{
+    struct qmp_args *a = job_args(disks, n, tag, true);
+    int r = run_job(c, "snapshot-save", "save", a, progress, opaque, err);
+
+    if (r < 0 && (!err || !*err || (*err)->code != QS_ERR_DISCONNECTED))
+        save_cleanup(c, disks, n, tag);
+    qmp_args_free(a);
+    return r;
+}
+
+int isnap_load(struct qmp_client *c, const struct isnap_disk *disks, size_t n, const char *tag,
+               isnap_progress_fn progress, void *opaque, struct qs_error **err)
+{
+    struct qmp_args *a = job_args(disks, n, tag, true);
+    int r = run_job(c, "snapshot-load", "load", a, progress, opaque, err);
+    qmp_args_free(a);
+    return r;
+}
+
+int isnap_delete(struct qmp_client *c, const struct isnap_disk *disks, size_t n, const char *tag,
+                 struct qs_error **err)
+{
+    struct qmp_args *a = job_args(disks, n, tag, false);
+    int r = run_job(c, "snapshot-delete", "delete", a, NULL, NULL, err);
+    qmp_args_free(a);
+    return r;
+}
+
+int isnap_offline_create(const struct isnap_disk *disks, size_t n, const char *tag, struct qs_error **err)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (img_snapshot_create(disks[i].file, tag, err) < 0) {
+            qs_error_prefix(err, "disk '%s'", disks[i].target);
+            while (i-- > 0)
+                img_snapshot_delete(disks[i].file, tag, NULL);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int isnap_offline_apply(const struct isnap_disk *disks, size_t n, const char *tag, struct qs_error **err)
+{
+    if (isnap_check_offline(disks, n, tag, ISNAP_LOAD, err) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (img_snapshot_apply(disks[i].file, tag, err) < 0) {
+            qs_error_prefix(err, "disk '%s'", disks[i].target);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int isnap_offline_delete(const struct isnap_disk *disks, size_t n, const char *tag, struct qs_error **err)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (img_snapshot_delete(disks[i].file, tag, err) < 0) {
+            qs_error_prefix(err, "disk '%s'", disks[i].target);
+            return -1;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,755 @@
+/* snapshot.c: snapshot operations - list, show, create, revert, delete - over QMP, qemu-img and metadata. */
+#include "engine_priv.h"
+#include "internal.h"
+#include "qs_util.h"
+#include "vm.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Summaries: views into a loaded tree, which the list owns. */
+
+struct engine_snapshot {
+    const struct md_tree *tree;
+    const struct md_entry *entry;
+};
+
+struct engine_snapshot_list {
+    struct md_tree *tree;
+    struct engine_snapshot *items;
+    size_t n;
+};
+
+const char *engine_snapshot_name(const struct engine_snapshot *s) { return s->entry->name; }
+const char *engine_snapshot_parent(const struct engine_snapshot *s) { return s->entry->parent; }
+const char *engine_snapshot_description(const struct engine_snapshot *s) { return s->entry->description; }
+int64_t engine_snapshot_creation_time(const struct engine_snapshot *s) { return s->entry->creation_time; }
+bool engine_snapshot_is_current(const struct engine_snapshot *s) { return s->entry->current; }
+size_t engine_snapshot_children(const struct engine_snapshot *s) { return s->entry->nchildren; }
+
+const char *engine_snapshot_state(const struct engine_snapshot *s)
+{
+    const char *st = md_state_to_string(s->entry->state);
+    return st ? st : "nostate";
+}
+
+const char *engine_snapshot_location(const struct engine_snapshot *s)
+{
+    return s->entry->external ? "external" : "internal";
+}
+
+size_t engine_snapshot_descendants(const struct engine_snapshot *s)
+{
+    size_t count = 0, top = 0, cap = 0;
+    const struct md_entry **stack = NULL;
+
+    qs_xgrow((void **)&stack, &cap, 1, sizeof(*stack));
+    stack[top++] = s->entry;
+    while (top > 0) {
+        const struct md_entry *e = stack[--top];
+        for (size_t i = 0; i < e->nchildren; i++) {
+            qs_xgrow((void **)&stack, &cap, top + 1, sizeof(*stack));
+            stack[top++] = md_tree_child(s->tree, e, i);
+            count++;
+        }
+    }
+    free(stack);
+    return count;
+}
+
+size_t engine_snapshot_list_count(const struct engine_snapshot_list *l) { return l->n; }
+
+const struct engine_snapshot *engine_snapshot_list_at(const struct engine_snapshot_list *l, size_t i)
+{
+    return i < l->n ? &l->items[i] : NULL;
+}
+
+void engine_snapshot_list_free(struct engine_snapshot_list *l)
+{
+    if (!l)
+        return;
+    free(l->items);
+    md_tree_free(l->tree);
+    free(l);
+}
+
+static struct md_tree *tree_load(struct engine *e, const char *domain, const struct md_lock *lock,
+                                 struct qs_error **err)
+{
+    struct md_domain *dom = engine_domain_load(e, domain, err);
+    struct md_tree *t;
+
+    if (!dom)
+        return NULL;
+    md_domain_free(dom);
+    t = md_tree_load(e->store, domain, lock, err);
+    return t;
+}
+
+static void snapshot_not_found(const char *name, struct qs_error **err)
+{
+    qs_error_set(err, QS_ERR_NOTFOUND, "Domain snapshot not found: no domain snapshot with matching name '%s'",
+                 name);
+}
+
+static const struct md_entry *tree_find(const struct md_tree *t, const char *name, struct qs_error **err)
+{
+    const struct md_entry *en = md_tree_find(t, name);
+    if (!en)
+        snapshot_not_found(name, err);
+    return en;
+}
+
+static unsigned list_flags_to_md(unsigned f)
+{
+    static const struct {
+        unsigned engine, md;
+    } map[] = {
+        {ENGINE_LIST_ROOTS, MD_LIST_ROOTS},         {ENGINE_LIST_DESCENDANTS, MD_LIST_DESCENDANTS},
+        {ENGINE_LIST_LEAVES, MD_LIST_LEAVES},       {ENGINE_LIST_NO_LEAVES, MD_LIST_NO_LEAVES},
+        {ENGINE_LIST_INACTIVE, MD_LIST_INACTIVE},   {ENGINE_LIST_ACTIVE, MD_LIST_ACTIVE},
+        {ENGINE_LIST_DISK_ONLY, MD_LIST_DISK_ONLY}, {ENGINE_LIST_INTERNAL, MD_LIST_INTERNAL},
+        {ENGINE_LIST_EXTERNAL, MD_LIST_EXTERNAL},   {ENGINE_LIST_METADATA, MD_LIST_METADATA},
+        {ENGINE_LIST_NO_METADATA, MD_LIST_NO_METADATA}, {ENGINE_LIST_TOPOLOGICAL, MD_LIST_TOPOLOGICAL},
+        {ENGINE_LIST_TREE, MD_LIST_TREE},
+    };
+    unsigned out = 0;
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (f & map[i].engine)
+            out |= map[i].md;
+    return out;
+}
+
+int engine_snapshot_list(struct engine *e, const char *domain, unsigned flags, const char *from,
+                         struct engine_snapshot_list **out, struct qs_error **err)
+{
+    struct engine_snapshot_list *l = qs_xcalloc(1, sizeof(*l));
+    const struct md_entry **entries = NULL;
+    size_t n = 0;
+    int ret = -1;
+
+    if (!(l->tree = tree_load(e, domain, NULL, err)))
+        goto out;
+    if (from && !tree_find(l->tree, from, err))
+        goto out;
+    if (md_tree_list(l->tree, from, list_flags_to_md(flags), &entries, &n, err) < 0)
+        goto out;
+    l->items = qs_xcalloc(n + 1, sizeof(*l->items));
+    for (size_t i = 0; i < n; i++)
+        l->items[i] = (struct engine_snapshot){l->tree, entries[i]};
+    l->n = n;
+    *out = l;
+    l = NULL;
+    ret = 0;
+out:
+    free(entries);
+    engine_snapshot_list_free(l);
+    return ret;
+}
+
+int engine_snapshot_lookup(struct engine *e, const char *domain, const char *name,
+                           struct engine_snapshot_list **out, struct qs_error **err)
+{
+    struct engine_snapshot_list *l = qs_xcalloc(1, sizeof(*l));
+    const struct md_entry *en;
+
+    if (!(l->tree = tree_load(e, domain, NULL, err)) || !(en = tree_find(l->tree, name, err))) {
+        engine_snapshot_list_free(l);
+        return -1;
+    }
+    l->items = qs_xcalloc(1, sizeof(*l->items));
+    l->items[0] = (struct engine_snapshot){l->tree, en};
+    l->n = 1;
+    *out = l;
+    return 0;
+}
+
+int engine_snapshot_current_name(struct engine *e, const char *domain, char **name, struct qs_error **err)
+{
+    struct md_tree *t = tree_load(e, domain, NULL, err);
+    const struct md_entry *cur;
+
+    if (!t)
+        return -1;
+    cur = md_tree_current(t);
+    *name = cur ? qs_xstrdup(cur->name) : NULL;
+    md_tree_free(t);
+    return 0;
+}
+
+int engine_snapshot_set_current(struct engine *e, const char *domain, const char *name, struct qs_error **err)
+{
+    struct md_lock *lock = NULL;
+    struct md_tree *t = NULL;
+    int ret = -1;
+
+    if (!(lock = engine_domain_lock(e, domain, err)) || !(t = tree_load(e, domain, lock, err)) ||
+        !tree_find(t, name, err) || md_store_snapshot_set_current(e->store, lock, domain, name, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    md_tree_free(t);
+    md_lock_free(lock);
+    return ret;
+}
+
+static struct md_snapshot *snapshot_get(struct engine *e, const char *domain, const char *name,
+                                        struct qs_error **err)
+{
+    struct qs_error *local = NULL;
+    struct md_snapshot *s = md_store_snapshot_get(e->store, domain, name, &local);
+
+    if (!s && local->code == QS_ERR_NOTFOUND) {
+        qs_error_free(local);
+        snapshot_not_found(name, err);
+        return NULL;
+    }
+    qs_error_propagate(err, &local);
+    return s;
+}
+
+int engine_snapshot_get_xml(struct engine *e, const char *domain, const char *name, bool secure, char **xml,
+                            struct qs_error **err)
+{
+    struct md_domain *dom = engine_domain_load(e, domain, err);
+    struct md_snapshot *s = NULL;
+
+    (void)secure; /* qsnap keeps no secrets in snapshot metadata */
+    *xml = NULL;
+    if (dom && (s = snapshot_get(e, domain, name, err)))
+        *xml = md_snapshot_format(s, 0, err);
+    md_snapshot_free(s);
+    md_domain_free(dom);
+    return *xml ? 0 : -1;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Which disks an internal snapshot covers. */
+
+struct disk_set {
+    struct isnap_disk *disks;
+    size_t n;
+    char **owned; /* strings the set owns */
+    size_t nowned;
+};
+
+static void disk_set_release(struct disk_set *ds)
+{
+    for (size_t i = 0; i < ds->nowned; i++)
+        free(ds->owned[i]);
+    free(ds->owned);
+    free(ds->disks);
+    memset(ds, 0, sizeof(*ds));
+}
+
+static const char *disk_set_own(struct disk_set *ds, const char *s)
+{
+    char *copy;
+    if (!s)
+        return NULL;
+    copy = qs_xstrdup(s);
+    ds->owned = qs_xrealloc(ds->owned, (ds->nowned + 1) * sizeof(char *));
+    ds->owned[ds->nowned++] = copy;
+    return copy;
+}
+
+static const struct md_snapshot_disk *spec_disk(const struct md_snapshot *spec, const char *target)
+{
+    for (size_t i = 0; spec && i < spec->ndisks; i++)
+        if (strcmp(spec->disks[i].name, target) == 0)
+            return &spec->disks[i];
+    return NULL;
+}
+
+/*
+ * The domain's disks (device 'disk') that SPEC does not exclude with snapshot='no'. A disk SPEC names
+ * that the domain lacks is an error, as is any location but internal (external snapshots come later).
+ */
+static int disk_set_from_domain(struct disk_set *ds, const struct md_domain *dom, const struct md_snapshot *spec,
+                                struct qs_error **err)
+{
+    size_t n = md_domain_disk_count(dom);
+
+    for (size_t i = 0; spec && i < spec->ndisks; i++) {
+        const struct md_snapshot_disk *sd = &spec->disks[i];
+        bool found = false;
+        for (size_t k = 0; k < n && !found; k++) {
+            struct md_domain_disk d;
+            found = md_domain_disk_get(dom, k, &d, NULL) == 0 && qs_str_equal(d.target, sd->name);
+        }
+        if (!found) {
+            qs_error_set(err, QS_ERR_INVALID, "no disk named '%s'", sd->name);
+            return -1;
+        }
+        if (sd->snapshot == MD_LOCATION_EXTERNAL || sd->snapshot == MD_LOCATION_MANUAL) {
+            qs_error_set(err, QS_ERR_UNSUPPORTED, "disk '%s': %s disk snapshots are not supported yet", sd->name,
+                         md_location_to_string(sd->snapshot));
+            return -1;
+        }
+    }
+    ds->disks = qs_xcalloc(n + 1, sizeof(*ds->disks));
+    for (size_t k = 0; k < n; k++) {
+        struct md_domain_disk d;
+        const struct md_snapshot_disk *sd;
+        if (md_domain_disk_get(dom, k, &d, err) < 0)
+            return -1;
+        if (!d.target || (d.device && strcmp(d.device, "disk") != 0))
+            continue;
+        sd = spec_disk(spec, d.target);
+        if (sd && sd->snapshot == MD_LOCATION_NO)
+            continue;
+        ds->disks[ds->n++] = (struct isnap_disk){disk_set_own(ds, d.target),
+                                                 disk_set_own(ds, d.node_name ? d.node_name : d.target),
+                                                 disk_set_own(ds, d.source)};
+    }
+    return 0;
+}
+
+/* The disks SNAP holds internally, resolved against the domain for node names and files. */
+static int disk_set_from_snapshot(struct disk_set *ds, const struct md_domain *dom, const struct md_snapshot *snap,
+                                  struct qs_error **err)
+{
+    size_t n = md_domain_disk_count(dom);
+
+    ds->disks = qs_xcalloc(snap->ndisks + 1, sizeof(*ds->disks));
+    for (size_t i = 0; i < snap->ndisks; i++) {
+        const struct md_snapshot_disk *sd = &snap->disks[i];
+        bool found = false;
+        if (sd->snapshot != MD_LOCATION_INTERNAL)
+            continue;
+        for (size_t k = 0; k < n && !found; k++) {
+            struct md_domain_disk d;
+            if (md_domain_disk_get(dom, k, &d, err) < 0)
+                return -1;
+            if (!qs_str_equal(d.target, sd->name))
+                continue;
+            found = true;
+            ds->disks[ds->n++] = (struct isnap_disk){disk_set_own(ds, d.target),
+                                                     disk_set_own(ds, d.node_name ? d.node_name : d.target),
+                                                     disk_set_own(ds, d.source)};
+        }
+        if (!found) {
+            qs_error_set(err, QS_ERR_STATE, "snapshot '%s' holds disk '%s', which the domain no longer has",
+                         snap->name, sd->name);
+            return -1;
+        }
+    }
+    if (ds->n == 0) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "snapshot '%s' holds no internal disk snapshot", snap->name);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Create. */
+
+#define SUPPORTED_CREATE                                                                                   \
+    (ENGINE_CREATE_REDEFINE | ENGINE_CREATE_CURRENT | ENGINE_CREATE_NO_METADATA | ENGINE_CREATE_HALT |      \
+     ENGINE_CREATE_ATOMIC | ENGINE_CREATE_VALIDATE)
+
+static int create_redefine(struct engine *e, const char *domain, struct md_snapshot *snap, unsigned flags,
+                           struct qs_error **err)
+{
+    struct md_domain *dom = engine_domain_load(e, domain, err);
+    struct md_lock *lock = NULL;
+    struct md_tree *t = NULL;
+    const struct md_entry *old;
+    int ret = -1;
+
+    if (!dom || !(lock = engine_domain_lock(e, domain, err)) || !(t = md_tree_load(e->store, domain, lock, err)))
+        goto out;
+    old = md_tree_find(t, snap->name);
+    /* redefining the current snapshot keeps it current, as libvirt does */
+    snap->current = (flags & ENGINE_CREATE_CURRENT) || (old && old->current);
+    ret = md_store_snapshot_put(e->store, lock, domain, snap, 0, err);
+out:
+    md_tree_free(t);
+    md_lock_free(lock);
+    md_domain_free(dom);
+    return ret;
+}
+
+static int progress_adapter(void *opaque, const char *phase, uint64_t done, uint64_t total)
+{
+    struct engine *e = opaque;
+    return e->progress ? e->progress(e->opaque, phase, done, total) : 0;
+}
+
+/* Removes TAG again after the metadata write failed (best effort: the error that matters is the first). */
+static void create_undo(struct qmp_client *c, const struct disk_set *ds, const char *tag)
+{
+    struct qs_error *ignore = NULL;
+    if (c)
+        isnap_delete(c, ds->disks, ds->n, tag, &ignore);
+    else
+        isnap_offline_delete(ds->disks, ds->n, tag, &ignore);
+    qs_error_free(ignore);
+}
+
+int engine_snapshot_create(struct engine *e, const char *domain, const char *xml, unsigned flags, char **name,
+                           struct qs_error **err)
+{
+    struct md_snapshot *snap = NULL;
+    struct md_domain *dom = NULL;
+    struct md_lock *lock = NULL;
+    struct md_tree *t = NULL;
+    struct qmp_client *c = NULL;
+    struct disk_set ds = {0};
+    const struct md_entry *cur;
+    char *status = NULL;
+    bool taken = false;
+    int ret = -1;
+
+    if (flags & ~SUPPORTED_CREATE) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED,
+                     "external, disk-only, quiesced and live snapshots are not supported yet");
+        return -1;
+    }
+    if ((flags & ENGINE_CREATE_REDEFINE) && (flags & (ENGINE_CREATE_HALT | ENGINE_CREATE_NO_METADATA))) {
+        qs_error_set(err, QS_ERR_INVALID, "redefine cannot be combined with halt or no-metadata");
+        return -1;
+    }
+    if ((flags & ENGINE_CREATE_CURRENT) && !(flags & ENGINE_CREATE_REDEFINE)) {
+        qs_error_set(err, QS_ERR_INVALID, "Flag 'VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE' is required by flag "
+                                          "'VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT'");
+        return -1;
+    }
+    if (xml) {
+        snap = md_snapshot_parse(xml, strlen(xml), (flags & ENGINE_CREATE_REDEFINE) ? MD_PARSE_REDEFINE : 0, err);
+        if (!snap)
+            return -1;
+    } else {
+        snap = md_snapshot_new();
+    }
+    if (flags & ENGINE_CREATE_REDEFINE) {
+        ret = create_redefine(e, domain, snap, flags, err);
+        if (ret == 0 && name)
+            *name = qs_xstrdup(snap->name);
+        goto out;
+    }
+    if (snap->memory == MD_LOCATION_EXTERNAL || snap->memory == MD_LOCATION_MANUAL) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "external memory snapshots are not supported yet");
+        goto out;
+    }
+    if (!snap->name)
+        snap->name = qs_asprintf("%lld", (long long)time(NULL)); /* libvirt's default name */
+    if (qs_name_check(snap->name, "snapshot", err) < 0)
+        goto out;
+    if (!(dom = engine_domain_load(e, domain, err)) || !(lock = engine_domain_lock(e, domain, err)) ||
+        !(t = md_tree_load(e->store, domain, lock, err)))
+        goto out;
+    if (md_tree_find(t, snap->name)) {
+        qs_error_set(err, QS_ERR_EXISTS, "operation failed: domain moment %s already exists", snap->name);
+        goto out;
+    }
+    if (disk_set_from_domain(&ds, dom, snap, err) < 0 || engine_domain_connect(e, dom, &c, err) < 0)
+        goto out;
+
+    if (c) {
+        struct vm_block *blocks = NULL;
+        size_t nb = 0;
+        bool running = false;
+        int r;
+        if (vm_status(c, &status, &running, err) < 0 || vm_blocks(c, &blocks, &nb, err) < 0)
+            goto out;
+        r = isnap_check_live(blocks, nb, ds.disks, ds.n, snap->name, ISNAP_CREATE, err);
+        vm_blocks_free(blocks, nb);
+        if (r < 0 || isnap_save(c, ds.disks, ds.n, snap->name, progress_adapter, e, err) < 0)
+            goto out;
+        snap->state = running ? MD_STATE_RUNNING : MD_STATE_PAUSED;
+        snap->memory = MD_LOCATION_INTERNAL;
+    } else {
+        if (isnap_check_offline(ds.disks, ds.n, snap->name, ISNAP_CREATE, err) < 0 ||
+            isnap_offline_create(ds.disks, ds.n, snap->name, err) < 0)
+            goto out;
+        snap->state = MD_STATE_SHUTOFF;
+        snap->memory = MD_LOCATION_NO;
+    }
+    taken = true;
+
+    if (!(flags & ENGINE_CREATE_NO_METADATA)) {
+        /* the record: every domain disk, internal or excluded, as libvirt lists them */
+        size_t nd = md_domain_disk_count(dom);
+        for (size_t i = 0; i < snap->ndisks; i++)
+            free(snap->disks[i].name), free(snap->disks[i].type), free(snap->disks[i].driver_type),
+                free(snap->disks[i].source), free(snap->disks[i].raw);
+        free(snap->disks);
+        snap->disks = NULL;
+        snap->ndisks = 0;
+        for (size_t k = 0; k < nd; k++) {
+            struct md_domain_disk d;
+            struct md_snapshot_disk *sd;
+            bool in = false;
+            if (md_domain_disk_get(dom, k, &d, err) < 0)
+                goto undo;
+            if (!d.target || (d.device && strcmp(d.device, "disk") != 0))
+                continue;
+            for (size_t i = 0; i < ds.n && !in; i++)
+                in = strcmp(ds.disks[i].target, d.target) == 0;
+            sd = md_snapshot_disk_add(snap);
+            sd->name = qs_xstrdup(d.target);
+            sd->snapshot = in ? MD_LOCATION_INTERNAL : MD_LOCATION_NO;
+        }
+        cur = md_tree_current(t);
+        free(snap->parent);
+        snap->parent = cur ? qs_xstrdup(cur->name) : NULL;
+        snap->creation_time = (long long)time(NULL);
+        free(snap->domain_xml);
+        if (!(snap->domain_xml = md_domain_format(dom, err)))
+            goto undo;
+        snap->current = true;
+        if (md_store_snapshot_put(e->store, lock, domain, snap, MD_PUT_NO_REPLACE, err) < 0)
+            goto undo;
+    }
+    if ((flags & ENGINE_CREATE_HALT) && c && engine_qemu_quit(e, &c, err) < 0)
+        goto out; /* the snapshot stands; only the halt failed */
+    if (name)
+        *name = qs_xstrdup(snap->name);
+    ret = 0;
+    goto out;
+
+undo:
+    if (taken)
+        create_undo(c, &ds, snap->name);
+out:
+    free(status);
+    qmp_client_free(c);
+    disk_set_release(&ds);
+    md_tree_free(t);
+    md_lock_free(lock);
+    md_domain_free(dom);
+    md_snapshot_free(snap);
+    return ret;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Revert. */
+
+static bool snapshot_has_memory(const struct md_snapshot *s)
+{
+    return s->state != MD_STATE_SHUTOFF && s->state != MD_STATE_DISK_SNAPSHOT && s->memory != MD_LOCATION_NO;
+}
+
+/*
+ * In-place load on a live QEMU. The guest must not run between the load and the wanted end state, so a
+ * wanted pause is taken before the load (a load keeps a paused VM paused) and cont comes after it.
+ */
+static int revert_live(struct engine *e, struct qmp_client *c, const struct disk_set *ds, const char *tag,
+                       bool want_running, struct qs_error **err)
+{
+    struct vm_block *blocks = NULL;
+    size_t nb = 0;
+    char *status = NULL;
+    bool running = false;
+    int ret = -1;
+
+    if (vm_status(c, &status, &running, err) < 0 || vm_blocks(c, &blocks, &nb, err) < 0 ||
+        isnap_check_live(blocks, nb, ds->disks, ds->n, tag, ISNAP_LOAD, err) < 0)
+        goto out;
+    if (!want_running && running && vm_stop(c, err) < 0)
+        goto out;
+    if (isnap_load(c, ds->disks, ds->n, tag, progress_adapter, e, err) < 0) {
+        /* QEMU stays stopped (restore-vm) after a failed load: give back the run state we found. The
+         * checks above catch the failures that come before any RAM is touched. */
+        struct qs_error *ignore = NULL;
+        if (running)
+            vm_cont(c, &ignore);
+        qs_error_free(ignore);
+        goto out;
+    }
+    free(status);
+    status = NULL;
+    if (vm_status(c, &status, &running, err) < 0)
+        goto out;
+    if (want_running && !running && vm_cont(c, err) < 0)
+        goto out;
+    if (!want_running && running && vm_stop(c, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    free(status);
+    vm_blocks_free(blocks, nb);
+    return ret;
+}
+
+int engine_snapshot_revert(struct engine *e, const char *domain, const char *name, unsigned flags,
+                           struct qs_error **err)
+{
+    struct md_domain *dom = NULL;
+    struct md_lock *lock = NULL;
+    struct md_snapshot *snap = NULL;
+    struct qmp_client *c = NULL;
+    struct disk_set ds = {0};
+    bool started = false, want_running;
+    int ret = -1;
+
+    if ((flags & ENGINE_REVERT_RUNNING) && (flags & ENGINE_REVERT_PAUSED)) {
+        qs_error_set(err, QS_ERR_INVALID,
+                     "Flags 'VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING' and 'VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED' are "
+                     "mutually exclusive");
+        return -1;
+    }
+    if (!(dom = engine_domain_load(e, domain, err)) || !(lock = engine_domain_lock(e, domain, err)) ||
+        !(snap = snapshot_get(e, domain, name, err)))
+        goto out;
+    if (md_snapshot_is_external(snap)) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "reverting to external snapshot '%s' is not supported yet", name);
+        goto out;
+    }
+    if (disk_set_from_snapshot(&ds, dom, snap, err) < 0 || engine_domain_connect(e, dom, &c, err) < 0)
+        goto out;
+
+    if (snapshot_has_memory(snap)) {
+        want_running = (flags & ENGINE_REVERT_RUNNING) ||
+                       (!(flags & ENGINE_REVERT_PAUSED) && snap->state == MD_STATE_RUNNING);
+        if (!c) {
+            /* nothing runs: a fresh QEMU, paused, receives the snapshot */
+            if (isnap_check_offline(ds.disks, ds.n, name, ISNAP_LOAD, err) < 0 ||
+                engine_qemu_start(e, dom, lock, true, &c, err) < 0)
+                goto out;
+            started = true;
+        }
+        if (revert_live(e, c, &ds, name, want_running, err) < 0)
+            goto out;
+    } else {
+        /* a disk-only snapshot of a shut-off VM: the VM goes off, the images go back, and it starts again
+         * only when asked (as libvirt does) */
+        if (c && engine_qemu_quit(e, &c, err) < 0)
+            goto out;
+        if (isnap_offline_apply(ds.disks, ds.n, name, err) < 0)
+            goto out;
+        if ((flags & (ENGINE_REVERT_RUNNING | ENGINE_REVERT_PAUSED)) &&
+            engine_qemu_start(e, dom, lock, flags & ENGINE_REVERT_PAUSED, &c, err) < 0)
+            goto out;
+    }
+    if (md_store_snapshot_set_current(e->store, lock, domain, name, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    if (ret < 0 && started && c) {
+        /* we started QEMU for this revert: leave the domain off as we found it */
+        struct qs_error *ignore = NULL;
+        engine_qemu_quit(e, &c, &ignore);
+        qs_error_free(ignore);
+    }
+    qmp_client_free(c);
+    disk_set_release(&ds);
+    md_snapshot_free(snap);
+    md_lock_free(lock);
+    md_domain_free(dom);
+    return ret;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Delete. */
+
+/* Removes the internal tag of snapshot NAME from its disks (live or offline). */
+static int delete_data(struct engine *e, struct qmp_client *c, const struct md_domain *dom, const char *domain,
+                       const char *name, struct qs_error **err)
+{
+    struct md_snapshot *snap = snapshot_get(e, domain, name, err);
+    struct disk_set ds = {0};
+    struct vm_block *blocks = NULL;
+    size_t nb = 0;
+    int ret = -1;
+
+    if (!snap)
+        return -1;
+    if (md_snapshot_is_external(snap)) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED,
+                     "deleting external snapshot '%s' is not supported yet: use --metadata to drop only its "
+                     "metadata",
+                     name);
+        goto out;
+    }
+    if (disk_set_from_snapshot(&ds, dom, snap, err) < 0)
+        goto out;
+    if (c) {
+        if (vm_blocks(c, &blocks, &nb, err) < 0 ||
+            isnap_check_live(blocks, nb, ds.disks, ds.n, name, ISNAP_DELETE, err) < 0 ||
+            isnap_delete(c, ds.disks, ds.n, name, err) < 0)
+            goto out;
+    } else {
+        if (isnap_check_offline(ds.disks, ds.n, name, ISNAP_DELETE, err) < 0 ||
+            isnap_offline_delete(ds.disks, ds.n, name, err) < 0)
+            goto out;
+    }
+    ret = 0;
+out:
+    vm_blocks_free(blocks, nb);
+    disk_set_release(&ds);
+    md_snapshot_free(snap);
+    return ret;
+}
+
+/* Appends E's descendants, deepest first (each after all of its own descendants). */
+static void collect_descendants(const struct md_tree *t, const struct md_entry *en, const struct md_entry ***v,
+                                size_t *n, size_t *cap)
+{
+    for (size_t i = 0; i < en->nchildren; i++) {
+        const struct md_entry *ch = md_tree_child(t, en, i);
+        collect_descendants(t, ch, v, n, cap);
+        qs_xgrow((void **)v, cap, *n + 1, sizeof(**v));
+        (*v)[(*n)++] = ch;
+    }
+}
+
+int engine_snapshot_delete(struct engine *e, const char *domain, const char *name, unsigned flags,
+                           struct qs_error **err)
+{
+    struct md_domain *dom = NULL;
+    struct md_lock *lock = NULL;
+    struct md_tree *t = NULL;
+    struct qmp_client *c = NULL;
+    const struct md_entry *en, **doomed = NULL;
+    size_t n = 0, cap = 0;
+    char **names = NULL;
+    int ret = -1;
+
+    if ((flags & ENGINE_DELETE_CHILDREN) && (flags & ENGINE_DELETE_CHILDREN_ONLY)) {
+        qs_error_set(err, QS_ERR_INVALID, "children and children-only are mutually exclusive");
+        return -1;
+    }
+    if (!(dom = engine_domain_load(e, domain, err)) || !(lock = engine_domain_lock(e, domain, err)) ||
+        !(t = md_tree_load(e->store, domain, lock, err)) || !(en = tree_find(t, name, err)))
+        goto out;
+    if (flags & ENGINE_DELETE_METADATA_ONLY) {
+        unsigned mf = (flags & ENGINE_DELETE_CHILDREN ? MD_DELETE_CHILDREN : 0) |
+                      (flags & ENGINE_DELETE_CHILDREN_ONLY ? MD_DELETE_CHILDREN_ONLY : 0);
+        ret = md_store_snapshot_delete(e->store, lock, domain, name, mf, err);
+        goto out;
+    }
+    if (flags & (ENGINE_DELETE_CHILDREN | ENGINE_DELETE_CHILDREN_ONLY))
+        collect_descendants(t, en, &doomed, &n, &cap);
+    if (!(flags & ENGINE_DELETE_CHILDREN_ONLY)) {
+        qs_xgrow((void **)&doomed, &cap, n + 1, sizeof(*doomed));
+        doomed[n++] = en;
+    }
+    /* names outlive the tree, which each metadata delete makes stale */
+    names = qs_xcalloc(n + 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++)
+        names[i] = qs_xstrdup(doomed[i]->name);
+    md_tree_free(t);
+    t = NULL;
+    if (engine_domain_connect(e, dom, &c, err) < 0)
+        goto out;
+    /* one snapshot at a time, leaves first, data then metadata: every step leaves both in agreement */
+    for (size_t i = 0; i < n; i++) {
+        if (delete_data(e, c, dom, domain, names[i], err) < 0 ||
+            md_store_snapshot_delete(e->store, lock, domain, names[i], 0, err) < 0)
+            goto out;
+    }
+    ret = 0;
+out:
+    qs_strv_free(names);
+    free(doomed);
+    qmp_client_free(c);
+    md_tree_free(t);
+    md_lock_free(lock);
+    md_domain_free(dom);
+    return ret;
+}

@@ -1,0 +1,347 @@
+/* vm.c: live QEMU queries over QMP, and the QEMU process: spawn as a daemon, kill, read its argv. */
+#include "vm.h"
+#include "qs_file.h"
+#include "qs_util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+void vm_block_release(struct vm_block *b)
+{
+    if (!b)
+        return;
+    free(b->device);
+    free(b->node);
+    free(b->file);
+    free(b->format);
+    qs_strv_free(b->tags);
+    qs_strv_free(b->tag_ids);
+    free(b->vmstate_sizes);
+    memset(b, 0, sizeof(*b));
+}
+
+void vm_blocks_free(struct vm_block *b, size_t n)
+{
+    for (size_t i = 0; b && i < n; i++)
+        vm_block_release(&b[i]);
+    free(b);
+}
+
+/* A plain connect() that neither retries nor waits: tells "nobody listens" apart from "QEMU is there". */
+static int socket_probe(const char *path, struct qs_error **err)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd, ret = -1;
+
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        qs_error_set(err, QS_ERR_INVALID, "QMP socket path '%s' is too long", path);
+        return -1;
+    }
+    strcpy(sa.sun_path, path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot create a socket");
+        return -1;
+    }
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+        ret = 0;
+    } else if (errno == ENOENT || errno == ECONNREFUSED) {
+        qs_error_set(err, QS_ERR_NOTFOUND, "no QEMU listens on '%s'", path);
+    } else {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot connect to '%s'", path);
+    }
+    close(fd);
+    return ret;
+}
+
+int vm_connect(const char *socket_path, int timeout_ms, struct qmp_client **c, struct qs_error **err)
+{
+    struct qmp_options opts = {.connect_timeout_ms = 5000, .timeout_ms = timeout_ms};
+
+    if (socket_probe(socket_path, err) < 0)
+        return -1;
+    *c = qmp_client_connect(socket_path, &opts, err);
+    return *c ? 0 : -1;
+}
+
+int vm_status(struct qmp_client *c, char **status, bool *running, struct qs_error **err)
+{
+    struct qmp_reply *r = NULL;
+    const char *s;
+    bool run = false;
+    int ret = -1;
+
+    if (qmp_client_execute(c, "query-status", NULL, &r, err) < 0)
+        return -1;
+    s = qmp_value_get_string(qmp_reply_value(r), "status");
+    if (!s || !qmp_value_bool(qmp_value_get(qmp_reply_value(r), "running"), &run)) {
+        qs_error_set(err, QS_ERR_PROTOCOL, "query-status reply lacks 'status' or 'running'");
+        goto out;
+    }
+    if (status)
+        *status = qs_xstrdup(s);
+    if (running)
+        *running = run;
+    ret = 0;
+out:
+    qmp_reply_free(r);
+    return ret;
+}
+
+/* "/machine/peripheral/vda/virtio-backend" -> "vda"; other qdev paths have no user id. */
+static char *qdev_id(const char *qdev)
+{
+    static const char prefix[] = "/machine/peripheral/";
+    const char *end;
+
+    if (!qdev || !qs_str_has_prefix(qdev, prefix))
+        return NULL;
+    qdev += sizeof(prefix) - 1;
+    end = strchr(qdev, '/');
+    return end ? qs_xstrndup(qdev, (size_t)(end - qdev)) : qs_xstrdup(qdev);
+}
+
+static int block_fill(struct vm_block *b, const struct qmp_value *dev, const struct qmp_value *ins,
+                      struct qs_error **err)
+{
+    const struct qmp_value *snaps = qmp_value_path(ins, "image.snapshots");
+    const char *device = qmp_value_get_string(dev, "device");
+    const char *node = qmp_value_get_string(ins, "node-name");
+    const char *file = qmp_value_get_string(ins, "file");
+    const char *drv = qmp_value_get_string(ins, "drv");
+    size_t nsnaps = qmp_value_array_len(snaps);
+
+    if (!node || !file || !drv) {
+        qs_error_set(err, QS_ERR_PROTOCOL, "query-block entry lacks node-name, file or drv");
+        return -1;
+    }
+    b->device = qdev_id(qmp_value_get_string(dev, "qdev"));
+    if (!b->device)
+        b->device = qs_xstrdup(device && *device ? device : node);
+    b->node = qs_xstrdup(node);
+    b->file = qs_xstrdup(file);
+    b->format = qs_xstrdup(drv);
+    qmp_value_bool(qmp_value_get(ins, "ro"), &b->readonly);
+    qmp_value_int(qmp_value_get(ins, "backing_file_depth"), &b->backing_depth);
+    b->tags = qs_xcalloc(nsnaps + 1, sizeof(char *));
+    b->tag_ids = qs_xcalloc(nsnaps + 1, sizeof(char *));
+    b->vmstate_sizes = qs_xcalloc(nsnaps + 1, sizeof(int64_t));
+    for (size_t i = 0, k = 0; i < nsnaps; i++) {
+        const struct qmp_value *sn = qmp_value_array_at(snaps, i);
+        const char *name = qmp_value_get_string(sn, "name");
+        const char *id = qmp_value_get_string(sn, "id");
+        if (!name || !id)
+            continue;
+        b->tags[k] = qs_xstrdup(name);
+        b->tag_ids[k] = qs_xstrdup(id);
+        qmp_value_int(qmp_value_get(sn, "vm-state-size"), &b->vmstate_sizes[k]);
+        k++;
+    }
+    return 0;
+}
+
+int vm_blocks(struct qmp_client *c, struct vm_block **blocks, size_t *n, struct qs_error **err)
+{
+    struct qmp_reply *r = NULL;
+    const struct qmp_value *list;
+    struct vm_block *out = NULL;
+    size_t count = 0, len;
+    int ret = -1;
+
+    if (qmp_client_execute(c, "query-block", NULL, &r, err) < 0)
+        return -1;
+    list = qmp_reply_value(r);
+    len = qmp_value_array_len(list);
+    out = qs_xcalloc(len + 1, sizeof(*out));
+    for (size_t i = 0; i < len; i++) {
+        const struct qmp_value *dev = qmp_value_array_at(list, i);
+        const struct qmp_value *ins = qmp_value_get(dev, "inserted");
+        if (!ins)
+            continue; /* empty CD-ROM drive */
+        if (block_fill(&out[count], dev, ins, err) < 0) {
+            count++;
+            goto out;
+        }
+        count++;
+    }
+    *blocks = out;
+    *n = count;
+    out = NULL;
+    ret = 0;
+out:
+    vm_blocks_free(out, count);
+    qmp_reply_free(r);
+    return ret;
+}
+
+const struct vm_block *vm_blocks_find(const struct vm_block *b, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(b[i].device, name) == 0 || strcmp(b[i].node, name) == 0)
+            return &b[i];
+    return NULL;
+}
+
+bool vm_block_has_tag(const struct vm_block *b, const char *tag)
+{
+    for (char **t = b->tags; t && *t; t++)
+        if (strcmp(*t, tag) == 0)
+            return true;
+    return false;
+}
+
+const char *vm_block_tag_clash(const struct vm_block *b, const char *tag)
+{
+    for (size_t i = 0; b->tags && b->tags[i]; i++)
+        if (strcmp(b->tag_ids[i], tag) == 0 && strcmp(b->tags[i], tag) != 0)
+            return b->tags[i];
+    return NULL;
+}
+
+int vm_stop(struct qmp_client *c, struct qs_error **err)
+{
+    return qmp_client_execute(c, "stop", NULL, NULL, err);
+}
+
+int vm_cont(struct qmp_client *c, struct qs_error **err)
+{
+    return qmp_client_execute(c, "cont", NULL, NULL, err);
+}
+
+/* Runs in the grandchild: never returns. Reports its pid, then an exec failure's errno, on REPORT. */
+static void spawn_exec(char *const argv[], const char *log_path, int report)
+{
+    pid_t self = getpid();
+    int nullfd, logfd, e;
+
+    if (write(report, &self, sizeof(self)) != (ssize_t)sizeof(self))
+        _exit(127);
+    setsid();
+    nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (nullfd < 0 || logfd < 0 || dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0) {
+        e = errno;
+    } else {
+        signal(SIGPIPE, SIG_DFL);
+        execvp(argv[0], argv);
+        e = errno;
+    }
+    if (write(report, &e, sizeof(e)) < 0)
+        _exit(127);
+    _exit(127);
+}
+
+int vm_spawn(char *const argv[], const char *log_path, pid_t *pid, struct qs_error **err)
+{
+    int p[2] = {-1, -1}, ret = -1, status, e = 0;
+    pid_t mid, child = -1;
+    ssize_t n;
+
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot create a pipe");
+        return -1;
+    }
+    mid = fork();
+    if (mid < 0) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot start '%s'", argv[0]);
+        goto out;
+    }
+    if (mid == 0) {
+        /* the middle process exits at once so the daemon is reparented and never our zombie */
+        close(p[0]);
+        if (fork() == 0)
+            spawn_exec(argv, log_path, p[1]);
+        _exit(0);
+    }
+    close(p[1]);
+    p[1] = -1;
+    while (waitpid(mid, &status, 0) < 0 && errno == EINTR)
+        ;
+    do
+        n = read(p[0], &child, sizeof(child));
+    while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)sizeof(child)) {
+        qs_error_set(err, QS_ERR_IO, "cannot start '%s'", argv[0]);
+        goto out;
+    }
+    do
+        n = read(p[0], &e, sizeof(e));
+    while (n < 0 && errno == EINTR);
+    if (n == (ssize_t)sizeof(e)) {
+        qs_error_set_errno(err, e == ENOENT ? QS_ERR_NOTFOUND : QS_ERR_IO, e, "cannot run '%s'", argv[0]);
+        goto out;
+    }
+    *pid = child;
+    ret = 0;
+out:
+    qs_close(p[0]);
+    qs_close(p[1]);
+    return ret;
+}
+
+int vm_read_cmdline(pid_t pid, char ***argv, struct qs_error **err)
+{
+    char *path = qs_asprintf("/proc/%d/cmdline", (int)pid);
+    char *data = NULL, **v = NULL;
+    size_t len = 0, count = 0;
+    int ret = -1;
+
+    if (qs_file_read(AT_FDCWD, path, 1 << 20, &data, &len, err) < 0)
+        goto out;
+    for (size_t i = 0; i < len; i++)
+        if (data[i] == '\0')
+            count++;
+    v = qs_xcalloc(count + 1, sizeof(char *));
+    for (size_t i = 0, k = 0; i < len && k < count; k++) {
+        v[k] = qs_xstrdup(data + i);
+        i += strlen(data + i) + 1;
+    }
+    if (count == 0) {
+        qs_error_set(err, QS_ERR_NOTFOUND, "process %d has no command line", (int)pid);
+        goto out;
+    }
+    *argv = v;
+    v = NULL;
+    ret = 0;
+out:
+    qs_strv_free(v);
+    free(data);
+    free(path);
+    return ret;
+}
+
+int vm_kill(pid_t pid, struct qs_error **err)
+{
+    char *exe = qs_asprintf("/proc/%d/exe", (int)pid);
+    char target[4096];
+    ssize_t n = readlink(exe, target, sizeof(target) - 1);
+    int ret = -1;
+
+    if (n < 0) {
+        qs_error_set_errno(err, errno == ENOENT ? QS_ERR_NOTFOUND : QS_ERR_IO, errno,
+                           "cannot inspect process %d", (int)pid);
+        goto out;
+    }
+    target[n] = '\0';
+    if (!strstr(target, "qemu-system-")) {
+        qs_error_set(err, QS_ERR_INVALID, "process %d is '%s', not QEMU: not killing it", (int)pid, target);
+        goto out;
+    }
+    if (kill(pid, SIGKILL) < 0 && errno != ESRCH) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot kill process %d", (int)pid);
+        goto out;
+    }
+    ret = 0;
+out:
+    free(exe);
+    return ret;
+}

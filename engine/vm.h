@@ -1,0 +1,60 @@
+/* vm.h: what the engine asks of a live QEMU (status, block devices) and of its process (spawn, kill). */
+#ifndef QS_ENGINE_VM_H
+#define QS_ENGINE_VM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "qmp.h"
+#include "qs_error.h"
+
+/* A block device as query-block shows it. */
+struct vm_block {
+    char *device;   /* qdev id ("vda" from /machine/peripheral/vda/...), else the drive id */
+    char *node;     /* node-name of the top (format) node */
+    char *file;     /* image file of the top node */
+    char *format;   /* "qcow2", "raw", ... */
+    bool readonly;
+    int64_t backing_depth;
+    char **tags;    /* internal snapshot names in the image, NULL-terminated */
+    char **tag_ids; /* their QEMU ids ("1", "2", ...), same order */
+    int64_t *vmstate_sizes; /* vm-state-size for each tag */
+};
+
+void vm_block_release(struct vm_block *b);
+void vm_blocks_free(struct vm_block *b, size_t n);
+
+/*
+ * Connects to a domain's QMP socket. A missing socket or one nobody listens on (QEMU gone) is
+ * QS_ERR_NOTFOUND at once, not after retries, so callers can tell "shut off" from "broken".
+ */
+int vm_connect(const char *socket_path, int timeout_ms, struct qmp_client **c, struct qs_error **err);
+/* query-status: *status is QEMU's run state word (borrowed from a static table or copied: caller frees). */
+int vm_status(struct qmp_client *c, char **status, bool *running, struct qs_error **err);
+/* query-block: every device with a medium. Caller frees with vm_blocks_free(). */
+int vm_blocks(struct qmp_client *c, struct vm_block **blocks, size_t *n, struct qs_error **err);
+/* The block whose device id or node name is NAME, or NULL. */
+const struct vm_block *vm_blocks_find(const struct vm_block *b, size_t n, const char *name);
+/* Whether TAG is among b's internal snapshots. */
+bool vm_block_has_tag(const struct vm_block *b, const char *tag);
+/*
+ * QEMU's loadvm looks a tag up by id before name: TAG is ambiguous when some other snapshot's id is TAG.
+ * Returns that snapshot's name (borrowed) or NULL.
+ */
+const char *vm_block_tag_clash(const struct vm_block *b, const char *tag);
+int vm_stop(struct qmp_client *c, struct qs_error **err);
+int vm_cont(struct qmp_client *c, struct qs_error **err);
+
+/*
+ * Starts ARGV as a daemon that outlives this process (new session, stdin /dev/null, stdout and stderr
+ * appended to LOG_PATH) and returns its pid once exec succeeded (an exec failure is reported).
+ */
+int vm_spawn(char *const argv[], const char *log_path, pid_t *pid, struct qs_error **err);
+/* Sends SIGKILL to PID when it is a QEMU process (its /proc/PID/exe names qemu-system-*). */
+int vm_kill(pid_t pid, struct qs_error **err);
+/* NULL-terminated argv read from /proc/PID/cmdline. Caller frees with qs_strv_free(). */
+int vm_read_cmdline(pid_t pid, char ***argv, struct qs_error **err);
+
+#endif
