@@ -171,7 +171,8 @@ size_t md_domain_disk_count(const struct md_domain *dom);
 int md_domain_disk_get(const struct md_domain *dom, size_t i, struct md_domain_disk *out, struct qs_error **err);
 /* The QMP socket path from qsnap's metadata; NULL if unknown. Borrowed. */
 const char *md_domain_qmp_socket(const struct md_domain *dom);
-/* The <qemu:commandline> arguments as a NULL-terminated array, or NULL if none. Caller frees with
+/* The QEMU command line qsnap starts the domain with (qsnap's <metadata>, not <qemu:commandline>, whose
+ * arguments libvirt would append to its own), NULL-terminated, or NULL if none. Caller frees with
  * qs_strv_free(). */
 char **md_domain_argv(const struct md_domain *dom);
 

@@ -287,17 +287,22 @@ int md_domain_disk_get(const struct md_domain *d, size_t i, struct md_domain_dis
     return 0;
 }
 
+/*
+ * The argv lives in qsnap's own metadata (<qsnap:argv><qsnap:arg value='...'/>), not in
+ * <qemu:commandline>: libvirt appends <qemu:commandline> arguments to a command line of its own, so a
+ * whole argv there would break the domain (and every snapshot's copy of it) once back in libvirt.
+ */
 char **md_domain_argv(const struct md_domain *d)
 {
-    xmlNodePtr cl = md_xml_child(root_of(d), "commandline", MD_QEMU_NS);
+    xmlNodePtr av = md_xml_child(qsnap_meta(d), "argv", MD_QSNAP_NS);
     char **v = NULL;
     size_t n = 0;
 
-    if (!cl)
+    if (!av)
         return NULL;
-    for (xmlNodePtr a = cl->children; a; a = a->next) {
+    for (xmlNodePtr a = av->children; a; a = a->next) {
         char *val;
-        if (!md_xml_is(a, "arg", MD_QEMU_NS))
+        if (!md_xml_is(a, "arg", MD_QSNAP_NS))
             continue;
         val = md_xml_prop(a, "value");
         v = qs_xrealloc(v, (n + 2) * sizeof(*v));
@@ -392,35 +397,22 @@ int md_domain_set_qmp_socket(struct md_domain *d, const char *path, struct qs_er
 
 int md_domain_set_argv(struct md_domain *d, const char *const *argv, struct qs_error **err)
 {
-    xmlNodePtr root = root_of(d), cl = md_xml_child(root, "commandline", MD_QEMU_NS), ref = NULL, next;
-    xmlNsPtr ns;
+    xmlNodePtr q = qsnap_meta(d), av = md_xml_child(q, "argv", MD_QSNAP_NS);
 
-    if (cl) {
-        for (xmlNodePtr a = cl->children; a; a = next) {
-            next = a->next;
-            if (md_xml_is(a, "arg", MD_QEMU_NS))
-                md_xml_remove(a);
-        }
-        if (!argv && !has_elements(cl))
-            md_xml_remove(cl);
+    if (av) {
+        md_xml_remove(av);
+        if (!argv)
+            prune_qsnap_meta(d);
     }
     if (!argv)
         return cache_build(d, err);
-    if (!cl) {
-        ns = xmlSearchNsByHref(d->x.doc, root, (const xmlChar *)MD_QEMU_NS);
-        if (!ns) {
-            md_xml_touch(root);
-            ns = xmlNewNs(root, (const xmlChar *)MD_QEMU_NS, (const xmlChar *)"qemu");
-        }
-        cl = md_xml_new(d->x.doc, ns, "commandline", NULL);
-        md_xml_insert(root, cl, NULL);
-    }
-    for (ref = cl->children; ref && ref->type != XML_ELEMENT_NODE; ref = ref->next)
-        ;
+    q = ensure_qsnap_meta(d);
+    av = md_xml_new(d->x.doc, q->ns, "argv", NULL);
+    md_xml_insert(q, av, NULL);
     for (size_t i = 0; argv[i]; i++) {
-        xmlNodePtr a = md_xml_new(d->x.doc, cl->ns, "arg", NULL);
+        xmlNodePtr a = md_xml_new(d->x.doc, q->ns, "arg", NULL);
         xmlSetProp(a, (const xmlChar *)"value", (const xmlChar *)argv[i]);
-        md_xml_insert(cl, a, ref);
+        md_xml_insert(av, a, NULL);
     }
     return cache_build(d, err);
 }
