@@ -466,8 +466,8 @@ int engine_qemu_start(struct engine *e, struct md_domain *dom, const struct md_l
 
     if (!argv || !argv[0]) {
         qs_error_set(err, QS_ERR_UNSUPPORTED,
-                     "domain '%s' has no QEMU command line: give one in <qemu:commandline>, or attach the "
-                     "domain while it runs",
+                     "domain '%s' has no QEMU command line: attach the domain while it runs so qsnap records "
+                     "it",
                      name);
         goto out;
     }
