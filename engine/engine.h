@@ -126,8 +126,8 @@ enum engine_delete_flags {
 };
 
 /* Selection and order for engine_snapshot_list (virsh snapshot-list's filters). Within the groups
- * {ROOTS|DESCENDANTS}, {LEAVES, NO_LEAVES}, {INACTIVE, ACTIVE, DISK_ONLY}, {INTERNAL, EXTERNAL},
- * {METADATA, NO_METADATA} flags are alternatives (OR); the groups combine with AND. */
+ * {INACTIVE, ACTIVE, DISK_ONLY}, {INTERNAL, EXTERNAL}, {METADATA, NO_METADATA} flags are alternatives (OR);
+ * the groups combine with AND. LEAVES and NO_LEAVES each filter on their own (both: nothing), as virsh. */
 enum engine_list_flags {
     ENGINE_LIST_ROOTS = 1 << 0,
     ENGINE_LIST_DESCENDANTS = 1 << 1, /* with from: all descendants, not only children */

@@ -217,10 +217,9 @@ int engine_snapshot_get_xml(struct engine *e, const char *domain, const char *na
     struct md_domain *dom = engine_domain_load(e, domain, err);
     struct md_snapshot *s = NULL;
 
-    (void)secure; /* qsnap keeps no secrets in snapshot metadata */
     *xml = NULL;
     if (dom && (s = snapshot_get(e, domain, name, err)))
-        *xml = md_snapshot_format(s, 0, err);
+        *xml = md_snapshot_format(s, secure ? MD_FORMAT_SECURE : 0, err);
     md_snapshot_free(s);
     md_domain_free(dom);
     return *xml ? 0 : -1;
@@ -711,7 +710,8 @@ int engine_snapshot_delete(struct engine *e, const char *domain, const char *nam
     int ret = -1;
 
     if ((flags & ENGINE_DELETE_CHILDREN) && (flags & ENGINE_DELETE_CHILDREN_ONLY)) {
-        qs_error_set(err, QS_ERR_INVALID, "children and children-only are mutually exclusive");
+        qs_error_set(err, QS_ERR_INVALID, "Flags 'VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN' and 'VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN_ONLY' are "
+                                          "mutually exclusive");
         return -1;
     }
     if (!(dom = engine_domain_load(e, domain, err)) || !(lock = engine_domain_lock(e, domain, err)) ||

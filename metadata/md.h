@@ -121,6 +121,9 @@ struct md_snapshot *md_snapshot_parse(const char *xml, size_t len, unsigned flag
 
 enum md_format_flags {
     MD_FORMAT_ON_DISK = 1u << 0, /* append <active>0|1</active> as libvirt does in its snapshot files */
+    /* keep secrets (<graphics passwd=...>) in <domain> and <inactiveDomain>, as libvirt's
+     * VIR_DOMAIN_XML_SECURE; without it they are left out. ON_DISK always keeps them. */
+    MD_FORMAT_SECURE = 1u << 1,
 };
 
 /*
@@ -314,8 +317,8 @@ const struct md_entry *md_tree_root(const struct md_tree *tree, size_t i);
 /* True when ANCESTOR is a proper ancestor of E. */
 bool md_tree_is_ancestor(const struct md_tree *tree, const struct md_entry *ancestor, const struct md_entry *e);
 
-/* virsh snapshot-list as flags. Within a group (leaves, metadata, status, location) flags are OR-ed,
- * groups are AND-ed, as libvirt does. */
+/* virsh snapshot-list as flags. Within a group (metadata, status, location) flags are OR-ed, groups are
+ * AND-ed, as libvirt does; LEAVES and NO_LEAVES each filter on their own (both: nothing), as virsh shows. */
 enum md_list_flags {
     MD_LIST_ROOTS = 1u << 0,       /* only snapshots without a parent (not with FROM or TREE) */
     MD_LIST_DESCENDANTS = 1u << 1, /* with FROM: all descendants, not only the direct children */

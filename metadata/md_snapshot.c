@@ -150,6 +150,57 @@ static void add_raw(struct qs_buf *b, const char *raw, int indent)
     free(r);
 }
 
+static void strip_walk(xmlNodePtr n, bool *changed)
+{
+    for (; n; n = n->next) {
+        if (n->type != XML_ELEMENT_NODE)
+            continue;
+        if (md_xml_is(n, "graphics", NULL) && xmlHasProp(n, (const xmlChar *)"passwd")) {
+            xmlUnsetProp(n, (const xmlChar *)"passwd");
+            md_xml_touch(n);
+            *changed = true;
+        }
+        strip_walk(n->children, changed);
+    }
+}
+
+/*
+ * A <domain> kept verbatim, without the secrets libvirt leaves out unless asked (graphics passwd).
+ * *out is NULL when RAW holds none (use RAW as it is). Caller frees *out.
+ */
+static int strip_secrets(const char *raw, char **out, struct qs_error **err)
+{
+    struct md_xml x = {0};
+    struct qs_buf b;
+    bool changed = false;
+
+    *out = NULL;
+    if (!strstr(raw, "passwd"))
+        return 0;
+    if (md_xml_parse(&x, raw, strlen(raw), "domain", true, err) < 0)
+        return -1;
+    strip_walk(xmlDocGetRootElement(x.doc), &changed);
+    if (changed) {
+        qs_buf_init(&b, 0);
+        md_xml_serialize(&b, &x, xmlDocGetRootElement(x.doc));
+        *out = qs_buf_detach(&b, NULL);
+    }
+    md_xml_release(&x);
+    return 0;
+}
+
+/* The <domain>-like subtree RAW at INDENT, secrets removed unless SECURE. */
+static int add_domain(struct qs_buf *b, const char *raw, bool secure, struct qs_error **err)
+{
+    char *clean = NULL;
+
+    if (!secure && strip_secrets(raw, &clean, err) < 0)
+        return -1;
+    add_raw(b, clean ? clean : raw, 2);
+    free(clean);
+    return 0;
+}
+
 static void format_disk(struct qs_buf *b, const struct md_snapshot_disk *d, int indent)
 {
     const char *type = d->type ? d->type : "file";
@@ -189,6 +240,7 @@ static void format_disk(struct qs_buf *b, const struct md_snapshot_disk *d, int 
 
 char *md_snapshot_format(const struct md_snapshot *snap, unsigned flags, struct qs_error **err)
 {
+    bool secure = flags & (MD_FORMAT_SECURE | MD_FORMAT_ON_DISK);
     struct qs_buf b;
 
     if (!snap->name) {
@@ -228,10 +280,11 @@ char *md_snapshot_format(const struct md_snapshot *snap, unsigned flags, struct 
             format_disk(&b, &snap->disks[i], 4);
         qs_buf_adds(&b, "  </disks>\n");
     }
-    if (snap->domain_xml)
-        add_raw(&b, snap->domain_xml, 2);
-    if (snap->inactive_domain_xml)
-        add_raw(&b, snap->inactive_domain_xml, 2);
+    if ((snap->domain_xml && add_domain(&b, snap->domain_xml, secure, err) < 0) ||
+        (snap->inactive_domain_xml && add_domain(&b, snap->inactive_domain_xml, secure, err) < 0)) {
+        qs_buf_release(&b);
+        return NULL;
+    }
     if (snap->cookie_xml)
         add_raw(&b, snap->cookie_xml, 2);
     if (snap->extra_xml)

@@ -571,9 +571,10 @@ bool md_tree_is_ancestor(const struct md_tree *t, const struct md_entry *a, cons
 
 static bool keep(const struct node *n, unsigned flags)
 {
-    if ((flags & LEAF_FLAGS) == MD_LIST_LEAVES && n->e.nchildren)
+    /* virsh applies --leaves and --no-leaves each on its own: both together select nothing */
+    if ((flags & MD_LIST_LEAVES) && n->e.nchildren)
         return false;
-    if ((flags & LEAF_FLAGS) == MD_LIST_NO_LEAVES && !n->e.nchildren)
+    if ((flags & MD_LIST_NO_LEAVES) && !n->e.nchildren)
         return false;
     if ((flags & META_FLAGS) == MD_LIST_NO_METADATA)
         return false; /* every snapshot qsnap knows has metadata */
@@ -672,7 +673,8 @@ int md_tree_check_redefine(const struct md_tree *t, const char *domain_uuid, con
             return -1;
         }
         if (!(p = md_map_get(&t->names, snap->parent))) {
-            qs_error_set(err, QS_ERR_INVALID, "parent '%s' for snapshot '%s' not found", snap->parent, snap->name);
+            qs_error_set(err, QS_ERR_INVALID, "invalid argument: parent %s for moment %s not found", snap->parent,
+                         snap->name);
             return -1;
         }
         for (; p->parent; p = p->parent) {
