@@ -38,21 +38,33 @@ static struct engine *domain_engine(struct cli_ctx *ctx, const char *domain)
     return e;
 }
 
-/* --snapshotname NAME or --current: the snapshot a command is about. Caller frees. */
+/*
+ * --snapshotname NAME or --current: the snapshot a command is about, looked up before the command acts as
+ * virsh does (an unknown name fails with the lookup's error alone, before "Failed to delete ..."). EXCLUSIVE:
+ * both given is an error; otherwise NAME wins (snapshot-edit, where --current also means "make current").
+ * Caller frees.
+ */
 static char *resolve_snapshot(struct cli_ctx *ctx, struct engine *e, const struct cli_args *args,
-                              const char *domain)
+                              const char *domain, bool exclusive)
 {
     const char *name = cli_args_str(args, "snapshotname");
     bool current = cli_args_bool(args, "current");
+    struct engine_snapshot_list *l = NULL;
     struct qs_error *err = NULL;
     char *out = NULL;
 
-    if (name && current) {
+    if (name && current && exclusive) {
         cli_failf("%s", VSH_ERR_NAME_AND_CURRENT);
         return NULL;
     }
-    if (name)
+    if (name) {
+        if (engine_snapshot_lookup(e, domain, name, &l, &err) < 0) {
+            cli_fail(ctx, &err);
+            return NULL;
+        }
+        engine_snapshot_list_free(l);
         return qs_xstrdup(name);
+    }
     if (!current) {
         cli_failf("%s", VSH_ERR_NAME_OR_CURRENT);
         return NULL;
@@ -461,7 +473,6 @@ static unsigned list_flags(const struct cli_args *args)
         {"active", ENGINE_LIST_ACTIVE},     {"disk-only", ENGINE_LIST_DISK_ONLY},
         {"internal", ENGINE_LIST_INTERNAL}, {"external", ENGINE_LIST_EXTERNAL},
         {"descendants", ENGINE_LIST_DESCENDANTS}, {"topological", ENGINE_LIST_TOPOLOGICAL},
-        {"tree", ENGINE_LIST_TREE},
     };
     unsigned f = 0;
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
@@ -511,15 +522,19 @@ static int cmd_list(struct cli_ctx *ctx, const struct cli_args *args)
         for (size_t i = 0; i < n; i++)
             json_snapshot(&j, domain, engine_snapshot_list_at(l, i));
         json_out_array_end(&j);
-    } else if (flags & ENGINE_LIST_TREE) {
-        struct vsh_tree_node *nodes = qs_xcalloc(n + 1, sizeof(*nodes));
+    } else if (cli_args_bool(args, "tree")) {
+        /* virsh draws the tree itself from the list it asked for: the --from snapshot as the root, then its
+         * children (all descendants with --descendants), each under its parent, siblings in list order */
+        struct vsh_tree_node *nodes = qs_xcalloc(n + 2, sizeof(*nodes));
+        size_t k = 0;
+        if (from)
+            nodes[k++].name = from;
         for (size_t i = 0; i < n; i++) {
             const struct engine_snapshot *s = engine_snapshot_list_at(l, i);
-            nodes[i].name = engine_snapshot_name(s);
-            /* with --from, the start node is drawn as a root */
-            nodes[i].parent = i == 0 && from ? NULL : engine_snapshot_parent(s);
+            nodes[k].name = engine_snapshot_name(s);
+            nodes[k++].parent = engine_snapshot_parent(s);
         }
-        vsh_tree_format(nodes, n, &out);
+        vsh_tree_format(nodes, k, &out);
         free(nodes);
     } else {
         struct vsh_snap_row *rows = qs_xcalloc(n + 1, sizeof(*rows));
@@ -554,7 +569,7 @@ static int cmd_info(struct cli_ctx *ctx, const struct cli_args *args)
     char *name;
     int ret;
 
-    if (!e || !(name = resolve_snapshot(ctx, e, args, domain)))
+    if (!e || !(name = resolve_snapshot(ctx, e, args, domain, true)))
         return CLI_EXIT_FAILED;
     ret = show_info(ctx, e, domain, name, cli_args_bool(args, "json"));
     free(name);
@@ -600,7 +615,7 @@ static int cmd_parent(struct cli_ctx *ctx, const struct cli_args *args)
     char *name = NULL;
     int ret = CLI_EXIT_FAILED;
 
-    if (!e || !(name = resolve_snapshot(ctx, e, args, domain)))
+    if (!e || !(name = resolve_snapshot(ctx, e, args, domain, true)))
         goto out;
     if (engine_snapshot_lookup(e, domain, name, &l, &err) < 0) {
         ret = cli_fail(ctx, &err);
@@ -641,7 +656,7 @@ static int cmd_revert(struct cli_ctx *ctx, const struct cli_args *args)
     char *name;
     int ret;
 
-    if (!e || !(name = resolve_snapshot(ctx, e, args, domain)))
+    if (!e || !(name = resolve_snapshot(ctx, e, args, domain, true)))
         return CLI_EXIT_FAILED;
     if (cli_args_bool(args, "running"))
         flags |= ENGINE_REVERT_RUNNING;
@@ -668,7 +683,7 @@ static int cmd_delete(struct cli_ctx *ctx, const struct cli_args *args)
     char *name;
     int ret;
 
-    if (!e || !(name = resolve_snapshot(ctx, e, args, domain)))
+    if (!e || !(name = resolve_snapshot(ctx, e, args, domain, true)))
         return CLI_EXIT_FAILED;
     if (cli_args_bool(args, "children"))
         flags |= ENGINE_DELETE_CHILDREN;
@@ -749,10 +764,13 @@ static int cmd_edit(struct cli_ctx *ctx, const struct cli_args *args)
     bool created = false;
     int fd = -1, ret = CLI_EXIT_FAILED;
 
-    if (!e || !(name = resolve_snapshot(ctx, e, args, domain)))
+    if (!e || !(name = resolve_snapshot(ctx, e, args, domain, false)))
         goto out;
     if (cli_args_exclusive(args, "rename", "clone"))
         goto out;
+    /* as virsh: --current with a name makes the edited snapshot current; alone it only selects it */
+    if (cli_args_bool(args, "current") && cli_args_str(args, "snapshotname"))
+        flags |= ENGINE_CREATE_CURRENT;
     if (engine_snapshot_get_xml(e, domain, name, true, &xml, &err) < 0) {
         ret = cli_fail(ctx, &err);
         goto out;
@@ -772,13 +790,13 @@ static int cmd_edit(struct cli_ctx *ctx, const struct cli_args *args)
         ret = cli_fail(ctx, &err);
         goto out;
     }
-    if (strcmp(edited, xml) == 0) {
+    if (strcmp(edited, xml) == 0 && !(flags & ENGINE_CREATE_CURRENT)) {
         ret = print_msg(ctx, VSH_MSG_NOT_CHANGED, name, NULL);
         goto out;
     }
     newname = xml_name(edited);
     if (newname && strcmp(newname, name) != 0 && !cli_args_bool(args, "rename") && !cli_args_bool(args, "clone")) {
-        ret = cli_failf("%s", "cannot change snapshot name without --rename or --clone");
+        ret = cli_failf("Must use --rename or --clone to change %s to %s", name, newname);
         goto out;
     }
     if (newname && strcmp(newname, name) != 0) {
@@ -786,8 +804,6 @@ static int cmd_edit(struct cli_ctx *ctx, const struct cli_args *args)
         ret = cli_failf("snapshot '%s' cannot be renamed or cloned: its disk data is named after it", name);
         goto out;
     }
-    if (cli_args_bool(args, "current"))
-        flags |= ENGINE_CREATE_CURRENT;
     if (engine_snapshot_create(e, domain, edited, flags, NULL, &err) < 0) {
         ret = cli_fail(ctx, &err);
         goto out;
@@ -911,7 +927,7 @@ static const struct cli_opt delete_opts[] = {
     {"current", CLI_OPT_BOOL, 0, "delete current snapshot"},
     {"children", CLI_OPT_BOOL, 0, "delete snapshot and all children"},
     {"children-only", CLI_OPT_BOOL, 0, "delete children but not snapshot"},
-    {"metadata", CLI_OPT_BOOL, 0, "delete only qsnap metadata, leaving snapshot contents behind"},
+    {"metadata", CLI_OPT_BOOL, 0, "delete only libvirt metadata, leaving snapshot contents behind"},
     OPT_END,
 };
 

@@ -89,11 +89,13 @@ static int cmd_help(struct cli_ctx *ctx, const struct cli_args *args)
 {
     const char *name = cli_args_str(args, "command");
 
-    (void)ctx;
     if (name) {
         const struct cli_command *c = command_find(name);
         if (!c) {
-            cli_failf(VSH_ERR_UNKNOWN_COMMAND, name);
+            /* help got past option parsing: virsh's per-command newline, then its wording */
+            if (!ctx->quiet)
+                fputs("\n", stdout);
+            cli_failf(VSH_ERR_HELP_UNKNOWN, name);
             return CLI_EXIT_USAGE;
         }
         cli_cmd_print_help(c->def, stdout);

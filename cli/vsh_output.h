@@ -162,6 +162,7 @@ int vsh_msg_format(struct qs_buf *out, enum vsh_msg msg, const char *name, const
 #define VSH_ERR_EXCLUSIVE_SHORT "--%s and --%s are mutually exclusive"
 #define VSH_ERR_DESCENDANTS "--descendants requires either --from or --current"
 #define VSH_ERR_UNKNOWN_COMMAND "unknown command: '%s'"
+#define VSH_ERR_HELP_UNKNOWN "command or command group '%s' doesn't exist" /* help NAME */
 #define VSH_ERR_UNKNOWN_OPTION "command '%s' doesn't support option --%s"
 #define VSH_ERR_REQUIRED_OPTION "command '%s' requires <%s> option"
 #define VSH_ERR_OPTION_SYNTAX "expected syntax: --%s <%s>"

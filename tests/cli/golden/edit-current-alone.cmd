@@ -1,0 +1,2 @@
+# fixture=vm1 env=EDITOR=$TMP/ed-none
+snapshot-edit vm1 --current

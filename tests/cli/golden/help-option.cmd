@@ -1,0 +1,2 @@
+# fixture=none
+snapshot-info --help

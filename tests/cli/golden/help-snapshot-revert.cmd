@@ -1,0 +1,2 @@
+# fixture=none
+help snapshot-revert

@@ -1,0 +1,2 @@
+# fixture=vm1
+snapshot-list vm1 --from base --descendants --tree
