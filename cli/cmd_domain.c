@@ -22,7 +22,8 @@ static int cmd_attach(struct cli_ctx *ctx, const struct cli_args *args)
         return CLI_EXIT_FAILED;
     if (engine_domain_attach(e, name, sock, &err) < 0)
         return cli_fail(ctx, &err);
-    printf("Domain '%s' attached from %s\n", name, sock);
+    if (!ctx->quiet) /* virsh -q leaves out confirmations */
+        printf("Domain '%s' attached from %s\n", name, sock);
     return CLI_EXIT_OK;
 }
 
@@ -41,7 +42,8 @@ static int cmd_define(struct cli_ctx *ctx, const struct cli_args *args)
         ret = cli_fail(ctx, &err);
         goto out;
     }
-    printf("Domain '%s' defined from %s\n", name, file);
+    if (!ctx->quiet) /* virsh -q leaves out confirmations */
+        printf("Domain '%s' defined from %s\n", name, file);
     ret = CLI_EXIT_OK;
 out:
     free(xml);
@@ -59,7 +61,8 @@ static int cmd_undefine(struct cli_ctx *ctx, const struct cli_args *args)
         return CLI_EXIT_FAILED;
     if (engine_domain_undefine(e, name, cli_args_bool(args, "snapshots-metadata"), &err) < 0)
         return cli_fail(ctx, &err);
-    printf("Domain '%s' has been undefined\n", name);
+    if (!ctx->quiet) /* virsh -q leaves out confirmations */
+        printf("Domain '%s' has been undefined\n", name);
     return CLI_EXIT_OK;
 }
 
@@ -108,8 +111,13 @@ static int cmd_list(struct cli_ctx *ctx, const struct cli_args *args)
             snprintf(id, sizeof(id), "%d", pid);
         vsh_table_add_row(t, (const char *const[]){id, names[i], engine_domain_state_name(st)});
     }
-    vsh_table_print(t, stdout);
-    ret = CLI_EXIT_OK;
+    {
+        struct qs_buf out;
+        qs_buf_init(&out, 0);
+        vsh_table_format(t, !ctx->quiet, &out);
+        ret = vsh_buf_write(stdout, &out) < 0 ? cli_failf("cannot write output") : CLI_EXIT_OK;
+        qs_buf_release(&out);
+    }
 out:
     vsh_table_free(t);
     engine_strv_free(names, n);
@@ -126,7 +134,8 @@ static int cmd_start(struct cli_ctx *ctx, const struct cli_args *args)
         return CLI_EXIT_FAILED;
     if (engine_domain_start(e, name, cli_args_bool(args, "paused"), &err) < 0)
         return cli_fail(ctx, &err);
-    printf("Domain '%s' started\n", name);
+    if (!ctx->quiet) /* virsh -q leaves out confirmations */
+        printf("Domain '%s' started\n", name);
     return CLI_EXIT_OK;
 }
 
@@ -140,7 +149,8 @@ static int cmd_destroy(struct cli_ctx *ctx, const struct cli_args *args)
         return CLI_EXIT_FAILED;
     if (engine_domain_destroy(e, name, &err) < 0)
         return cli_fail(ctx, &err);
-    printf("Domain '%s' destroyed\n", name);
+    if (!ctx->quiet) /* virsh -q leaves out confirmations */
+        printf("Domain '%s' destroyed\n", name);
     return CLI_EXIT_OK;
 }
 

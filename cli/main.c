@@ -104,7 +104,7 @@ static int cmd_help(struct cli_ctx *ctx, const struct cli_args *args)
     printf("usage: qsnap [--root DIR] [-q] COMMAND [ARGS...]\n\n"
            "Snapshots of QEMU virtual machines, without libvirt. Commands take virsh's options.\n");
     for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
-        static const char *const titles[] = {"Generic", "Domains", "Snapshots"};
+        static const char *const titles[] = {"Generic", "Domain", "Snapshot"};
         printf("\n %s commands:\n", titles[t]);
         for (const struct cli_command *c = tables[t]; c->def; c++)
             printf("    %-20s %s\n", c->def->name, c->def->summary);
