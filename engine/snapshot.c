@@ -562,7 +562,8 @@ static int revert_live(struct engine *e, struct qmp_client *c, const struct disk
     }
     free(status);
     status = NULL;
-    if (vm_status(c, &status, &running, err) < 0)
+    /* a load keeps a running VM running (the job restarts it): no need to ask again */
+    if (!(running && want_running) && vm_status(c, &status, &running, err) < 0)
         goto out;
     if (want_running && !running && vm_cont(c, err) < 0)
         goto out;

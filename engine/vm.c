@@ -36,11 +36,14 @@ void vm_blocks_free(struct vm_block *b, size_t n)
     free(b);
 }
 
-/* A plain connect() that neither retries nor waits: tells "nobody listens" apart from "QEMU is there". */
-static int socket_probe(const char *path, struct qs_error **err)
+/*
+ * A plain connect() that neither retries nor waits: tells "nobody listens" apart from "QEMU is there".
+ * The connected socket goes to *keep (the QMP session then runs on it: QEMU serves one client at a time).
+ */
+static int socket_probe(const char *path, int *keep, struct qs_error **err)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    int fd, ret = -1;
+    int fd;
 
     if (strlen(path) >= sizeof(sa.sun_path)) {
         qs_error_set(err, QS_ERR_INVALID, "QMP socket path '%s' is too long", path);
@@ -53,23 +56,25 @@ static int socket_probe(const char *path, struct qs_error **err)
         return -1;
     }
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-        ret = 0;
-    } else if (errno == ENOENT || errno == ECONNREFUSED) {
-        qs_error_set(err, QS_ERR_NOTFOUND, "no QEMU listens on '%s'", path);
-    } else {
-        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot connect to '%s'", path);
+        *keep = fd;
+        return 0;
     }
+    if (errno == ENOENT || errno == ECONNREFUSED)
+        qs_error_set(err, QS_ERR_NOTFOUND, "no QEMU listens on '%s'", path);
+    else
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot connect to '%s'", path);
     close(fd);
-    return ret;
+    return -1;
 }
 
 int vm_connect(const char *socket_path, int timeout_ms, struct qmp_client **c, struct qs_error **err)
 {
     struct qmp_options opts = {.connect_timeout_ms = 5000, .timeout_ms = timeout_ms};
+    int fd = -1;
 
-    if (socket_probe(socket_path, err) < 0)
+    if (socket_probe(socket_path, &fd, err) < 0)
         return -1;
-    *c = qmp_client_connect(socket_path, &opts, err);
+    *c = qmp_client_new_fd(fd, &opts, err);
     return *c ? 0 : -1;
 }
 

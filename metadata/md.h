@@ -235,6 +235,8 @@ struct md_lock *md_lock_acquire(struct md_store *store, const char *domain, int 
 void md_lock_free(struct md_lock *lock);
 const char *md_lock_domain(const struct md_lock *lock);
 
+/* Whether DOMAIN is defined (its file exists; not parsed): 0, or -1 with QS_ERR_NOTFOUND. */
+int md_store_domain_exists(struct md_store *store, const char *domain, struct qs_error **err);
 /* Domain definitions. get: caller frees with md_domain_free(); QS_ERR_NOTFOUND if undefined. */
 struct md_domain *md_store_domain_get(struct md_store *store, const char *domain, struct qs_error **err);
 /* Writes the definition under its own name; LOCK must be that domain's. */

@@ -233,6 +233,23 @@ int md_lock_check(const struct md_lock *l, const struct md_store *s, const char 
 
 /* ---- domain definitions ---- */
 
+int md_store_domain_exists(struct md_store *s, const char *domain, struct qs_error **err)
+{
+    struct stat st;
+    char *file;
+    int dir, r;
+
+    if (qs_name_check(domain, "domain", err) < 0 || (dir = subdir_open(s, "qemu", true, err)) < 0)
+        return -1;
+    file = qs_asprintf("%s.xml", domain);
+    r = fstatat(dir, file, &st, 0);
+    if (r < 0)
+        qs_error_set(err, QS_ERR_NOTFOUND, "domain '%s' not found", domain);
+    free(file);
+    close(dir);
+    return r < 0 ? -1 : 0;
+}
+
 struct md_domain *md_store_domain_get(struct md_store *s, const char *domain, struct qs_error **err)
 {
     struct md_domain *d = NULL;

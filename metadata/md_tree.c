@@ -382,6 +382,23 @@ out:
     return ret;
 }
 
+/* The index is a cache: replaced atomically (temp + rename) but not fsync'd - a crash may lose it or leave
+ * it torn, and index_parse() then rejects it ("end N") and the next load rebuilds it from the files. */
+static int index_write(int dir, const char *data)
+{
+    char tmp[] = MD_INDEX_NAME ".tmp";
+    int fd, ret = -1;
+
+    unlinkat(dir, tmp, 0);
+    if ((fd = openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0)
+        return -1;
+    if (qs_write_all(fd, data, strlen(data)) == 0 && close(fd) == 0 && renameat(dir, tmp, dir, MD_INDEX_NAME) == 0)
+        ret = 0;
+    else
+        unlinkat(dir, tmp, 0);
+    return ret;
+}
+
 /* Writes the index when we may: under the caller's lock, or the domain lock if it is free right now. */
 static void index_store(struct md_store *s, struct md_tree *t, int dir, const struct md_lock *lock)
 {
@@ -391,7 +408,7 @@ static void index_store(struct md_store *s, struct md_tree *t, int dir, const st
     if (!md_lock_covers(lock, s, t->domain) && !(own = md_lock_acquire(s, t->domain, 0, NULL)))
         return;
     data = index_format(t);
-    if (qs_file_write_atomic(dir, MD_INDEX_NAME, data, strlen(data), 0600, NULL) == 0)
+    if (index_write(dir, data) == 0)
         t->index_written = true;
     free(data);
     md_lock_free(own);
@@ -417,6 +434,8 @@ struct md_tree *md_tree_load_internal(struct md_store *s, const char *domain, co
     int dir = -1;
     DIR *dp = NULL;
     struct dirent *de;
+    struct timespec now_ts;
+    long long now_ns;
 
     t->domain = qs_xstrdup(domain ? domain : "");
     if ((dir = md_store_snapdir_open(s, domain, false, &e)) < 0) {
@@ -447,6 +466,8 @@ struct md_tree *md_tree_load_internal(struct md_store *s, const char *domain, co
             goto out;
         }
     }
+    clock_gettime(CLOCK_REALTIME, &now_ts);
+    now_ns = (long long)now_ts.tv_sec * 1000000000ll + now_ts.tv_nsec;
     while ((de = readdir(dp))) {
         struct stat st;
         struct irec *r;
@@ -479,8 +500,12 @@ struct md_tree *md_tree_load_internal(struct md_store *s, const char *domain, co
         {
             struct md_snapshot *snap;
             const char *file = n->e.file;
-            long long size = n->size, mt = n->mtime_ns, ino = n->ino;
-            dirty = true;
+            long long size = n->size, mt = n->mtime_ns, ino = n->ino, mt0, in0;
+            /* a file the index already lists as racy (size -1, same mtime and inode) and that is still
+             * racy would be written back exactly as it is: no reason to rewrite the index */
+            if (!(r && strcmp(r->f[F_SIZE], "-1") == 0 && md_parse_ll(r->f[F_MTIME], &mt0) == 0 &&
+                  md_parse_ll(r->f[F_INO], &in0) == 0 && mt0 == mt && in0 == ino && mt > now_ns - RACY_NS))
+                dirty = true;
             free(data);
             data = NULL;
             if (qs_file_read(dir, de->d_name, MD_FILE_MAX, &data, &len, err) < 0)
