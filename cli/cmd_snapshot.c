@@ -185,22 +185,16 @@ static int print_msg(struct cli_ctx *ctx, enum vsh_msg msg, const char *name, co
 /* ------------------------------------------------------------------------------------------------ */
 /* snapshot-create, snapshot-create-as */
 
+static const struct cli_flag create_flag_map[] = {
+    {"no-metadata", ENGINE_CREATE_NO_METADATA}, {"halt", ENGINE_CREATE_HALT},
+    {"disk-only", ENGINE_CREATE_DISK_ONLY},     {"reuse-external", ENGINE_CREATE_REUSE_EXT},
+    {"quiesce", ENGINE_CREATE_QUIESCE},         {"atomic", ENGINE_CREATE_ATOMIC},
+    {"live", ENGINE_CREATE_LIVE},               {"validate", ENGINE_CREATE_VALIDATE},
+};
+
 static unsigned create_flags(const struct cli_args *args)
 {
-    static const struct {
-        const char *opt;
-        unsigned flag;
-    } map[] = {
-        {"no-metadata", ENGINE_CREATE_NO_METADATA}, {"halt", ENGINE_CREATE_HALT},
-        {"disk-only", ENGINE_CREATE_DISK_ONLY},     {"reuse-external", ENGINE_CREATE_REUSE_EXT},
-        {"quiesce", ENGINE_CREATE_QUIESCE},         {"atomic", ENGINE_CREATE_ATOMIC},
-        {"live", ENGINE_CREATE_LIVE},               {"validate", ENGINE_CREATE_VALIDATE},
-    };
-    unsigned f = 0;
-    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-        if (cli_args_bool(args, map[i].opt))
-            f |= map[i].flag;
-    return f;
+    return CLI_ARGS_FLAGS(args, create_flag_map);
 }
 
 static int cmd_create(struct cli_ctx *ctx, const struct cli_args *args)
@@ -461,24 +455,18 @@ static bool list_conflicts(const struct cli_args *args)
     return false;
 }
 
+static const struct cli_flag list_flag_map[] = {
+    {"roots", ENGINE_LIST_ROOTS},             {"leaves", ENGINE_LIST_LEAVES},
+    {"no-leaves", ENGINE_LIST_NO_LEAVES},     {"metadata", ENGINE_LIST_METADATA},
+    {"no-metadata", ENGINE_LIST_NO_METADATA}, {"inactive", ENGINE_LIST_INACTIVE},
+    {"active", ENGINE_LIST_ACTIVE},           {"disk-only", ENGINE_LIST_DISK_ONLY},
+    {"internal", ENGINE_LIST_INTERNAL},       {"external", ENGINE_LIST_EXTERNAL},
+    {"descendants", ENGINE_LIST_DESCENDANTS}, {"topological", ENGINE_LIST_TOPOLOGICAL},
+};
+
 static unsigned list_flags(const struct cli_args *args)
 {
-    static const struct {
-        const char *opt;
-        unsigned flag;
-    } map[] = {
-        {"roots", ENGINE_LIST_ROOTS},       {"leaves", ENGINE_LIST_LEAVES},
-        {"no-leaves", ENGINE_LIST_NO_LEAVES}, {"metadata", ENGINE_LIST_METADATA},
-        {"no-metadata", ENGINE_LIST_NO_METADATA}, {"inactive", ENGINE_LIST_INACTIVE},
-        {"active", ENGINE_LIST_ACTIVE},     {"disk-only", ENGINE_LIST_DISK_ONLY},
-        {"internal", ENGINE_LIST_INTERNAL}, {"external", ENGINE_LIST_EXTERNAL},
-        {"descendants", ENGINE_LIST_DESCENDANTS}, {"topological", ENGINE_LIST_TOPOLOGICAL},
-    };
-    unsigned f = 0;
-    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-        if (cli_args_bool(args, map[i].opt))
-            f |= map[i].flag;
-    return f;
+    return CLI_ARGS_FLAGS(args, list_flag_map);
 }
 
 static int cmd_list(struct cli_ctx *ctx, const struct cli_args *args)
@@ -647,23 +635,26 @@ static int cmd_dumpxml(struct cli_ctx *ctx, const struct cli_args *args)
 /* ------------------------------------------------------------------------------------------------ */
 /* snapshot-revert, snapshot-delete */
 
+static const struct cli_flag revert_flag_map[] = {
+    {"running", ENGINE_REVERT_RUNNING}, {"paused", ENGINE_REVERT_PAUSED}, {"force", ENGINE_REVERT_FORCE},
+};
+static const struct cli_flag delete_flag_map[] = {
+    {"children", ENGINE_DELETE_CHILDREN},
+    {"children-only", ENGINE_DELETE_CHILDREN_ONLY},
+    {"metadata", ENGINE_DELETE_METADATA_ONLY},
+};
+
 static int cmd_revert(struct cli_ctx *ctx, const struct cli_args *args)
 {
     const char *domain = cli_args_str(args, "domain");
     struct engine *e = domain_engine(ctx, domain);
     struct qs_error *err = NULL;
-    unsigned flags = 0;
+    unsigned flags = CLI_ARGS_FLAGS(args, revert_flag_map);
     char *name;
     int ret;
 
     if (!e || !(name = resolve_snapshot(ctx, e, args, domain, true)))
         return CLI_EXIT_FAILED;
-    if (cli_args_bool(args, "running"))
-        flags |= ENGINE_REVERT_RUNNING;
-    if (cli_args_bool(args, "paused"))
-        flags |= ENGINE_REVERT_PAUSED;
-    if (cli_args_bool(args, "force"))
-        flags |= ENGINE_REVERT_FORCE;
     if (engine_snapshot_revert(e, domain, name, flags, &err) < 0) {
         cli_failf(VSH_ERR_REVERT_FAILED, name);
         ret = cli_fail(ctx, &err);
@@ -679,18 +670,12 @@ static int cmd_delete(struct cli_ctx *ctx, const struct cli_args *args)
     const char *domain = cli_args_str(args, "domain");
     struct engine *e = domain_engine(ctx, domain);
     struct qs_error *err = NULL;
-    unsigned flags = 0;
+    unsigned flags = CLI_ARGS_FLAGS(args, delete_flag_map);
     char *name;
     int ret;
 
     if (!e || !(name = resolve_snapshot(ctx, e, args, domain, true)))
         return CLI_EXIT_FAILED;
-    if (cli_args_bool(args, "children"))
-        flags |= ENGINE_DELETE_CHILDREN;
-    if (cli_args_bool(args, "children-only"))
-        flags |= ENGINE_DELETE_CHILDREN_ONLY;
-    if (cli_args_bool(args, "metadata"))
-        flags |= ENGINE_DELETE_METADATA_ONLY;
     if (engine_snapshot_delete(e, domain, name, flags, &err) < 0) {
         cli_failf(VSH_ERR_DELETE_FAILED, name);
         ret = cli_fail(ctx, &err);

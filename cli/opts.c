@@ -158,6 +158,15 @@ const char *const *cli_args_list(const struct cli_args *args, const char *name, 
     return args->argv[i] ? (const char *const *)args->argv[i] : empty;
 }
 
+unsigned cli_args_flags(const struct cli_args *args, const struct cli_flag *map, size_t n)
+{
+    unsigned f = 0;
+    for (size_t i = 0; i < n; i++)
+        if (cli_args_bool(args, map[i].opt))
+            f |= map[i].flag;
+    return f;
+}
+
 bool cli_args_exclusive(const struct cli_args *args, const char *a, const char *b)
 {
     if (args->values[must_index(args, a)] && args->values[must_index(args, b)]) {

@@ -55,6 +55,15 @@ bool cli_args_given(const struct cli_args *args, const char *name);
 const char *cli_args_str(const struct cli_args *args, const char *name);
 /* The ARGV option's values (NULL-terminated, never NULL) and their count. */
 const char *const *cli_args_list(const struct cli_args *args, const char *name, size_t *n);
+/* An option that sets a flag bit when given. */
+struct cli_flag {
+    const char *opt;
+    unsigned flag;
+};
+/* The OR of MAP[i].flag for every boolean option MAP[i].opt that was given. */
+unsigned cli_args_flags(const struct cli_args *args, const struct cli_flag *map, size_t n);
+#define CLI_ARGS_FLAGS(args, map) cli_args_flags((args), (map), sizeof(map) / sizeof((map)[0]))
+
 /* Prints "error: Options --A and --B are mutually exclusive" and returns true when both are given. */
 bool cli_args_exclusive(const struct cli_args *args, const char *a, const char *b);
 
