@@ -1,4 +1,5 @@
-/* cmd_domain.c: domains without libvirt - attach, define, undefine, list, domstate, start, destroy. */
+/* cmd_domain.c: domains without libvirt - attach, define, undefine, list, domstate, start, destroy, save,
+ * restore. */
 #include "cli.h"
 #include "qs_buf.h"
 #include "qs_file.h"
@@ -154,6 +155,47 @@ static int cmd_destroy(struct cli_ctx *ctx, const struct cli_args *args)
     return CLI_EXIT_OK;
 }
 
+/* --running / --paused of save and restore as engine flags. */
+static unsigned run_flags(const struct cli_args *args)
+{
+    return (cli_args_bool(args, "running") ? ENGINE_SAVE_RUNNING : 0u) |
+           (cli_args_bool(args, "paused") ? ENGINE_SAVE_PAUSED : 0u);
+}
+
+static int cmd_save(struct cli_ctx *ctx, const struct cli_args *args)
+{
+    struct engine *e;
+    struct qs_error *err = NULL;
+    const char *name = cli_args_str(args, "domain"), *file = cli_args_str(args, "file");
+
+    if (cli_args_exclusive(args, "running", "paused"))
+        return CLI_EXIT_USAGE;
+    if (!(e = cli_engine(ctx)))
+        return CLI_EXIT_FAILED;
+    if (engine_domain_save(e, name, file, run_flags(args), &err) < 0)
+        return cli_fail(ctx, &err);
+    if (!ctx->quiet) /* virsh -q leaves out confirmations; its text starts with a newline */
+        printf("\nDomain '%s' saved to %s\n", name, file);
+    return CLI_EXIT_OK;
+}
+
+static int cmd_restore(struct cli_ctx *ctx, const struct cli_args *args)
+{
+    struct engine *e;
+    struct qs_error *err = NULL;
+    const char *file = cli_args_str(args, "file");
+
+    if (cli_args_exclusive(args, "running", "paused"))
+        return CLI_EXIT_USAGE;
+    if (!(e = cli_engine(ctx)))
+        return CLI_EXIT_FAILED;
+    if (engine_domain_restore(e, file, run_flags(args), NULL, &err) < 0)
+        return cli_fail(ctx, &err);
+    if (!ctx->quiet) /* virsh -q leaves out confirmations */
+        printf("Domain restored from %s\n", file);
+    return CLI_EXIT_OK;
+}
+
 static const struct cli_opt attach_opts[] = {
     OPT_DOMAIN,
     {"qmp", CLI_OPT_STRING, CLI_OPT_REQUIRED, "path of the VM's QMP UNIX socket"},
@@ -180,6 +222,20 @@ static const struct cli_opt start_opts[] = {
     {NULL, 0, 0, NULL},
 };
 
+static const struct cli_opt save_opts[] = {
+    OPT_DOMAIN,
+    {"file", CLI_OPT_STRING, CLI_OPT_REQUIRED, "where to save the data"},
+    {"running", CLI_OPT_BOOL, 0, "set domain to be running on restore"},
+    {"paused", CLI_OPT_BOOL, 0, "set domain to be paused on restore"},
+    {NULL, 0, 0, NULL},
+};
+static const struct cli_opt restore_opts[] = {
+    {"file", CLI_OPT_STRING, CLI_OPT_REQUIRED, "the state to restore"},
+    {"running", CLI_OPT_BOOL, 0, "restore domain into running state"},
+    {"paused", CLI_OPT_BOOL, 0, "restore domain into paused state"},
+    {NULL, 0, 0, NULL},
+};
+
 static const struct cli_cmd_def attach_def = {"attach", "take over a running QEMU",
     "Record a running QEMU, started by someone else, as domain NAME: its disks, memory, uuid and command line.",
     attach_opts};
@@ -194,9 +250,14 @@ static const struct cli_cmd_def start_def = {"start", "start a (previously defin
     "Start a domain from its recorded or defined QEMU command line.", start_opts};
 static const struct cli_cmd_def destroy_def = {"destroy", "destroy (stop) a domain",
     "Destroy a given domain: QEMU is stopped at once.", domain_only_opts};
+static const struct cli_cmd_def save_def = {"save", "save a domain state to a file",
+    "Save the RAM state of a running domain; its QEMU then exits.", save_opts};
+static const struct cli_cmd_def restore_def = {"restore", "restore a domain from a saved state in a file",
+    "Restore a domain.", restore_opts};
 
 const struct cli_command cli_domain_commands[] = {
     {&attach_def, cmd_attach, 0},     {&define_def, cmd_define, 0},     {&undefine_def, cmd_undefine, 0},
     {&list_def, cmd_list, 0},         {&domstate_def, cmd_domstate, 0}, {&start_def, cmd_start, 0},
-    {&destroy_def, cmd_destroy, 0},   {NULL, NULL, 0},
+    {&destroy_def, cmd_destroy, 0},   {&save_def, cmd_save, 0},         {&restore_def, cmd_restore, 0},
+    {NULL, NULL, 0},
 };

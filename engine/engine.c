@@ -1,5 +1,7 @@
 /* engine.c: the engine object and the domain operations (attach, define, start, destroy, state). */
 #include "engine_priv.h"
+#include "memstate.h" /* engine_qemu_start_incoming */
+#include "qs_buf.h"
 #include "qs_util.h"
 #include "vm.h"
 
@@ -422,6 +424,233 @@ static bool qmp_arg_is(const char *arg, const char *path)
     return strncmp(arg, path, n) == 0 && (arg[n] == '\0' || arg[n] == ',');
 }
 
+/* ---- the recorded command line, pointed at the disks' current images ---------------------------- */
+
+/* One "key=value" of a QEMU option string (",," is a literal comma); key NULL for an implied first value. */
+struct opt_kv {
+    char *key;
+    char *val;
+};
+
+static void opts_free(struct opt_kv *kv, size_t n)
+{
+    for (size_t i = 0; kv && i < n; i++)
+        free(kv[i].key), free(kv[i].val);
+    free(kv);
+}
+
+static struct opt_kv *opts_parse(const char *s, size_t *n)
+{
+    struct opt_kv *kv = NULL;
+    size_t cap = 0;
+    struct qs_buf cur;
+
+    *n = 0;
+    qs_buf_init(&cur, 0);
+    for (const char *p = s;; p++) {
+        if (*p == ',' && p[1] == ',') {
+            qs_buf_add(&cur, ",", 1);
+            p++;
+            continue;
+        }
+        if (*p == ',' || *p == '\0') {
+            char *item = qs_buf_detach(&cur, NULL), *eq = strchr(item, '=');
+            qs_xgrow((void **)&kv, &cap, *n + 1, sizeof(*kv));
+            /* only the text before the first '=' is a key: values may hold '=' */
+            kv[*n].key = eq ? qs_xstrndup(item, (size_t)(eq - item)) : NULL;
+            kv[*n].val = qs_xstrdup(eq ? eq + 1 : item);
+            (*n)++;
+            free(item);
+            if (*p == '\0')
+                break;
+            continue;
+        }
+        qs_buf_add(&cur, p, 1);
+    }
+    qs_buf_release(&cur);
+    return kv;
+}
+
+static char *opts_format(const struct opt_kv *kv, size_t n)
+{
+    struct qs_buf b;
+    qs_buf_init(&b, 0);
+    for (size_t i = 0; i < n; i++) {
+        if (!kv[i].key && !kv[i].val)
+            continue; /* dropped */
+        if (b.len)
+            qs_buf_adds(&b, ",");
+        if (kv[i].key)
+            qs_buf_addf(&b, "%s=", kv[i].key);
+        for (const char *p = kv[i].val; *p; p++)
+            qs_buf_adds(&b, *p == ',' ? ",," : (char[]){*p, 0});
+    }
+    return qs_buf_detach(&b, NULL);
+}
+
+static const char *opts_get(const struct opt_kv *kv, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (kv[i].key && strcmp(kv[i].key, key) == 0)
+            return kv[i].val;
+    return NULL;
+}
+
+static void opts_set(struct opt_kv *kv, size_t n, const char *key, const char *val)
+{
+    for (size_t i = 0; i < n; i++)
+        if (kv[i].key && strcmp(kv[i].key, key) == 0) {
+            free(kv[i].val);
+            kv[i].val = qs_xstrdup(val);
+        }
+}
+
+/* Index of the argument after OPTION whose key=value options have KEY=VAL, or -1. */
+static ssize_t argv_find(char **argv, const char *option, const char *key, const char *val)
+{
+    for (size_t i = 0; argv[i] && argv[i + 1]; i++) {
+        struct opt_kv *kv;
+        size_t n;
+        bool hit;
+        if (strcmp(argv[i], option) != 0 || argv[i + 1][0] == '{')
+            continue;
+        kv = opts_parse(argv[i + 1], &n);
+        hit = qs_str_equal(opts_get(kv, n, key), val);
+        opts_free(kv, n);
+        if (hit)
+            return (ssize_t)i + 1;
+    }
+    return -1;
+}
+
+/* Options a format node keeps when its driver changes (the rest belong to the old driver). */
+static bool generic_blockdev_key(const char *key)
+{
+    static const char *const keep[] = {"driver", "node-name", "file", "discard", "read-only", "auto-read-only",
+                                       "detect-zeroes", "force-share", NULL};
+    if (!key || qs_str_has_prefix(key, "file.") || qs_str_has_prefix(key, "cache."))
+        return true;
+    for (size_t i = 0; keep[i]; i++)
+        if (strcmp(key, keep[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Replaces argv[i] by the options KV. */
+static void argv_put(char **argv, ssize_t i, struct opt_kv *kv, size_t n)
+{
+    free(argv[i]);
+    argv[i] = opts_format(kv, n);
+}
+
+/*
+ * Points the format node of disk D at D's current image and format. The node is the one the disk's
+ * -device (id = target) names with drive=, else the disk's recorded node name, else the target; it is a
+ * -blockdev (its file= node's filename, or file.filename, is changed) or a -drive (file=, format=). The
+ * node keeps its name, so the device still finds it; *node gets that name (QEMU's after the start).
+ * An argv that does not mention the image and cannot be rewritten is refused: QEMU would silently open
+ * another image.
+ */
+static int argv_point_disk(char **argv, const struct md_domain_disk *d, char **node, struct qs_error **err)
+{
+    struct opt_kv *kv = NULL, *fkv = NULL;
+    size_t n = 0, fn = 0;
+    ssize_t dev = argv_find(argv, "-device", "id", d->target), i;
+    char *x = NULL;
+    const char *fmt, *fref;
+    int ret = -1;
+
+    *node = NULL;
+    if (dev >= 0) {
+        kv = opts_parse(argv[dev], &n);
+        x = opts_get(kv, n, "drive") ? qs_xstrdup(opts_get(kv, n, "drive")) : NULL;
+        opts_free(kv, n);
+        kv = NULL;
+    }
+    if (!x)
+        x = qs_xstrdup(d->node_name && argv_find(argv, "-blockdev", "node-name", d->node_name) >= 0 ? d->node_name
+                                                                                                  : d->target);
+    if ((i = argv_find(argv, "-blockdev", "node-name", x)) >= 0) {
+        kv = opts_parse(argv[i], &n);
+        fmt = opts_get(kv, n, "driver");
+        if (d->driver_type && !qs_str_equal(fmt, d->driver_type)) {
+            for (size_t k = 0; k < n; k++)
+                if (!generic_blockdev_key(kv[k].key))
+                    free(kv[k].key), free(kv[k].val), kv[k].key = kv[k].val = NULL;
+            opts_set(kv, n, "driver", d->driver_type);
+        }
+        if ((fref = opts_get(kv, n, "file")) != NULL) {
+            ssize_t fi = argv_find(argv, "-blockdev", "node-name", fref);
+            if (fi < 0) {
+                qs_error_set(err, QS_ERR_UNSUPPORTED, "disk '%s': file node '%s' not found in the command line",
+                             d->target, fref);
+                goto out;
+            }
+            fkv = opts_parse(argv[fi], &fn);
+            if (!qs_str_equal(opts_get(fkv, fn, "filename"), d->source)) {
+                opts_set(fkv, fn, "filename", d->source);
+                argv_put(argv, fi, fkv, fn);
+            }
+        } else if (opts_get(kv, n, "file.filename")) {
+            opts_set(kv, n, "file.filename", d->source);
+        }
+        argv_put(argv, i, kv, n);
+    } else if ((i = argv_find(argv, "-drive", "id", x)) >= 0 || (i = argv_find(argv, "-drive", "node-name", x)) >= 0) {
+        kv = opts_parse(argv[i], &n);
+        opts_set(kv, n, "file", d->source);
+        if (d->driver_type && opts_get(kv, n, "format"))
+            opts_set(kv, n, "format", d->driver_type);
+        argv_put(argv, i, kv, n);
+    } else {
+        /* not a form qsnap rewrites (JSON -blockdev, -hda, ...): fine while it still names the image */
+        bool named = false;
+        for (size_t k = 0; argv[k] && !named; k++)
+            named = strstr(argv[k], d->source) != NULL;
+        if (!named) {
+            qs_error_set(err, QS_ERR_UNSUPPORTED,
+                         "disk '%s' now uses '%s', which the recorded QEMU command line does not open, and its "
+                         "node '%s' is not a -blockdev or -drive qsnap can rewrite",
+                         d->target, d->source, x);
+            goto out;
+        }
+        free(x);
+        x = NULL;
+    }
+    *node = x;
+    x = NULL;
+    ret = 0;
+out:
+    free(x);
+    opts_free(kv, n);
+    opts_free(fkv, fn);
+    return ret;
+}
+
+/* The recorded argv with every disk's format node pointed at its current image; names[k] gets disk k's
+ * node name in the new QEMU (NULL when unknown). */
+static int argv_point_disks(char **argv, const struct md_domain *dom, char ***names, struct qs_error **err)
+{
+    size_t nd = md_domain_disk_count(dom);
+    char **v = qs_xcalloc(nd + 1, sizeof(char *));
+
+    for (size_t k = 0; k < nd; k++) {
+        struct md_domain_disk d;
+        if (md_domain_disk_get(dom, k, &d, err) < 0)
+            goto fail;
+        if (!d.target || !d.source || (d.device && strcmp(d.device, "disk") != 0))
+            continue;
+        if (argv_point_disk(argv, &d, &v[k], err) < 0)
+            goto fail;
+    }
+    *names = v;
+    return 0;
+fail:
+    for (size_t k = 0; k < nd; k++)
+        free(v[k]);
+    free(v);
+    return -1;
+}
+
 /*
  * The argv to start: the recorded one without -daemonize, -S and -incoming (qsnap decides those), with a
  * QMP monitor on SOCK (the recorded one is reused when the argv already serves it).
@@ -453,12 +682,17 @@ static char **start_argv(char **argv, const char *sock, bool paused)
     return out;
 }
 
-int engine_qemu_start(struct engine *e, struct md_domain *dom, const struct md_lock *lock, bool paused,
-                      struct qmp_client **c, struct qs_error **err)
+static char **argv_add_incoming_defer(char **argv);
+
+/* engine_qemu_start, and with INCOMING "-incoming defer" (memstate.c's restore) */
+static int qemu_start(struct engine *e, struct md_domain *dom, const struct md_lock *lock, bool paused,
+                      bool incoming, struct qmp_client **c, struct qs_error **err)
 {
     const char *name = md_domain_name(dom);
-    char **argv = md_domain_argv(dom), **full = NULL;
+    char **argv = md_domain_argv(dom), **full = NULL, **nodes = NULL;
     char *sock = NULL, *log = NULL;
+    size_t nd = md_domain_disk_count(dom);
+    bool changed = false;
     struct qmp_options opts = {.connect_timeout_ms = 30000, .timeout_ms = e->qmp_timeout_ms};
     pid_t pid = -1;
     int ret = -1;
@@ -477,7 +711,11 @@ int engine_qemu_start(struct engine *e, struct md_domain *dom, const struct md_l
         goto out;
     }
     log = qs_asprintf("%s/run/%s.log", engine_root(e), name);
+    if (argv_point_disks(argv, dom, &nodes, err) < 0)
+        goto out;
     full = start_argv(argv, sock, paused);
+    if (incoming)
+        full = argv_add_incoming_defer(full);
     unlink(sock); /* a socket left by a QEMU that was killed */
     if (vm_spawn(full, log, &pid, err) < 0)
         goto out;
@@ -489,11 +727,30 @@ int engine_qemu_start(struct engine *e, struct md_domain *dom, const struct md_l
             kill(pid, SIGKILL);
         goto out;
     }
-    if (!qs_str_equal(md_domain_qmp_socket(dom), sock) &&
-        (md_domain_set_qmp_socket(dom, sock, err) < 0 || md_store_domain_put(e->store, lock, dom, err) < 0))
+    if (!qs_str_equal(md_domain_qmp_socket(dom), sock)) {
+        if (md_domain_set_qmp_socket(dom, sock, err) < 0)
+            goto out;
+        changed = true;
+    }
+    /* the new QEMU names each disk's top node as the command line does, not as a past snapshot did */
+    for (size_t k = 0; k < nd; k++) {
+        struct md_domain_disk d;
+        if (!nodes[k] || md_domain_disk_get(dom, k, &d, NULL) < 0 || qs_str_equal(d.node_name, nodes[k]))
+            continue;
+        char *target = qs_xstrdup(d.target); /* d's strings die with the change */
+        int r = md_domain_set_disk_node_name(dom, target, nodes[k], err);
+        free(target);
+        if (r < 0)
+            goto out;
+        changed = true;
+    }
+    if (changed && md_store_domain_put(e->store, lock, dom, err) < 0)
         goto out;
     ret = 0;
 out:
+    for (size_t k = 0; nodes && k < nd; k++)
+        free(nodes[k]);
+    free(nodes);
     if (ret < 0 && *c) {
         struct qs_error *ignore = NULL;
         engine_qemu_quit(e, c, &ignore);
@@ -505,6 +762,35 @@ out:
     free(log);
     return ret;
 }
+
+/* ---- -incoming defer, for restoring a saved state (memstate.c; declared in memstate.h) ---------------- */
+
+/* Takes over ARGV (a start_argv() result) and returns it with "-incoming defer" appended. */
+static char **argv_add_incoming_defer(char **argv)
+{
+    size_t n = qs_strv_len(argv);
+
+    argv = qs_xrealloc(argv, (n + 3) * sizeof(char *));
+    argv[n] = qs_xstrdup("-incoming");
+    argv[n + 1] = qs_xstrdup("defer");
+    argv[n + 2] = NULL;
+    return argv;
+}
+
+int engine_qemu_start(struct engine *e, struct md_domain *dom, const struct md_lock *lock, bool paused,
+                      struct qmp_client **c, struct qs_error **err)
+{
+    return qemu_start(e, dom, lock, paused, false, c, err);
+}
+
+int engine_qemu_start_incoming(struct engine *e, struct md_domain *dom, const struct md_lock *lock,
+                               struct qmp_client **c, struct qs_error **err)
+{
+    /* -S too: the guest must not run once the state is in, before the caller decides */
+    return qemu_start(e, dom, lock, true, true, c, err);
+}
+
+/* ---- end of -incoming defer ------------------------------------------------------------------------- */
 
 int engine_domain_start(struct engine *e, const char *name, bool paused, struct qs_error **err)
 {

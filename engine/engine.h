@@ -188,17 +188,53 @@ QS_EXPORT int engine_snapshot_get_xml(struct engine *e, const char *domain, cons
 /*
  * Takes a snapshot described by a <domainsnapshot> document (may be NULL: all defaults). Running or paused
  * VM: memory and disks inside the qcow2 images (snapshot-save job); shut-off VM: disks only (qemu-img).
+ * DISK_ONLY (or a disk snapshot='external'): external disk-only snapshot - a qcow2 overlay per disk (the
+ * given file, else libvirt's name: the image's extension replaced by ".NAME"), switched to atomically
+ * (one blockdev-snapshot transaction) while QEMU runs; the domain then runs on the overlays.
  * With REDEFINE, only records metadata (libvirt's rules apply). *name (may be NULL) gets the snapshot's
  * name (generated from the time when the XML gives none). Caller frees.
  */
 QS_EXPORT int engine_snapshot_create(struct engine *e, const char *domain, const char *xml, unsigned flags,
                                      char **name, struct qs_error **err);
-/* Reverts DOMAIN to NAME: in place (snapshot-load) when QEMU runs; flags as enum engine_revert_flags. */
+/* Reverts DOMAIN to NAME: in place (snapshot-load) when QEMU runs; flags as enum engine_revert_flags. An
+ * external snapshot: QEMU is quit, new overlays go on the snapshot's images (the old branch stays), and
+ * QEMU boots afresh only with RUNNING or PAUSED. */
 QS_EXPORT int engine_snapshot_revert(struct engine *e, const char *domain, const char *name, unsigned flags,
                                      struct qs_error **err);
-/* Deletes NAME (and/or its descendants); children move to NAME's parent. Flags: enum engine_delete_flags. */
+/* Deletes NAME (and/or its descendants); children move to NAME's parent. Flags: enum engine_delete_flags.
+ * An external snapshot is merged (block-commit live, qemu-img commit/rebase offline); what cannot be merged
+ * safely (an image another branch needs) is refused. */
 QS_EXPORT int engine_snapshot_delete(struct engine *e, const char *domain, const char *name, unsigned flags,
                                      struct qs_error **err);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Saved state: virsh save / restore. The VM's RAM and device state go to a file and QEMU exits; restore
+ * starts QEMU again from the domain's command line and loads the file into it. The file starts with a
+ * header of qsnap's own (versioned, with the domain's name and XML, as libvirt's save format carries the
+ * XML), then QEMU's migration stream. */
+
+enum engine_save_flags {
+    ENGINE_SAVE_RUNNING = 1 << 0, /* save: recorded as "run after restore"; restore: run, whatever recorded */
+    ENGINE_SAVE_PAUSED = 1 << 1,  /* save: recorded as "paused after restore"; restore: stay paused */
+};
+
+/*
+ * Saves running or paused domain NAME to PATH (created 0600, replaced atomically when it exists: written
+ * as a temporary in the same directory, fsync'd, renamed) and ends its QEMU, which frees its RAM. The
+ * guest is paused for the save. Without a flag the file records the state the VM was in. On failure the
+ * VM keeps running (or stays paused) as before and PATH is untouched. Progress phase: "save".
+ */
+QS_EXPORT int engine_domain_save(struct engine *e, const char *name, const char *path, unsigned flags,
+                                 struct qs_error **err);
+/*
+ * Restores the state saved in PATH: reads and checks the header before anything else (a file that is not
+ * a save file is QS_ERR_INVALID and no QEMU is started), starts the domain's QEMU from its definition with
+ * -incoming defer and loads the state. A domain that is no longer defined is defined again from the XML in
+ * the file; a defined one with another uuid is refused. The guest then runs or stays paused as FLAGS say,
+ * else as recorded. *name (may be NULL) gets the domain's name; caller frees. Progress phase: "restore".
+ */
+QS_EXPORT int engine_domain_restore(struct engine *e, const char *path, unsigned flags, char **name,
+                                    struct qs_error **err);
 
 #ifdef __cplusplus
 }

@@ -4,8 +4,11 @@
 #include "qs_proc.h"
 #include "qs_util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define IMG_TIMEOUT_MS 120000
 
@@ -128,4 +131,75 @@ int img_snapshot_apply(const char *file, const char *tag, struct qs_error **err)
 int img_snapshot_delete(const char *file, const char *tag, struct qs_error **err)
 {
     return img_snapshot("-d", file, tag, err);
+}
+
+int img_create_overlay(const char *overlay, const char *base, const char *base_fmt, struct qs_error **err)
+{
+    char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-F", (char *)base_fmt, "-b", (char *)base,
+                    "--", (char *)overlay, NULL};
+    return img_run(argv, NULL, err);
+}
+
+int img_commit(const char *top, const char *base, struct qs_error **err)
+{
+    char *argv[] = {"qemu-img", "commit", "-q", "-f", "qcow2", "-b", (char *)base, "--", (char *)top, NULL};
+    return img_run(argv, NULL, err);
+}
+
+int img_rebase_unsafe(const char *file, const char *backing, const char *backing_fmt, struct qs_error **err)
+{
+    char *argv[] = {"qemu-img", "rebase", "-u", "-f", "qcow2", "-b", (char *)backing, "-F", (char *)backing_fmt,
+                    "--", (char *)file, NULL};
+    return img_run(argv, NULL, err);
+}
+
+static uint64_t be64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+int img_qcow2_backing(const char *file, char **backing, struct qs_error **err)
+{
+    unsigned char hdr[20];
+    char name[1024];
+    uint64_t off;
+    uint32_t len;
+    ssize_t r;
+    int fd = open(file, O_RDONLY | O_CLOEXEC), ret = -1;
+
+    *backing = NULL;
+    if (fd < 0) {
+        qs_error_set_errno(err, errno == ENOENT ? QS_ERR_NOTFOUND : QS_ERR_IO, errno, "cannot open '%s'", file);
+        return -1;
+    }
+    r = pread(fd, hdr, sizeof(hdr), 0);
+    if (r < (ssize_t)sizeof(hdr) || memcmp(hdr, "QFI\xfb", 4) != 0) {
+        ret = 0; /* not qcow2 */
+        goto out;
+    }
+    off = be64(hdr + 8);
+    len = (uint32_t)hdr[16] << 24 | (uint32_t)hdr[17] << 16 | (uint32_t)hdr[18] << 8 | hdr[19];
+    if (off == 0 || len == 0 || len >= sizeof(name)) {
+        ret = 0;
+        goto out;
+    }
+    r = pread(fd, name, len, (off_t)off);
+    if (r != (ssize_t)len) {
+        qs_error_set(err, QS_ERR_IO, "cannot read the backing file name of '%s'", file);
+        goto out;
+    }
+    name[len] = '\0';
+    if (name[0] == '/' || !strchr(file, '/')) {
+        *backing = qs_xstrdup(name);
+    } else {
+        const char *slash = strrchr(file, '/');
+        *backing = qs_asprintf("%.*s/%s", (int)(slash - file), file, name);
+    }
+    ret = 0;
+out:
+    close(fd);
+    return ret;
 }

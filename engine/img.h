@@ -28,4 +28,18 @@ int img_snapshot_create(const char *file, const char *tag, struct qs_error **err
 int img_snapshot_apply(const char *file, const char *tag, struct qs_error **err);
 int img_snapshot_delete(const char *file, const char *tag, struct qs_error **err);
 
+/* qemu-img create -f qcow2 -F BASE_FMT -b BASE OVERLAY (BASE absolute; OVERLAY may exist: it is
+ * overwritten, keeping its mode). */
+int img_create_overlay(const char *overlay, const char *base, const char *base_fmt, struct qs_error **err);
+/* qemu-img commit -f qcow2 -b BASE TOP: TOP's data into BASE (a backing file of TOP). */
+int img_commit(const char *top, const char *base, struct qs_error **err);
+/* qemu-img rebase -u -f qcow2 -b BACKING -F BACKING_FMT FILE: only the header changes. */
+int img_rebase_unsafe(const char *file, const char *backing, const char *backing_fmt, struct qs_error **err);
+/*
+ * The backing file named in a qcow2 header, resolved against FILE's directory when relative (as QEMU
+ * does); reads only the header. *backing is NULL when FILE is not qcow2 or has no backing file.
+ * -1 only when FILE cannot be read. Caller frees *backing.
+ */
+int img_qcow2_backing(const char *file, char **backing, struct qs_error **err);
+
 #endif

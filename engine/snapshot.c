@@ -1,5 +1,6 @@
 /* snapshot.c: snapshot operations - list, show, create, revert, delete - over QMP, qemu-img and metadata. */
 #include "engine_priv.h"
+#include "external.h"
 #include "internal.h"
 #include "qs_util.h"
 #include "vm.h"
@@ -348,7 +349,7 @@ static int disk_set_from_snapshot(struct disk_set *ds, const struct md_domain *d
 
 #define SUPPORTED_CREATE                                                                                   \
     (ENGINE_CREATE_REDEFINE | ENGINE_CREATE_CURRENT | ENGINE_CREATE_NO_METADATA | ENGINE_CREATE_HALT |      \
-     ENGINE_CREATE_ATOMIC | ENGINE_CREATE_VALIDATE)
+     ENGINE_CREATE_ATOMIC | ENGINE_CREATE_VALIDATE | ENGINE_CREATE_DISK_ONLY | ENGINE_CREATE_REUSE_EXT)
 
 static int create_redefine(struct engine *e, const char *domain, struct md_snapshot *snap, unsigned flags,
                            struct qs_error **err)
@@ -404,8 +405,7 @@ int engine_snapshot_create(struct engine *e, const char *domain, const char *xml
     int ret = -1;
 
     if (flags & ~SUPPORTED_CREATE) {
-        qs_error_set(err, QS_ERR_UNSUPPORTED,
-                     "external, disk-only, quiesced and live snapshots are not supported yet");
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "quiesced and live snapshots are not supported yet");
         return -1;
     }
     if ((flags & ENGINE_CREATE_REDEFINE) && (flags & (ENGINE_CREATE_HALT | ENGINE_CREATE_NO_METADATA))) {
@@ -443,6 +443,14 @@ int engine_snapshot_create(struct engine *e, const char *domain, const char *xml
         goto out;
     if (md_tree_find(t, snap->name)) {
         qs_error_set(err, QS_ERR_EXISTS, "operation failed: domain moment %s already exists", snap->name);
+        goto out;
+    }
+    if (ext_wanted(snap, flags)) {
+        if (engine_domain_connect(e, dom, &c, err) < 0 || ext_create(e, dom, lock, t, snap, flags, &c, err) < 0)
+            goto out;
+        if (name)
+            *name = qs_xstrdup(snap->name);
+        ret = 0;
         goto out;
     }
     if (disk_set_from_domain(&ds, dom, snap, err) < 0 || engine_domain_connect(e, dom, &c, err) < 0)
@@ -597,8 +605,10 @@ int engine_snapshot_revert(struct engine *e, const char *domain, const char *nam
         !(snap = snapshot_get(e, domain, name, err)))
         goto out;
     if (md_snapshot_is_external(snap)) {
-        qs_error_set(err, QS_ERR_UNSUPPORTED, "reverting to external snapshot '%s' is not supported yet", name);
-        goto out;
+        /* no memory state: the disks go back (on new overlays) and the VM boots afresh only when asked */
+        if (engine_domain_connect(e, dom, &c, err) < 0 || ext_revert(e, dom, lock, snap, flags, &c, err) < 0)
+            goto out;
+        goto current;
     }
     if (disk_set_from_snapshot(&ds, dom, snap, err) < 0 || engine_domain_connect(e, dom, &c, err) < 0)
         goto out;
@@ -626,6 +636,7 @@ int engine_snapshot_revert(struct engine *e, const char *domain, const char *nam
             engine_qemu_start(e, dom, lock, flags & ENGINE_REVERT_PAUSED, &c, err) < 0)
             goto out;
     }
+current:
     if (md_store_snapshot_set_current(e->store, lock, domain, name, err) < 0)
         goto out;
     ret = 0;
@@ -647,9 +658,9 @@ out:
 /* ------------------------------------------------------------------------------------------------ */
 /* Delete. */
 
-/* Removes the internal tag of snapshot NAME from its disks (live or offline). */
-static int delete_data(struct engine *e, struct qmp_client *c, const struct md_domain *dom, const char *domain,
-                       const char *name, struct qs_error **err)
+/* Removes snapshot NAME's data: its internal tags (live or offline), or its external overlays merged away. */
+static int delete_data(struct engine *e, struct qmp_client *c, struct md_domain *dom, const struct md_lock *lock,
+                       const char *domain, const char *name, struct qs_error **err)
 {
     struct md_snapshot *snap = snapshot_get(e, domain, name, err);
     struct disk_set ds = {0};
@@ -660,10 +671,7 @@ static int delete_data(struct engine *e, struct qmp_client *c, const struct md_d
     if (!snap)
         return -1;
     if (md_snapshot_is_external(snap)) {
-        qs_error_set(err, QS_ERR_UNSUPPORTED,
-                     "deleting external snapshot '%s' is not supported yet: use --metadata to drop only its "
-                     "metadata",
-                     name);
+        ret = ext_delete(e, dom, lock, snap, c, err);
         goto out;
     }
     if (disk_set_from_snapshot(&ds, dom, snap, err) < 0)
@@ -740,7 +748,7 @@ int engine_snapshot_delete(struct engine *e, const char *domain, const char *nam
         goto out;
     /* one snapshot at a time, leaves first, data then metadata: every step leaves both in agreement */
     for (size_t i = 0; i < n; i++) {
-        if (delete_data(e, c, dom, domain, names[i], err) < 0 ||
+        if (delete_data(e, c, dom, lock, domain, names[i], err) < 0 ||
             md_store_snapshot_delete(e->store, lock, domain, names[i], 0, err) < 0)
             goto out;
     }

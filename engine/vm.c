@@ -350,3 +350,146 @@ out:
     free(exe);
     return ret;
 }
+
+int vm_node_names(struct qmp_client *c, char ***names, struct qs_error **err)
+{
+    struct qmp_args *a = qmp_args_new();
+    struct qmp_reply *r = NULL;
+    const struct qmp_value *list;
+    size_t n, k = 0;
+    char **v;
+
+    qmp_args_set_bool(a, "flat", true);
+    if (qmp_client_execute(c, "query-named-block-nodes", a, &r, err) < 0) {
+        qmp_args_free(a);
+        return -1;
+    }
+    qmp_args_free(a);
+    list = qmp_reply_value(r);
+    n = qmp_value_array_len(list);
+    v = qs_xcalloc(n + 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++) {
+        const char *name = qmp_value_get_string(qmp_value_array_at(list, i), "node-name");
+        if (name)
+            v[k++] = qs_xstrdup(name);
+    }
+    qmp_reply_free(r);
+    *names = v;
+    return 0;
+}
+
+void vm_chain_free(struct vm_chain_node *chain, size_t n)
+{
+    for (size_t i = 0; chain && i < n; i++) {
+        free(chain[i].node);
+        free(chain[i].file);
+        free(chain[i].format);
+    }
+    free(chain);
+}
+
+/* The graph id of the block-driver node NAME, or -1. */
+static int64_t graph_node_id(const struct qmp_value *nodes, const char *name)
+{
+    for (size_t i = 0; i < qmp_value_array_len(nodes); i++) {
+        const struct qmp_value *nd = qmp_value_array_at(nodes, i);
+        int64_t id;
+        if (qs_str_equal(qmp_value_get_string(nd, "type"), "block-driver") &&
+            qs_str_equal(qmp_value_get_string(nd, "name"), name) && qmp_value_int(qmp_value_get(nd, "id"), &id))
+            return id;
+    }
+    return -1;
+}
+
+static const char *graph_node_name(const struct qmp_value *nodes, int64_t id)
+{
+    for (size_t i = 0; i < qmp_value_array_len(nodes); i++) {
+        const struct qmp_value *nd = qmp_value_array_at(nodes, i);
+        int64_t nid;
+        if (qmp_value_int(qmp_value_get(nd, "id"), &nid) && nid == id)
+            return qmp_value_get_string(nd, "name");
+    }
+    return NULL;
+}
+
+int vm_chain(struct qmp_client *c, const char *top, struct vm_chain_node **chain, size_t *n,
+             struct qs_error **err)
+{
+    struct qmp_args *a = qmp_args_new();
+    struct qmp_reply *g = NULL, *nn = NULL;
+    const struct qmp_value *nodes, *edges, *infos;
+    struct vm_chain_node *out = NULL;
+    size_t count = 0, cap = 0;
+    const char *name = top;
+    int ret = -1;
+
+    qmp_args_set_bool(a, "flat", true);
+    /* node names of the edges are only in the debug graph; files and formats in query-named-block-nodes */
+    if (qmp_client_execute(c, "x-debug-query-block-graph", NULL, &g, err) < 0 ||
+        qmp_client_execute(c, "query-named-block-nodes", a, &nn, err) < 0)
+        goto out;
+    nodes = qmp_value_get(qmp_reply_value(g), "nodes");
+    edges = qmp_value_get(qmp_reply_value(g), "edges");
+    infos = qmp_reply_value(nn);
+    while (name) {
+        int64_t id = graph_node_id(nodes, name), child = -1;
+        const struct qmp_value *info = NULL;
+        if (id < 0 || count > 256) {
+            qs_error_set(err, QS_ERR_NOTFOUND, "block node '%s' not found in QEMU's block graph", name);
+            goto out;
+        }
+        for (size_t i = 0; i < qmp_value_array_len(infos) && !info; i++)
+            if (qs_str_equal(qmp_value_get_string(qmp_value_array_at(infos, i), "node-name"), name))
+                info = qmp_value_array_at(infos, i);
+        qs_xgrow((void **)&out, &cap, count + 1, sizeof(*out));
+        out[count].node = qs_xstrdup(name);
+        out[count].file = qs_xstrdup(info && qmp_value_get_string(info, "file") ? qmp_value_get_string(info, "file") : "");
+        out[count].format = qs_xstrdup(info && qmp_value_get_string(info, "drv") ? qmp_value_get_string(info, "drv") : "");
+        count++;
+        for (size_t i = 0; i < qmp_value_array_len(edges) && child < 0; i++) {
+            const struct qmp_value *ed = qmp_value_array_at(edges, i);
+            int64_t p;
+            if (qmp_value_int(qmp_value_get(ed, "parent"), &p) && p == id &&
+                qs_str_equal(qmp_value_get_string(ed, "name"), "backing"))
+                qmp_value_int(qmp_value_get(ed, "child"), &child);
+        }
+        name = child >= 0 ? graph_node_name(nodes, child) : NULL;
+    }
+    *chain = out;
+    *n = count;
+    out = NULL;
+    ret = 0;
+out:
+    vm_chain_free(out, count);
+    qmp_args_free(a);
+    qmp_reply_free(g);
+    qmp_reply_free(nn);
+    return ret;
+}
+
+int vm_blockdev_add_qcow2(struct qmp_client *c, const char *node, const char *file, struct qs_error **err)
+{
+    struct qmp_args *a = qmp_args_new(), *f;
+    int ret;
+
+    qmp_args_set_str(a, "driver", "qcow2");
+    qmp_args_set_str(a, "node-name", node);
+    f = qmp_args_set_obj(a, "file");
+    qmp_args_set_str(f, "driver", "file");
+    qmp_args_set_str(f, "filename", file);
+    qmp_args_set_null(a, "backing");
+    ret = qmp_client_execute(c, "blockdev-add", a, NULL, err);
+    qmp_args_free(a);
+    return ret;
+}
+
+int vm_blockdev_del(struct qmp_client *c, const char *node, struct qs_error **err)
+{
+    struct qmp_args *a = qmp_args_new();
+    int ret;
+
+    qmp_args_set_str(a, "node-name", node);
+    ret = qmp_client_execute(c, "blockdev-del", a, NULL, err);
+    qmp_args_free(a);
+    return ret;
+}

@@ -45,6 +45,25 @@ bool vm_block_has_tag(const struct vm_block *b, const char *tag);
  */
 const char *vm_block_tag_clash(const struct vm_block *b, const char *tag);
 int vm_stop(struct qmp_client *c, struct qs_error **err);
+
+/* Block graph. */
+
+/* Every node name QEMU has (query-named-block-nodes). Caller frees with qs_strv_free(). */
+int vm_node_names(struct qmp_client *c, char ***names, struct qs_error **err);
+/* One node of a backing chain, top first. */
+struct vm_chain_node {
+    char *node;   /* format node name */
+    char *file;   /* its image file */
+    char *format; /* "qcow2", "raw", ... */
+};
+void vm_chain_free(struct vm_chain_node *chain, size_t n);
+/* The backing chain under format node TOP, TOP first, read from QEMU's block graph. Caller frees with
+ * vm_chain_free(). */
+int vm_chain(struct qmp_client *c, const char *top, struct vm_chain_node **chain, size_t *n,
+             struct qs_error **err);
+/* blockdev-add of a qcow2 image FILE as node NODE with no backing opened (backing: null). */
+int vm_blockdev_add_qcow2(struct qmp_client *c, const char *node, const char *file, struct qs_error **err);
+int vm_blockdev_del(struct qmp_client *c, const char *node, struct qs_error **err);
 int vm_cont(struct qmp_client *c, struct qs_error **err);
 
 /*

@@ -1,0 +1,1117 @@
+/* external.c: external disk-only snapshots - create (qemu-img + blockdev-snapshot), revert, delete by merging. */
+#include "external.h"
+#include "img.h"
+#include "qs_util.h"
+#include "vm.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* One disk of an external operation. */
+struct xdisk {
+    char *target;   /* "vda" */
+    char *base;     /* create: the image frozen (current top); revert: the snapshot's frozen image */
+    char *base_fmt;
+    char *top_node; /* live: QEMU's current top node of the disk */
+    char *overlay;  /* the new top */
+    char *node;     /* live: the overlay's node name */
+    bool created;   /* qsnap created the overlay file */
+    bool added;     /* blockdev-add done */
+};
+
+struct xplan {
+    struct xdisk *d;
+    size_t n;
+};
+
+static void xplan_release(struct xplan *p)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        free(p->d[i].target);
+        free(p->d[i].base);
+        free(p->d[i].base_fmt);
+        free(p->d[i].top_node);
+        free(p->d[i].overlay);
+        free(p->d[i].node);
+    }
+    free(p->d);
+    memset(p, 0, sizeof(*p));
+}
+
+static struct xdisk *xplan_add(struct xplan *p)
+{
+    p->d = qs_xrealloc(p->d, (p->n + 1) * sizeof(*p->d));
+    memset(&p->d[p->n], 0, sizeof(*p->d));
+    return &p->d[p->n++];
+}
+
+/* realpath when the file exists, else a copy: paths compare by what they name */
+static char *canon(const char *path)
+{
+    char *r = realpath(path, NULL);
+    return r ? r : qs_xstrdup(path);
+}
+
+static bool same_file(const char *a, const char *b)
+{
+    char *ca, *cb;
+    bool eq;
+    if (!a || !b)
+        return false;
+    ca = canon(a);
+    cb = canon(b);
+    eq = strcmp(ca, cb) == 0;
+    free(ca);
+    free(cb);
+    return eq;
+}
+
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return qs_xstrdup(".");
+    return slash == path ? qs_xstrdup("/") : qs_xstrndup(path, (size_t)(slash - path));
+}
+
+/* libvirt's default overlay name: BASE with the extension after the last '.' of its file name replaced by
+ * ".SUFFIX" (appended when it has none). */
+static char *default_overlay(const char *base, const char *suffix)
+{
+    const char *dot = strrchr(base, '.');
+    if (dot && !strchr(dot, '/'))
+        return qs_asprintf("%.*s.%s", (int)(dot - base), base, suffix);
+    return qs_asprintf("%s.%s", base, suffix);
+}
+
+static const struct md_snapshot_disk *spec_disk(const struct md_snapshot *spec, const char *target)
+{
+    for (size_t i = 0; spec && i < spec->ndisks; i++)
+        if (qs_str_equal(spec->disks[i].name, target))
+            return &spec->disks[i];
+    return NULL;
+}
+
+/* The disk TARGET of DOM, or -1 (QS_ERR_NOTFOUND when ERR_WHAT names the owner for the message). */
+static int domain_disk(const struct md_domain *dom, const char *target, struct md_domain_disk *out)
+{
+    size_t n = md_domain_disk_count(dom);
+    for (size_t k = 0; k < n; k++)
+        if (md_domain_disk_get(dom, k, out, NULL) == 0 && qs_str_equal(out->target, target))
+            return 0;
+    return -1;
+}
+
+static bool is_snapshot_disk(const struct md_domain_disk *d)
+{
+    return d->target && (!d->device || strcmp(d->device, "disk") == 0);
+}
+
+static void snap_disks_clear(struct md_snapshot *snap)
+{
+    for (size_t i = 0; i < snap->ndisks; i++) {
+        free(snap->disks[i].name);
+        free(snap->disks[i].type);
+        free(snap->disks[i].driver_type);
+        free(snap->disks[i].source);
+        free(snap->disks[i].raw);
+    }
+    free(snap->disks);
+    snap->disks = NULL;
+    snap->ndisks = 0;
+}
+
+/* Creates X's overlay file: O_EXCL 0600 (never over an existing file), then qemu-img writes the qcow2 into it. */
+static int overlay_create(struct xdisk *x, struct qs_error **err)
+{
+    int fd = open(x->overlay, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+    if (fd < 0) {
+        if (errno == EEXIST)
+            qs_error_set(err, QS_ERR_EXISTS, "external snapshot file '%s' for disk '%s' already exists",
+                         x->overlay, x->target);
+        else
+            qs_error_set_errno(err, QS_ERR_IO, errno, "cannot create '%s' for disk '%s'", x->overlay, x->target);
+        return -1;
+    }
+    close(fd);
+    x->created = true;
+    if (img_create_overlay(x->overlay, x->base, x->base_fmt, err) < 0) {
+        qs_error_prefix(err, "disk '%s'", x->target);
+        return -1;
+    }
+    return 0;
+}
+
+/* Removes what the plan added: nodes, then the files qsnap created (never reused ones). Best effort. */
+static void xplan_unwind(struct xplan *p, struct qmp_client *c)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        struct qs_error *ignore = NULL;
+        if (p->d[i].added && c)
+            vm_blockdev_del(c, p->d[i].node, &ignore);
+        qs_error_free(ignore);
+        p->d[i].added = false;
+        if (p->d[i].created)
+            unlink(p->d[i].overlay);
+        p->d[i].created = false;
+    }
+}
+
+static int job_progress(void *opaque, const char *job_id, uint64_t done, uint64_t total)
+{
+    struct engine *e = opaque;
+    (void)job_id;
+    return e->progress ? e->progress(e->opaque, "commit", done, total) : 0;
+}
+
+/* block-commit on the disk whose active node is ACTIVE: TOP (NULL: the active layer itself, which needs
+ * READY + job-complete) into BASE. */
+static int commit_live(struct engine *e, struct qmp_client *c, const char *active, const char *top,
+                       const char *base, struct qs_error **err)
+{
+    struct qmp_args *a = qmp_args_new();
+    struct qmp_job_options o = {.timeout_ms = e->qmp_timeout_ms, .complete_on_ready = top == NULL,
+                                .progress = job_progress, .opaque = e};
+    char job[64];
+    int ret;
+
+    snprintf(job, sizeof(job), "qsnap-commit-%d", (int)getpid());
+    qmp_args_set_str(a, "device", active);
+    if (top)
+        qmp_args_set_str(a, "top-node", top);
+    qmp_args_set_str(a, "base-node", base);
+    ret = qmp_job_run(c, "block-commit", a, job, &o, err);
+    qmp_args_free(a);
+    return ret;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Create. */
+
+bool ext_wanted(const struct md_snapshot *spec, unsigned flags)
+{
+    if (flags & ENGINE_CREATE_DISK_ONLY)
+        return true;
+    for (size_t i = 0; spec && i < spec->ndisks; i++)
+        if (spec->disks[i].snapshot == MD_LOCATION_EXTERNAL)
+            return true;
+    return false;
+}
+
+/* A node name QEMU does not have yet: "qsnap-TARGET-N" (QEMU allows 31 characters). */
+static char *node_name_new(char **taken, const struct xplan *p, const char *target)
+{
+    for (unsigned n = 1;; n++) {
+        char *name = qs_asprintf("qsnap-%.12s-%u", target, n);
+        bool used = false;
+        for (size_t i = 0; taken && taken[i] && !used; i++)
+            used = strcmp(taken[i], name) == 0;
+        for (size_t i = 0; i < p->n && !used; i++)
+            used = qs_str_equal(p->d[i].node, name);
+        for (char *q = name; *q; q++)
+            if (!(*q == '-' || *q == '_' || *q == '.' || (*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'z') ||
+                  (*q >= 'A' && *q <= 'Z')))
+                *q = '_';
+        if (!used)
+            return name;
+        free(name);
+    }
+}
+
+/* The plan: which disks, which overlays, every check that can fail before anything is touched. */
+static int create_plan(struct engine *e, const struct md_domain *dom, const struct md_snapshot *snap,
+                       unsigned flags, struct qmp_client *c, struct xplan *p, struct qs_error **err)
+{
+    struct vm_block *blocks = NULL;
+    size_t nb = 0, nd = md_domain_disk_count(dom);
+    char **taken = NULL;
+    bool reuse = flags & ENGINE_CREATE_REUSE_EXT;
+    int ret = -1;
+
+    (void)e;
+    for (size_t i = 0; i < snap->ndisks; i++) {
+        const struct md_snapshot_disk *sd = &snap->disks[i];
+        struct md_domain_disk d;
+        if (domain_disk(dom, sd->name, &d) < 0) {
+            qs_error_set(err, QS_ERR_INVALID, "no disk named '%s'", sd->name);
+            goto out;
+        }
+        for (size_t k = 0; k < i; k++)
+            if (qs_str_equal(snap->disks[k].name, sd->name)) {
+                qs_error_set(err, QS_ERR_INVALID, "disk '%s' specified twice", sd->name);
+                goto out;
+            }
+        if (sd->snapshot == MD_LOCATION_INTERNAL ||
+            (sd->snapshot == MD_LOCATION_DEFAULT && !(flags & ENGINE_CREATE_DISK_ONLY))) {
+            qs_error_set(err, QS_ERR_UNSUPPORTED,
+                         "disk '%s': mixing internal and external disk snapshots is not supported", sd->name);
+            goto out;
+        }
+        if (sd->snapshot == MD_LOCATION_MANUAL) {
+            qs_error_set(err, QS_ERR_UNSUPPORTED, "disk '%s': manual disk snapshots are not supported", sd->name);
+            goto out;
+        }
+        if (sd->type && strcmp(sd->type, "file") != 0) {
+            qs_error_set(err, QS_ERR_UNSUPPORTED, "disk '%s': external snapshots to a '%s' are not supported",
+                         sd->name, sd->type);
+            goto out;
+        }
+        if (sd->driver_type && strcmp(sd->driver_type, "qcow2") != 0) {
+            qs_error_set(err, QS_ERR_UNSUPPORTED, "disk '%s': external snapshot format '%s' is not supported "
+                         "(only qcow2)", sd->name, sd->driver_type);
+            goto out;
+        }
+    }
+    if (c && (vm_blocks(c, &blocks, &nb, err) < 0 || vm_node_names(c, &taken, err) < 0))
+        goto out;
+    for (size_t k = 0; k < nd; k++) {
+        const struct md_snapshot_disk *sd;
+        struct md_domain_disk d;
+        struct xdisk *x;
+        struct stat st;
+        char *dir;
+        if (md_domain_disk_get(dom, k, &d, err) < 0)
+            goto out;
+        if (!is_snapshot_disk(&d))
+            continue;
+        sd = spec_disk(snap, d.target);
+        if (sd && sd->snapshot == MD_LOCATION_NO)
+            continue;
+        if (!sd && !(flags & ENGINE_CREATE_DISK_ONLY)) {
+            /* external disks named, others would default to internal */
+            qs_error_set(err, QS_ERR_UNSUPPORTED,
+                         "disk '%s': mixing internal and external disk snapshots is not supported (exclude it "
+                         "with snapshot=no or use --disk-only)",
+                         d.target);
+            goto out;
+        }
+        x = xplan_add(p);
+        x->target = qs_xstrdup(d.target);
+        if (c) {
+            const struct vm_block *b = vm_blocks_find(blocks, nb, d.target);
+            if (!b && d.node_name)
+                b = vm_blocks_find(blocks, nb, d.node_name);
+            if (!b) {
+                qs_error_set(err, QS_ERR_STATE, "disk '%s' is not attached to the running QEMU", d.target);
+                goto out;
+            }
+            if (b->readonly) {
+                qs_error_set(err, QS_ERR_UNSUPPORTED, "disk '%s' is read-only", d.target);
+                goto out;
+            }
+            x->top_node = qs_xstrdup(b->node);
+            x->base_fmt = qs_xstrdup(b->format);
+            /* QEMU names an image opened with options as json:{...}: the definition has the path then */
+            x->base = qs_str_has_prefix(b->file, "json:") && d.source ? canon(d.source) : canon(b->file);
+        } else {
+            struct img_info info = {0};
+            if (!d.source) {
+                qs_error_set(err, QS_ERR_UNSUPPORTED, "disk '%s' has no source file", d.target);
+                goto out;
+            }
+            if (img_info_get(d.source, false, &info, err) < 0) {
+                qs_error_prefix(err, "disk '%s'", d.target);
+                goto out;
+            }
+            x->base_fmt = info.format;
+            info.format = NULL;
+            img_info_release(&info);
+            x->base = canon(d.source);
+        }
+        if (x->base[0] != '/') {
+            qs_error_set(err, QS_ERR_UNSUPPORTED, "disk '%s': image path '%s' is not absolute", d.target, x->base);
+            goto out;
+        }
+        x->overlay = sd && sd->source ? qs_xstrdup(sd->source) : default_overlay(x->base, snap->name);
+        if (x->overlay[0] != '/') {
+            qs_error_set(err, QS_ERR_INVALID, "disk '%s': external snapshot file '%s' is not an absolute path",
+                         d.target, x->overlay);
+            goto out;
+        }
+        dir = dir_of(x->overlay);
+        if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+            qs_error_set(err, QS_ERR_NOTFOUND, "disk '%s': directory '%s' of external snapshot file '%s' does "
+                         "not exist", d.target, dir, x->overlay);
+            free(dir);
+            goto out;
+        }
+        free(dir);
+        if (same_file(x->overlay, x->base)) {
+            qs_error_set(err, QS_ERR_INVALID, "disk '%s': external snapshot file '%s' is the disk's own image",
+                         d.target, x->overlay);
+            goto out;
+        }
+        for (size_t i = 0; i + 1 < p->n; i++)
+            if (same_file(p->d[i].overlay, x->overlay) || same_file(p->d[i].base, x->overlay)) {
+                qs_error_set(err, QS_ERR_INVALID, "disks '%s' and '%s' would share file '%s'", p->d[i].target,
+                             d.target, x->overlay);
+                goto out;
+            }
+        if (!reuse) {
+            if (lstat(x->overlay, &st) == 0) {
+                qs_error_set(err, QS_ERR_EXISTS, "external snapshot file '%s' for disk '%s' already exists",
+                             x->overlay, d.target);
+                goto out;
+            }
+        } else {
+            struct img_info info = {0};
+            char *backing = NULL;
+            int r = img_info_get(x->overlay, true, &info, err);
+            if (r == 0 && strcmp(info.format, "qcow2") != 0) {
+                qs_error_set(err, QS_ERR_INVALID, "disk '%s': reused file '%s' is %s, not qcow2", d.target,
+                             x->overlay, info.format);
+                r = -1;
+            }
+            if (r == 0 && (r = img_qcow2_backing(x->overlay, &backing, err)) == 0 && !same_file(backing, x->base)) {
+                qs_error_set(err, QS_ERR_INVALID, "disk '%s': reused file '%s' is not backed by '%s'", d.target,
+                             x->overlay, x->base);
+                r = -1;
+            }
+            free(backing);
+            img_info_release(&info);
+            if (r < 0)
+                goto out;
+        }
+        if (c)
+            x->node = node_name_new(taken, p, d.target);
+    }
+    if (p->n == 0) {
+        qs_error_set(err, QS_ERR_INVALID, "the snapshot would hold no disk");
+        goto out;
+    }
+    ret = 0;
+out:
+    qs_strv_free(taken);
+    vm_blocks_free(blocks, nb);
+    return ret;
+}
+
+static int transaction_switch(struct qmp_client *c, const struct xplan *p, struct qs_error **err)
+{
+    struct qmp_args *a = qmp_args_new(), *acts = qmp_args_set_list(a, "actions");
+    int ret;
+
+    for (size_t i = 0; i < p->n; i++) {
+        struct qmp_args *act = qmp_args_push_obj(acts), *data;
+        qmp_args_set_str(act, "type", "blockdev-snapshot");
+        data = qmp_args_set_obj(act, "data");
+        qmp_args_set_str(data, "node", p->d[i].top_node);
+        qmp_args_set_str(data, "overlay", p->d[i].node);
+    }
+    ret = qmp_client_execute(c, "transaction", a, NULL, err);
+    qmp_args_free(a);
+    return ret;
+}
+
+/* After a switch whose metadata could not be written: the overlays go back into their bases. */
+static void switch_undo(struct engine *e, struct qmp_client *c, struct xplan *p)
+{
+    for (size_t i = 0; c && i < p->n; i++) {
+        struct qs_error *ignore = NULL;
+        if (commit_live(e, c, p->d[i].node, NULL, p->d[i].top_node, &ignore) < 0) {
+            /* the guest still writes into the overlay: it must stay */
+            p->d[i].added = p->d[i].created = false;
+        }
+        qs_error_free(ignore);
+    }
+    xplan_unwind(p, c);
+}
+
+int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lock, const struct md_tree *t,
+               struct md_snapshot *snap, unsigned flags, struct qmp_client **c, struct qs_error **err)
+{
+    const char *domain = md_domain_name(dom);
+    struct xplan p = {0};
+    char *before = NULL;
+    bool switched = false, snap_stored = false;
+    size_t nd = md_domain_disk_count(dom);
+    const struct md_entry *cur;
+    int ret = -1;
+
+    if (flags & (ENGINE_CREATE_QUIESCE | ENGINE_CREATE_LIVE)) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "quiesced and live external snapshots are not supported yet");
+        return -1;
+    }
+    if (snap->memory != MD_LOCATION_DEFAULT && snap->memory != MD_LOCATION_NO) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "external snapshots with a memory state are not supported yet: "
+                     "use --disk-only");
+        return -1;
+    }
+    if (*c && !(flags & ENGINE_CREATE_DISK_ONLY) && snap->memory != MD_LOCATION_NO) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "an external snapshot of a running domain needs --disk-only "
+                     "(external memory state is not supported yet)");
+        return -1;
+    }
+    if (create_plan(e, dom, snap, flags, *c, &p, err) < 0)
+        goto out;
+    if (!(before = md_domain_format(dom, err)))
+        goto out;
+
+    for (size_t i = 0; i < p.n; i++)
+        if (!(flags & ENGINE_CREATE_REUSE_EXT) && overlay_create(&p.d[i], err) < 0)
+            goto fail;
+    if (*c) {
+        for (size_t i = 0; i < p.n; i++) {
+            if (vm_blockdev_add_qcow2(*c, p.d[i].node, p.d[i].overlay, err) < 0) {
+                qs_error_prefix(err, "disk '%s'", p.d[i].target);
+                goto fail;
+            }
+            p.d[i].added = true;
+        }
+        if (transaction_switch(*c, &p, err) < 0)
+            goto fail;
+    }
+    switched = true;
+
+    if (!(flags & ENGINE_CREATE_NO_METADATA)) {
+        snap_disks_clear(snap);
+        for (size_t k = 0; k < nd; k++) {
+            struct md_domain_disk d;
+            struct md_snapshot_disk *sd;
+            const struct xdisk *x = NULL;
+            if (md_domain_disk_get(dom, k, &d, err) < 0)
+                goto fail;
+            if (!is_snapshot_disk(&d))
+                continue;
+            for (size_t i = 0; i < p.n && !x; i++)
+                if (strcmp(p.d[i].target, d.target) == 0)
+                    x = &p.d[i];
+            sd = md_snapshot_disk_add(snap);
+            sd->name = qs_xstrdup(d.target);
+            sd->snapshot = x ? MD_LOCATION_EXTERNAL : MD_LOCATION_NO;
+            if (x) {
+                sd->type = qs_xstrdup("file");
+                sd->driver_type = qs_xstrdup("qcow2");
+                sd->source = qs_xstrdup(x->overlay);
+            }
+        }
+        cur = md_tree_current(t);
+        free(snap->parent);
+        snap->parent = cur ? qs_xstrdup(cur->name) : NULL;
+        snap->creation_time = (long long)time(NULL);
+        snap->state = (*c || (flags & ENGINE_CREATE_DISK_ONLY)) ? MD_STATE_DISK_SNAPSHOT : MD_STATE_SHUTOFF;
+        snap->memory = MD_LOCATION_NO;
+        free(snap->memory_file);
+        snap->memory_file = NULL;
+        free(snap->domain_xml);
+        snap->domain_xml = before;
+        before = NULL;
+        snap->current = true;
+        if (md_store_snapshot_put(e->store, lock, domain, snap, MD_PUT_NO_REPLACE, err) < 0)
+            goto fail;
+        snap_stored = true;
+    }
+    for (size_t i = 0; i < p.n; i++) {
+        if (md_domain_set_disk_source(dom, p.d[i].target, p.d[i].overlay, err) < 0 ||
+            md_domain_set_disk_driver_type(dom, p.d[i].target, "qcow2", err) < 0 ||
+            (p.d[i].node && md_domain_set_disk_node_name(dom, p.d[i].target, p.d[i].node, err) < 0))
+            goto fail;
+    }
+    if (md_store_domain_put(e->store, lock, dom, err) < 0)
+        goto fail;
+    ret = 0;
+    if ((flags & ENGINE_CREATE_HALT) && *c && engine_qemu_quit(e, c, err) < 0)
+        ret = -1; /* the snapshot stands; only the halt failed */
+    goto out;
+
+fail:
+    if (snap_stored) {
+        struct qs_error *ignore = NULL;
+        md_store_snapshot_delete(e->store, lock, domain, snap->name, 0, &ignore);
+        qs_error_free(ignore);
+    }
+    if (switched && *c)
+        switch_undo(e, *c, &p);
+    else
+        xplan_unwind(&p, *c);
+out:
+    free(before);
+    xplan_release(&p);
+    return ret;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Revert. */
+
+int ext_revert(struct engine *e, struct md_domain *dom, const struct md_lock *lock, const struct md_snapshot *snap,
+               unsigned flags, struct qmp_client **c, struct qs_error **err)
+{
+    struct md_domain *sdom = NULL;
+    char *old = NULL;
+    struct xplan p = {0};
+    bool was_up = *c != NULL, was_running = false, quit = false, stored = false;
+    int ret = -1;
+
+    if (!snap->domain_xml) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "snapshot '%s' has no <domain>: its disk images are unknown",
+                     snap->name);
+        return -1;
+    }
+    if (!(sdom = md_domain_parse(snap->domain_xml, strlen(snap->domain_xml), err)))
+        return -1;
+    for (size_t i = 0; i < snap->ndisks; i++) {
+        const struct md_snapshot_disk *sd = &snap->disks[i];
+        struct md_domain_disk frozen, now;
+        struct img_info info = {0};
+        struct xdisk *x;
+        if (sd->snapshot == MD_LOCATION_INTERNAL) {
+            qs_error_set(err, QS_ERR_UNSUPPORTED,
+                         "snapshot '%s' mixes internal and external disk snapshots: reverting it is not supported",
+                         snap->name);
+            goto out;
+        }
+        if (sd->snapshot != MD_LOCATION_EXTERNAL)
+            continue;
+        if (domain_disk(sdom, sd->name, &frozen) < 0 || !frozen.source) {
+            qs_error_set(err, QS_ERR_INVALID, "snapshot '%s' records no image for disk '%s'", snap->name, sd->name);
+            goto out;
+        }
+        if (domain_disk(dom, sd->name, &now) < 0) {
+            qs_error_set(err, QS_ERR_STATE, "snapshot '%s' holds disk '%s', which the domain no longer has",
+                         snap->name, sd->name);
+            goto out;
+        }
+        x = xplan_add(&p);
+        x->target = qs_xstrdup(sd->name);
+        x->base = qs_xstrdup(frozen.source);
+        if (img_info_get(x->base, true, &info, err) < 0) {
+            qs_error_prefix(err, "snapshot '%s', disk '%s'", snap->name, sd->name);
+            goto out;
+        }
+        x->base_fmt = info.format;
+        info.format = NULL;
+        img_info_release(&info);
+        for (unsigned n = 1; !x->overlay; n++) {
+            char *stem = default_overlay(x->base, snap->name);
+            struct stat st;
+            x->overlay = qs_asprintf("%s-%u", stem, n);
+            free(stem);
+            if (lstat(x->overlay, &st) == 0) {
+                free(x->overlay);
+                x->overlay = NULL;
+            }
+        }
+    }
+    if (p.n == 0) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "snapshot '%s' holds no external disk snapshot", snap->name);
+        goto out;
+    }
+    if (!(old = md_domain_format(dom, err)))
+        goto out;
+    /* the frozen images are not written to by anyone: the overlays can be made while QEMU still runs */
+    for (size_t i = 0; i < p.n; i++)
+        if (overlay_create(&p.d[i], err) < 0)
+            goto fail;
+    if (*c) {
+        if (vm_status(*c, NULL, &was_running, err) < 0 || engine_qemu_quit(e, c, err) < 0)
+            goto fail;
+        quit = true;
+    }
+    for (size_t i = 0; i < p.n; i++)
+        if (md_domain_set_disk_source(dom, p.d[i].target, p.d[i].overlay, err) < 0 ||
+            md_domain_set_disk_driver_type(dom, p.d[i].target, "qcow2", err) < 0)
+            goto fail;
+    if (md_store_domain_put(e->store, lock, dom, err) < 0)
+        goto fail;
+    stored = true;
+    if ((flags & (ENGINE_REVERT_RUNNING | ENGINE_REVERT_PAUSED)) &&
+        engine_qemu_start(e, dom, lock, flags & ENGINE_REVERT_PAUSED, c, err) < 0)
+        goto out; /* the revert stands: the domain is off on the snapshot's disks */
+    ret = 0;
+    goto out;
+
+fail:
+    if (!stored) {
+        xplan_unwind(&p, NULL);
+        if (quit && was_up) {
+            /* give the run state back (a fresh boot on the old images: the old RAM is gone) */
+            struct md_domain *back = md_domain_parse(old, strlen(old), NULL);
+            struct qs_error *ignore = NULL;
+            if (back)
+                engine_qemu_start(e, back, lock, !was_running, c, &ignore);
+            qs_error_free(ignore);
+            md_domain_free(back);
+        }
+    }
+out:
+    free(old);
+    xplan_release(&p);
+    md_domain_free(sdom);
+    return ret;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Delete: merge a snapshot's frozen image F with its overlay O. */
+
+enum merge_mode { MERGE_ACTIVE, MERGE_MIDDLE, MERGE_OFFCHAIN };
+
+struct mdisk {
+    char *target;
+    char *frozen;     /* F, canonical */
+    char *frozen_fmt;
+    char *overlay;    /* O, canonical */
+    char **children;  /* files backed by O (canonical), NULL-terminated */
+    enum merge_mode mode;
+};
+
+static void mdisks_free(struct mdisk *m, size_t n)
+{
+    for (size_t i = 0; m && i < n; i++) {
+        free(m[i].target);
+        free(m[i].frozen);
+        free(m[i].frozen_fmt);
+        free(m[i].overlay);
+        qs_strv_free(m[i].children);
+    }
+    free(m);
+}
+
+static void strv_add_unique(char ***v, const char *s)
+{
+    size_t n = qs_strv_len(*v);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp((*v)[i], s) == 0)
+            return;
+    *v = qs_xrealloc(*v, (n + 2) * sizeof(char *));
+    (*v)[n] = qs_xstrdup(s);
+    (*v)[n + 1] = NULL;
+}
+
+/* Every qcow2 file in DIRS whose header names TARGET (canonical) as its backing file. Canonical paths. */
+static int dependents(char **dirs, const char *target, char ***out, struct qs_error **err)
+{
+    *out = qs_xcalloc(1, sizeof(char *));
+    for (size_t i = 0; dirs && dirs[i]; i++) {
+        DIR *d = opendir(dirs[i]);
+        struct dirent *de;
+        if (!d)
+            continue;
+        while ((de = readdir(d))) {
+            char *path, *backing = NULL, *cb;
+            struct stat st;
+            if (de->d_name[0] == '.' && (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2])))
+                continue;
+            path = qs_asprintf("%s/%s", dirs[i], de->d_name);
+            if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || img_qcow2_backing(path, &backing, NULL) < 0 ||
+                !backing) {
+                free(path);
+                continue;
+            }
+            cb = canon(backing);
+            if (strcmp(cb, target) == 0) {
+                char *cp = canon(path);
+                strv_add_unique(out, cp);
+                free(cp);
+            }
+            free(cb);
+            free(backing);
+            free(path);
+        }
+        closedir(d);
+    }
+    (void)err;
+    return 0;
+}
+
+/* The backing chain of FILE from the headers, FILE first, canonical. */
+static char **chain_of(const char *file)
+{
+    char **v = NULL, *cur = canon(file);
+    for (int depth = 0; cur && depth < 256; depth++) {
+        char *b = NULL;
+        strv_add_unique(&v, cur);
+        if (img_qcow2_backing(cur, &b, NULL) < 0 || !b) {
+            free(b);
+            break;
+        }
+        free(cur);
+        cur = canon(b);
+        free(b);
+    }
+    free(cur);
+    return v;
+}
+
+static bool strv_has(char **v, const char *s)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        if (strcmp(v[i], s) == 0)
+            return true;
+    return false;
+}
+
+/* The other snapshots of the domain, fully read. */
+static int others_load(struct engine *e, const char *domain, const struct md_lock *lock, const char *except,
+                       struct md_snapshot ***out, size_t *n, struct qs_error **err)
+{
+    struct md_tree *t = md_tree_load(e->store, domain, lock, err);
+    size_t cnt;
+    if (!t)
+        return -1;
+    cnt = md_tree_count(t);
+    *out = qs_xcalloc(cnt + 1, sizeof(**out));
+    *n = 0;
+    /* walk the tree from its roots (md_tree has no flat index accessor) */
+    {
+        const struct md_entry **stack = NULL;
+        size_t top = 0, cap = 0;
+        for (size_t r = 0; r < md_tree_root_count(t); r++) {
+            qs_xgrow((void **)&stack, &cap, top + 1, sizeof(*stack));
+            stack[top++] = md_tree_root(t, r);
+        }
+        while (top > 0) {
+            const struct md_entry *en = stack[--top];
+            for (size_t i = 0; i < en->nchildren; i++) {
+                qs_xgrow((void **)&stack, &cap, top + 1, sizeof(*stack));
+                stack[top++] = md_tree_child(t, en, i);
+            }
+            if (strcmp(en->name, except) == 0)
+                continue;
+            if (!((*out)[*n] = md_store_snapshot_get(e->store, domain, en->name, err))) {
+                free(stack);
+                md_tree_free(t);
+                return -1;
+            }
+            (*n)++;
+        }
+        free(stack);
+    }
+    md_tree_free(t);
+    return 0;
+}
+
+static void others_free(struct md_snapshot **v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        md_snapshot_free(v[i]);
+    free(v);
+}
+
+/* The image snapshot X froze for disk TARGET (canonical), or NULL. Caller frees. */
+static char *frozen_of(const struct md_snapshot *x, const char *target)
+{
+    struct md_domain *d;
+    struct md_domain_disk dd;
+    char *r = NULL;
+    const struct md_snapshot_disk *sd = spec_disk(x, target);
+
+    if (!sd || sd->snapshot != MD_LOCATION_EXTERNAL || !x->domain_xml)
+        return NULL;
+    if (!(d = md_domain_parse(x->domain_xml, strlen(x->domain_xml), NULL)))
+        return NULL;
+    if (domain_disk(d, target, &dd) == 0 && dd.source)
+        r = canon(dd.source);
+    md_domain_free(d);
+    return r;
+}
+
+int ext_delete(struct engine *e, struct md_domain *dom, const struct md_lock *lock, const struct md_snapshot *snap,
+               struct qmp_client *c, struct qs_error **err)
+{
+    const char *domain = md_domain_name(dom);
+    struct md_domain *sdom = NULL;
+    struct md_snapshot **others = NULL;
+    struct mdisk *m = NULL;
+    struct vm_block *blocks = NULL;
+    size_t nothers = 0, nm = 0, nb = 0;
+    char **dirs = NULL;
+    int ret = -1;
+
+    if (snap->memory == MD_LOCATION_INTERNAL || snap->memory == MD_LOCATION_EXTERNAL) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "deleting external snapshot '%s' with a memory state is not "
+                     "supported yet", snap->name);
+        return -1;
+    }
+    if (!snap->domain_xml || !(sdom = md_domain_parse(snap->domain_xml, strlen(snap->domain_xml), err))) {
+        if (!snap->domain_xml)
+            qs_error_set(err, QS_ERR_UNSUPPORTED, "snapshot '%s' has no <domain>: its frozen images are unknown",
+                         snap->name);
+        return -1;
+    }
+    if (others_load(e, domain, lock, snap->name, &others, &nothers, err) < 0)
+        goto out;
+    m = qs_xcalloc(snap->ndisks + 1, sizeof(*m));
+    /* directories that may hold a file backed by a frozen image or an overlay: every one metadata knows */
+    for (size_t i = 0; i < md_domain_disk_count(dom); i++) {
+        struct md_domain_disk d;
+        if (md_domain_disk_get(dom, i, &d, NULL) == 0 && d.source && d.source[0] == '/') {
+            char *cs = canon(d.source), *dir = dir_of(cs);
+            strv_add_unique(&dirs, dir);
+            free(dir);
+            free(cs);
+        }
+    }
+    for (size_t k = 0; k <= nothers; k++) {
+        const struct md_snapshot *x = k < nothers ? others[k] : snap;
+        for (size_t i = 0; i < x->ndisks; i++) {
+            char *f = frozen_of(x, x->disks[i].name), *dir;
+            if (x->disks[i].source && x->disks[i].source[0] == '/') {
+                char *cs = canon(x->disks[i].source);
+                dir = dir_of(cs);
+                strv_add_unique(&dirs, dir);
+                free(dir);
+                free(cs);
+            }
+            if (f) {
+                dir = dir_of(f);
+                strv_add_unique(&dirs, dir);
+                free(dir);
+                free(f);
+            }
+        }
+    }
+
+    /* every check first, for every disk: a refusal changes nothing */
+    for (size_t i = 0; i < snap->ndisks; i++) {
+        const struct md_snapshot_disk *sd = &snap->disks[i];
+        struct md_domain_disk now;
+        struct img_info info = {0};
+        struct mdisk *md;
+        char **deps = NULL, **chain = NULL, *backing = NULL, *active = NULL;
+        bool bad = false;
+
+        if (sd->snapshot == MD_LOCATION_INTERNAL) {
+            qs_error_set(err, QS_ERR_UNSUPPORTED, "snapshot '%s' mixes internal and external disk snapshots: "
+                         "deleting it is not supported (use --metadata)", snap->name);
+            goto out;
+        }
+        if (sd->snapshot != MD_LOCATION_EXTERNAL)
+            continue;
+        md = &m[nm++];
+        md->target = qs_xstrdup(sd->name);
+        md->frozen = frozen_of(snap, sd->name);
+        if (!md->frozen || !sd->source) {
+            qs_error_set(err, QS_ERR_INVALID, "snapshot '%s' records no image for disk '%s'", snap->name, sd->name);
+            goto out;
+        }
+        md->overlay = canon(sd->source);
+        if (domain_disk(dom, sd->name, &now) < 0 || !now.source) {
+            qs_error_set(err, QS_ERR_STATE, "snapshot '%s' holds disk '%s', which the domain no longer has",
+                         snap->name, sd->name);
+            goto out;
+        }
+        active = canon(now.source);
+        if (img_qcow2_backing(md->overlay, &backing, err) < 0) {
+            qs_error_prefix(err, "snapshot '%s', disk '%s'", snap->name, sd->name);
+            goto out;
+        }
+        if (!same_file(backing, md->frozen)) {
+            qs_error_set(err, QS_ERR_STATE, "disk '%s': overlay '%s' of snapshot '%s' is no longer backed by '%s'",
+                         sd->name, md->overlay, snap->name, md->frozen);
+            bad = true;
+        }
+        free(backing);
+        if (!bad && img_info_get(md->frozen, true, &info, err) < 0)
+            bad = true;
+        if (!bad) {
+            md->frozen_fmt = info.format;
+            info.format = NULL;
+            img_info_release(&info);
+            if (img_info_get(md->overlay, true, &info, err) < 0)
+                bad = true;
+            else if (info.tags && info.tags[0]) {
+                qs_error_set(err, QS_ERR_UNSUPPORTED, "disk '%s': overlay '%s' holds internal snapshot '%s': "
+                             "merging it would lose that snapshot", sd->name, md->overlay, info.tags[0]);
+                bad = true;
+            }
+            img_info_release(&info);
+        }
+        for (size_t k = 0; !bad && k < nothers; k++) {
+            char *f = frozen_of(others[k], sd->name);
+            const struct md_snapshot_disk *od = spec_disk(others[k], sd->name);
+            if (f && strcmp(f, md->frozen) == 0) {
+                qs_error_set(err, QS_ERR_UNSUPPORTED, "disk '%s': image '%s' is also the state of snapshot '%s': "
+                             "merging snapshot '%s' into it would change that snapshot",
+                             sd->name, md->frozen, others[k]->name, snap->name);
+                bad = true;
+            } else if (od && od->snapshot == MD_LOCATION_EXTERNAL && same_file(od->source, md->overlay)) {
+                qs_error_set(err, QS_ERR_UNSUPPORTED, "disk '%s': snapshot '%s' uses overlay '%s' too", sd->name,
+                             others[k]->name, md->overlay);
+                bad = true;
+            }
+            free(f);
+        }
+        if (!bad && strcmp(active, md->frozen) == 0) {
+            qs_error_set(err, QS_ERR_STATE, "disk '%s': the domain runs on '%s', the image snapshot '%s' froze",
+                         sd->name, md->frozen, snap->name);
+            bad = true;
+        }
+        if (!bad && dependents(dirs, md->frozen, &deps, err) == 0) {
+            for (size_t k = 0; deps[k] && !bad; k++)
+                if (strcmp(deps[k], md->overlay) != 0) {
+                    /* another branch (a revert's overlay, a file outside qsnap) reads F: committing O into F
+                     * would change what that branch sees */
+                    qs_error_set(err, QS_ERR_UNSUPPORTED,
+                                 "disk '%s': '%s' is also the backing file of '%s' (another branch): merging "
+                                 "snapshot '%s' would change that branch; delete the branch first, or use "
+                                 "--metadata",
+                                 sd->name, md->frozen, deps[k], snap->name);
+                    bad = true;
+                }
+        }
+        qs_strv_free(deps);
+        deps = NULL;
+        if (!bad) {
+            dependents(dirs, md->overlay, &md->children, err);
+            chain = chain_of(active);
+            md->mode = strcmp(active, md->overlay) == 0 ? MERGE_ACTIVE
+                       : strv_has(chain, md->overlay)    ? MERGE_MIDDLE
+                                                         : MERGE_OFFCHAIN;
+        }
+        qs_strv_free(chain);
+        free(active);
+        if (bad)
+            goto out;
+    }
+    if (nm == 0) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "snapshot '%s' holds no external disk snapshot", snap->name);
+        goto out;
+    }
+    if (c && vm_blocks(c, &blocks, &nb, err) < 0)
+        goto out;
+
+    /* the merges */
+    for (size_t i = 0; i < nm; i++) {
+        struct mdisk *md = &m[i];
+        struct md_domain_disk now;
+        char *above = NULL;
+
+        if (c && md->mode != MERGE_OFFCHAIN) {
+            struct vm_chain_node *ch = NULL;
+            size_t nch = 0, oi = SIZE_MAX, fi = SIZE_MAX;
+            const struct vm_block *b = NULL;
+            char *fnode = NULL;
+            int r = -1;
+            if (domain_disk(dom, md->target, &now) == 0)
+                b = vm_blocks_find(blocks, nb, md->target);
+            if (!b && now.node_name)
+                b = vm_blocks_find(blocks, nb, now.node_name);
+            if (!b) {
+                qs_error_set(err, QS_ERR_STATE, "disk '%s' is not attached to the running QEMU", md->target);
+                goto out;
+            }
+            if (vm_chain(c, b->node, &ch, &nch, err) < 0)
+                goto out;
+            for (size_t k = 0; k < nch; k++) {
+                if (oi == SIZE_MAX && same_file(ch[k].file, md->overlay))
+                    oi = k;
+                else if (oi != SIZE_MAX && fi == SIZE_MAX && same_file(ch[k].file, md->frozen))
+                    fi = k;
+            }
+            if (oi == SIZE_MAX || fi != oi + 1) {
+                qs_error_set(err, QS_ERR_STATE, "disk '%s': QEMU's backing chain does not hold '%s' over '%s'",
+                             md->target, md->overlay, md->frozen);
+                vm_chain_free(ch, nch);
+                goto out;
+            }
+            if (oi > 0)
+                above = canon(ch[oi - 1].file);
+            fnode = qs_xstrdup(ch[fi].node);
+            r = commit_live(e, c, ch[0].node, oi == 0 ? NULL : ch[oi].node, ch[fi].node, err);
+            if (r == 0) {
+                /* a node added with blockdev-add (or -blockdev) outlives the commit and keeps F busy */
+                struct qs_error *ignore = NULL;
+                vm_blockdev_del(c, ch[oi].node, &ignore);
+                qs_error_free(ignore);
+            }
+            vm_chain_free(ch, nch);
+            if (r < 0) {
+                free(fnode);
+                free(above);
+                qs_error_prefix(err, "disk '%s'", md->target);
+                goto out;
+            }
+            if (md->mode == MERGE_ACTIVE &&
+                md_domain_set_disk_node_name(dom, md->target, fnode, err) < 0) {
+                free(fnode);
+                goto out;
+            }
+            free(fnode);
+        } else if (img_commit(md->overlay, md->frozen, err) < 0) {
+            qs_error_prefix(err, "disk '%s'", md->target);
+            goto out;
+        }
+        /* what else sat on O now sits on F, which holds O's data */
+        for (size_t k = 0; md->children[k]; k++) {
+            if (above && strcmp(above, md->children[k]) == 0)
+                continue; /* QEMU rewrote its header in the commit */
+            if (img_rebase_unsafe(md->children[k], md->frozen, md->frozen_fmt, err) < 0) {
+                free(above);
+                qs_error_prefix(err, "disk '%s'", md->target);
+                goto out;
+            }
+        }
+        free(above);
+        if (md->mode == MERGE_ACTIVE &&
+            (md_domain_set_disk_source(dom, md->target, md->frozen, err) < 0 ||
+             md_domain_set_disk_driver_type(dom, md->target, md->frozen_fmt, err) < 0))
+            goto out;
+    }
+    /* later snapshots that froze an overlay now name the image it went into */
+    for (size_t k = 0; k < nothers; k++) {
+        struct md_snapshot *x = others[k];
+        struct md_domain *xd;
+        bool changed = false;
+        if (!x->domain_xml || !(xd = md_domain_parse(x->domain_xml, strlen(x->domain_xml), err)))
+            continue;
+        for (size_t i = 0; i < nm; i++) {
+            struct md_domain_disk dd;
+            if (domain_disk(xd, m[i].target, &dd) == 0 && dd.source && same_file(dd.source, m[i].overlay)) {
+                if (md_domain_set_disk_source(xd, m[i].target, m[i].frozen, err) < 0 ||
+                    md_domain_set_disk_driver_type(xd, m[i].target, m[i].frozen_fmt, err) < 0) {
+                    md_domain_free(xd);
+                    goto out;
+                }
+                changed = true;
+            }
+        }
+        if (changed) {
+            char *text = md_domain_format(xd, err);
+            if (!text) {
+                md_domain_free(xd);
+                goto out;
+            }
+            free(x->domain_xml);
+            x->domain_xml = text;
+            if (md_store_snapshot_put(e->store, lock, domain, x, 0, err) < 0) {
+                md_domain_free(xd);
+                goto out;
+            }
+        }
+        md_domain_free(xd);
+    }
+    if (md_store_domain_put(e->store, lock, dom, err) < 0)
+        goto out;
+    /* the overlays are merged: remove each once nothing reads it any more */
+    for (size_t i = 0; i < nm; i++) {
+        char **deps = NULL, **chain = NULL;
+        struct md_domain_disk now;
+        bool needed = false;
+        dependents(dirs, m[i].overlay, &deps, NULL);
+        if (domain_disk(dom, m[i].target, &now) == 0 && now.source) {
+            chain = chain_of(now.source);
+            needed = strv_has(chain, m[i].overlay);
+        }
+        if (!needed && !(deps && deps[0]))
+            unlink(m[i].overlay);
+        qs_strv_free(deps);
+        qs_strv_free(chain);
+    }
+    ret = 0;
+out:
+    qs_strv_free(dirs);
+    vm_blocks_free(blocks, nb);
+    mdisks_free(m, nm);
+    others_free(others, nothers);
+    md_domain_free(sdom);
+    return ret;
+}

@@ -1,0 +1,655 @@
+/* memstate.c: VM state to/from a file through fd: migration, the save file's header, virsh save/restore. */
+#include "memstate.h"
+#include "qs_util.h"
+#include "vm.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SAVE_FDNAME "qsnap-memstate-out"
+#define LOAD_FDNAME "qsnap-memstate-in"
+#define DEFAULT_POLL_MS 100
+#define CANCEL_WAIT_MS 10000
+/* for a save to a file the 128 MiB/s default only slows things down */
+#define SAVE_BANDWIDTH ((int64_t)1 << 40)
+#define HEADER_FIXED 32u
+#define HEADER_ALIGN 4096u
+#define QEMU_STREAM_MAGIC "QEVM"
+
+/* ------------------------------------------------------------------------------------------------
+ * Migration settings, set for one operation and set back after it
+ */
+
+struct mig_saved {
+    bool have_events, events;
+    bool have_bandwidth;
+    int64_t bandwidth;
+};
+
+static int cap_events_get(struct qmp_client *c, bool *on, struct qs_error **err)
+{
+    struct qmp_reply *r = NULL;
+    const struct qmp_value *v;
+    int ret = -1;
+
+    if (qmp_client_execute(c, "query-migrate-capabilities", NULL, &r, err) < 0)
+        goto out;
+    v = qmp_reply_value(r);
+    *on = false;
+    for (size_t i = 0; i < qmp_value_array_len(v); i++) {
+        const struct qmp_value *cap = qmp_value_array_at(v, i);
+        if (qs_str_equal(qmp_value_get_string(cap, "capability"), "events"))
+            qmp_value_bool(qmp_value_get(cap, "state"), on);
+    }
+    ret = 0;
+out:
+    qmp_reply_free(r);
+    return ret;
+}
+
+static int cap_events_set(struct qmp_client *c, bool on, struct qs_error **err)
+{
+    struct qmp_args *a = qmp_args_new(), *cap;
+    int ret;
+
+    cap = qmp_args_push_obj(qmp_args_set_list(a, "capabilities"));
+    qmp_args_set_str(cap, "capability", "events");
+    qmp_args_set_bool(cap, "state", on);
+    ret = qmp_client_execute(c, "migrate-set-capabilities", a, NULL, err);
+    qmp_args_free(a);
+    return ret;
+}
+
+static int bandwidth_set(struct qmp_client *c, int64_t bytes_per_s, struct qs_error **err)
+{
+    struct qmp_args *a = qmp_args_new();
+    int ret;
+
+    qmp_args_set_int(a, "max-bandwidth", bytes_per_s);
+    ret = qmp_client_execute(c, "migrate-set-parameters", a, NULL, err);
+    qmp_args_free(a);
+    return ret;
+}
+
+/* Turns MIGRATION events on (and, for a save, the bandwidth cap off), recording what to set back. */
+static int mig_setup(struct qmp_client *c, bool outgoing, struct mig_saved *saved, struct qs_error **err)
+{
+    struct qmp_reply *r = NULL;
+    int ret = -1;
+
+    if (cap_events_get(c, &saved->events, err) < 0)
+        goto out;
+    if (!saved->events) {
+        if (cap_events_set(c, true, err) < 0)
+            goto out;
+        saved->have_events = true;
+    }
+    if (outgoing) {
+        if (qmp_client_execute(c, "query-migrate-parameters", NULL, &r, err) < 0)
+            goto out;
+        if (qmp_value_int(qmp_value_get(qmp_reply_value(r), "max-bandwidth"), &saved->bandwidth)) {
+            if (bandwidth_set(c, SAVE_BANDWIDTH, err) < 0)
+                goto out;
+            saved->have_bandwidth = true;
+        }
+    }
+    ret = 0;
+out:
+    qmp_reply_free(r);
+    return ret;
+}
+
+/* Sets back what mig_setup changed; errors go to ERR only when it has none yet. */
+static void mig_restore(struct qmp_client *c, struct mig_saved *saved, struct qs_error **err)
+{
+    if (saved->have_events)
+        cap_events_set(c, saved->events, err);
+    if (saved->have_bandwidth)
+        bandwidth_set(c, saved->bandwidth, err);
+    saved->have_events = saved->have_bandwidth = false;
+}
+
+/* closefd that does not mind the name being gone: a migration that started consumed it. */
+static void fd_close_quiet(struct qmp_client *c, const char *fdname)
+{
+    struct qmp_args *a = qmp_args_new();
+    struct qs_error *ignore = NULL;
+
+    qmp_args_set_str(a, "fdname", fdname);
+    qmp_client_execute(c, "closefd", a, NULL, &ignore);
+    qs_error_free(ignore);
+    qmp_args_free(a);
+}
+
+/* query-migrate: *status (caller frees), ram transferred / total and error-desc (caller frees, may be NULL). */
+static int mig_query(struct qmp_client *c, char **status, uint64_t *done, uint64_t *total, char **desc,
+                     struct qs_error **err)
+{
+    struct qmp_reply *r = NULL;
+    const struct qmp_value *v;
+    const char *s;
+    int64_t n;
+
+    if (qmp_client_execute(c, "query-migrate", NULL, &r, err) < 0)
+        return -1;
+    v = qmp_reply_value(r);
+    s = qmp_value_get_string(v, "status");
+    *status = qs_xstrdup(s ? s : "none");
+    *done = qmp_value_int(qmp_value_path(v, "ram.transferred"), &n) && n > 0 ? (uint64_t)n : 0;
+    *total = qmp_value_int(qmp_value_path(v, "ram.total"), &n) && n > 0 ? (uint64_t)n : 0;
+    s = qmp_value_get_string(v, "error-desc");
+    *desc = s ? qs_xstrdup(s) : NULL;
+    qmp_reply_free(r);
+    return 0;
+}
+
+/*
+ * Waits for the migration to end. WHAT is "save" or "restore" for messages. Events only wake us early;
+ * query-migrate is the truth (an event can be missed, e.g. when it came before the capability was set).
+ */
+static int mig_wait(struct qmp_client *c, const char *what, bool outgoing, const struct memstate_options *o,
+                    struct qs_error **err)
+{
+    int poll_ms = o && o->poll_ms > 0 ? o->poll_ms : DEFAULT_POLL_MS;
+    int64_t deadline = o && o->timeout_ms > 0 ? qs_now_ms() + o->timeout_ms : 0;
+    const char *phase = o && o->phase ? o->phase : what;
+    int64_t cancel_deadline = 0;
+    int ret = -1, why = 0; /* why: the code to fail with once a cancel we asked for is done */
+    char *status = NULL, *desc = NULL;
+    uint64_t done, total;
+
+    for (;;) {
+        struct qmp_event *ev = NULL;
+        struct qs_error *local = NULL;
+
+        free(status);
+        free(desc);
+        status = desc = NULL;
+        if (mig_query(c, &status, &done, &total, &desc, err) < 0) {
+            qs_error_prefix(err, "%s of the VM state", what);
+            goto out;
+        }
+        if (strcmp(status, "completed") == 0) {
+            if (why)
+                break; /* it finished before the cancel took: the state is whole, but we were told to stop */
+            if (o && o->progress)
+                o->progress(o->opaque, phase, total, total);
+            ret = 0;
+            goto out;
+        }
+        if (strcmp(status, "failed") == 0 || strcmp(status, "cancelled") == 0) {
+            if (why)
+                break;
+            if (desc)
+                qs_error_set_qmp(err, "GenericError", "%s of the VM state %s: %s", what, status, desc);
+            else
+                qs_error_set_qmp(err, "GenericError", "%s of the VM state %s", what, status);
+            goto out;
+        }
+        if (!why && o && o->progress && o->progress(o->opaque, phase, done, total) != 0 && outgoing)
+            why = QS_ERR_CANCELLED;
+        if (!why && deadline && qs_now_ms() >= deadline)
+            why = QS_ERR_TIMEOUT;
+        if (why && !cancel_deadline) {
+            if (!outgoing) {
+                /* QEMU cannot stop an incoming migration; the caller ends the process */
+                break;
+            }
+            if (qmp_client_execute(c, "migrate_cancel", NULL, NULL, err) < 0)
+                goto out;
+            cancel_deadline = qs_now_ms() + CANCEL_WAIT_MS;
+        }
+        if (cancel_deadline && qs_now_ms() >= cancel_deadline) {
+            qs_error_set(err, QS_ERR_TIMEOUT, "%s of the VM state did not stop after migrate_cancel", what);
+            goto out;
+        }
+        if (qmp_client_event_wait(c, "MIGRATION", NULL, NULL, poll_ms, &ev, &local) < 0) {
+            if (local->code != QS_ERR_TIMEOUT) {
+                qs_error_propagate(err, &local);
+                qs_error_prefix(err, "%s of the VM state", what);
+                goto out;
+            }
+            qs_error_free(local);
+        }
+        qmp_event_free(ev);
+    }
+    if (why == QS_ERR_CANCELLED)
+        qs_error_set(err, QS_ERR_CANCELLED, "%s of the VM state cancelled", what);
+    else
+        qs_error_set(err, QS_ERR_TIMEOUT, "%s of the VM state did not finish within %d ms", what,
+                     o ? o->timeout_ms : 0);
+out:
+    free(status);
+    free(desc);
+    return ret;
+}
+
+int memstate_save(struct qmp_client *c, int fd, const struct memstate_options *opts, struct qs_error **err)
+{
+    struct mig_saved saved = {0};
+    struct qmp_args *a = NULL;
+    bool fd_sent = false;
+    int ret = -1;
+
+    if (mig_setup(c, true, &saved, err) < 0 || qmp_client_send_fd(c, fd, SAVE_FDNAME, err) < 0)
+        goto out;
+    fd_sent = true;
+    a = qmp_args_new();
+    qmp_args_set_str(a, "uri", "fd:" SAVE_FDNAME);
+    qmp_client_event_clear(c);
+    if (qmp_client_execute(c, "migrate", a, NULL, err) < 0 || mig_wait(c, "save", true, opts, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    if (fd_sent)
+        fd_close_quiet(c, SAVE_FDNAME);
+    mig_restore(c, &saved, ret < 0 ? NULL : err);
+    if (ret == 0 && err && *err)
+        ret = -1; /* could not set a setting back */
+    qmp_args_free(a);
+    return ret;
+}
+
+int memstate_load(struct qmp_client *c, int fd, const struct memstate_options *opts, struct qs_error **err)
+{
+    struct mig_saved saved = {0};
+    struct qmp_args *a = NULL;
+    bool fd_sent = false;
+    int ret = -1;
+
+    if (mig_setup(c, false, &saved, err) < 0 || qmp_client_send_fd(c, fd, LOAD_FDNAME, err) < 0)
+        goto out;
+    fd_sent = true;
+    a = qmp_args_new();
+    qmp_args_set_str(a, "uri", "fd:" LOAD_FDNAME);
+    qmp_client_event_clear(c);
+    if (qmp_client_execute(c, "migrate-incoming", a, NULL, err) < 0 || mig_wait(c, "restore", false, opts, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    /* after a failure QEMU may be gone: nothing to set back then */
+    if (ret == 0 || (err && *err && (*err)->code != QS_ERR_DISCONNECTED)) {
+        if (fd_sent)
+            fd_close_quiet(c, LOAD_FDNAME);
+        mig_restore(c, &saved, ret < 0 ? NULL : err);
+        if (ret == 0 && err && *err)
+            ret = -1;
+    }
+    qmp_args_free(a);
+    return ret;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * The save file's header
+ */
+
+static uint64_t header_data_offset(size_t name_len, size_t xml_len)
+{
+    uint64_t n = HEADER_FIXED + (uint64_t)name_len + xml_len;
+
+    return (n + HEADER_ALIGN - 1) / HEADER_ALIGN * HEADER_ALIGN;
+}
+
+int memstate_header_write(int fd, const char *path, const char *domain, const char *xml, bool running,
+                          struct qs_error **err)
+{
+    size_t name_len = strlen(domain), xml_len = strlen(xml);
+    uint64_t off = header_data_offset(name_len, xml_len), v64;
+    uint32_t v32;
+    char *buf = NULL;
+    int ret = -1;
+
+    if (name_len > QS_NAME_MAX || xml_len > MEMSTATE_XML_MAX) {
+        qs_error_set(err, QS_ERR_TOOBIG, "domain '%s' is too large for a save file header", domain);
+        goto out;
+    }
+    buf = qs_xcalloc(1, (size_t)off);
+    memcpy(buf, MEMSTATE_MAGIC, 8);
+    v32 = htobe32(MEMSTATE_VERSION);
+    memcpy(buf + 8, &v32, 4);
+    v32 = htobe32(running ? MEMSTATE_FLAG_RUNNING : 0);
+    memcpy(buf + 12, &v32, 4);
+    v64 = htobe64(off);
+    memcpy(buf + 16, &v64, 8);
+    v32 = htobe32((uint32_t)name_len);
+    memcpy(buf + 24, &v32, 4);
+    v32 = htobe32((uint32_t)xml_len);
+    memcpy(buf + 28, &v32, 4);
+    memcpy(buf + HEADER_FIXED, domain, name_len);
+    memcpy(buf + HEADER_FIXED + name_len, xml, xml_len);
+    if (lseek(fd, 0, SEEK_SET) < 0 || qs_write_all(fd, buf, (size_t)off) < 0) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot write to '%s'", path);
+        goto out;
+    }
+    ret = 0;
+out:
+    free(buf);
+    return ret;
+}
+
+/* Reads exactly LEN bytes at OFF: 1, 0 when the file is shorter, -1 error. */
+static int read_at(int fd, void *buf, size_t len, uint64_t off)
+{
+    size_t got = 0;
+    ssize_t n;
+
+    while (got < len) {
+        n = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            return 0;
+        got += (size_t)n;
+    }
+    return 1;
+}
+
+int memstate_header_read(int fd, const char *path, struct memstate_header *h, struct qs_error **err)
+{
+    unsigned char fixed[HEADER_FIXED];
+    char qevm[4];
+    uint32_t version, flags, name_len, xml_len;
+    uint64_t off;
+    char *name = NULL, *xml = NULL;
+    int r, ret = -1;
+
+    memset(h, 0, sizeof(*h));
+    if ((r = read_at(fd, fixed, sizeof(fixed), 0)) < 0)
+        goto io;
+    if (r == 0 || memcmp(fixed, MEMSTATE_MAGIC, 8) != 0) {
+        qs_error_set(err, QS_ERR_INVALID, "'%s' is not a qsnap saved state file", path);
+        goto out;
+    }
+    memcpy(&version, fixed + 8, 4);
+    memcpy(&flags, fixed + 12, 4);
+    memcpy(&off, fixed + 16, 8);
+    memcpy(&name_len, fixed + 24, 4);
+    memcpy(&xml_len, fixed + 28, 4);
+    version = be32toh(version);
+    flags = be32toh(flags);
+    off = be64toh(off);
+    name_len = be32toh(name_len);
+    xml_len = be32toh(xml_len);
+    if (version != MEMSTATE_VERSION) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "saved state file '%s' has version %u; this qsnap reads version %u",
+                     path, version, MEMSTATE_VERSION);
+        goto out;
+    }
+    if (name_len == 0 || name_len > QS_NAME_MAX || xml_len == 0 || xml_len > MEMSTATE_XML_MAX ||
+        off != header_data_offset(name_len, xml_len) || (flags & ~MEMSTATE_FLAG_RUNNING)) {
+        qs_error_set(err, QS_ERR_INVALID, "saved state file '%s' has a corrupt header", path);
+        goto out;
+    }
+    name = qs_xcalloc(1, (size_t)name_len + 1);
+    xml = qs_xcalloc(1, (size_t)xml_len + 1);
+    if ((r = read_at(fd, name, name_len, HEADER_FIXED)) < 0 || (r > 0 && (r = read_at(fd, xml, xml_len,
+                                                                                         HEADER_FIXED + name_len)) < 0) ||
+        (r > 0 && (r = read_at(fd, qevm, sizeof(qevm), off)) < 0))
+        goto io;
+    if (r == 0) {
+        qs_error_set(err, QS_ERR_INVALID, "saved state file '%s' is truncated", path);
+        goto out;
+    }
+    if (strlen(name) != name_len || strlen(xml) != xml_len || qs_name_check(name, "domain", NULL) < 0) {
+        qs_error_set(err, QS_ERR_INVALID, "saved state file '%s' has a corrupt header", path);
+        goto out;
+    }
+    if (memcmp(qevm, QEMU_STREAM_MAGIC, 4) != 0) {
+        qs_error_set(err, QS_ERR_INVALID, "saved state file '%s' holds no QEMU state after its header", path);
+        goto out;
+    }
+    if (lseek(fd, (off_t)off, SEEK_SET) < 0)
+        goto io;
+    h->domain = name;
+    h->xml = xml;
+    h->running = flags & MEMSTATE_FLAG_RUNNING;
+    h->data_offset = off;
+    name = xml = NULL;
+    ret = 0;
+    goto out;
+io:
+    qs_error_set_errno(err, QS_ERR_IO, errno, "cannot read '%s'", path);
+out:
+    free(name);
+    free(xml);
+    return ret;
+}
+
+void memstate_header_release(struct memstate_header *h)
+{
+    if (!h)
+        return;
+    free(h->domain);
+    free(h->xml);
+    h->domain = h->xml = NULL;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * virsh save / restore
+ */
+
+static int flags_check(unsigned flags, struct qs_error **err)
+{
+    if (flags & ~(unsigned)(ENGINE_SAVE_RUNNING | ENGINE_SAVE_PAUSED)) {
+        qs_error_set(err, QS_ERR_INVALID, "unsupported flags 0x%x", flags);
+        return -1;
+    }
+    if ((flags & ENGINE_SAVE_RUNNING) && (flags & ENGINE_SAVE_PAUSED)) {
+        qs_error_set(err, QS_ERR_INVALID, "running and paused are mutually exclusive");
+        return -1;
+    }
+    return 0;
+}
+
+static void options_for(struct engine *e, const char *phase, struct memstate_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->timeout_ms = 0; /* a big guest on a slow disk takes what it takes; QMP replies keep their timeout */
+    o->phase = phase;
+    o->progress = e->progress;
+    o->opaque = e->opaque;
+}
+
+/* fsync of PATH's directory after a rename into it. */
+static int dir_sync_of(const char *path, struct qs_error **err)
+{
+    char *copy = qs_xstrdup(path);
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC), ret = -1;
+
+    if (fd < 0 || fsync(fd) < 0)
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot sync the directory of '%s'", path);
+    else
+        ret = 0;
+    qs_close(fd);
+    free(copy);
+    return ret;
+}
+
+int engine_domain_save(struct engine *e, const char *name, const char *path, unsigned flags,
+                       struct qs_error **err)
+{
+    struct md_domain *dom = NULL;
+    struct md_lock *lock = NULL;
+    struct qmp_client *c = NULL;
+    struct memstate_options o;
+    char *xml = NULL, *status = NULL, *tmp = NULL;
+    bool was_running = false, stopped = false, run_after;
+    int fd = -1, ret = -1;
+
+    if (flags_check(flags, err) < 0 || !(dom = engine_domain_load(e, name, err)) ||
+        !(lock = engine_domain_lock(e, name, err)) || engine_domain_connect(e, dom, &c, err) < 0)
+        goto out;
+    if (!c) {
+        qs_error_set(err, QS_ERR_STATE, "Requested operation is not valid: domain is not running");
+        goto out;
+    }
+    if (vm_status(c, &status, &was_running, err) < 0)
+        goto out;
+    if (!was_running && strcmp(status, "paused") != 0) {
+        qs_error_set(err, QS_ERR_STATE, "domain '%s' cannot be saved in QEMU state '%s'", name, status);
+        goto out;
+    }
+    if (!(xml = md_domain_format(dom, err)))
+        goto out;
+    run_after = flags & ENGINE_SAVE_RUNNING ? true : flags & ENGINE_SAVE_PAUSED ? false : was_running;
+
+    /* a temporary next to PATH: PATH appears whole or not at all, and an old file survives a failure */
+    tmp = qs_asprintf("%s.qsnap-XXXXXX", path);
+    if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) { /* mkostemp creates 0600 */
+        qs_error_set_errno(err, errno == ENOENT ? QS_ERR_NOTFOUND : QS_ERR_IO, errno, "cannot create '%s'", path);
+        free(tmp);
+        tmp = NULL;
+        goto out;
+    }
+    if (memstate_header_write(fd, path, name, xml, run_after, err) < 0)
+        goto out;
+    if (was_running) {
+        /* not live: the state written is the state at this instant, as virsh save does */
+        if (vm_stop(c, err) < 0)
+            goto out;
+        stopped = true;
+    }
+    options_for(e, "save", &o);
+    if (memstate_save(c, fd, &o, err) < 0)
+        goto out;
+    if (fsync(fd) < 0 || close(fd) < 0) {
+        fd = -1;
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot write '%s'", path);
+        goto out;
+    }
+    fd = -1;
+    if (rename(tmp, path) < 0) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot rename the saved state to '%s'", path);
+        goto out;
+    }
+    free(tmp);
+    tmp = NULL;
+    if (dir_sync_of(path, err) < 0)
+        goto out;
+    /* the state is safe on disk: from here on QEMU goes whatever happens */
+    ret = engine_qemu_quit(e, &c, err);
+out:
+    if (ret < 0 && c) {
+        /* a failed save gives the VM its run state back (cont also works from postmigrate) */
+        struct qs_error *ignore = NULL;
+        if (stopped)
+            vm_cont(c, &ignore);
+        qs_error_free(ignore);
+    }
+    if (tmp)
+        unlink(tmp);
+    qs_close(fd);
+    qmp_client_free(c);
+    free(tmp);
+    free(xml);
+    free(status);
+    md_lock_free(lock);
+    md_domain_free(dom);
+    return ret;
+}
+
+/* The definition to start: the stored one (after checking it is the saved domain's) or, when the domain
+ * was undefined since, the saved XML, stored again. */
+static struct md_domain *restore_domain(struct engine *e, const struct memstate_header *h, const char *path,
+                                        const struct md_lock *lock, struct qs_error **err)
+{
+    struct md_domain *saved = NULL, *dom = NULL;
+    struct qs_error *local = NULL;
+
+    if (!(saved = md_domain_parse(h->xml, strlen(h->xml), err)))
+        goto fail;
+    if (!qs_str_equal(md_domain_name(saved), h->domain)) {
+        qs_error_set(err, QS_ERR_INVALID, "saved state file '%s' has a corrupt header", path);
+        goto fail;
+    }
+    dom = md_store_domain_get(e->store, h->domain, &local);
+    if (!dom && local->code == QS_ERR_NOTFOUND) {
+        qs_error_free(local);
+        local = NULL;
+        if (md_store_domain_put(e->store, lock, saved, err) < 0)
+            goto fail;
+        return saved;
+    }
+    if (!dom) {
+        qs_error_propagate(err, &local);
+        goto fail;
+    }
+    if (md_domain_uuid(saved) && md_domain_uuid(dom) && strcmp(md_domain_uuid(saved), md_domain_uuid(dom)) != 0) {
+        qs_error_set(err, QS_ERR_INVALID, "saved state file '%s' belongs to domain '%s' with uuid %s, not to the "
+                     "defined domain of that name (uuid %s)", path, h->domain, md_domain_uuid(saved),
+                     md_domain_uuid(dom));
+        goto fail;
+    }
+    md_domain_free(saved);
+    return dom;
+fail:
+    md_domain_free(saved);
+    md_domain_free(dom);
+    return NULL;
+}
+
+int engine_domain_restore(struct engine *e, const char *path, unsigned flags, char **name, struct qs_error **err)
+{
+    struct memstate_header h = {0};
+    struct md_domain *dom = NULL;
+    struct md_lock *lock = NULL;
+    struct qmp_client *c = NULL;
+    struct memstate_options o;
+    int fd = -1, ret = -1;
+    bool run, started = false;
+
+    if (flags_check(flags, err) < 0)
+        goto out;
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+        qs_error_set_errno(err, errno == ENOENT ? QS_ERR_NOTFOUND : QS_ERR_IO, errno, "cannot open '%s'", path);
+        goto out;
+    }
+    if (memstate_header_read(fd, path, &h, err) < 0 || !(lock = engine_domain_lock(e, h.domain, err)) ||
+        !(dom = restore_domain(e, &h, path, lock, err)) || engine_domain_connect(e, dom, &c, err) < 0)
+        goto out;
+    if (c) {
+        qs_error_set(err, QS_ERR_STATE, "Requested operation is not valid: domain '%s' is already active",
+                     h.domain);
+        goto out;
+    }
+    if (engine_qemu_start_incoming(e, dom, lock, &c, err) < 0)
+        goto out;
+    started = true;
+    options_for(e, "restore", &o);
+    if (lseek(fd, (off_t)h.data_offset, SEEK_SET) < 0) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot read '%s'", path);
+        goto out;
+    }
+    if (memstate_load(c, fd, &o, err) < 0) {
+        qs_error_prefix(err, "cannot restore domain '%s' from '%s'", h.domain, path);
+        goto out;
+    }
+    run = flags & ENGINE_SAVE_RUNNING ? true : flags & ENGINE_SAVE_PAUSED ? false : h.running;
+    if (run && vm_cont(c, err) < 0)
+        goto out;
+    if (name)
+        *name = qs_xstrdup(h.domain);
+    ret = 0;
+out:
+    if (ret < 0 && started && c) {
+        /* a QEMU half loaded is no use to anyone (one that ran before is not ours to end) */
+        struct qs_error *ignore = NULL;
+        engine_qemu_quit(e, &c, &ignore);
+        qs_error_free(ignore);
+    }
+    qmp_client_free(c);
+    memstate_header_release(&h);
+    md_lock_free(lock);
+    md_domain_free(dom);
+    qs_close(fd);
+    return ret;
+}

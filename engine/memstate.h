@@ -1,0 +1,80 @@
+/* memstate.h: a VM's memory and device state to and from an open file, through QEMU's fd: migration. */
+#ifndef QS_ENGINE_MEMSTATE_H
+#define QS_ENGINE_MEMSTATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine_priv.h"
+#include "qmp.h"
+#include "qs_error.h"
+
+struct memstate_options {
+    int timeout_ms;              /* the whole migration; 0: no limit */
+    int poll_ms;                 /* progress polling between MIGRATION events; 0: 100 */
+    const char *phase;           /* progress phase word; NULL: "save" / "restore" */
+    engine_progress_fn progress; /* may be NULL; non-zero cancels a save (not a load: QEMU cannot stop one) */
+    void *opaque;
+};
+
+/*
+ * Writes the state of the VM behind C into FD, from FD's current offset on: getfd (SCM_RIGHTS), the
+ * "events" capability on, max-bandwidth raised, migrate {"uri": "fd:NAME"}, then MIGRATION events and
+ * query-migrate until the status is completed (progress from ram.transferred / ram.total). failed and
+ * cancelled are errors with QEMU's error-desc (QS_ERR_QEMU), a cancel asked by the callback is
+ * QS_ERR_CANCELLED, passing opts->timeout_ms is QS_ERR_TIMEOUT (the migration is cancelled first).
+ * The fd name is always closed in QEMU and the capability and bandwidth are set back as they were.
+ * FD stays the caller's (QEMU has its own copy). A paused VM stays paused: for a non-live save, stop the
+ * VM first; either way QEMU ends in run state "postmigrate" on success, and "cont" resumes it if needed.
+ * opts may be NULL.
+ */
+int memstate_save(struct qmp_client *c, int fd, const struct memstate_options *opts, struct qs_error **err);
+
+/*
+ * Loads a state written by memstate_save from FD's current offset into a QEMU started with -incoming defer
+ * (engine_qemu_start_incoming): getfd + migrate-incoming {"uri": "fd:NAME"}, waits for completed. The VM is
+ * then paused (it was started with -S): "cont" it if wanted. A failed load ends the QEMU process (QEMU 7.2
+ * exits when an incoming migration fails): QS_ERR_QEMU or QS_ERR_DISCONNECTED. opts may be NULL.
+ */
+int memstate_load(struct qmp_client *c, int fd, const struct memstate_options *opts, struct qs_error **err);
+
+/*
+ * engine_qemu_start with "-incoming defer" and -S: QEMU waits in run state "inmigrate" for
+ * migrate-incoming. Implemented in engine.c next to engine_qemu_start (declared here, not in
+ * engine_priv.h, to keep that header's owner's file untouched; move it there when convenient).
+ */
+int engine_qemu_start_incoming(struct engine *e, struct md_domain *dom, const struct md_lock *lock,
+                               struct qmp_client **c, struct qs_error **err);
+
+/* ---------------------------------------------------------------------------------------------------
+ * The save file: qsnap's header, then QEMU's migration stream. All integers big-endian:
+ *
+ *   0  8  magic "QSNAPSAV"
+ *   8  4  version, MEMSTATE_VERSION
+ *  12  4  flags: bit 0 = run the guest after a restore
+ *  16  8  offset of the migration stream: 32 + name + xml rounded up to 4096
+ *  24  4  length of the domain name (at most QS_NAME_MAX)
+ *  28  4  length of the domain XML (at most MEMSTATE_XML_MAX)
+ *  32     the name, the XML (no NULs), zeros up to the stream, which starts with QEMU's "QEVM"
+ */
+#define MEMSTATE_MAGIC "QSNAPSAV"
+#define MEMSTATE_VERSION 1u
+#define MEMSTATE_FLAG_RUNNING 1u
+#define MEMSTATE_XML_MAX (16u << 20)
+
+struct memstate_header {
+    char *domain;         /* caller frees with memstate_header_release() */
+    char *xml;
+    bool running;
+    uint64_t data_offset;
+};
+
+/* Writes the header at offset 0 of FD and leaves the offset at the stream's start. PATH names FD in errors. */
+int memstate_header_write(int fd, const char *path, const char *domain, const char *xml, bool running,
+                          struct qs_error **err);
+/* Reads and checks the header (and QEMU's stream magic after it) from FD and leaves the offset at the
+ * stream's start. A file that is not a qsnap save file is QS_ERR_INVALID. */
+int memstate_header_read(int fd, const char *path, struct memstate_header *h, struct qs_error **err);
+void memstate_header_release(struct memstate_header *h);
+
+#endif
