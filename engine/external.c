@@ -1,6 +1,8 @@
 /* external.c: external disk-only snapshots - create (qemu-img + blockdev-snapshot), revert, delete by merging. */
 #include "external.h"
 #include "img.h"
+#include "memstate.h"
+#include "quiesce.h"
 #include "qs_util.h"
 #include "vm.h"
 
@@ -199,7 +201,7 @@ static int commit_live(struct engine *e, struct qmp_client *c, const char *activ
 
 bool ext_wanted(const struct md_snapshot *spec, unsigned flags)
 {
-    if (flags & ENGINE_CREATE_DISK_ONLY)
+    if ((flags & ENGINE_CREATE_DISK_ONLY) || (spec && spec->memory == MD_LOCATION_EXTERNAL))
         return true;
     for (size_t i = 0; spec && i < spec->ndisks; i++)
         if (spec->disks[i].snapshot == MD_LOCATION_EXTERNAL)
@@ -235,6 +237,8 @@ static int create_plan(struct engine *e, const struct md_domain *dom, const stru
     size_t nb = 0, nd = md_domain_disk_count(dom);
     char **taken = NULL;
     bool reuse = flags & ENGINE_CREATE_REUSE_EXT;
+    /* disks the spec does not name are external for --disk-only and (as libvirt) with external memory */
+    bool all_ext = (flags & ENGINE_CREATE_DISK_ONLY) || snap->memory == MD_LOCATION_EXTERNAL;
     int ret = -1;
 
     (void)e;
@@ -251,7 +255,7 @@ static int create_plan(struct engine *e, const struct md_domain *dom, const stru
                 goto out;
             }
         if (sd->snapshot == MD_LOCATION_INTERNAL ||
-            (sd->snapshot == MD_LOCATION_DEFAULT && !(flags & ENGINE_CREATE_DISK_ONLY))) {
+            (sd->snapshot == MD_LOCATION_DEFAULT && !all_ext)) {
             qs_error_set(err, QS_ERR_UNSUPPORTED,
                          "disk '%s': mixing internal and external disk snapshots is not supported", sd->name);
             goto out;
@@ -286,7 +290,7 @@ static int create_plan(struct engine *e, const struct md_domain *dom, const stru
         sd = spec_disk(snap, d.target);
         if (sd && sd->snapshot == MD_LOCATION_NO)
             continue;
-        if (!sd && !(flags & ENGINE_CREATE_DISK_ONLY)) {
+        if (!sd && !all_ext) {
             /* external disks named, others would default to internal */
             qs_error_set(err, QS_ERR_UNSUPPORTED,
                          "disk '%s': mixing internal and external disk snapshots is not supported (exclude it "
@@ -426,36 +430,125 @@ static void switch_undo(struct engine *e, struct qmp_client *c, struct xplan *p)
     xplan_unwind(p, c);
 }
 
+/* Checks on the memory file of an external memory snapshot: absolute, new, in an existing directory, and
+ * none of the overlays. */
+static int memfile_check(const char *path, const struct xplan *p, struct qs_error **err)
+{
+    struct stat st;
+    char *dir;
+    int ret = -1;
+
+    if (path[0] != '/') {
+        qs_error_set(err, QS_ERR_INVALID, "memory state file '%s' is not an absolute path", path);
+        return -1;
+    }
+    dir = dir_of(path);
+    if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        qs_error_set(err, QS_ERR_NOTFOUND, "directory '%s' of memory state file '%s' does not exist", dir, path);
+        goto out;
+    }
+    if (lstat(path, &st) == 0) {
+        qs_error_set(err, QS_ERR_EXISTS, "memory state file '%s' already exists", path);
+        goto out;
+    }
+    for (size_t i = 0; i < p->n; i++)
+        if (same_file(p->d[i].overlay, path) || same_file(p->d[i].base, path)) {
+            qs_error_set(err, QS_ERR_INVALID, "memory state file '%s' is also a file of disk '%s'", path,
+                         p->d[i].target);
+            goto out;
+        }
+    ret = 0;
+out:
+    free(dir);
+    return ret;
+}
+
+/* Writes the guest's memory and device state (a qsnap save file: header, then QEMU's stream) into the open
+ * file FD; the guest must be stopped. QEMU ends in "postmigrate". */
+static int memfile_save(struct engine *e, struct qmp_client *c, int fd, const char *path, const char *domain,
+                        const char *xml, bool running, struct qs_error **err)
+{
+    struct memstate_options o = {.phase = "save", .progress = e->progress, .opaque = e->opaque};
+
+    if (memstate_header_write(fd, path, domain, xml, running, err) < 0 || memstate_save(c, fd, &o, err) < 0)
+        return -1;
+    if (fsync(fd) < 0) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot write memory state file '%s'", path);
+        return -1;
+    }
+    return 0;
+}
+
 int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lock, const struct md_tree *t,
                struct md_snapshot *snap, unsigned flags, struct qmp_client **c, struct qs_error **err)
 {
     const char *domain = md_domain_name(dom);
+    bool mem = snap->memory == MD_LOCATION_EXTERNAL, quiesce = flags & ENGINE_CREATE_QUIESCE;
+    bool halt = flags & ENGINE_CREATE_HALT;
     struct xplan p = {0};
-    char *before = NULL;
-    bool switched = false, snap_stored = false;
+    char *before = NULL, *status = NULL, *agent = NULL, **argv = NULL;
+    bool switched = false, snap_stored = false, was_running = false, stopped = false, frozen = false;
+    bool mem_created = false;
     size_t nd = md_domain_disk_count(dom);
     const struct md_entry *cur;
-    int ret = -1;
+    int memfd = -1, ret = -1;
 
-    if (flags & (ENGINE_CREATE_QUIESCE | ENGINE_CREATE_LIVE)) {
-        qs_error_set(err, QS_ERR_UNSUPPORTED, "quiesced and live external snapshots are not supported yet");
+    if (flags & ENGINE_CREATE_LIVE) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "live external snapshots (--live) are not supported yet: without "
+                     "--live the guest is paused while its memory is saved");
         return -1;
     }
-    if (snap->memory != MD_LOCATION_DEFAULT && snap->memory != MD_LOCATION_NO) {
-        qs_error_set(err, QS_ERR_UNSUPPORTED, "external snapshots with a memory state are not supported yet: "
-                     "use --disk-only");
+    if (snap->memory == MD_LOCATION_INTERNAL || snap->memory == MD_LOCATION_MANUAL) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "memory snapshot '%s' with external disk snapshots is not supported",
+                     md_location_to_string(snap->memory));
         return -1;
     }
-    if (*c && !(flags & ENGINE_CREATE_DISK_ONLY) && snap->memory != MD_LOCATION_NO) {
-        qs_error_set(err, QS_ERR_UNSUPPORTED, "an external snapshot of a running domain needs --disk-only "
-                     "(external memory state is not supported yet)");
+    if (mem && (flags & ENGINE_CREATE_DISK_ONLY)) {
+        qs_error_set(err, QS_ERR_INVALID, "memory state cannot be saved with a disk-only snapshot");
         return -1;
+    }
+    if (mem && !snap->memory_file) {
+        qs_error_set(err, QS_ERR_INVALID, "an external memory snapshot needs a file (--memspec file=PATH)");
+        return -1;
+    }
+    if (mem && !*c) {
+        qs_error_set(err, QS_ERR_STATE, "domain '%s' is not running: an external memory snapshot needs a running "
+                     "or paused domain", domain);
+        return -1;
+    }
+    if (*c && !mem && !(flags & ENGINE_CREATE_DISK_ONLY) && snap->memory != MD_LOCATION_NO) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "an external snapshot of a running domain needs --disk-only or "
+                     "--memspec file=PATH");
+        return -1;
+    }
+    if (quiesce) {
+        if (!*c) {
+            qs_error_set(err, QS_ERR_STATE, "domain '%s' is not running: --quiesce needs its guest agent", domain);
+            return -1;
+        }
+        argv = md_domain_argv(dom);
+        agent = argv ? quiesce_agent_socket(argv) : NULL;
+        qs_strv_free(argv);
+        if (!agent) {
+            qs_error_set(err, QS_ERR_UNSUPPORTED, "domain '%s' has no guest agent channel (a virtserialport named "
+                         "org.qemu.guest_agent.0 on a socket chardev): --quiesce needs one", domain);
+            return -1;
+        }
     }
     if (create_plan(e, dom, snap, flags, *c, &p, err) < 0)
         goto out;
+    if (mem && memfile_check(snap->memory_file, &p, err) < 0)
+        goto out;
+    if (*c && vm_status(*c, &status, &was_running, err) < 0)
+        goto out;
+    if (mem && !was_running && strcmp(status, "paused") != 0 && strcmp(status, "postmigrate") != 0) {
+        qs_error_set(err, QS_ERR_STATE, "domain '%s' cannot save its memory in QEMU state '%s'", domain, status);
+        goto out;
+    }
     if (!(before = md_domain_format(dom, err)))
         goto out;
 
+    /* everything that takes time and can be done while the guest runs comes first */
     for (size_t i = 0; i < p.n; i++)
         if (!(flags & ENGINE_CREATE_REUSE_EXT) && overlay_create(&p.d[i], err) < 0)
             goto fail;
@@ -467,10 +560,56 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
             }
             p.d[i].added = true;
         }
-        if (transaction_switch(*c, &p, err) < 0)
+    }
+    if (mem) {
+        memfd = open(snap->memory_file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (memfd < 0) {
+            qs_error_set_errno(err, errno == EEXIST ? QS_ERR_EXISTS : QS_ERR_IO, errno,
+                               "cannot create memory state file '%s'", snap->memory_file);
+            goto fail;
+        }
+        mem_created = true;
+    }
+    if (quiesce) {
+        /* quiesce_freeze thaws by itself when it fails */
+        if (quiesce_freeze(agent, QUIESCE_TIMEOUT_MS, err) < 0) {
+            qs_error_prefix(err, "cannot quiesce domain '%s'", domain);
+            goto fail;
+        }
+        frozen = true;
+    }
+    /* the pause: memory saved and disks switched at one instant of the guest */
+    if (mem) {
+        if (was_running) {
+            if (vm_stop(*c, err) < 0)
+                goto fail;
+            stopped = true;
+        }
+        if (memfile_save(e, *c, memfd, snap->memory_file, domain, before, was_running, err) < 0)
             goto fail;
     }
+    if (*c && transaction_switch(*c, &p, err) < 0)
+        goto fail;
     switched = true;
+    if (stopped && !halt) {
+        if (vm_cont(*c, err) < 0)
+            goto fail;
+        stopped = false;
+    }
+    if (frozen && !(stopped && halt)) {
+        frozen = false;
+        if (quiesce_thaw(agent, QUIESCE_TIMEOUT_MS, err) < 0) {
+            qs_error_prefix(err, "cannot thaw the filesystems of domain '%s'", domain);
+            goto fail;
+        }
+    }
+    frozen = false;
+    if (memfd >= 0 && close(memfd) < 0) {
+        memfd = -1;
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot write memory state file '%s'", snap->memory_file);
+        goto fail;
+    }
+    memfd = -1;
 
     if (!(flags & ENGINE_CREATE_NO_METADATA)) {
         snap_disks_clear(snap);
@@ -498,10 +637,14 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
         free(snap->parent);
         snap->parent = cur ? qs_xstrdup(cur->name) : NULL;
         snap->creation_time = (long long)time(NULL);
-        snap->state = (*c || (flags & ENGINE_CREATE_DISK_ONLY)) ? MD_STATE_DISK_SNAPSHOT : MD_STATE_SHUTOFF;
-        snap->memory = MD_LOCATION_NO;
-        free(snap->memory_file);
-        snap->memory_file = NULL;
+        if (mem) {
+            snap->state = was_running ? MD_STATE_RUNNING : MD_STATE_PAUSED;
+        } else {
+            snap->state = (*c || (flags & ENGINE_CREATE_DISK_ONLY)) ? MD_STATE_DISK_SNAPSHOT : MD_STATE_SHUTOFF;
+            snap->memory = MD_LOCATION_NO;
+            free(snap->memory_file);
+            snap->memory_file = NULL;
+        }
         free(snap->domain_xml);
         snap->domain_xml = before;
         before = NULL;
@@ -519,7 +662,7 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     if (md_store_domain_put(e->store, lock, dom, err) < 0)
         goto fail;
     ret = 0;
-    if ((flags & ENGINE_CREATE_HALT) && *c && engine_qemu_quit(e, c, err) < 0)
+    if (halt && *c && engine_qemu_quit(e, c, err) < 0)
         ret = -1; /* the snapshot stands; only the halt failed */
     goto out;
 
@@ -529,11 +672,29 @@ fail:
         md_store_snapshot_delete(e->store, lock, domain, snap->name, 0, &ignore);
         qs_error_free(ignore);
     }
+    if (stopped) {
+        /* the guest gets its run state back first: cont also reactivates the images a save left inactive,
+         * which the commit of switch_undo needs */
+        struct qs_error *ignore = NULL;
+        vm_cont(*c, &ignore);
+        qs_error_free(ignore);
+    }
     if (switched && *c)
         switch_undo(e, *c, &p);
     else
         xplan_unwind(&p, *c);
+    if (frozen) {
+        /* the agent answers only a running guest: after cont */
+        struct qs_error *ignore = NULL;
+        quiesce_thaw(agent, QUIESCE_TIMEOUT_MS, &ignore);
+        qs_error_free(ignore);
+    }
+    if (mem_created)
+        unlink(snap->memory_file);
 out:
+    qs_close(memfd);
+    free(agent);
+    free(status);
     free(before);
     xplan_release(&p);
     return ret;
@@ -548,16 +709,45 @@ int ext_revert(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     struct md_domain *sdom = NULL;
     char *old = NULL;
     struct xplan p = {0};
+    struct memstate_header h = {0};
     bool was_up = *c != NULL, was_running = false, quit = false, stored = false;
-    int ret = -1;
+    bool mem = snap->memory == MD_LOCATION_EXTERNAL;
+    bool want_running = (flags & ENGINE_REVERT_RUNNING) ||
+                        (!(flags & ENGINE_REVERT_PAUSED) && snap->state == MD_STATE_RUNNING);
+    int memfd = -1, ret = -1;
 
+    if (snap->memory == MD_LOCATION_INTERNAL || snap->memory == MD_LOCATION_MANUAL) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "snapshot '%s': reverting to memory snapshot '%s' with external "
+                     "disks is not supported", snap->name, md_location_to_string(snap->memory));
+        return -1;
+    }
+    if (mem) {
+        /* the state file is checked before anything changes */
+        if (!snap->memory_file) {
+            qs_error_set(err, QS_ERR_INVALID, "snapshot '%s' records no memory state file", snap->name);
+            return -1;
+        }
+        if ((memfd = open(snap->memory_file, O_RDONLY | O_CLOEXEC)) < 0) {
+            qs_error_set_errno(err, errno == ENOENT ? QS_ERR_NOTFOUND : QS_ERR_IO, errno,
+                               "cannot open memory state file '%s' of snapshot '%s'", snap->memory_file,
+                               snap->name);
+            return -1;
+        }
+        if (memstate_header_read(memfd, snap->memory_file, &h, err) < 0)
+            goto out;
+        if (strcmp(h.domain, md_domain_name(dom)) != 0) {
+            qs_error_set(err, QS_ERR_INVALID, "memory state file '%s' holds domain '%s', not '%s'",
+                         snap->memory_file, h.domain, md_domain_name(dom));
+            goto out;
+        }
+    }
     if (!snap->domain_xml) {
         qs_error_set(err, QS_ERR_UNSUPPORTED, "snapshot '%s' has no <domain>: its disk images are unknown",
                      snap->name);
-        return -1;
+        goto out;
     }
     if (!(sdom = md_domain_parse(snap->domain_xml, strlen(snap->domain_xml), err)))
-        return -1;
+        goto out;
     for (size_t i = 0; i < snap->ndisks; i++) {
         const struct md_snapshot_disk *sd = &snap->disks[i];
         struct md_domain_disk frozen, now;
@@ -623,9 +813,23 @@ int ext_revert(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     if (md_store_domain_put(e->store, lock, dom, err) < 0)
         goto fail;
     stored = true;
-    if ((flags & (ENGINE_REVERT_RUNNING | ENGINE_REVERT_PAUSED)) &&
-        engine_qemu_start(e, dom, lock, flags & ENGINE_REVERT_PAUSED, c, err) < 0)
+    if (mem) {
+        /* the saved RAM and devices on the frozen disks' content (the new overlays are empty) */
+        struct memstate_options o = {.phase = "restore", .progress = e->progress, .opaque = e->opaque};
+        if (engine_qemu_start_incoming(e, dom, lock, c, err) < 0 || memstate_load(*c, memfd, &o, err) < 0 ||
+            (want_running && vm_cont(*c, err) < 0)) {
+            struct qs_error *ignore = NULL;
+            qs_error_prefix(err, "cannot load memory state file '%s' of snapshot '%s' (the domain is left off on "
+                            "the snapshot's disks)", snap->memory_file, snap->name);
+            if (*c)
+                engine_qemu_quit(e, c, &ignore);
+            qs_error_free(ignore);
+            goto out;
+        }
+    } else if ((flags & (ENGINE_REVERT_RUNNING | ENGINE_REVERT_PAUSED)) &&
+               engine_qemu_start(e, dom, lock, flags & ENGINE_REVERT_PAUSED, c, err) < 0) {
         goto out; /* the revert stands: the domain is off on the snapshot's disks */
+    }
     ret = 0;
     goto out;
 
@@ -643,6 +847,8 @@ fail:
         }
     }
 out:
+    qs_close(memfd);
+    memstate_header_release(&h);
     free(old);
     xplan_release(&p);
     md_domain_free(sdom);
@@ -826,9 +1032,9 @@ int ext_delete(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     char **dirs = NULL;
     int ret = -1;
 
-    if (snap->memory == MD_LOCATION_INTERNAL || snap->memory == MD_LOCATION_EXTERNAL) {
-        qs_error_set(err, QS_ERR_UNSUPPORTED, "deleting external snapshot '%s' with a memory state is not "
-                     "supported yet", snap->name);
+    if (snap->memory == MD_LOCATION_INTERNAL || snap->memory == MD_LOCATION_MANUAL) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "deleting external snapshot '%s' with memory snapshot '%s' is not "
+                     "supported", snap->name, md_location_to_string(snap->memory));
         return -1;
     }
     if (!snap->domain_xml || !(sdom = md_domain_parse(snap->domain_xml, strlen(snap->domain_xml), err))) {
@@ -1105,6 +1311,18 @@ int ext_delete(struct engine *e, struct md_domain *dom, const struct md_lock *lo
             unlink(m[i].overlay);
         qs_strv_free(deps);
         qs_strv_free(chain);
+    }
+    if (snap->memory == MD_LOCATION_EXTERNAL && snap->memory_file) {
+        /* the memory state belongs to this snapshot alone, unless metadata says otherwise */
+        bool shared = false;
+        for (size_t k = 0; k < nothers && !shared; k++)
+            shared = others[k]->memory == MD_LOCATION_EXTERNAL && same_file(others[k]->memory_file,
+                                                                            snap->memory_file);
+        if (!shared && unlink(snap->memory_file) < 0 && errno != ENOENT) {
+            qs_error_set_errno(err, QS_ERR_IO, errno, "snapshot '%s' merged, but its memory state file '%s' "
+                               "could not be removed", snap->name, snap->memory_file);
+            goto out;
+        }
     }
     ret = 0;
 out:

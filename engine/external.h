@@ -6,7 +6,8 @@
 
 #include "engine_priv.h"
 
-/* Whether a create with SPEC and FLAGS asks for external disk snapshots (--disk-only, or a disk external). */
+/* Whether a create with SPEC and FLAGS asks for an external snapshot (--disk-only, a disk external, or
+ * external memory). */
 bool ext_wanted(const struct md_snapshot *spec, unsigned flags);
 
 /*
@@ -16,6 +17,16 @@ bool ext_wanted(const struct md_snapshot *spec, unsigned flags);
  * Live: blockdev-add of every overlay and one transaction of blockdev-snapshot actions. On failure nothing
  * is left: nodes deleted, files qsnap created removed, no metadata changed. On success DOM (stored) points
  * at the overlays and SNAP is stored (unless NO_METADATA) as libvirt writes disk-only snapshots.
+ *
+ * External memory (SNAP->memory EXTERNAL, memory_file absolute and new; running or paused VM; disks not
+ * named default to external): in one pause of the guest, RAM and device state go to the file (0600, a
+ * memstate save file: qsnap's header, then QEMU's stream, written through getfd + migrate) and the
+ * transaction switches the disks; then cont when the VM ran (not with HALT, which quits QEMU). A VM that
+ * was paused stays paused in QEMU's "postmigrate" state, its images inactive until it is resumed. State
+ * recorded: running or paused. On failure the file is removed too and the VM runs again if it ran.
+ * QUIESCE: the guest agent (its socket from the recorded command line; none is QS_ERR_UNSUPPORTED before
+ * anything changes) freezes the filesystems around the switch (and the memory save) and always thaws; an
+ * agent that does not answer is QS_ERR_TIMEOUT, nothing created. LIVE is refused (QS_ERR_UNSUPPORTED).
  */
 int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lock, const struct md_tree *t,
                struct md_snapshot *snap, unsigned flags, struct qmp_client **c, struct qs_error **err);
@@ -24,6 +35,9 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
  * Reverts DOM to external snapshot SNAP: a new overlay on each frozen image SNAP holds (named like the
  * snapshot's own overlay plus "-N"), QEMU quit when it runs, DOM pointed at the new overlays and stored,
  * then QEMU started (fresh boot) only for ENGINE_REVERT_RUNNING / _PAUSED. The old branch's files stay.
+ * With external memory: the memory file is checked first (a qsnap save file of this domain), then QEMU
+ * starts with -incoming defer on the new overlays and loads it; it then runs or stays paused as SNAP's state
+ * says, or as RUNNING / PAUSED. A failed load leaves the domain off on the new overlays.
  * *c may be quit and replaced.
  */
 int ext_revert(struct engine *e, struct md_domain *dom, const struct md_lock *lock, const struct md_snapshot *snap,
@@ -34,7 +48,8 @@ int ext_revert(struct engine *e, struct md_domain *dom, const struct md_lock *lo
  * rebases what sat on the overlays, removes the overlays, and points DOM and the other snapshots' <domain>
  * at the merged images. Refuses (before changing anything) what it cannot merge safely: a frozen image
  * another branch or snapshot still needs, internal snapshots inside an overlay, internal and external
- * disks in one snapshot. The caller deletes SNAP's metadata afterwards.
+ * disks in one snapshot. The memory file of an external memory snapshot is removed afterwards unless
+ * another snapshot names it too. The caller deletes SNAP's metadata afterwards.
  */
 int ext_delete(struct engine *e, struct md_domain *dom, const struct md_lock *lock, const struct md_snapshot *snap,
                struct qmp_client *c, struct qs_error **err);

@@ -17,6 +17,9 @@ int quiesce_freeze(const char *qga_socket, int timeout_ms, struct qs_error **err
 
     if (!(g = qga_client_connect(qga_socket, timeout_ms, err)))
         goto out;
+    /* a guest without an agent is found out quickly, before any freeze was asked for (nothing to thaw) */
+    if (qga_client_sync(g, timeout_ms < QUIESCE_SYNC_TIMEOUT_MS ? timeout_ms : QUIESCE_SYNC_TIMEOUT_MS, err) < 0)
+        goto out;
     if (qga_fsfreeze_freeze(g, timeout_ms, NULL, err) < 0) {
         /* the agent thaws what it froze when the freeze fails, but after a timeout the freeze may still be
          * under way: a thaw now (it waits for the freeze in the agent's queue) is the only safe end */

@@ -6,6 +6,9 @@
 
 /* How long a freeze or thaw may wait for the agent by default. Windows' VSS holds a freeze 10 s at most. */
 #define QUIESCE_TIMEOUT_MS 10000
+/* How long quiesce_freeze waits for the agent's first answer (guest-sync), before it asks for a freeze: a
+ * running agent answers in milliseconds, and a guest without one fails fast with nothing to thaw. */
+#define QUIESCE_SYNC_TIMEOUT_MS 3000
 
 /*
  * Usage, "always thaw":
@@ -24,8 +27,8 @@
  * writers.
  *
  * No agent in the guest (QEMU accepts the connection and the bytes, nobody answers): QS_ERR_TIMEOUT after
- * TIMEOUT_MS, "guest agent on 'SOCK' did not answer within N ms: is qemu-guest-agent running in the
- * guest?". No channel (socket missing, nobody listening): QS_ERR_NOTFOUND.
+ * QUIESCE_SYNC_TIMEOUT_MS (or TIMEOUT_MS when smaller), before any freeze is asked for: "guest agent on
+ * 'SOCK' did not answer within N ms: is qemu-guest-agent running in the guest?". No channel (socket missing, nobody listening): QS_ERR_NOTFOUND.
  */
 int quiesce_freeze(const char *qga_socket, int timeout_ms, struct qs_error **err);
 /* Thaws; succeeds when nothing was frozen. */

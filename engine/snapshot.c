@@ -349,7 +349,8 @@ static int disk_set_from_snapshot(struct disk_set *ds, const struct md_domain *d
 
 #define SUPPORTED_CREATE                                                                                   \
     (ENGINE_CREATE_REDEFINE | ENGINE_CREATE_CURRENT | ENGINE_CREATE_NO_METADATA | ENGINE_CREATE_HALT |      \
-     ENGINE_CREATE_ATOMIC | ENGINE_CREATE_VALIDATE | ENGINE_CREATE_DISK_ONLY | ENGINE_CREATE_REUSE_EXT)
+     ENGINE_CREATE_ATOMIC | ENGINE_CREATE_VALIDATE | ENGINE_CREATE_DISK_ONLY | ENGINE_CREATE_REUSE_EXT |  \
+     ENGINE_CREATE_QUIESCE | ENGINE_CREATE_LIVE)
 
 static int create_redefine(struct engine *e, const char *domain, struct md_snapshot *snap, unsigned flags,
                            struct qs_error **err)
@@ -405,11 +406,12 @@ int engine_snapshot_create(struct engine *e, const char *domain, const char *xml
     int ret = -1;
 
     if (flags & ~SUPPORTED_CREATE) {
-        qs_error_set(err, QS_ERR_UNSUPPORTED, "quiesced and live snapshots are not supported yet");
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "unsupported snapshot flags 0x%x", flags & ~SUPPORTED_CREATE);
         return -1;
     }
-    if ((flags & ENGINE_CREATE_REDEFINE) && (flags & (ENGINE_CREATE_HALT | ENGINE_CREATE_NO_METADATA))) {
-        qs_error_set(err, QS_ERR_INVALID, "redefine cannot be combined with halt or no-metadata");
+    if ((flags & ENGINE_CREATE_REDEFINE) && (flags & (ENGINE_CREATE_HALT | ENGINE_CREATE_NO_METADATA |
+                                                      ENGINE_CREATE_QUIESCE | ENGINE_CREATE_LIVE))) {
+        qs_error_set(err, QS_ERR_INVALID, "redefine cannot be combined with halt, no-metadata, quiesce or live");
         return -1;
     }
     if ((flags & ENGINE_CREATE_CURRENT) && !(flags & ENGINE_CREATE_REDEFINE)) {
@@ -430,8 +432,8 @@ int engine_snapshot_create(struct engine *e, const char *domain, const char *xml
             *name = qs_xstrdup(snap->name);
         goto out;
     }
-    if (snap->memory == MD_LOCATION_EXTERNAL || snap->memory == MD_LOCATION_MANUAL) {
-        qs_error_set(err, QS_ERR_UNSUPPORTED, "external memory snapshots are not supported yet");
+    if (snap->memory == MD_LOCATION_MANUAL) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "manual memory snapshots are not supported");
         goto out;
     }
     if (!snap->name)
@@ -451,6 +453,15 @@ int engine_snapshot_create(struct engine *e, const char *domain, const char *xml
         if (name)
             *name = qs_xstrdup(snap->name);
         ret = 0;
+        goto out;
+    }
+    /* internal snapshots from here on */
+    if (flags & ENGINE_CREATE_LIVE) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "live snapshots (--live) are not supported yet");
+        goto out;
+    }
+    if (flags & ENGINE_CREATE_QUIESCE) {
+        qs_error_set(err, QS_ERR_INVALID, "--quiesce needs an external snapshot (--disk-only or --memspec)");
         goto out;
     }
     if (disk_set_from_domain(&ds, dom, snap, err) < 0 || engine_domain_connect(e, dom, &c, err) < 0)
@@ -605,7 +616,8 @@ int engine_snapshot_revert(struct engine *e, const char *domain, const char *nam
         !(snap = snapshot_get(e, domain, name, err)))
         goto out;
     if (md_snapshot_is_external(snap)) {
-        /* no memory state: the disks go back (on new overlays) and the VM boots afresh only when asked */
+        /* the disks go back (on new overlays); with external memory QEMU loads it, else the VM boots afresh
+         * only when asked */
         if (engine_domain_connect(e, dom, &c, err) < 0 || ext_revert(e, dom, lock, snap, flags, &c, err) < 0)
             goto out;
         goto current;
