@@ -190,20 +190,24 @@ QS_EXPORT int engine_snapshot_get_xml(struct engine *e, const char *domain, cons
  * VM: memory and disks inside the qcow2 images (snapshot-save job); shut-off VM: disks only (qemu-img).
  * DISK_ONLY (or a disk snapshot='external'): external disk-only snapshot - a qcow2 overlay per disk (the
  * given file, else libvirt's name: the image's extension replaced by ".NAME"), switched to atomically
- * (one blockdev-snapshot transaction) while QEMU runs; the domain then runs on the overlays.
+ * (one blockdev-snapshot transaction) while QEMU runs; the domain then runs on the overlays. A memory
+ * element with snapshot='external' and a file (--memspec): the RAM goes to that file (migration to an fd)
+ * and the disks switch in the same pause. QUIESCE freezes the guest's filesystems through the guest agent
+ * around the switch (always thawed). LIVE is not supported yet.
  * With REDEFINE, only records metadata (libvirt's rules apply). *name (may be NULL) gets the snapshot's
  * name (generated from the time when the XML gives none). Caller frees.
  */
 QS_EXPORT int engine_snapshot_create(struct engine *e, const char *domain, const char *xml, unsigned flags,
                                      char **name, struct qs_error **err);
 /* Reverts DOMAIN to NAME: in place (snapshot-load) when QEMU runs; flags as enum engine_revert_flags. An
- * external snapshot: QEMU is quit, new overlays go on the snapshot's images (the old branch stays), and
- * QEMU boots afresh only with RUNNING or PAUSED. */
+ * external snapshot: QEMU is quit, new overlays go on the snapshot's images (the old branch stays); with a
+ * memory file a fresh QEMU loads it (-incoming), running or paused as the snapshot was or as the flags say;
+ * a disk-only one boots afresh only with RUNNING or PAUSED. */
 QS_EXPORT int engine_snapshot_revert(struct engine *e, const char *domain, const char *name, unsigned flags,
                                      struct qs_error **err);
 /* Deletes NAME (and/or its descendants); children move to NAME's parent. Flags: enum engine_delete_flags.
- * An external snapshot is merged (block-commit live, qemu-img commit/rebase offline); what cannot be merged
- * safely (an image another branch needs) is refused. */
+ * An external snapshot is merged (block-commit live, qemu-img commit/rebase offline) and its memory file
+ * removed; what cannot be merged safely (an image another branch needs) is refused. */
 QS_EXPORT int engine_snapshot_delete(struct engine *e, const char *domain, const char *name, unsigned flags,
                                      struct qs_error **err);
 
