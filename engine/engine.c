@@ -752,9 +752,7 @@ out:
         free(nodes[k]);
     free(nodes);
     if (ret < 0 && *c) {
-        struct qs_error *ignore = NULL;
-        engine_qemu_quit(e, c, &ignore);
-        qs_error_free(ignore);
+        engine_qemu_quit(e, c, NULL); /* best effort: the error that matters is already set */
     }
     qs_strv_free(argv);
     qs_strv_free(full);

@@ -818,12 +818,10 @@ int ext_revert(struct engine *e, struct md_domain *dom, const struct md_lock *lo
         struct memstate_options o = {.phase = "restore", .progress = e->progress, .opaque = e->opaque};
         if (engine_qemu_start_incoming(e, dom, lock, c, err) < 0 || memstate_load(*c, memfd, &o, err) < 0 ||
             (want_running && vm_cont(*c, err) < 0)) {
-            struct qs_error *ignore = NULL;
             qs_error_prefix(err, "cannot load memory state file '%s' of snapshot '%s' (the domain is left off on "
                             "the snapshot's disks)", snap->memory_file, snap->name);
             if (*c)
-                engine_qemu_quit(e, c, &ignore);
-            qs_error_free(ignore);
+                engine_qemu_quit(e, c, NULL);
             goto out;
         }
     } else if ((flags & (ENGINE_REVERT_RUNNING | ENGINE_REVERT_PAUSED)) &&

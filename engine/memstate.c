@@ -642,9 +642,7 @@ int engine_domain_restore(struct engine *e, const char *path, unsigned flags, ch
 out:
     if (ret < 0 && started && c) {
         /* a QEMU half loaded is no use to anyone (one that ran before is not ours to end) */
-        struct qs_error *ignore = NULL;
-        engine_qemu_quit(e, &c, &ignore);
-        qs_error_free(ignore);
+        engine_qemu_quit(e, &c, NULL); /* best effort: the error that matters is already set */
     }
     qmp_client_free(c);
     memstate_header_release(&h);

@@ -655,9 +655,7 @@ current:
 out:
     if (ret < 0 && started && c) {
         /* we started QEMU for this revert: leave the domain off as we found it */
-        struct qs_error *ignore = NULL;
-        engine_qemu_quit(e, &c, &ignore);
-        qs_error_free(ignore);
+        engine_qemu_quit(e, &c, NULL); /* best effort: the error that matters is already set */
     }
     qmp_client_free(c);
     disk_set_release(&ds);
