@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "qemu_harness.h"
 #include "qmp.h"
 #include "qs_proc.h"
@@ -42,7 +43,7 @@
 
 extern char **environ;
 
-#define MAX_ITER 200
+#define MAX_ITER BENCH_MAX_SAMPLES
 #define MAX_CONFIGS 8
 #define MAX_COUNTS 8
 #define DOMAIN "bench"
@@ -50,55 +51,6 @@ extern char **environ;
 #define QSNAP_JOB "qsnap-snapshot" /* engine/internal.c's job id: events with it are qsnap's */
 #define SETTLE_MS 20               /* before every timed operation, untimed: QEMU done with the last one */
 #define EVENT_TIMEOUT_MS 10000
-
-/* ------------------------------------------------------------------------------------------------ */
-/* Samples. */
-
-struct series {
-    double v[MAX_ITER];
-    size_t n;
-};
-
-static void series_add(struct series *s, double ms)
-{
-    if (s->n < MAX_ITER)
-        s->v[s->n++] = ms;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double series_median(const struct series *s)
-{
-    double t[MAX_ITER];
-
-    if (s->n == 0)
-        return NAN;
-    memcpy(t, s->v, s->n * sizeof(double));
-    qsort(t, s->n, sizeof(double), cmp_double);
-    return s->n % 2 ? t[s->n / 2] : (t[s->n / 2 - 1] + t[s->n / 2]) / 2;
-}
-
-static double series_min(const struct series *s)
-{
-    double m = NAN;
-    for (size_t i = 0; i < s->n; i++)
-        if (isnan(m) || s->v[i] < m)
-            m = s->v[i];
-    return m;
-}
-
-static double series_max(const struct series *s)
-{
-    double m = NAN;
-    for (size_t i = 0; i < s->n; i++)
-        if (isnan(m) || s->v[i] > m)
-            m = s->v[i];
-    return m;
-}
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Results. */
@@ -112,13 +64,13 @@ _Static_assert(sizeof(op_names) / sizeof(op_names[0]) == OP__LAST, "op_names");
 
 /* One side (qsnap or raw) of one operation. */
 struct side {
-    struct series wall;      /* whole time, ms */
-    struct series pre;       /* start -> job "created" */
-    struct series job;       /* "created" -> "concluded" */
-    struct series dismiss;   /* "concluded" -> "null" (dismissed) */
-    struct series post;      /* "null" -> end */
-    struct series outside;   /* wall minus created->null: everything that is not QEMU's job handling */
-    struct series pause;     /* STOP -> RESUME */
+    struct bench_series wall;      /* whole time, ms */
+    struct bench_series pre;       /* start -> job "created" */
+    struct bench_series job;       /* "created" -> "concluded" */
+    struct bench_series dismiss;   /* "concluded" -> "null" (dismissed) */
+    struct bench_series post;      /* "null" -> end */
+    struct bench_series outside;   /* wall minus created->null: everything that is not QEMU's job handling */
+    struct bench_series pause;     /* STOP -> RESUME */
 };
 
 struct opres {
@@ -130,23 +82,23 @@ struct config {
     bool filled;
     int64_t vmstate_bytes; /* the warm-up snapshot's vm-state-size */
     struct opres ops[OP__LAST];
-    struct series raw_query_block; /* the other query a QMP-side listing would use */
+    struct bench_series raw_query_block; /* the other query a QMP-side listing would use */
     double elapsed_s;
 };
 
 struct floors {
-    struct series spawn_true;    /* posix_spawn /bin/true to waitpid */
-    struct series qsnap_version; /* qsnap version: exec + dynamic linking, no work */
-    struct series qsnap_domstate; /* domain XML + QMP connect + handshake + query-status */
-    struct series raw_connect;   /* qmp_client_connect + free: connect, greeting, qmp_capabilities */
-    struct series raw_status;    /* query-status on an open connection */
+    struct bench_series spawn_true;    /* posix_spawn /bin/true to waitpid */
+    struct bench_series qsnap_version; /* qsnap version: exec + dynamic linking, no work */
+    struct bench_series qsnap_domstate; /* domain XML + QMP connect + handshake + query-status */
+    struct bench_series raw_connect;   /* qmp_client_connect + free: connect, greeting, qmp_capabilities */
+    struct bench_series raw_status;    /* query-status on an open connection */
     bool done;
 };
 
 struct listscale {
     size_t count;
     double cold_ms; /* first list: no index yet */
-    struct series warm;
+    struct bench_series warm;
 };
 
 struct bench {
@@ -174,26 +126,6 @@ struct bench {
 /* ------------------------------------------------------------------------------------------------ */
 /* Helpers. */
 
-static void die(const char *what, struct qs_error *err)
-{
-    fprintf(stderr, "bench_internal: %s%s%s\n", what, err ? ": " : "", err && err->message ? err->message : "");
-    exit(1);
-}
-
-static int64_t real_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
-
 static void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void progress(const char *fmt, ...)
 {
@@ -203,24 +135,6 @@ static void progress(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fputs("\n", stderr);
     va_end(ap);
-}
-
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "re");
-    char *buf = NULL;
-    size_t cap = 0, n = 0, r;
-
-    if (!f)
-        return NULL;
-    do {
-        qs_xgrow((void **)&buf, &cap, n + 4097, 1);
-        r = fread(buf + n, 1, 4096, f);
-        n += r;
-    } while (r > 0);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
 }
 
 /* Writes PATH; AGE_S > 0 dates it that many seconds back (as files written long ago). */
@@ -263,53 +177,11 @@ static void remove_tree(const char *path)
 /* ------------------------------------------------------------------------------------------------ */
 /* Whole-process runs. */
 
-struct run {
-    double wall_ms;
-    int64_t start_us, end_us; /* CLOCK_REALTIME, as QEMU stamps its events */
-    int status;
-};
-
-/* posix_spawn ARGV (argv[0] a path) with stdout and stderr to files, waits; the time covers both. */
-static void spawn_run(struct bench *b, char *const argv[], struct run *r)
-{
-    posix_spawn_file_actions_t fa;
-    pid_t pid;
-    int64_t t0, t1;
-    int st, rc;
-
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, b->out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, b->err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    r->start_us = real_us();
-    t0 = qs_now_ns();
-    rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
-    if (rc != 0) {
-        fprintf(stderr, "bench_internal: cannot run '%s': %s\n", argv[0], strerror(rc));
-        exit(1);
-    }
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-        ;
-    t1 = qs_now_ns();
-    r->end_us = real_us();
-    posix_spawn_file_actions_destroy(&fa);
-    r->wall_ms = (double)(t1 - t0) / 1e6;
-    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 /* Runs qsnap --root ROOT ARGS...; a failure ends the benchmark with qsnap's stderr. */
-static void qsnap_run(struct bench *b, struct run *r, const char *a1, const char *a2, const char *a3,
+static void qsnap_run(struct bench *b, struct bench_run *r, const char *a1, const char *a2, const char *a3,
                       const char *a4)
 {
-    char *argv[] = {(char *)b->qsnap, "--root", b->root, (char *)a1, (char *)a2, (char *)a3, (char *)a4, NULL};
-    spawn_run(b, argv, r);
-    if (r->status != 0) {
-        char *e = read_text(b->err_path);
-        fprintf(stderr, "bench_internal: qsnap %s %s failed (exit %d): %s\n", a1, a2 ? a2 : "", r->status,
-                e ? e : "");
-        free(e);
-        exit(1);
-    }
+    bench_qsnap_run(b->qsnap, b->root, b->out_path, b->err_path, r, a1, a2, a3, a4, (char *)NULL);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -325,7 +197,7 @@ static void observer_drain(struct qmp_client *hc)
     struct qmp_event *ev;
 
     if (qmp_client_poll(hc, &err) < 0)
-        die("the harness's monitor failed", err);
+        bench_die("the harness's monitor failed", err);
     while ((ev = qmp_client_event_pop(hc)))
         qmp_event_free(ev);
 }
@@ -341,7 +213,7 @@ static void observer_collect(struct qmp_client *hc, const char *job_id, struct s
         const char *name, *id, *status;
         int64_t ts;
         if (qmp_client_event_wait(hc, NULL, NULL, NULL, EVENT_TIMEOUT_MS, &ev, &err) < 0)
-            die("waiting for the job's events on the harness's monitor", err);
+            bench_die("waiting for the job's events on the harness's monitor", err);
         name = qmp_event_name(ev);
         ts = qmp_event_timestamp_us(ev);
         if (strcmp(name, "STOP") == 0 && !st->stop)
@@ -371,18 +243,18 @@ static void observer_collect(struct qmp_client *hc, const char *job_id, struct s
 static void side_add(struct side *s, double wall_ms, int64_t start_us, int64_t end_us, const struct stamps *st,
                      bool job)
 {
-    series_add(&s->wall, wall_ms);
+    bench_series_add(&s->wall, wall_ms);
     if (!job)
         return;
     if (st->created && st->concluded && st->null_) {
-        series_add(&s->pre, (double)(st->created - start_us) / 1e3);
-        series_add(&s->job, (double)(st->concluded - st->created) / 1e3);
-        series_add(&s->dismiss, (double)(st->null_ - st->concluded) / 1e3);
-        series_add(&s->post, (double)(end_us - st->null_) / 1e3);
-        series_add(&s->outside, wall_ms - (double)(st->null_ - st->created) / 1e3);
+        bench_series_add(&s->pre, (double)(st->created - start_us) / 1e3);
+        bench_series_add(&s->job, (double)(st->concluded - st->created) / 1e3);
+        bench_series_add(&s->dismiss, (double)(st->null_ - st->concluded) / 1e3);
+        bench_series_add(&s->post, (double)(end_us - st->null_) / 1e3);
+        bench_series_add(&s->outside, wall_ms - (double)(st->null_ - st->created) / 1e3);
     }
     if (st->stop && st->resume && st->resume >= st->stop)
-        series_add(&s->pause, (double)(st->resume - st->stop) / 1e3);
+        bench_series_add(&s->pause, (double)(st->resume - st->stop) / 1e3);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -394,7 +266,7 @@ static struct qmp_client *raw_connect(struct bench *b)
     struct qs_error *err = NULL;
     struct qmp_client *c = qmp_client_connect(qh_vm_socket_path(b->vm), &o, &err);
     if (!c)
-        die("raw QMP connect", err);
+        bench_die("raw QMP connect", err);
     return c;
 }
 
@@ -415,7 +287,7 @@ static void check_running(struct bench *b, const char *after)
     bool running = false;
 
     if (qmp_client_execute(qh_vm_qmp(b->vm), "query-status", NULL, &r, &err) < 0)
-        die("query-status", err);
+        bench_die("query-status", err);
     qmp_value_bool(qmp_value_get(qmp_reply_value(r), "running"), &running);
     qmp_reply_free(r);
     if (!running) {
@@ -433,35 +305,35 @@ static void raw_op(struct bench *b, struct config *cf, enum op op, const char *t
     int64_t t0, t1, s_us, e_us;
 
     observer_drain(hc);
-    sleep_ms(SETTLE_MS);
+    bench_sleep_ms(SETTLE_MS);
     if (op == OP_LIST) {
         struct qmp_reply *r = NULL;
         t0 = qs_now_ns();
         if (qmp_client_execute(c, "query-named-block-nodes", NULL, &r, &err) < 0)
-            die("query-named-block-nodes", err);
+            bench_die("query-named-block-nodes", err);
         t1 = qs_now_ns();
         qmp_reply_free(r);
         r = NULL;
         if (record)
-            series_add(&cf->ops[op].r.wall, (double)(t1 - t0) / 1e6);
+            bench_series_add(&cf->ops[op].r.wall, (double)(t1 - t0) / 1e6);
         t0 = qs_now_ns();
         if (qmp_client_execute(c, "query-block", NULL, &r, &err) < 0)
-            die("query-block", err);
+            bench_die("query-block", err);
         t1 = qs_now_ns();
         qmp_reply_free(r);
         if (record)
-            series_add(&cf->raw_query_block, (double)(t1 - t0) / 1e6);
+            bench_series_add(&cf->raw_query_block, (double)(t1 - t0) / 1e6);
         qmp_client_free(c);
         return;
     }
     {
         struct qmp_args *a = job_args(tag, op != OP_DELETE);
-        s_us = real_us();
+        s_us = bench_real_us();
         t0 = qs_now_ns();
         if (qmp_job_run(c, cmds[op], a, RAW_JOB, NULL, &err) < 0)
-            die(cmds[op], err);
+            bench_die(cmds[op], err);
         t1 = qs_now_ns();
-        e_us = real_us();
+        e_us = bench_real_us();
         qmp_args_free(a);
     }
     qmp_client_free(c);
@@ -476,10 +348,10 @@ static void qsnap_op(struct bench *b, struct config *cf, enum op op, const char 
 {
     struct qmp_client *hc = qh_vm_qmp(b->vm);
     struct stamps st = {0};
-    struct run r;
+    struct bench_run r;
 
     observer_drain(hc);
-    sleep_ms(SETTLE_MS);
+    bench_sleep_ms(SETTLE_MS);
     switch (op) {
     case OP_CREATE:
         qsnap_run(b, &r, "snapshot-create-as", DOMAIN, "--name", tag);
@@ -505,32 +377,6 @@ static void qsnap_op(struct bench *b, struct config *cf, enum op op, const char 
 /* ------------------------------------------------------------------------------------------------ */
 /* Guest RAM. */
 
-/* A file of MB MiB of pseudo-random bytes (xorshift64*): no page is zero, none repeats. Caller frees. */
-static char *ram_file_create(struct bench *b, int mb)
-{
-    char *path = qs_asprintf("%s/ram-%d.img", b->ramdir, mb);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    uint64_t x = 0x9e3779b97f4a7c15ull ^ (uint64_t)mb;
-    size_t chunk = 1u << 20;
-    uint64_t *buf = qs_xmalloc(chunk);
-
-    if (fd < 0)
-        die(qs_asprintf("cannot create '%s': %s", path, strerror(errno)), NULL);
-    for (int m = 0; m < mb; m++) {
-        for (size_t i = 0; i < chunk / 8; i++) {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            buf[i] = x * 0x2545f4914f6cdd1dull;
-        }
-        if (qs_write_all(fd, buf, chunk) < 0)
-            die(qs_asprintf("cannot write '%s': %s", path, strerror(errno)), NULL);
-    }
-    free(buf);
-    close(fd);
-    return path;
-}
-
 /* The vm-state-size QEMU reports for TAG on node vda. */
 static int64_t vmstate_size(struct bench *b, const char *tag)
 {
@@ -540,7 +386,7 @@ static int64_t vmstate_size(struct bench *b, const char *tag)
     int64_t size = -1;
 
     if (qmp_client_execute(qh_vm_qmp(b->vm), "query-named-block-nodes", NULL, &r, &err) < 0)
-        die("query-named-block-nodes", err);
+        bench_die("query-named-block-nodes", err);
     nodes = qmp_reply_value(r);
     for (size_t i = 0; i < qmp_value_array_len(nodes); i++) {
         const struct qmp_value *n = qmp_value_array_at(nodes, i);
@@ -564,7 +410,7 @@ static void measure_floors(struct bench *b)
 {
     char *truth[] = {"/bin/true", NULL};
     char *version[] = {(char *)b->qsnap, "version", NULL};
-    struct run r;
+    struct bench_run r;
 
     progress("floors: process start, dynamic linking, QMP connect");
     for (int i = 0; i < b->n; i++) {
@@ -573,23 +419,23 @@ static void measure_floors(struct bench *b)
         struct qs_error *err = NULL;
         int64_t t0;
 
-        sleep_ms(SETTLE_MS);
-        spawn_run(b, truth, &r);
-        series_add(&b->floors.spawn_true, r.wall_ms);
-        sleep_ms(SETTLE_MS);
-        spawn_run(b, version, &r);
-        series_add(&b->floors.qsnap_version, r.wall_ms);
-        sleep_ms(SETTLE_MS);
+        bench_sleep_ms(SETTLE_MS);
+        bench_spawn(truth, b->out_path, b->err_path, &r);
+        bench_series_add(&b->floors.spawn_true, r.wall_ms);
+        bench_sleep_ms(SETTLE_MS);
+        bench_spawn(version, b->out_path, b->err_path, &r);
+        bench_series_add(&b->floors.qsnap_version, r.wall_ms);
+        bench_sleep_ms(SETTLE_MS);
         qsnap_run(b, &r, "domstate", DOMAIN, NULL, NULL);
-        series_add(&b->floors.qsnap_domstate, r.wall_ms);
-        sleep_ms(SETTLE_MS);
+        bench_series_add(&b->floors.qsnap_domstate, r.wall_ms);
+        bench_sleep_ms(SETTLE_MS);
         t0 = qs_now_ns();
         c = raw_connect(b);
-        series_add(&b->floors.raw_connect, (double)(qs_now_ns() - t0) / 1e6);
+        bench_series_add(&b->floors.raw_connect, (double)(qs_now_ns() - t0) / 1e6);
         t0 = qs_now_ns();
         if (qmp_client_execute(c, "query-status", NULL, &rep, &err) < 0)
-            die("query-status", err);
-        series_add(&b->floors.raw_status, (double)(qs_now_ns() - t0) / 1e6);
+            bench_die("query-status", err);
+        bench_series_add(&b->floors.raw_status, (double)(qs_now_ns() - t0) / 1e6);
         qmp_reply_free(rep);
         qmp_client_free(c);
     }
@@ -633,15 +479,15 @@ static void measure_list_scale(struct bench *b, const char *tmpl_name)
     char *src_root = b->root;
     char *tpath = qs_asprintf("%s/snapshot/%s/%s.xml", src_root, DOMAIN, tmpl_name);
     char *dpath = qs_asprintf("%s/qemu/%s.xml", src_root, DOMAIN);
-    char *tmpl = read_text(tpath), *dom = read_text(dpath);
+    char *tmpl = bench_read_text(tpath), *dom = bench_read_text(dpath);
 
     if (!tmpl || !dom)
-        die("cannot read the template snapshot or domain file", NULL);
+        bench_die("cannot read the template snapshot or domain file", NULL);
     for (size_t k = 0; k < b->ncounts; k++) {
         size_t count = b->counts[k];
         struct listscale *ls = &b->scale[k];
         char *root = qs_asprintf("%s/list-%zu", b->workdir, count), *p, *out;
-        struct run r;
+        struct bench_run r;
         size_t lines = 0;
 
         progress("snapshot-list with %zu snapshots", count);
@@ -664,10 +510,10 @@ static void measure_list_scale(struct bench *b, const char *tmpl_name)
             free(xml);
         }
         b->root = root;
-        sleep_ms(SETTLE_MS);
+        bench_sleep_ms(SETTLE_MS);
         qsnap_run(b, &r, "snapshot-list", DOMAIN, NULL, NULL);
         ls->cold_ms = r.wall_ms;
-        out = read_text(b->out_path);
+        out = bench_read_text(b->out_path);
         for (char *c = out; c && *c; c++)
             lines += *c == '\n';
         free(out);
@@ -676,9 +522,9 @@ static void measure_list_scale(struct bench *b, const char *tmpl_name)
             exit(1);
         }
         for (int i = 0; i < b->n; i++) {
-            sleep_ms(SETTLE_MS);
+            bench_sleep_ms(SETTLE_MS);
             qsnap_run(b, &r, "snapshot-list", DOMAIN, NULL, NULL);
-            series_add(&ls->warm, r.wall_ms);
+            bench_series_add(&ls->warm, r.wall_ms);
         }
         b->root = src_root;
         free(root);
@@ -695,30 +541,21 @@ static void measure_list_scale(struct bench *b, const char *tmpl_name)
 static void run_config(struct bench *b, struct config *cf, bool first)
 {
     struct qh_vm_config vc = {.mem_mb = cf->mem_mb, .start_timeout_ms = 60000};
-    char *ram = NULL, *obj = NULL, *argv_extra[5] = {NULL};
+    struct bench_ram ram = {0};
     struct qs_error *err = NULL;
     int64_t t_start = qs_now_ms();
-    struct run r;
+    struct bench_run r;
 
     progress("VM with %d MiB of guest RAM, %s", cf->mem_mb, cf->filled ? "filled with data" : "idle");
     if (cf->filled) {
-        ram = ram_file_create(b, cf->mem_mb);
-        obj = qs_asprintf("memory-backend-file,id=bench-ram,size=%dM,mem-path=%s,share=off", cf->mem_mb, ram);
-        argv_extra[0] = "-object";
-        argv_extra[1] = obj;
-        argv_extra[2] = "-machine";
-        argv_extra[3] = "memory-backend=bench-ram";
-        vc.extra_args = (const char *const *)argv_extra;
+        bench_ram_init(&ram, b->ramdir, cf->mem_mb);
+        vc.extra_args = ram.args;
     }
     if (!(b->vm = qh_vm_start(&vc, &err)))
-        die("cannot start QEMU", err);
-    if (ram) {
-        unlink(ram); /* QEMU has mapped it; the pages live as long as the mapping */
-        free(ram);
-    }
-    free(obj);
+        bench_die("cannot start QEMU", err);
+    bench_ram_release(&ram); /* QEMU has mapped it */
     if (qh_vm_wait_counter_advancing(b->vm, 30000, NULL, &err) < 0)
-        die("the guest did not boot", err);
+        bench_die("the guest did not boot", err);
     qmp_client_set_timeout(qh_vm_qmp(b->vm), 600000);
     snprintf(b->qemu_version, sizeof(b->qemu_version), "%s", qmp_client_version(qh_vm_qmp(b->vm)));
 
@@ -775,20 +612,20 @@ static void run_config(struct bench *b, struct config *cf, bool first)
 
 static double ratio(const struct opres *o)
 {
-    return series_median(&o->q.wall) / series_median(&o->r.wall);
+    return bench_series_median(&o->q.wall) / bench_series_median(&o->r.wall);
 }
 
 static double overhead(const struct opres *o)
 {
-    return series_median(&o->q.wall) - series_median(&o->r.wall);
+    return bench_series_median(&o->q.wall) - bench_series_median(&o->r.wall);
 }
 
 /* qsnap's time outside QEMU's job handling, less the raw client's (list: no job, no raw share) */
 static double paired_overhead(const struct opres *o, enum op op)
 {
     if (op == OP_LIST)
-        return series_median(&o->q.wall);
-    return series_median(&o->q.outside) - series_median(&o->r.outside);
+        return bench_series_median(&o->q.wall);
+    return bench_series_median(&o->q.outside) - bench_series_median(&o->r.outside);
 }
 
 /* A number, or null for NaN (no samples): JSON has no NaN. */
@@ -800,14 +637,14 @@ static void json_num(FILE *f, double v)
         fprintf(f, "%.3f", v);
 }
 
-static void json_series(FILE *f, const char *key, const struct series *s, bool samples)
+static void json_series(FILE *f, const char *key, const struct bench_series *s, bool samples)
 {
     fprintf(f, "\"%s\": {\"n\": %zu, \"median\": ", key, s->n);
-    json_num(f, series_median(s));
+    json_num(f, bench_series_median(s));
     fputs(", \"min\": ", f);
-    json_num(f, series_min(s));
+    json_num(f, bench_series_min(s));
     fputs(", \"max\": ", f);
-    json_num(f, series_max(s));
+    json_num(f, bench_series_max(s));
     if (samples) {
         fputs(", \"samples\": [", f);
         for (size_t i = 0; i < s->n; i++)
@@ -863,7 +700,7 @@ static void write_json(const struct bench *b, const char *path)
     struct utsname u;
 
     if (!f)
-        die(qs_asprintf("cannot write '%s': %s", path, strerror(errno)), NULL);
+        bench_die(qs_asprintf("cannot write '%s': %s", path, strerror(errno)), NULL);
     uname(&u);
     fputs("{\n  \"benchmark\": \"internal snapshots: qsnap whole-process vs raw QMP\",\n", f);
     fprintf(f, "  \"started_utc\": %lld,\n  \"total_s\": %.1f,\n  \"iterations\": %d,\n", (long long)b->started,
@@ -946,15 +783,15 @@ static void write_json(const struct bench *b, const char *path)
     }
     fputs("  ]}\n}\n", f);
     if (fclose(f) != 0)
-        die(qs_asprintf("cannot write '%s': %s", path, strerror(errno)), NULL);
+        bench_die(qs_asprintf("cannot write '%s': %s", path, strerror(errno)), NULL);
 }
 
-static void md_ms(FILE *f, const struct series *s)
+static void md_ms(FILE *f, const struct bench_series *s)
 {
     if (!s->n)
         fputs(" - |", f);
     else
-        fprintf(f, " %.1f (%.1f) |", series_median(s), series_min(s));
+        fprintf(f, " %.1f (%.1f) |", bench_series_median(s), bench_series_min(s));
 }
 
 static void write_md(const struct bench *b, FILE *f)
@@ -1014,9 +851,10 @@ static void write_md(const struct bench *b, FILE *f)
         for (int op = 0; op < OP_LIST; op++) {
             const struct opres *o = &cf->ops[op];
             fprintf(f, "| %s | %.1f \\| %.1f | %.1f \\| %.1f | %.1f \\| %.1f | %.1f \\| %.1f |\n", op_names[op],
-                    series_median(&o->q.pre), series_median(&o->r.pre), series_median(&o->q.job),
-                    series_median(&o->r.job), series_median(&o->q.dismiss), series_median(&o->r.dismiss),
-                    series_median(&o->q.post), series_median(&o->r.post));
+                    bench_series_median(&o->q.pre), bench_series_median(&o->r.pre),
+                    bench_series_median(&o->q.job), bench_series_median(&o->r.job),
+                    bench_series_median(&o->q.dismiss), bench_series_median(&o->r.dismiss),
+                    bench_series_median(&o->q.post), bench_series_median(&o->r.post));
         }
         fputs("\n", f);
     }
@@ -1102,6 +940,7 @@ int main(int argc, char **argv)
     FILE *mdf;
     int64_t t0 = qs_now_ms();
 
+    bench_prog = "bench_internal";
     b.qsnap = getenv("QSNAP_BIN") ? getenv("QSNAP_BIN") : QSNAP_BENCH_QSNAP;
     if (!guest || !*guest)
         guest = QSNAP_BENCH_GUEST;
@@ -1135,12 +974,12 @@ int main(int argc, char **argv)
     if (b.n < 1 || b.n > MAX_ITER)
         usage();
     if (access(b.qsnap, X_OK) < 0)
-        die(qs_asprintf("qsnap binary '%s' not found: build it or pass --qsnap", b.qsnap), NULL);
+        bench_die(qs_asprintf("qsnap binary '%s' not found: build it or pass --qsnap", b.qsnap), NULL);
     if (access(guest, R_OK) < 0)
-        die(qs_asprintf("guest boot sector '%s' not found: build the tree or set QSNAP_GUEST", guest), NULL);
+        bench_die(qs_asprintf("guest boot sector '%s' not found: build the tree or set QSNAP_GUEST", guest), NULL);
     setenv("QSNAP_GUEST", guest, 1);
     if (!qh_qemu_available())
-        die("qemu-system-x86_64, qemu-img and qemu-io must be in PATH", NULL);
+        bench_die("qemu-system-x86_64, qemu-img and qemu-io must be in PATH", NULL);
 
     {
         size_t mb[MAX_CONFIGS], n;
@@ -1157,7 +996,7 @@ int main(int argc, char **argv)
 
     snprintf(tmpl, sizeof(tmpl), "%s/qsnap-bench.XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(tmpl))
-        die(qs_asprintf("cannot create '%s': %s", tmpl, strerror(errno)), NULL);
+        bench_die(qs_asprintf("cannot create '%s': %s", tmpl, strerror(errno)), NULL);
     b.workdir = tmpl;
     b.out_path = qs_asprintf("%s/out.txt", b.workdir);
     b.err_path = qs_asprintf("%s/err.txt", b.workdir);
@@ -1189,7 +1028,7 @@ int main(int argc, char **argv)
         write_json(&b, json);
     if (md) {
         if (!(mdf = fopen(md, "we")))
-            die(qs_asprintf("cannot write '%s': %s", md, strerror(errno)), NULL);
+            bench_die(qs_asprintf("cannot write '%s': %s", md, strerror(errno)), NULL);
         write_md(&b, mdf);
         fclose(mdf);
     }

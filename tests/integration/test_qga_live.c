@@ -1,11 +1,6 @@
 /* test_qga_live.c: the guest agent client against real QEMU whose guest runs no agent (label integration). */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "qsnap_test.h"
 
-#include "qemu_harness.h"
 #include "qga.h"
 #include "qs_util.h"
 #include "quiesce.h"
@@ -37,13 +32,7 @@ static int setup(void **state)
         return -1;
     f->sock = qs_asprintf("%s/qga.sock", f->dir);
     f->chardev = qs_asprintf("socket,path=%s,server=on,wait=off,id=qga0", f->sock);
-    extra[0] = "-chardev";
-    extra[1] = f->chardev;
-    extra[2] = "-device";
-    extra[3] = "virtio-serial-pci";
-    extra[4] = "-device";
-    extra[5] = "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0";
-    extra[6] = NULL;
+    qt_agent_args(extra, f->chardev);
     if (!(f->vm = qh_vm_start(&(struct qh_vm_config){.extra_args = extra}, &err))) {
         print_error("cannot start qemu: %s\n", err->message);
         qs_error_free(err);
