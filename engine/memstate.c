@@ -391,8 +391,8 @@ int memstate_header_read(int fd, const char *path, struct memstate_header *h, st
     }
     name = qs_xcalloc(1, (size_t)name_len + 1);
     xml = qs_xcalloc(1, (size_t)xml_len + 1);
-    if ((r = read_at(fd, name, name_len, HEADER_FIXED)) < 0 || (r > 0 && (r = read_at(fd, xml, xml_len,
-                                                                                         HEADER_FIXED + name_len)) < 0) ||
+    if ((r = read_at(fd, name, name_len, HEADER_FIXED)) < 0 ||
+        (r > 0 && (r = read_at(fd, xml, xml_len, HEADER_FIXED + name_len)) < 0) ||
         (r > 0 && (r = read_at(fd, qevm, sizeof(qevm), off)) < 0))
         goto io;
     if (r == 0) {

@@ -729,8 +729,9 @@ int engine_snapshot_delete(struct engine *e, const char *domain, const char *nam
     int ret = -1;
 
     if ((flags & ENGINE_DELETE_CHILDREN) && (flags & ENGINE_DELETE_CHILDREN_ONLY)) {
-        qs_error_set(err, QS_ERR_INVALID, "Flags 'VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN' and 'VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN_ONLY' are "
-                                          "mutually exclusive");
+        qs_error_set(err, QS_ERR_INVALID,
+                     "Flags 'VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN' and 'VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN_ONLY' "
+                     "are mutually exclusive");
         return -1;
     }
     if (!(dom = engine_domain_load(e, domain, err)) || !(lock = engine_domain_lock(e, domain, err)) ||

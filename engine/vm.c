@@ -434,6 +434,7 @@ int vm_chain(struct qmp_client *c, const char *top, struct vm_chain_node **chain
     while (name) {
         int64_t id = graph_node_id(nodes, name), child = -1;
         const struct qmp_value *info = NULL;
+        const char *file, *drv;
         if (id < 0 || count > 256) {
             qs_error_set(err, QS_ERR_NOTFOUND, "block node '%s' not found in QEMU's block graph", name);
             goto out;
@@ -443,8 +444,10 @@ int vm_chain(struct qmp_client *c, const char *top, struct vm_chain_node **chain
                 info = qmp_value_array_at(infos, i);
         qs_xgrow((void **)&out, &cap, count + 1, sizeof(*out));
         out[count].node = qs_xstrdup(name);
-        out[count].file = qs_xstrdup(info && qmp_value_get_string(info, "file") ? qmp_value_get_string(info, "file") : "");
-        out[count].format = qs_xstrdup(info && qmp_value_get_string(info, "drv") ? qmp_value_get_string(info, "drv") : "");
+        file = qmp_value_get_string(info, "file"); /* NULL-safe: no info, no string */
+        drv = qmp_value_get_string(info, "drv");
+        out[count].file = qs_xstrdup(file ? file : "");
+        out[count].format = qs_xstrdup(drv ? drv : "");
         count++;
         for (size_t i = 0; i < qmp_value_array_len(edges) && child < 0; i++) {
             const struct qmp_value *ed = qmp_value_array_at(edges, i);

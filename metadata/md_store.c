@@ -602,8 +602,9 @@ int md_store_snapshot_delete(struct md_store *s, const struct md_lock *lock, con
     if (md_lock_check(lock, s, domain, err) < 0 || qs_name_check(name, "snapshot", err) < 0)
         return -1;
     if ((flags & MD_DELETE_CHILDREN) && (flags & MD_DELETE_CHILDREN_ONLY)) {
-        qs_error_set(err, QS_ERR_INVALID, "Flags 'VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN' and 'VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN_ONLY' are "
-                                          "mutually exclusive");
+        qs_error_set(err, QS_ERR_INVALID,
+                     "Flags 'VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN' and 'VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN_ONLY' "
+                     "are mutually exclusive");
         return -1;
     }
     if (!(t = md_tree_load_internal(s, domain, lock, false, err)))
