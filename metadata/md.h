@@ -19,6 +19,8 @@ extern "C" {
 /* XML namespaces qsnap writes into a domain definition. */
 #define MD_QSNAP_NS "https://qsnap.dev/xmlns/domain/1"
 #define MD_QEMU_NS "http://libvirt.org/schemas/domain/qemu/1.0"
+/* qsnap's own values in a snapshot's <cookie> (libvirt's schema allows any element there). */
+#define MD_QSNAP_SNAPSHOT_NS "https://qsnap.dev/xmlns/snapshot/1"
 
 /* ---- enums (libvirt's spellings) ---------------------------------------------------------------------- */
 
@@ -101,6 +103,15 @@ struct md_snapshot *md_snapshot_copy(const struct md_snapshot *snap);
 struct md_snapshot_disk *md_snapshot_disk_add(struct md_snapshot *snap);
 /* True when memory or any disk is external (libvirt's virDomainSnapshotDefIsExternal). */
 bool md_snapshot_is_external(const struct md_snapshot *snap);
+/*
+ * qsnap's values in <cookie>: elements <qsnap:KEY xmlns:qsnap=MD_QSNAP_SNAPSHOT_NS>VALUE</qsnap:KEY>.
+ * KEY is a plain element name ([a-z0-9-], starting with a letter). _get sets *value to the first such
+ * element's text (caller frees with free()), or to NULL when there is none (also with no cookie, or one
+ * that does not parse); it returns -1 only for a bad KEY. _set appends the element to the cookie (creating
+ * <cookie>; other elements of the cookie stay as they were); a KEY already there is QS_ERR_EXISTS.
+ */
+int md_snapshot_cookie_get(const struct md_snapshot *snap, const char *key, char **value, struct qs_error **err);
+int md_snapshot_cookie_set(struct md_snapshot *snap, const char *key, const char *value, struct qs_error **err);
 
 enum md_parse_flags {
     /* libvirt's redefine rules: name, state and creationTime required, memory location defaulted from

@@ -586,3 +586,80 @@ out:
     md_xml_release(&x);
     return ret;
 }
+
+/* ---- qsnap's values in <cookie> ---- */
+
+static int cookie_key_check(const char *key, struct qs_error **err)
+{
+    bool ok = key && key[0] >= 'a' && key[0] <= 'z' && strlen(key) <= 64;
+
+    for (const char *p = key; ok && *p; p++)
+        ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-';
+    if (!ok) {
+        qs_error_set(err, QS_ERR_INVALID, "invalid cookie key '%s'", key ? key : "");
+        return -1;
+    }
+    return 0;
+}
+
+int md_snapshot_cookie_get(const struct md_snapshot *snap, const char *key, char **value, struct qs_error **err)
+{
+    struct md_xml x = {0};
+    struct qs_error *ignore = NULL;
+    xmlNodePtr root;
+
+    *value = NULL;
+    if (cookie_key_check(key, err) < 0)
+        return -1;
+    if (!snap->cookie_xml)
+        return 0;
+    /* a cookie qsnap cannot read holds no value of its own */
+    if (md_xml_parse(&x, snap->cookie_xml, strlen(snap->cookie_xml), "snapshot cookie", false, &ignore) < 0) {
+        qs_error_free(ignore);
+        return 0;
+    }
+    root = xmlDocGetRootElement(x.doc);
+    for (xmlNodePtr n = root ? root->children : NULL; n && !*value; n = n->next)
+        if (n->type == XML_ELEMENT_NODE && md_xml_is(n, key, MD_QSNAP_SNAPSHOT_NS))
+            *value = md_xml_content(n);
+    md_xml_release(&x);
+    return 0;
+}
+
+int md_snapshot_cookie_set(struct md_snapshot *snap, const char *key, const char *value, struct qs_error **err)
+{
+    struct qs_buf b;
+    char *old = NULL, *elem, *end;
+    int ret = -1;
+
+    if (md_snapshot_cookie_get(snap, key, &old, err) < 0)
+        return -1;
+    if (old) {
+        qs_error_set(err, QS_ERR_EXISTS, "snapshot '%s' already has cookie value '%s'", snap->name ? snap->name : "",
+                     key);
+        goto out;
+    }
+    qs_buf_init(&b, 0);
+    qs_buf_addf(&b, "<qsnap:%s xmlns:qsnap='%s'>", key, MD_QSNAP_SNAPSHOT_NS);
+    md_xml_escape(&b, value);
+    qs_buf_addf(&b, "</qsnap:%s>", key);
+    elem = qs_buf_detach(&b, NULL);
+    end = snap->cookie_xml ? strrchr(snap->cookie_xml, '<') : NULL;
+    qs_buf_init(&b, 0);
+    if (!end || end == snap->cookie_xml || end[1] != '/') {
+        /* no cookie, or an empty-element <cookie/>: a new one */
+        qs_buf_addf(&b, "<cookie>\n  %s\n</cookie>", elem);
+    } else {
+        qs_buf_add(&b, snap->cookie_xml, (size_t)(end - snap->cookie_xml));
+        if (end[-1] != '\n')
+            qs_buf_adds(&b, "\n");
+        qs_buf_addf(&b, "  %s\n%s", elem, end);
+    }
+    free(elem);
+    free(snap->cookie_xml);
+    snap->cookie_xml = qs_buf_detach(&b, NULL);
+    ret = 0;
+out:
+    free(old);
+    return ret;
+}
