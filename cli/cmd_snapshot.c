@@ -87,7 +87,8 @@ static int print_buf(const struct qs_buf *b)
     return CLI_EXIT_OK;
 }
 
-/* One snapshot as a JSON object (the stable --json form). */
+/* One snapshot as a JSON object (the stable --json form); "guest_pause_us" only where the engine knows it
+ * (snapshot-info of a --live snapshot). */
 static void json_snapshot(struct json_out *j, const char *domain, const struct engine_snapshot *s)
 {
     json_out_object_begin(j);
@@ -102,6 +103,8 @@ static void json_snapshot(struct json_out *j, const char *domain, const struct e
     json_out_kv_int(j, "children", (int64_t)engine_snapshot_children(s));
     json_out_kv_int(j, "descendants", (int64_t)engine_snapshot_descendants(s));
     json_out_kv_bool(j, "metadata", true);
+    if (engine_snapshot_pause_us(s) >= 0)
+        json_out_kv_int(j, "guest_pause_us", engine_snapshot_pause_us(s));
     json_out_object_end(j);
 }
 
@@ -123,6 +126,7 @@ static int show_info(struct cli_ctx *ctx, struct engine *e, const char *domain, 
         json_out_init(&j, &out);
         json_snapshot(&j, domain, s);
     } else {
+        char pause[48];
         struct vsh_snap_info info = {
             .name = engine_snapshot_name(s),
             .domain = domain,
@@ -134,6 +138,10 @@ static int show_info(struct cli_ctx *ctx, struct engine *e, const char *domain, 
             .descendants = (long)engine_snapshot_descendants(s),
             .metadata = true,
         };
+        if (engine_snapshot_pause_us(s) >= 0) {
+            snprintf(pause, sizeof(pause), "%.1f ms", (double)engine_snapshot_pause_us(s) / 1000.0);
+            info.pause = pause;
+        }
         vsh_snap_info_format(&info, &out);
     }
     ret = print_buf(&out);
@@ -190,6 +198,7 @@ static const struct cli_flag create_flag_map[] = {
     {"disk-only", ENGINE_CREATE_DISK_ONLY},     {"reuse-external", ENGINE_CREATE_REUSE_EXT},
     {"quiesce", ENGINE_CREATE_QUIESCE},         {"atomic", ENGINE_CREATE_ATOMIC},
     {"live", ENGINE_CREATE_LIVE},               {"validate", ENGINE_CREATE_VALIDATE},
+    {"live-fallback", ENGINE_CREATE_LIVE_FALLBACK},
 };
 
 static unsigned create_flags(const struct cli_args *args)
@@ -819,6 +828,7 @@ out:
         {"quiesce", CLI_OPT_BOOL, 0, "quiesce guest's file systems"},                                     \
         {"atomic", CLI_OPT_BOOL, 0, "require atomic operation"},                                          \
         {"live", CLI_OPT_BOOL, 0, "take a live snapshot"},                                                \
+        {"live-fallback", CLI_OPT_BOOL, 0, "with --live: save paused where live cannot work"},            \
         {"validate", CLI_OPT_BOOL, 0, "validate the XML against the schema"}
 
 static const struct cli_opt create_opts[] = {

@@ -445,6 +445,8 @@ int vsh_snap_info_format(const struct vsh_snap_info *info, struct qs_buf *out)
         r |= vsh_kv_format(out, "Descendants:", num);
     }
     r |= vsh_kv_format(out, "Metadata:", info->metadata ? "yes" : "no");
+    if (info->pause)
+        r |= vsh_kv_format(out, "Guest pause:", info->pause);
     return r ? -1 : 0;
 }
 

@@ -120,9 +120,11 @@ struct vsh_snap_info {
     long children;        /* direct children; < 0 leaves out both Children and Descendants */
     long descendants;
     bool metadata;        /* libvirt-managed metadata: "yes" */
+    const char *pause;    /* qsnap's own last line "Guest pause:" ("2.4 ms"); NULL leaves it out */
 };
 
-/* Appends the BODY of snapshot-info (Name .. Metadata lines). Not included: vsh_command_end(). */
+/* Appends the BODY of snapshot-info (Name .. Metadata lines, then Guest pause when set). Not included:
+ * vsh_command_end(). */
 int vsh_snap_info_format(const struct vsh_snap_info *info, struct qs_buf *out);
 
 /* ---- times ---- */

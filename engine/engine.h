@@ -111,6 +111,8 @@ enum engine_create_flags {
     ENGINE_CREATE_ATOMIC = 1 << 7,       /* all or nothing (qsnap is always atomic) */
     ENGINE_CREATE_LIVE = 1 << 8,         /* guest keeps running while memory is written */
     ENGINE_CREATE_VALIDATE = 1 << 9,     /* check the XML against the schema */
+    ENGINE_CREATE_LIVE_FALLBACK = 1 << 10, /* with LIVE: where a live save cannot work, save with the guest
+                                              paused instead of failing */
 };
 
 enum engine_revert_flags {
@@ -158,6 +160,9 @@ QS_EXPORT const char *engine_snapshot_location(const struct engine_snapshot *s);
 QS_EXPORT bool engine_snapshot_is_current(const struct engine_snapshot *s);
 QS_EXPORT size_t engine_snapshot_children(const struct engine_snapshot *s);
 QS_EXPORT size_t engine_snapshot_descendants(const struct engine_snapshot *s);
+/* The guest's pause while a --live snapshot was taken, in microseconds (QEMU's STOP to RESUME), or -1 when
+ * not recorded. Known only for snapshots from engine_snapshot_lookup (-1 in lists). */
+QS_EXPORT int64_t engine_snapshot_pause_us(const struct engine_snapshot *s);
 
 /* A list of snapshots. */
 struct engine_snapshot_list;
@@ -193,7 +198,15 @@ QS_EXPORT int engine_snapshot_get_xml(struct engine *e, const char *domain, cons
  * (one blockdev-snapshot transaction) while QEMU runs; the domain then runs on the overlays. A memory
  * element with snapshot='external' and a file (--memspec): the RAM goes to that file (migration to an fd)
  * and the disks switch in the same pause. QUIESCE freezes the guest's filesystems through the guest agent
- * around the switch (always thawed). LIVE is not supported yet.
+ * around the switch (always thawed).
+ * LIVE: an external memory snapshot (a memory element with no file, or none, gets the default file: the
+ * first disk's image path with its extension replaced by ".NAME.mem", created O_EXCL 0600) during which the
+ * guest runs: disks switched and devices saved in one short pause, then the RAM of that instant written by
+ * QEMU's background-snapshot (userfaultfd write-protect) while the guest runs. Not with DISK_ONLY or
+ * internal memory. Where QEMU cannot do it (no background-snapshot capability, no userfaultfd write-protect,
+ * file-backed or shared guest RAM) it fails with QS_ERR_UNSUPPORTED and QEMU's reason before anything is
+ * created, unless LIVE_FALLBACK: then the ordinary save (guest paused throughout). A paused VM stays paused
+ * (ordinary save). The pause is kept with the snapshot (engine_snapshot_pause_us).
  * With REDEFINE, only records metadata (libvirt's rules apply). *name (may be NULL) gets the snapshot's
  * name (generated from the time when the XML gives none). Caller frees.
  */

@@ -17,6 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* how long to wait for the STOP / RESUME event of a pause qsnap caused (they come with or before the reply) */
+#define PAUSE_EVENT_WAIT_MS 5000
+
 /* One disk of an external operation. */
 struct xdisk {
     char *target;   /* "vda" */
@@ -464,11 +467,12 @@ out:
 }
 
 /* Writes the guest's memory and device state (a qsnap save file: header, then QEMU's stream) into the open
- * file FD; the guest must be stopped. QEMU ends in "postmigrate". */
+ * file FD; the guest must be stopped. Not LIVE: QEMU ends in "postmigrate". LIVE: background-snapshot, QEMU
+ * resumes the guest once its RAM is write-protected and writes it while the guest runs. */
 static int memfile_save(struct engine *e, struct qmp_client *c, int fd, const char *path, const char *domain,
-                        const char *xml, bool running, struct qs_error **err)
+                        const char *xml, bool running, bool live, struct qs_error **err)
 {
-    struct memstate_options o = {.phase = "save", .progress = e->progress, .opaque = e->opaque};
+    struct memstate_options o = {.phase = "save", .progress = e->progress, .opaque = e->opaque, .background = live};
 
     if (memstate_header_write(fd, path, domain, xml, running, err) < 0 || memstate_save(c, fd, &o, err) < 0)
         return -1;
@@ -477,6 +481,35 @@ static int memfile_save(struct engine *e, struct qmp_client *c, int fd, const ch
         return -1;
     }
     return 0;
+}
+
+/* QEMU's timestamp of the next event NAME (waiting up to TIMEOUT_MS), or -1 when none came. */
+static int64_t event_time_us(struct qmp_client *c, const char *name, int timeout_ms)
+{
+    struct qmp_event *ev = NULL;
+    struct qs_error *ignore = NULL;
+    int64_t t = -1;
+
+    if (qmp_client_event_wait(c, name, NULL, NULL, timeout_ms, &ev, &ignore) == 0)
+        t = qmp_event_timestamp_us(ev);
+    qmp_event_free(ev);
+    qs_error_free(ignore);
+    return t;
+}
+
+/* The guest's pause for the switch, STOP to RESUME by QEMU's clock (our own when an event is missing). */
+struct pause_clock {
+    int64_t stop_us, resume_us;   /* QEMU's event timestamps, -1 unknown */
+    int64_t stop_ms, resume_ms;   /* qs_now_ms() around the stop and at the RESUME event */
+};
+
+static int64_t pause_us_of(const struct pause_clock *pc)
+{
+    if (pc->stop_us > 0 && pc->resume_us >= pc->stop_us)
+        return pc->resume_us - pc->stop_us;
+    if (pc->stop_ms > 0 && pc->resume_ms >= pc->stop_ms)
+        return (pc->resume_ms - pc->stop_ms) * 1000;
+    return -1;
 }
 
 int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lock, const struct md_tree *t,
@@ -488,14 +521,24 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     struct xplan p = {0};
     char *before = NULL, *status = NULL, *agent = NULL, **argv = NULL;
     bool switched = false, snap_stored = false, was_running = false, stopped = false, frozen = false;
-    bool mem_created = false;
+    bool mem_created = false, live = flags & ENGINE_CREATE_LIVE, background = false;
+    struct pause_clock pc = {-1, -1, -1, -1};
     size_t nd = md_domain_disk_count(dom);
     const struct md_entry *cur;
     int memfd = -1, ret = -1;
 
-    if (flags & ENGINE_CREATE_LIVE) {
-        qs_error_set(err, QS_ERR_UNSUPPORTED, "live external snapshots (--live) are not supported yet: without "
-                     "--live the guest is paused while its memory is saved");
+    if (live && (flags & ENGINE_CREATE_DISK_ONLY)) {
+        qs_error_set(err, QS_ERR_INVALID, "a live snapshot saves the memory: --live cannot be combined with "
+                     "--disk-only");
+        return -1;
+    }
+    if (live && !mem) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "a live snapshot needs external memory (--memspec file=PATH, or "
+                     "no --memspec for the default file)");
+        return -1;
+    }
+    if ((flags & ENGINE_CREATE_LIVE_FALLBACK) && !live) {
+        qs_error_set(err, QS_ERR_INVALID, "--live-fallback needs --live");
         return -1;
     }
     if (snap->memory == MD_LOCATION_INTERNAL || snap->memory == MD_LOCATION_MANUAL) {
@@ -507,7 +550,7 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
         qs_error_set(err, QS_ERR_INVALID, "memory state cannot be saved with a disk-only snapshot");
         return -1;
     }
-    if (mem && !snap->memory_file) {
+    if (mem && !snap->memory_file && !live) {
         qs_error_set(err, QS_ERR_INVALID, "an external memory snapshot needs a file (--memspec file=PATH)");
         return -1;
     }
@@ -537,6 +580,12 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     }
     if (create_plan(e, dom, snap, flags, *c, &p, err) < 0)
         goto out;
+    if (mem && !snap->memory_file) {
+        /* --live without --memspec: beside the first disk's image, its extension replaced by ".NAME.mem" */
+        char *suffix = qs_asprintf("%s.mem", snap->name);
+        snap->memory_file = default_overlay(p.d[0].base, suffix);
+        free(suffix);
+    }
     if (mem && memfile_check(snap->memory_file, &p, err) < 0)
         goto out;
     if (*c && vm_status(*c, &status, &was_running, err) < 0)
@@ -544,6 +593,25 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     if (mem && !was_running && strcmp(status, "paused") != 0 && strcmp(status, "postmigrate") != 0) {
         qs_error_set(err, QS_ERR_STATE, "domain '%s' cannot save its memory in QEMU state '%s'", domain, status);
         goto out;
+    }
+    /* a paused guest does not run during the save anyway: the ordinary save keeps it paused (background-snapshot
+     * would resume it) */
+    if (live && was_running) {
+        struct qs_error *local = NULL;
+        if (memstate_live_check(*c, &local) == 0) {
+            background = true;
+        } else if (local->code == QS_ERR_UNSUPPORTED && (flags & ENGINE_CREATE_LIVE_FALLBACK)) {
+            qs_error_free(local); /* the guest is paused for the whole save, as asked */
+        } else {
+            if (local->code == QS_ERR_UNSUPPORTED)
+                qs_error_set(err, QS_ERR_UNSUPPORTED, "a live snapshot of domain '%s' is not possible: %s (with "
+                             "--live-fallback the guest is paused for the whole save instead)", domain,
+                             local->message);
+            else
+                qs_error_propagate(err, &local);
+            qs_error_free(local);
+            goto out;
+        }
     }
     if (!(before = md_domain_format(dom, err)))
         goto out;
@@ -581,20 +649,43 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     /* the pause: memory saved and disks switched at one instant of the guest */
     if (mem) {
         if (was_running) {
+            qmp_client_event_clear(*c);
+            pc.stop_ms = qs_now_ms();
             if (vm_stop(*c, err) < 0)
                 goto fail;
             stopped = true;
+            pc.stop_us = event_time_us(*c, "STOP", PAUSE_EVENT_WAIT_MS);
         }
-        if (memfile_save(e, *c, memfd, snap->memory_file, domain, before, was_running, err) < 0)
+        if (background) {
+            /* disks first, in the pause; QEMU then saves the devices, write-protects the RAM and resumes the
+             * guest, which runs on while the RAM of the pause's instant is written */
+            if (transaction_switch(*c, &p, err) < 0)
+                goto fail;
+            switched = true;
+        }
+        if (memfile_save(e, *c, memfd, snap->memory_file, domain, before, was_running, background, err) < 0)
             goto fail;
+        if (background) {
+            stopped = false;
+            pc.resume_us = event_time_us(*c, "RESUME", PAUSE_EVENT_WAIT_MS);
+            pc.resume_ms = qs_now_ms();
+            if (pc.resume_us < 0) {
+                /* QEMU resumes by itself; should it not have, the guest must not stay stopped */
+                if (vm_cont(*c, err) < 0)
+                    goto fail;
+                pc.resume_ms = qs_now_ms();
+            }
+        }
     }
-    if (*c && transaction_switch(*c, &p, err) < 0)
+    if (*c && !switched && transaction_switch(*c, &p, err) < 0)
         goto fail;
     switched = true;
     if (stopped && !halt) {
         if (vm_cont(*c, err) < 0)
             goto fail;
         stopped = false;
+        pc.resume_us = event_time_us(*c, "RESUME", PAUSE_EVENT_WAIT_MS);
+        pc.resume_ms = qs_now_ms();
     }
     if (frozen && !(stopped && halt)) {
         frozen = false;
@@ -649,6 +740,12 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
         snap->domain_xml = before;
         before = NULL;
         snap->current = true;
+        if (live && pause_us_of(&pc) >= 0) {
+            char num[32];
+            snprintf(num, sizeof(num), "%lld", (long long)pause_us_of(&pc));
+            if (md_snapshot_cookie_set(snap, EXT_COOKIE_PAUSE, num, err) < 0)
+                goto fail;
+        }
         if (md_store_snapshot_put(e->store, lock, domain, snap, MD_PUT_NO_REPLACE, err) < 0)
             goto fail;
         snap_stored = true;

@@ -6,6 +6,10 @@
 
 #include "engine_priv.h"
 
+/* The key (md_snapshot_cookie_get) of the guest's pause for a --live snapshot: microseconds from QEMU's STOP
+ * event to its RESUME event, as a decimal string. */
+#define EXT_COOKIE_PAUSE "pause-us"
+
 /* Whether a create with SPEC and FLAGS asks for an external snapshot (--disk-only, a disk external, or
  * external memory). */
 bool ext_wanted(const struct md_snapshot *spec, unsigned flags);
@@ -26,7 +30,17 @@ bool ext_wanted(const struct md_snapshot *spec, unsigned flags);
  * recorded: running or paused. On failure the file is removed too and the VM runs again if it ran.
  * QUIESCE: the guest agent (its socket from the recorded command line; none is QS_ERR_UNSUPPORTED before
  * anything changes) freezes the filesystems around the switch (and the memory save) and always thaws; an
- * agent that does not answer is QS_ERR_TIMEOUT, nothing created. LIVE is refused (QS_ERR_UNSUPPORTED).
+ * agent that does not answer is QS_ERR_TIMEOUT, nothing created.
+ *
+ * LIVE (external memory only; the file defaults to the first disk's image with its extension replaced by
+ * ".NAME.mem"): for a running VM, the pause is stop, the disk transaction, then a migration with QEMU's
+ * background-snapshot capability, which saves the devices, write-protects the RAM and resumes the guest;
+ * the RAM of the pause's instant is then written while the guest runs. Checked before anything is created
+ * (memstate_live_check): where QEMU cannot (no capability, no userfaultfd write-protect, file-backed or
+ * shared guest RAM) it is QS_ERR_UNSUPPORTED with QEMU's reason, unless LIVE_FALLBACK, which takes the
+ * ordinary save (guest paused throughout). A paused VM gets the ordinary save and stays paused. The pause
+ * (QEMU's STOP to RESUME event timestamps) is recorded in SNAP's <cookie> under EXT_COOKIE_PAUSE, for LIVE
+ * snapshots of a running VM (also a fallback) that resumed.
  */
 int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lock, const struct md_tree *t,
                struct md_snapshot *snap, unsigned flags, struct qmp_client **c, struct qs_error **err);

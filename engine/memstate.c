@@ -29,11 +29,16 @@
 
 struct mig_saved {
     bool have_events, events;
+    bool have_background, background;
     bool have_bandwidth;
     int64_t bandwidth;
 };
 
-static int cap_events_get(struct qmp_client *c, bool *on, struct qs_error **err)
+#define CAP_EVENTS "events"
+#define CAP_BACKGROUND "background-snapshot"
+
+/* Migration capability NAME: *present (may be NULL) whether QEMU has it, *on its state. */
+static int cap_get(struct qmp_client *c, const char *name, bool *present, bool *on, struct qs_error **err)
 {
     struct qmp_reply *r = NULL;
     const struct qmp_value *v;
@@ -43,10 +48,15 @@ static int cap_events_get(struct qmp_client *c, bool *on, struct qs_error **err)
         goto out;
     v = qmp_reply_value(r);
     *on = false;
+    if (present)
+        *present = false;
     for (size_t i = 0; i < qmp_value_array_len(v); i++) {
         const struct qmp_value *cap = qmp_value_array_at(v, i);
-        if (qs_str_equal(qmp_value_get_string(cap, "capability"), "events"))
+        if (qs_str_equal(qmp_value_get_string(cap, "capability"), name)) {
             qmp_value_bool(qmp_value_get(cap, "state"), on);
+            if (present)
+                *present = true;
+        }
     }
     ret = 0;
 out:
@@ -54,13 +64,13 @@ out:
     return ret;
 }
 
-static int cap_events_set(struct qmp_client *c, bool on, struct qs_error **err)
+static int cap_set(struct qmp_client *c, const char *name, bool on, struct qs_error **err)
 {
     struct qmp_args *a = qmp_args_new(), *cap;
     int ret;
 
     cap = qmp_args_push_obj(qmp_args_set_list(a, "capabilities"));
-    qmp_args_set_str(cap, "capability", "events");
+    qmp_args_set_str(cap, "capability", name);
     qmp_args_set_bool(cap, "state", on);
     ret = qmp_client_execute(c, "migrate-set-capabilities", a, NULL, err);
     qmp_args_free(a);
@@ -78,18 +88,31 @@ static int bandwidth_set(struct qmp_client *c, int64_t bytes_per_s, struct qs_er
     return ret;
 }
 
-/* Turns MIGRATION events on (and, for a save, the bandwidth cap off), recording what to set back. */
-static int mig_setup(struct qmp_client *c, bool outgoing, struct mig_saved *saved, struct qs_error **err)
+/* Turns MIGRATION events on (and, for a save, the bandwidth cap off, and background-snapshot on when asked),
+ * recording what to set back. */
+static int mig_setup(struct qmp_client *c, bool outgoing, bool background, struct mig_saved *saved,
+                     struct qs_error **err)
 {
     struct qmp_reply *r = NULL;
     int ret = -1;
 
-    if (cap_events_get(c, &saved->events, err) < 0)
+    if (cap_get(c, CAP_EVENTS, NULL, &saved->events, err) < 0)
         goto out;
     if (!saved->events) {
-        if (cap_events_set(c, true, err) < 0)
+        if (cap_set(c, CAP_EVENTS, true, err) < 0)
             goto out;
         saved->have_events = true;
+    }
+    if (background) {
+        if (cap_get(c, CAP_BACKGROUND, NULL, &saved->background, err) < 0)
+            goto out;
+        if (!saved->background) {
+            if (cap_set(c, CAP_BACKGROUND, true, err) < 0) {
+                qs_error_prefix(err, "live save");
+                goto out;
+            }
+            saved->have_background = true;
+        }
     }
     if (outgoing) {
         if (qmp_client_execute(c, "query-migrate-parameters", NULL, &r, err) < 0)
@@ -109,11 +132,13 @@ out:
 /* Sets back what mig_setup changed; errors go to ERR only when it has none yet. */
 static void mig_restore(struct qmp_client *c, struct mig_saved *saved, struct qs_error **err)
 {
+    if (saved->have_background)
+        cap_set(c, CAP_BACKGROUND, saved->background, err);
     if (saved->have_events)
-        cap_events_set(c, saved->events, err);
+        cap_set(c, CAP_EVENTS, saved->events, err);
     if (saved->have_bandwidth)
         bandwidth_set(c, saved->bandwidth, err);
-    saved->have_events = saved->have_bandwidth = false;
+    saved->have_events = saved->have_background = saved->have_bandwidth = false;
 }
 
 /* closefd that does not mind the name being gone: a migration that started consumed it. */
@@ -238,7 +263,8 @@ int memstate_save(struct qmp_client *c, int fd, const struct memstate_options *o
     bool fd_sent = false;
     int ret = -1;
 
-    if (mig_setup(c, true, &saved, err) < 0 || qmp_client_send_fd(c, fd, SAVE_FDNAME, err) < 0)
+    if (mig_setup(c, true, opts && opts->background, &saved, err) < 0 ||
+        qmp_client_send_fd(c, fd, SAVE_FDNAME, err) < 0)
         goto out;
     fd_sent = true;
     a = qmp_args_new();
@@ -257,6 +283,33 @@ out:
     return ret;
 }
 
+int memstate_live_check(struct qmp_client *c, struct qs_error **err)
+{
+    struct qs_error *local = NULL;
+    bool present = false, on = false;
+
+    if (cap_get(c, CAP_BACKGROUND, &present, &on, err) < 0)
+        return -1;
+    if (!present) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "QEMU %s has no '%s' migration capability",
+                     qmp_client_version(c), CAP_BACKGROUND);
+        return -1;
+    }
+    if (on)
+        return 0; /* someone left it on: QEMU accepted it then, and memstate_save keeps it as it is */
+    /* QEMU checks the host (userfaultfd write-protect) and the guest's memory when the capability is set */
+    if (cap_set(c, CAP_BACKGROUND, true, &local) < 0) {
+        if (local->code != QS_ERR_QEMU) {
+            qs_error_propagate(err, &local);
+            return -1;
+        }
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "%s", local->message);
+        qs_error_free(local);
+        return -1;
+    }
+    return cap_set(c, CAP_BACKGROUND, false, err);
+}
+
 int memstate_load(struct qmp_client *c, int fd, const struct memstate_options *opts, struct qs_error **err)
 {
     struct mig_saved saved = {0};
@@ -264,7 +317,7 @@ int memstate_load(struct qmp_client *c, int fd, const struct memstate_options *o
     bool fd_sent = false;
     int ret = -1;
 
-    if (mig_setup(c, false, &saved, err) < 0 || qmp_client_send_fd(c, fd, LOAD_FDNAME, err) < 0)
+    if (mig_setup(c, false, false, &saved, err) < 0 || qmp_client_send_fd(c, fd, LOAD_FDNAME, err) < 0)
         goto out;
     fd_sent = true;
     a = qmp_args_new();

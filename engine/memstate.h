@@ -15,6 +15,7 @@ struct memstate_options {
     const char *phase;           /* progress phase word; NULL: "save" / "restore" */
     engine_progress_fn progress; /* may be NULL; non-zero cancels a save (not a load: QEMU cannot stop one) */
     void *opaque;
+    bool background;             /* save only: QEMU's background-snapshot capability (see memstate_save) */
 };
 
 /*
@@ -27,8 +28,22 @@ struct memstate_options {
  * FD stays the caller's (QEMU has its own copy). A paused VM stays paused: for a non-live save, stop the
  * VM first; either way QEMU ends in run state "postmigrate" on success, and "cont" resumes it if needed.
  * opts may be NULL.
+ *
+ * opts->background: the "background-snapshot" capability is on for this save (and set back after it). QEMU
+ * then stops the VM (no-op when it is already stopped), writes the device state, write-protects the RAM
+ * (userfaultfd) and RESUMES the VM, whatever its run state was (a STOP / RESUME event pair), then writes the
+ * RAM as it was at that instant while the guest runs. The images stay active; the run state ends
+ * "running", not "postmigrate". Check with memstate_live_check first: a refused capability fails here.
  */
 int memstate_save(struct qmp_client *c, int fd, const struct memstate_options *opts, struct qs_error **err);
+
+/*
+ * Whether a background save can work on C's QEMU: it has the "background-snapshot" capability and accepts
+ * it (QEMU checks the host's userfaultfd write-protect support and the guest's memory: file-backed or
+ * shared RAM is refused). Sets it on and back off; changes nothing else. QS_ERR_UNSUPPORTED with QEMU's
+ * reason when not; other codes for a failed QMP exchange.
+ */
+int memstate_live_check(struct qmp_client *c, struct qs_error **err);
 
 /*
  * Loads a state written by memstate_save from FD's current offset into a QEMU started with -incoming defer

@@ -5,6 +5,7 @@
 #include "qs_util.h"
 #include "vm.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,8 @@
 struct engine_snapshot {
     const struct md_tree *tree;
     const struct md_entry *entry;
+    bool pause_known; /* engine_snapshot_lookup only: the listing reads no <cookie> */
+    int64_t pause_us;
 };
 
 struct engine_snapshot_list {
@@ -30,6 +33,7 @@ const char *engine_snapshot_description(const struct engine_snapshot *s) { retur
 int64_t engine_snapshot_creation_time(const struct engine_snapshot *s) { return s->entry->creation_time; }
 bool engine_snapshot_is_current(const struct engine_snapshot *s) { return s->entry->current; }
 size_t engine_snapshot_children(const struct engine_snapshot *s) { return s->entry->nchildren; }
+int64_t engine_snapshot_pause_us(const struct engine_snapshot *s) { return s->pause_known ? s->pause_us : -1; }
 
 const char *engine_snapshot_state(const struct engine_snapshot *s)
 {
@@ -140,7 +144,7 @@ int engine_snapshot_list(struct engine *e, const char *domain, unsigned flags, c
         goto out;
     l->items = qs_xcalloc(n + 1, sizeof(*l->items));
     for (size_t i = 0; i < n; i++)
-        l->items[i] = (struct engine_snapshot){l->tree, entries[i]};
+        l->items[i] = (struct engine_snapshot){l->tree, entries[i], false, 0};
     l->n = n;
     *out = l;
     l = NULL;
@@ -162,7 +166,27 @@ int engine_snapshot_lookup(struct engine *e, const char *domain, const char *nam
         return -1;
     }
     l->items = qs_xcalloc(1, sizeof(*l->items));
-    l->items[0] = (struct engine_snapshot){l->tree, en};
+    l->items[0] = (struct engine_snapshot){l->tree, en, false, 0};
+    if (en->external) {
+        /* the pause of a --live snapshot is in its <cookie>, which the tree does not keep; a file that cannot
+         * be read now simply shows none */
+        struct qs_error *ignore = NULL;
+        struct md_snapshot *full = md_store_snapshot_get(e->store, domain, name, &ignore);
+        char *v = NULL, *end = NULL;
+        long long us = -1;
+        if (full && md_snapshot_cookie_get(full, EXT_COOKIE_PAUSE, &v, &ignore) == 0 && v && *v >= '0' &&
+            *v <= '9') {
+            errno = 0;
+            us = strtoll(v, &end, 10);
+            if (errno == 0 && *end == '\0' && us >= 0) {
+                l->items[0].pause_known = true;
+                l->items[0].pause_us = us;
+            }
+        }
+        free(v);
+        md_snapshot_free(full);
+        qs_error_free(ignore);
+    }
     l->n = 1;
     *out = l;
     return 0;
@@ -350,7 +374,7 @@ static int disk_set_from_snapshot(struct disk_set *ds, const struct md_domain *d
 #define SUPPORTED_CREATE                                                                                   \
     (ENGINE_CREATE_REDEFINE | ENGINE_CREATE_CURRENT | ENGINE_CREATE_NO_METADATA | ENGINE_CREATE_HALT |      \
      ENGINE_CREATE_ATOMIC | ENGINE_CREATE_VALIDATE | ENGINE_CREATE_DISK_ONLY | ENGINE_CREATE_REUSE_EXT |  \
-     ENGINE_CREATE_QUIESCE | ENGINE_CREATE_LIVE)
+     ENGINE_CREATE_QUIESCE | ENGINE_CREATE_LIVE | ENGINE_CREATE_LIVE_FALLBACK)
 
 static int create_redefine(struct engine *e, const char *domain, struct md_snapshot *snap, unsigned flags,
                            struct qs_error **err)
@@ -447,7 +471,14 @@ int engine_snapshot_create(struct engine *e, const char *domain, const char *xml
         qs_error_set(err, QS_ERR_EXISTS, "operation failed: domain moment %s already exists", snap->name);
         goto out;
     }
-    if (ext_wanted(snap, flags)) {
+    /* --live without --memspec: external memory in the default file (ext_create names it) */
+    if ((flags & ENGINE_CREATE_LIVE) && !(flags & ENGINE_CREATE_DISK_ONLY) && snap->memory == MD_LOCATION_DEFAULT)
+        snap->memory = MD_LOCATION_EXTERNAL;
+    if ((flags & ENGINE_CREATE_LIVE_FALLBACK) && !(flags & ENGINE_CREATE_LIVE)) {
+        qs_error_set(err, QS_ERR_INVALID, "--live-fallback needs --live");
+        goto out;
+    }
+    if (ext_wanted(snap, flags) || (flags & ENGINE_CREATE_LIVE)) {
         if (engine_domain_connect(e, dom, &c, err) < 0 || ext_create(e, dom, lock, t, snap, flags, &c, err) < 0)
             goto out;
         if (name)
@@ -457,7 +488,8 @@ int engine_snapshot_create(struct engine *e, const char *domain, const char *xml
     }
     /* internal snapshots from here on */
     if (flags & ENGINE_CREATE_LIVE) {
-        qs_error_set(err, QS_ERR_UNSUPPORTED, "live snapshots (--live) are not supported yet");
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "live snapshots need external memory (--memspec file=PATH, or none "
+                     "for the default file)");
         goto out;
     }
     if (flags & ENGINE_CREATE_QUIESCE) {

@@ -57,6 +57,8 @@ declare -A USAGE_RC=(
 # Help texts: qsnap adds --json to list, info, current and dumpxml, and lacks dumpxml's --xpath and --wrap and
 # revert's --reset-nvram. The expectation is virsh's text with these edits (sed scripts).
 json_line='    --json           print JSON instead of text'
+# and it adds --live-fallback to the create commands
+live_fallback_line='    --live-fallback  with --live: save paused where live cannot work'
 declare -A EXPECT_SED=(
     [help-snapshot-list]="/^    snapshot-list </s/\$/ [--json]/; /^    --topological /a\\
 $json_line"
@@ -69,6 +71,10 @@ $json_line"
     [help-snapshot-dumpxml]="s/ \[--xpath <string>\] \[--wrap\]\$/ [--json]/; /^    --xpath /d; /^    --wrap /c\\
 $json_line"
     [help-snapshot-revert]="s/ \[--reset-nvram\]\$//; /^    --reset-nvram /d"
+    [help-snapshot-create]="s/ \[--live\] / [--live] [--live-fallback] /; /^    --live /a\\
+$live_fallback_line"
+    [help-snapshot-create-as]="s/ \[--live\] / [--live] [--live-fallback] /; /^    --live /a\\
+$live_fallback_line"
 )
 
 odd_names="qsnap refuses snapshot names with control characters (they become file names), so the odd fixture \

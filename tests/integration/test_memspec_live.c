@@ -174,7 +174,7 @@ static void test_memspec_failures(void **state)
     assert_int_equal(qs_write_all(fd, "keep", 4), 0);
     close(fd);
     qt_qsnap_fail(f, "already exists", "snapshot-create-as", "vm", "bad", "--memspec", spec2, (char *)NULL);
-    qt_qsnap_fail(f, "--live", "snapshot-create-as", "vm", "bad", "--memspec", spec1, "--live", (char *)NULL);
+    qt_qsnap_fail(f, "does not exist", "snapshot-create-as", "vm", "bad", "--memspec", spec1, "--live", (char *)NULL);
     qt_qsnap_fail(f, "disk-only", "snapshot-create-as", "vm", "bad", "--memspec", spec1, "--disk-only",
                 (char *)NULL);
     qt_qsnap_fail(f, "guest agent channel", "snapshot-create-as", "vm", "bad", "--disk-only", "--quiesce",

@@ -1,0 +1,352 @@
+/* test_live_live.c: live snapshots (--live, QEMU's background-snapshot) through the qsnap command on real QEMU -
+ * the guest counts while its RAM is written, revert brings back RAM and disks of the pause, the pause is kept,
+ * a paused VM stays paused, a refusal changes nothing and --live-fallback saves anyway (integration). */
+#include "qsnap_test.h"
+
+#include "qs_util.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MiB (1024u * 1024u)
+#define OFF_A (2u * MiB)
+#define OFF_B (3u * MiB)
+#define MAX_SAMPLES 20000
+
+/* The guest seen from the harness's own monitor while qsnap runs: the counter and QEMU's migration status. */
+struct sampler {
+    struct qh_vm *vm;
+    volatile int stop;
+    size_t n;
+    uint64_t counter[MAX_SAMPLES];
+    bool active[MAX_SAMPLES]; /* query-migrate said "active": RAM being written */
+    int failures;
+};
+
+static void *sampler_run(void *opaque)
+{
+    struct sampler *s = opaque;
+
+    while (!s->stop && s->n < MAX_SAMPLES) {
+        struct qmp_reply *r = NULL;
+        struct qs_error *err = NULL;
+        uint64_t v = 0;
+        const char *st;
+        if (qmp_client_execute(qh_vm_qmp(s->vm), "query-migrate", NULL, &r, &err) < 0 ||
+            qh_vm_read_counter(s->vm, &v, &err) < 0) {
+            qs_error_free(err);
+            qmp_reply_free(r);
+            s->failures++;
+            usleep(5000);
+            continue;
+        }
+        st = qmp_value_get_string(qmp_reply_value(r), "status");
+        s->active[s->n] = st && strcmp(st, "active") == 0;
+        s->counter[s->n] = v;
+        s->n++;
+        qmp_reply_free(r);
+        usleep(2000);
+    }
+    return NULL;
+}
+
+/* Whether the guest's counter moved between two samples taken while the RAM was being written. */
+static bool counted_while_active(const struct sampler *s, size_t *nactive)
+{
+    bool have = false, moved = false;
+    uint64_t first = 0;
+
+    *nactive = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        if (!s->active[i])
+            continue;
+        (*nactive)++;
+        if (!have) {
+            first = s->counter[i];
+            have = true;
+        } else if (s->counter[i] != first) {
+            moved = true;
+        }
+    }
+    return moved;
+}
+
+/* The background-snapshot capability's state and the bandwidth cap on the harness's monitor. */
+static bool background_cap_on(struct qt_fixture *f)
+{
+    struct qmp_reply *r = NULL;
+    struct qs_error *err = NULL;
+    const struct qmp_value *v;
+    bool on = false, seen = false;
+
+    OK(qmp_client_execute(qh_vm_qmp(f->vm), "query-migrate-capabilities", NULL, &r, &err));
+    v = qmp_reply_value(r);
+    for (size_t i = 0; i < qmp_value_array_len(v); i++) {
+        const struct qmp_value *cap = qmp_value_array_at(v, i);
+        if (qs_str_equal(qmp_value_get_string(cap, "capability"), "background-snapshot")) {
+            assert_true(qmp_value_bool(qmp_value_get(cap, "state"), &on));
+            seen = true;
+        }
+    }
+    qmp_reply_free(r);
+    assert_true(seen);
+    return on;
+}
+
+static int64_t max_bandwidth(struct qt_fixture *f)
+{
+    struct qmp_reply *r = NULL;
+    struct qs_error *err = NULL;
+    int64_t bw = -1;
+
+    OK(qmp_client_execute(qh_vm_qmp(f->vm), "query-migrate-parameters", NULL, &r, &err));
+    assert_true(qmp_value_int(qmp_value_get(qmp_reply_value(r), "max-bandwidth"), &bw));
+    qmp_reply_free(r);
+    return bw;
+}
+
+/* The "Guest pause:" value of snapshot-info in ms, or -1 when the line is absent. */
+static double info_pause_ms(struct qt_fixture *f, const char *name)
+{
+    char *out = QSNAP_OK(f, "snapshot-info", "vm", name), *p = strstr(out, "\nGuest pause:    ");
+    double ms = -1;
+
+    qt_assert_contains(out, "Metadata:       yes\n");
+    if (p) {
+        char unit[8] = "";
+        assert_int_equal(sscanf(p + strlen("\nGuest pause:    "), "%lf %7s", &ms, unit), 2);
+        assert_string_equal(unit, "ms");
+        /* the last line, after virsh's lines */
+        assert_string_equal(strchr(p + 1, '\n'), "\n\n");
+    }
+    free(out);
+    return ms;
+}
+
+/* Running VM: the guest keeps counting while its RAM is written; the snapshot holds RAM and disks of the one
+ * pause, which is recorded; a revert brings both back. */
+static void test_live_running_revert(void **state)
+{
+    struct qt_fixture *f = qt_fixture_of(state);
+    struct qs_error *err = NULL;
+    char *vdb = qt_path_in(f, "vdb.qcow2"), *ova = qt_path_in(f, "vda.l1"), *ovb = qt_path_in(f, "vdb.l1");
+    char *mem = qt_path_in(f, "vda.l1.mem"), *out, *x, *s, *want, *file;
+    struct sampler *sm = qs_xcalloc(1, sizeof(*sm));
+    uint64_t before, after, got;
+    int64_t bw0 = max_bandwidth(f);
+    size_t nactive = 0;
+    struct qmp_client *c;
+    pthread_t th;
+    struct stat st;
+    double ms;
+
+    OK(qh_vm_wait_counter_advancing(f->vm, 0, NULL, &err));
+    qt_attach(f);
+    qt_disk_write(f, "vdb", 0xaa, OFF_A);
+    assert_false(background_cap_on(f));
+
+    OK(qh_vm_read_counter(f->vm, &before, &err));
+    sm->vm = f->vm;
+    assert_int_equal(pthread_create(&th, NULL, sampler_run, sm), 0);
+    out = QSNAP_OK(f, "snapshot-create-as", "vm", "l1", "--live");
+    sm->stop = 1;
+    assert_int_equal(pthread_join(th, NULL), 0);
+    OK(qh_vm_read_counter(f->vm, &after, &err));
+    assert_string_equal(out, "Domain snapshot l1 created\n");
+    free(out);
+    print_message("%zu samples while qsnap ran (%d failed)\n", sm->n, sm->failures);
+    /* a stop-and-save leaves the counter still for as long as the migration is active */
+    assert_true(counted_while_active(sm, &nactive));
+    print_message("%zu samples with the RAM being written, the guest counting in them\n", nactive);
+
+    s = qt_status_of(qh_vm_qmp(f->vm));
+    assert_string_equal(s, "running");
+    free(s);
+    OK(qh_vm_wait_counter_advancing(f->vm, 0, NULL, &err));
+    assert_false(background_cap_on(f));
+    assert_int_equal(max_bandwidth(f), bw0);
+
+    /* the default memory file beside the first disk's image, 0600; the disks on their overlays */
+    assert_int_equal(stat(mem, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_true(st.st_size > 4096);
+    file = qt_live_file(qh_vm_qmp(f->vm), "vdb");
+    assert_string_equal(file, ovb);
+    free(file);
+    assert_true(qt_exists(ova));
+
+    x = qt_snapshot_xml(f, "l1");
+    qt_assert_contains(x, "<state>running</state>");
+    want = qs_asprintf("<memory snapshot='external' file='%s'/>", mem);
+    qt_assert_contains(x, want);
+    free(want);
+    qt_assert_contains(x, "<qsnap:pause-us xmlns:qsnap='https://qsnap.dev/xmlns/snapshot/1'>");
+    free(x);
+    qt_validate_all(f, 1);
+    ms = info_pause_ms(f, "l1");
+    print_message("guest pause of the live snapshot (128 MiB guest): %.1f ms\n", ms);
+    assert_true(ms >= 0);
+    out = QSNAP_OK(f, "snapshot-info", "vm", "l1", "--json");
+    qt_assert_contains(out, "\"guest_pause_us\": ");
+    free(out);
+
+    /* the guest moves on */
+    qt_disk_write(f, "vdb", 0xbb, OFF_A);
+    assert_int_equal(qt_guest_reads(f, "vdb", 0xbb, OFF_A), 1);
+
+    free(QSNAP_OK(f, "snapshot-revert", "vm", "l1"));
+    OK(qh_vm_wait_exit(f->vm, 10000, NULL, &err));
+    c = qt_daemon_client(f);
+    got = qt_client_counter(c, false);
+    print_message("counter: %llu before create, %llu after, %llu after revert\n", (unsigned long long)before,
+                  (unsigned long long)after, (unsigned long long)got);
+    /* the RAM of the pause: after "before", and well before "after" (the guest counted on after the pause) */
+    assert_true(got >= before && got < after);
+    s = qt_status_of(c);
+    assert_string_equal(s, "running");
+    free(s);
+    qt_client_counter_advances(c);
+    file = qt_live_file(c, "vdb");
+    want = qt_path_in(f, "vdb.l1-1");
+    assert_string_equal(file, want);
+    assert_int_equal(qt_image_is(want, "qcow2", 0xaa, OFF_A), 1);
+    assert_int_equal(qt_image_is(vdb, "qcow2", 0xaa, OFF_A), 1);
+    free(want);
+    free(file);
+    qmp_client_free(c);
+    qt_validate_all(f, 1);
+    free(sm);
+    free(vdb), free(ova), free(ovb), free(mem);
+}
+
+/* Paused VM: an ordinary save (background-snapshot would resume it); it stays paused, no pause recorded, and
+ * its images work once it runs again. */
+static void test_live_paused_stays_paused(void **state)
+{
+    struct qt_fixture *f = qt_fixture_of(state);
+    struct qs_error *err = NULL;
+    char *mem = qt_path_in(f, "p1.mem"), *spec = qs_asprintf("file=%s", mem), *s, *x;
+    uint64_t c0, c1;
+
+    OK(qh_vm_wait_counter_advancing(f->vm, 0, NULL, &err));
+    qt_attach(f);
+    qt_disk_write(f, "vdb", 0xc1, OFF_B);
+    OK(qmp_client_execute(qh_vm_qmp(f->vm), "stop", NULL, NULL, &err));
+    OK(qh_vm_read_counter(f->vm, &c0, &err));
+    free(QSNAP_OK(f, "snapshot-create-as", "vm", "p1", "--live", "--memspec", spec));
+    s = QSNAP_OK(f, "domstate", "vm");
+    assert_string_equal(s, "paused\n\n");
+    free(s);
+    usleep(200 * 1000);
+    OK(qh_vm_read_counter(f->vm, &c1, &err));
+    assert_int_equal(c1, c0);
+    assert_false(background_cap_on(f));
+    assert_true(qt_exists(mem));
+    x = qt_snapshot_xml(f, "p1");
+    qt_assert_contains(x, "<state>paused</state>");
+    assert_null(strstr(x, "pause-us"));
+    free(x);
+    assert_true(info_pause_ms(f, "p1") < 0);
+    qt_validate_all(f, 1);
+
+    /* resumed, the guest runs on its overlays */
+    OK(qmp_client_execute(qh_vm_qmp(f->vm), "cont", NULL, NULL, &err));
+    OK(qh_vm_wait_counter_advancing(f->vm, 0, NULL, &err));
+    qt_disk_write(f, "vdb", 0xc2, OFF_B);
+    assert_int_equal(qt_guest_reads(f, "vdb", 0xc2, OFF_B), 1);
+    s = qt_path_in(f, "vdb.qcow2");
+    assert_int_equal(qt_image_is(s, "qcow2", 0xc1, OFF_B), 1);
+    free(s);
+    free(mem), free(spec);
+}
+
+/* Shared file-backed guest RAM: background-snapshot is impossible. --live fails with QEMU's reason and changes
+ * nothing; --live-fallback saves with the guest paused, and records that pause. */
+static void test_live_refused_and_fallback(void **state)
+{
+    struct qt_fixture *f = qt_fixture_of(state);
+    struct qs_error *err = NULL;
+    char *ova = qt_path_in(f, "vda.r1"), *ovb = qt_path_in(f, "vdb.r1"), *mem = qt_path_in(f, "vda.r1.mem");
+    char *s, *blk0, *blk1, *x;
+    uint64_t before, after;
+    double ms;
+
+    OK(qh_vm_wait_counter_advancing(f->vm, 0, NULL, &err));
+    qt_attach(f);
+    blk0 = qt_query_block(qh_vm_qmp(f->vm));
+    qt_qsnap_fail(f, "not compatible with guest memory configuration", "snapshot-create-as", "vm", "r1", "--live",
+                  (char *)NULL);
+    qt_qsnap_fail(f, "--live-fallback", "snapshot-create-as", "vm", "r1", "--live", (char *)NULL);
+    qt_qsnap_fail(f, "needs --live", "snapshot-create-as", "vm", "r1", "--live-fallback", (char *)NULL);
+    qt_qsnap_fail(f, "--disk-only", "snapshot-create-as", "vm", "r1", "--live", "--disk-only", (char *)NULL);
+    assert_false(qt_exists(ova));
+    assert_false(qt_exists(ovb));
+    assert_false(qt_exists(mem));
+    blk1 = qt_query_block(qh_vm_qmp(f->vm));
+    assert_string_equal(blk0, blk1);
+    s = qt_status_of(qh_vm_qmp(f->vm));
+    assert_string_equal(s, "running");
+    free(s);
+    OK(qh_vm_wait_counter_advancing(f->vm, 0, NULL, &err));
+    assert_false(background_cap_on(f));
+    s = QSNAP_OK(f, "snapshot-list", "vm", "--name");
+    assert_string_equal(s, "\n");
+    free(s);
+    s = qs_asprintf("%s/snapshot/vm/r1.xml", f->root);
+    assert_false(qt_exists(s));
+    free(s);
+
+    OK(qh_vm_read_counter(f->vm, &before, &err));
+    free(QSNAP_OK(f, "snapshot-create-as", "vm", "r1", "--live", "--live-fallback"));
+    OK(qh_vm_read_counter(f->vm, &after, &err));
+    assert_true(qt_exists(mem) && qt_exists(ova) && qt_exists(ovb));
+    s = qt_status_of(qh_vm_qmp(f->vm));
+    assert_string_equal(s, "running");
+    free(s);
+    OK(qh_vm_wait_counter_advancing(f->vm, 0, NULL, &err));
+    x = qt_snapshot_xml(f, "r1");
+    qt_assert_contains(x, "<state>running</state>");
+    free(x);
+    ms = info_pause_ms(f, "r1");
+    print_message("guest pause of the fallback (stop, save, cont): %.1f ms\n", ms);
+    assert_true(ms >= 0);
+    qt_validate_all(f, 1);
+    free(ova), free(ovb), free(mem), free(blk0), free(blk1);
+}
+
+/* Guest RAM in a shared file on a disk file system (QEMU creates and unlinks its file in the directory):
+ * userfaultfd cannot write-protect such a mapping (memfd or tmpfs RAM it can, on recent kernels). */
+static char ram_dir[] = "/var/tmp/qsnap-ram-XXXXXX";
+static char ram_object[128];
+static const char *shared_ram_args[] = {"-object", ram_object, "-machine", "memory-backend=qsnap-ram", NULL};
+static struct qh_vm_config cfg_shared;
+static struct qt_fixture f1 = {.cfg = &qt_cfg_two_disks};
+static struct qt_fixture f2 = {.cfg = &qt_cfg_two_disks};
+static struct qt_fixture f3 = {.cfg = &cfg_shared};
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_prestate_setup_teardown(test_live_running_revert, qt_setup, qt_teardown, &f1),
+        cmocka_unit_test_prestate_setup_teardown(test_live_paused_stays_paused, qt_setup, qt_teardown, &f2),
+        cmocka_unit_test_prestate_setup_teardown(test_live_refused_and_fallback, qt_setup, qt_teardown, &f3),
+    };
+    int r;
+
+    if (!mkdtemp(ram_dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    snprintf(ram_object, sizeof(ram_object), "memory-backend-file,id=qsnap-ram,size=128M,mem-path=%s,share=on",
+             ram_dir);
+    cfg_shared = qt_cfg_two_disks;
+    cfg_shared.mem_mb = 128;
+    cfg_shared.extra_args = shared_ram_args;
+    r = cmocka_run_group_tests(tests, NULL, NULL);
+    rmdir(ram_dir);
+    return r;
+}
