@@ -174,6 +174,9 @@ struct qmp_job_options {
     bool complete_on_ready;   /* on READY (active block-commit, mirror) issue job-complete */
     qmp_progress_fn progress; /* may be NULL */
     void *opaque;
+    /* may be NULL: called once the job has concluded and before job-dismiss, OK telling whether it
+     * succeeded - the last moment a crash of the caller still leaves the result readable in query-jobs */
+    void (*concluded)(void *opaque, const char *job_id, bool ok);
 };
 
 /*
@@ -187,6 +190,19 @@ struct qmp_job_options {
  */
 int qmp_job_run(struct qmp_client *c, const char *command, const struct qmp_args *args, const char *job_id,
                 const struct qmp_job_options *opts, struct qs_error **err);
+
+/* What became of a job another client started (recovery after that client died). */
+enum qmp_job_outcome {
+    QMP_JOB_ABSENT,    /* no such job (never started, or already dismissed) */
+    QMP_JOB_SUCCEEDED, /* it concluded without error; now dismissed */
+    QMP_JOB_FAILED,    /* it concluded with an error (in *error when non-NULL; caller frees); now dismissed */
+};
+/*
+ * Waits up to TIMEOUT_MS for job JOB_ID to conclude (issuing job-complete when it waits READY and
+ * COMPLETE_ON_READY, job-finalize when pending), then dismisses it. QS_ERR_TIMEOUT when it is still running.
+ */
+int qmp_job_settle(struct qmp_client *c, const char *job_id, int timeout_ms, bool complete_on_ready,
+                   enum qmp_job_outcome *outcome, char **error, struct qs_error **err);
 
 #ifdef __cplusplus
 }

@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define DEFAULT_POLL_MS 100
 
@@ -208,6 +209,8 @@ int qmp_job_run(struct qmp_client *c, const char *command, const struct qmp_args
         qs_error_set(err, QS_ERR_STATE, "job '%s' was dismissed by someone else before its result was read", job_id);
         goto out;
     }
+    if (opts->concluded)
+        opts->concluded(opts->opaque, job_id, !failure && !timed_out && !cancelled && !ji.error);
     if (job_verb(c, "job-dismiss", job_id, err) < 0)
         goto out;
     qmp_client_event_drop(c, "JOB_STATUS_CHANGE", "id", job_id);
@@ -226,5 +229,59 @@ out:
     qmp_event_free(ev);
     job_info_release(&ji);
     json_object_put(a);
+    return ret;
+}
+
+int qmp_job_settle(struct qmp_client *c, const char *job_id, int timeout_ms, bool complete_on_ready,
+                   enum qmp_job_outcome *outcome, char **error, struct qs_error **err)
+{
+    struct job_info ji = {0};
+    int64_t deadline = qs_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    bool completed = false, finalized = false;
+    int ret = -1;
+
+    *outcome = QMP_JOB_ABSENT;
+    if (error)
+        *error = NULL;
+    for (;;) {
+        if (job_query(c, job_id, &ji, err) < 0)
+            goto out;
+        if (!ji.found) {
+            ret = 0;
+            goto out;
+        }
+        if (strcmp(ji.status, "concluded") == 0)
+            break;
+        if (strcmp(ji.status, "ready") == 0 && complete_on_ready && !completed) {
+            completed = true;
+            if (job_act(c, "job-complete", job_id, NULL, err) < 0)
+                goto out;
+            continue;
+        }
+        if (strcmp(ji.status, "pending") == 0 && !finalized) {
+            finalized = true;
+            if (job_act(c, "job-finalize", job_id, NULL, err) < 0)
+                goto out;
+            continue;
+        }
+        if (qs_now_ms() >= deadline) {
+            qs_error_set(err, QS_ERR_TIMEOUT, "job '%s' is still %s", job_id, ji.status);
+            goto out;
+        }
+        {
+            struct timespec ts = {0, 20 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    *outcome = ji.error ? QMP_JOB_FAILED : QMP_JOB_SUCCEEDED;
+    if (ji.error && error) {
+        *error = ji.error;
+        ji.error = NULL;
+    }
+    if (job_verb(c, "job-dismiss", job_id, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    job_info_release(&ji);
     return ret;
 }
