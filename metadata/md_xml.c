@@ -172,6 +172,10 @@ int md_xml_parse(struct md_xml *x, const char *data, size_t len, const char *wha
         qs_error_set(err, QS_ERR_TOOBIG, "%s is too large", what);
         goto out;
     }
+    if (memchr(data, '\0', len)) { /* never XML; libxml2 would stop reading there and take the rest as read */
+        qs_error_set(err, QS_ERR_INVALID, "cannot parse %s: it contains a NUL byte", what);
+        goto out;
+    }
     xmlInitParser();
     ctxt = xmlNewParserCtxt();
     if (!ctxt) {
