@@ -176,7 +176,7 @@ void md_domain_free(struct md_domain *dom);
  * Caller frees with free(). */
 char *md_domain_format(const struct md_domain *dom, struct qs_error **err);
 
-const char *md_domain_name(const struct md_domain *dom);   /* NULL if absent */
+const char *md_domain_name(const struct md_domain *dom);   /* NULL if absent; stable across the setters */
 const char *md_domain_uuid(const struct md_domain *dom);   /* NULL if absent */
 unsigned long long md_domain_memory_kib(const struct md_domain *dom); /* 0 if absent */
 unsigned md_domain_vcpus(const struct md_domain *dom);      /* 1 if absent */

@@ -83,9 +83,26 @@ static int cache_build(struct md_domain *d, struct qs_error **err)
     long long ll;
     int ret = -1;
 
+    char *old_name = d->name, *old_uuid = d->uuid;
+
+    /* the name and uuid stay the same strings when they did not change: callers hold md_domain_name()
+     * across the setters, which rebuild this cache */
+    d->name = d->uuid = NULL;
     cache_clear(d);
     d->name = md_xml_content(md_xml_child(root, "name", NULL));
     d->uuid = md_xml_content(md_xml_child(root, "uuid", NULL));
+    if (old_name && d->name && strcmp(old_name, d->name) == 0) {
+        free(d->name);
+        d->name = old_name;
+        old_name = NULL;
+    }
+    if (old_uuid && d->uuid && strcmp(old_uuid, d->uuid) == 0) {
+        free(d->uuid);
+        d->uuid = old_uuid;
+        old_uuid = NULL;
+    }
+    free(old_name);
+    free(old_uuid);
     if ((n = md_xml_child(root, "memory", NULL))) {
         v = md_xml_content(n);
         unit = md_xml_prop(n, "unit");
