@@ -215,6 +215,9 @@ int md_domain_add_disk(struct md_domain *dom, const char *type, const char *devi
  *   ROOT/snapshot/DOM/NAME.xml    one file per snapshot, libvirt's on-disk form (like
  *                                 /var/lib/libvirt/qemu/snapshot/DOM, which can be copied in as it is)
  *   ROOT/snapshot/DOM/.qsnap-index  listing cache (libvirt ignores it: it does not end in .xml)
+ *   ROOT/snapshot/DOM/.qsnap-gen    generation: odd while a writer changes several files, so that readers
+ *                                 without the lock never load half of a change
+ *   ROOT/snapshot/DOM/.qsnap-intent an operation's intent record (engine/intent.h)
  *   ROOT/run/DOM.lock             per-domain lock file
  */
 struct md_store;
@@ -287,6 +290,19 @@ int md_store_snapshot_delete(struct md_store *store, const struct md_lock *lock,
 /* Makes NAME the current snapshot (NULL: none). */
 int md_store_snapshot_set_current(struct md_store *store, const struct md_lock *lock, const char *domain,
                                   const char *name, struct qs_error **err);
+
+/*
+ * The domain's intent record: ROOT/snapshot/DOMAIN/.qsnap-intent (libvirt ignores it: no .xml), an opaque
+ * text the engine writes before an operation touches QEMU or an image and removes when it is done. put
+ * writes atomically and durably (tmp, fsync, rename, directory fsync); get gives *text NULL (and 0) when
+ * there is none; clear removes it (not synced: a record that comes back after a crash is recovered again,
+ * which recovery must allow). Caller frees *text.
+ */
+int md_store_intent_put(struct md_store *store, const struct md_lock *lock, const char *domain, const char *text,
+                        struct qs_error **err);
+int md_store_intent_get(struct md_store *store, const char *domain, char **text, struct qs_error **err);
+int md_store_intent_clear(struct md_store *store, const struct md_lock *lock, const char *domain,
+                          struct qs_error **err);
 
 /* ---- the tree -------------------------------------------------------------------------------------- */
 

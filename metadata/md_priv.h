@@ -89,6 +89,9 @@ int md_lock_check(const struct md_lock *lock, const struct md_store *store, cons
 
 /* md_tree_load(), optionally without refreshing the index (mutations: a failed one must leave the disk as it
  * was, a successful one makes the index stale anyway). */
+/* The snapshot directory's generation: odd while a writer changes several files, bumped when it is done
+ * (a seqlock for readers that take no lock). 0 when there is none. */
+uint64_t md_store_gen_read(struct md_store *store, const char *domain);
 struct md_tree *md_tree_load_internal(struct md_store *store, const char *domain, const struct md_lock *lock,
                                       bool write_index, struct qs_error **err);
 

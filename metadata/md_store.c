@@ -507,6 +507,60 @@ out:
     return snap;
 }
 
+/* ---- the generation: a seqlock on disk for readers without the lock ---- */
+
+#define GEN_FILE ".qsnap-gen"
+
+static uint64_t gen_get(int dir)
+{
+    char *data = NULL;
+    size_t len = 0;
+    uint64_t v = 0;
+
+    if (qs_file_read(dir, GEN_FILE, 64, &data, &len, NULL) == 0)
+        v = strtoull(data, NULL, 10);
+    free(data);
+    return v;
+}
+
+/* Visible to other processes at once (rename), not synced: it orders readers, it protects no data. */
+static void gen_set(int dir, uint64_t v)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "%llu\n", (unsigned long long)v), fd;
+
+    fd = openat(dir, GEN_FILE ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return;
+    if (write(fd, buf, (size_t)n) == n && close(fd) == 0) {
+        renameat(dir, GEN_FILE ".tmp", dir, GEN_FILE);
+        return;
+    }
+    close(fd);
+}
+
+/* Before a change of several files: odd (a writer that died left it odd: moved on all the same). */
+static void gen_begin(int dir)
+{
+    uint64_t v = gen_get(dir);
+    gen_set(dir, (v & 1) ? v + 2 : v + 1);
+}
+
+static void gen_end(int dir)
+{
+    uint64_t v = gen_get(dir);
+    gen_set(dir, (v & 1) ? v + 1 : v + 2);
+}
+
+uint64_t md_store_gen_read(struct md_store *s, const char *domain)
+{
+    int dir = md_store_snapdir_open(s, domain, false, NULL);
+    uint64_t v = dir >= 0 ? gen_get(dir) : 0;
+
+    qs_close(dir);
+    return v;
+}
+
 /* Rewrites the snapshot in FILE with a new parent and/or current flag. */
 static int rewrite(int dir, const char *file, bool set_parent, const char *parent, int current,
                    struct qs_error **err)
@@ -535,6 +589,7 @@ int md_store_snapshot_put(struct md_store *s, const struct md_lock *lock, const 
     const struct md_entry *old, *cur;
     struct qs_error *e = NULL;
     char *file = NULL;
+    bool begun = false;
     int dir = -1, ret = -1;
 
     if (md_lock_check(lock, s, domain, err) < 0)
@@ -561,6 +616,8 @@ int md_store_snapshot_put(struct md_store *s, const struct md_lock *lock, const 
     if ((dir = md_store_snapdir_open(s, domain, true, err)) < 0)
         goto out;
     cur = md_tree_current(t);
+    gen_begin(dir);
+    begun = true;
     /* clear the old current first: a crash in between leaves no current snapshot, never two */
     if (snap->current && cur && strcmp(cur->name, snap->name) != 0 && rewrite(dir, cur->file, false, NULL, 0, err) < 0)
         goto out;
@@ -571,6 +628,8 @@ int md_store_snapshot_put(struct md_store *s, const struct md_lock *lock, const 
         goto out;
     ret = 0;
 out:
+    if (begun)
+        gen_end(dir);
     qs_error_free(e);
     md_domain_free(def);
     qs_close(dir);
@@ -596,7 +655,7 @@ int md_store_snapshot_delete(struct md_store *s, const struct md_lock *lock, con
     struct md_tree *t = NULL;
     const struct md_entry *e, *cur, **doomed = NULL, *new_current = NULL;
     size_t ndoomed = 0;
-    bool lose_current = false;
+    bool lose_current = false, begun = false;
     int dir = -1, ret = -1;
 
     if (md_lock_check(lock, s, domain, err) < 0 || qs_name_check(name, "snapshot", err) < 0)
@@ -615,6 +674,8 @@ int md_store_snapshot_delete(struct md_store *s, const struct md_lock *lock, con
     }
     if ((dir = md_store_snapdir_open(s, domain, false, err)) < 0)
         goto out;
+    gen_begin(dir);
+    begun = true;
     cur = md_tree_current(t);
     if (flags & (MD_DELETE_CHILDREN | MD_DELETE_CHILDREN_ONLY)) {
         collect_subtree(t, e, &doomed, &ndoomed);
@@ -648,6 +709,8 @@ int md_store_snapshot_delete(struct md_store *s, const struct md_lock *lock, con
         goto out;
     ret = 0;
 out:
+    if (begun)
+        gen_end(dir);
     free(doomed);
     qs_close(dir);
     md_tree_free(t);
@@ -659,6 +722,7 @@ int md_store_snapshot_set_current(struct md_store *s, const struct md_lock *lock
 {
     struct md_tree *t = NULL;
     const struct md_entry *e = NULL, *cur;
+    bool begun = false;
     int dir = -1, ret = -1;
 
     if (md_lock_check(lock, s, domain, err) < 0)
@@ -678,13 +742,76 @@ int md_store_snapshot_set_current(struct md_store *s, const struct md_lock *lock
     }
     if ((dir = md_store_snapdir_open(s, domain, false, err)) < 0)
         goto out;
+    gen_begin(dir);
+    begun = true;
     if (cur && rewrite(dir, cur->file, false, NULL, 0, err) < 0)
         goto out;
     if (e && rewrite(dir, e->file, false, NULL, 1, err) < 0)
         goto out;
     ret = 0;
 out:
+    if (begun)
+        gen_end(dir);
     qs_close(dir);
     md_tree_free(t);
+    return ret;
+}
+
+/* ---- intent records ---- */
+
+#define INTENT_FILE ".qsnap-intent"
+#define INTENT_MAX (64u << 20) /* it may carry a snapshot's and a domain's XML */
+
+int md_store_intent_put(struct md_store *s, const struct md_lock *lock, const char *domain, const char *text,
+                        struct qs_error **err)
+{
+    int dir, ret;
+
+    if (md_lock_check(lock, s, domain, err) < 0 || (dir = md_store_snapdir_open(s, domain, true, err)) < 0)
+        return -1;
+    ret = qs_file_write_atomic(dir, INTENT_FILE, text, strlen(text), 0600, err);
+    qs_close(dir);
+    return ret;
+}
+
+int md_store_intent_get(struct md_store *s, const char *domain, char **text, struct qs_error **err)
+{
+    struct qs_error *local = NULL;
+    size_t len = 0;
+    int dir, ret = 0;
+
+    *text = NULL;
+    if ((dir = md_store_snapdir_open(s, domain, false, &local)) < 0) {
+        if (local->code != QS_ERR_NOTFOUND) {
+            qs_error_propagate(err, &local);
+            return -1;
+        }
+        qs_error_free(local);
+        return 0;
+    }
+    if (qs_file_read(dir, INTENT_FILE, INTENT_MAX, text, &len, &local) < 0) {
+        if (local->code == QS_ERR_NOTFOUND) {
+            qs_error_free(local);
+        } else {
+            qs_error_propagate(err, &local);
+            ret = -1;
+        }
+    }
+    qs_close(dir);
+    return ret;
+}
+
+int md_store_intent_clear(struct md_store *s, const struct md_lock *lock, const char *domain,
+                          struct qs_error **err)
+{
+    int dir, ret = 0;
+
+    if (md_lock_check(lock, s, domain, err) < 0 || (dir = md_store_snapdir_open(s, domain, false, err)) < 0)
+        return -1;
+    if (unlinkat(dir, INTENT_FILE, 0) < 0 && errno != ENOENT) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot remove the intent record of domain '%s'", domain);
+        ret = -1;
+    }
+    qs_close(dir);
     return ret;
 }

@@ -420,8 +420,46 @@ struct md_tree *md_tree_load(struct md_store *s, const char *domain, const struc
     return md_tree_load_internal(s, domain, lock, true, err);
 }
 
+static struct md_tree *load_once(struct md_store *s, const char *domain, const struct md_lock *lock,
+                                 bool write_index, struct qs_error **err);
+
+/*
+ * A reader without the lock loads between two readings of the directory's generation (md_store_gen_read):
+ * an odd one means a writer is between files, a changed one that it went on meanwhile - either way the
+ * load is taken again, so no reader sees half of a change (no current snapshot, or a child whose parent
+ * just went). A generation that stays odd (a writer that died; the next one repairs it) is waited for
+ * 2 s at most.
+ */
 struct md_tree *md_tree_load_internal(struct md_store *s, const char *domain, const struct md_lock *lock,
                                       bool write_index, struct qs_error **err)
+{
+    struct md_tree *t = NULL;
+
+    if (lock)
+        return load_once(s, domain, lock, write_index, err);
+    for (int attempt = 0; attempt < 200; attempt++) {
+        uint64_t g1 = md_store_gen_read(s, domain), g2;
+        struct qs_error *local = NULL;
+        if (g1 & 1) {
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        t = load_once(s, domain, NULL, write_index, &local);
+        g2 = md_store_gen_read(s, domain);
+        if (g1 == g2) {
+            qs_error_propagate(err, &local);
+            return t;
+        }
+        qs_error_free(local);
+        md_tree_free(t);
+        t = NULL;
+    }
+    return load_once(s, domain, NULL, write_index, err);
+}
+
+static struct md_tree *load_once(struct md_store *s, const char *domain, const struct md_lock *lock,
+                                 bool write_index, struct qs_error **err)
 {
     struct md_tree *t = qs_xcalloc(1, sizeof(*t)), *ret = NULL;
     struct qs_error *e = NULL;
