@@ -11,6 +11,7 @@ enum { CLI_EXIT_OK = 0, CLI_EXIT_FAILED = 1, CLI_EXIT_USAGE = 2 };
 
 struct cli_ctx {
     const char *root;      /* --root, or NULL */
+    int lock_timeout_ms;   /* --lock-timeout or $QSNAP_LOCK_TIMEOUT_MS (0: do not wait); -1: the engine's */
     bool quiet;            /* -q: no table headers, messages or per-command newline (as virsh -q) */
     struct engine *engine; /* opened on first use by cli_engine() */
     bool progress;         /* stderr is a terminal: show progress lines */
@@ -36,5 +37,6 @@ int cli_failf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 extern const struct cli_command cli_domain_commands[];
 extern const struct cli_command cli_snapshot_commands[];
+extern const struct cli_command cli_check_commands[];
 
 #endif

@@ -212,6 +212,7 @@ static int cmd_create(struct cli_ctx *ctx, const struct cli_args *args)
     struct engine *e = domain_engine(ctx, domain);
     struct qs_error *err = NULL;
     unsigned flags;
+    size_t len = 0;
     char *xml = NULL, *name = NULL;
     int ret = CLI_EXIT_FAILED;
 
@@ -219,9 +220,13 @@ static int cmd_create(struct cli_ctx *ctx, const struct cli_args *args)
         return CLI_EXIT_FAILED;
     flags = create_flags(args) | (cli_args_bool(args, "redefine") ? ENGINE_CREATE_REDEFINE : 0) |
             (cli_args_bool(args, "current") ? ENGINE_CREATE_CURRENT : 0);
-    if (file && qs_file_read(AT_FDCWD, file, 16u << 20, &xml, NULL, &err) < 0) {
+    if (file && qs_file_read(AT_FDCWD, file, 16u << 20, &xml, &len, &err) < 0) {
         qs_error_clear(&err);
         ret = cli_failf("Failed to open file '%s': %s", file, strerror(errno ? errno : ENOENT));
+        goto out;
+    }
+    if (xml && strlen(xml) != len) { /* the engine takes a C string: a NUL would cut the document short */
+        ret = cli_failf("file '%s' contains a NUL byte: not an XML document", file);
         goto out;
     }
     if (engine_snapshot_create(e, domain, xml, flags, &name, &err) < 0) {
@@ -534,19 +539,41 @@ static int cmd_list(struct cli_ctx *ctx, const struct cli_args *args)
         vsh_tree_format(nodes, k, &out);
         free(nodes);
     } else {
-        struct vsh_snap_row *rows = qs_xcalloc(n + 1, sizeof(*rows));
         enum vsh_list_mode mode = cli_args_bool(args, "name")     ? VSH_LIST_NAMES
                                   : cli_args_bool(args, "parent") ? VSH_LIST_TABLE_PARENT
                                                                   : VSH_LIST_TABLE;
+        char *pop = NULL, **pnames = NULL;
+        size_t pn = 0;
+        int64_t pstarted = 0;
+        struct vsh_snap_row *rows;
+        /* an operation under way (another qsnap): snapshots being deleted say so in the State column, one
+         * being created gets its row - in the tables only, as --name lists what exists */
+        if (mode != VSH_LIST_NAMES && !from && !flags &&
+            engine_domain_pending(e, domain, &pop, &pnames, &pn, NULL, &pstarted, NULL) < 0)
+            pop = NULL;
+        rows = qs_xcalloc(n + pn + 1, sizeof(*rows));
         for (size_t i = 0; i < n; i++) {
             const struct engine_snapshot *s = engine_snapshot_list_at(l, i);
-            rows[i] = (struct vsh_snap_row){engine_snapshot_name(s), engine_snapshot_creation_time(s),
-                                            engine_snapshot_state(s), engine_snapshot_parent(s)};
+            const char *state = engine_snapshot_state(s);
+            for (size_t k = 0; pop && strcmp(pop, "delete") == 0 && k < pn; k++)
+                if (strcmp(pnames[k], engine_snapshot_name(s)) == 0)
+                    state = "deleting";
+            rows[i] = (struct vsh_snap_row){engine_snapshot_name(s), engine_snapshot_creation_time(s), state,
+                                            engine_snapshot_parent(s)};
+        }
+        if (pop && strcmp(pop, "create") == 0 && pn == 1) {
+            bool listed = false;
+            for (size_t i = 0; i < n && !listed; i++)
+                listed = strcmp(rows[i].name, pnames[0]) == 0;
+            if (!listed)
+                rows[n++] = (struct vsh_snap_row){pnames[0], pstarted, "creating", NULL};
         }
         if (!(flags & ENGINE_LIST_TOPOLOGICAL))
             vsh_snap_rows_sort(rows, n);
         vsh_snap_list_format(rows, n, mode, ctx->quiet, &out);
         free(rows);
+        free(pop);
+        engine_strv_free(pnames, pn);
     }
     ret = print_buf(&out);
 out:

@@ -3,6 +3,7 @@
 #include "qs_util.h"
 #include "vsh_output.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,7 +29,8 @@ static const struct cli_command main_commands[] = {
 };
 
 /* Every command table, in the order help lists them. */
-static const struct cli_command *const tables[] = {main_commands, cli_domain_commands, cli_snapshot_commands};
+static const struct cli_command *const tables[] = {main_commands, cli_domain_commands, cli_snapshot_commands,
+                                                   cli_check_commands};
 
 static const struct cli_command *command_find(const char *name)
 {
@@ -75,11 +77,46 @@ static int progress_show(void *opaque, const char *phase, uint64_t done, uint64_
     return 0;
 }
 
+#ifdef QSNAP_FAULT_INJECTION
+/*
+ * Test builds only (the qsnap-fault binary): every step boundary is appended to $QSNAP_FAULT_LOG as
+ * "OP STEP", and the process SIGKILLs itself right after step number $QSNAP_FAULT_AT (from 1) - as a crash
+ * would stop it, with nothing cleaned up.
+ */
+#include <fcntl.h>
+#include <signal.h>
+
+static void fault_step(void *opaque, const char *op, const char *step)
+{
+    static long count;
+    const char *log = getenv("QSNAP_FAULT_LOG"), *at = getenv("QSNAP_FAULT_AT");
+    (void)opaque;
+
+    count++;
+    if (log && *log) {
+        int fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            dprintf(fd, "%s %s\n", op, step);
+            close(fd);
+        }
+    }
+    if (at && atol(at) == count)
+        raise(SIGKILL);
+}
+#endif
+
 struct engine *cli_engine(struct cli_ctx *ctx)
 {
     struct engine_options opts = {.root = ctx->root, .progress = progress_show, .opaque = ctx};
     struct qs_error *err = NULL;
 
+#ifdef QSNAP_FAULT_INJECTION
+    opts.step = fault_step;
+#endif
+
+    /* the engine reads 0 as its default (10 s): "do not wait" becomes one try and a 1 ms deadline */
+    if (ctx->lock_timeout_ms >= 0)
+        opts.lock_timeout_ms = ctx->lock_timeout_ms > 0 ? ctx->lock_timeout_ms : 1;
     if (!ctx->engine && !(ctx->engine = engine_new(&opts, &err)))
         cli_fail(ctx, &err);
     return ctx->engine;
@@ -101,10 +138,10 @@ static int cmd_help(struct cli_ctx *ctx, const struct cli_args *args)
         cli_cmd_print_help(c->def, stdout);
         return CLI_EXIT_OK;
     }
-    printf("usage: qsnap [--root DIR] [-q] COMMAND [ARGS...]\n\n"
+    printf("usage: qsnap [--root DIR] [--lock-timeout MS] [-q] COMMAND [ARGS...]\n\n"
            "Snapshots of QEMU virtual machines, without libvirt. Commands take virsh's options.\n");
     for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
-        static const char *const titles[] = {"Generic", "Domain", "Snapshot"};
+        static const char *const titles[] = {"Generic", "Domain", "Snapshot", "Consistency"};
         printf("\n %s commands:\n", titles[t]);
         for (const struct cli_command *c = tables[t]; c->def; c++)
             printf("    %-20s %s\n", c->def->name, c->def->summary);
@@ -112,6 +149,8 @@ static int cmd_help(struct cli_ctx *ctx, const struct cli_args *args)
     printf("\n Global options:\n"
            "    --root DIR           state directory (default: $QSNAP_ROOT, /var/lib/qsnap as root,\n"
            "                         $XDG_STATE_HOME/qsnap otherwise)\n"
+           "    --lock-timeout MS    wait at most MS milliseconds for another qsnap's lock on the domain\n"
+           "                         (default: $QSNAP_LOCK_TIMEOUT_MS, else 10000; 0: do not wait)\n"
            "    -q, --quiet          quiet mode, as virsh -q\n"
            "    -V, --version        show qsnap's version\n"
            "    -h, --help           show this help\n\n"
@@ -128,14 +167,29 @@ static int cmd_version(struct cli_ctx *ctx, const struct cli_args *args)
     return CLI_EXIT_OK;
 }
 
+/* A lock wait in milliseconds: 0 to one day, decimal digits only. -1 when S is not one. */
+static int lock_timeout_parse(const char *s)
+{
+    char *end;
+    long v;
+
+    if (!s || *s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    return errno || *end || v > 86400000L ? -1 : (int)v;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"root", required_argument, NULL, 'r'}, {"quiet", no_argument, NULL, 'q'},
         {"version", no_argument, NULL, 'V'},    {"help", no_argument, NULL, 'h'},
+        {"lock-timeout", required_argument, NULL, 'L'},
         {NULL, 0, 0, 0},
     };
-    struct cli_ctx ctx = {0};
+    struct cli_ctx ctx = {.lock_timeout_ms = -1};
+    const char *lock_env;
     const struct cli_command *cmd;
     struct cli_args args;
     int c, idx, ret;
@@ -150,6 +204,12 @@ int main(int argc, char **argv)
         case 'q':
             ctx.quiet = true;
             break;
+        case 'L':
+            if ((ctx.lock_timeout_ms = lock_timeout_parse(optarg)) < 0) {
+                cli_failf("--lock-timeout must be a number of milliseconds from 0 to 86400000, not '%s'", optarg);
+                return CLI_EXIT_USAGE;
+            }
+            break;
         case 'V':
             printf("qsnap %s\n", engine_version());
             return CLI_EXIT_OK;
@@ -161,6 +221,12 @@ int main(int argc, char **argv)
             cli_failf("unsupported option '%s'. See --help.", argv[optind - 1]);
             return CLI_EXIT_USAGE;
         }
+    }
+    /* --lock-timeout wins over the environment */
+    if (ctx.lock_timeout_ms < 0 && (lock_env = getenv("QSNAP_LOCK_TIMEOUT_MS")) && *lock_env &&
+        (ctx.lock_timeout_ms = lock_timeout_parse(lock_env)) < 0) {
+        cli_failf("QSNAP_LOCK_TIMEOUT_MS must be a number of milliseconds from 0 to 86400000, not '%s'", lock_env);
+        return CLI_EXIT_USAGE;
     }
     if (optind >= argc) {
         cmd = command_find("help");

@@ -1,5 +1,6 @@
 /* engine.c: the engine object and the domain operations (attach, define, start, destroy, state). */
 #include "engine_priv.h"
+#include "intent.h"
 #include "memstate.h" /* engine_qemu_start_incoming */
 #include "qs_buf.h"
 #include "qs_util.h"
@@ -38,6 +39,7 @@ struct engine *engine_new(const struct engine_options *opts, struct qs_error **e
     e->lock_timeout_ms = opts && opts->lock_timeout_ms ? opts->lock_timeout_ms : 10000;
     e->qmp_timeout_ms = opts && opts->qmp_timeout_ms ? opts->qmp_timeout_ms : 600000;
     e->progress = opts ? opts->progress : NULL;
+    e->step = opts ? opts->step : NULL;
     e->opaque = opts ? opts->opaque : NULL;
     return e;
 }
@@ -118,7 +120,27 @@ int engine_domain_lookup(struct engine *e, const char *name, struct qs_error **e
 
 struct md_lock *engine_domain_lock(struct engine *e, const char *name, struct qs_error **err)
 {
-    return md_lock_acquire(e->store, name, e->lock_timeout_ms, err);
+    struct qs_error *local = NULL;
+    struct md_lock *lock = md_lock_acquire(e->store, name, e->lock_timeout_ms, &local);
+    struct intent it = {0};
+
+    if (!lock) {
+        /* say what the other process is doing, when its record says so */
+        if (local->code == QS_ERR_BUSY && intent_read(e, name, &it, NULL) > 0)
+            qs_error_set(err, QS_ERR_BUSY, "domain '%s' is busy: qsnap process %ld is running a %s of snapshot "
+                         "'%s'", name, it.pid, it.op, it.snapshot ? it.snapshot : "?");
+        else
+            qs_error_propagate(err, &local);
+        qs_error_free(local);
+        intent_release(&it);
+        return NULL;
+    }
+    /* an operation a crash interrupted is finished or undone before anything else happens */
+    if (!e->recovering && intent_recover(e, name, lock, err) < 0) {
+        md_lock_free(lock);
+        return NULL;
+    }
+    return lock;
 }
 
 int engine_domain_connect(struct engine *e, const struct md_domain *dom, struct qmp_client **c,
@@ -286,12 +308,13 @@ int engine_domain_define(struct engine *e, const char *xml, const char *qmp_sock
 {
     struct md_domain *dom = md_domain_parse(xml, strlen(xml), err);
     struct md_lock *lock = NULL;
-    const char *n;
+    char *n = NULL;
     int ret = -1;
 
     if (!dom)
         return -1;
-    n = md_domain_name(dom);
+    /* a copy: the name is borrowed from dom, and setting the socket below changes dom */
+    n = md_domain_name(dom) ? qs_xstrdup(md_domain_name(dom)) : NULL;
     if (!n) {
         qs_error_set(err, QS_ERR_INVALID, "the domain XML has no <name>");
         goto out;
@@ -305,6 +328,7 @@ int engine_domain_define(struct engine *e, const char *xml, const char *qmp_sock
 out:
     md_lock_free(lock);
     md_domain_free(dom);
+    free(n);
     return ret;
 }
 

@@ -34,13 +34,22 @@ struct engine;
  */
 typedef int (*engine_progress_fn)(void *opaque, const char *phase, uint64_t done, uint64_t total);
 
+/*
+ * Step boundaries of mutating operations, reached in order: OP is "create", "revert", "delete",
+ * "redefine", "current" or "recover"; STEP a short word ("intent", "save", "switch", "metadata", ...). For
+ * tracing, and for tests that stop the process at each boundary to prove recovery. Must not call back
+ * into the engine.
+ */
+typedef void (*engine_step_fn)(void *opaque, const char *op, const char *step);
+
 struct engine_options {
     const char *root;            /* state directory; NULL: $QSNAP_ROOT, else /var/lib/qsnap (root) or
                                     $XDG_STATE_HOME/qsnap */
     int lock_timeout_ms;         /* wait for another qsnap's domain lock; 0: 10000 */
     int qmp_timeout_ms;          /* wait for a QMP reply; 0: 60000 (a savevm of a big guest takes long) */
     engine_progress_fn progress; /* may be NULL */
-    void *opaque;                /* passed to progress */
+    void *opaque;                /* passed to progress and step */
+    engine_step_fn step;         /* may be NULL */
 };
 
 /* opts may be NULL. Caller frees with engine_free(). */
@@ -94,6 +103,16 @@ QS_EXPORT int engine_domain_get_xml(struct engine *e, const char *name, char **x
 QS_EXPORT int engine_domain_start(struct engine *e, const char *name, bool paused, struct qs_error **err);
 /* Stops QEMU at once (QMP quit, then SIGKILL), as virsh destroy. */
 QS_EXPORT int engine_domain_destroy(struct engine *e, const char *name, struct qs_error **err);
+/*
+ * An operation under way on domain NAME: another qsnap process is running it (its intent record is there
+ * and it holds the lock), or a crash interrupted it and recovery could not finish it yet. Returns 1 and
+ * fills *op ("create", "revert", "delete", "redefine", "current"), *snapshots (the snapshots it concerns:
+ * being created or deleted; count in *n; caller frees with engine_strv_free), *pid (the qsnap process) and
+ * *started (seconds since the epoch); 0 when nothing is under way. An interrupted operation whose lock is
+ * free is recovered first. Any out-parameter may be NULL.
+ */
+QS_EXPORT int engine_domain_pending(struct engine *e, const char *name, char **op, char ***snapshots, size_t *n,
+                                    long *pid, int64_t *started, struct qs_error **err);
 /* Frees an array of n strings from this library; accepts NULL. */
 QS_EXPORT void engine_strv_free(char **v, size_t n);
 
@@ -252,6 +271,45 @@ QS_EXPORT int engine_domain_save(struct engine *e, const char *name, const char 
  */
 QS_EXPORT int engine_domain_restore(struct engine *e, const char *path, unsigned flags, char **name,
                                     struct qs_error **err);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Consistency check: a domain's snapshot metadata against its images, files and running QEMU. */
+
+enum engine_check_flags {
+    ENGINE_CHECK_REPAIR = 1 << 0, /* apply the safe fixes (never deletes user data), under the domain lock */
+};
+
+/* One discrepancy found, and a report: a list of them. Read with the accessors below. */
+struct engine_check_item;
+struct engine_check_report;
+
+/*
+ * Reconciles DOMAIN's snapshot metadata with reality (tags in the qcow2 images, overlay and memory files,
+ * the running QEMU's images, leftover files). Works with QEMU running (QMP) and off (qemu-img -U). A
+ * discrepancy is an item of the report, not an error: the call fails only when the check itself cannot
+ * run (unknown domain, lock busy with REPAIR, QEMU not answering). With REPAIR, safe fixes are applied
+ * and their items marked repaired: a tag on every disk adopted as a snapshot, metadata whose tag no disk
+ * has dropped, qsnap's stale temporaries removed, the definition pointed at QEMU's live overlays.
+ * Caller frees *out with engine_check_report_free().
+ */
+QS_EXPORT int engine_snapshot_check(struct engine *e, const char *domain, unsigned flags,
+                                    struct engine_check_report **out, struct qs_error **err);
+QS_EXPORT size_t engine_check_report_count(const struct engine_check_report *r);
+/* Item I, or NULL when out of range. Borrowed from the report. */
+QS_EXPORT const struct engine_check_item *engine_check_report_at(const struct engine_check_report *r, size_t i);
+QS_EXPORT void engine_check_report_free(struct engine_check_report *r);
+/* A stable word: "tag-missing", "untracked", "overlay-missing", ... (see the man page). Borrowed. */
+QS_EXPORT const char *engine_check_item_kind(const struct engine_check_item *it);
+/* The snapshot concerned (for a tag without metadata: the tag), or NULL. Borrowed. */
+QS_EXPORT const char *engine_check_item_snapshot(const struct engine_check_item *it);
+/* The disk (target, "vda") concerned, or NULL. Borrowed. */
+QS_EXPORT const char *engine_check_item_disk(const struct engine_check_item *it);
+/* What is wrong, one line in the house style. Borrowed. */
+QS_EXPORT const char *engine_check_item_message(const struct engine_check_item *it);
+/* What fixes it, or NULL when there is no safe fix to suggest. Borrowed. */
+QS_EXPORT const char *engine_check_item_fix(const struct engine_check_item *it);
+/* True when REPAIR fixed it. */
+QS_EXPORT bool engine_check_item_repaired(const struct engine_check_item *it);
 
 #ifdef __cplusplus
 }

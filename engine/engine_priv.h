@@ -11,8 +11,18 @@ struct engine {
     int lock_timeout_ms;
     int qmp_timeout_ms;
     engine_progress_fn progress;
+    engine_step_fn step;
     void *opaque;
+    bool recovering; /* engine_domain_lock must not recover again from inside a recovery */
+    bool after_undo; /* the recovery follows the operation's own undo, in the same process */
 };
+
+/* Reports a step boundary to the step callback, if any. */
+static inline void engine_step(struct engine *e, const char *op, const char *step)
+{
+    if (e->step)
+        e->step(e->opaque, op, step);
+}
 
 /* A domain's definition loaded for an operation. QS_ERR_NOTFOUND "domain 'X' is not defined". */
 struct md_domain *engine_domain_load(struct engine *e, const char *name, struct qs_error **err);

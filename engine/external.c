@@ -1,5 +1,6 @@
 /* external.c: external disk-only snapshots - create (qemu-img + blockdev-snapshot), revert, delete by merging. */
 #include "external.h"
+#include "intent.h"
 #include "img.h"
 #include "memstate.h"
 #include "quiesce.h"
@@ -180,12 +181,46 @@ static int job_progress(void *opaque, const char *job_id, uint64_t done, uint64_
 
 /* block-commit on the disk whose active node is ACTIVE: TOP (NULL: the active layer itself, which needs
  * READY + job-complete) into BASE. */
-static int commit_live(struct engine *e, struct qmp_client *c, const char *active, const char *top,
-                       const char *base, struct qs_error **err)
+struct merge_note {
+    struct engine *e;
+    const struct md_lock *lock;
+    const char *domain;
+    struct intent *it; /* NULL: no record */
+    const char *entry; /* "SNAPSHOT/TARGET" */
+};
+
+/* Records in the intent that a disk's merge is done, before anything else happens. Best effort. */
+static void merge_noted(struct merge_note *n)
 {
+    if (!n || !n->it)
+        return;
+    intent_add_merged(n->it, n->entry);
+    intent_update(n->e, n->lock, n->domain, n->it, NULL);
+    engine_step(n->e, "delete", "merge");
+}
+
+static void commit_concluded(void *opaque, const char *job_id, bool ok)
+{
+    struct merge_note *n = opaque;
+    (void)job_id;
+    if (ok)
+        merge_noted(n);
+}
+
+static int commit_progress(void *opaque, const char *job_id, uint64_t done, uint64_t total)
+{
+    struct merge_note *n = opaque;
+    return job_progress(n->e, job_id, done, total);
+}
+
+static int commit_live(struct engine *e, struct qmp_client *c, const char *active, const char *top,
+                       const char *base, struct merge_note *note, struct qs_error **err)
+{
+    struct merge_note none = {e, NULL, NULL, NULL, NULL};
     struct qmp_args *a = qmp_args_new();
     struct qmp_job_options o = {.timeout_ms = e->qmp_timeout_ms, .complete_on_ready = top == NULL,
-                                .progress = job_progress, .opaque = e};
+                                .progress = commit_progress, .opaque = note ? note : &none,
+                                .concluded = commit_concluded};
     char job[64];
     int ret;
 
@@ -424,7 +459,7 @@ static void switch_undo(struct engine *e, struct qmp_client *c, struct xplan *p)
 {
     for (size_t i = 0; c && i < p->n; i++) {
         struct qs_error *ignore = NULL;
-        if (commit_live(e, c, p->d[i].node, NULL, p->d[i].top_node, &ignore) < 0) {
+        if (commit_live(e, c, p->d[i].node, NULL, p->d[i].top_node, NULL, &ignore) < 0) {
             /* the guest still writes into the overlay: it must stay */
             p->d[i].added = p->d[i].created = false;
         }
@@ -469,14 +504,28 @@ out:
 /* Writes the guest's memory and device state (a qsnap save file: header, then QEMU's stream) into the open
  * file FD; the guest must be stopped. Not LIVE: QEMU ends in "postmigrate". LIVE: background-snapshot, QEMU
  * resumes the guest once its RAM is write-protected and writes it while the guest runs. */
-static int memfile_save(struct engine *e, struct qmp_client *c, int fd, const char *path, const char *domain,
-                        const char *xml, bool running, bool live, struct qs_error **err)
+/* The memory file's header and every migration setting, before the pause (none of it needs one). */
+static int memfile_prepare(struct engine *e, struct qmp_client *c, int fd, const char *path, const char *domain,
+                           const char *xml, bool running, bool live, struct memstate_save_ctx *s,
+                           struct qs_error **err)
 {
     struct memstate_options o = {.phase = "save", .progress = e->progress, .opaque = e->opaque, .background = live};
 
-    if (memstate_header_write(fd, path, domain, xml, running, err) < 0 || memstate_save(c, fd, &o, err) < 0)
+    memset(s, 0, sizeof(*s));
+    if (memstate_header_write(fd, path, domain, xml, running, err) < 0)
         return -1;
-    if (fsync(fd) < 0) {
+    return memstate_save_begin(c, fd, &o, s, err);
+}
+
+/* The save itself (in the pause, or with LIVE while the guest runs on); RUN false only undoes the prepare. */
+static int memfile_save(struct engine *e, struct qmp_client *c, int fd, const char *path, bool live,
+                        struct memstate_save_ctx *s, bool run, struct qs_error **err)
+{
+    struct memstate_options o = {.phase = "save", .progress = e->progress, .opaque = e->opaque, .background = live};
+
+    if (memstate_save_finish(c, s, run, &o, err) < 0)
+        return -1;
+    if (run && fsync(fd) < 0) {
         qs_error_set_errno(err, QS_ERR_IO, errno, "cannot write memory state file '%s'", path);
         return -1;
     }
@@ -513,13 +562,16 @@ static int64_t pause_us_of(const struct pause_clock *pc)
 }
 
 int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lock, const struct md_tree *t,
-               struct md_snapshot *snap, unsigned flags, struct qmp_client **c, struct qs_error **err)
+               struct md_snapshot *snap, unsigned flags, struct intent *it, struct qmp_client **c,
+               struct qs_error **err)
 {
     const char *domain = md_domain_name(dom);
     bool mem = snap->memory == MD_LOCATION_EXTERNAL, quiesce = flags & ENGINE_CREATE_QUIESCE;
     bool halt = flags & ENGINE_CREATE_HALT;
     struct xplan p = {0};
     char *before = NULL, *status = NULL, *agent = NULL, **argv = NULL;
+    struct md_domain *after = NULL;
+    struct memstate_save_ctx msave = {0};
     bool switched = false, snap_stored = false, was_running = false, stopped = false, frozen = false;
     bool mem_created = false, live = flags & ENGINE_CREATE_LIVE, background = false;
     struct pause_clock pc = {-1, -1, -1, -1};
@@ -616,92 +668,6 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     if (!(before = md_domain_format(dom, err)))
         goto out;
 
-    /* everything that takes time and can be done while the guest runs comes first */
-    for (size_t i = 0; i < p.n; i++)
-        if (!(flags & ENGINE_CREATE_REUSE_EXT) && overlay_create(&p.d[i], err) < 0)
-            goto fail;
-    if (*c) {
-        for (size_t i = 0; i < p.n; i++) {
-            if (vm_blockdev_add_qcow2(*c, p.d[i].node, p.d[i].overlay, err) < 0) {
-                qs_error_prefix(err, "disk '%s'", p.d[i].target);
-                goto fail;
-            }
-            p.d[i].added = true;
-        }
-    }
-    if (mem) {
-        memfd = open(snap->memory_file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (memfd < 0) {
-            qs_error_set_errno(err, errno == EEXIST ? QS_ERR_EXISTS : QS_ERR_IO, errno,
-                               "cannot create memory state file '%s'", snap->memory_file);
-            goto fail;
-        }
-        mem_created = true;
-    }
-    if (quiesce) {
-        /* quiesce_freeze thaws by itself when it fails */
-        if (quiesce_freeze(agent, QUIESCE_TIMEOUT_MS, err) < 0) {
-            qs_error_prefix(err, "cannot quiesce domain '%s'", domain);
-            goto fail;
-        }
-        frozen = true;
-    }
-    /* the pause: memory saved and disks switched at one instant of the guest */
-    if (mem) {
-        if (was_running) {
-            qmp_client_event_clear(*c);
-            pc.stop_ms = qs_now_ms();
-            if (vm_stop(*c, err) < 0)
-                goto fail;
-            stopped = true;
-            pc.stop_us = event_time_us(*c, "STOP", PAUSE_EVENT_WAIT_MS);
-        }
-        if (background) {
-            /* disks first, in the pause; QEMU then saves the devices, write-protects the RAM and resumes the
-             * guest, which runs on while the RAM of the pause's instant is written */
-            if (transaction_switch(*c, &p, err) < 0)
-                goto fail;
-            switched = true;
-        }
-        if (memfile_save(e, *c, memfd, snap->memory_file, domain, before, was_running, background, err) < 0)
-            goto fail;
-        if (background) {
-            stopped = false;
-            pc.resume_us = event_time_us(*c, "RESUME", PAUSE_EVENT_WAIT_MS);
-            pc.resume_ms = qs_now_ms();
-            if (pc.resume_us < 0) {
-                /* QEMU resumes by itself; should it not have, the guest must not stay stopped */
-                if (vm_cont(*c, err) < 0)
-                    goto fail;
-                pc.resume_ms = qs_now_ms();
-            }
-        }
-    }
-    if (*c && !switched && transaction_switch(*c, &p, err) < 0)
-        goto fail;
-    switched = true;
-    if (stopped && !halt) {
-        if (vm_cont(*c, err) < 0)
-            goto fail;
-        stopped = false;
-        pc.resume_us = event_time_us(*c, "RESUME", PAUSE_EVENT_WAIT_MS);
-        pc.resume_ms = qs_now_ms();
-    }
-    if (frozen && !(stopped && halt)) {
-        frozen = false;
-        if (quiesce_thaw(agent, QUIESCE_TIMEOUT_MS, err) < 0) {
-            qs_error_prefix(err, "cannot thaw the filesystems of domain '%s'", domain);
-            goto fail;
-        }
-    }
-    frozen = false;
-    if (memfd >= 0 && close(memfd) < 0) {
-        memfd = -1;
-        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot write memory state file '%s'", snap->memory_file);
-        goto fail;
-    }
-    memfd = -1;
-
     if (!(flags & ENGINE_CREATE_NO_METADATA)) {
         snap_disks_clear(snap);
         for (size_t k = 0; k < nd; k++) {
@@ -709,7 +675,7 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
             struct md_snapshot_disk *sd;
             const struct xdisk *x = NULL;
             if (md_domain_disk_get(dom, k, &d, err) < 0)
-                goto fail;
+                goto out;
             if (!is_snapshot_disk(&d))
                 continue;
             for (size_t i = 0; i < p.n && !x; i++)
@@ -737,9 +703,140 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
             snap->memory_file = NULL;
         }
         free(snap->domain_xml);
-        snap->domain_xml = before;
-        before = NULL;
+        snap->domain_xml = qs_xstrdup(before);
         snap->current = true;
+        if (md_snapshot_validate(snap, err) < 0 ||
+            !(it->snapshot_xml = md_snapshot_format(snap, MD_FORMAT_ON_DISK, err)))
+            goto out;
+    }
+    /* the domain as it will be: on the overlays */
+    if (!(after = md_domain_parse(before ? before : "", before ? strlen(before) : 0, err)))
+        goto out;
+    for (size_t i = 0; i < p.n; i++) {
+        if (md_domain_set_disk_source(after, p.d[i].target, p.d[i].overlay, err) < 0 ||
+            md_domain_set_disk_driver_type(after, p.d[i].target, "qcow2", err) < 0 ||
+            (p.d[i].node && md_domain_set_disk_node_name(after, p.d[i].target, p.d[i].node, err) < 0))
+            goto out;
+    }
+    if (!(it->domain_xml = md_domain_format(after, err)))
+        goto out;
+    it->vm = qs_xstrdup(*c ? (was_running ? "running" : status) : "shutoff");
+    it->halt = halt && *c;
+    for (size_t i = 0; i < p.n; i++) {
+        intent_add_disk(it, p.d[i].target, p.d[i].node, p.d[i].overlay);
+        if (p.d[i].node)
+            intent_add_node(it, p.d[i].node);
+    }
+    if (agent)
+        it->agent = qs_xstrdup(agent);
+    if (intent_begin(e, lock, domain, it, err) < 0)
+        goto out;
+
+    /* everything that takes time and can be done while the guest runs comes first */
+    for (size_t i = 0; i < p.n; i++)
+        if (!(flags & ENGINE_CREATE_REUSE_EXT) && overlay_create(&p.d[i], err) < 0)
+            goto fail;
+    if (*c) {
+        for (size_t i = 0; i < p.n; i++) {
+            if (vm_blockdev_add_qcow2(*c, p.d[i].node, p.d[i].overlay, err) < 0) {
+                qs_error_prefix(err, "disk '%s'", p.d[i].target);
+                goto fail;
+            }
+            p.d[i].added = true;
+        }
+    }
+    if (mem) {
+        memfd = open(snap->memory_file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (memfd < 0) {
+            qs_error_set_errno(err, errno == EEXIST ? QS_ERR_EXISTS : QS_ERR_IO, errno,
+                               "cannot create memory state file '%s'", snap->memory_file);
+            goto fail;
+        }
+        mem_created = true;
+    }
+    /* the files exist now, made by qsnap (O_EXCL): only from here on may recovery remove them. A crash
+     * before this update leaves them behind unreferenced, never removes a file qsnap did not make. */
+    for (size_t i = 0; i < p.n; i++)
+        if (p.d[i].created)
+            intent_add_file(it, p.d[i].overlay);
+    if (mem_created)
+        intent_add_file(it, snap->memory_file);
+    if ((it->files && intent_update(e, lock, domain, it, err) < 0))
+        goto fail;
+    engine_step(e, "create", "overlays");
+    if (quiesce) {
+        /* quiesce_freeze thaws by itself when it fails */
+        if (quiesce_freeze(agent, QUIESCE_TIMEOUT_MS, err) < 0) {
+            qs_error_prefix(err, "cannot quiesce domain '%s'", domain);
+            goto fail;
+        }
+        frozen = true;
+    }
+    if (mem && memfile_prepare(e, *c, memfd, snap->memory_file, domain, before, was_running, background, &msave,
+                               err) < 0)
+        goto fail;
+    /* the pause: memory saved and disks switched at one instant of the guest */
+    if (mem) {
+        if (was_running) {
+            qmp_client_event_clear(*c);
+            pc.stop_ms = qs_now_ms();
+            if (vm_stop(*c, err) < 0)
+                goto fail;
+            stopped = true;
+            pc.stop_us = event_time_us(*c, "STOP", PAUSE_EVENT_WAIT_MS);
+        }
+        if (background) {
+            /* disks first, in the pause; QEMU then saves the devices, write-protects the RAM and resumes the
+             * guest, which runs on while the RAM of the pause's instant is written */
+            if (transaction_switch(*c, &p, err) < 0)
+                goto fail;
+            switched = true;
+        }
+        if (memfile_save(e, *c, memfd, snap->memory_file, background, &msave, true, err) < 0)
+            goto fail;
+        if (background) {
+            stopped = false;
+            pc.resume_us = event_time_us(*c, "RESUME", PAUSE_EVENT_WAIT_MS);
+            pc.resume_ms = qs_now_ms();
+            if (pc.resume_us < 0) {
+                /* QEMU resumes by itself; should it not have, the guest must not stay stopped */
+                if (vm_cont(*c, err) < 0)
+                    goto fail;
+                pc.resume_ms = qs_now_ms();
+            }
+        }
+    }
+    if (*c && !switched && transaction_switch(*c, &p, err) < 0)
+        goto fail;
+    switched = true;
+    engine_step(e, "create", "switch");
+    if (stopped && !halt) {
+        if (vm_cont(*c, err) < 0)
+            goto fail;
+        stopped = false;
+        pc.resume_us = event_time_us(*c, "RESUME", PAUSE_EVENT_WAIT_MS);
+        pc.resume_ms = qs_now_ms();
+    }
+    if (frozen && !(stopped && halt)) {
+        frozen = false;
+        if (quiesce_thaw(agent, QUIESCE_TIMEOUT_MS, err) < 0) {
+            qs_error_prefix(err, "cannot thaw the filesystems of domain '%s'", domain);
+            goto fail;
+        }
+    }
+    frozen = false;
+    /* durable before metadata names it (after the pause: the guest does not wait for the disk) */
+    if (memfd >= 0) {
+        int r = fsync(memfd), saved = errno;
+        if (close(memfd) < 0 && r == 0)
+            r = -1, saved = errno;
+        memfd = -1;
+        if (r < 0) {
+            qs_error_set_errno(err, QS_ERR_IO, saved, "cannot write memory state file '%s'", snap->memory_file);
+            goto fail;
+        }
+    }
+    if (!(flags & ENGINE_CREATE_NO_METADATA)) {
         if (live && pause_us_of(&pc) >= 0) {
             char num[32];
             snprintf(num, sizeof(num), "%lld", (long long)pause_us_of(&pc));
@@ -749,7 +846,9 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
         if (md_store_snapshot_put(e->store, lock, domain, snap, MD_PUT_NO_REPLACE, err) < 0)
             goto fail;
         snap_stored = true;
+        engine_step(e, "create", "metadata");
     }
+
     for (size_t i = 0; i < p.n; i++) {
         if (md_domain_set_disk_source(dom, p.d[i].target, p.d[i].overlay, err) < 0 ||
             md_domain_set_disk_driver_type(dom, p.d[i].target, "qcow2", err) < 0 ||
@@ -758,12 +857,22 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     }
     if (md_store_domain_put(e->store, lock, dom, err) < 0)
         goto fail;
+    engine_step(e, "create", "domain");
     ret = 0;
-    if (halt && *c && engine_qemu_quit(e, c, err) < 0)
-        ret = -1; /* the snapshot stands; only the halt failed */
+    if (halt && *c) {
+        if (engine_qemu_quit(e, c, err) < 0)
+            ret = -1; /* the snapshot stands; only the halt failed */
+        else
+            engine_step(e, "create", "halt");
+    }
     goto out;
 
 fail:
+    if (mem && *c) {
+        struct qs_error *ignore = NULL;
+        memfile_save(e, *c, -1, NULL, background, &msave, false, &ignore); /* no-op after a save ran */
+        qs_error_free(ignore);
+    }
     if (snap_stored) {
         struct qs_error *ignore = NULL;
         md_store_snapshot_delete(e->store, lock, domain, snap->name, 0, &ignore);
@@ -789,6 +898,7 @@ fail:
     if (mem_created)
         unlink(snap->memory_file);
 out:
+    md_domain_free(after);
     qs_close(memfd);
     free(agent);
     free(status);
@@ -801,7 +911,7 @@ out:
 /* Revert. */
 
 int ext_revert(struct engine *e, struct md_domain *dom, const struct md_lock *lock, const struct md_snapshot *snap,
-               unsigned flags, struct qmp_client **c, struct qs_error **err)
+               unsigned flags, struct intent *it, struct qmp_client **c, struct qs_error **err)
 {
     struct md_domain *sdom = NULL;
     char *old = NULL;
@@ -894,14 +1004,29 @@ int ext_revert(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     }
     if (!(old = md_domain_format(dom, err)))
         goto out;
+    if (*c && vm_status(*c, NULL, &was_running, err) < 0)
+        goto out;
+    it->vm = qs_xstrdup(*c ? (was_running ? "running" : "paused") : "shutoff");
+    it->want_running = want_running;
+    for (size_t i = 0; i < p.n; i++)
+        intent_add_disk(it, p.d[i].target, NULL, p.d[i].overlay);
+    if (intent_begin(e, lock, md_domain_name(dom), it, err) < 0)
+        goto out;
     /* the frozen images are not written to by anyone: the overlays can be made while QEMU still runs */
     for (size_t i = 0; i < p.n; i++)
         if (overlay_create(&p.d[i], err) < 0)
             goto fail;
+    /* made by qsnap (O_EXCL): from here on recovery may remove them */
+    for (size_t i = 0; i < p.n; i++)
+        intent_add_file(it, p.d[i].overlay);
+    if (intent_update(e, lock, md_domain_name(dom), it, err) < 0)
+        goto fail;
+    engine_step(e, "revert", "overlays");
     if (*c) {
-        if (vm_status(*c, NULL, &was_running, err) < 0 || engine_qemu_quit(e, c, err) < 0)
+        if (engine_qemu_quit(e, c, err) < 0)
             goto fail;
         quit = true;
+        engine_step(e, "revert", "quit");
     }
     for (size_t i = 0; i < p.n; i++)
         if (md_domain_set_disk_source(dom, p.d[i].target, p.d[i].overlay, err) < 0 ||
@@ -910,6 +1035,7 @@ int ext_revert(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     if (md_store_domain_put(e->store, lock, dom, err) < 0)
         goto fail;
     stored = true;
+    engine_step(e, "revert", "switch");
     if (mem) {
         /* the saved RAM and devices on the frozen disks' content (the new overlays are empty) */
         struct memstate_options o = {.phase = "restore", .progress = e->progress, .opaque = e->opaque};
@@ -921,9 +1047,11 @@ int ext_revert(struct engine *e, struct md_domain *dom, const struct md_lock *lo
                 engine_qemu_quit(e, c, NULL);
             goto out;
         }
-    } else if ((flags & (ENGINE_REVERT_RUNNING | ENGINE_REVERT_PAUSED)) &&
-               engine_qemu_start(e, dom, lock, flags & ENGINE_REVERT_PAUSED, c, err) < 0) {
-        goto out; /* the revert stands: the domain is off on the snapshot's disks */
+        engine_step(e, "revert", "load");
+    } else if (flags & (ENGINE_REVERT_RUNNING | ENGINE_REVERT_PAUSED)) {
+        if (engine_qemu_start(e, dom, lock, flags & ENGINE_REVERT_PAUSED, c, err) < 0)
+            goto out; /* the revert stands: the domain is off on the snapshot's disks */
+        engine_step(e, "revert", "start");
     }
     ret = 0;
     goto out;
@@ -953,7 +1081,7 @@ out:
 /* ------------------------------------------------------------------------------------------------ */
 /* Delete: merge a snapshot's frozen image F with its overlay O. */
 
-enum merge_mode { MERGE_ACTIVE, MERGE_MIDDLE, MERGE_OFFCHAIN };
+enum merge_mode { MERGE_ACTIVE, MERGE_MIDDLE, MERGE_OFFCHAIN, MERGE_DONE /* by an interrupted run */ };
 
 struct mdisk {
     char *target;
@@ -1116,7 +1244,7 @@ static char *frozen_of(const struct md_snapshot *x, const char *target)
 }
 
 int ext_delete(struct engine *e, struct md_domain *dom, const struct md_lock *lock, const struct md_snapshot *snap,
-               struct qmp_client *c, struct qs_error **err)
+               struct qmp_client *c, struct intent *it, struct qs_error **err)
 {
     const char *domain = md_domain_name(dom);
     struct md_domain *sdom = NULL;
@@ -1124,7 +1252,7 @@ int ext_delete(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     struct mdisk *m = NULL;
     struct vm_block *blocks = NULL;
     size_t nothers = 0, nm = 0, nb = 0;
-    char **dirs = NULL;
+    char **dirs = NULL, *entry = NULL;
     int ret = -1;
 
     if (snap->memory == MD_LOCATION_INTERNAL || snap->memory == MD_LOCATION_MANUAL) {
@@ -1177,8 +1305,8 @@ int ext_delete(struct engine *e, struct md_domain *dom, const struct md_lock *lo
         struct md_domain_disk now;
         struct img_info info = {0};
         struct mdisk *md;
-        char **deps = NULL, **chain = NULL, *backing = NULL, *active = NULL;
-        bool bad = false;
+        char **deps = NULL, **chain = NULL, *backing = NULL, *active = NULL, *note_entry;
+        bool bad = false, done;
 
         if (sd->snapshot == MD_LOCATION_INTERNAL) {
             qs_error_set(err, QS_ERR_UNSUPPORTED, "snapshot '%s' mixes internal and external disk snapshots: "
@@ -1195,6 +1323,23 @@ int ext_delete(struct engine *e, struct md_domain *dom, const struct md_lock *lo
             goto out;
         }
         md->overlay = canon(sd->source);
+        note_entry = qs_asprintf("%s/%s", snap->name, sd->name);
+        done = it && intent_has_merged(it, note_entry);
+        free(note_entry);
+        if (done) {
+            /* an interrupted run merged this disk already: only what follows the merge is left */
+            md->mode = MERGE_DONE;
+            if (img_info_get(md->frozen, true, &info, err) < 0)
+                goto out;
+            md->frozen_fmt = info.format;
+            info.format = NULL;
+            img_info_release(&info);
+            if (access(md->overlay, F_OK) == 0)
+                dependents(dirs, md->overlay, &md->children, err);
+            else
+                md->children = qs_xcalloc(1, sizeof(char *));
+            continue;
+        }
         if (domain_disk(dom, sd->name, &now) < 0 || !now.source) {
             qs_error_set(err, QS_ERR_STATE, "snapshot '%s' holds disk '%s', which the domain no longer has",
                          snap->name, sd->name);
@@ -1285,8 +1430,28 @@ int ext_delete(struct engine *e, struct md_domain *dom, const struct md_lock *lo
         struct mdisk *md = &m[i];
         struct md_domain_disk now;
         char *above = NULL;
+        struct merge_note note;
 
-        if (c && md->mode != MERGE_OFFCHAIN) {
+        free(entry);
+        entry = qs_asprintf("%s/%s", snap->name, md->target);
+        note = (struct merge_note){e, lock, domain, it, entry};
+        int rm = 0;
+
+        if (md->mode == MERGE_DONE) {
+            /* the definition follows the merge when the interrupted run did not get that far */
+            if (domain_disk(dom, md->target, &now) == 0 && now.source && same_file(now.source, md->overlay)) {
+                const struct vm_block *b = c ? vm_blocks_find(blocks, nb, md->target) : NULL;
+                char *onode = now.node_name ? qs_xstrdup(now.node_name) : NULL;
+                if (md_domain_set_disk_source(dom, md->target, md->frozen, err) < 0 ||
+                    md_domain_set_disk_driver_type(dom, md->target, md->frozen_fmt, err) < 0 ||
+                    (b && md_domain_set_disk_node_name(dom, md->target, b->node, err) < 0))
+                    rm = -1;
+                /* the overlay's node outlives the commit and keeps F busy: it goes, if still there */
+                if (rm == 0 && b && onode && strcmp(onode, b->node) != 0)
+                    vm_blockdev_del(c, onode, NULL);
+                free(onode);
+            }
+        } else if (c && md->mode != MERGE_OFFCHAIN) {
             struct vm_chain_node *ch = NULL;
             size_t nch = 0, oi = SIZE_MAX, fi = SIZE_MAX;
             const struct vm_block *b = NULL;
@@ -1317,7 +1482,7 @@ int ext_delete(struct engine *e, struct md_domain *dom, const struct md_lock *lo
             if (oi > 0)
                 above = canon(ch[oi - 1].file);
             fnode = qs_xstrdup(ch[fi].node);
-            r = commit_live(e, c, ch[0].node, oi == 0 ? NULL : ch[oi].node, ch[fi].node, err);
+            r = commit_live(e, c, ch[0].node, oi == 0 ? NULL : ch[oi].node, ch[fi].node, &note, err);
             if (r == 0) {
                 /* a node added with blockdev-add (or -blockdev) outlives the commit and keeps F busy */
                 struct qs_error *ignore = NULL;
@@ -1338,7 +1503,13 @@ int ext_delete(struct engine *e, struct md_domain *dom, const struct md_lock *lo
             }
             free(fnode);
         } else if (img_commit(md->overlay, md->frozen, err) < 0) {
+            rm = -1;
             qs_error_prefix(err, "disk '%s'", md->target);
+        } else {
+            merge_noted(&note);
+        }
+        if (rm < 0) {
+            free(above);
             goto out;
         }
         /* what else sat on O now sits on F, which holds O's data */
@@ -1421,6 +1592,7 @@ int ext_delete(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     }
     ret = 0;
 out:
+    free(entry);
     qs_strv_free(dirs);
     vm_blocks_free(blocks, nb);
     mdisks_free(m, nm);

@@ -42,8 +42,12 @@ bool ext_wanted(const struct md_snapshot *spec, unsigned flags);
  * (QEMU's STOP to RESUME event timestamps) is recorded in SNAP's <cookie> under EXT_COOKIE_PAUSE, for LIVE
  * snapshots of a running VM (also a fallback) that resumed.
  */
+struct intent;
+/* IT: the operation's intent record (op, kind and snapshot set by the caller), filled and written here
+ * before anything is created; the caller ends it (intent_finish) after freeing *c. */
 int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lock, const struct md_tree *t,
-               struct md_snapshot *snap, unsigned flags, struct qmp_client **c, struct qs_error **err);
+               struct md_snapshot *snap, unsigned flags, struct intent *it, struct qmp_client **c,
+               struct qs_error **err);
 
 /*
  * Reverts DOM to external snapshot SNAP: a new overlay on each frozen image SNAP holds (named like the
@@ -54,8 +58,9 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
  * says, or as RUNNING / PAUSED. A failed load leaves the domain off on the new overlays.
  * *c may be quit and replaced.
  */
+/* IT as for ext_create. */
 int ext_revert(struct engine *e, struct md_domain *dom, const struct md_lock *lock, const struct md_snapshot *snap,
-               unsigned flags, struct qmp_client **c, struct qs_error **err);
+               unsigned flags, struct intent *it, struct qmp_client **c, struct qs_error **err);
 
 /*
  * Merges external snapshot SNAP's frozen images with its overlays (block-commit live, qemu-img offline),
@@ -65,7 +70,9 @@ int ext_revert(struct engine *e, struct md_domain *dom, const struct md_lock *lo
  * disks in one snapshot. The memory file of an external memory snapshot is removed afterwards unless
  * another snapshot names it too. The caller deletes SNAP's metadata afterwards.
  */
+/* IT (may be NULL): the operation's intent record; every disk merged is noted in it at once, and disks
+ * it notes as merged (by an interrupted run) are not merged again. */
 int ext_delete(struct engine *e, struct md_domain *dom, const struct md_lock *lock, const struct md_snapshot *snap,
-               struct qmp_client *c, struct qs_error **err);
+               struct qmp_client *c, struct intent *it, struct qs_error **err);
 
 #endif

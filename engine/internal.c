@@ -70,6 +70,9 @@ int isnap_check_offline(const struct isnap_disk *disks, size_t n, const char *ta
         struct img_info info = {0};
         int r;
         if (img_info_get(disks[i].file, false, &info, err) < 0) {
+            /* an image qemu-img cannot open is a refusal: nothing was touched (a delete then keeps no intent) */
+            if (err && *err && (*err)->code == QS_ERR_QEMU)
+                (*err)->code = QS_ERR_INVALID;
             qs_error_prefix(err, "disk '%s'", disks[i].target);
             return -1;
         }
@@ -105,6 +108,7 @@ struct progress_ctx {
     isnap_progress_fn fn;
     void *opaque;
     const char *phase;
+    void (*concluded)(void *opaque, bool ok);
 };
 
 static int job_progress(void *opaque, const char *job_id, uint64_t cur, uint64_t total)
@@ -114,12 +118,27 @@ static int job_progress(void *opaque, const char *job_id, uint64_t cur, uint64_t
     return p->fn ? p->fn(p->opaque, p->phase, cur, total) : 0;
 }
 
+static void job_concluded(void *opaque, const char *job_id, bool ok)
+{
+    struct progress_ctx *p = opaque;
+    (void)job_id;
+    if (p->concluded)
+        p->concluded(p->opaque, ok);
+}
+
+static int run_job_ex(struct qmp_client *c, const char *cmd, const char *phase, struct qmp_args *a,
+                      isnap_progress_fn progress, void *opaque, void (*concluded)(void *, bool),
+                      struct qs_error **err)
+{
+    struct progress_ctx p = {progress, opaque, phase, concluded};
+    struct qmp_job_options o = {.progress = job_progress, .opaque = &p, .concluded = job_concluded};
+    return qmp_job_run(c, cmd, a, JOB_ID, &o, err);
+}
+
 static int run_job(struct qmp_client *c, const char *cmd, const char *phase, struct qmp_args *a,
                    isnap_progress_fn progress, void *opaque, struct qs_error **err)
 {
-    struct progress_ctx p = {progress, opaque, phase};
-    struct qmp_job_options o = {.progress = job_progress, .opaque = &p};
-    return qmp_job_run(c, cmd, a, JOB_ID, &o, err);
+    return run_job_ex(c, cmd, phase, a, progress, opaque, NULL, err);
 }
 
 /* After a failed save, removes TAG from the disks where the job did create it (none had it before). */
@@ -162,10 +181,11 @@ int isnap_save(struct qmp_client *c, const struct isnap_disk *disks, size_t n, c
 }
 
 int isnap_load(struct qmp_client *c, const struct isnap_disk *disks, size_t n, const char *tag,
-               isnap_progress_fn progress, void *opaque, struct qs_error **err)
+               isnap_progress_fn progress, void *opaque, void (*loaded)(void *opaque, bool ok),
+               struct qs_error **err)
 {
     struct qmp_args *a = job_args(disks, n, tag, true);
-    int r = run_job(c, "snapshot-load", "load", a, progress, opaque, err);
+    int r = run_job_ex(c, "snapshot-load", "load", a, progress, opaque, loaded, err);
     qmp_args_free(a);
     return r;
 }

@@ -27,12 +27,7 @@
  * Migration settings, set for one operation and set back after it
  */
 
-struct mig_saved {
-    bool have_events, events;
-    bool have_background, background;
-    bool have_bandwidth;
-    int64_t bandwidth;
-};
+/* struct mig_saved (what mig_setup changed, to set back) is declared in memstate.h with the save context */
 
 #define CAP_EVENTS "events"
 #define CAP_BACKGROUND "background-snapshot"
@@ -256,31 +251,54 @@ out:
     return ret;
 }
 
-int memstate_save(struct qmp_client *c, int fd, const struct memstate_options *opts, struct qs_error **err)
+int memstate_save_begin(struct qmp_client *c, int fd, const struct memstate_options *opts,
+                        struct memstate_save_ctx *s, struct qs_error **err)
 {
-    struct mig_saved saved = {0};
-    struct qmp_args *a = NULL;
-    bool fd_sent = false;
-    int ret = -1;
-
-    if (mig_setup(c, true, opts && opts->background, &saved, err) < 0 ||
+    memset(s, 0, sizeof(*s));
+    s->begun = true;
+    if (mig_setup(c, true, opts && opts->background, &s->saved, err) < 0 ||
         qmp_client_send_fd(c, fd, SAVE_FDNAME, err) < 0)
-        goto out;
-    fd_sent = true;
-    a = qmp_args_new();
-    qmp_args_set_str(a, "uri", "fd:" SAVE_FDNAME);
-    qmp_client_event_clear(c);
-    if (qmp_client_execute(c, "migrate", a, NULL, err) < 0 || mig_wait(c, "save", true, opts, err) < 0)
-        goto out;
-    ret = 0;
+        return -1;
+    s->fd_sent = true;
+    return 0;
+}
+
+int memstate_save_finish(struct qmp_client *c, struct memstate_save_ctx *s, bool run,
+                         const struct memstate_options *opts, struct qs_error **err)
+{
+    struct qmp_args *a = NULL;
+    int ret = run ? -1 : 0;
+
+    if (!s->begun)
+        return 0;
+    if (run) {
+        a = qmp_args_new();
+        qmp_args_set_str(a, "uri", "fd:" SAVE_FDNAME);
+        qmp_client_event_clear(c);
+        if (qmp_client_execute(c, "migrate", a, NULL, err) < 0 || mig_wait(c, "save", true, opts, err) < 0)
+            goto out;
+        ret = 0;
+    }
 out:
-    if (fd_sent)
+    if (s->fd_sent)
         fd_close_quiet(c, SAVE_FDNAME);
-    mig_restore(c, &saved, ret < 0 ? NULL : err);
+    mig_restore(c, &s->saved, ret < 0 ? NULL : err);
     if (ret == 0 && err && *err)
         ret = -1; /* could not set a setting back */
+    s->begun = s->fd_sent = false;
     qmp_args_free(a);
     return ret;
+}
+
+int memstate_save(struct qmp_client *c, int fd, const struct memstate_options *opts, struct qs_error **err)
+{
+    struct memstate_save_ctx s;
+
+    if (memstate_save_begin(c, fd, opts, &s, err) < 0) {
+        memstate_save_finish(c, &s, false, opts, NULL);
+        return -1;
+    }
+    return memstate_save_finish(c, &s, true, opts, err);
 }
 
 int memstate_live_check(struct qmp_client *c, struct qs_error **err)

@@ -38,6 +38,25 @@ struct memstate_options {
 int memstate_save(struct qmp_client *c, int fd, const struct memstate_options *opts, struct qs_error **err);
 
 /*
+ * memstate_save in two halves, so that what needs no pause (capabilities, bandwidth, passing the fd) is
+ * done before the guest is stopped: begin, then finish with RUN (migrate and wait) or without (only undo
+ * what begin set). finish must follow every begin, also a failed one.
+ */
+struct memstate_save_ctx {
+    bool begun, fd_sent;
+    struct mig_saved {
+        bool events, have_events;
+        bool background, have_background;
+        int64_t bandwidth;
+        bool have_bandwidth;
+    } saved;
+};
+int memstate_save_begin(struct qmp_client *c, int fd, const struct memstate_options *opts,
+                        struct memstate_save_ctx *s, struct qs_error **err);
+int memstate_save_finish(struct qmp_client *c, struct memstate_save_ctx *s, bool run,
+                         const struct memstate_options *opts, struct qs_error **err);
+
+/*
  * Whether a background save can work on C's QEMU: it has the "background-snapshot" capability and accepts
  * it (QEMU checks the host's userfaultfd write-protect support and the guest's memory: file-backed or
  * shared RAM is refused). Sets it on and back off; changes nothing else. QS_ERR_UNSUPPORTED with QEMU's

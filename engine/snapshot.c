@@ -1,6 +1,7 @@
 /* snapshot.c: snapshot operations - list, show, create, revert, delete - over QMP, qemu-img and metadata. */
 #include "engine_priv.h"
 #include "external.h"
+#include "intent.h"
 #include "internal.h"
 #include "qs_util.h"
 #include "vm.h"
@@ -81,6 +82,62 @@ void engine_snapshot_list_free(struct engine_snapshot_list *l)
     free(l);
 }
 
+/* A read-only command finds an interrupted operation: recovered now when its lock is free (one try, errors
+ * left for the next mutating command to report); when another qsnap holds the lock it is under way. */
+static void recover_if_free(struct engine *e, const char *domain)
+{
+    struct md_lock *lock;
+    struct qs_error *ignore = NULL;
+    char *text = NULL;
+
+    if (e->recovering || md_store_intent_get(e->store, domain, &text, NULL) < 0 || !text)
+        return;
+    free(text);
+    if (!(lock = md_lock_acquire(e->store, domain, 0, NULL)))
+        return;
+    intent_recover(e, domain, lock, &ignore);
+    qs_error_free(ignore);
+    md_lock_free(lock);
+}
+
+int engine_domain_pending(struct engine *e, const char *name, char **op, char ***snapshots, size_t *n,
+                          long *pid, int64_t *started, struct qs_error **err)
+{
+    struct intent it = {0};
+    int r;
+
+    if (op)
+        *op = NULL;
+    if (snapshots)
+        *snapshots = NULL;
+    if (n)
+        *n = 0;
+    if (engine_domain_lookup(e, name, err) < 0)
+        return -1;
+    recover_if_free(e, name);
+    if ((r = intent_read(e, name, &it, err)) <= 0)
+        return r;
+    if (op)
+        *op = qs_xstrdup(it.op);
+    if (snapshots) {
+        if (it.names) {
+            *snapshots = it.names;
+            it.names = NULL;
+        } else {
+            *snapshots = qs_xcalloc(2, sizeof(char *));
+            (*snapshots)[0] = qs_xstrdup(it.snapshot ? it.snapshot : "");
+        }
+        if (n)
+            *n = qs_strv_len(*snapshots);
+    }
+    if (pid)
+        *pid = it.pid;
+    if (started)
+        *started = it.started / 1000;
+    intent_release(&it);
+    return 1;
+}
+
 static struct md_tree *tree_load(struct engine *e, const char *domain, const struct md_lock *lock,
                                  struct qs_error **err)
 {
@@ -90,6 +147,8 @@ static struct md_tree *tree_load(struct engine *e, const char *domain, const str
     if (!dom)
         return NULL;
     md_domain_free(dom);
+    if (!lock)
+        recover_if_free(e, domain);
     t = md_tree_load(e->store, domain, lock, err);
     return t;
 }
@@ -209,13 +268,25 @@ int engine_snapshot_set_current(struct engine *e, const char *domain, const char
 {
     struct md_lock *lock = NULL;
     struct md_tree *t = NULL;
+    struct intent it = {0};
     int ret = -1;
 
     if (!(lock = engine_domain_lock(e, domain, err)) || !(t = tree_load(e, domain, lock, err)) ||
-        !tree_find(t, name, err) || md_store_snapshot_set_current(e->store, lock, domain, name, err) < 0)
+        !tree_find(t, name, err))
         goto out;
+    it.op = qs_xstrdup("current");
+    it.kind = qs_xstrdup("metadata");
+    it.snapshot = qs_xstrdup(name);
+    /* two files change (the old current, the new): the record finishes the pair after a crash */
+    if (intent_begin(e, lock, domain, &it, err) < 0 ||
+        md_store_snapshot_set_current(e->store, lock, domain, name, err) < 0)
+        goto out;
+    engine_step(e, "current", "metadata");
     ret = 0;
 out:
+    if (it.pid)
+        intent_finish(e, lock, domain, ret == 0);
+    intent_release(&it);
     md_tree_free(t);
     md_lock_free(lock);
     return ret;
@@ -383,6 +454,7 @@ static int create_redefine(struct engine *e, const char *domain, struct md_snaps
     struct md_lock *lock = NULL;
     struct md_tree *t = NULL;
     const struct md_entry *old;
+    struct intent it = {0};
     int ret = -1;
 
     if (!dom || !(lock = engine_domain_lock(e, domain, err)) || !(t = md_tree_load(e->store, domain, lock, err)))
@@ -390,8 +462,23 @@ static int create_redefine(struct engine *e, const char *domain, struct md_snaps
     old = md_tree_find(t, snap->name);
     /* redefining the current snapshot keeps it current, as libvirt does */
     snap->current = (flags & ENGINE_CREATE_CURRENT) || (old && old->current);
+    /* one file, or two when "current" moves: the record carries the new content */
+    if (snap->current && !(old && old->current)) {
+        it.op = qs_xstrdup("redefine");
+        it.kind = qs_xstrdup("metadata");
+        it.snapshot = qs_xstrdup(snap->name);
+        if (md_tree_check_redefine(t, md_domain_uuid(dom), snap, err) < 0 ||
+            !(it.snapshot_xml = md_snapshot_format(snap, MD_FORMAT_ON_DISK, err)) ||
+            intent_begin(e, lock, domain, &it, err) < 0)
+            goto out;
+    }
     ret = md_store_snapshot_put(e->store, lock, domain, snap, 0, err);
+    if (ret == 0)
+        engine_step(e, "redefine", "metadata");
 out:
+    if (it.pid)
+        intent_finish(e, lock, domain, ret == 0);
+    intent_release(&it);
     md_tree_free(t);
     md_lock_free(lock);
     md_domain_free(dom);
@@ -426,7 +513,8 @@ int engine_snapshot_create(struct engine *e, const char *domain, const char *xml
     struct disk_set ds = {0};
     const struct md_entry *cur;
     char *status = NULL;
-    bool taken = false;
+    struct intent it = {0};
+    bool taken = false, recorded = false, running = false;
     int ret = -1;
 
     if (flags & ~SUPPORTED_CREATE) {
@@ -479,7 +567,12 @@ int engine_snapshot_create(struct engine *e, const char *domain, const char *xml
         goto out;
     }
     if (ext_wanted(snap, flags) || (flags & ENGINE_CREATE_LIVE)) {
-        if (engine_domain_connect(e, dom, &c, err) < 0 || ext_create(e, dom, lock, t, snap, flags, &c, err) < 0)
+        it.op = qs_xstrdup("create");
+        it.kind = qs_xstrdup("external");
+        it.snapshot = qs_xstrdup(snap->name);
+        recorded = true; /* from here on ext_create may write it; it.pid says whether it did */
+        if (engine_domain_connect(e, dom, &c, err) < 0 ||
+            ext_create(e, dom, lock, t, snap, flags, &it, &c, err) < 0)
             goto out;
         if (name)
             *name = qs_xstrdup(snap->name);
@@ -502,27 +595,24 @@ int engine_snapshot_create(struct engine *e, const char *domain, const char *xml
     if (c) {
         struct vm_block *blocks = NULL;
         size_t nb = 0;
-        bool running = false;
         int r;
         if (vm_status(c, &status, &running, err) < 0 || vm_blocks(c, &blocks, &nb, err) < 0)
             goto out;
         r = isnap_check_live(blocks, nb, ds.disks, ds.n, snap->name, ISNAP_CREATE, err);
         vm_blocks_free(blocks, nb);
-        if (r < 0 || isnap_save(c, ds.disks, ds.n, snap->name, progress_adapter, e, err) < 0)
+        if (r < 0)
             goto out;
         snap->state = running ? MD_STATE_RUNNING : MD_STATE_PAUSED;
         snap->memory = MD_LOCATION_INTERNAL;
     } else {
-        if (isnap_check_offline(ds.disks, ds.n, snap->name, ISNAP_CREATE, err) < 0 ||
-            isnap_offline_create(ds.disks, ds.n, snap->name, err) < 0)
+        if (isnap_check_offline(ds.disks, ds.n, snap->name, ISNAP_CREATE, err) < 0)
             goto out;
         snap->state = MD_STATE_SHUTOFF;
         snap->memory = MD_LOCATION_NO;
     }
-    taken = true;
-
     if (!(flags & ENGINE_CREATE_NO_METADATA)) {
-        /* the record: every domain disk, internal or excluded, as libvirt lists them */
+        /* the record: every domain disk, internal or excluded, as libvirt lists them - made before the save,
+         * so that the intent record carries it */
         size_t nd = md_domain_disk_count(dom);
         for (size_t i = 0; i < snap->ndisks; i++)
             free(snap->disks[i].name), free(snap->disks[i].type), free(snap->disks[i].driver_type),
@@ -535,7 +625,7 @@ int engine_snapshot_create(struct engine *e, const char *domain, const char *xml
             struct md_snapshot_disk *sd;
             bool in = false;
             if (md_domain_disk_get(dom, k, &d, err) < 0)
-                goto undo;
+                goto out;
             if (!d.target || (d.device && strcmp(d.device, "disk") != 0))
                 continue;
             for (size_t i = 0; i < ds.n && !in; i++)
@@ -550,13 +640,39 @@ int engine_snapshot_create(struct engine *e, const char *domain, const char *xml
         snap->creation_time = (long long)time(NULL);
         free(snap->domain_xml);
         if (!(snap->domain_xml = md_domain_format(dom, err)))
-            goto undo;
+            goto out;
         snap->current = true;
+        if (md_snapshot_validate(snap, err) < 0)
+            goto out;
+    }
+    it.op = qs_xstrdup("create");
+    it.kind = qs_xstrdup("internal");
+    it.snapshot = qs_xstrdup(snap->name);
+    it.vm = qs_xstrdup(c ? (running ? "running" : status) : "shutoff");
+    it.halt = (flags & ENGINE_CREATE_HALT) && c;
+    for (size_t i = 0; i < ds.n; i++)
+        intent_add_disk(&it, ds.disks[i].target, ds.disks[i].node, ds.disks[i].file);
+    if (!(flags & ENGINE_CREATE_NO_METADATA) &&
+        !(it.snapshot_xml = md_snapshot_format(snap, MD_FORMAT_ON_DISK, err)))
+        goto out;
+    if (intent_begin(e, lock, domain, &it, err) < 0)
+        goto out;
+    recorded = true;
+    if (c ? isnap_save(c, ds.disks, ds.n, snap->name, progress_adapter, e, err) < 0
+          : isnap_offline_create(ds.disks, ds.n, snap->name, err) < 0)
+        goto out;
+    taken = true;
+    engine_step(e, "create", "save");
+    if (!(flags & ENGINE_CREATE_NO_METADATA)) {
         if (md_store_snapshot_put(e->store, lock, domain, snap, MD_PUT_NO_REPLACE, err) < 0)
             goto undo;
+        engine_step(e, "create", "metadata");
     }
-    if ((flags & ENGINE_CREATE_HALT) && c && engine_qemu_quit(e, &c, err) < 0)
-        goto out; /* the snapshot stands; only the halt failed */
+    if ((flags & ENGINE_CREATE_HALT) && c) {
+        if (engine_qemu_quit(e, &c, err) < 0)
+            goto out; /* the snapshot stands; only the halt failed */
+        engine_step(e, "create", "halt");
+    }
     if (name)
         *name = qs_xstrdup(snap->name);
     ret = 0;
@@ -566,8 +682,12 @@ undo:
     if (taken)
         create_undo(c, &ds, snap->name);
 out:
+    /* done, or undone above (a save that failed removed its own tags; nothing else was made) */
+    qmp_client_free(c); /* before recovery, which connects on its own: QEMU serves one client */
+    if (recorded && it.pid)
+        intent_finish(e, lock, domain, ret == 0);
+    intent_release(&it);
     free(status);
-    qmp_client_free(c);
     disk_set_release(&ds);
     md_tree_free(t);
     md_lock_free(lock);
@@ -584,13 +704,40 @@ static bool snapshot_has_memory(const struct md_snapshot *s)
     return s->state != MD_STATE_SHUTOFF && s->state != MD_STATE_DISK_SNAPSHOT && s->memory != MD_LOCATION_NO;
 }
 
+/* What a revert's load reports to: progress, and the intent record once QEMU's load has succeeded. */
+struct revert_ctx {
+    struct engine *e;
+    const struct md_lock *lock;
+    const char *domain;
+    struct intent *it;
+};
+
+static int revert_progress(void *opaque, const char *phase, uint64_t done, uint64_t total)
+{
+    struct revert_ctx *r = opaque;
+    return progress_adapter(r->e, phase, done, total);
+}
+
+static void revert_loaded(void *opaque, bool ok)
+{
+    struct revert_ctx *r = opaque;
+
+    if (!ok)
+        return;
+    free(r->it->phase);
+    r->it->phase = qs_xstrdup("loaded");
+    /* best effort: without it, recovery still finds the concluded job in QEMU unless it was dismissed */
+    intent_update(r->e, r->lock, r->domain, r->it, NULL);
+}
+
 /*
  * In-place load on a live QEMU. The guest must not run between the load and the wanted end state, so a
  * wanted pause is taken before the load (a load keeps a paused VM paused) and cont comes after it.
  */
-static int revert_live(struct engine *e, struct qmp_client *c, const struct disk_set *ds, const char *tag,
+static int revert_live(struct revert_ctx *rc, struct qmp_client *c, const struct disk_set *ds, const char *tag,
                        bool want_running, struct qs_error **err)
 {
+    struct engine *e = rc->e;
     struct vm_block *blocks = NULL;
     size_t nb = 0;
     char *status = NULL;
@@ -600,9 +747,16 @@ static int revert_live(struct engine *e, struct qmp_client *c, const struct disk
     if (vm_status(c, &status, &running, err) < 0 || vm_blocks(c, &blocks, &nb, err) < 0 ||
         isnap_check_live(blocks, nb, ds->disks, ds->n, tag, ISNAP_LOAD, err) < 0)
         goto out;
-    if (!want_running && running && vm_stop(c, err) < 0)
+    if (!rc->it->vm)
+        rc->it->vm = qs_xstrdup(running ? "running" : status);
+    if (intent_begin(e, rc->lock, rc->domain, rc->it, err) < 0)
         goto out;
-    if (isnap_load(c, ds->disks, ds->n, tag, progress_adapter, e, err) < 0) {
+    if (!want_running && running) {
+        if (vm_stop(c, err) < 0)
+            goto out;
+        engine_step(e, "revert", "stop");
+    }
+    if (isnap_load(c, ds->disks, ds->n, tag, revert_progress, rc, revert_loaded, err) < 0) {
         /* QEMU stays stopped (restore-vm) after a failed load: give back the run state we found. The
          * checks above catch the failures that come before any RAM is touched. */
         struct qs_error *ignore = NULL;
@@ -611,6 +765,7 @@ static int revert_live(struct engine *e, struct qmp_client *c, const struct disk
         qs_error_free(ignore);
         goto out;
     }
+    engine_step(e, "revert", "load");
     free(status);
     status = NULL;
     /* a load keeps a running VM running (the job restarts it): no need to ask again */
@@ -620,6 +775,7 @@ static int revert_live(struct engine *e, struct qmp_client *c, const struct disk
         goto out;
     if (!want_running && running && vm_stop(c, err) < 0)
         goto out;
+    engine_step(e, "revert", "state");
     ret = 0;
 out:
     free(status);
@@ -635,6 +791,8 @@ int engine_snapshot_revert(struct engine *e, const char *domain, const char *nam
     struct md_snapshot *snap = NULL;
     struct qmp_client *c = NULL;
     struct disk_set ds = {0};
+    struct intent it = {0};
+    struct revert_ctx rc = {e, NULL, domain, &it};
     bool started = false, want_running;
     int ret = -1;
 
@@ -647,42 +805,72 @@ int engine_snapshot_revert(struct engine *e, const char *domain, const char *nam
     if (!(dom = engine_domain_load(e, domain, err)) || !(lock = engine_domain_lock(e, domain, err)) ||
         !(snap = snapshot_get(e, domain, name, err)))
         goto out;
+    rc.lock = lock;
+    it.op = qs_xstrdup("revert");
+    it.snapshot = qs_xstrdup(name);
     if (md_snapshot_is_external(snap)) {
         /* the disks go back (on new overlays); with external memory QEMU loads it, else the VM boots afresh
          * only when asked */
-        if (engine_domain_connect(e, dom, &c, err) < 0 || ext_revert(e, dom, lock, snap, flags, &c, err) < 0)
+        it.kind = qs_xstrdup("external");
+        if (engine_domain_connect(e, dom, &c, err) < 0 || ext_revert(e, dom, lock, snap, flags, &it, &c, err) < 0)
             goto out;
         goto current;
     }
+    it.kind = qs_xstrdup("internal");
     if (disk_set_from_snapshot(&ds, dom, snap, err) < 0 || engine_domain_connect(e, dom, &c, err) < 0)
         goto out;
+    for (size_t i = 0; i < ds.n; i++)
+        intent_add_disk(&it, ds.disks[i].target, ds.disks[i].node, ds.disks[i].file);
 
     if (snapshot_has_memory(snap)) {
         want_running = (flags & ENGINE_REVERT_RUNNING) ||
                        (!(flags & ENGINE_REVERT_PAUSED) && snap->state == MD_STATE_RUNNING);
+        it.want_running = want_running;
         if (!c) {
             /* nothing runs: a fresh QEMU, paused, receives the snapshot */
-            if (isnap_check_offline(ds.disks, ds.n, name, ISNAP_LOAD, err) < 0 ||
-                engine_qemu_start(e, dom, lock, true, &c, err) < 0)
+            if (isnap_check_offline(ds.disks, ds.n, name, ISNAP_LOAD, err) < 0)
                 goto out;
+            it.vm = qs_xstrdup("shutoff");
+            it.start = true;
+            if (intent_begin(e, lock, domain, &it, err) < 0)
+                goto out;
+            if (engine_qemu_start(e, dom, lock, true, &c, err) < 0)
+                goto out;
+            engine_step(e, "revert", "start");
             started = true;
         }
-        if (revert_live(e, c, &ds, name, want_running, err) < 0)
+        if (revert_live(&rc, c, &ds, name, want_running, err) < 0)
             goto out;
     } else {
         /* a disk-only snapshot of a shut-off VM: the VM goes off, the images go back, and it starts again
          * only when asked (as libvirt does) */
-        if (c && engine_qemu_quit(e, &c, err) < 0)
+        it.phase = qs_xstrdup("apply");
+        it.vm = qs_xstrdup(c ? "running" : "shutoff");
+        if (isnap_check_offline(ds.disks, ds.n, name, ISNAP_LOAD, err) < 0 ||
+            intent_begin(e, lock, domain, &it, err) < 0)
             goto out;
+        if (c) {
+            if (engine_qemu_quit(e, &c, err) < 0)
+                goto out;
+            engine_step(e, "revert", "quit");
+        }
         if (isnap_offline_apply(ds.disks, ds.n, name, err) < 0)
             goto out;
-        if ((flags & (ENGINE_REVERT_RUNNING | ENGINE_REVERT_PAUSED)) &&
-            engine_qemu_start(e, dom, lock, flags & ENGINE_REVERT_PAUSED, &c, err) < 0)
+        free(it.phase);
+        it.phase = qs_xstrdup("applied");
+        if (intent_update(e, lock, domain, &it, err) < 0)
             goto out;
+        engine_step(e, "revert", "apply");
+        if (flags & (ENGINE_REVERT_RUNNING | ENGINE_REVERT_PAUSED)) {
+            if (engine_qemu_start(e, dom, lock, flags & ENGINE_REVERT_PAUSED, &c, err) < 0)
+                goto out;
+            engine_step(e, "revert", "start");
+        }
     }
 current:
     if (md_store_snapshot_set_current(e->store, lock, domain, name, err) < 0)
         goto out;
+    engine_step(e, "revert", "metadata");
     ret = 0;
 out:
     if (ret < 0 && started && c) {
@@ -690,6 +878,10 @@ out:
         engine_qemu_quit(e, &c, NULL); /* best effort: the error that matters is already set */
     }
     qmp_client_free(c);
+    c = NULL;
+    if (it.pid)
+        intent_finish(e, lock, domain, ret == 0);
+    intent_release(&it);
     disk_set_release(&ds);
     md_snapshot_free(snap);
     md_lock_free(lock);
@@ -702,7 +894,7 @@ out:
 
 /* Removes snapshot NAME's data: its internal tags (live or offline), or its external overlays merged away. */
 static int delete_data(struct engine *e, struct qmp_client *c, struct md_domain *dom, const struct md_lock *lock,
-                       const char *domain, const char *name, struct qs_error **err)
+                       const char *domain, const char *name, struct intent *it, struct qs_error **err)
 {
     struct md_snapshot *snap = snapshot_get(e, domain, name, err);
     struct disk_set ds = {0};
@@ -713,7 +905,7 @@ static int delete_data(struct engine *e, struct qmp_client *c, struct md_domain 
     if (!snap)
         return -1;
     if (md_snapshot_is_external(snap)) {
-        ret = ext_delete(e, dom, lock, snap, c, err);
+        ret = ext_delete(e, dom, lock, snap, c, it, err);
         goto out;
     }
     if (disk_set_from_snapshot(&ds, dom, snap, err) < 0)
@@ -758,6 +950,8 @@ int engine_snapshot_delete(struct engine *e, const char *domain, const char *nam
     const struct md_entry *en, **doomed = NULL;
     size_t n = 0, cap = 0;
     char **names = NULL;
+    struct intent it = {0};
+    bool untouched = false;
     int ret = -1;
 
     if ((flags & ENGINE_DELETE_CHILDREN) && (flags & ENGINE_DELETE_CHILDREN_ONLY)) {
@@ -769,12 +963,6 @@ int engine_snapshot_delete(struct engine *e, const char *domain, const char *nam
     if (!(dom = engine_domain_load(e, domain, err)) || !(lock = engine_domain_lock(e, domain, err)) ||
         !(t = md_tree_load(e->store, domain, lock, err)) || !(en = tree_find(t, name, err)))
         goto out;
-    if (flags & ENGINE_DELETE_METADATA_ONLY) {
-        unsigned mf = (flags & ENGINE_DELETE_CHILDREN ? MD_DELETE_CHILDREN : 0) |
-                      (flags & ENGINE_DELETE_CHILDREN_ONLY ? MD_DELETE_CHILDREN_ONLY : 0);
-        ret = md_store_snapshot_delete(e->store, lock, domain, name, mf, err);
-        goto out;
-    }
     if (flags & (ENGINE_DELETE_CHILDREN | ENGINE_DELETE_CHILDREN_ONLY))
         collect_descendants(t, en, &doomed, &n, &cap);
     if (!(flags & ENGINE_DELETE_CHILDREN_ONLY)) {
@@ -783,23 +971,61 @@ int engine_snapshot_delete(struct engine *e, const char *domain, const char *nam
     }
     /* names outlive the tree, which each metadata delete makes stale */
     names = qs_xcalloc(n + 1, sizeof(char *));
-    for (size_t i = 0; i < n; i++)
+    it.op = qs_xstrdup("delete");
+    it.kind = qs_xstrdup(flags & ENGINE_DELETE_METADATA_ONLY ? "metadata" : "data");
+    it.snapshot = qs_xstrdup(name);
+    for (size_t i = 0; i < n; i++) {
         names[i] = qs_xstrdup(doomed[i]->name);
+        intent_add_name(&it, names[i]);
+    }
     md_tree_free(t);
     t = NULL;
+    if (n == 0) {
+        ret = 0;
+        goto out;
+    }
+    if (flags & ENGINE_DELETE_METADATA_ONLY) {
+        unsigned mf = (flags & ENGINE_DELETE_CHILDREN ? MD_DELETE_CHILDREN : 0) |
+                      (flags & ENGINE_DELETE_CHILDREN_ONLY ? MD_DELETE_CHILDREN_ONLY : 0);
+        if (intent_begin(e, lock, domain, &it, err) < 0)
+            goto out;
+        ret = md_store_snapshot_delete(e->store, lock, domain, name, mf, err);
+        if (ret == 0)
+            engine_step(e, "delete", "metadata");
+        goto out;
+    }
     if (engine_domain_connect(e, dom, &c, err) < 0)
+        goto out;
+    it.vm = qs_xstrdup(c ? "running" : "shutoff");
+    if (intent_begin(e, lock, domain, &it, err) < 0)
         goto out;
     /* one snapshot at a time, leaves first, data then metadata: every step leaves both in agreement */
     for (size_t i = 0; i < n; i++) {
-        if (delete_data(e, c, dom, lock, domain, names[i], err) < 0 ||
-            md_store_snapshot_delete(e->store, lock, domain, names[i], 0, err) < 0)
+        size_t merged = qs_strv_len(it.merged);
+        struct qs_error *local = NULL;
+        if (delete_data(e, c, dom, lock, domain, names[i], &it, &local) < 0) {
+            /* a refusal comes before this snapshot's data is touched: nothing is left to finish */
+            untouched = qs_strv_len(it.merged) == merged &&
+                        (local->code == QS_ERR_UNSUPPORTED || local->code == QS_ERR_INVALID ||
+                         local->code == QS_ERR_NOTFOUND || local->code == QS_ERR_EXISTS);
+            qs_error_propagate(err, &local);
             goto out;
+        }
+        engine_step(e, "delete", "data");
+        if (md_store_snapshot_delete(e->store, lock, domain, names[i], 0, err) < 0)
+            goto out;
+        engine_step(e, "delete", "metadata");
     }
     ret = 0;
 out:
+    qmp_client_free(c);
+    c = NULL;
+    /* a failed delete is not undone: recovery goes on with it, or the record stays for the next command */
+    if (it.pid)
+        intent_finish(e, lock, domain, ret == 0 || untouched);
+    intent_release(&it);
     qs_strv_free(names);
     free(doomed);
-    qmp_client_free(c);
     md_tree_free(t);
     md_lock_free(lock);
     md_domain_free(dom);

@@ -67,7 +67,9 @@ expect "qsnap " "${commands[@]}"
 expect "qsnap --root /x -q " "${commands[@]}"
 expect "qsnap snapshot-cre" snapshot-create snapshot-create-as
 expect "qsnap help snapshot-d" snapshot-delete snapshot-dumpxml
-expect "qsnap -" --root --quiet --version --help -q -V -h
+expect "qsnap -" --root --lock-timeout --quiet --version --help -q -V -h
+expect "qsnap --lock-timeout 300 snapshot-cre" snapshot-create snapshot-create-as
+expect "qsnap --lock-timeout " # a number: nothing to offer
 
 # 2. each command's options: exactly those of `qsnap help CMD`
 for cmd in "${commands[@]}"; do

@@ -109,6 +109,33 @@ struct qt_fixture *qt_fixture_of(void **state)
 /* ------------------------------------------------------------------------------------------------ */
 /* qsnap. */
 
+/*
+ * Runs ARGV (N words), behind $QSNAP_TEST_WRAPPER when that is set: words split at spaces, e.g.
+ * "valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite -q".
+ */
+static int qsnap_exec(char **argv, size_t n, struct qs_proc_result *res, struct qs_error **err)
+{
+    const char *wrapper = getenv("QSNAP_TEST_WRAPPER");
+    char *words = NULL, *save = NULL, **full = NULL;
+    size_t k = 0;
+    int r;
+
+    if (!wrapper || !*wrapper)
+        return qs_proc_run(argv, QSNAP_TIMEOUT_MS, 0, res, err);
+    words = qs_xstrdup(wrapper);
+    full = qs_xcalloc(strlen(wrapper) / 2 + 1 + n + 1, sizeof(char *));
+    for (char *w = strtok_r(words, " ", &save); w; w = strtok_r(NULL, " ", &save))
+        full[k++] = w;
+    for (size_t i = 0; i < n; i++)
+        full[k++] = argv[i];
+    full[k] = NULL;
+    /* valgrind makes qsnap several times slower */
+    r = qs_proc_run(full, QSNAP_TIMEOUT_MS * 3, 0, res, err);
+    free(full);
+    free(words);
+    return r;
+}
+
 /* Runs qsnap --root ROOT and the NULL-terminated arguments in AP; a failure to run fails at FILE:LINE. */
 static void qsnap_vrun(struct qt_fixture *f, struct qs_proc_result *res, char *argv[MAX_ARGS + 2 + 3],
                        const char *file, int line, va_list ap)
@@ -121,7 +148,7 @@ static void qsnap_vrun(struct qt_fixture *f, struct qs_proc_result *res, char *a
     argv[2] = f->root;
     while ((argv[n] = va_arg(ap, char *)) != NULL && n < MAX_ARGS)
         n++;
-    qt_check(qs_proc_run(argv, QSNAP_TIMEOUT_MS, 0, res, &err), &err, "qsnap", file, line);
+    qt_check(qsnap_exec(argv, n, res, &err), &err, "qsnap", file, line);
 }
 
 int qt_qsnap_run(struct qt_fixture *f, char **out, char **errout, ...)

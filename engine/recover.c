@@ -1,0 +1,545 @@
+/* recover.c: finishing or undoing an operation a crash interrupted, from its intent record. */
+#include "external.h"
+#include "img.h"
+#include "intent.h"
+#include "internal.h"
+#include "qs_util.h"
+#include "quiesce.h"
+#include "vm.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define INTERNAL_JOB "qsnap-snapshot"
+#define SETTLE_MS 600000 /* a job or migration QEMU still runs for the dead process: let it end */
+
+/* ---- what QEMU and the images say ---- */
+
+/* Waits for the job the dead process ran (if any) to end; *ok: it ended well (false when there was none). */
+static int job_settle(struct qmp_client *c, const char *job, bool complete, bool *present, bool *ok,
+                      struct qs_error **err)
+{
+    enum qmp_job_outcome o = QMP_JOB_ABSENT;
+
+    if (qmp_job_settle(c, job, SETTLE_MS, complete, &o, NULL, err) < 0)
+        return -1;
+    *present = o != QMP_JOB_ABSENT;
+    *ok = o == QMP_JOB_SUCCEEDED;
+    return 0;
+}
+
+/* Waits for a migration (a memory save of the dead process) to end: *status gets its final word
+ * ("completed", "failed", "cancelled", "none"). Caller frees. */
+static int migration_settle(struct qmp_client *c, char **status, struct qs_error **err)
+{
+    int64_t deadline = qs_now_ms() + SETTLE_MS;
+
+    *status = NULL;
+    for (;;) {
+        struct qmp_reply *r = NULL;
+        const char *st;
+        if (qmp_client_execute(c, "query-migrate", NULL, &r, err) < 0)
+            return -1;
+        st = qmp_value_get_string(qmp_reply_value(r), "status");
+        if (!st || !strcmp(st, "completed") || !strcmp(st, "failed") || !strcmp(st, "cancelled") ||
+            !strcmp(st, "none")) {
+            *status = qs_xstrdup(st ? st : "none");
+            qmp_reply_free(r);
+            return 0;
+        }
+        qmp_reply_free(r);
+        if (qs_now_ms() >= deadline) {
+            qs_error_set(err, QS_ERR_TIMEOUT, "a migration of the interrupted operation is still '%s'", st);
+            return -1;
+        }
+        {
+            struct timespec ts = {0, 20 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+/* Resumes the guest when the operation found it running and QEMU now holds it stopped. */
+static int run_state_back(const struct intent *it, struct qmp_client *c, struct qs_error **err)
+{
+    char *status = NULL;
+    bool running = false;
+    int ret = 0;
+
+    if (!c || !qs_str_equal(it->vm, "running"))
+        return 0;
+    if (vm_status(c, &status, &running, err) < 0)
+        return -1;
+    if (!running && (!strcmp(status, "paused") || !strcmp(status, "postmigrate") || !strcmp(status, "save-vm") ||
+                     !strcmp(status, "restore-vm")))
+        ret = vm_cont(c, err);
+    free(status);
+    return ret;
+}
+
+/* Which of IT's disks hold TAG: has[i]. Live through QEMU, else from the image files. */
+static int tags_present(const struct intent *it, struct qmp_client *c, const char *tag, bool *has, size_t *n,
+                        struct qs_error **err)
+{
+    struct vm_block *blocks = NULL;
+    size_t nb = 0;
+
+    *n = 0;
+    if (c && vm_blocks(c, &blocks, &nb, err) < 0)
+        return -1;
+    for (size_t i = 0; i < it->ndisks; i++) {
+        const struct intent_disk *d = &it->disks[i];
+        has[i] = false;
+        if (c) {
+            const struct vm_block *b = vm_blocks_find(blocks, nb, d->node ? d->node : d->target);
+            has[i] = b && vm_block_has_tag(b, tag);
+        } else if (d->file) {
+            struct img_info info = {0};
+            if (img_info_get(d->file, true, &info, err) < 0) {
+                vm_blocks_free(blocks, nb);
+                return -1;
+            }
+            has[i] = img_info_has_tag(&info, tag);
+            img_info_release(&info);
+        }
+        *n += has[i];
+    }
+    vm_blocks_free(blocks, nb);
+    return 0;
+}
+
+/* The isnap disks of IT where SEL[i] (all when SEL is NULL). Borrowed strings. */
+static struct isnap_disk *isnap_disks(const struct intent *it, const bool *sel, size_t *n)
+{
+    struct isnap_disk *v = qs_xcalloc(it->ndisks + 1, sizeof(*v));
+
+    *n = 0;
+    for (size_t i = 0; i < it->ndisks; i++)
+        if (!sel || sel[i])
+            v[(*n)++] = (struct isnap_disk){it->disks[i].target,
+                                            it->disks[i].node ? it->disks[i].node : it->disks[i].target,
+                                            it->disks[i].file};
+    return v;
+}
+
+static bool snapshot_exists(struct engine *e, const char *domain, const char *name)
+{
+    struct md_snapshot *s = md_store_snapshot_get(e->store, domain, name, NULL);
+    bool r = s != NULL;
+
+    md_snapshot_free(s);
+    return r;
+}
+
+/* Writes the record's snapshot metadata unless it is there already. */
+static int snapshot_put(struct engine *e, const char *domain, const struct md_lock *lock, const char *xml,
+                        struct md_snapshot **out, struct qs_error **err)
+{
+    struct md_snapshot *s = md_snapshot_parse(xml, strlen(xml), MD_PARSE_ON_DISK, err);
+    int ret = -1;
+
+    if (!s)
+        return -1;
+    if (snapshot_exists(e, domain, s->name) || md_store_snapshot_put(e->store, lock, domain, s, MD_PUT_NO_REPLACE,
+                                                                     err) == 0)
+        ret = 0;
+    if (out && ret == 0)
+        *out = s;
+    else
+        md_snapshot_free(s);
+    return ret;
+}
+
+static int domain_put_xml(struct engine *e, const struct md_lock *lock, const char *xml, struct qs_error **err)
+{
+    struct md_domain *d = md_domain_parse(xml, strlen(xml), err);
+    int r = d ? md_store_domain_put(e->store, lock, d, err) : -1;
+
+    md_domain_free(d);
+    return r;
+}
+
+/* ---- internal snapshots ---- */
+
+static int recover_create_internal(struct engine *e, const char *domain, const struct md_lock *lock,
+                                   const struct intent *it, struct qmp_client **c, struct qs_error **err)
+{
+    bool *has = qs_xcalloc(it->ndisks + 1, sizeof(bool)), present = false, ok = false;
+    struct isnap_disk *sel = NULL;
+    size_t n = 0, nsel = 0;
+    int ret = -1;
+
+    if (*c && job_settle(*c, INTERNAL_JOB, false, &present, &ok, err) < 0)
+        goto out;
+    if (tags_present(it, *c, it->snapshot, has, &n, err) < 0)
+        goto out;
+    if (n == it->ndisks && n > 0) {
+        /* every disk holds it: the snapshot was taken - finish it */
+        if (it->snapshot_xml && snapshot_put(e, domain, lock, it->snapshot_xml, NULL, err) < 0)
+            goto out;
+        if (it->halt && *c && engine_qemu_quit(e, c, err) < 0)
+            goto out;
+    } else if (n > 0) {
+        /* a save cut short: the tags it left go (none had it before: the operation checked) */
+        sel = isnap_disks(it, has, &nsel);
+        if ((*c ? isnap_delete(*c, sel, nsel, it->snapshot, err) : isnap_offline_delete(sel, nsel, it->snapshot,
+                                                                                         err)) < 0)
+            goto out;
+    }
+    ret = run_state_back(it, *c, err);
+out:
+    free(sel);
+    free(has);
+    return ret;
+}
+
+static int recover_revert_internal(struct engine *e, const char *domain, const struct md_lock *lock,
+                                   struct intent *it, struct qmp_client **c, struct qs_error **err)
+{
+    bool present = false, ok = false, loaded = qs_str_equal(it->phase, "loaded");
+    int ret = -1;
+
+    if (qs_str_equal(it->phase, "applied"))
+        return md_store_snapshot_set_current(e->store, lock, domain, it->snapshot, err);
+    if (qs_str_equal(it->phase, "apply")) {
+        /* an offline revert: the images were going back with qemu-img; QEMU is not running on them unless
+         * someone started it since, and then nothing is touched */
+        size_t n = 0;
+        struct isnap_disk *all = isnap_disks(it, NULL, &n);
+        if (*c) {
+            free(all);
+            return 0;
+        }
+        ret = isnap_offline_apply(all, n, it->snapshot, err);
+        free(all);
+        if (ret < 0)
+            return -1;
+        return md_store_snapshot_set_current(e->store, lock, domain, it->snapshot, err);
+    }
+    if (*c) {
+        if (job_settle(*c, INTERNAL_JOB, false, &present, &ok, err) < 0)
+            return -1;
+        loaded = loaded || ok;
+    }
+    if (loaded) {
+        /* QEMU holds the snapshot's state: finish - run state as asked, then "current" */
+        if (*c) {
+            char *status = NULL;
+            bool running = false;
+            if (vm_status(*c, &status, &running, err) < 0)
+                return -1;
+            free(status);
+            if (it->want_running && !running && vm_cont(*c, err) < 0)
+                return -1;
+            if (!it->want_running && running && vm_stop(*c, err) < 0)
+                return -1;
+        }
+        return md_store_snapshot_set_current(e->store, lock, domain, it->snapshot, err);
+    }
+    /* nothing was loaded (or the load failed): undo - a QEMU started for the revert goes, else the run state
+     * comes back */
+    if (it->start && *c) {
+        ret = engine_qemu_quit(e, c, err);
+        return ret;
+    }
+    return run_state_back(it, *c, err);
+}
+
+/* ---- external snapshots ---- */
+
+/* Whether QEMU's active top of every disk of IT is the overlay IT made for it. */
+static int switched_live(const struct intent *it, struct qmp_client *c, bool *all, bool *none,
+                         struct qs_error **err)
+{
+    struct vm_block *blocks = NULL;
+    size_t nb = 0, n = 0;
+
+    if (vm_blocks(c, &blocks, &nb, err) < 0)
+        return -1;
+    for (size_t i = 0; i < it->ndisks; i++) {
+        const struct vm_block *b = vm_blocks_find(blocks, nb, it->disks[i].target);
+        n += b && it->disks[i].node && qs_str_equal(b->node, it->disks[i].node);
+    }
+    vm_blocks_free(blocks, nb);
+    *all = n == it->ndisks;
+    *none = n == 0;
+    return 0;
+}
+
+/* Whether the stored definition already names every overlay of IT (the offline switch). */
+static bool switched_offline(struct engine *e, const char *domain, const struct intent *it)
+{
+    struct md_domain *dom = md_store_domain_get(e->store, domain, NULL);
+    size_t n = 0;
+
+    for (size_t i = 0; dom && i < md_domain_disk_count(dom); i++) {
+        struct md_domain_disk d;
+        if (md_domain_disk_get(dom, i, &d, NULL) < 0)
+            continue;
+        for (size_t k = 0; k < it->ndisks; k++)
+            n += qs_str_equal(d.target, it->disks[k].target) && qs_str_equal(d.source, it->disks[k].file);
+    }
+    md_domain_free(dom);
+    return n == it->ndisks;
+}
+
+/* Removes what IT would have added: its QEMU nodes (those QEMU still has) and its files. */
+static void external_unwind(const struct intent *it, struct qmp_client *c)
+{
+    char **names = NULL;
+
+    if (c && vm_node_names(c, &names, NULL) == 0) {
+        for (size_t i = 0; it->nodes && it->nodes[i]; i++)
+            for (size_t k = 0; names[k]; k++)
+                if (strcmp(names[k], it->nodes[i]) == 0)
+                    vm_blockdev_del(c, it->nodes[i], NULL);
+    }
+    qs_strv_free(names);
+    for (size_t i = 0; it->files && it->files[i]; i++)
+        unlink(it->files[i]);
+}
+
+static int recover_create_external(struct engine *e, const char *domain, const struct md_lock *lock,
+                                   const struct intent *it, struct qmp_client **c, struct qs_error **err)
+{
+    struct md_snapshot *spec = NULL;
+    char *mig = NULL;
+    bool all = false, none = true, forward;
+    int ret = -1;
+
+    if (it->snapshot_xml && !(spec = md_snapshot_parse(it->snapshot_xml, strlen(it->snapshot_xml),
+                                                       MD_PARSE_ON_DISK, err)))
+        return -1;
+    if (*c) {
+        /* a memory save the dead process began runs on in QEMU: let it end first */
+        if (migration_settle(*c, &mig, err) < 0 || switched_live(it, *c, &all, &none, err) < 0)
+            goto out;
+        forward = all;
+    } else if (qs_str_equal(it->vm, "shutoff")) {
+        /* the definition moves last; the snapshot's metadata, written just before, says the same */
+        forward = switched_offline(e, domain, it) || (spec && snapshot_exists(e, domain, spec->name));
+    } else {
+        /* QEMU died too: it may have written into the overlays after the switch - keep them */
+        forward = true;
+    }
+    if (it->agent && !e->after_undo) {
+        /* the guest's filesystems may still be frozen: thaw them (the agent answers a running guest; the
+         * operation's own undo, when it ran, thawed them already) */
+        struct qs_error *ignore = NULL;
+        if (!forward || !it->halt)
+            run_state_back(it, *c, &ignore);
+        qs_error_free(ignore);
+        ignore = NULL;
+        quiesce_thaw(it->agent, QUIESCE_TIMEOUT_MS, &ignore);
+        qs_error_free(ignore);
+    }
+    if (!forward) {
+        external_unwind(it, *c);
+        ret = run_state_back(it, *c, err);
+        goto out;
+    }
+    /* the disks switched: finish. A memory file only counts when its save completed. */
+    if (spec && spec->memory == MD_LOCATION_EXTERNAL && !qs_str_equal(mig, "completed")) {
+        if (spec->memory_file)
+            unlink(spec->memory_file);
+        free(spec->memory_file);
+        spec->memory_file = NULL;
+        spec->memory = MD_LOCATION_NO;
+        spec->state = MD_STATE_DISK_SNAPSHOT;
+    }
+    if (spec && !snapshot_exists(e, domain, spec->name) &&
+        md_store_snapshot_put(e->store, lock, domain, spec, MD_PUT_NO_REPLACE, err) < 0)
+        goto out;
+    if (it->domain_xml && domain_put_xml(e, lock, it->domain_xml, err) < 0)
+        goto out;
+    if (run_state_back(it, *c, err) < 0)
+        goto out;
+    if (it->halt && *c && engine_qemu_quit(e, c, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    free(mig);
+    md_snapshot_free(spec);
+    return ret;
+}
+
+static int recover_revert_external(struct engine *e, const char *domain, const struct md_lock *lock,
+                                   const struct intent *it, struct qmp_client **c, struct qs_error **err)
+{
+    if (!switched_offline(e, domain, it)) {
+        /* the definition still names the old images: the new overlays go; a QEMU that was quit stays off
+         * (its memory is gone), one that still runs was not touched */
+        external_unwind(it, NULL);
+        return 0;
+    }
+    if (*c) {
+        /* the fresh QEMU of the revert: keep it only when its load completed */
+        char *status = NULL;
+        bool running = false;
+        int r = vm_status(*c, &status, &running, err);
+        if (r == 0 && !strcmp(status, "inmigrate"))
+            r = engine_qemu_quit(e, c, err);
+        else if (r == 0 && it->want_running && !running)
+            r = vm_cont(*c, err);
+        free(status);
+        if (r < 0)
+            return -1;
+    }
+    return md_store_snapshot_set_current(e->store, lock, domain, it->snapshot, err);
+}
+
+/* ---- delete: always forward, one snapshot at a time ---- */
+
+/* Whether a disk of snapshot NAME is noted as merged. */
+static bool any_merged(const struct intent *it, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; it->merged && it->merged[i]; i++)
+        if (strncmp(it->merged[i], name, n) == 0 && it->merged[i][n] == '/')
+            return true;
+    return false;
+}
+
+static int recover_delete(struct engine *e, const char *domain, const struct md_lock *lock, struct intent *it,
+                          struct qmp_client **c, struct qs_error **err)
+{
+    char *job = qs_asprintf("qsnap-commit-%ld", it->pid);
+    bool present = false, ok = false, data = !qs_str_equal(it->kind, "metadata");
+    int ret = -1;
+
+    if (*c && (job_settle(*c, INTERNAL_JOB, false, &present, &ok, err) < 0 ||
+               job_settle(*c, job, true, &present, &ok, err) < 0))
+        goto out;
+    for (size_t i = 0; it->names && it->names[i]; i++) {
+        const char *name = it->names[i];
+        struct md_snapshot *s = md_store_snapshot_get(e->store, domain, name, NULL);
+        if (!s)
+            continue; /* gone already */
+        if (!data) {
+            /* metadata only */
+        } else if (md_snapshot_is_external(s)) {
+            struct md_domain *dom = engine_domain_load(e, domain, err);
+            struct qs_error *local = NULL;
+            size_t merged = qs_strv_len(it->merged);
+            int r = dom ? ext_delete(e, dom, lock, s, *c, it, &local) : -1;
+            md_domain_free(dom);
+            if (r < 0 && local && qs_strv_len(it->merged) == merged && !any_merged(it, name) &&
+                (local->code == QS_ERR_UNSUPPORTED || local->code == QS_ERR_INVALID)) {
+                /* refused before anything of it changed: the delete ends here, the snapshot stays */
+                qs_error_free(local);
+                md_snapshot_free(s);
+                ret = 0;
+                goto out;
+            }
+            qs_error_propagate(err, &local);
+            if (r < 0) {
+                md_snapshot_free(s);
+                goto out;
+            }
+        } else {
+            /* the tags still there go: the delete may have reached some disks only */
+            struct intent one = {0};
+            struct md_domain *dom = engine_domain_load(e, domain, err);
+            bool *has = NULL;
+            size_t n = 0, nsel = 0;
+            struct isnap_disk *sel = NULL;
+            int r = dom ? 0 : -1;
+            for (size_t k = 0; r == 0 && k < s->ndisks; k++) {
+                struct md_domain_disk d;
+                if (s->disks[k].snapshot != MD_LOCATION_INTERNAL)
+                    continue;
+                for (size_t j = 0; j < md_domain_disk_count(dom); j++)
+                    if (md_domain_disk_get(dom, j, &d, NULL) == 0 && qs_str_equal(d.target, s->disks[k].name))
+                        intent_add_disk(&one, d.target, d.node_name, d.source);
+            }
+            has = qs_xcalloc(one.ndisks + 1, sizeof(bool));
+            if (r == 0)
+                r = tags_present(&one, *c, name, has, &n, err);
+            if (r == 0 && n > 0) {
+                sel = isnap_disks(&one, has, &nsel);
+                r = *c ? isnap_delete(*c, sel, nsel, name, err) : isnap_offline_delete(sel, nsel, name, err);
+            }
+            free(sel);
+            free(has);
+            intent_release(&one);
+            md_domain_free(dom);
+            if (r < 0) {
+                md_snapshot_free(s);
+                goto out;
+            }
+        }
+        md_snapshot_free(s);
+        if (md_store_snapshot_delete(e->store, lock, domain, name, 0, err) < 0)
+            goto out;
+    }
+    ret = 0;
+out:
+    free(job);
+    return ret;
+}
+
+/* ---- metadata only ---- */
+
+static int recover_metadata(struct engine *e, const char *domain, const struct md_lock *lock,
+                            const struct intent *it, struct qs_error **err)
+{
+    struct md_snapshot *s = NULL;
+    int ret = -1;
+
+    if (qs_str_equal(it->op, "current"))
+        return md_store_snapshot_set_current(e->store, lock, domain, it->snapshot, err);
+    /* redefine: the new content replaces whatever the crash left (it was valid when written) */
+    if (!it->snapshot_xml)
+        return 0;
+    if (!(s = md_snapshot_parse(it->snapshot_xml, strlen(it->snapshot_xml), MD_PARSE_ON_DISK, err)))
+        return -1;
+    ret = md_store_snapshot_put(e->store, lock, domain, s, 0, err);
+    md_snapshot_free(s);
+    return ret;
+}
+
+int intent_recover(struct engine *e, const char *domain, const struct md_lock *lock, struct qs_error **err)
+{
+    struct intent it = {0};
+    struct md_domain *dom = NULL;
+    struct qmp_client *c = NULL;
+    int r, ret = -1;
+
+    if ((r = intent_read(e, domain, &it, err)) <= 0)
+        return r;
+    e->recovering = true;
+    engine_step(e, "recover", it.op);
+    if (!(dom = engine_domain_load(e, domain, err)) || engine_domain_connect(e, dom, &c, err) < 0)
+        goto out;
+    if (qs_str_equal(it.op, "delete"))
+        r = recover_delete(e, domain, lock, &it, &c, err);
+    else if (qs_str_equal(it.kind, "metadata"))
+        r = recover_metadata(e, domain, lock, &it, err);
+    else if (qs_str_equal(it.op, "create"))
+        r = qs_str_equal(it.kind, "external") ? recover_create_external(e, domain, lock, &it, &c, err)
+                                               : recover_create_internal(e, domain, lock, &it, &c, err);
+    else if (qs_str_equal(it.op, "revert"))
+        r = qs_str_equal(it.kind, "external") ? recover_revert_external(e, domain, lock, &it, &c, err)
+                                               : recover_revert_internal(e, domain, lock, &it, &c, err);
+    else {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "unknown operation '%s'", it.op);
+        r = -1;
+    }
+    if (r < 0)
+        goto out;
+    intent_end(e, lock, domain);
+    ret = 0;
+out:
+    if (ret < 0)
+        qs_error_prefix(err, "domain '%s' has an unfinished %s of snapshot '%s' (qsnap process %ld) that could "
+                        "not be completed or undone", domain, it.op, it.snapshot ? it.snapshot : "?", it.pid);
+    e->recovering = false;
+    qmp_client_free(c);
+    md_domain_free(dom);
+    intent_release(&it);
+    return ret;
+}
