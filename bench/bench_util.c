@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -111,6 +112,7 @@ void bench_spawn(char *const argv[], const char *out_path, const char *err_path,
     posix_spawn_file_actions_t fa;
     pid_t pid;
     int64_t t0, t1;
+    struct rusage ru = {0};
     int st, rc;
 
     posix_spawn_file_actions_init(&fa);
@@ -122,10 +124,11 @@ void bench_spawn(char *const argv[], const char *out_path, const char *err_path,
     rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
     if (rc != 0)
         bench_die(qs_asprintf("cannot run '%s': %s", argv[0], strerror(rc)), NULL);
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+    while (wait4(pid, &st, 0, &ru) < 0 && errno == EINTR)
         ;
     t1 = qs_now_ns();
     r->end_us = bench_real_us();
+    r->maxrss_kb = ru.ru_maxrss;
     posix_spawn_file_actions_destroy(&fa);
     r->wall_ms = (double)(t1 - t0) / 1e6;
     r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);

@@ -48,10 +48,11 @@ struct bench_run {
     double wall_ms;
     int64_t start_us, end_us; /* CLOCK_REALTIME, as QEMU stamps its events */
     int status;               /* exit status, 128 + signal */
+    long maxrss_kb;           /* the child's peak resident set (wait4 rusage ru_maxrss), KiB */
 };
 
-/* posix_spawn ARGV (argv[0] a path) with stdin /dev/null, stdout and stderr to OUT_PATH / ERR_PATH; waits.
- * The time covers both. Cannot spawn: the benchmark ends. */
+/* posix_spawn ARGV (argv[0] a path) with stdin /dev/null, stdout and stderr to OUT_PATH / ERR_PATH; waits
+ * (wait4, for the child's peak RSS). The time covers both. Cannot spawn: the benchmark ends. */
 void bench_spawn(char *const argv[], const char *out_path, const char *err_path, struct bench_run *r);
 /* Runs QSNAP --root ROOT ARGS... (NULL-terminated, at most 12) like bench_spawn; a failure ends the benchmark
  * with qsnap's stderr. */

@@ -1,0 +1,1736 @@
+/* bench_summary.c: one table - qsnap vs the raw QMP floor vs virsh, per operation, guest pause, peak RSS. */
+/*
+ * For each guest RAM size (--sizes, default 256,1024), RAM filled with data:
+ *   qsnap - the binary, posix_spawn to wait4 (wall time and ru_maxrss) against a harness VM;
+ *   raw   - the same QEMU work on a fresh QMP connection to the same VM (connect untimed): the floor;
+ *   virsh - libvirt 9.0 (`virsh -c qemu:///system`, one process per command) on a libvirt domain with the
+ *           same boot disk image (the counter guest) and RAM size, when --virsh is given.
+ * Operations: create (internal; external --disk-only; --memspec; live = background-snapshot), revert (in
+ * place for qsnap/raw; libvirt restarts QEMU), delete, list; plus snapshot-list with 10 / 1,000 / 10,000
+ * snapshots (metadata only: qsnap and virsh).
+ *
+ * Guest RAM is QEMU's ordinary anonymous RAM, filled through /proc/PID/mem at the host address HMP
+ * `gpa2hva` gives for guest-physical 1 MiB, up to 2 MiB below the top (SeaBIOS keeps its tables there): the
+ * same way for the harness's QEMU and libvirt's, and background-snapshot (userfaultfd write-protect) works
+ * on it. The guest's pause is QEMU's STOP -> RESUME event stamps, read on a second monitor that only
+ * watches (the harness's own; for libvirt an extra -qmp socket given with <qemu:commandline>).
+ *
+ * Raw floors: internal = snapshot-save / -load / -delete jobs, query-named-block-nodes; disk-only =
+ * transaction{blockdev-snapshot-sync}; memspec = stop, migrate to a passed fd, transaction, cont; live =
+ * background-snapshot capability on, migrate to a passed fd while the guest runs (QEMU stops it only to
+ * write-protect RAM and save the devices), capability off again - memory only: stopping the guest first to
+ * take a disk overlay at the same instant kept it paused for 1.3-1.8 s in QEMU 7.2 (256 MiB), so that is not
+ * the floor. Live snapshots run last, on a VM of their own: once a QEMU 7.2 process has taken a background
+ * snapshot, its later stop-and-migrate saves were 4-5x slower.
+ *
+ * Not a test: writes --md / --json / --pause-dat (gnuplot data) and prints the Markdown on stdout.
+ */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench_util.h"
+#include "qemu_harness.h"
+#include "qmp.h"
+#include "qs_proc.h"
+#include "qs_util.h"
+
+#define DOMAIN "bench"
+#define VDOM "qsnapbench"
+#define VDOM_UUID "5a1e0b3c-9d2f-4c11-8a7e-0b5e7c0ffee1"
+#define VIRSH "/usr/bin/virsh"
+#define RAW_JOB "bench-raw"
+#define SETTLE_MS 20
+#define MAX_SIZES 6
+#define MAX_COUNTS 4
+#define FILL_START (1u << 20)
+
+enum side { S_Q, S_R, S_V, S__LAST };
+static const char *const side_names[] = {"qsnap", "raw", "virsh"};
+
+enum row { R_CREATE, R_DISK, R_MEM, R_LIVE, R_REVERT, R_DELETE, R_LIST, R__LAST };
+static const char *const row_names[] = {"create (internal)",       "create --disk-only (external)",
+                                        "create --memspec (external)", "create live (background-snapshot)",
+                                        "revert",                  "delete (internal)",
+                                        "list"};
+static const char *const row_keys[] = {"create_internal", "create_disk_only", "create_memspec", "create_live",
+                                       "revert",          "delete",           "list"};
+_Static_assert(sizeof(row_names) / sizeof(row_names[0]) == R__LAST, "row_names");
+
+struct cell {
+    struct bench_series t[S__LAST];     /* wall, ms */
+    struct bench_series pause[S__LAST]; /* STOP -> RESUME, ms */
+    long rss_kb;                        /* largest qsnap ru_maxrss */
+    char *na[S__LAST];                  /* why a side has no numbers */
+};
+
+struct sizeres {
+    int mb;
+    int64_t vmstate_bytes;
+    double live_first_ms; /* the first raw background snapshot's pause (untimed warm-up) */
+    struct cell c[R__LAST];
+};
+
+struct listres {
+    size_t count;
+    struct cell c; /* S_Q and S_V */
+    double q_cold_ms;
+};
+
+struct pausept {
+    int mb;
+    struct bench_series savevm, memspec, live, qlive;
+    double live_first_ms;
+};
+
+struct bench {
+    const char *qsnap, *workdir, *shmdir;
+    int n, n_slow;
+    bool virsh, manage_libvirtd;
+    int live_ok; /* -1 unknown, 0 unsupported, 1 supported */
+    char *live_why;
+    struct sizeres sizes[MAX_SIZES];
+    size_t nsizes;
+    struct listres lists[MAX_COUNTS];
+    size_t nlists;
+    struct pausept pts[MAX_SIZES + 4];
+    int idle_mb;
+    struct cell idle_revert;
+    struct bench_series floor_true, floor_version; /* posix_spawn /bin/true; qsnap version */
+    size_t npts;
+    char *qsnap_template, *qsnap_domxml, *virsh_template;
+    char qemu_version[64];
+    double load_before, load_after, total_s;
+    time_t started;
+    /* per VM */
+    struct qh_vm *vm;
+    char *root, *out_path, *err_path;
+    struct qmp_client *vmon; /* libvirt domain's extra monitor */
+    char *vmon_path;
+    int seq;
+};
+
+static double med(const struct bench_series *s);
+
+static void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void progress(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("bench_summary: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs("\n", stderr);
+    va_end(ap);
+}
+
+static void write_text(const char *path, const char *text, int age_s)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || qs_write_all(fd, text, strlen(text)) < 0)
+        bench_die(qs_asprintf("cannot write '%s': %s", path, strerror(errno)), NULL);
+    if (age_s > 0) {
+        struct timespec t[2];
+        clock_gettime(CLOCK_REALTIME, &t[0]);
+        t[0].tv_sec -= age_s;
+        t[1] = t[0];
+        futimens(fd, t);
+    }
+    close(fd);
+}
+
+static void make_dir(const char *path, mode_t mode)
+{
+    if (mkdir(path, mode) < 0 && errno != EEXIST)
+        bench_die(qs_asprintf("cannot create '%s': %s", path, strerror(errno)), NULL);
+    chmod(path, mode);
+}
+
+static void remove_tree(const char *path)
+{
+    char *argv[] = {"rm", "-rf", "--", (char *)path, NULL};
+    struct qs_proc_result res = {0};
+    struct qs_error *err = NULL;
+    if (qs_proc_run(argv, 120000, 0, &res, &err) == 0)
+        qs_proc_result_release(&res);
+    qs_error_free(err);
+}
+
+static char *first_line(const char *s)
+{
+    size_t n = strcspn(s ? s : "", "\r\n");
+    return qs_asprintf("%.*s", (int)n, s ? s : "");
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Processes. */
+
+/* qsnap --root ROOT ARGS... (NULL-terminated). Returns the exit status; the run in *r. */
+static int qsnap_try(struct bench *b, struct bench_run *r, ...)
+{
+    char *argv[20] = {(char *)b->qsnap, "--root", b->root};
+    size_t n = 3;
+    va_list ap;
+
+    va_start(ap, r);
+    while (n < 18 && (argv[n] = va_arg(ap, char *)) != NULL)
+        n++;
+    va_end(ap);
+    argv[n] = NULL;
+    bench_spawn(argv, b->out_path, b->err_path, r);
+    return r->status;
+}
+
+static void must(struct bench *b, int status, const char *what)
+{
+    if (status != 0) {
+        char *e = bench_read_text(b->err_path);
+        bench_die(qs_asprintf("%s failed (exit %d): %s", what, status, e ? e : ""), NULL);
+    }
+}
+
+/* virsh -c qemu:///system ARGS... (NULL-terminated). */
+static int virsh_try(struct bench *b, struct bench_run *r, ...)
+{
+    char *argv[24] = {VIRSH, "-c", "qemu:///system"};
+    size_t n = 3;
+    va_list ap;
+
+    va_start(ap, r);
+    while (n < 22 && (argv[n] = va_arg(ap, char *)) != NULL)
+        n++;
+    va_end(ap);
+    argv[n] = NULL;
+    bench_spawn(argv, b->out_path, b->err_path, r);
+    return r->status;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Monitors. */
+
+static struct qmp_client *mon_connect(const char *path)
+{
+    struct qmp_options o = {.connect_timeout_ms = 30000, .timeout_ms = 600000};
+    struct qs_error *err = NULL;
+    struct qmp_client *c = qmp_client_connect(path, &o, &err);
+    if (!c)
+        bench_die(qs_asprintf("QMP connect to '%s'", path), err);
+    return c;
+}
+
+static void mon_drain(struct qmp_client *w)
+{
+    struct qs_error *err = NULL;
+    struct qmp_event *ev;
+
+    if (qmp_client_poll(w, &err) < 0)
+        bench_die("the watching monitor failed", err);
+    while ((ev = qmp_client_event_pop(w)))
+        qmp_event_free(ev);
+}
+
+/* STOP -> RESUME from the watching monitor's events, ms; 0 when the vCPUs never stopped. */
+static double mon_pause(struct qmp_client *w)
+{
+    struct qs_error *err = NULL;
+    struct qmp_event *ev = NULL;
+    int64_t stop = 0, resume = 0;
+
+    for (;;) {
+        int r = qmp_client_event_wait(w, NULL, NULL, NULL, stop && !resume ? 30000 : 30, &ev, &err);
+        if (r < 0) {
+            if (err && err->code == QS_ERR_TIMEOUT) {
+                qs_error_free(err);
+                break;
+            }
+            bench_die("the watching monitor failed", err);
+        }
+        if (strcmp(qmp_event_name(ev), "STOP") == 0 && !stop)
+            stop = qmp_event_timestamp_us(ev);
+        else if (strcmp(qmp_event_name(ev), "RESUME") == 0 && stop)
+            resume = qmp_event_timestamp_us(ev);
+        qmp_event_free(ev);
+        ev = NULL;
+    }
+    if (!stop)
+        return 0.0;
+    if (!resume)
+        bench_die("STOP without RESUME: the guest stayed paused", NULL);
+    return (double)(resume - stop) / 1e3;
+}
+
+static void hmp(struct qmp_client *c, const char *cmd, char **out)
+{
+    struct qs_error *err = NULL;
+    if (qmp_client_hmp(c, cmd, out, &err) < 0)
+        bench_die(qs_asprintf("HMP %s", cmd), err);
+}
+
+static void exec_ok(struct qmp_client *c, const char *cmd, struct qmp_args *a, struct qmp_reply **rep)
+{
+    struct qs_error *err = NULL;
+    if (qmp_client_execute(c, cmd, a, rep, &err) < 0)
+        bench_die(cmd, err);
+    qmp_args_free(a);
+}
+
+/* Waits for the counter guest's magic (it has booted). */
+static void wait_guest(struct qmp_client *c)
+{
+    for (int i = 0; i < 600; i++) {
+        char *out = NULL;
+        char want[16];
+        hmp(c, "xp /1wx 0x9008", &out);
+        snprintf(want, sizeof(want), "0x%08x", QH_COUNTER_MAGIC);
+        if (out && strstr(out, want)) {
+            free(out);
+            return;
+        }
+        free(out);
+        bench_sleep_ms(50);
+    }
+    bench_die("the guest did not boot", NULL);
+}
+
+/* Fills guest RAM [1 MiB, MB - 2 MiB) with non-zero pseudo-random data through /proc/PID/mem. */
+static void fill_ram(struct qmp_client *c, pid_t pid, int mb)
+{
+    char *out = NULL, *p, *path;
+    unsigned long long hva;
+    size_t chunk = 1u << 20;
+    uint64_t *buf = qs_xmalloc(chunk), x = 0x9e3779b97f4a7c15ull ^ (uint64_t)mb;
+    int fd;
+
+    hmp(c, "gpa2hva 0x100000", &out);
+    p = out ? strstr(out, " is 0x") : NULL;
+    if (!p || sscanf(p + 4, "%llx", &hva) != 1)
+        bench_die(qs_asprintf("unexpected gpa2hva answer: %s", out ? out : ""), NULL);
+    free(out);
+    for (size_t i = 0; i < chunk / 8; i++) {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        buf[i] = x * 0x2545f4914f6cdd1dull;
+    }
+    path = qs_asprintf("/proc/%d/mem", (int)pid);
+    if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0)
+        bench_die(qs_asprintf("cannot open '%s': %s", path, strerror(errno)), NULL);
+    for (unsigned m = 0; m + 3 <= (unsigned)mb; m++) {
+        for (size_t pg = 0; pg < chunk / 8; pg += 512)
+            buf[pg] = ((uint64_t)m << 32 | pg) + 1; /* every page differs */
+        if (pwrite(fd, buf, chunk, (off_t)(hva + (unsigned long long)m * chunk)) != (ssize_t)chunk)
+            bench_die(qs_asprintf("cannot write guest RAM through '%s': %s", path, strerror(errno)), NULL);
+    }
+    close(fd);
+    free(path);
+    free(buf);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Raw QMP work. */
+
+static struct qmp_args *job_args(const char *tag, bool vmstate)
+{
+    struct qmp_args *a = qmp_args_new();
+    qmp_args_set_str(a, "tag", tag);
+    if (vmstate)
+        qmp_args_set_str(a, "vmstate", "vda");
+    qmp_args_push_str(qmp_args_set_list(a, "devices"), "vda");
+    return a;
+}
+
+static void raw_job(struct qmp_client *c, const char *cmd, const char *tag)
+{
+    struct qmp_args *a = job_args(tag, strcmp(cmd, "snapshot-delete") != 0);
+    struct qs_error *err = NULL;
+    if (qmp_job_run(c, cmd, a, RAW_JOB, NULL, &err) < 0)
+        bench_die(cmd, err);
+    qmp_args_free(a);
+}
+
+/* The active node of the VM's one disk. */
+static char *top_node(struct qmp_client *c)
+{
+    struct qmp_reply *r = NULL;
+    const char *n;
+    char *out;
+
+    exec_ok(c, "query-block", NULL, &r);
+    n = qmp_value_string(qmp_value_path(qmp_value_array_at(qmp_reply_value(r), 0), "inserted.node-name"));
+    if (!n)
+        bench_die("query-block: no node name", NULL);
+    out = qs_xstrdup(n);
+    qmp_reply_free(r);
+    return out;
+}
+
+static void raw_transaction(struct bench *b, struct qmp_client *c, const char *name)
+{
+    struct qmp_args *a = qmp_args_new(), *act = qmp_args_push_obj(qmp_args_set_list(a, "actions")), *d;
+    char *top = top_node(c), *file = qs_asprintf("%s/raw-%s.qcow2", b->shmdir, name);
+
+    qmp_args_set_str(act, "type", "blockdev-snapshot-sync");
+    d = qmp_args_set_obj(act, "data");
+    qmp_args_set_str(d, "node-name", top);
+    qmp_args_set_str(d, "snapshot-file", file);
+    qmp_args_set_str(d, "snapshot-node-name", name);
+    qmp_args_set_str(d, "format", "qcow2");
+    exec_ok(c, "transaction", a, NULL);
+    free(top);
+    free(file);
+}
+
+static void set_bg(struct qmp_client *c, bool on)
+{
+    struct qmp_args *a = qmp_args_new(), *cap = qmp_args_push_obj(qmp_args_set_list(a, "capabilities"));
+    qmp_args_set_str(cap, "capability", "background-snapshot");
+    qmp_args_set_bool(cap, "state", on);
+    exec_ok(c, "migrate-set-capabilities", a, NULL);
+}
+
+/* migrate to a new file PATH through a passed fd and waits for the end. */
+static void raw_migrate(struct qmp_client *c, const char *path)
+{
+    struct qs_error *err = NULL;
+    struct qmp_args *a;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+    if (fd < 0)
+        bench_die(qs_asprintf("cannot create '%s': %s", path, strerror(errno)), NULL);
+    if (qmp_client_send_fd(c, fd, "benchmem", &err) < 0)
+        bench_die("getfd", err);
+    close(fd);
+    a = qmp_args_new();
+    qmp_args_set_str(a, "uri", "fd:benchmem");
+    exec_ok(c, "migrate", a, NULL);
+    for (;;) {
+        struct qmp_reply *r = NULL;
+        const char *st;
+        exec_ok(c, "query-migrate", NULL, &r);
+        st = qmp_value_get_string(qmp_reply_value(r), "status");
+        if (st && strcmp(st, "completed") == 0) {
+            qmp_reply_free(r);
+            return;
+        }
+        if (st && (strcmp(st, "failed") == 0 || strcmp(st, "cancelled") == 0))
+            bench_die(qs_asprintf("migration %s: %s", st,
+                                  qmp_value_get_string(qmp_reply_value(r), "error-desc")
+                                      ? qmp_value_get_string(qmp_reply_value(r), "error-desc")
+                                      : "?"),
+                      NULL);
+        qmp_reply_free(r);
+        bench_sleep_ms(2);
+    }
+}
+
+enum rawop { RAW_SAVE, RAW_LOAD, RAW_DEL, RAW_LIST, RAW_DISK, RAW_MEM, RAW_LIVE };
+
+/* One raw operation on a fresh connection (connect and close untimed); its wall time in ms. */
+static double raw_op(struct bench *b, enum rawop op, const char *name)
+{
+    struct qmp_client *c = mon_connect(qh_vm_socket_path(b->vm));
+    char *mem = qs_asprintf("%s/raw-%s.mem", b->shmdir, name ? name : "x");
+    int64_t t0;
+    double ms;
+
+    bench_sleep_ms(SETTLE_MS);
+    t0 = qs_now_ns();
+    switch (op) {
+    case RAW_SAVE:
+        raw_job(c, "snapshot-save", name);
+        break;
+    case RAW_LOAD:
+        raw_job(c, "snapshot-load", name);
+        break;
+    case RAW_DEL:
+        raw_job(c, "snapshot-delete", name);
+        break;
+    case RAW_LIST: {
+        struct qmp_reply *r = NULL;
+        exec_ok(c, "query-named-block-nodes", NULL, &r);
+        qmp_reply_free(r);
+        break;
+    }
+    case RAW_DISK:
+        raw_transaction(b, c, name);
+        break;
+    case RAW_MEM:
+        exec_ok(c, "stop", NULL, NULL);
+        raw_migrate(c, mem);
+        raw_transaction(b, c, name);
+        exec_ok(c, "cont", NULL, NULL);
+        break;
+    case RAW_LIVE: /* memory only: a stop + transaction first makes QEMU keep the guest paused ~1.3 s */
+        set_bg(c, true);
+        raw_migrate(c, mem);
+        set_bg(c, false);
+        break;
+    }
+    ms = (double)(qs_now_ns() - t0) / 1e6;
+    qmp_client_free(c);
+    unlink(mem);
+    free(mem);
+    return ms;
+}
+
+static int64_t vmstate_size(struct qmp_client *c, const char *tag)
+{
+    struct qmp_reply *r = NULL;
+    const struct qmp_value *nodes;
+    int64_t size = -1;
+
+    exec_ok(c, "query-named-block-nodes", NULL, &r);
+    nodes = qmp_reply_value(r);
+    for (size_t i = 0; i < qmp_value_array_len(nodes); i++) {
+        const struct qmp_value *snaps = qmp_value_path(qmp_value_array_at(nodes, i), "image.snapshots");
+        for (size_t k = 0; k < qmp_value_array_len(snaps); k++) {
+            const struct qmp_value *s = qmp_value_array_at(snaps, k);
+            int64_t v = -1;
+            if (qs_str_equal(qmp_value_get_string(s, "name"), tag) && qmp_value_int(qmp_value_get(s, "vm-state-size"), &v) &&
+                v > size)
+                size = v;
+        }
+    }
+    qmp_reply_free(r);
+    return size;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* qsnap and raw on a harness VM. */
+
+static void start_vm_fill(struct bench *b, int mb, bool fill);
+static void start_vm(struct bench *b, int mb)
+{
+    start_vm_fill(b, mb, true);
+}
+
+static void start_vm_fill(struct bench *b, int mb, bool fill)
+{
+    struct qh_vm_config vc = {.mem_mb = mb, .start_timeout_ms = 60000};
+    struct qs_error *err = NULL;
+
+    if (!(b->vm = qh_vm_start(&vc, &err)))
+        bench_die("cannot start QEMU", err);
+    if (qh_vm_wait_counter_advancing(b->vm, 30000, NULL, &err) < 0)
+        bench_die("the guest did not boot", err);
+    qmp_client_set_timeout(qh_vm_qmp(b->vm), 600000);
+    snprintf(b->qemu_version, sizeof(b->qemu_version), "%s", qmp_client_version(qh_vm_qmp(b->vm)));
+    if (fill)
+        fill_ram(qh_vm_qmp(b->vm), qh_vm_pid(b->vm), mb);
+    {
+        struct qmp_args *a = qmp_args_new();
+        qmp_args_set_int(a, "max-bandwidth", INT64_C(1) << 40);
+        exec_ok(qh_vm_qmp(b->vm), "migrate-set-parameters", a, NULL);
+    }
+    b->root = qs_asprintf("%s/root-%d%s-%d", b->workdir, mb, fill ? "" : "-idle", b->seq++);
+    {
+        struct bench_run r;
+        must(b, qsnap_try(b, &r, "attach", DOMAIN, "--qmp", qh_vm_socket_path(b->vm), (char *)NULL), "qsnap attach");
+    }
+}
+
+static void stop_vm(struct bench *b)
+{
+    qh_vm_free(b->vm);
+    b->vm = NULL;
+}
+
+/* Runs one timed qsnap operation: wall, pause and RSS into cell C (when C is non-NULL). */
+static int qsnap_cell(struct bench *b, struct cell *c, bool pause, ...)
+{
+    char *argv[20] = {(char *)b->qsnap, "--root", b->root};
+    size_t n = 3;
+    struct bench_run r;
+    va_list ap;
+    double p;
+
+    va_start(ap, pause);
+    while (n < 18 && (argv[n] = va_arg(ap, char *)) != NULL)
+        n++;
+    va_end(ap);
+    argv[n] = NULL;
+    mon_drain(qh_vm_qmp(b->vm));
+    bench_sleep_ms(SETTLE_MS);
+    bench_spawn(argv, b->out_path, b->err_path, &r);
+    if (r.status != 0)
+        return r.status;
+    p = pause ? mon_pause(qh_vm_qmp(b->vm)) : 0;
+    if (c) {
+        bench_series_add(&c->t[S_Q], r.wall_ms);
+        if (pause)
+            bench_series_add(&c->pause[S_Q], p);
+        if (r.maxrss_kb > c->rss_kb)
+            c->rss_kb = r.maxrss_kb;
+    }
+    return 0;
+}
+
+static void raw_cell(struct bench *b, struct cell *c, enum rawop op, const char *name, bool pause)
+{
+    double ms, p;
+
+    mon_drain(qh_vm_qmp(b->vm));
+    ms = raw_op(b, op, name);
+    p = pause ? mon_pause(qh_vm_qmp(b->vm)) : 0;
+    if (c) {
+        bench_series_add(&c->t[S_R], ms);
+        if (pause)
+            bench_series_add(&c->pause[S_R], p);
+    }
+}
+
+#define QOK(b, st, what) must((b), (st), (what))
+
+/* qsnap --live: tried once; "not supported" (or any failure) makes the column n/a. */
+static bool qsnap_live_probe(struct bench *b, const char *name, const char *spec)
+{
+    if (b->live_ok >= 0)
+        return b->live_ok == 1;
+    {
+        struct bench_run r;
+        int st = qsnap_try(b, &r, "snapshot-create-as", DOMAIN, name, "--live", "--memspec", spec, (char *)NULL);
+        if (st == 0) {
+            b->live_ok = 1;
+            mon_pause(qh_vm_qmp(b->vm));
+            QOK(b, qsnap_try(b, &r, "snapshot-delete", DOMAIN, name, (char *)NULL), "qsnap snapshot-delete (live)");
+        } else {
+            char *e = bench_read_text(b->err_path);
+            b->live_ok = 0;
+            b->live_why = first_line(e);
+            free(e);
+            progress("qsnap --live not available: %s", b->live_why);
+        }
+    }
+    return b->live_ok == 1;
+}
+
+static void qsnap_live_runs(struct bench *b, struct cell *c, int n, int mb)
+{
+    char name[32], *mem, *spec;
+
+    snprintf(name, sizeof(name), "qlive-probe-%d", mb);
+    mem = qs_asprintf("%s/q-%s.mem", b->shmdir, name);
+    spec = qs_asprintf("file=%s", mem);
+    if (!qsnap_live_probe(b, name, spec)) {
+        if (c)
+            c->na[S_Q] = qs_xstrdup("n/a");
+        unlink(mem);
+        free(mem);
+        free(spec);
+        return;
+    }
+    unlink(mem);
+    free(mem);
+    free(spec);
+    for (int i = 0; i < n; i++) {
+        struct bench_run r;
+        snprintf(name, sizeof(name), "ql%d-%d", mb, i);
+        mem = qs_asprintf("%s/q-%s.mem", b->shmdir, name);
+        spec = qs_asprintf("file=%s", mem);
+        progress("  live %d/%d qsnap", i + 1, n);
+        QOK(b, qsnap_cell(b, c, true, "snapshot-create-as", DOMAIN, name, "--live", "--memspec", spec, (char *)NULL),
+            "qsnap snapshot-create-as --live");
+        QOK(b, qsnap_try(b, &r, "snapshot-delete", DOMAIN, name, (char *)NULL), "qsnap snapshot-delete (live)");
+        unlink(mem);
+        free(mem);
+        free(spec);
+    }
+}
+
+static void run_size(struct bench *b, struct sizeres *s)
+{
+    int mb = s->mb, nslow = mb >= 1024 ? b->n_slow : b->n;
+    struct bench_run r;
+    char name[64];
+
+    progress("%d MiB guest RAM: qsnap and raw QMP", mb);
+    start_vm(b, mb);
+    /* warm-up, and the two revert targets */
+    QOK(b, qsnap_cell(b, NULL, true, "snapshot-create-as", DOMAIN, "qbase", (char *)NULL), "qsnap create qbase");
+    raw_cell(b, NULL, RAW_SAVE, "rbase", true);
+    s->vmstate_bytes = vmstate_size(qh_vm_qmp(b->vm), "rbase");
+    raw_cell(b, NULL, RAW_LOAD, "rbase", true);
+    QOK(b, qsnap_cell(b, NULL, true, "snapshot-revert", DOMAIN, "qbase", (char *)NULL), "qsnap revert qbase");
+    if (!b->qsnap_template) {
+        char *p = qs_asprintf("%s/snapshot/%s/qbase.xml", b->root, DOMAIN);
+        char *d = qs_asprintf("%s/qemu/%s.xml", b->root, DOMAIN);
+        b->qsnap_template = bench_read_text(p);
+        b->qsnap_domxml = bench_read_text(d);
+        free(p);
+        free(d);
+    }
+
+    for (int i = 0; i < nslow; i++) {
+        for (int k = 0; k < 2; k++) {
+            bool q = (i + k) % 2 == 0;
+            progress("  internal %d/%d %s", i + 1, nslow, q ? "qsnap" : "raw");
+            snprintf(name, sizeof(name), "%c%d", q ? 'q' : 'r', i);
+            if (q) {
+                QOK(b, qsnap_cell(b, &s->c[R_CREATE], true, "snapshot-create-as", DOMAIN, name, (char *)NULL),
+                    "qsnap snapshot-create-as");
+                QOK(b, qsnap_cell(b, &s->c[R_REVERT], true, "snapshot-revert", DOMAIN, "qbase", (char *)NULL),
+                    "qsnap snapshot-revert");
+                QOK(b, qsnap_cell(b, &s->c[R_DELETE], false, "snapshot-delete", DOMAIN, name, (char *)NULL),
+                    "qsnap snapshot-delete");
+                QOK(b, qsnap_cell(b, &s->c[R_LIST], false, "snapshot-list", DOMAIN, (char *)NULL), "qsnap snapshot-list");
+            } else {
+                raw_cell(b, &s->c[R_CREATE], RAW_SAVE, name, true);
+                raw_cell(b, &s->c[R_REVERT], RAW_LOAD, "rbase", true);
+                raw_cell(b, &s->c[R_DELETE], RAW_DEL, name, false);
+                raw_cell(b, &s->c[R_LIST], RAW_LIST, NULL, false);
+            }
+        }
+    }
+    /* back to qsnap's base before the external ones; raw's internal snapshots dropped */
+    raw_cell(b, NULL, RAW_DEL, "rbase", false);
+
+
+    for (int i = 0; i < b->n; i++) {
+        char *mem, *spec;
+        progress("  external %d/%d qsnap", i + 1, b->n);
+        snprintf(name, sizeof(name), "qd%d", i);
+        QOK(b, qsnap_cell(b, &s->c[R_DISK], true, "snapshot-create-as", DOMAIN, name, "--disk-only", (char *)NULL),
+            "qsnap snapshot-create-as --disk-only");
+        QOK(b, qsnap_try(b, &r, "snapshot-delete", DOMAIN, name, (char *)NULL), "qsnap snapshot-delete (disk-only)");
+        snprintf(name, sizeof(name), "qm%d", i);
+        mem = qs_asprintf("%s/q-%s.mem", b->shmdir, name);
+        spec = qs_asprintf("file=%s", mem);
+        QOK(b, qsnap_cell(b, &s->c[R_MEM], true, "snapshot-create-as", DOMAIN, name, "--memspec", spec, (char *)NULL),
+            "qsnap snapshot-create-as --memspec");
+        QOK(b, qsnap_try(b, &r, "snapshot-delete", DOMAIN, name, (char *)NULL), "qsnap snapshot-delete (memspec)");
+        unlink(mem);
+        free(mem);
+        free(spec);
+    }
+    /* raw external last: its overlays stay (qsnap's metadata does not know them) */
+    for (int i = 0; i < b->n; i++) {
+        progress("  external %d/%d raw", i + 1, b->n);
+        snprintf(name, sizeof(name), "rd%d", i);
+        raw_cell(b, &s->c[R_DISK], RAW_DISK, name, true);
+        snprintf(name, sizeof(name), "rm%d", i);
+        raw_cell(b, &s->c[R_MEM], RAW_MEM, name, true);
+    }
+    stop_vm(b);
+    /* live on a VM of its own: after a background snapshot, QEMU 7.2's stop-and-migrate saves of the same
+     * process were 4-5x slower (256 MiB: 115 -> 490-580 ms), so nothing else runs after one */
+    progress("  live: qsnap --live (when the binary has it), then raw, on a fresh VM");
+    start_vm(b, mb);
+    qsnap_live_runs(b, &s->c[R_LIVE], b->n_slow, mb);
+    s->live_first_ms = NAN;
+    if (b->live_ok != 1) { /* else qsnap's live snapshots came first on this VM */
+        struct cell w = {0};
+        progress("  live raw, untimed first one");
+        raw_cell(b, &w, RAW_LIVE, "rlwarm", true);
+        s->live_first_ms = med(&w.pause[S_R]);
+    }
+    for (int i = 0; i < b->n_slow; i++) {
+        progress("  live %d/%d raw", i + 1, b->n_slow);
+        snprintf(name, sizeof(name), "rl%d", i);
+        raw_cell(b, &s->c[R_LIVE], RAW_LIVE, name, true);
+    }
+    stop_vm(b);
+}
+
+/* Guest pause only, for the plot's other RAM sizes: savevm, stop-and-migrate, live (raw; qsnap live). */
+static void run_pause_point(struct bench *b, struct pausept *pt)
+{
+    struct cell c = {0};
+    int n = b->n_slow;
+    char name[32];
+
+    progress("%d MiB guest RAM: guest pause only", pt->mb);
+    start_vm(b, pt->mb);
+    pt->live_first_ms = NAN;
+    raw_cell(b, NULL, RAW_SAVE, "warm", true);
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof(name), "ps%d", i);
+        raw_cell(b, NULL, RAW_LOAD, "warm", true); /* as in run_size, where every create follows a load */
+        raw_cell(b, &c, RAW_SAVE, name, true);
+        raw_cell(b, NULL, RAW_DEL, name, false);
+    }
+    pt->savevm = c.pause[S_R];
+    memset(&c, 0, sizeof(c));
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof(name), "pm%d", i);
+        raw_cell(b, &c, RAW_MEM, name, true);
+    }
+    pt->memspec = c.pause[S_R];
+    memset(&c, 0, sizeof(c));
+    if (b->live_ok != 1) {
+        raw_cell(b, &c, RAW_LIVE, "plwarm", true);
+        pt->live_first_ms = med(&c.pause[S_R]);
+        memset(&c, 0, sizeof(c));
+    }
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof(name), "pl%d", i);
+        raw_cell(b, &c, RAW_LIVE, name, true);
+    }
+    pt->live = c.pause[S_R];
+    stop_vm(b);
+    if (b->live_ok == 1) { /* on a VM of its own: qsnap's metadata knows nothing of the raw overlays */
+        memset(&c, 0, sizeof(c));
+        start_vm(b, pt->mb);
+        qsnap_live_runs(b, &c, n, pt->mb);
+        pt->qlive = c.pause[S_Q];
+        stop_vm(b);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* libvirt. */
+
+static char *domain_xml(struct bench *b, int mb, const char *disk)
+{
+    return qs_asprintf(
+        "<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\n"
+        "  <name>" VDOM "</name>\n  <uuid>" VDOM_UUID "</uuid>\n"
+        "  <memory unit='MiB'>%d</memory>\n  <vcpu>1</vcpu>\n"
+        "  <os><type arch='x86_64' machine='pc'>hvm</type></os>\n"
+        "  <on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>\n"
+        "  <devices>\n    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n"
+        "    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='%s'/>"
+        "<target dev='vda' bus='virtio'/><boot order='1'/></disk>\n"
+        "    <controller type='usb' model='none'/>\n    <video><model type='none'/></video>\n"
+        "    <memballoon model='none'/>\n  </devices>\n"
+        "  <qemu:commandline><qemu:arg value='-qmp'/><qemu:arg value='unix:%s,server=on,wait=off'/>"
+        "</qemu:commandline>\n</domain>\n",
+        mb, disk, b->vmon_path);
+}
+
+static void virsh_must(struct bench *b, int st, const char *what)
+{
+    if (st != 0) {
+        char *e = bench_read_text(b->err_path);
+        bench_die(qs_asprintf("virsh %s failed (exit %d): %s", what, st, e ? e : ""), NULL);
+    }
+}
+
+static void vmon_reconnect(struct bench *b)
+{
+    qmp_client_free(b->vmon);
+    b->vmon = mon_connect(b->vmon_path);
+    qmp_client_set_timeout(b->vmon, 600000);
+}
+
+/* One timed virsh command into C (pause from the extra monitor when PAUSE). Returns the exit status. */
+static int virsh_cell(struct bench *b, struct cell *c, bool pause, char *const args[])
+{
+    char *argv[24] = {VIRSH, "-c", "qemu:///system"};
+    struct bench_run r;
+    size_t n = 3;
+
+    for (size_t i = 0; args[i] && n < 22; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    if (b->vmon)
+        mon_drain(b->vmon);
+    bench_sleep_ms(SETTLE_MS);
+    bench_spawn(argv, b->out_path, b->err_path, &r);
+    if (r.status != 0)
+        return r.status;
+    if (c) {
+        bench_series_add(&c->t[S_V], r.wall_ms);
+        if (pause && b->vmon)
+            bench_series_add(&c->pause[S_V], mon_pause(b->vmon));
+    }
+    return 0;
+}
+
+static void virsh_undefine(struct bench *b)
+{
+    struct bench_run r;
+    virsh_try(b, &r, "destroy", VDOM, (char *)NULL);
+    virsh_try(b, &r, "undefine", VDOM, "--snapshots-metadata", (char *)NULL);
+}
+
+/* Defines and starts the libvirt domain (boot image in DIR), connects its extra monitor, fills RAM. */
+static void virsh_up(struct bench *b, int mb, const char *dir, bool fill)
+{
+    char *disk = qs_asprintf("%s/vda.qcow2", dir), *xmlp = qs_asprintf("%s/domain.xml", b->workdir), *xml;
+    struct qs_error *err = NULL;
+    struct bench_run r;
+
+    make_dir(dir, 0777);
+    if (qh_image_create_boot(disk, "qcow2", 64u << 20, &err) < 0)
+        bench_die("boot image", err);
+    chmod(disk, 0666);
+    b->vmon_path = qs_asprintf("%s/mon.sock", dir);
+    xml = domain_xml(b, mb, disk);
+    write_text(xmlp, xml, 0);
+    virsh_undefine(b);
+    virsh_must(b, virsh_try(b, &r, "define", xmlp, (char *)NULL), "define");
+    virsh_must(b, virsh_try(b, &r, "start", VDOM, (char *)NULL), "start");
+    b->vmon = NULL;
+    vmon_reconnect(b);
+    wait_guest(b->vmon);
+    if (fill)
+        fill_ram(b->vmon, qmp_client_peer_pid(b->vmon), mb);
+    free(disk);
+    free(xml);
+    free(xmlp);
+}
+
+static void virsh_down(struct bench *b, const char *dir)
+{
+    qmp_client_free(b->vmon);
+    b->vmon = NULL;
+    virsh_undefine(b);
+    remove_tree(dir);
+    free(b->vmon_path);
+    b->vmon_path = NULL;
+}
+
+static void run_virsh(struct bench *b, struct sizeres *s)
+{
+    int mb = s->mb, nslow = b->n_slow; /* each internal round restarts QEMU (revert): seconds */
+    char *dir = qs_asprintf("%s/lv-%d", b->shmdir, mb);
+    char name[64];
+
+    progress("%d MiB guest RAM: virsh (libvirt)", mb);
+    virsh_up(b, mb, dir, true);
+
+    {
+        char *a[] = {"snapshot-create-as", VDOM, "vbase", NULL};
+        virsh_must(b, virsh_cell(b, NULL, true, a), "snapshot-create-as vbase");
+    }
+    if (!b->virsh_template) {
+        char *p = qs_asprintf("/var/lib/libvirt/qemu/snapshot/%s/vbase.xml", VDOM);
+        b->virsh_template = bench_read_text(p);
+        free(p);
+    }
+    for (int i = 0; i < nslow; i++) {
+        char *cr[] = {"snapshot-create-as", VDOM, name, NULL}, *rv[] = {"snapshot-revert", VDOM, "vbase", NULL};
+        char *dl[] = {"snapshot-delete", VDOM, name, NULL}, *ls[] = {"snapshot-list", VDOM, NULL};
+        progress("  internal %d/%d virsh", i + 1, nslow);
+        snprintf(name, sizeof(name), "v%d", i);
+        virsh_must(b, virsh_cell(b, &s->c[R_CREATE], true, cr), "snapshot-create-as");
+        virsh_must(b, virsh_cell(b, &s->c[R_REVERT], false, rv), "snapshot-revert");
+        vmon_reconnect(b); /* libvirt started a new QEMU */
+        virsh_must(b, virsh_cell(b, &s->c[R_DELETE], false, dl), "snapshot-delete");
+        virsh_must(b, virsh_cell(b, &s->c[R_LIST], false, ls), "snapshot-list");
+    }
+    for (int i = 0; i < b->n; i++) {
+        char *ds = qs_asprintf("vda,snapshot=external,file=%s/vd%d.qcow2", dir, i);
+        char *a[] = {"snapshot-create-as", VDOM, name, "--disk-only", "--diskspec", ds, NULL};
+        progress("  external disk-only %d/%d virsh", i + 1, b->n);
+        snprintf(name, sizeof(name), "vd%d", i);
+        if (virsh_cell(b, &s->c[R_DISK], true, a) != 0) {
+            char *e = bench_read_text(b->err_path);
+            s->c[R_DISK].na[S_V] = qs_asprintf("failed: %s", e ? e : "");
+            free(e);
+            free(ds);
+            break;
+        }
+        free(ds);
+    }
+    for (int live = 0; live < 2; live++) {
+        enum row row = live ? R_LIVE : R_MEM;
+        for (int i = 0; i < (live ? nslow : b->n); i++) {
+            char *ms, *ds, *mf;
+            snprintf(name, sizeof(name), "v%c%d", live ? 'l' : 'm', i);
+            mf = qs_asprintf("%s/%s.mem", dir, name);
+            ms = qs_asprintf("file=%s,snapshot=external", mf);
+            ds = qs_asprintf("vda,snapshot=external,file=%s/%s.qcow2", dir, name);
+            {
+                char *a[] = {"snapshot-create-as", VDOM, name, "--memspec", ms, "--diskspec", ds, live ? "--live" : NULL,
+                             NULL};
+                progress("  external %s %d/%d virsh", live ? "--live --memspec" : "--memspec", i + 1,
+                         live ? nslow : b->n);
+                if (virsh_cell(b, &s->c[row], true, a) != 0) {
+                    char *e = bench_read_text(b->err_path);
+                    s->c[row].na[S_V] = qs_asprintf("failed: %s", e ? e : "");
+                    free(e);
+                    i = 1 << 20;
+                }
+            }
+            unlink(mf);
+            free(mf);
+            free(ms);
+            free(ds);
+        }
+    }
+    virsh_down(b, dir);
+    free(dir);
+}
+
+/* Revert of an idle guest (RAM nearly all zero pages): qsnap and raw in place, virsh's restart. */
+static void run_idle_revert(struct bench *b)
+{
+    struct cell *c = &b->idle_revert;
+    char *dir = qs_asprintf("%s/lv-idle", b->shmdir);
+
+    progress("%d MiB guest RAM, idle: revert", b->idle_mb);
+    start_vm_fill(b, b->idle_mb, false);
+    QOK(b, qsnap_cell(b, NULL, true, "snapshot-create-as", DOMAIN, "qbase", (char *)NULL), "qsnap create qbase");
+    raw_cell(b, NULL, RAW_SAVE, "rbase", true);
+    for (int i = 0; i < b->n_slow; i++) {
+        QOK(b, qsnap_cell(b, c, true, "snapshot-revert", DOMAIN, "qbase", (char *)NULL), "qsnap snapshot-revert");
+        raw_cell(b, c, RAW_LOAD, "rbase", true);
+    }
+    stop_vm(b);
+    if (!b->virsh) {
+        c->na[S_V] = qs_xstrdup("n/a (no --virsh)");
+        free(dir);
+        return;
+    }
+    virsh_up(b, b->idle_mb, dir, false);
+    {
+        char *a[] = {"snapshot-create-as", VDOM, "vbase", NULL}, *rv[] = {"snapshot-revert", VDOM, "vbase", NULL};
+        virsh_must(b, virsh_cell(b, NULL, true, a), "snapshot-create-as vbase");
+        for (int i = 0; i < b->n_slow; i++) {
+            virsh_must(b, virsh_cell(b, c, false, rv), "snapshot-revert");
+            vmon_reconnect(b);
+        }
+    }
+    virsh_down(b, dir);
+    free(dir);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* snapshot-list at scale: qsnap (its root) and virsh (libvirt's snapshot directory, daemon restarted). */
+
+/* TEMPLATE (a snapshot file in libvirt's on-disk form) renamed NAME, with parent PARENT, active ACTIVE. */
+static char *snapshot_from_template(const char *tmpl, const char *name, const char *parent, bool active)
+{
+    const char *n0 = strstr(tmpl, "<name>"), *n1 = n0 ? strstr(n0, "</name>") : NULL;
+    const char *p0 = strstr(tmpl, "  <parent>"), *p1 = p0 ? strstr(p0, "</parent>\n") : NULL;
+    const char *st = strstr(tmpl, "</state>\n"), *a0 = strstr(tmpl, "  <active>");
+    char *head, *mid, *out;
+
+    if (!n0 || !n1 || !st || !a0 || st < n1 || a0 < st || (p0 && (!p1 || p0 < st || p1 > a0)))
+        bench_die("unexpected snapshot file layout", NULL);
+    st += strlen("</state>\n");
+    head = qs_asprintf("%.*s<name>%s</name>%.*s", (int)(n0 - tmpl), tmpl, name, (int)(st - (n1 + 7)), n1 + 7);
+    if (p0)
+        mid = qs_asprintf("%.*s%.*s", (int)(p0 - st), st, (int)(a0 - (p1 + 10)), p1 + 10);
+    else
+        mid = qs_asprintf("%.*s", (int)(a0 - st), st);
+    if (parent)
+        out = qs_asprintf("%s  <parent>\n    <name>%s</name>\n  </parent>\n%s  <active>%d</active>\n</domainsnapshot>\n",
+                          head, parent, mid, active ? 1 : 0);
+    else
+        out = qs_asprintf("%s%s  <active>%d</active>\n</domainsnapshot>\n", head, mid, active ? 1 : 0);
+    free(head);
+    free(mid);
+    return out;
+}
+
+static void write_chain(const char *dir, const char *tmpl, size_t count)
+{
+    for (size_t i = 1; i <= count; i++) {
+        char name[32], parent[32], *xml, *p;
+        snprintf(name, sizeof(name), "s%05zu", i);
+        snprintf(parent, sizeof(parent), "s%05zu", i - 1);
+        xml = snapshot_from_template(tmpl, name, i > 1 ? parent : NULL, i == count);
+        p = qs_asprintf("%s/%s.xml", dir, name);
+        write_text(p, xml, 3600); /* older than qsnap's index "racy" window */
+        free(p);
+        free(xml);
+    }
+}
+
+static pid_t libvirtd_pid(void)
+{
+    char *s = bench_read_text("/run/libvirtd.pid");
+    pid_t p = s ? (pid_t)atoi(s) : 0;
+    free(s);
+    return p > 0 && kill(p, 0) == 0 ? p : 0;
+}
+
+static void libvirtd_restart(struct bench *b)
+{
+    pid_t p = libvirtd_pid();
+    struct bench_run r;
+    char *argv[] = {"/usr/sbin/libvirtd", "-d", NULL};
+
+    if (p) {
+        kill(p, SIGTERM);
+        for (int i = 0; i < 600 && kill(p, 0) == 0; i++)
+            bench_sleep_ms(50);
+    }
+    bench_spawn(argv, b->out_path, b->err_path, &r);
+    for (int i = 0; i < 1200; i++) {
+        if (virsh_try(b, &r, "version", (char *)NULL) == 0)
+            return;
+        bench_sleep_ms(100);
+    }
+    bench_die("libvirtd did not come back", NULL);
+}
+
+static void run_lists(struct bench *b)
+{
+    char *vdir = qs_asprintf("/var/lib/libvirt/qemu/snapshot/%s", VDOM);
+    bool virsh = b->virsh && b->manage_libvirtd && b->virsh_template;
+
+    if (virsh) { /* the domain defined again (inactive): snapshot-list needs it */
+        char *xmlp = qs_asprintf("%s/domain.xml", b->workdir), *xml;
+        struct bench_run r;
+        b->vmon_path = qs_asprintf("%s/mon.sock", b->shmdir);
+        xml = domain_xml(b, 256, "/nonexistent.qcow2");
+        write_text(xmlp, xml, 0);
+        virsh_undefine(b);
+        virsh_must(b, virsh_try(b, &r, "define", xmlp, (char *)NULL), "define");
+        free(xml);
+        free(xmlp);
+    }
+    for (size_t k = 0; k < b->nlists; k++) {
+        struct listres *l = &b->lists[k];
+        char *root = qs_asprintf("%s/list-%zu", b->workdir, l->count), *p, *saved = b->root;
+        struct bench_run r;
+
+        progress("snapshot-list with %zu snapshots", l->count);
+        make_dir(root, 0700);
+        p = qs_asprintf("%s/qemu", root), make_dir(p, 0700), free(p);
+        p = qs_asprintf("%s/snapshot", root), make_dir(p, 0700), free(p);
+        p = qs_asprintf("%s/snapshot/%s", root, DOMAIN), make_dir(p, 0700);
+        write_chain(p, b->qsnap_template, l->count);
+        free(p);
+        p = qs_asprintf("%s/qemu/%s.xml", root, DOMAIN), write_text(p, b->qsnap_domxml, 3600), free(p);
+        b->root = root;
+        QOK(b, qsnap_try(b, &r, "snapshot-list", DOMAIN, (char *)NULL), "qsnap snapshot-list (scale)");
+        l->q_cold_ms = r.wall_ms;
+        for (int i = 0; i < b->n; i++) {
+            bench_sleep_ms(SETTLE_MS);
+            QOK(b, qsnap_try(b, &r, "snapshot-list", DOMAIN, (char *)NULL), "qsnap snapshot-list (scale)");
+            bench_series_add(&l->c.t[S_Q], r.wall_ms);
+            if (r.maxrss_kb > l->c.rss_kb)
+                l->c.rss_kb = r.maxrss_kb;
+        }
+        {
+            char *out = bench_read_text(b->out_path);
+            size_t lines = 0;
+            for (char *c = out; c && *c; c++)
+                lines += *c == '\n';
+            free(out);
+            if (lines < l->count + 2)
+                bench_die(qs_asprintf("qsnap snapshot-list printed %zu lines for %zu snapshots", lines, l->count),
+                          NULL);
+        }
+        b->root = saved;
+        remove_tree(root);
+        free(root);
+
+        if (virsh) {
+            pid_t pd = libvirtd_pid();
+            if (pd) {
+                kill(pd, SIGTERM);
+                for (int i = 0; i < 600 && kill(pd, 0) == 0; i++)
+                    bench_sleep_ms(50);
+            }
+            remove_tree(vdir);
+            make_dir(vdir, 0755);
+            write_chain(vdir, b->virsh_template, l->count);
+            libvirtd_restart(b);
+            for (int i = 0; i <= b->n; i++) {
+                char *a[] = {"snapshot-list", VDOM, NULL};
+                virsh_must(b, virsh_cell(b, i ? &l->c : NULL, false, a), "snapshot-list (scale)");
+            }
+            {
+                char *out = bench_read_text(b->out_path);
+                size_t lines = 0;
+                for (char *c = out; c && *c; c++)
+                    lines += *c == '\n';
+                free(out);
+                if (lines < l->count + 2)
+                    bench_die(qs_asprintf("virsh snapshot-list printed %zu lines for %zu snapshots", lines, l->count),
+                              NULL);
+            }
+        } else {
+            l->c.na[S_V] = qs_xstrdup(b->virsh ? "n/a (libvirtd not managed by this run)" : "n/a (no --virsh)");
+        }
+        l->c.na[S_R] = qs_xstrdup("- (metadata only: no QEMU work)");
+    }
+    if (virsh) {
+        pid_t pd = libvirtd_pid();
+        if (pd) {
+            kill(pd, SIGTERM);
+            for (int i = 0; i < 600 && kill(pd, 0) == 0; i++)
+                bench_sleep_ms(50);
+        }
+        remove_tree(vdir);
+        libvirtd_restart(b);
+        virsh_undefine(b);
+    }
+    free(vdir);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Output. */
+
+static double med(const struct bench_series *s)
+{
+    return s->n ? bench_series_median(s) : NAN;
+}
+
+static void md_ms(FILE *f, const struct cell *c, enum side sd)
+{
+    if (c->t[sd].n)
+        fprintf(f, " %.1f |", med(&c->t[sd]));
+    else
+        fprintf(f, " %s |", c->na[sd] ? c->na[sd] : "-");
+}
+
+static void md_ratio(FILE *f, double a, double b)
+{
+    if (isnan(a) || isnan(b) || b <= 0)
+        fputs(" - |", f);
+    else
+        fprintf(f, " %.2fx |", a / b);
+}
+
+static void md_pause(FILE *f, const struct cell *c)
+{
+    bool any = false;
+    fputs(" ", f);
+    for (int sd = 0; sd < S__LAST; sd++) {
+        if (sd)
+            fputs(" / ", f);
+        if (c->pause[sd].n) {
+            fprintf(f, "%.1f", med(&c->pause[sd]));
+            any = true;
+        } else {
+            fputs("-", f);
+        }
+    }
+    if (!any) {
+        fputs(" |", f);
+        return;
+    }
+    fputs(" |", f);
+}
+
+static void md_cell_row(FILE *f, const char *label, const struct cell *c, bool pause)
+{
+    fprintf(f, "| %s |", label);
+    md_ms(f, c, S_Q);
+    md_ms(f, c, S_R);
+    md_ms(f, c, S_V);
+    md_ratio(f, med(&c->t[S_Q]), med(&c->t[S_R]));
+    if (c->t[S_Q].n && c->t[S_R].n)
+        fprintf(f, " %+.1f |", med(&c->t[S_Q]) - med(&c->t[S_R]));
+    else
+        fputs(" - |", f);
+    md_ratio(f, med(&c->t[S_V]), med(&c->t[S_Q]));
+    if (pause)
+        md_pause(f, c);
+    else
+        fputs(" - |", f);
+    if (c->rss_kb)
+        fprintf(f, " %.1f MiB |\n", (double)c->rss_kb / 1024.0);
+    else
+        fputs(" - |\n", f);
+}
+
+struct targets {
+    double live_pause_raw, live_pause_q; /* 1 GiB */
+    double max_overhead;
+    const char *max_overhead_at;
+    double revert_speedup_min, revert_speedup_idle;
+    double list10k;
+};
+
+static void compute_targets(const struct bench *b, struct targets *t)
+{
+    static char where[96];
+    memset(t, 0, sizeof(*t));
+    t->live_pause_raw = t->live_pause_q = t->max_overhead = t->revert_speedup_min = t->list10k = NAN;
+    for (size_t i = 0; i < b->nsizes; i++) {
+        const struct sizeres *s = &b->sizes[i];
+        if (s->mb == 1024) {
+            t->live_pause_raw = med(&s->c[R_LIVE].pause[S_R]);
+            t->live_pause_q = med(&s->c[R_LIVE].pause[S_Q]);
+        }
+        for (int r = 0; r < R__LAST; r++) {
+            double o = med(&s->c[r].t[S_Q]) - med(&s->c[r].t[S_R]);
+            if (r != R_DISK && r != R_DELETE && r != R_LIST)
+                continue; /* the others move RAM: their floor's own spread (hundreds of ms) hides 10 ms */
+            if (!isnan(o) && (isnan(t->max_overhead) || o > t->max_overhead)) {
+                t->max_overhead = o;
+                snprintf(where, sizeof(where), "%s, %d MiB", row_names[r], s->mb);
+                t->max_overhead_at = where;
+            }
+        }
+        {
+            double sp = med(&s->c[R_REVERT].t[S_V]) / med(&s->c[R_REVERT].t[S_Q]);
+            if (!isnan(sp) && (isnan(t->revert_speedup_min) || sp < t->revert_speedup_min))
+                t->revert_speedup_min = sp;
+        }
+    }
+    t->revert_speedup_idle = med(&b->idle_revert.t[S_V]) / med(&b->idle_revert.t[S_Q]);
+    for (size_t k = 0; k < b->nlists; k++)
+        if (b->lists[k].count == 10000)
+            t->list10k = med(&b->lists[k].c.t[S_Q]);
+}
+
+/* "%.1f" of V and UNIT ("%+.1f" when UNIT starts with '+': the '+' is dropped), or "-" when not measured. */
+static const char *fmt1(char *buf, size_t n, double v, const char *unit)
+{
+    if (isnan(v))
+        snprintf(buf, n, "-");
+    else if (unit[0] == '+')
+        snprintf(buf, n, "%+.1f%s", v, unit + 1);
+    else
+        snprintf(buf, n, "%.1f%s", v, unit);
+    return buf;
+}
+
+static const char *met(bool ok, bool known)
+{
+    return !known ? "not measured" : ok ? "**met**" : "**missed**";
+}
+
+static void write_md(const struct bench *b, FILE *f)
+{
+    struct targets t;
+    char when[64];
+    struct tm tm;
+
+    compute_targets(b, &t);
+    gmtime_r(&b->started, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%d %H:%M UTC", &tm);
+    fprintf(f, "# qsnap vs the raw QMP floor vs virsh: summary\n\n");
+    fprintf(f, "One run of `scripts/bench` (%s, %.0f s of benchmark): QEMU %s, TCG, %ld CPUs shared, load average "
+               "%.2f before / %.2f after; libvirt 9.0 (`virsh -c qemu:///system`)%s. N = %d per cell (%d for the "
+               "1 GiB internal cells, every live cell, virsh's internal create/revert/delete/list, the idle revert "
+               "and the guest-pause-only sizes; each after an untimed warm-up); times in ms, medians.\n\n",
+            when, b->total_s, b->qemu_version, sysconf(_SC_NPROCESSORS_ONLN), b->load_before, b->load_after,
+            b->virsh ? "" : " **not run**", b->n, b->n_slow);
+    fputs("- **qsnap**: the whole process, posix_spawn to wait4. **raw QMP**: the same QEMU work on an open QMP "
+          "connection (internal: snapshot-save/-load/-delete jobs, query-named-block-nodes; disk-only: "
+          "transaction{blockdev-snapshot-sync}; --memspec: stop, migrate to an fd, transaction, cont; live: "
+          "background-snapshot on, migrate to an fd while the guest runs, capability off - memory only, no disk "
+          "overlay). **virsh**: one `virsh` process per command against libvirtd, on a libvirt domain "
+          "with the same boot image and RAM; its revert restarts QEMU; its \"live\" row is `--live --memspec` "
+          "(pre-copy migration, libvirt's only live mode).\n"
+          "- **guest pause**: QEMU's STOP -> RESUME event stamps on a second monitor, qsnap / raw / virsh (0 = the "
+          "vCPUs never stopped). **peak RSS**: the largest ru_maxrss of the qsnap processes in that cell.\n"
+          "- Guest RAM: QEMU's anonymous RAM filled with pseudo-random data through /proc/PID/mem (HMP "
+          "`gpa2hva`), 1 MiB to 2 MiB below the top; the same for libvirt's QEMU. Disk images, memory files "
+          "and overlays on /dev/shm.\n\n",
+          f);
+    for (size_t i = 0; i < b->nsizes; i++) {
+        const struct sizeres *s = &b->sizes[i];
+        fprintf(f, "## %d MiB guest RAM, filled (internal vmstate %.0f MiB)\n\n", s->mb,
+                (double)s->vmstate_bytes / 1048576.0);
+        fputs("| operation | qsnap | raw QMP | virsh | qsnap/raw | qsnap-raw | virsh/qsnap | guest pause q / raw / "
+              "virsh | qsnap peak RSS |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+              f);
+        for (int r = 0; r < R__LAST; r++)
+            md_cell_row(f, row_names[r], &s->c[r], r <= R_REVERT);
+        fputs("\n", f);
+        if (b->live_ok != 1)
+            fprintf(f, "qsnap live: n/a - the binary said: `%s`\n\n", b->live_why ? b->live_why : "not tried");
+    }
+    if (b->idle_mb > 0) {
+        fprintf(f, "## %d MiB guest RAM, idle (nearly all zero pages)\n\n| operation | qsnap | raw QMP | virsh | "
+                   "qsnap/raw | qsnap-raw | virsh/qsnap | guest pause q / raw / virsh | qsnap peak RSS |\n"
+                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+                b->idle_mb);
+        md_cell_row(f, "revert", &b->idle_revert, true);
+        fputs("\n", f);
+    }
+    if (b->nlists) {
+        fputs("## snapshot-list at scale (metadata only)\n\n| snapshots | qsnap | raw QMP | virsh | qsnap/raw | "
+              "qsnap-raw | virsh/qsnap | guest pause | qsnap peak RSS |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+              f);
+        for (size_t k = 0; k < b->nlists; k++) {
+            char label[32];
+            snprintf(label, sizeof(label), "%zu", b->lists[k].count);
+            md_cell_row(f, label, &b->lists[k].c, false);
+        }
+        fputs("\n", f);
+    }
+    fputs("## Guest pause against RAM size (pause.png)\n\nRaw QMP, median ms; the same procedure at every size: savevm = a snapshot-save job right after a snapshot-load (as every "
+          "internal create in the tables above), stop-and-migrate = the raw --memspec work, live = a background "
+          "snapshot of the running guest (memory only); in parentheses the first background snapshot after the RAM "
+          "fill (the untimed warm-up; none when qsnap's live snapshots ran first on that VM). Live snapshots run on "
+          "a VM of their own, after everything else: once a QEMU 7.2 process has taken a background snapshot, its "
+          "later stop-and-migrate saves were 4-5x slower here.\n\n| guest RAM | savevm | stop-and-migrate (--memspec) | live "
+          "(background-snapshot) | live (qsnap --live) |\n|---:|---:|---:|---:|---:|\n",
+          f);
+    for (size_t i = 0; i < b->npts; i++) {
+        const struct pausept *p = &b->pts[i];
+        fprintf(f, "| %d MiB | %.1f | %.1f | %.1f", p->mb, med(&p->savevm), med(&p->memspec), med(&p->live));
+        if (!isnan(p->live_first_ms))
+            fprintf(f, " (%.1f)", p->live_first_ms);
+        fputs(" | ", f);
+        if (p->qlive.n)
+            fprintf(f, "%.1f |\n", med(&p->qlive));
+        else
+            fputs("n/a |\n", f);
+    }
+    fprintf(f, "\nProcess floors on this machine during the run: posix_spawn of /bin/true %.1f ms, `qsnap version` "
+               "(exec + dynamic linking, no work) %.1f ms.\n",
+            med(&b->floor_true), med(&b->floor_version));
+    fputs("\n## Targets (this run)\n\n| target | measured | |\n|---|---:|---|\n", f);
+    char b1[48];
+    fprintf(f, "| live pause <= 20 ms at 1 GiB (raw background-snapshot) | %s | %s |\n",
+            fmt1(b1, sizeof(b1), t.live_pause_raw, " ms"), met(t.live_pause_raw <= 20, !isnan(t.live_pause_raw)));
+    if (!isnan(t.live_pause_q))
+        fprintf(f, "| live pause <= 20 ms at 1 GiB (qsnap --live) | %s | %s |\n",
+                fmt1(b1, sizeof(b1), t.live_pause_q, " ms"), met(t.live_pause_q <= 20, true));
+    else
+        fprintf(f, "| live pause <= 20 ms at 1 GiB (qsnap --live) | n/a | qsnap has no --live yet |\n");
+    fprintf(f, "| qsnap overhead over the raw floor <= 10 ms per command (worst of disk-only, delete, list: %s) | "
+               "%s | %s |\n",
+            t.max_overhead_at ? t.max_overhead_at : "-", fmt1(b1, sizeof(b1), t.max_overhead, "+ ms"),
+            met(t.max_overhead <= 10, !isnan(t.max_overhead)));
+    fprintf(f, "| revert in place >= 50x faster than virsh's revert, filled RAM (smallest ratio) | %s | %s |\n",
+            fmt1(b1, sizeof(b1), t.revert_speedup_min, "x"),
+            met(t.revert_speedup_min >= 50, !isnan(t.revert_speedup_min)));
+    fprintf(f, "| revert in place >= 50x faster than virsh's revert, idle %d MiB guest | %s | %s |\n", b->idle_mb,
+            fmt1(b1, sizeof(b1), t.revert_speedup_idle, "x"),
+            met(t.revert_speedup_idle >= 50, !isnan(t.revert_speedup_idle)));
+    fprintf(f, "| qsnap snapshot-list of 10,000 snapshots <= 50 ms | %s | %s |\n",
+            fmt1(b1, sizeof(b1), t.list10k, " ms"), met(t.list10k <= 50, !isnan(t.list10k)));
+    fputs("\n", f);
+}
+
+static void json_num(FILE *f, double v)
+{
+    if (isnan(v) || isinf(v))
+        fputs("null", f);
+    else
+        fprintf(f, "%.3f", v);
+}
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; s && *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fprintf(f, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            fprintf(f, "\\u%04x", *s);
+        else
+            fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static void json_series(FILE *f, const struct bench_series *s)
+{
+    fputs("{\"median\": ", f);
+    json_num(f, med(s));
+    fputs(", \"samples\": [", f);
+    for (size_t i = 0; i < s->n; i++)
+        fprintf(f, "%s%.3f", i ? ", " : "", s->v[i]);
+    fputs("]}", f);
+}
+
+static void json_cell(FILE *f, const struct cell *c)
+{
+    fputs("{", f);
+    for (int sd = 0; sd < S__LAST; sd++) {
+        fprintf(f, "%s\"%s_ms\": ", sd ? ", " : "", side_names[sd]);
+        if (c->t[sd].n)
+            json_series(f, &c->t[sd]);
+        else if (c->na[sd])
+            json_str(f, c->na[sd]);
+        else
+            fputs("null", f);
+        fprintf(f, ", \"%s_pause_ms\": ", side_names[sd]);
+        if (c->pause[sd].n)
+            json_series(f, &c->pause[sd]);
+        else
+            fputs("null", f);
+    }
+    fputs(", \"qsnap_over_raw\": ", f);
+    json_num(f, med(&c->t[S_Q]) / med(&c->t[S_R]));
+    fputs(", \"qsnap_minus_raw_ms\": ", f);
+    json_num(f, med(&c->t[S_Q]) - med(&c->t[S_R]));
+    fputs(", \"virsh_over_qsnap\": ", f);
+    json_num(f, med(&c->t[S_V]) / med(&c->t[S_Q]));
+    fputs(", \"qsnap_peak_rss_kib\": ", f);
+    if (c->rss_kb)
+        fprintf(f, "%ld", c->rss_kb);
+    else
+        fputs("null", f);
+    fputs("}", f);
+}
+
+static void write_json(const struct bench *b, FILE *f)
+{
+    struct targets t;
+
+    compute_targets(b, &t);
+    fprintf(f, "{\n  \"started_unix\": %lld, \"seconds\": %.1f, \"qemu\": ", (long long)b->started, b->total_s);
+    json_str(f, b->qemu_version);
+    fprintf(f, ", \"n\": %d, \"n_slow\": %d, \"virsh\": %s, \"load_before\": %.2f, \"load_after\": %.2f,\n", b->n,
+            b->n_slow, b->virsh ? "true" : "false", b->load_before, b->load_after);
+    fputs("  \"qsnap_live\": ", f);
+    if (b->live_ok == 1)
+        fputs("\"supported\"", f);
+    else
+        json_str(f, b->live_why ? b->live_why : "not tried");
+    fputs(",\n  \"floor_spawn_bin_true_ms\": ", f);
+    json_series(f, &b->floor_true);
+    fputs(", \"floor_qsnap_version_ms\": ", f);
+    json_series(f, &b->floor_version);
+    fputs(",\n  \"sizes\": [\n", f);
+    for (size_t i = 0; i < b->nsizes; i++) {
+        const struct sizeres *s = &b->sizes[i];
+        fprintf(f, "    {\"guest_ram_mib\": %d, \"vmstate_bytes\": %lld", s->mb, (long long)s->vmstate_bytes);
+        for (int r = 0; r < R__LAST; r++) {
+            fprintf(f, ",\n      \"%s\": ", row_keys[r]);
+            json_cell(f, &s->c[r]);
+        }
+        fprintf(f, "}%s\n", i + 1 < b->nsizes ? "," : "");
+    }
+    fprintf(f, "  ],\n  \"idle_revert\": {\"guest_ram_mib\": %d, \"revert\": ", b->idle_mb);
+    json_cell(f, &b->idle_revert);
+    fputs("},\n  \"list_scale\": [\n", f);
+    for (size_t k = 0; k < b->nlists; k++) {
+        fprintf(f, "    {\"snapshots\": %zu, \"qsnap_cold_ms\": ", b->lists[k].count);
+        json_num(f, b->lists[k].q_cold_ms);
+        fputs(", \"list\": ", f);
+        json_cell(f, &b->lists[k].c);
+        fprintf(f, "}%s\n", k + 1 < b->nlists ? "," : "");
+    }
+    fputs("  ],\n  \"pause_vs_ram\": [\n", f);
+    for (size_t i = 0; i < b->npts; i++) {
+        const struct pausept *p = &b->pts[i];
+        fprintf(f, "    {\"guest_ram_mib\": %d, \"live_raw_first_ms\": ", p->mb);
+        json_num(f, p->live_first_ms);
+        fputs(", \"savevm_ms\": ", f);
+        json_series(f, &p->savevm);
+        fputs(", \"stop_and_migrate_ms\": ", f);
+        json_series(f, &p->memspec);
+        fputs(", \"live_raw_ms\": ", f);
+        json_series(f, &p->live);
+        fputs(", \"live_qsnap_ms\": ", f);
+        if (p->qlive.n)
+            json_series(f, &p->qlive);
+        else
+            fputs("null", f);
+        fprintf(f, "}%s\n", i + 1 < b->npts ? "," : "");
+    }
+    fputs("  ],\n  \"targets\": {\"live_pause_1g_raw_ms\": ", f);
+    json_num(f, t.live_pause_raw);
+    fprintf(f, ", \"live_pause_1g_raw_met\": %s", t.live_pause_raw <= 20 ? "true" : "false");
+    fputs(", \"live_pause_1g_qsnap_ms\": ", f);
+    json_num(f, t.live_pause_q);
+    fputs(", \"max_qsnap_overhead_ms\": ", f);
+    json_num(f, t.max_overhead);
+    fputs(", \"max_qsnap_overhead_at\": ", f);
+    json_str(f, t.max_overhead_at ? t.max_overhead_at : "");
+    fprintf(f, ", \"overhead_met\": %s", t.max_overhead <= 10 ? "true" : "false");
+    fputs(", \"revert_speedup_vs_virsh_min\": ", f);
+    json_num(f, t.revert_speedup_min);
+    fprintf(f, ", \"revert_speedup_met\": %s", t.revert_speedup_min >= 50 ? "true" : "false");
+    fputs(", \"revert_speedup_vs_virsh_idle\": ", f);
+    json_num(f, t.revert_speedup_idle);
+    fprintf(f, ", \"revert_speedup_idle_met\": %s", t.revert_speedup_idle >= 50 ? "true" : "false");
+    fputs(", \"list_10000_qsnap_ms\": ", f);
+    json_num(f, t.list10k);
+    fprintf(f, ", \"list_10000_met\": %s}\n}\n", t.list10k <= 50 ? "true" : "false");
+}
+
+/* gnuplot data: MiB savevm stop-and-migrate live-raw live-qsnap (NaN: none). */
+static void write_dat(const struct bench *b, FILE *f)
+{
+    fputs("# guest_ram_mib savevm_ms stop_and_migrate_ms live_raw_ms live_qsnap_ms (medians)\n", f);
+    for (size_t i = 0; i < b->npts; i++) {
+        const struct pausept *p = &b->pts[i];
+        fprintf(f, "%d %.3f %.3f %.3f ", p->mb, med(&p->savevm), med(&p->memspec), med(&p->live));
+        if (p->qlive.n)
+            fprintf(f, "%.3f\n", med(&p->qlive));
+        else
+            fputs("NaN\n", f);
+    }
+}
+
+static FILE *open_out(const char *path)
+{
+    FILE *f = fopen(path, "we");
+    if (!f)
+        bench_die(qs_asprintf("cannot write '%s': %s", path, strerror(errno)), NULL);
+    return f;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+
+static size_t parse_list(const char *s, int *out, size_t max)
+{
+    size_t n = 0;
+    char *copy = qs_xstrdup(s), *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t && n < max; t = strtok_r(NULL, ",", &save))
+        if (*t)
+            out[n++] = atoi(t);
+    free(copy);
+    return n;
+}
+
+static void usage(void)
+{
+    fputs("usage: bench_summary [--qsnap PATH] [--guest PATH] [-n N] [--n-slow N] [--sizes MIB,...]\n"
+          "                     [--pause-sizes MIB,...] [--list-counts N,...] [--virsh] [--manage-libvirtd]\n"
+          "                     [--idle-revert MIB] [--md FILE] [--json FILE] [--pause-dat FILE]\n"
+          "Defaults: -n 5 --n-slow 3 --sizes 256,1024 --pause-sizes 128,256,512,1024 --list-counts 10,1000,10000\n"
+          "--idle-revert 256 (0: none).\n"
+          "--virsh: also time virsh (libvirtd must be running, qemu:///system); --manage-libvirtd: this run may\n"
+          "stop and start libvirtd (pid in /run/libvirtd.pid) to load 10,000 snapshot files for virsh's list.\n",
+          stderr);
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    static struct bench b;
+    const char *guest = getenv("QSNAP_GUEST"), *md = NULL, *json = NULL, *dat = NULL;
+    const char *sizes = "256,1024", *psizes = "128,256,512,1024", *counts = "10,1000,10000";
+    char tmpl[] = "/tmp/qsnap-bench-sum.XXXXXX", shm[] = "/dev/shm/qsnap-bench-sum.XXXXXX";
+    int szs[MAX_SIZES], ps[MAX_SIZES], cnt[MAX_COUNTS];
+    size_t nps, ncnt;
+    double la[3];
+    int64_t t0 = qs_now_ms();
+    struct stat st;
+
+    bench_prog = "bench_summary";
+    b.qsnap = getenv("QSNAP_BIN") ? getenv("QSNAP_BIN") : QSNAP_BENCH_QSNAP;
+    if (!guest || !*guest)
+        guest = QSNAP_BENCH_GUEST;
+    b.n = 5;
+    b.n_slow = 3;
+    b.idle_mb = 256;
+    b.live_ok = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--virsh") == 0) {
+            b.virsh = true;
+            continue;
+        }
+        if (strcmp(a, "--manage-libvirtd") == 0) {
+            b.manage_libvirtd = true;
+            continue;
+        }
+        if (!v)
+            usage();
+        if (strcmp(a, "--qsnap") == 0)
+            b.qsnap = v;
+        else if (strcmp(a, "--guest") == 0)
+            guest = v;
+        else if (strcmp(a, "-n") == 0)
+            b.n = atoi(v);
+        else if (strcmp(a, "--n-slow") == 0)
+            b.n_slow = atoi(v);
+        else if (strcmp(a, "--sizes") == 0)
+            sizes = v;
+        else if (strcmp(a, "--pause-sizes") == 0)
+            psizes = v;
+        else if (strcmp(a, "--list-counts") == 0)
+            counts = v;
+        else if (strcmp(a, "--md") == 0)
+            md = v;
+        else if (strcmp(a, "--json") == 0)
+            json = v;
+        else if (strcmp(a, "--pause-dat") == 0)
+            dat = v;
+        else if (strcmp(a, "--idle-revert") == 0)
+            b.idle_mb = atoi(v);
+        else
+            usage();
+        i++;
+    }
+    if (b.n < 1 || b.n > BENCH_MAX_SAMPLES || b.n_slow < 1 || b.n_slow > BENCH_MAX_SAMPLES)
+        usage();
+    if (access(b.qsnap, X_OK) < 0)
+        bench_die(qs_asprintf("qsnap binary '%s' not found", b.qsnap), NULL);
+    if (access(guest, R_OK) < 0)
+        bench_die(qs_asprintf("guest boot sector '%s' not found", guest), NULL);
+    setenv("QSNAP_GUEST", guest, 1);
+    if (!qh_qemu_available())
+        bench_die("qemu-system-x86_64 and qemu-img must be in PATH", NULL);
+    if (!mkdtemp(tmpl))
+        bench_die("cannot create a work directory", NULL);
+    b.workdir = tmpl;
+    chmod(tmpl, 0755);
+    b.shmdir = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && mkdtemp(shm) ? shm : tmpl;
+    chmod(b.shmdir, 0755); /* libvirt's QEMU (another user) reaches its images below it */
+    setenv("TMPDIR", b.shmdir, 1); /* the harness's disks */
+    b.out_path = qs_asprintf("%s/out.txt", b.workdir);
+    b.err_path = qs_asprintf("%s/err.txt", b.workdir);
+
+    b.started = time(NULL);
+    for (int i = 0; i < b.n; i++) { /* what any process costs here, before it does anything */
+        char *t[] = {"/bin/true", NULL}, *v[] = {(char *)b.qsnap, "version", NULL};
+        struct bench_run r;
+        bench_spawn(t, b.out_path, b.err_path, &r);
+        bench_series_add(&b.floor_true, r.wall_ms);
+        bench_spawn(v, b.out_path, b.err_path, &r);
+        bench_series_add(&b.floor_version, r.wall_ms);
+    }
+    getloadavg(la, 3);
+    b.load_before = la[0];
+    {
+        size_t n = parse_list(sizes, szs, MAX_SIZES);
+        for (size_t i = 0; i < n; i++)
+            b.sizes[b.nsizes++].mb = szs[i];
+        nps = parse_list(psizes, ps, MAX_SIZES);
+        ncnt = parse_list(counts, cnt, MAX_COUNTS);
+    }
+    for (size_t i = 0; i < b.nsizes; i++) {
+        run_size(&b, &b.sizes[i]);
+        if (b.virsh)
+            run_virsh(&b, &b.sizes[i]);
+        else
+            for (int r = 0; r < R__LAST; r++)
+                b.sizes[i].c[r].na[S_V] = qs_xstrdup("n/a (no --virsh)");
+    }
+    if (b.idle_mb > 0)
+        run_idle_revert(&b);
+    for (size_t i = 0; i < nps; i++) {
+        struct pausept *p = &b.pts[b.npts++];
+        const struct sizeres *s = NULL;
+        p->mb = ps[i];
+        for (size_t k = 0; k < b.nsizes; k++)
+            if (b.sizes[k].mb == ps[i])
+                s = &b.sizes[k];
+        if (s) { /* from the main run: raw savevm, stop-and-migrate (--memspec), live */
+            p->savevm = s->c[R_CREATE].pause[S_R];
+            p->memspec = s->c[R_MEM].pause[S_R];
+            p->live = s->c[R_LIVE].pause[S_R];
+            p->qlive = s->c[R_LIVE].pause[S_Q];
+            p->live_first_ms = s->live_first_ms;
+        } else {
+            run_pause_point(&b, p);
+        }
+    }
+    for (size_t k = 0; k < ncnt && b.qsnap_template; k++)
+        b.lists[b.nlists++].count = (size_t)cnt[k];
+    run_lists(&b);
+    getloadavg(la, 3);
+    b.load_after = la[0];
+    b.total_s = (double)(qs_now_ms() - t0) / 1e3;
+
+    if (md) {
+        FILE *f = open_out(md);
+        write_md(&b, f);
+        fclose(f);
+    }
+    if (json) {
+        FILE *f = open_out(json);
+        write_json(&b, f);
+        fclose(f);
+    }
+    if (dat) {
+        FILE *f = open_out(dat);
+        write_dat(&b, f);
+        fclose(f);
+    }
+    write_md(&b, stdout);
+    if (b.shmdir != b.workdir)
+        remove_tree(b.shmdir);
+    if (!getenv("QSNAP_KEEP_TMP"))
+        remove_tree(b.workdir);
+    return 0;
+}
