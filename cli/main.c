@@ -81,7 +81,7 @@ static int progress_show(void *opaque, const char *phase, uint64_t done, uint64_
 /*
  * Test builds only (the qsnap-fault binary): every step boundary is appended to $QSNAP_FAULT_LOG as
  * "OP STEP", and the process SIGKILLs itself right after step number $QSNAP_FAULT_AT (from 1) - as a crash
- * would stop it, with nothing cleaned up.
+ * would stop it, with nothing cleaned up - or waits there ($QSNAP_FAULT_PAUSE_AT), as a slow operation would.
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -102,6 +102,12 @@ static void fault_step(void *opaque, const char *op, const char *step)
     }
     if (at && atol(at) == count)
         raise(SIGKILL);
+    /* $QSNAP_FAULT_PAUSE_AT: hold still after that step for $QSNAP_FAULT_PAUSE_MS, lock and record held */
+    at = getenv("QSNAP_FAULT_PAUSE_AT");
+    if (at && atol(at) == count) {
+        const char *ms = getenv("QSNAP_FAULT_PAUSE_MS");
+        usleep((useconds_t)(ms ? atol(ms) : 3000) * 1000u);
+    }
 }
 #endif
 

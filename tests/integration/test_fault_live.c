@@ -539,6 +539,55 @@ static void test_enospc_overlay(void **state)
     free(mnt);
 }
 
+/* While another qsnap is in the middle of a create (its record written, its lock held), the listing shows
+ * the snapshot as being created and a second changing command is refused with who is doing what. */
+static void test_pending_shown_and_refused(void **state)
+{
+    struct qt_fixture *f = qt_fixture_of(state);
+    struct scenario sc = {"pending", RUNNING, false, false, {NULL}, "new", CREATE};
+    char *bin, *out = NULL, *errout = NULL, *want;
+    pid_t child;
+    int st, status = 0;
+
+    reset(f);
+    prestate(f, &sc);
+    bin = fault_binary(f);
+    child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        setenv("QSNAP_FAULT_PAUSE_AT", "1", 1); /* right after the intent record */
+        setenv("QSNAP_FAULT_PAUSE_MS", "4000", 1);
+        if (!freopen("/dev/null", "w", stdout))
+            _exit(126);
+        execl(bin, bin, "--root", f->root, "snapshot-create-as", "vm", "new", (char *)NULL);
+        _exit(127);
+    }
+    {
+        char *intent = qs_asprintf("%s/snapshot/vm/.qsnap-intent", f->root);
+        for (int i = 0; i < 300 && !qt_exists(intent); i++)
+            usleep(10 * 1000);
+        assert_true(qt_exists(intent));
+        free(intent);
+    }
+    out = QSNAP_OK(f, "snapshot-list", "vm");
+    qt_assert_contains(out, " new ");
+    qt_assert_contains(out, "creating");
+    free(out);
+    out = NULL;
+    st = qt_qsnap_run(f, &out, &errout, "--lock-timeout", "200", "snapshot-delete", "vm", "base", (char *)NULL);
+    assert_int_equal(st, 1);
+    want = qs_asprintf("domain 'vm' is busy: qsnap process %d is running a create of snapshot 'new'", (int)child);
+    qt_assert_contains(errout, want);
+    free(want), free(out), free(errout);
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_true(exists(f, "new") && exists(f, "base"));
+    out = QSNAP_OK(f, "snapshot-list", "vm");
+    assert_null(strstr(out, "creating"));
+    free(out);
+    free(bin);
+}
+
 static void test_totals(void **state)
 {
     (void)state;
@@ -569,6 +618,7 @@ int main(void)
         cmocka_unit_test_prestate_setup_teardown(test_qemu_killed_during_commit, qt_setup, qt_teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_enospc_metadata, qt_setup, qt_teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_enospc_overlay, qt_setup, qt_teardown, &f),
+        cmocka_unit_test_prestate_setup_teardown(test_pending_shown_and_refused, qt_setup, qt_teardown, &f),
         cmocka_unit_test(test_totals),
     };
     if (getenv("QSNAP_TEST_FILTER")) /* e.g. "*delete_external*" */
