@@ -532,11 +532,14 @@ static void gen_set(int dir, uint64_t v)
     fd = openat(dir, GEN_FILE ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return;
-    if (write(fd, buf, (size_t)n) == n && close(fd) == 0) {
-        renameat(dir, GEN_FILE ".tmp", dir, GEN_FILE);
-        return;
+    if (write(fd, buf, (size_t)n) == n) {
+        if (close(fd) == 0 && renameat(dir, GEN_FILE ".tmp", dir, GEN_FILE) == 0)
+            return;
+    } else {
+        close(fd);
     }
-    close(fd);
+    /* a full disk, say: readers lose the ordering of this one change, nothing is left behind */
+    unlinkat(dir, GEN_FILE ".tmp", 0);
 }
 
 /* Before a change of several files: odd (a writer that died left it odd: moved on all the same). */
