@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -70,12 +71,26 @@ static int socket_probe(const char *path, int *keep, struct qs_error **err)
 int vm_connect(const char *socket_path, int timeout_ms, struct qmp_client **c, struct qs_error **err)
 {
     struct qmp_options opts = {.connect_timeout_ms = 5000, .timeout_ms = timeout_ms};
-    int fd = -1;
 
-    if (socket_probe(socket_path, &fd, err) < 0)
-        return -1;
-    *c = qmp_client_new_fd(fd, &opts, err);
-    return *c ? 0 : -1;
+    /* QEMU can reset a connection it accepted while the previous client was still being let go (seen in
+     * CI right after another qsnap process exited): a few more tries, the probe telling a QEMU that is gone */
+    for (int attempt = 0;; attempt++) {
+        struct qs_error *local = NULL;
+        int fd = -1;
+        if (socket_probe(socket_path, &fd, err) < 0)
+            return -1;
+        if ((*c = qmp_client_new_fd(fd, &opts, &local)))
+            return 0;
+        if (local->code != QS_ERR_DISCONNECTED || attempt == 3) {
+            qs_error_propagate(err, &local);
+            return -1;
+        }
+        qs_error_free(local);
+        {
+            struct timespec ts = {0, 20 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
 }
 
 int vm_status(struct qmp_client *c, char **status, bool *running, struct qs_error **err)
