@@ -287,9 +287,12 @@ static bool switched_offline(struct engine *e, const char *domain, const struct 
     return n == it->ndisks;
 }
 
-/* Removes what IT would have added: its QEMU nodes (those QEMU still has) and its files. */
+/* Removes what IT would have added: its QEMU nodes (those QEMU still has) and its files - never a file a
+ * running QEMU has as a disk's image. */
 static void external_unwind(const struct intent *it, struct qmp_client *c)
 {
+    struct vm_block *blocks = NULL;
+    size_t nb = 0;
     char **names = NULL;
 
     if (c && vm_node_names(c, &names, NULL) == 0) {
@@ -299,8 +302,16 @@ static void external_unwind(const struct intent *it, struct qmp_client *c)
                     vm_blockdev_del(c, it->nodes[i], NULL);
     }
     qs_strv_free(names);
-    for (size_t i = 0; it->files && it->files[i]; i++)
-        unlink(it->files[i]);
+    if (c && vm_blocks(c, &blocks, &nb, NULL) < 0)
+        return; /* cannot tell what QEMU uses: leave the files (snapshot-check reports them) */
+    for (size_t i = 0; it->files && it->files[i]; i++) {
+        bool used = false;
+        for (size_t k = 0; k < nb && !used; k++)
+            used = qs_str_equal(blocks[k].file, it->files[i]);
+        if (!used)
+            unlink(it->files[i]);
+    }
+    vm_blocks_free(blocks, nb);
 }
 
 static int recover_create_external(struct engine *e, const char *domain, const struct md_lock *lock,
@@ -314,14 +325,15 @@ static int recover_create_external(struct engine *e, const char *domain, const s
     if (it->snapshot_xml && !(spec = md_snapshot_parse(it->snapshot_xml, strlen(it->snapshot_xml),
                                                        MD_PARSE_ON_DISK, err)))
         return -1;
-    if (*c) {
+    if (qs_str_equal(it->vm, "shutoff")) {
+        /* an offline create switches by storing the definition (metadata just before it): those decide,
+         * even when someone has started QEMU since */
+        forward = switched_offline(e, domain, it) || (spec && snapshot_exists(e, domain, spec->name));
+    } else if (*c) {
         /* a memory save the dead process began runs on in QEMU: let it end first */
         if (migration_settle(*c, &mig, err) < 0 || switched_live(it, *c, &all, &none, err) < 0)
             goto out;
         forward = all;
-    } else if (qs_str_equal(it->vm, "shutoff")) {
-        /* the definition moves last; the snapshot's metadata, written just before, says the same */
-        forward = switched_offline(e, domain, it) || (spec && snapshot_exists(e, domain, spec->name));
     } else {
         /* QEMU died too: it may have written into the overlays after the switch - keep them */
         forward = true;
@@ -373,7 +385,7 @@ static int recover_revert_external(struct engine *e, const char *domain, const s
     if (!switched_offline(e, domain, it)) {
         /* the definition still names the old images: the new overlays go; a QEMU that was quit stays off
          * (its memory is gone), one that still runs was not touched */
-        external_unwind(it, NULL);
+        external_unwind(it, *c);
         return 0;
     }
     if (*c) {
