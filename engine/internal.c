@@ -141,31 +141,60 @@ static int run_job(struct qmp_client *c, const char *cmd, const char *phase, str
     return run_job_ex(c, cmd, phase, a, progress, opaque, NULL, err);
 }
 
+int isnap_which(struct qmp_client *c, const struct isnap_disk *disks, size_t n, const char *tag, bool *has,
+                size_t *count, struct qs_error **err)
+{
+    struct vm_block *blocks = NULL;
+    size_t nb = 0;
+    int ret = -1;
+
+    *count = 0;
+    if (c && vm_blocks(c, &blocks, &nb, err) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        has[i] = false;
+        if (c) {
+            const struct vm_block *b = vm_blocks_find(blocks, nb, disks[i].node);
+            has[i] = b && vm_block_has_tag(b, tag);
+        } else if (disks[i].file) {
+            struct img_info info = {0};
+            if (img_info_get(disks[i].file, true, &info, err) < 0)
+                goto out;
+            has[i] = img_info_has_tag(&info, tag);
+            img_info_release(&info);
+        }
+        *count += has[i];
+    }
+    ret = 0;
+out:
+    vm_blocks_free(blocks, nb);
+    return ret;
+}
+
+int isnap_delete_present(struct qmp_client *c, const struct isnap_disk *disks, size_t n, const char *tag,
+                         struct qs_error **err)
+{
+    bool *has = qs_xcalloc(n + 1, sizeof(bool));
+    struct isnap_disk *left = qs_xcalloc(n + 1, sizeof(*left));
+    size_t count = 0, k = 0;
+    int ret = -1;
+
+    if (isnap_which(c, disks, n, tag, has, &count, err) < 0)
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        if (has[i])
+            left[k++] = disks[i];
+    ret = k == 0 ? 0 : c ? isnap_delete(c, left, k, tag, err) : isnap_offline_delete(left, k, tag, err);
+out:
+    free(left);
+    free(has);
+    return ret;
+}
+
 /* After a failed save, removes TAG from the disks where the job did create it (none had it before). */
 static void save_cleanup(struct qmp_client *c, const struct isnap_disk *disks, size_t n, const char *tag)
 {
-    struct vm_block *blocks = NULL;
-    size_t nb = 0, k = 0;
-    struct isnap_disk *left = NULL;
-    struct qs_error *e2 = NULL;
-
-    if (vm_blocks(c, &blocks, &nb, &e2) < 0)
-        goto out;
-    left = qs_xcalloc(n, sizeof(*left));
-    for (size_t i = 0; i < n; i++) {
-        const struct vm_block *b = vm_blocks_find(blocks, nb, disks[i].node);
-        if (b && vm_block_has_tag(b, tag))
-            left[k++] = disks[i];
-    }
-    if (k > 0) {
-        struct qmp_args *a = job_args(left, k, tag, false);
-        run_job(c, "snapshot-delete", "delete", a, NULL, NULL, &e2);
-        qmp_args_free(a);
-    }
-out:
-    qs_error_free(e2);
-    free(left);
-    vm_blocks_free(blocks, nb);
+    isnap_delete_present(c, disks, n, tag, NULL);
 }
 
 int isnap_save(struct qmp_client *c, const struct isnap_disk *disks, size_t n, const char *tag,

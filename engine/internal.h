@@ -2,6 +2,7 @@
 #ifndef QS_ENGINE_INTERNAL_H
 #define QS_ENGINE_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "qmp.h"
@@ -43,6 +44,13 @@ int isnap_load(struct qmp_client *c, const struct isnap_disk *disks, size_t n, c
                struct qs_error **err);
 int isnap_delete(struct qmp_client *c, const struct isnap_disk *disks, size_t n, const char *tag,
                  struct qs_error **err);
+
+/* Which of DISKS hold TAG (has[i]; *count of them): through QEMU when C, else from the image files. */
+int isnap_which(struct qmp_client *c, const struct isnap_disk *disks, size_t n, const char *tag, bool *has,
+                size_t *count, struct qs_error **err);
+/* Removes TAG from those of DISKS that hold it (a save or delete cut short), live when C, else offline. */
+int isnap_delete_present(struct qmp_client *c, const struct isnap_disk *disks, size_t n, const char *tag,
+                         struct qs_error **err);
 
 /* Offline (qemu-img) create / apply / delete of TAG on every disk. A failed create removes the tags it
  * made. Apply is checked first on every disk, so it fails before changing anything when it can. */

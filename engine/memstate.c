@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SAVE_FDNAME "qsnap-memstate-out"
@@ -249,6 +250,35 @@ out:
     free(status);
     free(desc);
     return ret;
+}
+
+int memstate_settle(struct qmp_client *c, int timeout_ms, char **status, struct qs_error **err)
+{
+    int64_t deadline = qs_now_ms() + timeout_ms;
+
+    *status = NULL;
+    for (;;) {
+        uint64_t done, total;
+        char *desc = NULL;
+        if (mig_query(c, status, &done, &total, &desc, err) < 0)
+            return -1;
+        free(desc);
+        if (!strcmp(*status, "completed") || !strcmp(*status, "failed") || !strcmp(*status, "cancelled") ||
+            !strcmp(*status, "none"))
+            return 0;
+        if (qs_now_ms() >= deadline) {
+            qs_error_set(err, QS_ERR_TIMEOUT, "a migration is still '%s'", *status);
+            free(*status);
+            *status = NULL;
+            return -1;
+        }
+        free(*status);
+        *status = NULL;
+        {
+            struct timespec ts = {0, 20 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
 }
 
 int memstate_save_begin(struct qmp_client *c, int fd, const struct memstate_options *opts,

@@ -51,6 +51,10 @@ struct memstate_save_ctx {
         bool have_bandwidth;
     } saved;
 };
+/* Waits up to TIMEOUT_MS for a migration someone else started (recovery after its process died) to end;
+ * *status gets its last state word ("completed", "failed", "cancelled", "none"). Caller frees. */
+int memstate_settle(struct qmp_client *c, int timeout_ms, char **status, struct qs_error **err);
+
 int memstate_save_begin(struct qmp_client *c, int fd, const struct memstate_options *opts,
                         struct memstate_save_ctx *s, struct qs_error **err);
 int memstate_save_finish(struct qmp_client *c, struct memstate_save_ctx *s, bool run,

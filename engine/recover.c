@@ -1,17 +1,15 @@
 /* recover.c: finishing or undoing an operation a crash interrupted, from its intent record. */
 #include "external.h"
-#include "img.h"
 #include "intent.h"
+#include "memstate.h"
 #include "internal.h"
 #include "qs_util.h"
 #include "quiesce.h"
 #include "vm.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define INTERNAL_JOB "qsnap-snapshot"
@@ -32,37 +30,6 @@ static int job_settle(struct qmp_client *c, const char *job, bool complete, bool
     return 0;
 }
 
-/* Waits for a migration (a memory save of the dead process) to end: *status gets its final word
- * ("completed", "failed", "cancelled", "none"). Caller frees. */
-static int migration_settle(struct qmp_client *c, char **status, struct qs_error **err)
-{
-    int64_t deadline = qs_now_ms() + SETTLE_MS;
-
-    *status = NULL;
-    for (;;) {
-        struct qmp_reply *r = NULL;
-        const char *st;
-        if (qmp_client_execute(c, "query-migrate", NULL, &r, err) < 0)
-            return -1;
-        st = qmp_value_get_string(qmp_reply_value(r), "status");
-        if (!st || !strcmp(st, "completed") || !strcmp(st, "failed") || !strcmp(st, "cancelled") ||
-            !strcmp(st, "none")) {
-            *status = qs_xstrdup(st ? st : "none");
-            qmp_reply_free(r);
-            return 0;
-        }
-        qmp_reply_free(r);
-        if (qs_now_ms() >= deadline) {
-            qs_error_set(err, QS_ERR_TIMEOUT, "a migration of the interrupted operation is still '%s'", st);
-            return -1;
-        }
-        {
-            struct timespec ts = {0, 20 * 1000 * 1000};
-            nanosleep(&ts, NULL);
-        }
-    }
-}
-
 /* Resumes the guest when the operation found it running and QEMU now holds it stopped. */
 static int run_state_back(const struct intent *it, struct qmp_client *c, struct qs_error **err)
 {
@@ -79,37 +46,6 @@ static int run_state_back(const struct intent *it, struct qmp_client *c, struct 
         ret = vm_cont(c, err);
     free(status);
     return ret;
-}
-
-/* Which of IT's disks hold TAG: has[i]. Live through QEMU, else from the image files. */
-static int tags_present(const struct intent *it, struct qmp_client *c, const char *tag, bool *has, size_t *n,
-                        struct qs_error **err)
-{
-    struct vm_block *blocks = NULL;
-    size_t nb = 0;
-
-    *n = 0;
-    if (c && vm_blocks(c, &blocks, &nb, err) < 0)
-        return -1;
-    for (size_t i = 0; i < it->ndisks; i++) {
-        const struct intent_disk *d = &it->disks[i];
-        has[i] = false;
-        if (c) {
-            const struct vm_block *b = vm_blocks_find(blocks, nb, d->node ? d->node : d->target);
-            has[i] = b && vm_block_has_tag(b, tag);
-        } else if (d->file) {
-            struct img_info info = {0};
-            if (img_info_get(d->file, true, &info, err) < 0) {
-                vm_blocks_free(blocks, nb);
-                return -1;
-            }
-            has[i] = img_info_has_tag(&info, tag);
-            img_info_release(&info);
-        }
-        *n += has[i];
-    }
-    vm_blocks_free(blocks, nb);
-    return 0;
 }
 
 /* The isnap disks of IT where SEL[i] (all when SEL is NULL). Borrowed strings. */
@@ -169,13 +105,14 @@ static int recover_create_internal(struct engine *e, const char *domain, const s
                                    const struct intent *it, struct qmp_client **c, struct qs_error **err)
 {
     bool *has = qs_xcalloc(it->ndisks + 1, sizeof(bool)), present = false, ok = false;
-    struct isnap_disk *sel = NULL;
-    size_t n = 0, nsel = 0;
+    struct isnap_disk *all_disks = NULL;
+    size_t n = 0, nall = 0;
     int ret = -1;
 
     if (*c && job_settle(*c, INTERNAL_JOB, false, &present, &ok, err) < 0)
         goto out;
-    if (tags_present(it, *c, it->snapshot, has, &n, err) < 0)
+    all_disks = isnap_disks(it, NULL, &nall);
+    if (isnap_which(*c, all_disks, nall, it->snapshot, has, &n, err) < 0)
         goto out;
     if (n == it->ndisks && n > 0) {
         /* every disk holds it: the snapshot was taken - finish it */
@@ -185,14 +122,12 @@ static int recover_create_internal(struct engine *e, const char *domain, const s
             goto out;
     } else if (n > 0) {
         /* a save cut short: the tags it left go (none had it before: the operation checked) */
-        sel = isnap_disks(it, has, &nsel);
-        if ((*c ? isnap_delete(*c, sel, nsel, it->snapshot, err) : isnap_offline_delete(sel, nsel, it->snapshot,
-                                                                                         err)) < 0)
+        if (isnap_delete_present(*c, all_disks, nall, it->snapshot, err) < 0)
             goto out;
     }
     ret = run_state_back(it, *c, err);
 out:
-    free(sel);
+    free(all_disks);
     free(has);
     return ret;
 }
@@ -331,7 +266,7 @@ static int recover_create_external(struct engine *e, const char *domain, const s
         forward = switched_offline(e, domain, it) || (spec && snapshot_exists(e, domain, spec->name));
     } else if (*c) {
         /* a memory save the dead process began runs on in QEMU: let it end first */
-        if (migration_settle(*c, &mig, err) < 0 || switched_live(it, *c, &all, &none, err) < 0)
+        if (memstate_settle(*c, SETTLE_MS, &mig, err) < 0 || switched_live(it, *c, &all, &none, err) < 0)
             goto out;
         forward = all;
     } else {
@@ -456,9 +391,8 @@ static int recover_delete(struct engine *e, const char *domain, const struct md_
             /* the tags still there go: the delete may have reached some disks only */
             struct intent one = {0};
             struct md_domain *dom = engine_domain_load(e, domain, err);
-            bool *has = NULL;
-            size_t n = 0, nsel = 0;
-            struct isnap_disk *sel = NULL;
+            struct isnap_disk *disks = NULL;
+            size_t nd = 0;
             int r = dom ? 0 : -1;
             for (size_t k = 0; r == 0 && k < s->ndisks; k++) {
                 struct md_domain_disk d;
@@ -468,15 +402,10 @@ static int recover_delete(struct engine *e, const char *domain, const struct md_
                     if (md_domain_disk_get(dom, j, &d, NULL) == 0 && qs_str_equal(d.target, s->disks[k].name))
                         intent_add_disk(&one, d.target, d.node_name, d.source);
             }
-            has = qs_xcalloc(one.ndisks + 1, sizeof(bool));
+            disks = isnap_disks(&one, NULL, &nd);
             if (r == 0)
-                r = tags_present(&one, *c, name, has, &n, err);
-            if (r == 0 && n > 0) {
-                sel = isnap_disks(&one, has, &nsel);
-                r = *c ? isnap_delete(*c, sel, nsel, name, err) : isnap_offline_delete(sel, nsel, name, err);
-            }
-            free(sel);
-            free(has);
+                r = isnap_delete_present(*c, disks, nd, name, err);
+            free(disks);
             intent_release(&one);
             md_domain_free(dom);
             if (r < 0) {
