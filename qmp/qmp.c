@@ -732,7 +732,7 @@ struct qmp_client *qmp_client_new_fd(int fd, const struct qmp_options *opts, str
         goto out;
     }
     snprintf(name, sizeof(name), "fd %d", fd);
-    c = client_start(fd, name, qs_now_ms() + timeout_ms, opts, err);
+    c = client_start(fd, opts && opts->name ? opts->name : name, qs_now_ms() + timeout_ms, opts, err);
 out:
     return c;
 }

@@ -81,6 +81,7 @@ struct qmp_options {
     int timeout_ms;         /* default wait for a reply; 0: 30000 */
     size_t max_message;     /* cap on one incoming message; 0: 64 MiB */
     size_t max_events;      /* cap on queued events, oldest dropped past it; 0: 4096 */
+    const char *name;       /* qmp_client_new_fd: the socket's path for messages; NULL: "fd N" */
 };
 
 /*
