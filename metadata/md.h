@@ -163,7 +163,12 @@ struct md_domain_disk {
     const char *driver_type; /* "qcow2", "raw"; NULL if absent */
     const char *source;      /* source file (or dev for block); NULL if absent */
     const char *target;      /* "vda"; NULL if absent */
-    const char *node_name;   /* QEMU node name from qsnap's metadata; NULL if unknown */
+    const char *bus;         /* <target bus=...>: "virtio", "sata", "ide", "scsi"; NULL if absent */
+    /* How qsnap finds the disk in a running QEMU and in its command line (qsnap's metadata; NULL if unknown): */
+    const char *node_name;   /* a node name the command line gives (-blockdev node-name=, -drive node-name=) */
+    const char *qdev;        /* the guest device as query-block names it: "vda" or a QOM path */
+    const char *drive;       /* the -drive id, QEMU's own ("virtio0", "ide0-hd0") when the user gave none */
+    const char *arg;         /* index in the recorded argv of the option that opens the disk's image */
 };
 
 /* Parses a <domain> document (at most MD_FILE_MAX bytes). Caller frees with md_domain_free(). */
@@ -185,6 +190,12 @@ size_t md_domain_disk_count(const struct md_domain *dom);
 int md_domain_disk_get(const struct md_domain *dom, size_t i, struct md_domain_disk *out, struct qs_error **err);
 /* The QMP socket path from qsnap's metadata; NULL if unknown. Borrowed. */
 const char *md_domain_qmp_socket(const struct md_domain *dom);
+/* The working directory QEMU was started in (relative paths of its command line are relative to it); NULL if
+ * unknown. Borrowed. */
+const char *md_domain_cwd(const struct md_domain *dom);
+/* The QEMU process last seen running the domain: its pid and start time (/proc/PID/stat field 22), 0 when
+ * unknown. Together they tell one process from a later one with a reused pid. */
+void md_domain_process(const struct md_domain *dom, long long *pid, long long *start);
 /* The QEMU command line qsnap starts the domain with (qsnap's <metadata>, not <qemu:commandline>, whose
  * arguments libvirt would append to its own), NULL-terminated, or NULL if none. Caller frees with
  * qs_strv_free(). */
@@ -202,6 +213,17 @@ int md_domain_set_disk_driver_type(struct md_domain *dom, const char *target, co
                                    struct qs_error **err);
 int md_domain_set_disk_node_name(struct md_domain *dom, const char *target, const char *node_name,
                                  struct qs_error **err); /* NULL removes */
+/* Sets (VALUE NULL: removes) one of the disk's identity attributes in qsnap's metadata: KEY "node-name",
+ * "qdev", "drive" or "arg" (see struct md_domain_disk). */
+int md_domain_set_disk_ident(struct md_domain *dom, const char *target, const char *key, const char *value,
+                             struct qs_error **err);
+/* Records the working directory and the process (pid 0: none); cwd NULL and pid 0 remove both. */
+int md_domain_set_process(struct md_domain *dom, const char *cwd, long long pid, long long start,
+                          struct qs_error **err);
+/* Sets <os><type machine=...> ("pc-q35-7.2"). */
+int md_domain_set_machine(struct md_domain *dom, const char *machine, struct qs_error **err);
+/* Removes disk TARGET (and qsnap's data on it) from the definition. */
+int md_domain_remove_disk(struct md_domain *dom, const char *target, struct qs_error **err);
 /* Adds <disk type=TYPE device=DEVICE> with driver, source and <target dev=TARGET bus=BUS>. TYPE "file" or
  * "block"; DEVICE NULL = "disk"; BUS NULL = "virtio"; DRIVER_TYPE NULL = none. */
 int md_domain_add_disk(struct md_domain *dom, const char *type, const char *device, const char *driver_type,

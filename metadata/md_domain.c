@@ -11,13 +11,14 @@
 #include <unistd.h>
 
 struct disk_cache {
-    char *type, *device, *driver_type, *source, *target, *node_name;
+    char *type, *device, *driver_type, *source, *target, *bus, *node_name, *qdev, *drive, *arg;
 };
 
 struct md_domain {
     struct md_xml x;
     /* cached view, rebuilt after every change */
-    char *name, *uuid, *qmp_socket;
+    char *name, *uuid, *qmp_socket, *cwd;
+    long long pid, pid_start;
     unsigned long long memory_kib;
     unsigned vcpus;
     struct disk_cache *disks;
@@ -34,6 +35,7 @@ static void cache_clear(struct md_domain *d)
     free(d->name);
     free(d->uuid);
     free(d->qmp_socket);
+    free(d->cwd);
     for (size_t i = 0; i < d->ndisks; i++) {
         struct disk_cache *c = &d->disks[i];
         free(c->type);
@@ -41,10 +43,15 @@ static void cache_clear(struct md_domain *d)
         free(c->driver_type);
         free(c->source);
         free(c->target);
+        free(c->bus);
         free(c->node_name);
+        free(c->qdev);
+        free(c->drive);
+        free(c->arg);
     }
     free(d->disks);
-    d->name = d->uuid = d->qmp_socket = NULL;
+    d->name = d->uuid = d->qmp_socket = d->cwd = NULL;
+    d->pid = d->pid_start = 0;
     d->disks = NULL;
     d->ndisks = 0;
     d->memory_kib = 0;
@@ -127,6 +134,18 @@ static int cache_build(struct md_domain *d, struct qs_error **err)
     meta = qsnap_meta(d);
     if ((n = md_xml_child(meta, "qmp", MD_QSNAP_NS)))
         d->qmp_socket = md_xml_prop(n, "socket");
+    if ((n = md_xml_child(meta, "process", MD_QSNAP_NS))) {
+        d->cwd = md_xml_prop(n, "cwd");
+        v = md_xml_prop(n, "pid");
+        if (md_parse_ll(v, &ll) == 0 && ll > 0)
+            d->pid = ll;
+        free(v);
+        v = md_xml_prop(n, "start");
+        if (md_parse_ll(v, &ll) == 0 && ll > 0)
+            d->pid_start = ll;
+        free(v);
+        v = NULL;
+    }
     devices = md_xml_child(root, "devices", NULL);
     for (n = devices ? devices->children : NULL; n; n = n->next) {
         struct disk_cache *c;
@@ -148,6 +167,7 @@ static int cache_build(struct md_domain *d, struct qs_error **err)
                 c->source = md_xml_prop(s, "name");
         }
         c->target = md_xml_prop(md_xml_child(n, "target", NULL), "dev");
+        c->bus = md_xml_prop(md_xml_child(n, "target", NULL), "bus");
         if (c->target && meta) {
             for (xmlNodePtr m = meta->children; m; m = m->next) {
                 char *t;
@@ -156,7 +176,13 @@ static int cache_build(struct md_domain *d, struct qs_error **err)
                 t = md_xml_prop(m, "target");
                 if (t && strcmp(t, c->target) == 0) {
                     free(c->node_name);
+                    free(c->qdev);
+                    free(c->drive);
+                    free(c->arg);
                     c->node_name = md_xml_prop(m, "node-name");
+                    c->qdev = md_xml_prop(m, "qdev");
+                    c->drive = md_xml_prop(m, "drive");
+                    c->arg = md_xml_prop(m, "arg");
                 }
                 free(t);
             }
@@ -285,6 +311,13 @@ unsigned long long md_domain_memory_kib(const struct md_domain *d) { return d->m
 unsigned md_domain_vcpus(const struct md_domain *d) { return d->vcpus; }
 size_t md_domain_disk_count(const struct md_domain *d) { return d->ndisks; }
 const char *md_domain_qmp_socket(const struct md_domain *d) { return d->qmp_socket; }
+const char *md_domain_cwd(const struct md_domain *d) { return d->cwd; }
+
+void md_domain_process(const struct md_domain *d, long long *pid, long long *start)
+{
+    *pid = d->pid;
+    *start = d->pid_start;
+}
 
 int md_domain_disk_get(const struct md_domain *d, size_t i, struct md_domain_disk *out, struct qs_error **err)
 {
@@ -300,7 +333,11 @@ int md_domain_disk_get(const struct md_domain *d, size_t i, struct md_domain_dis
     out->driver_type = c->driver_type;
     out->source = c->source;
     out->target = c->target;
+    out->bus = c->bus;
     out->node_name = c->node_name;
+    out->qdev = c->qdev;
+    out->drive = c->drive;
+    out->arg = c->arg;
     return 0;
 }
 
@@ -536,11 +573,19 @@ int md_domain_set_disk_driver_type(struct md_domain *d, const char *target, cons
     return cache_build(d, err);
 }
 
-int md_domain_set_disk_node_name(struct md_domain *d, const char *target, const char *node_name,
-                                 struct qs_error **err)
+int md_domain_set_disk_ident(struct md_domain *d, const char *target, const char *key, const char *value,
+                             struct qs_error **err)
 {
+    static const char *const keys[] = {"node-name", "qdev", "drive", "arg", NULL};
     xmlNodePtr q, entry = NULL;
+    bool known = false, left = false;
 
+    for (size_t i = 0; keys[i] && !known; i++)
+        known = strcmp(keys[i], key) == 0;
+    if (!known) {
+        qs_error_set(err, QS_ERR_INVALID, "unknown disk attribute '%s'", key);
+        return -1;
+    }
     if (!find_disk(d, target, err))
         return -1;
     q = qsnap_meta(d);
@@ -553,10 +598,16 @@ int md_domain_set_disk_node_name(struct md_domain *d, const char *target, const 
             entry = m;
         free(t);
     }
-    if (!node_name) {
+    if (!value) {
         if (entry) {
-            md_xml_remove(entry);
-            prune_qsnap_meta(d);
+            xmlUnsetProp(entry, (const xmlChar *)key);
+            md_xml_touch(entry);
+            for (size_t i = 0; keys[i] && !left; i++)
+                left = xmlHasProp(entry, (const xmlChar *)keys[i]) != NULL;
+            if (!left) {
+                md_xml_remove(entry);
+                prune_qsnap_meta(d);
+            }
         }
         return cache_build(d, err);
     }
@@ -566,7 +617,67 @@ int md_domain_set_disk_node_name(struct md_domain *d, const char *target, const 
         xmlSetProp(entry, (const xmlChar *)"target", (const xmlChar *)target);
         md_xml_insert(q, entry, NULL);
     }
-    md_xml_set_prop(entry, "node-name", node_name);
+    md_xml_set_prop(entry, key, value);
+    return cache_build(d, err);
+}
+
+int md_domain_set_disk_node_name(struct md_domain *d, const char *target, const char *node_name,
+                                 struct qs_error **err)
+{
+    return md_domain_set_disk_ident(d, target, "node-name", node_name, err);
+}
+
+int md_domain_set_process(struct md_domain *d, const char *cwd, long long pid, long long start,
+                          struct qs_error **err)
+{
+    xmlNodePtr q = qsnap_meta(d), p = md_xml_child(q, "process", MD_QSNAP_NS);
+    char buf[32];
+
+    if (p) {
+        md_xml_remove(p);
+        if (!cwd && pid <= 0)
+            prune_qsnap_meta(d);
+    }
+    if (!cwd && pid <= 0)
+        return cache_build(d, err);
+    q = ensure_qsnap_meta(d);
+    p = md_xml_new(d->x.doc, q->ns, "process", NULL);
+    md_xml_insert(q, p, md_xml_child(q, "disk", MD_QSNAP_NS));
+    if (cwd)
+        md_xml_set_prop(p, "cwd", cwd);
+    if (pid > 0) {
+        snprintf(buf, sizeof(buf), "%lld", pid);
+        md_xml_set_prop(p, "pid", buf);
+        snprintf(buf, sizeof(buf), "%lld", start);
+        md_xml_set_prop(p, "start", buf);
+    }
+    return cache_build(d, err);
+}
+
+int md_domain_set_machine(struct md_domain *d, const char *machine, struct qs_error **err)
+{
+    xmlNodePtr type = md_xml_child(md_xml_child(root_of(d), "os", NULL), "type", NULL);
+
+    if (!type) {
+        qs_error_set(err, QS_ERR_INVALID, "domain '%s' has no <os><type>", d->name ? d->name : "");
+        return -1;
+    }
+    md_xml_set_prop(type, "machine", machine);
+    return cache_build(d, err);
+}
+
+int md_domain_remove_disk(struct md_domain *d, const char *target, struct qs_error **err)
+{
+    xmlNodePtr disk = find_disk(d, target, err);
+
+    if (!disk)
+        return -1;
+    if (md_domain_set_disk_ident(d, target, "node-name", NULL, err) < 0 ||
+        md_domain_set_disk_ident(d, target, "qdev", NULL, err) < 0 ||
+        md_domain_set_disk_ident(d, target, "drive", NULL, err) < 0 ||
+        md_domain_set_disk_ident(d, target, "arg", NULL, err) < 0 || !(disk = find_disk(d, target, err)))
+        return -1;
+    md_xml_remove(disk);
     return cache_build(d, err);
 }
 
