@@ -18,13 +18,22 @@ static int cmd_attach(struct cli_ctx *ctx, const struct cli_args *args)
     struct engine *e = cli_engine(ctx);
     struct qs_error *err = NULL;
     const char *name = cli_args_str(args, "domain"), *sock = cli_args_str(args, "qmp");
+    bool update = cli_args_bool(args, "update");
 
+    if (!sock && !update) {
+        fprintf(stderr, "error: command 'attach' requires --qmp option\n");
+        return CLI_EXIT_USAGE;
+    }
     if (!e)
         return CLI_EXIT_FAILED;
-    if (engine_domain_attach(e, name, sock, &err) < 0)
+    if (engine_domain_attach_flags(e, name, sock, update ? ENGINE_ATTACH_UPDATE : 0, &err) < 0)
         return cli_fail(ctx, &err);
-    if (!ctx->quiet) /* virsh -q leaves out confirmations */
-        printf("Domain '%s' attached from %s\n", name, sock);
+    if (!ctx->quiet) { /* virsh -q leaves out confirmations */
+        if (update)
+            printf("Domain '%s' updated from its running QEMU\n", name);
+        else
+            printf("Domain '%s' attached from %s\n", name, sock);
+    }
     return CLI_EXIT_OK;
 }
 
@@ -200,7 +209,8 @@ static int cmd_restore(struct cli_ctx *ctx, const struct cli_args *args)
 
 static const struct cli_opt attach_opts[] = {
     OPT_DOMAIN,
-    {"qmp", CLI_OPT_STRING, CLI_OPT_REQUIRED, "path of the VM's QMP UNIX socket"},
+    {"qmp", CLI_OPT_STRING, 0, "path of the VM's QMP UNIX socket (with --update: default the recorded one)"},
+    {"update", CLI_OPT_BOOL, 0, "record the running QEMU of a defined domain again, keeping its snapshots"},
     {NULL, 0, 0, NULL},
 };
 static const struct cli_opt define_opts[] = {
@@ -239,7 +249,10 @@ static const struct cli_opt restore_opts[] = {
 };
 
 static const struct cli_cmd_def attach_def = {"attach", "take over a running QEMU",
-    "Record a running QEMU, started by someone else, as domain NAME: its disks, memory, uuid and command line.",
+    "Record a running QEMU, started by someone else, as domain NAME: its disks (named as libvirt would, with "
+    "absolute image paths), memory, uuid, working directory and command line. With --update, record the "
+    "running QEMU of domain NAME again (after it was restarted with another command line or socket): its "
+    "snapshots and disk names stay.",
     attach_opts};
 static const struct cli_cmd_def define_def = {"define", "define (but don't start) a domain from an XML file",
     "Define a domain from a libvirt domain XML file.", define_opts};

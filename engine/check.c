@@ -1,5 +1,7 @@
 /* check.c: snapshot-check - a domain's snapshot metadata reconciled with its images, files and QEMU. */
 #include "engine_priv.h"
+#include "disks.h"
+#include "qargv.h"
 #include "img.h"
 #include "qs_buf.h"
 #include "qs_file.h"
@@ -162,14 +164,15 @@ static bool path_exists(const char *path)
     return path && stat(path, &st) == 0;
 }
 
-/* One ImageInfo (qemu-img info's JSON, or query-block's inserted.image) into IM. */
-static void image_from_value(const struct qmp_value *v, struct cimage *im)
+/* One ImageInfo (qemu-img info's JSON, or query-block's inserted.image) into IM; relative names (as QEMU
+ * opened them) are taken against CWD. */
+static void image_from_value(const struct qmp_value *v, struct cimage *im, const char *cwd)
 {
     const struct qmp_value *snaps = qmp_value_get(v, "snapshots");
     const char *file = qmp_value_get_string(v, "filename"), *fmt = qmp_value_get_string(v, "format");
     size_t n = qmp_value_array_len(snaps);
 
-    im->file = canon(file);
+    im->file = file ? qargv_path_abs(file, cwd) : qs_xstrdup("");
     im->format = qs_xstrdup(fmt ? fmt : "");
     im->tags = qs_xcalloc(n + 1, sizeof(*im->tags));
     for (size_t i = 0; i < n; i++) {
@@ -186,11 +189,11 @@ static void image_from_value(const struct qmp_value *v, struct cimage *im)
     }
 }
 
-static void chain_add(struct cdisk *d, const struct qmp_value *v)
+static void chain_add(struct cdisk *d, const struct qmp_value *v, const char *cwd)
 {
     d->chain = qs_xrealloc(d->chain, (d->nchain + 1) * sizeof(*d->chain));
     memset(&d->chain[d->nchain], 0, sizeof(*d->chain));
-    image_from_value(v, &d->chain[d->nchain++]);
+    image_from_value(v, &d->chain[d->nchain++], cwd);
 }
 
 /* VM off: qemu-img info -U --backing-chain (-U: a QEMU started meanwhile does not make it fail). */
@@ -218,7 +221,7 @@ static int disk_read_offline(struct cdisk *d, struct qs_error **err)
         goto out;
     list = qmp_reply_value(r);
     for (size_t i = 0; i < qmp_value_array_len(list) && i < CHECK_CHAIN_MAX; i++)
-        chain_add(d, qmp_value_array_at(list, i));
+        chain_add(d, qmp_value_array_at(list, i), NULL);
     d->known = d->nchain > 0;
     ret = 0;
 out:
@@ -227,40 +230,13 @@ out:
     return ret;
 }
 
-/* "/machine/peripheral/vda/virtio-backend" -> "vda"; NULL for other qdev paths. Caller frees. */
-static char *qdev_id(const char *qdev)
+/* The query-block entry whose top node is NODE, or NULL. */
+static const struct qmp_value *live_by_node(const struct qmp_value *list, const char *node)
 {
-    static const char prefix[] = "/machine/peripheral/";
-    const char *end;
-
-    if (!qdev || !qs_str_has_prefix(qdev, prefix))
-        return NULL;
-    qdev += sizeof(prefix) - 1;
-    end = strchr(qdev, '/');
-    return end ? qs_xstrndup(qdev, (size_t)(end - qdev)) : qs_xstrdup(qdev);
-}
-
-/* The query-block entry of disk D (by device id = target, else by the recorded node name), or NULL. */
-static const struct qmp_value *live_find(const struct qmp_value *list, const char *target, const char *node)
-{
-    for (int pass = 0; pass < 2; pass++) {
-        for (size_t i = 0; i < qmp_value_array_len(list); i++) {
-            const struct qmp_value *dev = qmp_value_array_at(list, i);
-            const struct qmp_value *ins = qmp_value_get(dev, "inserted");
-            char *id;
-            bool match;
-            if (!ins)
-                continue;
-            if (pass == 0) {
-                id = qdev_id(qmp_value_get_string(dev, "qdev"));
-                match = qs_str_equal(id, target) || qs_str_equal(qmp_value_get_string(dev, "device"), target);
-                free(id);
-            } else {
-                match = node && qs_str_equal(qmp_value_get_string(ins, "node-name"), node);
-            }
-            if (match)
-                return ins;
-        }
+    for (size_t i = 0; node && i < qmp_value_array_len(list); i++) {
+        const struct qmp_value *ins = qmp_value_get(qmp_value_array_at(list, i), "inserted");
+        if (ins && qs_str_equal(qmp_value_get_string(ins, "node-name"), node))
+            return ins;
     }
     return NULL;
 }
@@ -419,12 +395,13 @@ static int load_disks(struct check *k, struct qs_error **err)
 {
     struct qmp_reply *r = NULL;
     const struct qmp_value *list = NULL;
-    size_t nd = md_domain_disk_count(k->dom);
+    struct vm_block *blocks = NULL;
+    size_t nd = md_domain_disk_count(k->dom), nb = 0;
     int ret = -1;
 
     if (k->c) {
-        if (qmp_client_execute(k->c, "query-block", NULL, &r, err) < 0)
-            return -1;
+        if (qmp_client_execute(k->c, "query-block", NULL, &r, err) < 0 || vm_blocks(k->c, &blocks, &nb, err) < 0)
+            goto out;
         list = qmp_reply_value(r);
     }
     k->disks = qs_xcalloc(nd + 1, sizeof(*k->disks));
@@ -441,8 +418,11 @@ static int load_disks(struct check *k, struct qs_error **err)
         d->source = dd.source ? qs_xstrdup(dd.source) : NULL;
         d->source_canon = dd.source ? canon(dd.source) : NULL;
         if (k->c) {
-            const struct qmp_value *ins = live_find(list, dd.target, dd.node_name), *img;
+            const struct vm_block *b = disk_block_device(blocks, nb, k->dom, &dd, &local);
+            const struct qmp_value *ins = b ? live_by_node(list, b->node) : NULL, *img;
             const char *node, *file;
+            qs_error_free(local);
+            local = NULL;
             if (!ins) {
                 item_add(k->r, "disk-not-attached", NULL, d->target,
                          qs_xstrdup("attach it to QEMU, or remove it from the definition"),
@@ -455,7 +435,7 @@ static int load_disks(struct check *k, struct qs_error **err)
             d->live_file = qs_xstrdup(file ? file : "");
             img = qmp_value_get(ins, "image");
             for (size_t depth = 0; img && depth < CHECK_CHAIN_MAX; depth++) {
-                chain_add(d, img);
+                chain_add(d, img, md_domain_cwd(k->dom));
                 img = qmp_value_get(img, "backing-image");
             }
             d->known = d->nchain > 0;
@@ -480,6 +460,7 @@ static int load_disks(struct check *k, struct qs_error **err)
     }
     ret = 0;
 out:
+    vm_blocks_free(blocks, nb);
     qmp_reply_free(r);
     return ret;
 }

@@ -2,6 +2,8 @@
 #include "engine_priv.h"
 #include "intent.h"
 #include "memstate.h" /* engine_qemu_start_incoming */
+#include "disks.h"
+#include "qargv.h"
 #include "qs_buf.h"
 #include "qs_util.h"
 #include "vm.h"
@@ -216,72 +218,251 @@ int engine_domain_list(struct engine *e, char ***names, size_t *n, struct qs_err
     return 0;
 }
 
-/* Everything attach learns from QEMU, recorded in a new definition. */
+/* Field 22 of /proc/PID/stat (the process's start time since boot, in clock ticks), or 0. */
+static long long process_start_time(pid_t pid)
+{
+    char path[64], buf[1024];
+    long long start = 0;
+    FILE *f;
+    char *p;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if (!(f = fopen(path, "re")))
+        return 0;
+    /* after the command name in parentheses (which may hold blanks): state is field 3, start time field 22 */
+    if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')'))) {
+        int field = 2;
+        for (char *tok = strtok(p + 1, " "); tok; tok = strtok(NULL, " "))
+            if (++field == 22) {
+                start = strtoll(tok, NULL, 10);
+                break;
+            }
+    }
+    fclose(f);
+    return start;
+}
+
+/* Records QEMU's process (pid PID, working directory CWD: NULL keeps the recorded one) in DOM. */
+static int record_process(struct md_domain *dom, pid_t pid, const char *cwd, struct qs_error **err)
+{
+    char *keep = md_domain_cwd(dom) ? qs_xstrdup(md_domain_cwd(dom)) : NULL; /* borrowed from dom */
+    int r = md_domain_set_process(dom, cwd ? cwd : keep, pid > 0 ? pid : 0, pid > 0 ? process_start_time(pid) : 0,
+                                  err);
+    free(keep);
+    return r;
+}
+
+/* Everything attach learns from QEMU: a new definition NAME, or (OLD given) OLD brought up to date - its
+ * disks matched by image, then by device, keep their names, so its snapshots still name them. */
 static struct md_domain *attach_describe(struct qmp_client *c, const char *name, const char *sock,
-                                         struct qs_error **err)
+                                         struct md_domain *old, struct qs_error **err)
 {
     struct qmp_reply *mem = NULL, *cpus = NULL, *uuid = NULL;
     struct vm_block *blocks = NULL;
+    struct disk_desc *dv = NULL;
     struct md_domain *dom = NULL, *ret = NULL;
-    char **argv = NULL;
+    char **argv = NULL, *cwd = NULL, *machine = NULL, *mt = NULL;
     int64_t base = 0;
-    size_t nblocks = 0;
+    size_t nblocks = 0, nd = 0;
+    bool *kept = NULL;
     const char *u;
-    pid_t pid;
+    pid_t pid = qmp_client_peer_pid(c);
 
     if (qmp_client_execute(c, "query-memory-size-summary", NULL, &mem, err) < 0 ||
         qmp_client_execute(c, "query-cpus-fast", NULL, &cpus, err) < 0 ||
         qmp_client_execute(c, "query-uuid", NULL, &uuid, err) < 0 || vm_blocks(c, &blocks, &nblocks, err) < 0)
         goto out;
+    if (pid > 0)
+        vm_read_cmdline(pid, &argv, NULL);
+    if (disk_describe(c, pid, argv, blocks, nblocks, &dv, &nd, &cwd, err) < 0)
+        goto out;
     qmp_value_int(qmp_value_get(qmp_reply_value(mem), "base-memory"), &base);
     u = qmp_value_get_string(qmp_reply_value(uuid), "UUID");
     if (u && strcmp(u, "00000000-0000-0000-0000-000000000000") == 0)
         u = NULL; /* QEMU without -uuid: the definition gets a random one */
-    dom = md_domain_new(name, u, (unsigned long long)(base / 1024),
-                        (unsigned)qmp_value_array_len(qmp_reply_value(cpus)), err);
-    if (!dom || md_domain_set_qmp_socket(dom, sock, err) < 0)
-        goto out;
-    for (size_t i = 0; i < nblocks; i++) {
-        const struct vm_block *b = &blocks[i];
-        if (b->readonly)
-            continue; /* a CD-ROM or a read-only image holds no snapshot */
-        if (md_domain_add_disk(dom, "file", "disk", b->format, b->file, b->device, NULL, err) < 0 ||
-            md_domain_set_disk_node_name(dom, b->device, b->node, err) < 0)
+    if (old) {
+        dom = old;
+        if (md_domain_set_memory_kib(dom, (unsigned long long)(base / 1024), err) < 0 ||
+            md_domain_set_vcpus(dom, (unsigned)qmp_value_array_len(qmp_reply_value(cpus)), err) < 0)
             goto out;
+    } else if (!(dom = md_domain_new(name, u, (unsigned long long)(base / 1024),
+                                     (unsigned)qmp_value_array_len(qmp_reply_value(cpus)), err))) {
+        goto out;
     }
-    pid = qmp_client_peer_pid(c);
-    if (pid > 0 && vm_read_cmdline(pid, &argv, NULL) == 0 &&
-        md_domain_set_argv(dom, (const char *const *)argv, err) < 0)
+    /* libvirt's machine names are QEMU's machine types ("pc-q35-7.2-machine" without the suffix) */
+    {
+        struct qmp_args *a = qmp_args_new();
+        struct qmp_reply *r = NULL;
+        qmp_args_set_str(a, "path", "/machine");
+        qmp_args_set_str(a, "property", "type");
+        if (qmp_client_execute(c, "qom-get", a, &r, NULL) == 0 && (mt = (char *)qmp_value_string(qmp_reply_value(r))))
+            machine = qs_str_has_suffix(mt, "-machine") ? qs_xstrndup(mt, strlen(mt) - 8) : qs_xstrdup(mt);
+        qmp_reply_free(r);
+        qmp_args_free(a);
+    }
+    if ((machine && md_domain_set_machine(dom, machine, err) < 0) || md_domain_set_qmp_socket(dom, sock, err) < 0 ||
+        record_process(dom, pid, cwd, err) < 0)
+        goto out;
+    /* disks: a known one keeps its target; the rest are added with the names disk_describe chose (renamed when
+     * an old disk has the name) */
+    kept = qs_xcalloc(md_domain_disk_count(dom) + 1, sizeof(bool));
+    for (size_t i = 0; i < nd; i++) {
+        const struct disk_desc *x = &dv[i];
+        char *target = NULL;
+        for (size_t k = 0; old && k < md_domain_disk_count(dom) && !target; k++) {
+            struct md_domain_disk d;
+            char *src;
+            if (kept[k] || md_domain_disk_get(dom, k, &d, NULL) < 0 || !d.target)
+                continue;
+            src = d.source ? qargv_path_abs(d.source, NULL) : NULL;
+            if (qs_str_equal(src, x->source) || (d.qdev && qs_str_equal(d.qdev, x->qdev)) ||
+                (!d.qdev && d.drive && qs_str_equal(d.drive, x->drive))) {
+                target = qs_xstrdup(d.target);
+                kept[k] = true;
+            }
+            free(src);
+        }
+        if (target) {
+            if (md_domain_set_disk_source(dom, target, x->source, err) < 0 ||
+                md_domain_set_disk_driver_type(dom, target, x->format, err) < 0) {
+                free(target);
+                goto out;
+            }
+        } else {
+            /* a new disk: its name, unless an old disk holds it */
+            bool clash = false;
+            for (size_t k = 0; old && k < md_domain_disk_count(dom) && !clash; k++) {
+                struct md_domain_disk d;
+                clash = md_domain_disk_get(dom, k, &d, NULL) == 0 && qs_str_equal(d.target, x->target);
+            }
+            target = qs_xstrdup(x->target);
+            for (int j = 1; clash; j++) {
+                clash = false;
+                free(target);
+                target = qs_asprintf("%.2s%c%c", x->target, 'a' + (j / 26) % 26, 'a' + j % 26);
+                for (size_t k = 0; k < md_domain_disk_count(dom) && !clash; k++) {
+                    struct md_domain_disk d;
+                    clash = md_domain_disk_get(dom, k, &d, NULL) == 0 && qs_str_equal(d.target, target);
+                }
+            }
+            if (md_domain_add_disk(dom, "file", "disk", x->format, x->source, target, x->bus, err) < 0) {
+                free(target);
+                goto out;
+            }
+            kept = qs_xrealloc(kept, (md_domain_disk_count(dom) + 1) * sizeof(bool));
+            kept[md_domain_disk_count(dom) - 1] = true;
+        }
+        if (md_domain_set_disk_ident(dom, target, "node-name", x->node, err) < 0 ||
+            md_domain_set_disk_ident(dom, target, "qdev", x->qdev, err) < 0 ||
+            md_domain_set_disk_ident(dom, target, "drive", x->drive, err) < 0 ||
+            md_domain_set_disk_ident(dom, target, "arg", x->arg, err) < 0) {
+            free(target);
+            goto out;
+        }
+        free(target);
+    }
+    /* disks the running QEMU no longer has leave the definition (snapshot disks stay: device 'disk' only) */
+    for (size_t k = md_domain_disk_count(dom); old && k-- > 0;) {
+        struct md_domain_disk d;
+        char *t;
+        if (kept[k] || md_domain_disk_get(dom, k, &d, NULL) < 0 || !d.target || !qs_str_equal(d.device, "disk"))
+            continue;
+        t = qs_xstrdup(d.target);
+        if (md_domain_remove_disk(dom, t, err) < 0) {
+            free(t);
+            goto out;
+        }
+        free(t);
+    }
+    if (md_domain_set_argv(dom, argv ? (const char *const *)argv : NULL, err) < 0)
         goto out;
     ret = dom;
     dom = NULL;
 out:
+    free(kept);
+    free(machine);
+    free(cwd);
+    disk_descs_free(dv, nd);
     qs_strv_free(argv);
     vm_blocks_free(blocks, nblocks);
     qmp_reply_free(mem);
     qmp_reply_free(cpus);
     qmp_reply_free(uuid);
-    md_domain_free(dom);
+    if (dom != old)
+        md_domain_free(dom);
+    return ret;
+}
+
+/* Another domain that names the QEMU on C (its socket SOCK, or its process): refused, naming it. */
+static int attach_check_unique(struct engine *e, const char *name, const char *sock, struct qmp_client *c,
+                               struct qs_error **err)
+{
+    char **names = NULL;
+    pid_t pid = qmp_client_peer_pid(c);
+    long long start = pid > 0 ? process_start_time(pid) : 0;
+    int ret = 0;
+
+    if (md_store_domain_list(e->store, &names, err) < 0)
+        return -1;
+    for (size_t i = 0; names[i] && ret == 0; i++) {
+        struct md_domain *o;
+        long long opid, ostart;
+        char *osock;
+        if (strcmp(names[i], name) == 0 || !(o = md_store_domain_get(e->store, names[i], NULL)))
+            continue;
+        osock = md_domain_qmp_socket(o) ? qargv_path_abs(md_domain_qmp_socket(o), NULL) : NULL;
+        md_domain_process(o, &opid, &ostart);
+        if (qs_str_equal(osock, sock)) {
+            qs_error_set(err, QS_ERR_EXISTS, "QMP socket '%s' is already domain '%s'", sock, names[i]);
+            ret = -1;
+        } else if (pid > 0 && opid == pid && ostart == start) {
+            qs_error_set(err, QS_ERR_EXISTS, "the QEMU on '%s' (process %d) is already domain '%s'", sock, (int)pid,
+                         names[i]);
+            ret = -1;
+        }
+        free(osock);
+        md_domain_free(o);
+    }
+    qs_strv_free(names);
     return ret;
 }
 
 int engine_domain_attach(struct engine *e, const char *name, const char *qmp_socket, struct qs_error **err)
 {
+    return engine_domain_attach_flags(e, name, qmp_socket, 0, err);
+}
+
+int engine_domain_attach_flags(struct engine *e, const char *name, const char *qmp_socket, unsigned flags,
+                               struct qs_error **err)
+{
     struct md_lock *lock = NULL;
     struct md_domain *dom = NULL, *old = NULL;
     struct qmp_client *c = NULL;
     struct qs_error *local = NULL;
+    bool update = flags & ENGINE_ATTACH_UPDATE;
     char *abs = NULL;
     int ret = -1;
 
     if (qs_name_check(name, "domain", err) < 0 || !(lock = engine_domain_lock(e, name, err)))
         goto out;
     old = md_store_domain_get(e->store, name, &local);
-    if (old || local->code != QS_ERR_NOTFOUND) {
-        if (old)
-            qs_error_set(err, QS_ERR_EXISTS, "domain '%s' is already defined", name);
-        else
-            qs_error_propagate(err, &local);
+    if (!old && local->code != QS_ERR_NOTFOUND) {
+        qs_error_propagate(err, &local);
+        goto out;
+    }
+    if (old && !update) {
+        qs_error_set(err, QS_ERR_EXISTS, "domain '%s' is already defined (use --update to record its running "
+                     "QEMU again)", name);
+        goto out;
+    }
+    if (!old && update) {
+        qs_error_set(err, QS_ERR_NOTFOUND, "Domain not found: no domain with matching name '%s'", name);
+        goto out;
+    }
+    if (!qmp_socket && old)
+        qmp_socket = md_domain_qmp_socket(old);
+    if (!qmp_socket) {
+        qs_error_set(err, QS_ERR_INVALID, "domain '%s' records no QMP socket: give one with --qmp", name);
         goto out;
     }
     abs = qmp_socket[0] == '/' ? qs_xstrdup(qmp_socket) : realpath(qmp_socket, NULL);
@@ -289,8 +470,11 @@ int engine_domain_attach(struct engine *e, const char *name, const char *qmp_soc
         qs_error_set_errno(err, QS_ERR_NOTFOUND, errno, "QMP socket '%s'", qmp_socket);
         goto out;
     }
-    if (vm_connect(abs, e->qmp_timeout_ms, &c, err) < 0 || !(dom = attach_describe(c, name, abs, err)) ||
-        md_store_domain_put(e->store, lock, dom, err) < 0)
+    if (vm_connect(abs, e->qmp_timeout_ms, &c, err) < 0 || attach_check_unique(e, name, abs, c, err) < 0 ||
+        !(dom = attach_describe(c, name, abs, old, err)))
+        goto out;
+    old = NULL; /* updated in place: now dom */
+    if (md_store_domain_put(e->store, lock, dom, err) < 0)
         goto out;
     ret = 0;
 out:
@@ -439,284 +623,13 @@ out:
     return ret;
 }
 
-/* "-qmp unix:PATH,server=on,..." naming PATH? */
-static bool qmp_arg_is(const char *arg, const char *path)
-{
-    size_t n = strlen(path);
-    if (qs_str_has_prefix(arg, "unix:"))
-        arg += 5;
-    return strncmp(arg, path, n) == 0 && (arg[n] == '\0' || arg[n] == ',');
-}
-
-/* ---- the recorded command line, pointed at the disks' current images ---------------------------- */
-
-/* One "key=value" of a QEMU option string (",," is a literal comma); key NULL for an implied first value. */
-struct opt_kv {
-    char *key;
-    char *val;
-};
-
-static void opts_free(struct opt_kv *kv, size_t n)
-{
-    for (size_t i = 0; kv && i < n; i++)
-        free(kv[i].key), free(kv[i].val);
-    free(kv);
-}
-
-static struct opt_kv *opts_parse(const char *s, size_t *n)
-{
-    struct opt_kv *kv = NULL;
-    size_t cap = 0;
-    struct qs_buf cur;
-
-    *n = 0;
-    qs_buf_init(&cur, 0);
-    for (const char *p = s;; p++) {
-        if (*p == ',' && p[1] == ',') {
-            qs_buf_add(&cur, ",", 1);
-            p++;
-            continue;
-        }
-        if (*p == ',' || *p == '\0') {
-            char *item = qs_buf_detach(&cur, NULL), *eq = strchr(item, '=');
-            qs_xgrow((void **)&kv, &cap, *n + 1, sizeof(*kv));
-            /* only the text before the first '=' is a key: values may hold '=' */
-            kv[*n].key = eq ? qs_xstrndup(item, (size_t)(eq - item)) : NULL;
-            kv[*n].val = qs_xstrdup(eq ? eq + 1 : item);
-            (*n)++;
-            free(item);
-            if (*p == '\0')
-                break;
-            continue;
-        }
-        qs_buf_add(&cur, p, 1);
-    }
-    qs_buf_release(&cur);
-    return kv;
-}
-
-static char *opts_format(const struct opt_kv *kv, size_t n)
-{
-    struct qs_buf b;
-    qs_buf_init(&b, 0);
-    for (size_t i = 0; i < n; i++) {
-        if (!kv[i].key && !kv[i].val)
-            continue; /* dropped */
-        if (b.len)
-            qs_buf_adds(&b, ",");
-        if (kv[i].key)
-            qs_buf_addf(&b, "%s=", kv[i].key);
-        for (const char *p = kv[i].val; *p; p++)
-            qs_buf_adds(&b, *p == ',' ? ",," : (char[]){*p, 0});
-    }
-    return qs_buf_detach(&b, NULL);
-}
-
-static const char *opts_get(const struct opt_kv *kv, size_t n, const char *key)
-{
-    for (size_t i = 0; i < n; i++)
-        if (kv[i].key && strcmp(kv[i].key, key) == 0)
-            return kv[i].val;
-    return NULL;
-}
-
-static void opts_set(struct opt_kv *kv, size_t n, const char *key, const char *val)
-{
-    for (size_t i = 0; i < n; i++)
-        if (kv[i].key && strcmp(kv[i].key, key) == 0) {
-            free(kv[i].val);
-            kv[i].val = qs_xstrdup(val);
-        }
-}
-
-/* Index of the argument after OPTION whose key=value options have KEY=VAL, or -1. */
-static ssize_t argv_find(char **argv, const char *option, const char *key, const char *val)
-{
-    for (size_t i = 0; argv[i] && argv[i + 1]; i++) {
-        struct opt_kv *kv;
-        size_t n;
-        bool hit;
-        if (strcmp(argv[i], option) != 0 || argv[i + 1][0] == '{')
-            continue;
-        kv = opts_parse(argv[i + 1], &n);
-        hit = qs_str_equal(opts_get(kv, n, key), val);
-        opts_free(kv, n);
-        if (hit)
-            return (ssize_t)i + 1;
-    }
-    return -1;
-}
-
-/* Options a format node keeps when its driver changes (the rest belong to the old driver). */
-static bool generic_blockdev_key(const char *key)
-{
-    static const char *const keep[] = {"driver", "node-name", "file", "discard", "read-only", "auto-read-only",
-                                       "detect-zeroes", "force-share", NULL};
-    if (!key || qs_str_has_prefix(key, "file.") || qs_str_has_prefix(key, "cache."))
-        return true;
-    for (size_t i = 0; keep[i]; i++)
-        if (strcmp(key, keep[i]) == 0)
-            return true;
-    return false;
-}
-
-/* Replaces argv[i] by the options KV. */
-static void argv_put(char **argv, ssize_t i, struct opt_kv *kv, size_t n)
-{
-    free(argv[i]);
-    argv[i] = opts_format(kv, n);
-}
-
-/*
- * Points the format node of disk D at D's current image and format. The node is the one the disk's
- * -device (id = target) names with drive=, else the disk's recorded node name, else the target; it is a
- * -blockdev (its file= node's filename, or file.filename, is changed) or a -drive (file=, format=). The
- * node keeps its name, so the device still finds it; *node gets that name (QEMU's after the start).
- * An argv that does not mention the image and cannot be rewritten is refused: QEMU would silently open
- * another image.
- */
-static int argv_point_disk(char **argv, const struct md_domain_disk *d, char **node, struct qs_error **err)
-{
-    struct opt_kv *kv = NULL, *fkv = NULL;
-    size_t n = 0, fn = 0;
-    ssize_t dev = argv_find(argv, "-device", "id", d->target), i;
-    char *x = NULL;
-    const char *fmt, *fref;
-    int ret = -1;
-
-    *node = NULL;
-    if (dev >= 0) {
-        kv = opts_parse(argv[dev], &n);
-        x = opts_get(kv, n, "drive") ? qs_xstrdup(opts_get(kv, n, "drive")) : NULL;
-        opts_free(kv, n);
-        kv = NULL;
-    }
-    if (!x)
-        x = qs_xstrdup(d->node_name && argv_find(argv, "-blockdev", "node-name", d->node_name) >= 0 ? d->node_name
-                                                                                                  : d->target);
-    if ((i = argv_find(argv, "-blockdev", "node-name", x)) >= 0) {
-        kv = opts_parse(argv[i], &n);
-        fmt = opts_get(kv, n, "driver");
-        if (d->driver_type && !qs_str_equal(fmt, d->driver_type)) {
-            for (size_t k = 0; k < n; k++)
-                if (!generic_blockdev_key(kv[k].key))
-                    free(kv[k].key), free(kv[k].val), kv[k].key = kv[k].val = NULL;
-            opts_set(kv, n, "driver", d->driver_type);
-        }
-        if ((fref = opts_get(kv, n, "file")) != NULL) {
-            ssize_t fi = argv_find(argv, "-blockdev", "node-name", fref);
-            if (fi < 0) {
-                qs_error_set(err, QS_ERR_UNSUPPORTED, "disk '%s': file node '%s' not found in the command line",
-                             d->target, fref);
-                goto out;
-            }
-            fkv = opts_parse(argv[fi], &fn);
-            if (!qs_str_equal(opts_get(fkv, fn, "filename"), d->source)) {
-                opts_set(fkv, fn, "filename", d->source);
-                argv_put(argv, fi, fkv, fn);
-            }
-        } else if (opts_get(kv, n, "file.filename")) {
-            opts_set(kv, n, "file.filename", d->source);
-        }
-        argv_put(argv, i, kv, n);
-    } else if ((i = argv_find(argv, "-drive", "id", x)) >= 0 || (i = argv_find(argv, "-drive", "node-name", x)) >= 0) {
-        kv = opts_parse(argv[i], &n);
-        opts_set(kv, n, "file", d->source);
-        if (d->driver_type && opts_get(kv, n, "format"))
-            opts_set(kv, n, "format", d->driver_type);
-        argv_put(argv, i, kv, n);
-    } else {
-        /* not a form qsnap rewrites (JSON -blockdev, -hda, ...): fine while it still names the image */
-        bool named = false;
-        for (size_t k = 0; argv[k] && !named; k++)
-            named = strstr(argv[k], d->source) != NULL;
-        if (!named) {
-            qs_error_set(err, QS_ERR_UNSUPPORTED,
-                         "disk '%s' now uses '%s', which the recorded QEMU command line does not open, and its "
-                         "node '%s' is not a -blockdev or -drive qsnap can rewrite",
-                         d->target, d->source, x);
-            goto out;
-        }
-        free(x);
-        x = NULL;
-    }
-    *node = x;
-    x = NULL;
-    ret = 0;
-out:
-    free(x);
-    opts_free(kv, n);
-    opts_free(fkv, fn);
-    return ret;
-}
-
-/* The recorded argv with every disk's format node pointed at its current image; names[k] gets disk k's
- * node name in the new QEMU (NULL when unknown). */
-static int argv_point_disks(char **argv, const struct md_domain *dom, char ***names, struct qs_error **err)
-{
-    size_t nd = md_domain_disk_count(dom);
-    char **v = qs_xcalloc(nd + 1, sizeof(char *));
-
-    for (size_t k = 0; k < nd; k++) {
-        struct md_domain_disk d;
-        if (md_domain_disk_get(dom, k, &d, err) < 0)
-            goto fail;
-        if (!d.target || !d.source || (d.device && strcmp(d.device, "disk") != 0))
-            continue;
-        if (argv_point_disk(argv, &d, &v[k], err) < 0)
-            goto fail;
-    }
-    *names = v;
-    return 0;
-fail:
-    for (size_t k = 0; k < nd; k++)
-        free(v[k]);
-    free(v);
-    return -1;
-}
-
-/*
- * The argv to start: the recorded one without -daemonize, -S and -incoming (qsnap decides those), with a
- * QMP monitor on SOCK (the recorded one is reused when the argv already serves it).
- */
-static char **start_argv(char **argv, const char *sock, bool paused)
-{
-    size_t n = qs_strv_len(argv), k = 0;
-    char **out = qs_xcalloc(n + 5, sizeof(char *));
-    bool has_qmp = false;
-
-    for (size_t i = 0; i < n; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-daemonize") == 0 || strcmp(a, "-S") == 0)
-            continue;
-        if (strcmp(a, "-incoming") == 0 && i + 1 < n) {
-            i++;
-            continue;
-        }
-        if (strcmp(a, "-qmp") == 0 && i + 1 < n && qmp_arg_is(argv[i + 1], sock))
-            has_qmp = true;
-        out[k++] = qs_xstrdup(a);
-    }
-    if (!has_qmp) {
-        out[k++] = qs_xstrdup("-qmp");
-        out[k++] = qs_asprintf("unix:%s,server=on,wait=off", sock);
-    }
-    if (paused)
-        out[k++] = qs_xstrdup("-S");
-    return out;
-}
-
-static char **argv_add_incoming_defer(char **argv);
-
 /* engine_qemu_start, and with INCOMING "-incoming defer" (memstate.c's restore) */
 static int qemu_start(struct engine *e, struct md_domain *dom, const struct md_lock *lock, bool paused,
                       bool incoming, struct qmp_client **c, struct qs_error **err)
 {
     const char *name = md_domain_name(dom);
-    char **argv = md_domain_argv(dom), **full = NULL, **nodes = NULL;
+    char **argv = md_domain_argv(dom), **pointed = NULL, **full = NULL;
     char *sock = NULL, *log = NULL;
-    size_t nd = md_domain_disk_count(dom);
-    bool changed = false;
     struct qmp_options opts = {.connect_timeout_ms = 30000, .timeout_ms = e->qmp_timeout_ms};
     pid_t pid = -1;
     int ret = -1;
@@ -735,13 +648,11 @@ static int qemu_start(struct engine *e, struct md_domain *dom, const struct md_l
         goto out;
     }
     log = qs_asprintf("%s/run/%s.log", engine_root(e), name);
-    if (argv_point_disks(argv, dom, &nodes, err) < 0)
+    if (qargv_point_disks(argv, dom, &pointed, err) < 0)
         goto out;
-    full = start_argv(argv, sock, paused);
-    if (incoming)
-        full = argv_add_incoming_defer(full);
+    full = qargv_start(pointed, md_domain_cwd(dom), sock, paused, incoming);
     unlink(sock); /* a socket left by a QEMU that was killed */
-    if (vm_spawn(full, log, &pid, err) < 0)
+    if (vm_spawn(full, md_domain_cwd(dom), log, &pid, err) < 0)
         goto out;
     *c = qmp_client_connect(sock, &opts, err);
     if (!*c) {
@@ -751,52 +662,37 @@ static int qemu_start(struct engine *e, struct md_domain *dom, const struct md_l
             kill(pid, SIGKILL);
         goto out;
     }
-    if (!qs_str_equal(md_domain_qmp_socket(dom), sock)) {
-        if (md_domain_set_qmp_socket(dom, sock, err) < 0)
-            goto out;
-        changed = true;
-    }
-    /* the new QEMU names each disk's top node as the command line does, not as a past snapshot did */
-    for (size_t k = 0; k < nd; k++) {
-        struct md_domain_disk d;
-        if (!nodes[k] || md_domain_disk_get(dom, k, &d, NULL) < 0 || qs_str_equal(d.node_name, nodes[k]))
-            continue;
-        char *target = qs_xstrdup(d.target); /* d's strings die with the change */
-        int r = md_domain_set_disk_node_name(dom, target, nodes[k], err);
-        free(target);
-        if (r < 0)
-            goto out;
-        changed = true;
-    }
-    if (changed && md_store_domain_put(e->store, lock, dom, err) < 0)
+    /* the socket when it is qsnap's own, and the process, so that no other domain attaches it */
+    if ((!qs_str_equal(md_domain_qmp_socket(dom), sock) && md_domain_set_qmp_socket(dom, sock, err) < 0) ||
+        record_process(dom, pid, NULL, err) < 0 || md_store_domain_put(e->store, lock, dom, err) < 0)
         goto out;
     ret = 0;
 out:
-    for (size_t k = 0; nodes && k < nd; k++)
-        free(nodes[k]);
-    free(nodes);
     if (ret < 0 && *c) {
         engine_qemu_quit(e, c, NULL); /* best effort: the error that matters is already set */
     }
     qs_strv_free(argv);
+    qs_strv_free(pointed);
     qs_strv_free(full);
     free(sock);
     free(log);
     return ret;
 }
 
-/* ---- -incoming defer, for restoring a saved state (memstate.c; declared in memstate.h) ---------------- */
-
-/* Takes over ARGV (a start_argv() result) and returns it with "-incoming defer" appended. */
-static char **argv_add_incoming_defer(char **argv)
+int engine_qemu_check_start(const struct md_domain *dom, struct qs_error **err)
 {
-    size_t n = qs_strv_len(argv);
+    char **argv = md_domain_argv(dom), **pointed = NULL;
+    int ret = -1;
 
-    argv = qs_xrealloc(argv, (n + 3) * sizeof(char *));
-    argv[n] = qs_xstrdup("-incoming");
-    argv[n + 1] = qs_xstrdup("defer");
-    argv[n + 2] = NULL;
-    return argv;
+    if (!argv || !argv[0])
+        qs_error_set(err, QS_ERR_UNSUPPORTED,
+                     "domain '%s' has no QEMU command line: attach the domain while it runs so qsnap records it",
+                     md_domain_name(dom));
+    else
+        ret = qargv_point_disks(argv, dom, &pointed, err);
+    qs_strv_free(argv);
+    qs_strv_free(pointed);
+    return ret;
 }
 
 int engine_qemu_start(struct engine *e, struct md_domain *dom, const struct md_lock *lock, bool paused,
@@ -811,8 +707,6 @@ int engine_qemu_start_incoming(struct engine *e, struct md_domain *dom, const st
     /* -S too: the guest must not run once the state is in, before the caller decides */
     return qemu_start(e, dom, lock, true, true, c, err);
 }
-
-/* ---- end of -incoming defer ------------------------------------------------------------------------- */
 
 int engine_domain_start(struct engine *e, const char *name, bool paused, struct qs_error **err)
 {

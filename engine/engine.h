@@ -83,6 +83,20 @@ QS_EXPORT const char *engine_domain_state_name(enum engine_domain_state s);
  */
 QS_EXPORT int engine_domain_attach(struct engine *e, const char *name, const char *qmp_socket,
                                    struct qs_error **err);
+enum engine_attach_flags {
+    ENGINE_ATTACH_UPDATE = 1 << 0, /* NAME is defined: record its running QEMU again (socket, command line,
+                                      disks' images and devices), keeping its snapshots and disk names */
+};
+/*
+ * engine_domain_attach with FLAGS. Disks are named as libvirt would (vda.. virtio-blk, sda.. SCSI and SATA,
+ * hda.. IDE by bus and unit; a device id that already is such a name is kept) with their bus, and recorded
+ * with absolute image paths (relative ones resolved against QEMU's working directory) and what finds them
+ * again after QEMU restarts (device, drive id, the command-line option that opens the image) - never a node
+ * name QEMU generated. QMP_SOCKET may be NULL with UPDATE (the recorded one). A QEMU (socket or process)
+ * another domain already names is QS_ERR_EXISTS, naming that domain.
+ */
+QS_EXPORT int engine_domain_attach_flags(struct engine *e, const char *name, const char *qmp_socket,
+                                         unsigned flags, struct qs_error **err);
 /* Stores a libvirt domain XML definition (name from the XML); QMP_SOCKET (may be NULL) overrides the one
  * in the XML's qsnap metadata. *name (may be NULL) gets the domain's name. */
 QS_EXPORT int engine_domain_define(struct engine *e, const char *xml, const char *qmp_socket, char **name,

@@ -39,6 +39,9 @@ enum engine_domain_state engine_state_from_qemu(const char *status);
 /* Quits QEMU (QMP quit, then SIGKILL after a grace period) and waits until the process is gone. The client
  * is freed and *c set to NULL. err may be NULL for a best-effort quit on a cleanup path. */
 int engine_qemu_quit(struct engine *e, struct qmp_client **c, struct qs_error **err);
+/* Whether engine_qemu_start can build DOM's command line (every disk's option found and pointable): asked
+ * before QEMU is quit, so that an operation that could not start it again changes nothing. */
+int engine_qemu_check_start(const struct md_domain *dom, struct qs_error **err);
 /* Starts the domain's QEMU (paused if asked) and connects: *c is the new client. */
 int engine_qemu_start(struct engine *e, struct md_domain *dom, const struct md_lock *lock, bool paused,
                       struct qmp_client **c, struct qs_error **err);

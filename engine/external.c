@@ -1,5 +1,6 @@
 /* external.c: external disk-only snapshots - create (qemu-img + blockdev-snapshot), revert, delete by merging. */
 #include "external.h"
+#include "disks.h"
 #include "intent.h"
 #include "img.h"
 #include "memstate.h"
@@ -339,21 +340,22 @@ static int create_plan(struct engine *e, const struct md_domain *dom, const stru
         x = xplan_add(p);
         x->target = qs_xstrdup(d.target);
         if (c) {
-            const struct vm_block *b = vm_blocks_find(blocks, nb, d.target);
-            if (!b && d.node_name)
-                b = vm_blocks_find(blocks, nb, d.node_name);
-            if (!b) {
-                qs_error_set(err, QS_ERR_STATE, "disk '%s' is not attached to the running QEMU", d.target);
+            const struct vm_block *b = disk_block(blocks, nb, dom, &d, err);
+            if (!b)
                 goto out;
-            }
             if (b->readonly) {
                 qs_error_set(err, QS_ERR_UNSUPPORTED, "disk '%s' is read-only", d.target);
                 goto out;
             }
             x->top_node = qs_xstrdup(b->node);
             x->base_fmt = qs_xstrdup(b->format);
-            /* QEMU names an image opened with options as json:{...}: the definition has the path then */
-            x->base = qs_str_has_prefix(b->file, "json:") && d.source ? canon(d.source) : canon(b->file);
+            /* the image QEMU runs on (disk_block found it as the definition's, or by the disk's device) */
+            if (!(x->base = disk_block_image(b, dom)) && d.source)
+                x->base = canon(d.source);
+            if (!x->base) {
+                qs_error_set(err, QS_ERR_UNSUPPORTED, "disk '%s': QEMU does not name its image file", d.target);
+                goto out;
+            }
         } else {
             struct img_info info = {0};
             if (!d.source) {
@@ -1440,7 +1442,7 @@ int ext_delete(struct engine *e, struct md_domain *dom, const struct md_lock *lo
         if (md->mode == MERGE_DONE) {
             /* the definition follows the merge when the interrupted run did not get that far */
             if (domain_disk(dom, md->target, &now) == 0 && now.source && same_file(now.source, md->overlay)) {
-                const struct vm_block *b = c ? vm_blocks_find(blocks, nb, md->target) : NULL;
+                const struct vm_block *b = c ? disk_block(blocks, nb, dom, &now, NULL) : NULL;
                 char *onode = now.node_name ? qs_xstrdup(now.node_name) : NULL;
                 if (md_domain_set_disk_source(dom, md->target, md->frozen, err) < 0 ||
                     md_domain_set_disk_driver_type(dom, md->target, md->frozen_fmt, err) < 0 ||
@@ -1457,14 +1459,12 @@ int ext_delete(struct engine *e, struct md_domain *dom, const struct md_lock *lo
             const struct vm_block *b = NULL;
             char *fnode = NULL;
             int r = -1;
-            if (domain_disk(dom, md->target, &now) == 0)
-                b = vm_blocks_find(blocks, nb, md->target);
-            if (!b && now.node_name)
-                b = vm_blocks_find(blocks, nb, now.node_name);
-            if (!b) {
-                qs_error_set(err, QS_ERR_STATE, "disk '%s' is not attached to the running QEMU", md->target);
+            if (domain_disk(dom, md->target, &now) < 0) {
+                qs_error_set(err, QS_ERR_STATE, "the domain has no disk '%s'", md->target);
                 goto out;
             }
+            if (!(b = disk_block(blocks, nb, dom, &now, err)))
+                goto out;
             if (vm_chain(c, b->node, &ch, &nch, err) < 0)
                 goto out;
             for (size_t k = 0; k < nch; k++) {

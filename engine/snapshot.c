@@ -3,6 +3,8 @@
 #include "external.h"
 #include "intent.h"
 #include "internal.h"
+#include "disks.h"
+#include "qargv.h"
 #include "qs_util.h"
 #include "vm.h"
 
@@ -325,8 +327,10 @@ int engine_snapshot_get_xml(struct engine *e, const char *domain, const char *na
 /* Which disks an internal snapshot covers. */
 
 struct disk_set {
-    struct isnap_disk *disks;
+    struct isnap_disk *disks; /* file: the image holding the tag (from a snapshot: where it was taken) */
+    const char **now;         /* each disk's current image (the domain's source) */
     size_t n;
+    bool moved;               /* some tag is in another image than the disk's current one */
     char **owned; /* strings the set owns */
     size_t nowned;
 };
@@ -337,6 +341,7 @@ static void disk_set_release(struct disk_set *ds)
         free(ds->owned[i]);
     free(ds->owned);
     free(ds->disks);
+    free(ds->now);
     memset(ds, 0, sizeof(*ds));
 }
 
@@ -386,6 +391,7 @@ static int disk_set_from_domain(struct disk_set *ds, const struct md_domain *dom
         }
     }
     ds->disks = qs_xcalloc(n + 1, sizeof(*ds->disks));
+    ds->now = qs_xcalloc(n + 1, sizeof(*ds->now));
     for (size_t k = 0; k < n; k++) {
         struct md_domain_disk d;
         const struct md_snapshot_disk *sd;
@@ -396,9 +402,49 @@ static int disk_set_from_domain(struct disk_set *ds, const struct md_domain *dom
         sd = spec_disk(spec, d.target);
         if (sd && sd->snapshot == MD_LOCATION_NO)
             continue;
-        ds->disks[ds->n++] = (struct isnap_disk){disk_set_own(ds, d.target),
-                                                 disk_set_own(ds, d.node_name ? d.node_name : d.target),
-                                                 disk_set_own(ds, d.source)};
+        /* the node is found in the running QEMU (disk_set_bind); until then the target stands in */
+        ds->now[ds->n] = disk_set_own(ds, d.source);
+        ds->disks[ds->n] = (struct isnap_disk){disk_set_own(ds, d.target), disk_set_own(ds, d.target),
+                                               ds->now[ds->n]};
+        ds->n++;
+    }
+    return 0;
+}
+
+/* The image disk TARGET had when SNAP was taken (its <domain>), canonical, or NULL when it does not say. */
+static char *snapshot_image(const struct md_snapshot *snap, const char *target)
+{
+    struct md_domain *sd;
+    char *r = NULL;
+
+    if (!snap->domain_xml || !(sd = md_domain_parse(snap->domain_xml, strlen(snap->domain_xml), NULL)))
+        return NULL;
+    for (size_t k = 0; k < md_domain_disk_count(sd) && !r; k++) {
+        struct md_domain_disk d;
+        if (md_domain_disk_get(sd, k, &d, NULL) == 0 && qs_str_equal(d.target, target) && d.source)
+            r = qargv_path_abs(d.source, md_domain_cwd(sd));
+    }
+    md_domain_free(sd);
+    return r;
+}
+
+/* Finds each disk's node in the running QEMU (blocks B): by its image and device, never by a remembered name. */
+static int disk_set_bind(struct disk_set *ds, const struct md_domain *dom, const struct vm_block *b, size_t nb,
+                         struct qs_error **err)
+{
+    for (size_t i = 0; i < ds->n; i++) {
+        const struct vm_block *hit = NULL;
+        for (size_t k = 0; k < md_domain_disk_count(dom) && !hit; k++) {
+            struct md_domain_disk d;
+            if (md_domain_disk_get(dom, k, &d, NULL) == 0 && qs_str_equal(d.target, ds->disks[i].target) &&
+                !(hit = disk_block(b, nb, dom, &d, err)))
+                return -1;
+        }
+        if (!hit) {
+            qs_error_set(err, QS_ERR_STATE, "the domain has no disk '%s'", ds->disks[i].target);
+            return -1;
+        }
+        ds->disks[i].node = disk_set_own(ds, hit->node);
     }
     return 0;
 }
@@ -410,6 +456,7 @@ static int disk_set_from_snapshot(struct disk_set *ds, const struct md_domain *d
     size_t n = md_domain_disk_count(dom);
 
     ds->disks = qs_xcalloc(snap->ndisks + 1, sizeof(*ds->disks));
+    ds->now = qs_xcalloc(snap->ndisks + 1, sizeof(*ds->now));
     for (size_t i = 0; i < snap->ndisks; i++) {
         const struct md_snapshot_disk *sd = &snap->disks[i];
         bool found = false;
@@ -417,14 +464,25 @@ static int disk_set_from_snapshot(struct disk_set *ds, const struct md_domain *d
             continue;
         for (size_t k = 0; k < n && !found; k++) {
             struct md_domain_disk d;
+            char *tagged, *cur;
             if (md_domain_disk_get(dom, k, &d, err) < 0)
                 return -1;
             if (!qs_str_equal(d.target, sd->name))
                 continue;
             found = true;
-            ds->disks[ds->n++] = (struct isnap_disk){disk_set_own(ds, d.target),
-                                                     disk_set_own(ds, d.node_name ? d.node_name : d.target),
-                                                     disk_set_own(ds, d.source)};
+            /* the tag is in the image the disk had when the snapshot was taken: after external snapshots or a
+             * revert to another branch, that is no longer the disk's current image */
+            cur = d.source ? qargv_path_abs(d.source, NULL) : NULL;
+            if (!(tagged = snapshot_image(snap, sd->name)))
+                tagged = cur ? qs_xstrdup(cur) : NULL;
+            if (tagged && cur && strcmp(tagged, cur) != 0)
+                ds->moved = true;
+            ds->now[ds->n] = disk_set_own(ds, cur);
+            ds->disks[ds->n] = (struct isnap_disk){disk_set_own(ds, d.target), disk_set_own(ds, d.target),
+                                                   disk_set_own(ds, tagged)};
+            ds->n++;
+            free(tagged);
+            free(cur);
         }
         if (!found) {
             qs_error_set(err, QS_ERR_STATE, "snapshot '%s' holds disk '%s', which the domain no longer has",
@@ -598,7 +656,9 @@ int engine_snapshot_create(struct engine *e, const char *domain, const char *xml
         int r;
         if (vm_status(c, &status, &running, err) < 0 || vm_blocks(c, &blocks, &nb, err) < 0)
             goto out;
-        r = isnap_check_live(blocks, nb, ds.disks, ds.n, snap->name, ISNAP_CREATE, err);
+        r = disk_set_bind(&ds, dom, blocks, nb, err);
+        if (r == 0)
+            r = isnap_check_live(blocks, nb, ds.disks, ds.n, snap->name, ISNAP_CREATE, err);
         vm_blocks_free(blocks, nb);
         if (r < 0)
             goto out;
@@ -710,6 +770,7 @@ struct revert_ctx {
     const struct md_lock *lock;
     const char *domain;
     struct intent *it;
+    const struct md_domain *dom;
 };
 
 static int revert_progress(void *opaque, const char *phase, uint64_t done, uint64_t total)
@@ -734,7 +795,7 @@ static void revert_loaded(void *opaque, bool ok)
  * In-place load on a live QEMU. The guest must not run between the load and the wanted end state, so a
  * wanted pause is taken before the load (a load keeps a paused VM paused) and cont comes after it.
  */
-static int revert_live(struct revert_ctx *rc, struct qmp_client *c, const struct disk_set *ds, const char *tag,
+static int revert_live(struct revert_ctx *rc, struct qmp_client *c, struct disk_set *ds, const char *tag,
                        bool want_running, struct qs_error **err)
 {
     struct engine *e = rc->e;
@@ -745,6 +806,7 @@ static int revert_live(struct revert_ctx *rc, struct qmp_client *c, const struct
     int ret = -1;
 
     if (vm_status(c, &status, &running, err) < 0 || vm_blocks(c, &blocks, &nb, err) < 0 ||
+        disk_set_bind(ds, rc->dom, blocks, nb, err) < 0 ||
         isnap_check_live(blocks, nb, ds->disks, ds->n, tag, ISNAP_LOAD, err) < 0)
         goto out;
     if (!rc->it->vm)
@@ -792,7 +854,7 @@ int engine_snapshot_revert(struct engine *e, const char *domain, const char *nam
     struct qmp_client *c = NULL;
     struct disk_set ds = {0};
     struct intent it = {0};
-    struct revert_ctx rc = {e, NULL, domain, &it};
+    struct revert_ctx rc = {e, NULL, domain, &it, NULL};
     bool started = false, want_running;
     int ret = -1;
 
@@ -806,6 +868,7 @@ int engine_snapshot_revert(struct engine *e, const char *domain, const char *nam
         !(snap = snapshot_get(e, domain, name, err)))
         goto out;
     rc.lock = lock;
+    rc.dom = dom;
     it.op = qs_xstrdup("revert");
     it.snapshot = qs_xstrdup(name);
     if (md_snapshot_is_external(snap)) {
@@ -911,7 +974,7 @@ static int delete_data(struct engine *e, struct qmp_client *c, struct md_domain 
     if (disk_set_from_snapshot(&ds, dom, snap, err) < 0)
         goto out;
     if (c) {
-        if (vm_blocks(c, &blocks, &nb, err) < 0 ||
+        if (vm_blocks(c, &blocks, &nb, err) < 0 || disk_set_bind(&ds, dom, blocks, nb, err) < 0 ||
             isnap_check_live(blocks, nb, ds.disks, ds.n, name, ISNAP_DELETE, err) < 0 ||
             isnap_delete(c, ds.disks, ds.n, name, err) < 0)
             goto out;

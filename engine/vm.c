@@ -21,6 +21,8 @@ void vm_block_release(struct vm_block *b)
     if (!b)
         return;
     free(b->device);
+    free(b->qdev);
+    free(b->drive);
     free(b->node);
     free(b->file);
     free(b->format);
@@ -70,7 +72,7 @@ static int socket_probe(const char *path, int *keep, struct qs_error **err)
 
 int vm_connect(const char *socket_path, int timeout_ms, struct qmp_client **c, struct qs_error **err)
 {
-    struct qmp_options opts = {.connect_timeout_ms = 5000, .timeout_ms = timeout_ms};
+    struct qmp_options opts = {.connect_timeout_ms = 5000, .timeout_ms = timeout_ms, .name = socket_path};
 
     /* QEMU can reset a connection it accepted while the previous client was still being let go (seen in
      * CI right after another qsnap process exited): a few more tries, the probe telling a QEMU that is gone */
@@ -145,6 +147,12 @@ static int block_fill(struct vm_block *b, const struct qmp_value *dev, const str
         return -1;
     }
     b->device = qdev_id(qmp_value_get_string(dev, "qdev"));
+    if (qmp_value_get_string(dev, "qdev") && *qmp_value_get_string(dev, "qdev"))
+        b->qdev = qs_xstrdup(qmp_value_get_string(dev, "qdev"));
+    if (device && *device)
+        b->drive = qs_xstrdup(device);
+    if (!b->device && b->qdev && !strchr(b->qdev, '/'))
+        b->device = qs_xstrdup(b->qdev); /* a -device id=X of some kinds (ide-hd, scsi-hd) comes as "X" */
     if (!b->device)
         b->device = qs_xstrdup(device && *device ? device : node);
     b->node = qs_xstrdup(node);
@@ -238,7 +246,7 @@ int vm_cont(struct qmp_client *c, struct qs_error **err)
 }
 
 /* Runs in the grandchild: never returns. Reports its pid, then an exec failure's errno, on REPORT. */
-static void spawn_exec(char *const argv[], const char *log_path, int report)
+static void spawn_exec(char *const argv[], const char *cwd, const char *log_path, int report)
 {
     pid_t self = getpid();
     int nullfd, logfd, e;
@@ -248,7 +256,8 @@ static void spawn_exec(char *const argv[], const char *log_path, int report)
     setsid();
     nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (nullfd < 0 || logfd < 0 || dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0) {
+    if (nullfd < 0 || logfd < 0 || dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0 ||
+        (cwd && chdir(cwd) < 0)) {
         e = errno;
     } else {
         signal(SIGPIPE, SIG_DFL);
@@ -260,7 +269,7 @@ static void spawn_exec(char *const argv[], const char *log_path, int report)
     _exit(127);
 }
 
-int vm_spawn(char *const argv[], const char *log_path, pid_t *pid, struct qs_error **err)
+int vm_spawn(char *const argv[], const char *cwd, const char *log_path, pid_t *pid, struct qs_error **err)
 {
     int p[2] = {-1, -1}, ret = -1, status, e = 0;
     pid_t mid, child = -1;
@@ -279,7 +288,7 @@ int vm_spawn(char *const argv[], const char *log_path, pid_t *pid, struct qs_err
         /* the middle process exits at once so the daemon is reparented and never our zombie */
         close(p[0]);
         if (fork() == 0)
-            spawn_exec(argv, log_path, p[1]);
+            spawn_exec(argv, cwd, log_path, p[1]);
         _exit(0);
     }
     close(p[1]);
@@ -297,7 +306,8 @@ int vm_spawn(char *const argv[], const char *log_path, pid_t *pid, struct qs_err
         n = read(p[0], &e, sizeof(e));
     while (n < 0 && errno == EINTR);
     if (n == (ssize_t)sizeof(e)) {
-        qs_error_set_errno(err, e == ENOENT ? QS_ERR_NOTFOUND : QS_ERR_IO, e, "cannot run '%s'", argv[0]);
+        qs_error_set_errno(err, e == ENOENT ? QS_ERR_NOTFOUND : QS_ERR_IO, e, "cannot run '%s'%s%s", argv[0],
+                           cwd ? " in " : "", cwd ? cwd : "");
         goto out;
     }
     *pid = child;

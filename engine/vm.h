@@ -13,6 +13,8 @@
 /* A block device as query-block shows it. */
 struct vm_block {
     char *device;   /* qdev id ("vda" from /machine/peripheral/vda/...), else the drive id */
+    char *qdev;     /* the guest device as query-block names it: its id ("sda") or QOM path; NULL if none */
+    char *drive;    /* the -drive id ("drive0", or QEMU's "virtio0", "ide0-hd0"); NULL for -blockdev */
     char *node;     /* node-name of the top (format) node */
     char *file;     /* image file of the top node */
     char *format;   /* "qcow2", "raw", ... */
@@ -68,9 +70,10 @@ int vm_cont(struct qmp_client *c, struct qs_error **err);
 
 /*
  * Starts ARGV as a daemon that outlives this process (new session, stdin /dev/null, stdout and stderr
- * appended to LOG_PATH) and returns its pid once exec succeeded (an exec failure is reported).
+ * appended to LOG_PATH, working directory CWD when not NULL) and returns its pid once exec succeeded (an
+ * exec failure, and a CWD it cannot enter, are reported).
  */
-int vm_spawn(char *const argv[], const char *log_path, pid_t *pid, struct qs_error **err);
+int vm_spawn(char *const argv[], const char *cwd, const char *log_path, pid_t *pid, struct qs_error **err);
 /* Sends SIGKILL to PID when it is a QEMU process (its /proc/PID/exe names qemu-system-*). */
 int vm_kill(pid_t pid, struct qs_error **err);
 /* NULL-terminated argv read from /proc/PID/cmdline. Caller frees with qs_strv_free(). */
