@@ -33,9 +33,11 @@ void intent_release(struct intent *it)
     qs_strv_free(it->files);
     qs_strv_free(it->nodes);
     qs_strv_free(it->merged);
+    qs_strv_free(it->garbage);
     free(it->agent);
     free(it->snapshot_xml);
     free(it->domain_xml);
+    free(it->undo_xml);
     memset(it, 0, sizeof(*it));
 }
 
@@ -60,6 +62,7 @@ void intent_add_file(struct intent *it, const char *path) { strv_push(&it->files
 void intent_add_node(struct intent *it, const char *node) { strv_push(&it->nodes, node); }
 void intent_add_name(struct intent *it, const char *name) { strv_push(&it->names, name); }
 void intent_add_merged(struct intent *it, const char *entry) { strv_push(&it->merged, entry); }
+void intent_add_garbage(struct intent *it, const char *path) { strv_push(&it->garbage, path); }
 
 bool intent_has_merged(const struct intent *it, const char *entry)
 {
@@ -129,9 +132,12 @@ char *intent_format(const struct intent *it)
         put_field(&b, "node", it->nodes[i]);
     for (size_t i = 0; it->merged && it->merged[i]; i++)
         put_field(&b, "merged", it->merged[i]);
+    for (size_t i = 0; it->garbage && it->garbage[i]; i++)
+        put_field(&b, "garbage", it->garbage[i]);
     put_field(&b, "agent", it->agent);
     put_field(&b, "snapshot-xml", it->snapshot_xml);
     put_field(&b, "domain-xml", it->domain_xml);
+    put_field(&b, "undo-xml", it->undo_xml);
     qs_buf_add(&b, "end\n", 4);
     return qs_buf_detach(&b, NULL);
 }
@@ -218,6 +224,8 @@ int intent_parse(const char *text, struct intent *it, struct qs_error **err)
             slot = &it->snapshot_xml;
         } else if (KEY("domain-xml")) {
             slot = &it->domain_xml;
+        } else if (KEY("undo-xml")) {
+            slot = &it->undo_xml;
         } else if (KEY("want-running") || KEY("halt") || KEY("start") || KEY("pid") || KEY("started")) {
             char *v = take_token(&p, nl, &bad), *endp = NULL;
             long long n = v ? strtoll(v, &endp, 10) : 0;
@@ -241,13 +249,14 @@ int intent_parse(const char *text, struct intent *it, struct qs_error **err)
             else
                 bad = true;
             free(t), free(n), free(f);
-        } else if (KEY("name") || KEY("file") || KEY("node") || KEY("merged")) {
+        } else if (KEY("name") || KEY("file") || KEY("node") || KEY("merged") || KEY("garbage")) {
             char *v = take_token(&p, nl, &bad);
             if (v)
-                strv_push(KEY("name")   ? &it->names
-                          : KEY("file") ? &it->files
-                          : KEY("node") ? &it->nodes
-                                        : &it->merged,
+                strv_push(KEY("name")     ? &it->names
+                          : KEY("file")   ? &it->files
+                          : KEY("node")   ? &it->nodes
+                          : KEY("merged") ? &it->merged
+                                          : &it->garbage,
                           v);
             else
                 bad = true;

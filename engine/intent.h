@@ -36,9 +36,12 @@ struct intent {
     char **files;        /* files the operation creates (undo removes them); NULL-terminated */
     char **nodes;        /* QEMU nodes it adds (undo deletes them); NULL-terminated */
     char **merged;       /* delete: "SNAPSHOT/TARGET" for every disk already merged; NULL-terminated */
+    char **garbage;      /* files nothing needs once the operation is done (finishing removes them, undoing
+                            keeps them); NULL-terminated */
     char *agent;         /* create: the guest agent socket when the filesystems get frozen */
     char *snapshot_xml;  /* the snapshot metadata to write when finishing (on-disk form) */
     char *domain_xml;    /* the domain definition to store when finishing */
+    char *undo_xml;      /* revert to another image: the definition to store back when undoing */
 };
 
 void intent_release(struct intent *it);
@@ -47,6 +50,7 @@ void intent_add_file(struct intent *it, const char *path);
 void intent_add_node(struct intent *it, const char *node);
 void intent_add_name(struct intent *it, const char *name);
 void intent_add_merged(struct intent *it, const char *entry);
+void intent_add_garbage(struct intent *it, const char *path);
 bool intent_has_merged(const struct intent *it, const char *entry);
 
 /* Serialises IT (caller frees) / parses TEXT into IT (QS_ERR_INVALID when it is not a qsnap intent record). */
