@@ -21,7 +21,7 @@ static int cmd_attach(struct cli_ctx *ctx, const struct cli_args *args)
     bool update = cli_args_bool(args, "update");
 
     if (!sock && !update) {
-        fprintf(stderr, "error: command 'attach' requires --qmp option\n");
+        fprintf(stderr, "error: command 'attach' requires <qmp> option\n");
         return CLI_EXIT_USAGE;
     }
     if (!e)
