@@ -31,22 +31,25 @@ static char *json_filename(const char *name)
     return out;
 }
 
+char *disk_image_name(const char *name, const char *cwd)
+{
+    char *inner, *abs;
+
+    if (!name || !*name)
+        return NULL;
+    if (!qs_str_has_prefix(name, "json:"))
+        return qargv_path_abs(name, cwd);
+    if (!(inner = json_filename(name)))
+        return NULL;
+    abs = qargv_path_abs(inner, cwd);
+    free(inner);
+    return abs;
+}
+
 /* The absolute image of block B (relative names taken against CWD), or NULL when QEMU does not say. */
 static char *block_image(const struct vm_block *b, const char *cwd)
 {
-    char *inner;
-
-    if (!b->file || !*b->file)
-        return NULL;
-    if (qs_str_has_prefix(b->file, "json:")) {
-        char *abs;
-        if (!(inner = json_filename(b->file)))
-            return NULL;
-        abs = qargv_path_abs(inner, cwd);
-        free(inner);
-        return abs;
-    }
-    return qargv_path_abs(b->file, cwd);
+    return disk_image_name(b->file, cwd);
 }
 
 static const struct vm_block *block_find(const struct vm_block *b, size_t n, const struct md_domain *dom,

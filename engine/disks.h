@@ -21,6 +21,11 @@
 const struct vm_block *disk_block(const struct vm_block *b, size_t n, const struct md_domain *dom,
                                   const struct md_domain_disk *d, struct qs_error **err);
 
+/* The image file QEMU calls NAME, absolute: a relative name against CWD (QEMU's working directory), the
+ * file inside a "json:{...}" name (QEMU gives one when, for instance, a relative backing name would not
+ * resolve). NULL when NAME names no file. Caller frees. */
+char *disk_image_name(const char *name, const char *cwd);
+
 /* The absolute image of block B of DOM's QEMU (relative names against its working directory, "json:" names
  * opened), or NULL when QEMU does not name a file. Caller frees. */
 char *disk_block_image(const struct vm_block *b, const struct md_domain *dom);

@@ -1,6 +1,8 @@
 /* external.c: external disk-only snapshots - create (qemu-img + blockdev-snapshot), revert, delete by merging. */
 #include "external.h"
 #include "disks.h"
+#include "files.h"
+#include "qargv.h"
 #include "intent.h"
 #include "img.h"
 #include "memstate.h"
@@ -915,8 +917,8 @@ out:
 int ext_revert(struct engine *e, struct md_domain *dom, const struct md_lock *lock, const struct md_snapshot *snap,
                unsigned flags, struct intent *it, struct qmp_client **c, struct qs_error **err)
 {
-    struct md_domain *sdom = NULL;
-    char *old = NULL;
+    struct md_domain *sdom = NULL, *after = NULL;
+    char *old = NULL, **before = NULL, **needed_after = NULL, **garbage = NULL;
     struct xplan p = {0};
     struct memstate_header h = {0};
     bool was_up = *c != NULL, was_running = false, quit = false, stored = false;
@@ -1006,6 +1008,21 @@ int ext_revert(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     }
     if (!(old = md_domain_format(dom, err)))
         goto out;
+    /* the domain as it will be, on the new overlays: QEMU must be able to start on it before it is quit */
+    if (!(after = md_domain_parse(old, strlen(old), err)))
+        goto out;
+    for (size_t i = 0; i < p.n; i++)
+        if (md_domain_set_disk_source(after, p.d[i].target, p.d[i].overlay, err) < 0 ||
+            md_domain_set_disk_driver_type(after, p.d[i].target, "qcow2", err) < 0 ||
+            md_domain_set_disk_node_name(after, p.d[i].target, NULL, err) < 0)
+            goto out;
+    if ((*c || mem || (flags & (ENGINE_REVERT_RUNNING | ENGINE_REVERT_PAUSED))) &&
+        engine_qemu_check_start(after, err) < 0) {
+        qs_error_prefix(err, "cannot revert domain '%s' to snapshot '%s'", md_domain_name(dom), snap->name);
+        goto out;
+    }
+    if (files_needed(e, md_domain_name(dom), lock, dom, NULL, &before, err) < 0)
+        goto out;
     if (*c && vm_status(*c, NULL, &was_running, err) < 0)
         goto out;
     it->vm = qs_xstrdup(*c ? (was_running ? "running" : "paused") : "shutoff");
@@ -1018,9 +1035,16 @@ int ext_revert(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     for (size_t i = 0; i < p.n; i++)
         if (overlay_create(&p.d[i], err) < 0)
             goto fail;
-    /* made by qsnap (O_EXCL): from here on recovery may remove them */
+    /* made by qsnap (O_EXCL): from here on recovery may remove them. And what the state being left needed
+     * that nothing needs afterwards (its overlays, unless a snapshot still needs them) goes once the revert
+     * is done: computed now that the new overlays lead to the snapshot's images. */
     for (size_t i = 0; i < p.n; i++)
         intent_add_file(it, p.d[i].overlay);
+    if (files_needed(e, md_domain_name(dom), lock, after, NULL, &needed_after, err) < 0)
+        goto fail;
+    garbage = files_garbage(before, NULL, needed_after, it->files);
+    for (size_t i = 0; garbage[i]; i++)
+        intent_add_garbage(it, garbage[i]);
     if (intent_update(e, lock, md_domain_name(dom), it, err) < 0)
         goto fail;
     engine_step(e, "revert", "overlays");
@@ -1032,7 +1056,8 @@ int ext_revert(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     }
     for (size_t i = 0; i < p.n; i++)
         if (md_domain_set_disk_source(dom, p.d[i].target, p.d[i].overlay, err) < 0 ||
-            md_domain_set_disk_driver_type(dom, p.d[i].target, "qcow2", err) < 0)
+            md_domain_set_disk_driver_type(dom, p.d[i].target, "qcow2", err) < 0 ||
+            md_domain_set_disk_node_name(dom, p.d[i].target, NULL, err) < 0)
             goto fail;
     if (md_store_domain_put(e->store, lock, dom, err) < 0)
         goto fail;
@@ -1075,22 +1100,29 @@ out:
     qs_close(memfd);
     memstate_header_release(&h);
     free(old);
+    qs_strv_free(before);
+    qs_strv_free(needed_after);
+    qs_strv_free(garbage);
+    md_domain_free(after);
     xplan_release(&p);
     md_domain_free(sdom);
     return ret;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Delete: merge a snapshot's frozen image F with its overlay O. */
+/* Delete. Snapshot S froze image F (its state); the files built on F hold what came after. When exactly one
+ * needed file C is built on F - no other snapshot froze F, C holds no internal snapshot, nothing else reads
+ * F - C is merged into F (block-commit live, qemu-img commit off) and whatever named C names F. Otherwise F
+ * stays, shared by the branches built on it. The files nobody needs afterwards (C, S's own overlay when a
+ * revert left it, ...) are removed by engine_snapshot_delete. */
 
-enum merge_mode { MERGE_ACTIVE, MERGE_MIDDLE, MERGE_OFFCHAIN, MERGE_DONE /* by an interrupted run */ };
+enum merge_mode { MERGE_NONE, MERGE_LIVE, MERGE_OFFLINE, MERGE_DONE /* by an interrupted run */ };
 
 struct mdisk {
     char *target;
     char *frozen;     /* F, canonical */
     char *frozen_fmt;
-    char *overlay;    /* O, canonical */
-    char **children;  /* files backed by O (canonical), NULL-terminated */
+    char *child;      /* C, canonical; NULL: nothing to merge */
     enum merge_mode mode;
 };
 
@@ -1100,79 +1132,12 @@ static void mdisks_free(struct mdisk *m, size_t n)
         free(m[i].target);
         free(m[i].frozen);
         free(m[i].frozen_fmt);
-        free(m[i].overlay);
-        qs_strv_free(m[i].children);
+        free(m[i].child);
     }
     free(m);
 }
 
-static void strv_add_unique(char ***v, const char *s)
-{
-    size_t n = qs_strv_len(*v);
-    for (size_t i = 0; i < n; i++)
-        if (strcmp((*v)[i], s) == 0)
-            return;
-    *v = qs_xrealloc(*v, (n + 2) * sizeof(char *));
-    (*v)[n] = qs_xstrdup(s);
-    (*v)[n + 1] = NULL;
-}
-
-/* Every qcow2 file in DIRS whose header names TARGET (canonical) as its backing file. Canonical paths. */
-static int dependents(char **dirs, const char *target, char ***out, struct qs_error **err)
-{
-    *out = qs_xcalloc(1, sizeof(char *));
-    for (size_t i = 0; dirs && dirs[i]; i++) {
-        DIR *d = opendir(dirs[i]);
-        struct dirent *de;
-        if (!d)
-            continue;
-        while ((de = readdir(d))) {
-            char *path, *backing = NULL, *cb;
-            struct stat st;
-            if (de->d_name[0] == '.' && (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2])))
-                continue;
-            path = qs_asprintf("%s/%s", dirs[i], de->d_name);
-            if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || img_qcow2_backing(path, &backing, NULL) < 0 ||
-                !backing) {
-                free(path);
-                continue;
-            }
-            cb = canon(backing);
-            if (strcmp(cb, target) == 0) {
-                char *cp = canon(path);
-                strv_add_unique(out, cp);
-                free(cp);
-            }
-            free(cb);
-            free(backing);
-            free(path);
-        }
-        closedir(d);
-    }
-    (void)err;
-    return 0;
-}
-
-/* The backing chain of FILE from the headers, FILE first, canonical. */
-static char **chain_of(const char *file)
-{
-    char **v = NULL, *cur = canon(file);
-    for (int depth = 0; cur && depth < 256; depth++) {
-        char *b = NULL;
-        strv_add_unique(&v, cur);
-        if (img_qcow2_backing(cur, &b, NULL) < 0 || !b) {
-            free(b);
-            break;
-        }
-        free(cur);
-        cur = canon(b);
-        free(b);
-    }
-    free(cur);
-    return v;
-}
-
-static bool strv_has(char **v, const char *s)
+static bool strv_has(char *const *v, const char *s)
 {
     for (size_t i = 0; v && v[i]; i++)
         if (strcmp(v[i], s) == 0)
@@ -1185,39 +1150,27 @@ static int others_load(struct engine *e, const char *domain, const struct md_loc
                        struct md_snapshot ***out, size_t *n, struct qs_error **err)
 {
     struct md_tree *t = md_tree_load(e->store, domain, lock, err);
-    size_t cnt;
-    if (!t)
-        return -1;
-    cnt = md_tree_count(t);
-    *out = qs_xcalloc(cnt + 1, sizeof(**out));
+    const struct md_entry **all = NULL;
+    size_t cnt = 0;
+    int ret = -1;
+
+    *out = NULL;
     *n = 0;
-    /* walk the tree from its roots (md_tree has no flat index accessor) */
-    {
-        const struct md_entry **stack = NULL;
-        size_t top = 0, cap = 0;
-        for (size_t r = 0; r < md_tree_root_count(t); r++) {
-            qs_xgrow((void **)&stack, &cap, top + 1, sizeof(*stack));
-            stack[top++] = md_tree_root(t, r);
-        }
-        while (top > 0) {
-            const struct md_entry *en = stack[--top];
-            for (size_t i = 0; i < en->nchildren; i++) {
-                qs_xgrow((void **)&stack, &cap, top + 1, sizeof(*stack));
-                stack[top++] = md_tree_child(t, en, i);
-            }
-            if (strcmp(en->name, except) == 0)
-                continue;
-            if (!((*out)[*n] = md_store_snapshot_get(e->store, domain, en->name, err))) {
-                free(stack);
-                md_tree_free(t);
-                return -1;
-            }
-            (*n)++;
-        }
-        free(stack);
+    if (!t || md_tree_list(t, NULL, MD_LIST_TOPOLOGICAL, &all, &cnt, err) < 0)
+        goto out;
+    *out = qs_xcalloc(cnt + 1, sizeof(**out));
+    for (size_t i = 0; i < cnt; i++) {
+        if (strcmp(all[i]->name, except) == 0)
+            continue;
+        if (!((*out)[*n] = md_store_snapshot_get(e->store, domain, all[i]->name, err)))
+            goto out;
+        (*n)++;
     }
+    ret = 0;
+out:
+    free(all);
     md_tree_free(t);
-    return 0;
+    return ret;
 }
 
 static void others_free(struct md_snapshot **v, size_t n)
@@ -1245,16 +1198,183 @@ static char *frozen_of(const struct md_snapshot *x, const char *target)
     return r;
 }
 
+/* Whether disk TARGET of the running QEMU (blocks B) has FILE in its chain: QEMU has it open. */
+static bool running_chain_has(const struct md_domain *dom, const char *target, const char *file)
+{
+    struct md_domain_disk d;
+    char **chain;
+    bool r;
+
+    if (domain_disk(dom, target, &d) < 0 || !d.source)
+        return false;
+    chain = files_chain(d.source);
+    r = strv_has(chain, file);
+    qs_strv_free(chain);
+    return r;
+}
+
+/* Decides what deleting SNAP does on disk TARGET: every check before anything changes. */
+static int merge_plan(const struct md_snapshot *snap, const struct md_snapshot_disk *sd, struct md_snapshot **others,
+                      size_t nothers, char *const *needed, char *const *dirs, const struct md_domain *dom,
+                      struct qmp_client *c, const struct intent *it, struct mdisk *md, struct qs_error **err)
+{
+    struct img_info info = {0};
+    char **kids = NULL, **deps = NULL, *entry;
+    bool done, shared = false, outside = false;
+    int ret = -1;
+
+    md->target = qs_xstrdup(sd->name);
+    md->frozen = frozen_of(snap, sd->name);
+    if (!md->frozen) {
+        qs_error_set(err, QS_ERR_INVALID, "snapshot '%s' records no image for disk '%s'", snap->name, sd->name);
+        return -1;
+    }
+    if (access(md->frozen, F_OK) < 0) {
+        /* nothing left to merge into: the snapshot's state is gone already, its metadata can go */
+        md->mode = MERGE_NONE;
+        return 0;
+    }
+    if (img_info_get(md->frozen, true, &info, err) < 0) {
+        qs_error_prefix(err, "snapshot '%s', disk '%s'", snap->name, sd->name);
+        return -1;
+    }
+    md->frozen_fmt = info.format;
+    info.format = NULL;
+    img_info_release(&info);
+    kids = files_children(needed, md->frozen);
+    entry = qs_asprintf("%s/%s", snap->name, sd->name);
+    done = it && intent_has_merged(it, entry);
+    free(entry);
+    if (done) {
+        /* an interrupted run merged C into F already: what follows the merge is left */
+        md->mode = kids[0] && !kids[1] ? MERGE_DONE : MERGE_NONE;
+        md->child = md->mode == MERGE_DONE ? qs_xstrdup(kids[0]) : NULL;
+        ret = 0;
+        goto out;
+    }
+    for (size_t k = 0; k < nothers && !shared; k++) {
+        char *f = frozen_of(others[k], sd->name);
+        shared = f && strcmp(f, md->frozen) == 0;
+        free(f);
+    }
+    /* a file built on F that neither the domain nor a snapshot needs, and that is not this snapshot's own
+     * overlay (which goes), is someone else's: F must keep its content */
+    deps = files_dependents(dirs, md->frozen);
+    for (size_t k = 0; deps[k] && !outside; k++)
+        outside = !strv_has(kids, deps[k]) && !(sd->source && same_file(sd->source, deps[k]));
+    md->mode = MERGE_NONE;
+    if (!shared && !outside && kids[0] && !kids[1]) {
+        if (img_info_get(kids[0], true, &info, err) < 0) {
+            qs_error_prefix(err, "snapshot '%s', disk '%s'", snap->name, sd->name);
+            goto out;
+        }
+        if (!(info.tags && info.tags[0]) && strcmp(info.format, "qcow2") == 0) {
+            md->child = qs_xstrdup(kids[0]);
+            md->mode = c && running_chain_has(dom, sd->name, md->child) ? MERGE_LIVE : MERGE_OFFLINE;
+        }
+        img_info_release(&info);
+    }
+    ret = 0;
+out:
+    qs_strv_free(kids);
+    qs_strv_free(deps);
+    return ret;
+}
+
+/* Merges C into F in the running QEMU; *above gets the file over C in its chain (QEMU rewrote its header),
+ * *active whether C was the active layer. */
+static int merge_live(struct engine *e, struct qmp_client *c, const struct md_domain *dom, const struct mdisk *md,
+                      struct merge_note *note, char **above, bool *active, struct qs_error **err)
+{
+    struct vm_block *blocks = NULL;
+    struct vm_chain_node *ch = NULL;
+    const struct vm_block *b;
+    struct md_domain_disk now;
+    size_t nb = 0, nch = 0, oi = SIZE_MAX, fi = SIZE_MAX;
+    int ret = -1;
+
+    if (domain_disk(dom, md->target, &now) < 0) {
+        qs_error_set(err, QS_ERR_STATE, "the domain has no disk '%s'", md->target);
+        return -1;
+    }
+    if (vm_blocks(c, &blocks, &nb, err) < 0 || !(b = disk_block(blocks, nb, dom, &now, err)) ||
+        vm_chain(c, b->node, &ch, &nch, err) < 0)
+        goto out;
+    for (size_t k = 0; k < nch; k++) {
+        /* QEMU names an image as its command line did: relative to QEMU's working directory */
+        char *f = disk_image_name(ch[k].file, md_domain_cwd(dom));
+        if (oi == SIZE_MAX && qs_str_equal(f, md->child))
+            oi = k;
+        else if (oi != SIZE_MAX && fi == SIZE_MAX && qs_str_equal(f, md->frozen))
+            fi = k;
+        free(f);
+    }
+    if (oi == SIZE_MAX || fi != oi + 1) {
+        qs_error_set(err, QS_ERR_STATE, "disk '%s': QEMU's backing chain does not hold '%s' over '%s'", md->target,
+                     md->child, md->frozen);
+        goto out;
+    }
+    *above = oi > 0 ? disk_image_name(ch[oi - 1].file, md_domain_cwd(dom)) : NULL;
+    *active = oi == 0;
+    if (commit_live(e, c, ch[0].node, oi == 0 ? NULL : ch[oi].node, ch[fi].node, note, err) < 0) {
+        qs_error_prefix(err, "disk '%s'", md->target);
+        goto out;
+    }
+    /* a node added with blockdev-add (or -blockdev) outlives the commit and keeps F busy */
+    vm_blockdev_del(c, ch[oi].node, NULL);
+    ret = 0;
+out:
+    vm_chain_free(ch, nch);
+    vm_blocks_free(blocks, nb);
+    return ret;
+}
+
+/* Every <domain> of OTHERS and DOM that names FROM for disk TARGET names TO (format FMT) instead; changed
+ * snapshots are stored. */
+static int rename_image(struct engine *e, const struct md_lock *lock, const char *domain, struct md_domain *dom,
+                        struct md_snapshot **others, size_t nothers, const char *target, const char *from,
+                        const char *to, const char *fmt, struct qs_error **err)
+{
+    struct md_domain_disk now;
+
+    if (domain_disk(dom, target, &now) == 0 && now.source && same_file(now.source, from) &&
+        (md_domain_set_disk_source(dom, target, to, err) < 0 ||
+         md_domain_set_disk_driver_type(dom, target, fmt, err) < 0 ||
+         md_domain_set_disk_node_name(dom, target, NULL, err) < 0))
+        return -1;
+    for (size_t k = 0; k < nothers; k++) {
+        struct md_snapshot *x = others[k];
+        struct md_domain *xd;
+        struct md_domain_disk dd;
+        char *text;
+        int r = 0;
+        if (!x->domain_xml || !(xd = md_domain_parse(x->domain_xml, strlen(x->domain_xml), NULL)))
+            continue;
+        if (domain_disk(xd, target, &dd) == 0 && dd.source && same_file(dd.source, from)) {
+            if (md_domain_set_disk_source(xd, target, to, err) < 0 ||
+                md_domain_set_disk_driver_type(xd, target, fmt, err) < 0 || !(text = md_domain_format(xd, err))) {
+                r = -1;
+            } else {
+                free(x->domain_xml);
+                x->domain_xml = text;
+                r = md_store_snapshot_put(e->store, lock, domain, x, 0, err);
+            }
+        }
+        md_domain_free(xd);
+        if (r < 0)
+            return -1;
+    }
+    return 0;
+}
+
 int ext_delete(struct engine *e, struct md_domain *dom, const struct md_lock *lock, const struct md_snapshot *snap,
                struct qmp_client *c, struct intent *it, struct qs_error **err)
 {
     const char *domain = md_domain_name(dom);
-    struct md_domain *sdom = NULL;
     struct md_snapshot **others = NULL;
     struct mdisk *m = NULL;
-    struct vm_block *blocks = NULL;
-    size_t nothers = 0, nm = 0, nb = 0;
-    char **dirs = NULL, *entry = NULL;
+    size_t nothers = 0, nm = 0;
+    char **needed = NULL, **dirs = NULL, *entry = NULL;
     int ret = -1;
 
     if (snap->memory == MD_LOCATION_INTERNAL || snap->memory == MD_LOCATION_MANUAL) {
@@ -1262,322 +1382,83 @@ int ext_delete(struct engine *e, struct md_domain *dom, const struct md_lock *lo
                      "supported", snap->name, md_location_to_string(snap->memory));
         return -1;
     }
-    if (!snap->domain_xml || !(sdom = md_domain_parse(snap->domain_xml, strlen(snap->domain_xml), err))) {
-        if (!snap->domain_xml)
-            qs_error_set(err, QS_ERR_UNSUPPORTED, "snapshot '%s' has no <domain>: its frozen images are unknown",
-                         snap->name);
+    if (!snap->domain_xml) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "snapshot '%s' has no <domain>: its frozen images are unknown",
+                     snap->name);
         return -1;
     }
-    if (others_load(e, domain, lock, snap->name, &others, &nothers, err) < 0)
-        goto out;
-    m = qs_xcalloc(snap->ndisks + 1, sizeof(*m));
-    /* directories that may hold a file backed by a frozen image or an overlay: every one metadata knows */
-    for (size_t i = 0; i < md_domain_disk_count(dom); i++) {
-        struct md_domain_disk d;
-        if (md_domain_disk_get(dom, i, &d, NULL) == 0 && d.source && d.source[0] == '/') {
-            char *cs = canon(d.source), *dir = dir_of(cs);
-            strv_add_unique(&dirs, dir);
-            free(dir);
-            free(cs);
-        }
-    }
-    for (size_t k = 0; k <= nothers; k++) {
-        const struct md_snapshot *x = k < nothers ? others[k] : snap;
-        for (size_t i = 0; i < x->ndisks; i++) {
-            char *f = frozen_of(x, x->disks[i].name), *dir;
-            if (x->disks[i].source && x->disks[i].source[0] == '/') {
-                char *cs = canon(x->disks[i].source);
-                dir = dir_of(cs);
-                strv_add_unique(&dirs, dir);
-                free(dir);
-                free(cs);
-            }
-            if (f) {
-                dir = dir_of(f);
-                strv_add_unique(&dirs, dir);
-                free(dir);
-                free(f);
-            }
-        }
-    }
-
-    /* every check first, for every disk: a refusal changes nothing */
-    for (size_t i = 0; i < snap->ndisks; i++) {
-        const struct md_snapshot_disk *sd = &snap->disks[i];
-        struct md_domain_disk now;
-        struct img_info info = {0};
-        struct mdisk *md;
-        char **deps = NULL, **chain = NULL, *backing = NULL, *active = NULL, *note_entry;
-        bool bad = false, done;
-
-        if (sd->snapshot == MD_LOCATION_INTERNAL) {
+    for (size_t i = 0; i < snap->ndisks; i++)
+        if (snap->disks[i].snapshot == MD_LOCATION_INTERNAL) {
             qs_error_set(err, QS_ERR_UNSUPPORTED, "snapshot '%s' mixes internal and external disk snapshots: "
                          "deleting it is not supported (use --metadata)", snap->name);
-            goto out;
+            return -1;
         }
-        if (sd->snapshot != MD_LOCATION_EXTERNAL)
+    if (others_load(e, domain, lock, snap->name, &others, &nothers, err) < 0 ||
+        files_needed(e, domain, lock, dom, snap->name, &needed, err) < 0)
+        goto out;
+    {
+        char **mine = qs_xcalloc(snap->ndisks + 1, sizeof(char *));
+        for (size_t i = 0, k = 0; i < snap->ndisks; i++) {
+            char *f = frozen_of(snap, snap->disks[i].name);
+            if (f)
+                mine[k++] = f;
+        }
+        dirs = files_dirs(needed, mine, NULL);
+        qs_strv_free(mine);
+    }
+    /* every check first, for every disk: a refusal changes nothing */
+    m = qs_xcalloc(snap->ndisks + 1, sizeof(*m));
+    for (size_t i = 0; i < snap->ndisks; i++) {
+        if (snap->disks[i].snapshot != MD_LOCATION_EXTERNAL)
             continue;
-        md = &m[nm++];
-        md->target = qs_xstrdup(sd->name);
-        md->frozen = frozen_of(snap, sd->name);
-        if (!md->frozen || !sd->source) {
-            qs_error_set(err, QS_ERR_INVALID, "snapshot '%s' records no image for disk '%s'", snap->name, sd->name);
-            goto out;
-        }
-        md->overlay = canon(sd->source);
-        note_entry = qs_asprintf("%s/%s", snap->name, sd->name);
-        done = it && intent_has_merged(it, note_entry);
-        free(note_entry);
-        if (done) {
-            /* an interrupted run merged this disk already: only what follows the merge is left */
-            md->mode = MERGE_DONE;
-            if (img_info_get(md->frozen, true, &info, err) < 0)
-                goto out;
-            md->frozen_fmt = info.format;
-            info.format = NULL;
-            img_info_release(&info);
-            if (access(md->overlay, F_OK) == 0)
-                dependents(dirs, md->overlay, &md->children, err);
-            else
-                md->children = qs_xcalloc(1, sizeof(char *));
-            continue;
-        }
-        if (domain_disk(dom, sd->name, &now) < 0 || !now.source) {
-            qs_error_set(err, QS_ERR_STATE, "snapshot '%s' holds disk '%s', which the domain no longer has",
-                         snap->name, sd->name);
-            goto out;
-        }
-        active = canon(now.source);
-        if (img_qcow2_backing(md->overlay, &backing, err) < 0) {
-            qs_error_prefix(err, "snapshot '%s', disk '%s'", snap->name, sd->name);
-            goto out;
-        }
-        if (!same_file(backing, md->frozen)) {
-            qs_error_set(err, QS_ERR_STATE, "disk '%s': overlay '%s' of snapshot '%s' is no longer backed by '%s'",
-                         sd->name, md->overlay, snap->name, md->frozen);
-            bad = true;
-        }
-        free(backing);
-        if (!bad && img_info_get(md->frozen, true, &info, err) < 0)
-            bad = true;
-        if (!bad) {
-            md->frozen_fmt = info.format;
-            info.format = NULL;
-            img_info_release(&info);
-            if (img_info_get(md->overlay, true, &info, err) < 0)
-                bad = true;
-            else if (info.tags && info.tags[0]) {
-                qs_error_set(err, QS_ERR_UNSUPPORTED, "disk '%s': overlay '%s' holds internal snapshot '%s': "
-                             "merging it would lose that snapshot", sd->name, md->overlay, info.tags[0]);
-                bad = true;
-            }
-            img_info_release(&info);
-        }
-        for (size_t k = 0; !bad && k < nothers; k++) {
-            char *f = frozen_of(others[k], sd->name);
-            const struct md_snapshot_disk *od = spec_disk(others[k], sd->name);
-            if (f && strcmp(f, md->frozen) == 0) {
-                qs_error_set(err, QS_ERR_UNSUPPORTED, "disk '%s': image '%s' is also the state of snapshot '%s': "
-                             "merging snapshot '%s' into it would change that snapshot",
-                             sd->name, md->frozen, others[k]->name, snap->name);
-                bad = true;
-            } else if (od && od->snapshot == MD_LOCATION_EXTERNAL && same_file(od->source, md->overlay)) {
-                qs_error_set(err, QS_ERR_UNSUPPORTED, "disk '%s': snapshot '%s' uses overlay '%s' too", sd->name,
-                             others[k]->name, md->overlay);
-                bad = true;
-            }
-            free(f);
-        }
-        if (!bad && strcmp(active, md->frozen) == 0) {
-            qs_error_set(err, QS_ERR_STATE, "disk '%s': the domain runs on '%s', the image snapshot '%s' froze",
-                         sd->name, md->frozen, snap->name);
-            bad = true;
-        }
-        if (!bad && dependents(dirs, md->frozen, &deps, err) == 0) {
-            for (size_t k = 0; deps[k] && !bad; k++)
-                if (strcmp(deps[k], md->overlay) != 0) {
-                    /* another branch (a revert's overlay, a file outside qsnap) reads F: committing O into F
-                     * would change what that branch sees */
-                    qs_error_set(err, QS_ERR_UNSUPPORTED,
-                                 "disk '%s': '%s' is also the backing file of '%s' (another branch): merging "
-                                 "snapshot '%s' would change that branch; delete the branch first, or use "
-                                 "--metadata",
-                                 sd->name, md->frozen, deps[k], snap->name);
-                    bad = true;
-                }
-        }
-        qs_strv_free(deps);
-        deps = NULL;
-        if (!bad) {
-            dependents(dirs, md->overlay, &md->children, err);
-            chain = chain_of(active);
-            md->mode = strcmp(active, md->overlay) == 0 ? MERGE_ACTIVE
-                       : strv_has(chain, md->overlay)    ? MERGE_MIDDLE
-                                                         : MERGE_OFFCHAIN;
-        }
-        qs_strv_free(chain);
-        free(active);
-        if (bad)
+        if (merge_plan(snap, &snap->disks[i], others, nothers, needed, dirs, dom, c, it, &m[nm++], err) < 0)
             goto out;
     }
     if (nm == 0) {
         qs_error_set(err, QS_ERR_UNSUPPORTED, "snapshot '%s' holds no external disk snapshot", snap->name);
         goto out;
     }
-    if (c && vm_blocks(c, &blocks, &nb, err) < 0)
-        goto out;
 
     /* the merges */
     for (size_t i = 0; i < nm; i++) {
         struct mdisk *md = &m[i];
-        struct md_domain_disk now;
-        char *above = NULL;
         struct merge_note note;
+        char *above = NULL, **deps;
+        bool active = false;
+        int r = 0;
 
+        if (md->mode == MERGE_NONE)
+            continue;
         free(entry);
         entry = qs_asprintf("%s/%s", snap->name, md->target);
         note = (struct merge_note){e, lock, domain, it, entry};
-        int rm = 0;
-
-        if (md->mode == MERGE_DONE) {
-            /* the definition follows the merge when the interrupted run did not get that far */
-            if (domain_disk(dom, md->target, &now) == 0 && now.source && same_file(now.source, md->overlay)) {
-                const struct vm_block *b = c ? disk_block(blocks, nb, dom, &now, NULL) : NULL;
-                char *onode = now.node_name ? qs_xstrdup(now.node_name) : NULL;
-                if (md_domain_set_disk_source(dom, md->target, md->frozen, err) < 0 ||
-                    md_domain_set_disk_driver_type(dom, md->target, md->frozen_fmt, err) < 0 ||
-                    (b && md_domain_set_disk_node_name(dom, md->target, b->node, err) < 0))
-                    rm = -1;
-                /* the overlay's node outlives the commit and keeps F busy: it goes, if still there */
-                if (rm == 0 && b && onode && strcmp(onode, b->node) != 0)
-                    vm_blockdev_del(c, onode, NULL);
-                free(onode);
-            }
-        } else if (c && md->mode != MERGE_OFFCHAIN) {
-            struct vm_chain_node *ch = NULL;
-            size_t nch = 0, oi = SIZE_MAX, fi = SIZE_MAX;
-            const struct vm_block *b = NULL;
-            char *fnode = NULL;
-            int r = -1;
-            if (domain_disk(dom, md->target, &now) < 0) {
-                qs_error_set(err, QS_ERR_STATE, "the domain has no disk '%s'", md->target);
-                goto out;
-            }
-            if (!(b = disk_block(blocks, nb, dom, &now, err)))
-                goto out;
-            if (vm_chain(c, b->node, &ch, &nch, err) < 0)
-                goto out;
-            for (size_t k = 0; k < nch; k++) {
-                if (oi == SIZE_MAX && same_file(ch[k].file, md->overlay))
-                    oi = k;
-                else if (oi != SIZE_MAX && fi == SIZE_MAX && same_file(ch[k].file, md->frozen))
-                    fi = k;
-            }
-            if (oi == SIZE_MAX || fi != oi + 1) {
-                qs_error_set(err, QS_ERR_STATE, "disk '%s': QEMU's backing chain does not hold '%s' over '%s'",
-                             md->target, md->overlay, md->frozen);
-                vm_chain_free(ch, nch);
-                goto out;
-            }
-            if (oi > 0)
-                above = canon(ch[oi - 1].file);
-            fnode = qs_xstrdup(ch[fi].node);
-            r = commit_live(e, c, ch[0].node, oi == 0 ? NULL : ch[oi].node, ch[fi].node, &note, err);
-            if (r == 0) {
-                /* a node added with blockdev-add (or -blockdev) outlives the commit and keeps F busy */
-                struct qs_error *ignore = NULL;
-                vm_blockdev_del(c, ch[oi].node, &ignore);
-                qs_error_free(ignore);
-            }
-            vm_chain_free(ch, nch);
-            if (r < 0) {
-                free(fnode);
-                free(above);
+        if (md->mode == MERGE_LIVE) {
+            r = merge_live(e, c, dom, md, &note, &above, &active, err);
+        } else if (md->mode == MERGE_OFFLINE) {
+            if ((r = img_commit(md->child, md->frozen, err)) < 0)
                 qs_error_prefix(err, "disk '%s'", md->target);
-                goto out;
-            }
-            if (md->mode == MERGE_ACTIVE &&
-                md_domain_set_disk_node_name(dom, md->target, fnode, err) < 0) {
-                free(fnode);
-                goto out;
-            }
-            free(fnode);
-        } else if (img_commit(md->overlay, md->frozen, err) < 0) {
-            rm = -1;
-            qs_error_prefix(err, "disk '%s'", md->target);
-        } else {
-            merge_noted(&note);
+            else
+                merge_noted(&note);
         }
-        if (rm < 0) {
+        if (r < 0) {
             free(above);
             goto out;
         }
-        /* what else sat on O now sits on F, which holds O's data */
-        for (size_t k = 0; md->children[k]; k++) {
-            if (above && strcmp(above, md->children[k]) == 0)
-                continue; /* QEMU rewrote its header in the commit */
-            if (img_rebase_unsafe(md->children[k], md->frozen, md->frozen_fmt, err) < 0) {
-                free(above);
+        /* F holds C's data now: what else sat on C sits on F (QEMU rewrote the header of the file above C in
+         * its chain) */
+        deps = files_dependents(dirs, md->child);
+        for (size_t k = 0; deps[k] && r == 0; k++)
+            if (!(above && strcmp(above, deps[k]) == 0) &&
+                (r = img_rebase_unsafe(deps[k], md->frozen, md->frozen_fmt, err)) < 0)
                 qs_error_prefix(err, "disk '%s'", md->target);
-                goto out;
-            }
-        }
+        qs_strv_free(deps);
         free(above);
-        if (md->mode == MERGE_ACTIVE &&
-            (md_domain_set_disk_source(dom, md->target, md->frozen, err) < 0 ||
-             md_domain_set_disk_driver_type(dom, md->target, md->frozen_fmt, err) < 0))
+        if (r < 0 || rename_image(e, lock, domain, dom, others, nothers, md->target, md->child, md->frozen,
+                                  md->frozen_fmt, err) < 0)
             goto out;
-    }
-    /* later snapshots that froze an overlay now name the image it went into */
-    for (size_t k = 0; k < nothers; k++) {
-        struct md_snapshot *x = others[k];
-        struct md_domain *xd;
-        bool changed = false;
-        if (!x->domain_xml || !(xd = md_domain_parse(x->domain_xml, strlen(x->domain_xml), err)))
-            continue;
-        for (size_t i = 0; i < nm; i++) {
-            struct md_domain_disk dd;
-            if (domain_disk(xd, m[i].target, &dd) == 0 && dd.source && same_file(dd.source, m[i].overlay)) {
-                if (md_domain_set_disk_source(xd, m[i].target, m[i].frozen, err) < 0 ||
-                    md_domain_set_disk_driver_type(xd, m[i].target, m[i].frozen_fmt, err) < 0) {
-                    md_domain_free(xd);
-                    goto out;
-                }
-                changed = true;
-            }
-        }
-        if (changed) {
-            char *text = md_domain_format(xd, err);
-            if (!text) {
-                md_domain_free(xd);
-                goto out;
-            }
-            free(x->domain_xml);
-            x->domain_xml = text;
-            if (md_store_snapshot_put(e->store, lock, domain, x, 0, err) < 0) {
-                md_domain_free(xd);
-                goto out;
-            }
-        }
-        md_domain_free(xd);
     }
     if (md_store_domain_put(e->store, lock, dom, err) < 0)
         goto out;
-    /* the overlays are merged: remove each once nothing reads it any more */
-    for (size_t i = 0; i < nm; i++) {
-        char **deps = NULL, **chain = NULL;
-        struct md_domain_disk now;
-        bool needed = false;
-        dependents(dirs, m[i].overlay, &deps, NULL);
-        if (domain_disk(dom, m[i].target, &now) == 0 && now.source) {
-            chain = chain_of(now.source);
-            needed = strv_has(chain, m[i].overlay);
-        }
-        if (!needed && !(deps && deps[0]))
-            unlink(m[i].overlay);
-        qs_strv_free(deps);
-        qs_strv_free(chain);
-    }
     if (snap->memory == MD_LOCATION_EXTERNAL && snap->memory_file) {
         /* the memory state belongs to this snapshot alone, unless metadata says otherwise */
         bool shared = false;
@@ -1594,9 +1475,8 @@ int ext_delete(struct engine *e, struct md_domain *dom, const struct md_lock *lo
 out:
     free(entry);
     qs_strv_free(dirs);
-    vm_blocks_free(blocks, nb);
+    qs_strv_free(needed);
     mdisks_free(m, nm);
     others_free(others, nothers);
-    md_domain_free(sdom);
     return ret;
 }

@@ -599,6 +599,11 @@ int engine_domain_save(struct engine *e, const char *name, const char *path, uns
         qs_error_set(err, QS_ERR_STATE, "domain '%s' cannot be saved in QEMU state '%s'", name, status);
         goto out;
     }
+    /* the save ends QEMU: a restore must be able to start it again, or the RAM would be stranded in the file */
+    if (engine_qemu_check_start(dom, err) < 0) {
+        qs_error_prefix(err, "cannot save domain '%s': a restore could not start its QEMU again", name);
+        goto out;
+    }
     if (!(xml = md_domain_format(dom, err)))
         goto out;
     run_after = flags & ENGINE_SAVE_RUNNING ? true : flags & ENGINE_SAVE_PAUSED ? false : was_running;

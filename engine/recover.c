@@ -1,5 +1,7 @@
 /* recover.c: finishing or undoing an operation a crash interrupted, from its intent record. */
 #include "external.h"
+#include "disks.h"
+#include "files.h"
 #include "intent.h"
 #include "memstate.h"
 #include "internal.h"
@@ -132,6 +134,33 @@ out:
     return ret;
 }
 
+/* The revert is done: "current", and the files the state left behind needed. */
+static int revert_finished(struct engine *e, const char *domain, const struct md_lock *lock,
+                           const struct intent *it, struct qs_error **err)
+{
+    if (md_store_snapshot_set_current(e->store, lock, domain, it->snapshot, err) < 0)
+        return -1;
+    files_remove(it->garbage);
+    return 0;
+}
+
+/* Whether the stored definition still is IT's undo definition (a revert to other images did not switch). */
+static bool switch_pending(struct engine *e, const char *domain, const struct intent *it)
+{
+    struct md_domain *now = md_store_domain_get(e->store, domain, NULL);
+    struct md_domain *undo = md_domain_parse(it->undo_xml, strlen(it->undo_xml), NULL);
+    bool same = now && undo && md_domain_disk_count(now) == md_domain_disk_count(undo);
+
+    for (size_t k = 0; same && k < md_domain_disk_count(now); k++) {
+        struct md_domain_disk a, b;
+        same = md_domain_disk_get(now, k, &a, NULL) == 0 && md_domain_disk_get(undo, k, &b, NULL) == 0 &&
+               qs_str_equal(a.source, b.source);
+    }
+    md_domain_free(now);
+    md_domain_free(undo);
+    return same;
+}
+
 static int recover_revert_internal(struct engine *e, const char *domain, const struct md_lock *lock,
                                    struct intent *it, struct qmp_client **c, struct qs_error **err)
 {
@@ -139,7 +168,12 @@ static int recover_revert_internal(struct engine *e, const char *domain, const s
     int ret = -1;
 
     if (qs_str_equal(it->phase, "applied"))
-        return md_store_snapshot_set_current(e->store, lock, domain, it->snapshot, err);
+        return revert_finished(e, domain, lock, it, err);
+    if (it->undo_xml && !loaded && switch_pending(e, domain, it)) {
+        /* a revert to other images stopped before the definition switched: the QEMU found (if any) is the
+         * one it started from, or none when it had been quit already */
+        return qs_str_equal(it->phase, "apply") ? 0 : run_state_back(it, *c, err);
+    }
     if (qs_str_equal(it->phase, "apply")) {
         /* an offline revert: the images were going back with qemu-img; QEMU is not running on them unless
          * someone started it since, and then nothing is touched */
@@ -153,7 +187,7 @@ static int recover_revert_internal(struct engine *e, const char *domain, const s
         free(all);
         if (ret < 0)
             return -1;
-        return md_store_snapshot_set_current(e->store, lock, domain, it->snapshot, err);
+        return revert_finished(e, domain, lock, it, err);
     }
     if (*c) {
         if (job_settle(*c, INTERNAL_JOB, false, &present, &ok, err) < 0)
@@ -173,14 +207,16 @@ static int recover_revert_internal(struct engine *e, const char *domain, const s
             if (!it->want_running && running && vm_stop(*c, err) < 0)
                 return -1;
         }
-        return md_store_snapshot_set_current(e->store, lock, domain, it->snapshot, err);
+        return revert_finished(e, domain, lock, it, err);
     }
     /* nothing was loaded (or the load failed): undo - a QEMU started for the revert goes, else the run state
-     * comes back */
-    if (it->start && *c) {
-        ret = engine_qemu_quit(e, c, err);
-        return ret;
-    }
+     * comes back; a switch to other images is switched back (the domain stays off: its QEMU was quit) */
+    if (it->start && *c && engine_qemu_quit(e, c, err) < 0)
+        return -1;
+    if (it->undo_xml)
+        return domain_put_xml(e, lock, it->undo_xml, err);
+    if (it->start)
+        return 0;
     return run_state_back(it, *c, err);
 }
 
@@ -195,9 +231,12 @@ static int switched_live(const struct intent *it, struct qmp_client *c, bool *al
 
     if (vm_blocks(c, &blocks, &nb, err) < 0)
         return -1;
+    /* the overlay's node at the top of a device: its disk switched (node names are the record's own) */
     for (size_t i = 0; i < it->ndisks; i++) {
-        const struct vm_block *b = vm_blocks_find(blocks, nb, it->disks[i].target);
-        n += b && it->disks[i].node && qs_str_equal(b->node, it->disks[i].node);
+        bool top = false;
+        for (size_t k = 0; k < nb && !top; k++)
+            top = it->disks[i].node && qs_str_equal(blocks[k].node, it->disks[i].node);
+        n += top;
     }
     vm_blocks_free(blocks, nb);
     *all = n == it->ndisks;
@@ -224,7 +263,17 @@ static bool switched_offline(struct engine *e, const char *domain, const struct 
 
 /* Removes what IT would have added: its QEMU nodes (those QEMU still has) and its files - never a file a
  * running QEMU has as a disk's image. */
-static void external_unwind(const struct intent *it, struct qmp_client *c)
+/* The working directory recorded for DOMAIN's QEMU (relative image names are relative to it), or NULL. */
+static char *domain_cwd(struct engine *e, const char *domain)
+{
+    struct md_domain *d = md_store_domain_get(e->store, domain, NULL);
+    char *r = d && md_domain_cwd(d) ? qs_xstrdup(md_domain_cwd(d)) : NULL;
+
+    md_domain_free(d);
+    return r;
+}
+
+static void external_unwind(const struct intent *it, struct qmp_client *c, const char *cwd)
 {
     struct vm_block *blocks = NULL;
     size_t nb = 0;
@@ -241,8 +290,11 @@ static void external_unwind(const struct intent *it, struct qmp_client *c)
         return; /* cannot tell what QEMU uses: leave the files (snapshot-check reports them) */
     for (size_t i = 0; it->files && it->files[i]; i++) {
         bool used = false;
-        for (size_t k = 0; k < nb && !used; k++)
-            used = qs_str_equal(blocks[k].file, it->files[i]);
+        for (size_t k = 0; k < nb && !used; k++) {
+            char *f = disk_image_name(blocks[k].file, cwd);
+            used = qs_str_equal(f, it->files[i]) || qs_str_equal(blocks[k].file, it->files[i]);
+            free(f);
+        }
         if (!used)
             unlink(it->files[i]);
     }
@@ -285,7 +337,11 @@ static int recover_create_external(struct engine *e, const char *domain, const s
         qs_error_free(ignore);
     }
     if (!forward) {
-        external_unwind(it, *c);
+        {
+            char *cwd = domain_cwd(e, domain);
+            external_unwind(it, *c, cwd);
+            free(cwd);
+        }
         ret = run_state_back(it, *c, err);
         goto out;
     }
@@ -320,7 +376,11 @@ static int recover_revert_external(struct engine *e, const char *domain, const s
     if (!switched_offline(e, domain, it)) {
         /* the definition still names the old images: the new overlays go; a QEMU that was quit stays off
          * (its memory is gone), one that still runs was not touched */
-        external_unwind(it, *c);
+        {
+            char *cwd = domain_cwd(e, domain);
+            external_unwind(it, *c, cwd);
+            free(cwd);
+        }
         return 0;
     }
     if (*c) {
@@ -336,7 +396,10 @@ static int recover_revert_external(struct engine *e, const char *domain, const s
         if (r < 0)
             return -1;
     }
-    return md_store_snapshot_set_current(e->store, lock, domain, it->snapshot, err);
+    if (md_store_snapshot_set_current(e->store, lock, domain, it->snapshot, err) < 0)
+        return -1;
+    files_remove(it->garbage);
+    return 0;
 }
 
 /* ---- delete: always forward, one snapshot at a time ---- */
@@ -364,59 +427,38 @@ static int recover_delete(struct engine *e, const char *domain, const struct md_
     for (size_t i = 0; it->names && it->names[i]; i++) {
         const char *name = it->names[i];
         struct md_snapshot *s = md_store_snapshot_get(e->store, domain, name, NULL);
+        struct md_domain *dom;
+        struct qs_error *local = NULL;
+        size_t merged = qs_strv_len(it->merged);
+        bool external;
+        int r;
         if (!s)
             continue; /* gone already */
+        external = md_snapshot_is_external(s);
+        md_snapshot_free(s);
         if (!data) {
             /* metadata only */
-        } else if (md_snapshot_is_external(s)) {
-            struct md_domain *dom = engine_domain_load(e, domain, err);
-            struct qs_error *local = NULL;
-            size_t merged = qs_strv_len(it->merged);
-            int r = dom ? ext_delete(e, dom, lock, s, *c, it, &local) : -1;
-            md_domain_free(dom);
-            if (r < 0 && local && qs_strv_len(it->merged) == merged && !any_merged(it, name) &&
-                (local->code == QS_ERR_UNSUPPORTED || local->code == QS_ERR_INVALID)) {
-                /* refused before anything of it changed: the delete ends here, the snapshot stays */
-                qs_error_free(local);
-                md_snapshot_free(s);
-                ret = 0;
+            if (md_store_snapshot_delete(e->store, lock, domain, name, 0, err) < 0)
                 goto out;
-            }
-            qs_error_propagate(err, &local);
-            if (r < 0) {
-                md_snapshot_free(s);
-                goto out;
-            }
-        } else {
-            /* the tags still there go: the delete may have reached some disks only */
-            struct intent one = {0};
-            struct md_domain *dom = engine_domain_load(e, domain, err);
-            struct isnap_disk *disks = NULL;
-            size_t nd = 0;
-            int r = dom ? 0 : -1;
-            for (size_t k = 0; r == 0 && k < s->ndisks; k++) {
-                struct md_domain_disk d;
-                if (s->disks[k].snapshot != MD_LOCATION_INTERNAL)
-                    continue;
-                for (size_t j = 0; j < md_domain_disk_count(dom); j++)
-                    if (md_domain_disk_get(dom, j, &d, NULL) == 0 && qs_str_equal(d.target, s->disks[k].name))
-                        intent_add_disk(&one, d.target, d.node_name, d.source);
-            }
-            disks = isnap_disks(&one, NULL, &nd);
-            if (r == 0)
-                r = isnap_delete_present(*c, disks, nd, name, err);
-            free(disks);
-            intent_release(&one);
-            md_domain_free(dom);
-            if (r < 0) {
-                md_snapshot_free(s);
-                goto out;
-            }
+            continue;
         }
-        md_snapshot_free(s);
-        if (md_store_snapshot_delete(e->store, lock, domain, name, 0, err) < 0)
+        if (!(dom = engine_domain_load(e, domain, err)))
+            goto out;
+        r = engine_snapshot_delete_one(e, *c, dom, lock, domain, name, it, true, &local);
+        md_domain_free(dom);
+        if (r < 0 && external && qs_strv_len(it->merged) == merged && !any_merged(it, name) &&
+            (local->code == QS_ERR_UNSUPPORTED || local->code == QS_ERR_INVALID)) {
+            /* refused before anything of it changed: the delete ends here, the snapshot stays */
+            qs_error_free(local);
+            ret = 0;
+            goto out;
+        }
+        qs_error_propagate(err, &local);
+        if (r < 0)
             goto out;
     }
+    /* what the deleted snapshots alone needed */
+    files_remove(it->garbage);
     ret = 0;
 out:
     free(job);

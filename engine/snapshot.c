@@ -4,6 +4,8 @@
 #include "intent.h"
 #include "internal.h"
 #include "disks.h"
+#include "files.h"
+#include "img.h"
 #include "qargv.h"
 #include "qs_util.h"
 #include "vm.h"
@@ -13,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Summaries: views into a loaded tree, which the list owns. */
@@ -771,6 +774,7 @@ struct revert_ctx {
     const char *domain;
     struct intent *it;
     const struct md_domain *dom;
+    struct md_domain *owned; /* a definition the revert switched to (freed with the context) */
 };
 
 static int revert_progress(void *opaque, const char *phase, uint64_t done, uint64_t total)
@@ -845,6 +849,174 @@ out:
     return ret;
 }
 
+/* The external snapshot that froze FILE for disk TARGET (its name, caller frees), or NULL. */
+static char *frozen_by(struct engine *e, const char *domain, const char *target, const char *file)
+{
+    struct md_tree *t = md_tree_load(e->store, domain, NULL, NULL);
+    const struct md_entry **all = NULL;
+    size_t n = 0;
+    char *r = NULL;
+
+    if (t && md_tree_list(t, NULL, MD_LIST_EXTERNAL, &all, &n, NULL) == 0) {
+        for (size_t i = 0; i < n && !r; i++) {
+            struct md_snapshot *x = md_store_snapshot_get(e->store, domain, all[i]->name, NULL);
+            char *img = x ? snapshot_image(x, target) : NULL;
+            if (img && strcmp(img, file) == 0)
+                r = qs_xstrdup(x->name);
+            free(img);
+            md_snapshot_free(x);
+        }
+    }
+    free(all);
+    md_tree_free(t);
+    return r;
+}
+
+/* Why the tag of snapshot NAME in FILE (disk TARGET) cannot be touched: other images are built on it (a
+ * revert would change them), or (LIVE_DELETE) the running QEMU only reads it. */
+static void tag_frozen_error(struct engine *e, const char *domain, const char *name, const char *target,
+                             const char *file, bool live_delete, struct qs_error **err)
+{
+    char *by = frozen_by(e, domain, target, file);
+
+    if (live_delete && by)
+        qs_error_set(err, QS_ERR_UNSUPPORTED,
+                     "snapshot '%s' is inside image '%s' of disk '%s', which external snapshot '%s' froze and the "
+                     "running QEMU only reads: delete it while the domain is shut off, or delete snapshot '%s' "
+                     "first (that merges its changes into the image)",
+                     name, file, target, by, by);
+    else if (live_delete)
+        qs_error_set(err, QS_ERR_UNSUPPORTED,
+                     "snapshot '%s' is inside image '%s' of disk '%s', which the running QEMU only reads (other "
+                     "images are built on it): delete it while the domain is shut off",
+                     name, file, target);
+    else if (by)
+        qs_error_set(err, QS_ERR_UNSUPPORTED,
+                     "snapshot '%s' is inside image '%s' of disk '%s', which external snapshot '%s' froze: "
+                     "reverting to it would change '%s' and what is built on it; delete snapshot '%s' first (that "
+                     "merges its changes into the image), then revert",
+                     name, file, target, by, by, by);
+    else
+        qs_error_set(err, QS_ERR_UNSUPPORTED,
+                     "snapshot '%s' is inside image '%s' of disk '%s', on which other images of the domain are "
+                     "built: reverting to it would change them",
+                     name, file, target);
+    free(by);
+}
+
+/*
+ * Reverts to internal snapshot SNAP whose tags are in images the disks no longer run on (DS->moved): an
+ * image another needed file is built on is refused (the load would change it); else QEMU is quit, the
+ * definition points at the tagged images, and the snapshot is loaded into a fresh QEMU (or applied with
+ * qemu-img for a snapshot without memory). Whether QEMU can start on them is known before it is quit. The
+ * files of the state left behind that nothing needs go into the record's garbage.
+ */
+static int revert_moved(struct revert_ctx *rc, const struct md_snapshot *snap, struct disk_set *ds, unsigned flags,
+                        struct qmp_client **c, bool *started, struct qs_error **err)
+{
+    struct engine *e = rc->e;
+    const struct md_domain *dom = rc->dom;
+    struct md_domain *next = NULL;
+    char **before = NULL, **after = NULL, **garbage = NULL, *old = NULL;
+    bool memory = snapshot_has_memory(snap), running = false;
+    bool want_running = (flags & ENGINE_REVERT_RUNNING) ||
+                        (!(flags & ENGINE_REVERT_PAUSED) && snap->state == MD_STATE_RUNNING);
+    bool start = memory || (flags & (ENGINE_REVERT_RUNNING | ENGINE_REVERT_PAUSED));
+    int ret = -1;
+
+    if (files_needed(e, rc->domain, rc->lock, dom, NULL, &before, err) < 0 || !(old = md_domain_format(dom, err)) ||
+        !(next = md_domain_parse(old, strlen(old), err)))
+        goto out;
+    for (size_t i = 0; i < ds->n; i++) {
+        const struct isnap_disk *d = &ds->disks[i];
+        struct img_info info = {0};
+        if (!d->file || qs_str_equal(d->file, ds->now[i]))
+            continue;
+        if (access(d->file, F_OK) < 0) {
+            qs_error_set(err, QS_ERR_NOTFOUND, "snapshot '%s': image '%s' of disk '%s' is missing", snap->name,
+                         d->file, d->target);
+            goto out;
+        }
+        if (files_has_child(before, d->file)) {
+            tag_frozen_error(e, rc->domain, snap->name, d->target, d->file, false, err);
+            goto out;
+        }
+        if (img_info_get(d->file, true, &info, err) < 0)
+            goto out;
+        if (!img_info_has_tag(&info, snap->name)) {
+            qs_error_set(err, QS_ERR_NOTFOUND, "internal snapshot '%s' not found on disk '%s' (image '%s')",
+                         snap->name, d->target, d->file);
+            img_info_release(&info);
+            goto out;
+        }
+        img_info_release(&info);
+        if (md_domain_set_disk_source(next, d->target, d->file, err) < 0 ||
+            md_domain_set_disk_driver_type(next, d->target, "qcow2", err) < 0 ||
+            md_domain_set_disk_node_name(next, d->target, NULL, err) < 0)
+            goto out;
+    }
+    if ((start || *c) && engine_qemu_check_start(next, err) < 0) {
+        qs_error_prefix(err, "cannot revert domain '%s' to snapshot '%s'", rc->domain, snap->name);
+        goto out;
+    }
+    if (files_needed(e, rc->domain, rc->lock, next, NULL, &after, err) < 0)
+        goto out;
+    garbage = files_garbage(before, NULL, after, NULL);
+    for (size_t i = 0; garbage[i]; i++)
+        intent_add_garbage(rc->it, garbage[i]);
+    if (*c && vm_status(*c, NULL, &running, err) < 0)
+        goto out;
+    rc->it->vm = qs_xstrdup(*c ? (running ? "running" : "paused") : "shutoff");
+    rc->it->want_running = want_running;
+    rc->it->start = memory;
+    rc->it->undo_xml = old;
+    old = NULL;
+    rc->it->phase = qs_xstrdup(memory ? "switch" : "apply");
+    if (intent_begin(e, rc->lock, rc->domain, rc->it, err) < 0)
+        goto out;
+    if (*c) {
+        if (engine_qemu_quit(e, c, err) < 0)
+            goto out;
+        engine_step(e, "revert", "quit");
+    }
+    if (md_store_domain_put(e->store, rc->lock, next, err) < 0)
+        goto out;
+    engine_step(e, "revert", "switch");
+    rc->dom = next;
+    if (memory) {
+        if (engine_qemu_start(e, next, rc->lock, true, c, err) < 0)
+            goto out;
+        *started = true;
+        engine_step(e, "revert", "start");
+        if (revert_live(rc, *c, ds, snap->name, want_running, err) < 0)
+            goto out;
+    } else {
+        if (isnap_offline_apply(ds->disks, ds->n, snap->name, err) < 0)
+            goto out;
+        free(rc->it->phase);
+        rc->it->phase = qs_xstrdup("applied");
+        if (intent_update(e, rc->lock, rc->domain, rc->it, err) < 0)
+            goto out;
+        engine_step(e, "revert", "apply");
+        if (start) {
+            if (engine_qemu_start(e, next, rc->lock, flags & ENGINE_REVERT_PAUSED, c, err) < 0)
+                goto out;
+            engine_step(e, "revert", "start");
+        }
+    }
+    ret = 0;
+out:
+    if (rc->dom != next)
+        md_domain_free(next);
+    else
+        rc->owned = next;
+    qs_strv_free(before);
+    qs_strv_free(after);
+    qs_strv_free(garbage);
+    free(old);
+    return ret;
+}
+
 int engine_snapshot_revert(struct engine *e, const char *domain, const char *name, unsigned flags,
                            struct qs_error **err)
 {
@@ -854,7 +1026,7 @@ int engine_snapshot_revert(struct engine *e, const char *domain, const char *nam
     struct qmp_client *c = NULL;
     struct disk_set ds = {0};
     struct intent it = {0};
-    struct revert_ctx rc = {e, NULL, domain, &it, NULL};
+    struct revert_ctx rc = {e, NULL, domain, &it, NULL, NULL};
     bool started = false, want_running;
     int ret = -1;
 
@@ -884,6 +1056,13 @@ int engine_snapshot_revert(struct engine *e, const char *domain, const char *nam
         goto out;
     for (size_t i = 0; i < ds.n; i++)
         intent_add_disk(&it, ds.disks[i].target, ds.disks[i].node, ds.disks[i].file);
+    if (ds.moved) {
+        /* the tags are in images the disks left (an external snapshot or a revert came since): the domain goes
+         * back onto them */
+        if (revert_moved(&rc, snap, &ds, flags, &c, &started, err) < 0)
+            goto out;
+        goto current;
+    }
 
     if (snapshot_has_memory(snap)) {
         want_running = (flags & ENGINE_REVERT_RUNNING) ||
@@ -934,6 +1113,8 @@ current:
     if (md_store_snapshot_set_current(e->store, lock, domain, name, err) < 0)
         goto out;
     engine_step(e, "revert", "metadata");
+    /* the state left behind: its files that nothing needs any more */
+    files_remove(it.garbage);
     ret = 0;
 out:
     if (ret < 0 && started && c) {
@@ -948,6 +1129,7 @@ out:
     disk_set_release(&ds);
     md_snapshot_free(snap);
     md_lock_free(lock);
+    md_domain_free(rc.owned);
     md_domain_free(dom);
     return ret;
 }
@@ -955,40 +1137,142 @@ out:
 /* ------------------------------------------------------------------------------------------------ */
 /* Delete. */
 
-/* Removes snapshot NAME's data: its internal tags (live or offline), or its external overlays merged away. */
-static int delete_data(struct engine *e, struct qmp_client *c, struct md_domain *dom, const struct md_lock *lock,
-                       const char *domain, const char *name, struct intent *it, struct qs_error **err)
+/* The subset of DS where PICK[i]: the strings stay DS's. */
+static void disk_set_pick(const struct disk_set *ds, const bool *pick, bool want, struct disk_set *out)
 {
-    struct md_snapshot *snap = snapshot_get(e, domain, name, err);
-    struct disk_set ds = {0};
+    memset(out, 0, sizeof(*out));
+    out->disks = qs_xcalloc(ds->n + 1, sizeof(*out->disks));
+    out->now = qs_xcalloc(ds->n + 1, sizeof(*out->now));
+    for (size_t i = 0; i < ds->n; i++)
+        if (pick[i] == want) {
+            out->now[out->n] = ds->now[i];
+            out->disks[out->n++] = ds->disks[i];
+        }
+}
+
+/* Removes internal snapshot SNAP's tags: live from the images QEMU runs on, with qemu-img from images QEMU
+ * does not have open (a revert or an external snapshot left them); a tag in an image the running QEMU only
+ * reads (a backing file of its disk) cannot be removed until it is shut off. */
+static int delete_internal(struct engine *e, struct qmp_client *c, const struct md_domain *dom, const char *domain,
+                           const struct md_snapshot *snap, struct disk_set *ds, bool present_only,
+                           struct qs_error **err)
+{
+    bool *live = qs_xcalloc(ds->n + 1, sizeof(bool));
+    struct disk_set on = {0}, off = {0};
     struct vm_block *blocks = NULL;
     size_t nb = 0;
     int ret = -1;
 
-    if (!snap)
-        return -1;
-    if (md_snapshot_is_external(snap)) {
-        ret = ext_delete(e, dom, lock, snap, c, it, err);
+    for (size_t i = 0; i < ds->n; i++) {
+        live[i] = c && qs_str_equal(ds->disks[i].file, ds->now[i]);
+        if (c && !live[i] && ds->now[i]) {
+            char **chain = files_chain(ds->now[i]);
+            bool open = false;
+            for (size_t k = 0; chain[k] && !open; k++)
+                open = qs_str_equal(chain[k], ds->disks[i].file);
+            qs_strv_free(chain);
+            if (open) {
+                tag_frozen_error(e, domain, snap->name, ds->disks[i].target, ds->disks[i].file, true, err);
+                goto out;
+            }
+        }
+    }
+    disk_set_pick(ds, live, true, &on);
+    disk_set_pick(ds, live, false, &off);
+    if (on.n && (vm_blocks(c, &blocks, &nb, err) < 0 || disk_set_bind(&on, dom, blocks, nb, err) < 0))
+        goto out;
+    if (present_only) {
+        /* finishing a delete a crash cut short: the tags still there go */
+        ret = (on.n && isnap_delete_present(c, on.disks, on.n, snap->name, err) < 0) ||
+                      (off.n && isnap_delete_present(NULL, off.disks, off.n, snap->name, err) < 0)
+                  ? -1
+                  : 0;
         goto out;
     }
-    if (disk_set_from_snapshot(&ds, dom, snap, err) < 0)
+    if (on.n && isnap_check_live(blocks, nb, on.disks, on.n, snap->name, ISNAP_DELETE, err) < 0)
         goto out;
-    if (c) {
-        if (vm_blocks(c, &blocks, &nb, err) < 0 || disk_set_bind(&ds, dom, blocks, nb, err) < 0 ||
-            isnap_check_live(blocks, nb, ds.disks, ds.n, name, ISNAP_DELETE, err) < 0 ||
-            isnap_delete(c, ds.disks, ds.n, name, err) < 0)
+    if (off.n && isnap_check_offline(off.disks, off.n, snap->name, ISNAP_DELETE, err) < 0)
+        goto out;
+    if ((on.n && isnap_delete(c, on.disks, on.n, snap->name, err) < 0) ||
+        (off.n && isnap_offline_delete(off.disks, off.n, snap->name, err) < 0))
+        goto out;
+    ret = 0;
+out:
+    vm_blocks_free(blocks, nb);
+    disk_set_release(&on);
+    disk_set_release(&off);
+    free(live);
+    return ret;
+}
+
+/* Removes snapshot NAME's data: its internal tags, or its external overlays merged away. The image files
+ * that nothing needs once NAME's metadata is gone are noted in IT's garbage (recorded), for the caller to
+ * remove after the metadata. */
+static int delete_data(struct engine *e, struct qmp_client *c, struct md_domain *dom, const struct md_lock *lock,
+                       const char *domain, const char *name, struct intent *it, bool recovering,
+                       struct qs_error **err)
+{
+    struct md_snapshot *snap = snapshot_get(e, domain, name, err);
+    struct disk_set ds = {0};
+    char **before = NULL, **after = NULL, **mine = NULL, **garbage = NULL;
+    bool external, gc;
+    int ret = -1;
+
+    if (!snap)
+        return -1;
+    external = md_snapshot_is_external(snap);
+    if (!external && disk_set_from_snapshot(&ds, dom, snap, err) < 0)
+        goto out;
+    /* files change only around external snapshots and tags in images the disks left */
+    gc = external || ds.moved;
+    if (gc && files_needed(e, domain, lock, dom, NULL, &before, err) < 0)
+        goto out;
+    if (external) {
+        if (ext_delete(e, dom, lock, snap, c, it, err) < 0)
             goto out;
-    } else {
-        if (isnap_check_offline(ds.disks, ds.n, name, ISNAP_DELETE, err) < 0 ||
-            isnap_offline_delete(ds.disks, ds.n, name, err) < 0)
+    } else if (delete_internal(e, c, dom, domain, snap, &ds, recovering, err) < 0) {
+        goto out;
+    }
+    if (gc) {
+        /* the snapshot's own overlays count even when nothing needed them any more */
+        mine = qs_xcalloc(snap->ndisks + 1, sizeof(char *));
+        for (size_t i = 0, k = 0; i < snap->ndisks; i++)
+            if (snap->disks[i].snapshot == MD_LOCATION_EXTERNAL && snap->disks[i].source)
+                mine[k++] = qargv_path_abs(snap->disks[i].source, NULL);
+        if (files_needed(e, domain, lock, dom, name, &after, err) < 0)
+            goto out;
+        garbage = files_garbage(before, mine, after, NULL);
+        for (size_t i = 0; garbage[i]; i++)
+            intent_add_garbage(it, garbage[i]);
+        if (garbage[0] && intent_update(e, lock, domain, it, err) < 0)
             goto out;
     }
     ret = 0;
 out:
-    vm_blocks_free(blocks, nb);
+    qs_strv_free(before);
+    qs_strv_free(after);
+    qs_strv_free(mine);
+    qs_strv_free(garbage);
     disk_set_release(&ds);
     md_snapshot_free(snap);
     return ret;
+}
+
+int engine_snapshot_delete_one(struct engine *e, struct qmp_client *c, struct md_domain *dom,
+                               const struct md_lock *lock, const char *domain, const char *name, struct intent *it,
+                               bool recovering, struct qs_error **err)
+{
+    if (delete_data(e, c, dom, lock, domain, name, it, recovering, err) < 0)
+        return -1;
+    engine_step(e, "delete", "data");
+    if (md_store_snapshot_delete(e->store, lock, domain, name, 0, err) < 0)
+        return -1;
+    engine_step(e, "delete", "metadata");
+    /* the record keeps the list: a crash before this removes them in recovery */
+    files_remove(it->garbage);
+    qs_strv_free(it->garbage);
+    it->garbage = NULL;
+    return 0;
 }
 
 /* Appends E's descendants, deepest first (each after all of its own descendants). */
@@ -1066,18 +1350,14 @@ int engine_snapshot_delete(struct engine *e, const char *domain, const char *nam
     for (size_t i = 0; i < n; i++) {
         size_t merged = qs_strv_len(it.merged);
         struct qs_error *local = NULL;
-        if (delete_data(e, c, dom, lock, domain, names[i], &it, &local) < 0) {
+        if (engine_snapshot_delete_one(e, c, dom, lock, domain, names[i], &it, false, &local) < 0) {
             /* a refusal comes before this snapshot's data is touched: nothing is left to finish */
-            untouched = qs_strv_len(it.merged) == merged &&
+            untouched = qs_strv_len(it.merged) == merged && !it.garbage &&
                         (local->code == QS_ERR_UNSUPPORTED || local->code == QS_ERR_INVALID ||
                          local->code == QS_ERR_NOTFOUND || local->code == QS_ERR_EXISTS);
             qs_error_propagate(err, &local);
             goto out;
         }
-        engine_step(e, "delete", "data");
-        if (md_store_snapshot_delete(e->store, lock, domain, names[i], 0, err) < 0)
-            goto out;
-        engine_step(e, "delete", "metadata");
     }
     ret = 0;
 out:

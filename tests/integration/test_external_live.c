@@ -174,8 +174,9 @@ static void test_failed_create_changes_nothing(void **state)
 
 /*
  * s1, s2 on one line; deleting s1 commits a middle layer (guest view unchanged, s2's metadata follows);
- * a revert to s2 starts a new branch (the old one stays), a snapshot on it works, and a merge that would
- * change the other branch is refused.
+ * a revert to s2 starts a new branch and discards the state it left (no snapshot needs it), a snapshot on
+ * it works, and deleting s2 then merges the new branch's first overlay into s2's image under the running
+ * snapshot s3.
  */
 static void test_middle_commit_revert_and_branch(void **state)
 {
@@ -225,8 +226,7 @@ static void test_middle_commit_revert_and_branch(void **state)
     assert_string_equal(out, "shut off\n\n");
     free(out);
     assert_true(qt_exists(r1));
-    assert_true(qt_exists(s2)); /* the old branch stays */
-    assert_int_equal(qt_image_is(s2, "qcow2", 0x33, OFF_A), 1);
+    assert_false(qt_exists(s2)); /* the state left behind: nothing needs it */
     assert_int_equal(qt_image_is(r1, "qcow2", 0x11, OFF_A), 1);
     assert_int_equal(qt_image_is(r1, "qcow2", 0x22, OFF_B), 1);
     out = QSNAP_OK(f, "snapshot-current", "vm", "--name");
@@ -259,17 +259,31 @@ static void test_middle_commit_revert_and_branch(void **state)
     qmp_client_free(c);
     qt_validate_all(f, 2);
 
-    /* s2's frozen vdb.qcow2 also backs the old branch's vdb.s2: merging would change it */
-    assert_int_equal(qt_qsnap_run(f, NULL, &errout, "snapshot-delete", "vm", "s2", NULL), 1);
-    assert_non_null(strstr(errout, "another branch"));
+    /* s2 froze vdb.qcow2; only vdb.s2-1 (frozen by s3, under the running vdb.s3) is built on it: merged */
+    free(QSNAP_OK(f, "snapshot-delete", "vm", "s2"));
+    assert_false(qt_exists(r1));
+    assert_true(qt_exists(s3));
+    b = qt_backing_of(s3);
+    assert_string_equal(b, vdb);
+    free(b);
+    x = qt_snapshot_xml(f, "s3"); /* s3 froze vdb.s2-1, which is now part of vdb.qcow2 */
+    out = qs_asprintf("<source file='%s'/>", vdb);
+    assert_non_null(strstr(x, out));
+    free(out);
+    free(x);
+    c = qt_daemon_client(f);
+    qt_client_counter_advances(c);
+    qmp_client_free(c);
+    qt_validate_all(f, 1);
+    assert_int_equal(qt_qsnap_run(f, &out, &errout, "snapshot-check", "vm", NULL), 0);
+    free(out);
     free(errout);
-    assert_true(qt_exists(s2) && qt_exists(r1) && qt_exists(s3));
 
     free(QSNAP_OK(f, "destroy", "vm"));
     f->daemon = -1;
-    assert_int_equal(qt_image_is(r1, "qcow2", 0x44, OFF_B), 1);
+    assert_int_equal(qt_image_is(vdb, "qcow2", 0x44, OFF_B), 1);
     assert_int_equal(qt_image_is(s3, "qcow2", 0x44, OFF_B), 1);
-    assert_int_equal(qt_image_is(vdb, "qcow2", 0x22, OFF_B), 1);
+    assert_int_equal(qt_image_is(vdb, "qcow2", 0x11, OFF_A), 1);
     free(vdb), free(s1), free(s2), free(r1), free(s3);
 }
 
