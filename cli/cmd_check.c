@@ -16,6 +16,8 @@ static void text_item(struct qs_buf *b, const struct engine_check_item *it)
 
     if (engine_check_item_repaired(it))
         qs_buf_addf(b, "repaired: %s\n", engine_check_item_message(it));
+    else if (engine_check_item_is_note(it))
+        qs_buf_addf(b, "note: %s\n", engine_check_item_message(it));
     else if (fix)
         qs_buf_addf(b, "%s (fix: %s)\n", engine_check_item_message(it), fix);
     else
@@ -31,6 +33,7 @@ static void json_item(struct json_out *j, const struct engine_check_item *it)
     json_out_kv_string(j, "message", engine_check_item_message(it));
     json_out_kv_string(j, "fix", engine_check_item_fix(it));
     json_out_kv_bool(j, "repaired", engine_check_item_repaired(it));
+    json_out_kv_bool(j, "note", engine_check_item_is_note(it));
     json_out_object_end(j);
 }
 
@@ -43,7 +46,7 @@ static int cmd_check(struct cli_ctx *ctx, const struct cli_args *args)
     struct qs_error *err = NULL;
     struct engine *e = cli_engine(ctx);
     struct qs_buf out;
-    size_t n, repaired = 0;
+    size_t n, repaired = 0, notes = 0;
     int ret = CLI_EXIT_FAILED;
 
     qs_buf_init(&out, 0);
@@ -75,6 +78,8 @@ static int cmd_check(struct cli_ctx *ctx, const struct cli_args *args)
         const struct engine_check_item *it = engine_check_report_at(r, i);
         if (engine_check_item_repaired(it))
             repaired++;
+        else if (engine_check_item_is_note(it))
+            notes++;
         if (!json)
             text_item(&out, it);
     }
@@ -82,7 +87,8 @@ static int cmd_check(struct cli_ctx *ctx, const struct cli_args *args)
         cli_failf("cannot write output: %s", strerror(errno));
         goto out;
     }
-    if (repaired < n) {
+    if (repaired + notes < n) {
+        n -= notes;
         cli_failf("domain '%s': %zu discrepanc%s (%zu repaired)", domain, n, n == 1 ? "y" : "ies", repaired);
         goto out;
     }
@@ -103,7 +109,8 @@ static const struct cli_opt check_opts[] = {
 static const struct cli_cmd_def check_def = {
     "snapshot-check", "Check snapshot metadata against the disks",
     "Reconciles the domain's snapshot metadata with its disk images, overlay and memory files and the running "
-    "QEMU; prints one line per discrepancy and exits 1 when any remains. --repair applies the safe fixes.",
+    "QEMU; prints one line per discrepancy (and notes on limitations, which are not discrepancies) and exits 1 "
+    "when any discrepancy remains. --repair applies the safe fixes.",
     check_opts};
 
 const struct cli_command cli_check_commands[] = {

@@ -1,6 +1,7 @@
 /* check.c: snapshot-check - a domain's snapshot metadata reconciled with its images, files and QEMU. */
 #include "engine_priv.h"
 #include "disks.h"
+#include "files.h"
 #include "qargv.h"
 #include "img.h"
 #include "qs_buf.h"
@@ -32,6 +33,7 @@ struct engine_check_item {
     char *message;
     char *fix;
     bool repaired;
+    bool note; /* a limitation to know of, nothing wrong */
 };
 
 struct engine_check_report {
@@ -67,6 +69,7 @@ const char *engine_check_item_disk(const struct engine_check_item *it) { return 
 const char *engine_check_item_message(const struct engine_check_item *it) { return it->message; }
 const char *engine_check_item_fix(const struct engine_check_item *it) { return it->fix; }
 bool engine_check_item_repaired(const struct engine_check_item *it) { return it->repaired; }
+bool engine_check_item_is_note(const struct engine_check_item *it) { return it->note; }
 
 /* Adds an item; FIX (may be NULL) is taken over. The message is formatted. Returns the item (valid until the
  * next add). */
@@ -172,7 +175,8 @@ static void image_from_value(const struct qmp_value *v, struct cimage *im, const
     const char *file = qmp_value_get_string(v, "filename"), *fmt = qmp_value_get_string(v, "format");
     size_t n = qmp_value_array_len(snaps);
 
-    im->file = file ? qargv_path_abs(file, cwd) : qs_xstrdup("");
+    if (!(im->file = disk_image_name(file, cwd)))
+        im->file = qs_xstrdup(file ? file : "");
     im->format = qs_xstrdup(fmt ? fmt : "");
     im->tags = qs_xcalloc(n + 1, sizeof(*im->tags));
     for (size_t i = 0; i < n; i++) {
@@ -256,6 +260,9 @@ struct check {
     struct qmp_client *c;         /* NULL when QEMU does not run */
     struct cdisk *disks;          /* the definition's disks (device 'disk') */
     size_t ndisks;
+    struct cimage *aside;         /* images a snapshot's tags are in that no disk's chain holds */
+    size_t naside;
+    char **needed;                /* the image files the domain's state needs (files_needed); NULL: unknown */
     struct engine_check_report *r;
 };
 
@@ -529,18 +536,64 @@ static const struct ctag *image_tag(const struct cimage *im, const char *name)
     return NULL;
 }
 
-/* The image of disk D where snapshot S's tag belongs: the one S's <domain> named, when it is still in D's
- * chain (an external snapshot taken later put overlays above it), else the active image. */
-static const struct cimage *tag_image(const struct cdisk *d, const struct md_snapshot *s)
+/* Image FILE (canonical) outside every disk's chain, read with qemu-img (cached); NULL when unreadable. */
+static const struct cimage *image_aside(struct check *k, const char *file)
+{
+    char *argv[] = {"qemu-img", "info", "-U", "--output=json", "--", (char *)file, NULL};
+    struct qs_proc_result res = {0};
+    struct qmp_reply *r = NULL;
+    const struct cimage *im = NULL;
+
+    for (size_t i = 0; i < k->naside; i++)
+        if (strcmp(k->aside[i].file, file) == 0)
+            return &k->aside[i];
+    if (qs_proc_run(argv, CHECK_IMG_TIMEOUT_MS, 0, &res, NULL) == 0 && res.status == 0 &&
+        (r = qmp_reply_parse(res.out ? res.out : "", NULL))) {
+        k->aside = qs_xrealloc(k->aside, (k->naside + 1) * sizeof(*k->aside));
+        memset(&k->aside[k->naside], 0, sizeof(*k->aside));
+        image_from_value(qmp_reply_value(r), &k->aside[k->naside], NULL);
+        im = &k->aside[k->naside++];
+    }
+    qmp_reply_free(r);
+    qs_proc_result_release(&res);
+    return im;
+}
+
+/* The image of disk D where snapshot S's tag belongs: the one S's <domain> named - in D's chain (an external
+ * snapshot taken later put overlays above it), or beside it (a revert left it) - else the active image. */
+static const struct cimage *tag_image(struct check *k, const struct cdisk *d, const struct md_snapshot *s)
 {
     char *src = snap_domain_source(s, d->target);
-    const struct cimage *im = &d->chain[0];
+    const struct cimage *im = NULL;
 
-    for (size_t j = 0; src && j < d->nchain; j++)
+    for (size_t j = 0; src && j < d->nchain && !im; j++)
         if (strcmp(d->chain[j].file, src) == 0)
             im = &d->chain[j];
+    if (!im && src && path_exists(src))
+        im = image_aside(k, src);
     free(src);
-    return im;
+    return im ? im : &d->chain[0];
+}
+
+/* A tag in an image other images are built on (an external snapshot froze it): it stays usable, but a revert
+ * to it waits for that snapshot's delete, and while QEMU reads the image (a backing file of its disk) so
+ * does a delete. Said once, as a note. */
+static void note_frozen_tag(struct check *k, const struct cdisk *d, const struct md_snapshot *s,
+                            const struct cimage *im)
+{
+    bool backing = false;
+    struct engine_check_item *it;
+
+    if (!k->needed || !files_has_child(k->needed, im->file))
+        return;
+    for (size_t j = 1; j < d->nchain && !backing; j++)
+        backing = &d->chain[j] == im;
+    it = item_add(k->r, "tag-below-overlay", s->name, d->target, NULL,
+                  "snapshot '%s': disk '%s': its tag is in image '%s', on which later images are built: reverting "
+                  "to it needs the external snapshot that froze the image deleted first%s",
+                  s->name, d->target, im->file,
+                  backing && k->c ? "; deleting it, the domain shut off (QEMU only reads that image)" : "");
+    it->note = true;
 }
 
 /* An internal snapshot: its tag on each of its disks. With every disk lacking it, nothing can be reverted
@@ -569,9 +622,11 @@ static bool check_internal(struct check *k, const struct md_snapshot *s)
             unsure = true; /* reported with the disk; unknown is not missing */
             continue;
         }
-        im = tag_image(d, s);
-        if (image_tag(im, s->name))
+        im = tag_image(k, d, s);
+        if (image_tag(im, s->name)) {
+            note_frozen_tag(k, d, s, im);
             continue;
+        }
         missing++;
         item_add(k->r, "tag-missing", s->name, sd->name, NULL, "snapshot '%s': disk '%s': tag '%s' missing from %s",
                  s->name, sd->name, s->name, im->file);
@@ -637,11 +692,9 @@ static void check_external(struct check *k, const struct md_snapshot *s)
                                 "unusable"),
                      "snapshot '%s': disk '%s': image '%s' the snapshot froze is missing", s->name, sd->name,
                      frozen);
-        if (!path_exists(sd->source)) {
-            item_add(k->r, "overlay-missing", s->name, sd->name,
-                     qs_xstrdup("restore the overlay from a backup, or snapshot-delete --metadata"),
-                     "snapshot '%s': disk '%s': overlay '%s' missing", s->name, sd->name, sd->source);
-        } else if (frozen && img_qcow2_backing(sd->source, &backing, NULL) == 0) {
+        /* an overlay that is gone is fine: the snapshot's state is its frozen image, and a revert discards
+         * the overlay the state it left ran on, unless something still needs it (which then says so) */
+        if (path_exists(sd->source) && frozen && img_qcow2_backing(sd->source, &backing, NULL) == 0) {
             cb = backing ? canon(backing) : NULL;
             if (!cb || strcmp(cb, frozen) != 0)
                 item_add(k->r, "overlay-backing", s->name, sd->name,
@@ -834,6 +887,9 @@ static void check_overlay_files(struct check *k)
             strv_push_unique(&images, &nimages, qs_xstrdup(d->chain[j].file));
         }
     }
+    /* every file the state needs (the chains of the disks and of every snapshot's images) */
+    for (size_t i = 0; k->needed && k->needed[i]; i++)
+        strv_push_unique(&refs, &nrefs, qs_xstrdup(k->needed[i]));
     for (size_t i = 0; i < k->nsnaps; i++) {
         const struct md_snapshot *s = k->snaps[i];
         if (s->memory_file)
@@ -940,6 +996,12 @@ int engine_snapshot_check(struct engine *e, const char *domain, unsigned flags, 
     load_metadata(&k);
     if (load_disks(&k, err) < 0)
         goto out;
+    if (k.tree) {
+        /* unreadable images leave it unknown: nothing is then said on what they need */
+        struct qs_error *local = NULL;
+        if (files_needed(e, domain, k.lock, k.dom, NULL, &k.needed, &local) < 0)
+            qs_error_clear(&local);
+    }
     check_definition(&k);
     for (size_t i = 0; i < k.nsnaps; i++) {
         if (md_snapshot_is_external(k.snaps[i]))
@@ -969,6 +1031,10 @@ out:
     for (size_t i = 0; i < k.ndisks; i++)
         cdisk_release(&k.disks[i]);
     free(k.disks);
+    for (size_t i = 0; i < k.naside; i++)
+        cimage_release(&k.aside[i]);
+    free(k.aside);
+    qs_strv_free(k.needed);
     for (size_t i = 0; i < k.nsnaps; i++)
         md_snapshot_free(k.snaps[i]);
     free(k.snaps);

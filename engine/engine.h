@@ -324,6 +324,9 @@ QS_EXPORT const char *engine_check_item_message(const struct engine_check_item *
 QS_EXPORT const char *engine_check_item_fix(const struct engine_check_item *it);
 /* True when REPAIR fixed it. */
 QS_EXPORT bool engine_check_item_repaired(const struct engine_check_item *it);
+/* True for a note: a limitation worth knowing (kind "tag-below-overlay": an internal snapshot whose tag is in
+ * an image an external snapshot froze), not a discrepancy; notes do not make a check fail. */
+QS_EXPORT bool engine_check_item_is_note(const struct engine_check_item *it);
 
 #ifdef __cplusplus
 }

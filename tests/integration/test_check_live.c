@@ -41,17 +41,39 @@ static int check(struct qt_fixture *f, bool repair, bool json, char **out)
     return rc;
 }
 
-/* A clean check: exit 0 and no output at all, in text and in JSON ("[]"). */
+static size_t count_objects(const char *json)
+{
+    size_t n = 0;
+    for (const char *p = strchr(json, '{'); p; p = strchr(p + 1, '{'))
+        n++;
+    return n;
+}
+
+/* JSON objects of snapshot-check --json output that are notes (a limitation, not a discrepancy). */
+static size_t count_notes(const char *json)
+{
+    size_t n = 0;
+    for (const char *p = strstr(json, "\"note\": true"); p; p = strstr(p + 1, "\"note\": true"))
+        n++;
+    return n;
+}
+
+/* A clean check: exit 0 and nothing but notes, in text (each line "note: ...") and in JSON. */
 static void check_clean(struct qt_fixture *f)
 {
     char *out;
     int rc = check(f, false, false, &out);
     if (rc != 0)
         fail_msg("snapshot-check not clean (exit %d):\n%s", rc, out);
-    assert_string_equal(out, "");
+    for (const char *line = out; *line; line = strchr(line, '\n') + 1) {
+        if (strncmp(line, "note: ", 6) != 0)
+            fail_msg("snapshot-check not clean:\n%s", out);
+        if (!strchr(line, '\n'))
+            break;
+    }
     free(out);
     assert_int_equal(check(f, false, true, &out), 0);
-    assert_string_equal(out, "[]\n");
+    assert_int_equal(count_objects(out), count_notes(out));
     free(out);
 }
 
@@ -78,13 +100,6 @@ static int items(const char *json, const char *kind, const char *snapshot, bool 
     return n;
 }
 
-static size_t count_objects(const char *json)
-{
-    size_t n = 0;
-    for (const char *p = strchr(json, '{'); p; p = strchr(p + 1, '{'))
-        n++;
-    return n;
-}
 
 /* FNV-1a of a whole file: the images' bytes must not change when the check repairs metadata. */
 static uint64_t file_hash(const char *path)
@@ -149,9 +164,10 @@ static void test_consistent_running_and_off(void **state)
     /* an offline snapshot on the overlays, and check --repair on a clean domain changes nothing */
     free(QSNAP_OK(f, "snapshot-create-as", "vm", "off1"));
     {
+        /* the notes that i1 and i2 wait for e1's delete before a revert; nothing repaired */
         char *out;
         assert_int_equal(check(f, true, false, &out), 0);
-        assert_string_equal(out, "");
+        assert_null(strstr(out, "repaired"));
         free(out);
     }
     check_clean(f);
@@ -388,7 +404,8 @@ static void test_external_files(void **state)
     free(cmd);
     assert_int_equal(check(f, true, true, &out), 1);
     assert_int_equal(items(out, "memory-missing", "x2", false), 1);
-    assert_int_equal(items(out, "overlay-missing", "x1", false), 1);
+    /* x1's overlay is x2's frozen image: missing, it is x2's loss (an overlay no one needs may be gone) */
+    assert_int_equal(items(out, "overlay-missing", "x1", false), 0);
     assert_int_equal(items(out, "frozen-missing", "x2", false), 1);
     assert_int_equal(items(out, "overlay-backing", "x1", false), 1);
     free(out);
