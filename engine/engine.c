@@ -26,18 +26,24 @@ const char *engine_version(void)
 
 struct engine *engine_new(const struct engine_options *opts, struct qs_error **err)
 {
+    struct qs_error *local = NULL;
     struct engine *e = NULL;
     char *root = md_store_root_default(opts ? opts->root : NULL, err);
 
     if (!root)
         return NULL;
     e = qs_xcalloc(1, sizeof(*e));
-    e->store = md_store_open(root, err);
-    free(root);
+    e->store = md_store_open(root, &local);
     if (!e->store) {
+        /* say which directory, and how to choose another */
+        qs_error_set(err, local->code, "state directory '%s' cannot be used: %s (choose another with --root DIR or "
+                     "$QSNAP_ROOT)", root, local->message);
+        qs_error_free(local);
+        free(root);
         free(e);
         return NULL;
     }
+    free(root);
     e->lock_timeout_ms = opts && opts->lock_timeout_ms ? opts->lock_timeout_ms : 10000;
     e->qmp_timeout_ms = opts && opts->qmp_timeout_ms ? opts->qmp_timeout_ms : 600000;
     e->progress = opts ? opts->progress : NULL;

@@ -628,6 +628,12 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
         argv = md_domain_argv(dom);
         agent = argv ? quiesce_agent_socket(argv) : NULL;
         qs_strv_free(argv);
+        if (agent && agent[0] != '/') {
+            /* relative to the directory QEMU was started in */
+            char *abs = qargv_path_abs(agent, md_domain_cwd(dom));
+            free(agent);
+            agent = abs;
+        }
         if (!agent) {
             qs_error_set(err, QS_ERR_UNSUPPORTED, "domain '%s' has no guest agent channel (a virtserialport named "
                          "org.qemu.guest_agent.0 on a socket chardev): --quiesce needs one", domain);
