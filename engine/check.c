@@ -274,24 +274,6 @@ static struct cdisk *disk_find(struct check *k, const char *target)
     return NULL;
 }
 
-/* The source of disk TARGET in snapshot S's <domain> (the image it froze or held), canonical; NULL if none.
- * Caller frees. */
-static char *snap_domain_source(const struct md_snapshot *s, const char *target)
-{
-    struct md_domain *d;
-    char *r = NULL;
-
-    if (!s->domain_xml || !(d = md_domain_parse(s->domain_xml, strlen(s->domain_xml), NULL)))
-        return NULL;
-    for (size_t i = 0; i < md_domain_disk_count(d) && !r; i++) {
-        struct md_domain_disk dd;
-        if (md_domain_disk_get(d, i, &dd, NULL) == 0 && qs_str_equal(dd.target, target) && dd.source)
-            r = canon(dd.source);
-    }
-    md_domain_free(d);
-    return r;
-}
-
 /* Whether FILE (canonical) is the overlay of an external disk of some snapshot. */
 static const struct md_snapshot *overlay_owner(const struct check *k, const char *file)
 {
@@ -563,7 +545,7 @@ static const struct cimage *image_aside(struct check *k, const char *file)
  * snapshot taken later put overlays above it), or beside it (a revert left it) - else the active image. */
 static const struct cimage *tag_image(struct check *k, const struct cdisk *d, const struct md_snapshot *s)
 {
-    char *src = snap_domain_source(s, d->target);
+    char *src = files_snapshot_image(s, d->target);
     const struct cimage *im = NULL;
 
     for (size_t j = 0; src && j < d->nchain && !im; j++)
@@ -685,7 +667,7 @@ static void check_external(struct check *k, const struct md_snapshot *s)
         char *frozen, *backing = NULL, *cb = NULL;
         if (sd->snapshot != MD_LOCATION_EXTERNAL || !sd->source)
             continue;
-        frozen = snap_domain_source(s, sd->name);
+        frozen = files_snapshot_image(s, sd->name);
         if (frozen && !path_exists(frozen))
             item_add(k->r, "frozen-missing", s->name, sd->name,
                      qs_xstrdup("restore the image from a backup; without it the snapshot and its overlays are "
@@ -895,7 +877,7 @@ static void check_overlay_files(struct check *k)
         if (s->memory_file)
             strv_push_unique(&refs, &nrefs, canon(s->memory_file));
         for (size_t j = 0; j < s->ndisks; j++) {
-            char *src = snap_domain_source(s, s->disks[j].name);
+            char *src = files_snapshot_image(s, s->disks[j].name);
             if (s->disks[j].source)
                 strv_push_unique(&refs, &nrefs, canon(s->disks[j].source));
             if (src) {

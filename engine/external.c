@@ -83,14 +83,6 @@ static bool same_file(const char *a, const char *b)
     return eq;
 }
 
-static char *dir_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        return qs_xstrdup(".");
-    return slash == path ? qs_xstrdup("/") : qs_xstrndup(path, (size_t)(slash - path));
-}
-
 /* libvirt's default overlay name: BASE with the extension after the last '.' of its file name replaced by
  * ".SUFFIX" (appended when it has none). */
 static char *default_overlay(const char *base, const char *suffix)
@@ -383,7 +375,7 @@ static int create_plan(struct engine *e, const struct md_domain *dom, const stru
                          d.target, x->overlay);
             goto out;
         }
-        dir = dir_of(x->overlay);
+        dir = files_dir_of(x->overlay);
         if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
             qs_error_set(err, QS_ERR_NOTFOUND, "disk '%s': directory '%s' of external snapshot file '%s' does "
                          "not exist", d.target, dir, x->overlay);
@@ -484,7 +476,7 @@ static int memfile_check(const char *path, const struct xplan *p, struct qs_erro
         qs_error_set(err, QS_ERR_INVALID, "memory state file '%s' is not an absolute path", path);
         return -1;
     }
-    dir = dir_of(path);
+    dir = files_dir_of(path);
     if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
         qs_error_set(err, QS_ERR_NOTFOUND, "directory '%s' of memory state file '%s' does not exist", dir, path);
         goto out;
@@ -1189,19 +1181,9 @@ static void others_free(struct md_snapshot **v, size_t n)
 /* The image snapshot X froze for disk TARGET (canonical), or NULL. Caller frees. */
 static char *frozen_of(const struct md_snapshot *x, const char *target)
 {
-    struct md_domain *d;
-    struct md_domain_disk dd;
-    char *r = NULL;
     const struct md_snapshot_disk *sd = spec_disk(x, target);
 
-    if (!sd || sd->snapshot != MD_LOCATION_EXTERNAL || !x->domain_xml)
-        return NULL;
-    if (!(d = md_domain_parse(x->domain_xml, strlen(x->domain_xml), NULL)))
-        return NULL;
-    if (domain_disk(d, target, &dd) == 0 && dd.source)
-        r = canon(dd.source);
-    md_domain_free(d);
-    return r;
+    return sd && sd->snapshot == MD_LOCATION_EXTERNAL ? files_snapshot_image(x, target) : NULL;
 }
 
 /* Whether disk TARGET of the running QEMU (blocks B) has FILE in its chain: QEMU has it open. */

@@ -26,26 +26,6 @@ static void push(char ***v, size_t *n, const char *s)
     (*v)[*n] = NULL;
 }
 
-char **files_chain(const char *file)
-{
-    char **v = qs_xcalloc(1, sizeof(char *)), *cur = qargv_path_abs(file, NULL);
-    size_t n = 0;
-
-    for (int depth = 0; cur && depth < 256 && !has(v, cur); depth++) {
-        char *b = NULL;
-        push(&v, &n, cur);
-        if (img_qcow2_backing(cur, &b, NULL) < 0 || !b) {
-            free(b);
-            break;
-        }
-        free(cur);
-        cur = qargv_path_abs(b, NULL);
-        free(b);
-    }
-    free(cur);
-    return v;
-}
-
 /* Adds FILE's chain to *V, stopping where it joins files already there (their chains are in already). */
 static void add_chain(char ***v, size_t *n, const char *file)
 {
@@ -63,6 +43,31 @@ static void add_chain(char ***v, size_t *n, const char *file)
         free(b);
     }
     free(cur);
+}
+
+char **files_chain(const char *file)
+{
+    char **v = qs_xcalloc(1, sizeof(char *));
+    size_t n = 0;
+
+    add_chain(&v, &n, file);
+    return v;
+}
+
+char *files_snapshot_image(const struct md_snapshot *snap, const char *target)
+{
+    struct md_domain *sd;
+    char *r = NULL;
+
+    if (!snap->domain_xml || !(sd = md_domain_parse(snap->domain_xml, strlen(snap->domain_xml), NULL)))
+        return NULL;
+    for (size_t k = 0; k < md_domain_disk_count(sd) && !r; k++) {
+        struct md_domain_disk d;
+        if (md_domain_disk_get(sd, k, &d, NULL) == 0 && qs_str_equal(d.target, target) && d.source)
+            r = qargv_path_abs(d.source, md_domain_cwd(sd));
+    }
+    md_domain_free(sd);
+    return r;
 }
 
 /* The source disk TARGET has in domain XML (a snapshot's <domain>), or NULL. Caller frees. */
@@ -161,7 +166,7 @@ bool files_has_child(char *const *needed, const char *file)
     return r;
 }
 
-static char *dir_of(const char *path)
+char *files_dir_of(const char *path)
 {
     const char *slash = strrchr(path, '/');
     if (!slash)
@@ -214,7 +219,7 @@ char **files_dirs(char *const *a, char *const *b, char *const *c)
 
     for (size_t l = 0; l < 3; l++)
         for (size_t i = 0; lists[l] && lists[l][i]; i++) {
-            char *d = dir_of(lists[l][i]);
+            char *d = files_dir_of(lists[l][i]);
             if (!has(v, d))
                 push(&v, &n, d);
             free(d);

@@ -42,5 +42,10 @@ void files_remove(char *const *files);
 
 /* The backing chain of FILE from its header onwards, FILE first, canonical; NULL-terminated. */
 char **files_chain(const char *file);
+/* The image disk TARGET had when SNAP was taken (the source its <domain> names: an external snapshot's
+ * frozen image, an internal snapshot's tagged image), canonical; NULL when it does not say. Caller frees. */
+char *files_snapshot_image(const struct md_snapshot *snap, const char *target);
+/* PATH's directory ("." without a slash). Caller frees. */
+char *files_dir_of(const char *path);
 
 #endif

@@ -414,23 +414,6 @@ static int disk_set_from_domain(struct disk_set *ds, const struct md_domain *dom
     return 0;
 }
 
-/* The image disk TARGET had when SNAP was taken (its <domain>), canonical, or NULL when it does not say. */
-static char *snapshot_image(const struct md_snapshot *snap, const char *target)
-{
-    struct md_domain *sd;
-    char *r = NULL;
-
-    if (!snap->domain_xml || !(sd = md_domain_parse(snap->domain_xml, strlen(snap->domain_xml), NULL)))
-        return NULL;
-    for (size_t k = 0; k < md_domain_disk_count(sd) && !r; k++) {
-        struct md_domain_disk d;
-        if (md_domain_disk_get(sd, k, &d, NULL) == 0 && qs_str_equal(d.target, target) && d.source)
-            r = qargv_path_abs(d.source, md_domain_cwd(sd));
-    }
-    md_domain_free(sd);
-    return r;
-}
-
 /* Finds each disk's node in the running QEMU (blocks B): by its image and device, never by a remembered name. */
 static int disk_set_bind(struct disk_set *ds, const struct md_domain *dom, const struct vm_block *b, size_t nb,
                          struct qs_error **err)
@@ -476,7 +459,7 @@ static int disk_set_from_snapshot(struct disk_set *ds, const struct md_domain *d
             /* the tag is in the image the disk had when the snapshot was taken: after external snapshots or a
              * revert to another branch, that is no longer the disk's current image */
             cur = d.source ? qargv_path_abs(d.source, NULL) : NULL;
-            if (!(tagged = snapshot_image(snap, sd->name)))
+            if (!(tagged = files_snapshot_image(snap, sd->name)))
                 tagged = cur ? qs_xstrdup(cur) : NULL;
             if (tagged && cur && strcmp(tagged, cur) != 0)
                 ds->moved = true;
@@ -860,7 +843,7 @@ static char *frozen_by(struct engine *e, const char *domain, const char *target,
     if (t && md_tree_list(t, NULL, MD_LIST_EXTERNAL, &all, &n, NULL) == 0) {
         for (size_t i = 0; i < n && !r; i++) {
             struct md_snapshot *x = md_store_snapshot_get(e->store, domain, all[i]->name, NULL);
-            char *img = x ? snapshot_image(x, target) : NULL;
+            char *img = x ? files_snapshot_image(x, target) : NULL;
             if (img && strcmp(img, file) == 0)
                 r = qs_xstrdup(x->name);
             free(img);

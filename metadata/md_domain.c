@@ -136,6 +136,7 @@ static int cache_build(struct md_domain *d, struct qs_error **err)
         d->qmp_socket = md_xml_prop(n, "socket");
     if ((n = md_xml_child(meta, "process", MD_QSNAP_NS))) {
         d->cwd = md_xml_prop(n, "cwd");
+        free(v);
         v = md_xml_prop(n, "pid");
         if (md_parse_ll(v, &ll) == 0 && ll > 0)
             d->pid = ll;

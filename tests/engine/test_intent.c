@@ -35,6 +35,8 @@ static void test_round_trip(void **state)
     intent_add_file(&a, "/tmp/x.mem");
     intent_add_node(&a, "qsnap-vda-1");
     intent_add_merged(&a, "c1/vda");
+    intent_add_garbage(&a, "/img/old overlay.qcow2");
+    a.undo_xml = qs_xstrdup("<domain>\n  <name>u</name>\n</domain>\n");
     a.agent = qs_xstrdup("/run/qga.sock");
     a.snapshot_xml = qs_xstrdup("<domainsnapshot>\n  <name>x</name>\n</domainsnapshot>\n");
     a.domain_xml = qs_xstrdup("<domain type='kvm'>\r\n</domain>");
@@ -58,6 +60,9 @@ static void test_round_trip(void **state)
     assert_int_equal(b.started, 1795341101668LL);
     assert_string_equal(b.snapshot_xml, a.snapshot_xml);
     assert_string_equal(b.domain_xml, a.domain_xml);
+    assert_string_equal(b.garbage[0], "/img/old overlay.qcow2");
+    assert_null(b.garbage[1]);
+    assert_string_equal(b.undo_xml, a.undo_xml);
     again = intent_format(&b);
     assert_string_equal(again, text); /* stable */
     free(text);

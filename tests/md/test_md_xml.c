@@ -495,6 +495,55 @@ static void test_domain_new(void **state)
     }
 }
 
+/* What finds a disk again after a restart, the process, the machine type; a disk removed with its data. */
+static void test_domain_identity(void **state)
+{
+    struct qs_error *err = NULL;
+    struct md_domain *d = md_domain_new("guest", "11111111-2222-4333-8444-555555555555", 65536, 1, &err);
+    struct md_domain_disk disk;
+    long long pid, start;
+    char *out;
+    (void)state;
+
+    assert_non_null(d);
+    assert_int_equal(md_domain_add_disk(d, "file", "disk", "qcow2", "/srv/a.qcow2", "vda", "virtio", &err), 0);
+    assert_int_equal(md_domain_add_disk(d, "file", "disk", "qcow2", "/srv/b.qcow2", "sda", "sata", &err), 0);
+    assert_int_equal(md_domain_set_disk_ident(d, "vda", "qdev", "/machine/peripheral-anon/device[0]/virtio-backend",
+                                              &err), 0);
+    assert_int_equal(md_domain_set_disk_ident(d, "vda", "drive", "virtio0", &err), 0);
+    assert_int_equal(md_domain_set_disk_ident(d, "vda", "arg", "4", &err), 0);
+    assert_int_equal(md_domain_set_disk_ident(d, "sda", "qdev", "sda", &err), 0);
+    assert_int_equal(md_domain_set_disk_ident(d, "vda", "colour", "x", &err), -1);
+    assert_int_equal(err->code, QS_ERR_INVALID);
+    qs_error_clear(&err);
+    assert_int_equal(md_domain_set_process(d, "/srv", 1234, 99, &err), 0);
+    assert_int_equal(md_domain_set_machine(d, "pc-q35-7.2", &err), 0);
+    assert_int_equal(md_domain_disk_get(d, 0, &disk, &err), 0);
+    assert_string_equal(disk.bus, "virtio");
+    assert_string_equal(disk.drive, "virtio0");
+    assert_string_equal(disk.arg, "4");
+    assert_null(disk.node_name);
+    assert_string_equal(md_domain_cwd(d), "/srv");
+    md_domain_process(d, &pid, &start);
+    assert_true(pid == 1234 && start == 99);
+    /* every identity attribute removed: the entry goes; then the disk itself */
+    assert_int_equal(md_domain_set_disk_ident(d, "sda", "qdev", NULL, &err), 0);
+    assert_int_equal(md_domain_remove_disk(d, "vda", &err), 0);
+    assert_int_equal(md_domain_disk_count(d), 1);
+    assert_int_equal(md_domain_remove_disk(d, "vda", &err), -1);
+    assert_int_equal(err->code, QS_ERR_NOTFOUND);
+    qs_error_clear(&err);
+    assert_int_equal(md_domain_set_process(d, NULL, 0, 0, &err), 0);
+    assert_null(md_domain_cwd(d));
+    out = md_domain_format(d, &err);
+    assert_non_null(strstr(out, "machine='pc-q35-7.2'"));
+    assert_null(strstr(out, "qsnap:disk"));
+    assert_null(strstr(out, "<metadata>")); /* nothing of qsnap's left: no empty element either */
+    assert_non_null(strstr(out, "<target dev='sda' bus='sata'/>"));
+    free(out);
+    md_domain_free(d);
+}
+
 /* A snapshot embeds a domain: the engine takes md_domain_format() output as domain_xml. */
 static void test_snapshot_with_domain(void **state)
 {
@@ -536,6 +585,7 @@ int main(void)
         cmocka_unit_test(test_bad_documents),     cmocka_unit_test(test_validate),
         cmocka_unit_test(test_reindent),          cmocka_unit_test(test_domain_round_trip),
         cmocka_unit_test(test_domain_new),        cmocka_unit_test(test_snapshot_with_domain),
+        cmocka_unit_test(test_domain_identity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
