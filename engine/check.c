@@ -565,17 +565,28 @@ static void note_frozen_tag(struct check *k, const struct cdisk *d, const struct
 {
     bool backing = false;
     struct engine_check_item *it;
+    const char *by = NULL;
+    char *wait;
 
     if (!k->needed || !files_has_child(k->needed, im->file))
         return;
     for (size_t j = 1; j < d->nchain && !backing; j++)
         backing = &d->chain[j] == im;
+    for (size_t i = 0; i < k->nsnaps && !by; i++) {
+        char *f = md_snapshot_is_external(k->snaps[i]) ? files_snapshot_image(k->snaps[i], d->target) : NULL;
+        if (f && strcmp(f, im->file) == 0)
+            by = k->snaps[i]->name;
+        free(f);
+    }
+    wait = by ? qs_asprintf("snapshot '%s' deleted first (its changes are then merged into the image)", by)
+              : qs_xstrdup("the snapshots inside the images built on it deleted first");
     it = item_add(k->r, "tag-below-overlay", s->name, d->target, NULL,
                   "snapshot '%s': disk '%s': its tag is in image '%s', on which later images are built: reverting "
-                  "to it needs the external snapshot that froze the image deleted first%s",
-                  s->name, d->target, im->file,
+                  "to it needs %s%s",
+                  s->name, d->target, im->file, wait,
                   backing && k->c ? "; deleting it, the domain shut off (QEMU only reads that image)" : "");
     it->note = true;
+    free(wait);
 }
 
 /* An internal snapshot: its tag on each of its disks. With every disk lacking it, nothing can be reverted
@@ -736,7 +747,7 @@ static int adopt(struct check *k, const char *tag, int64_t date, bool memory, st
         sd->name = qs_xstrdup(d->target);
         sd->snapshot = d->known && image_tag(&d->chain[0], tag) ? MD_LOCATION_INTERNAL : MD_LOCATION_NO;
     }
-    if (!(s->domain_xml = md_domain_format(k->dom, err)) ||
+    if (!(s->domain_xml = md_domain_format_copy(k->dom, err)) ||
         !(t = md_tree_load(k->e->store, k->domain, k->lock, err)))
         goto out;
     cur = md_tree_current(t);

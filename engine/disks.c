@@ -424,3 +424,53 @@ out:
     qs_strv_free(open);
     return ret;
 }
+
+int disk_check_reopen(struct qmp_client *c, const struct md_domain *dom, struct qs_error **err)
+{
+    struct qmp_args *a = qmp_args_new();
+    struct qmp_reply *r = NULL;
+    char link[64], cwd[PATH_MAX];
+    pid_t pid = qmp_client_peer_pid(c);
+    ssize_t len;
+    int ret = 0;
+
+    if (pid <= 0)
+        goto out;
+    snprintf(link, sizeof(link), "/proc/%d/cwd", (int)pid);
+    if ((len = readlink(link, cwd, sizeof(cwd) - 1)) <= 0)
+        goto out;
+    cwd[len] = '\0';
+    qmp_args_set_bool(a, "flat", true);
+    if (qmp_client_execute(c, "query-named-block-nodes", a, &r, err) < 0) {
+        ret = -1;
+        goto out;
+    }
+    for (size_t i = 0; i < qmp_value_array_len(qmp_reply_value(r)) && ret == 0; i++) {
+        const char *file = qmp_value_get_string(qmp_value_array_at(qmp_reply_value(r), i), "file");
+        char *name = file && qs_str_has_prefix(file, "json:") ? json_filename(file) : (file ? qs_xstrdup(file) : NULL);
+        char *now, *meant;
+        if (!name || name[0] == '/' || strstr(name, "://")) {
+            free(name);
+            continue;
+        }
+        /* by this name QEMU would open another file (or none) from where it is now than the one it has */
+        now = qargv_path_abs(name, cwd);
+        meant = qargv_path_abs(name, md_domain_cwd(dom));
+        if (strcmp(now, meant) != 0 || access(now, F_OK) < 0) {
+            qs_error_set(err, QS_ERR_UNSUPPORTED,
+                         "domain '%s': QEMU opened image '%s' by a relative path and has left the directory it is "
+                         "relative to (-daemonize moves it to '/'): it could not open the image again when the "
+                         "memory state is written; start the domain with 'qsnap start' (qsnap gives QEMU absolute "
+                         "paths), or QEMU with absolute image paths",
+                         md_domain_name(dom), name);
+            ret = -1;
+        }
+        free(now);
+        free(meant);
+        free(name);
+    }
+out:
+    qmp_reply_free(r);
+    qmp_args_free(a);
+    return ret;
+}

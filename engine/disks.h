@@ -35,6 +35,13 @@ char *disk_block_image(const struct vm_block *b, const struct md_domain *dom);
 const struct vm_block *disk_block_device(const struct vm_block *b, size_t n, const struct md_domain *dom,
                                          const struct md_domain_disk *d, struct qs_error **err);
 
+/*
+ * Whether the QEMU on C can open its images again by the names it has: a migration (save, memory snapshot)
+ * ends by reopening them, and a QEMU that opened one by a relative path and left that directory since
+ * (-daemonize moves to "/") would fail there. QS_ERR_UNSUPPORTED naming the image and what to do.
+ */
+int disk_check_reopen(struct qmp_client *c, const struct md_domain *dom, struct qs_error **err);
+
 /* One disk of a QEMU being attached, as the definition records it. */
 struct disk_desc {
     char *target; /* libvirt's name: "vda", "sda", "hdc" */

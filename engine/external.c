@@ -642,7 +642,7 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     }
     if (mem && memfile_check(snap->memory_file, &p, err) < 0)
         goto out;
-    if (*c && vm_status(*c, &status, &was_running, err) < 0)
+    if ((*c && vm_status(*c, &status, &was_running, err) < 0) || (mem && disk_check_reopen(*c, dom, err) < 0))
         goto out;
     if (mem && !was_running && strcmp(status, "paused") != 0 && strcmp(status, "postmigrate") != 0) {
         qs_error_set(err, QS_ERR_STATE, "domain '%s' cannot save its memory in QEMU state '%s'", domain, status);
@@ -705,7 +705,8 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
             snap->memory_file = NULL;
         }
         free(snap->domain_xml);
-        snap->domain_xml = qs_xstrdup(before);
+        if (!(snap->domain_xml = md_domain_format_copy(dom, err)))
+            goto out;
         snap->current = true;
         if (md_snapshot_validate(snap, err) < 0 ||
             !(it->snapshot_xml = md_snapshot_format(snap, MD_FORMAT_ON_DISK, err)))
@@ -717,7 +718,8 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     for (size_t i = 0; i < p.n; i++) {
         if (md_domain_set_disk_source(after, p.d[i].target, p.d[i].overlay, err) < 0 ||
             md_domain_set_disk_driver_type(after, p.d[i].target, "qcow2", err) < 0 ||
-            (p.d[i].node && md_domain_set_disk_node_name(after, p.d[i].target, p.d[i].node, err) < 0))
+            (p.d[i].node && md_domain_set_disk_node_name(after, p.d[i].target, p.d[i].node, err) < 0) ||
+            (!(flags & ENGINE_CREATE_REUSE_EXT) && md_domain_set_made(after, p.d[i].overlay, true, err) < 0))
             goto out;
     }
     if (!(it->domain_xml = md_domain_format(after, err)))
@@ -854,7 +856,8 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     for (size_t i = 0; i < p.n; i++) {
         if (md_domain_set_disk_source(dom, p.d[i].target, p.d[i].overlay, err) < 0 ||
             md_domain_set_disk_driver_type(dom, p.d[i].target, "qcow2", err) < 0 ||
-            (p.d[i].node && md_domain_set_disk_node_name(dom, p.d[i].target, p.d[i].node, err) < 0))
+            (p.d[i].node && md_domain_set_disk_node_name(dom, p.d[i].target, p.d[i].node, err) < 0) ||
+            (p.d[i].created && md_domain_set_made(dom, p.d[i].overlay, true, err) < 0))
             goto fail;
     }
     if (md_store_domain_put(e->store, lock, dom, err) < 0)
@@ -1055,7 +1058,11 @@ int ext_revert(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     for (size_t i = 0; i < p.n; i++)
         if (md_domain_set_disk_source(dom, p.d[i].target, p.d[i].overlay, err) < 0 ||
             md_domain_set_disk_driver_type(dom, p.d[i].target, "qcow2", err) < 0 ||
-            md_domain_set_disk_node_name(dom, p.d[i].target, NULL, err) < 0)
+            md_domain_set_disk_node_name(dom, p.d[i].target, NULL, err) < 0 ||
+            md_domain_set_made(dom, p.d[i].overlay, true, err) < 0)
+            goto fail;
+    for (size_t i = 0; it->garbage && it->garbage[i]; i++)
+        if (md_domain_set_made(dom, it->garbage[i], false, err) < 0)
             goto fail;
     if (md_store_domain_put(e->store, lock, dom, err) < 0)
         goto fail;
@@ -1355,6 +1362,46 @@ static int rename_image(struct engine *e, const struct md_lock *lock, const char
     return 0;
 }
 
+/* Merges MD's child C into its image F (live or with qemu-img, unless an interrupted run did: MERGE_DONE),
+ * rebases what else sat on C onto F, and makes every <domain> that named C (DOM's, OTHERS') name F. The merge
+ * is noted in IT (may be NULL) as ENTRY the moment it is done. C itself is left for the garbage. */
+static int merge_one(struct engine *e, struct qmp_client *c, struct md_domain *dom, const struct md_lock *lock,
+                     struct md_snapshot **others, size_t nothers, char *const *dirs, const struct mdisk *md,
+                     struct intent *it, const char *entry, struct qs_error **err)
+{
+    const char *domain = md_domain_name(dom);
+    struct merge_note note = {e, lock, domain, it, entry};
+    char *above = NULL, **deps;
+    bool active = false;
+    int r = 0;
+
+    if (md->mode == MERGE_LIVE) {
+        r = merge_live(e, c, dom, md, &note, &above, &active, err);
+    } else if (md->mode == MERGE_OFFLINE) {
+        if ((r = img_commit(md->child, md->frozen, err)) < 0)
+            qs_error_prefix(err, "disk '%s'", md->target);
+        else
+            merge_noted(&note);
+    }
+    if (r < 0) {
+        free(above);
+        return -1;
+    }
+    /* F holds C's data now: what else sat on C sits on F (QEMU rewrote the header of the file above C in its
+     * chain) */
+    deps = files_dependents(dirs, md->child);
+    for (size_t k = 0; deps[k] && r == 0; k++)
+        if (!(above && strcmp(above, deps[k]) == 0) &&
+            (r = img_rebase_unsafe(deps[k], md->frozen, md->frozen_fmt, err)) < 0)
+            qs_error_prefix(err, "disk '%s'", md->target);
+    qs_strv_free(deps);
+    free(above);
+    if (r < 0)
+        return -1;
+    return rename_image(e, lock, domain, dom, others, nothers, md->target, md->child, md->frozen, md->frozen_fmt,
+                        err);
+}
+
 int ext_delete(struct engine *e, struct md_domain *dom, const struct md_lock *lock, const struct md_snapshot *snap,
                struct qmp_client *c, struct intent *it, struct qs_error **err)
 {
@@ -1409,40 +1456,11 @@ int ext_delete(struct engine *e, struct md_domain *dom, const struct md_lock *lo
 
     /* the merges */
     for (size_t i = 0; i < nm; i++) {
-        struct mdisk *md = &m[i];
-        struct merge_note note;
-        char *above = NULL, **deps;
-        bool active = false;
-        int r = 0;
-
-        if (md->mode == MERGE_NONE)
+        if (m[i].mode == MERGE_NONE)
             continue;
         free(entry);
-        entry = qs_asprintf("%s/%s", snap->name, md->target);
-        note = (struct merge_note){e, lock, domain, it, entry};
-        if (md->mode == MERGE_LIVE) {
-            r = merge_live(e, c, dom, md, &note, &above, &active, err);
-        } else if (md->mode == MERGE_OFFLINE) {
-            if ((r = img_commit(md->child, md->frozen, err)) < 0)
-                qs_error_prefix(err, "disk '%s'", md->target);
-            else
-                merge_noted(&note);
-        }
-        if (r < 0) {
-            free(above);
-            goto out;
-        }
-        /* F holds C's data now: what else sat on C sits on F (QEMU rewrote the header of the file above C in
-         * its chain) */
-        deps = files_dependents(dirs, md->child);
-        for (size_t k = 0; deps[k] && r == 0; k++)
-            if (!(above && strcmp(above, deps[k]) == 0) &&
-                (r = img_rebase_unsafe(deps[k], md->frozen, md->frozen_fmt, err)) < 0)
-                qs_error_prefix(err, "disk '%s'", md->target);
-        qs_strv_free(deps);
-        free(above);
-        if (r < 0 || rename_image(e, lock, domain, dom, others, nothers, md->target, md->child, md->frozen,
-                                  md->frozen_fmt, err) < 0)
+        entry = qs_asprintf("%s/%s", snap->name, m[i].target);
+        if (merge_one(e, c, dom, lock, others, nothers, dirs, &m[i], it, entry, err) < 0)
             goto out;
     }
     if (md_store_domain_put(e->store, lock, dom, err) < 0)
@@ -1465,6 +1483,105 @@ out:
     qs_strv_free(dirs);
     qs_strv_free(needed);
     mdisks_free(m, nm);
+    others_free(others, nothers);
+    return ret;
+}
+
+int ext_collapse(struct engine *e, struct md_domain *dom, const struct md_lock *lock, struct qmp_client *c,
+                 struct intent *it, struct qs_error **err)
+{
+    const char *domain = md_domain_name(dom);
+    struct md_snapshot **others = NULL;
+    char **needed = NULL, **dirs = NULL, **frozen = NULL, **mine = NULL;
+    size_t nothers = 0, nfrozen = 0, nmine = 0;
+    bool changed = false;
+    int ret = -1;
+
+    if (others_load(e, domain, lock, "", &others, &nothers, err) < 0 ||
+        files_needed(e, domain, lock, dom, NULL, &needed, err) < 0)
+        goto out;
+    frozen = qs_xcalloc(1, sizeof(char *));
+    for (size_t k = 0; k < nothers; k++)
+        for (size_t i = 0; i < others[k]->ndisks; i++) {
+            char *f = frozen_of(others[k], others[k]->disks[i].name);
+            if (f) {
+                frozen = qs_xrealloc(frozen, (nfrozen + 2) * sizeof(char *));
+                frozen[nfrozen++] = f;
+                frozen[nfrozen] = NULL;
+            }
+        }
+    dirs = files_dirs(needed, NULL, NULL);
+    for (size_t k = 0; k < md_domain_disk_count(dom); k++) {
+        struct md_domain_disk d;
+        char **chain, *target;
+        if (md_domain_disk_get(dom, k, &d, NULL) < 0 || !d.source || !qs_str_equal(d.device, "disk"))
+            continue;
+        target = qs_xstrdup(d.target);
+        chain = files_chain(d.source);
+        for (size_t j = 0; chain[j] && chain[j + 1]; j++) {
+            struct mdisk md = {0};
+            struct img_info info = {0};
+            char **kids = files_children(needed, chain[j + 1]), **deps = files_dependents(dirs, chain[j + 1]);
+            char *entry = qs_asprintf("/collapse:%s:%s", target, chain[j]);
+            /* only a file qsnap made goes: a user's own overlay (an image on a template) stays as it is */
+            bool ok = md_domain_made(dom, chain[j]) && kids[0] && !kids[1] && strcmp(kids[0], chain[j]) == 0 &&
+                      deps[0] && !deps[1] && strcmp(deps[0], chain[j]) == 0 && !strv_has(frozen, chain[j + 1]);
+            int r = 0;
+            /* F's own tags stay with it; C's would go with C */
+            if (ok && img_info_get(chain[j], true, &info, NULL) == 0)
+                ok = !(info.tags && info.tags[0]) && qs_str_equal(info.format, "qcow2");
+            else
+                ok = false;
+            img_info_release(&info);
+            if (ok && img_info_get(chain[j + 1], true, &info, NULL) == 0) {
+                md = (struct mdisk){target, chain[j + 1], info.format, chain[j], MERGE_OFFLINE};
+                info.format = NULL;
+                if (it && intent_has_merged(it, entry))
+                    md.mode = MERGE_DONE;
+                else if (c)
+                    md.mode = MERGE_LIVE; /* C is in the disk's chain: QEMU has it open */
+                r = merge_one(e, c, dom, lock, others, nothers, dirs, &md, it, entry, err);
+                free(md.frozen_fmt);
+                if (r == 0) {
+                    /* C is no longer needed: it goes once the definition says so */
+                    mine = qs_xrealloc(mine, (nmine + 2) * sizeof(char *));
+                    mine[nmine++] = qs_xstrdup(chain[j]);
+                    mine[nmine] = NULL;
+                    changed = true;
+                }
+            }
+            img_info_release(&info);
+            qs_strv_free(kids);
+            qs_strv_free(deps);
+            free(entry);
+            if (r < 0) {
+                qs_strv_free(chain);
+                free(target);
+                goto out;
+            }
+            if (ok)
+                break; /* the chain changed: the next command looks at it again */
+        }
+        qs_strv_free(chain);
+        free(target);
+    }
+    if (changed) {
+        for (size_t i = 0; i < nmine; i++) {
+            if (it)
+                intent_add_garbage(it, mine[i]);
+            if (md_domain_set_made(dom, mine[i], false, err) < 0)
+                goto out;
+        }
+        if ((it && intent_update(e, lock, domain, it, err) < 0) || md_store_domain_put(e->store, lock, dom, err) < 0)
+            goto out;
+        files_remove(mine);
+    }
+    ret = 0;
+out:
+    qs_strv_free(mine);
+    qs_strv_free(frozen);
+    qs_strv_free(dirs);
+    qs_strv_free(needed);
     others_free(others, nothers);
     return ret;
 }

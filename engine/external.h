@@ -75,4 +75,15 @@ int ext_revert(struct engine *e, struct md_domain *dom, const struct md_lock *lo
 int ext_delete(struct engine *e, struct md_domain *dom, const struct md_lock *lock, const struct md_snapshot *snap,
                struct qmp_client *c, struct intent *it, struct qs_error **err);
 
+/*
+ * Merges what no snapshot needs to keep apart: in each disk's chain, a file C over an image F that no
+ * external snapshot froze (any more), with C the only file built on F that the domain or a snapshot needs,
+ * nothing else reading F, and no internal snapshot in C, goes into F (block-commit live, qemu-img off) -
+ * a delete that had to leave F shared by branches ends, once the other branches are gone, with the domain
+ * back on F (the user's own image when F is that). One merge per disk per call; IT (may be NULL) notes each
+ * merge and the files that go.
+ */
+int ext_collapse(struct engine *e, struct md_domain *dom, const struct md_lock *lock, struct qmp_client *c,
+                 struct intent *it, struct qs_error **err);
+
 #endif

@@ -272,3 +272,28 @@ void files_remove(char *const *files)
             /* best effort: snapshot-check reports what stays */
         }
 }
+
+int files_forget(struct engine *e, const struct md_lock *lock, struct md_domain *dom, char *const *files,
+                 struct qs_error **err)
+{
+    bool changed = false;
+
+    for (size_t i = 0; files && files[i]; i++) {
+        if (!md_domain_made(dom, files[i]) || access(files[i], F_OK) == 0)
+            continue;
+        if (md_domain_set_made(dom, files[i], false, err) < 0)
+            return -1;
+        changed = true;
+    }
+    return changed ? md_store_domain_put(e->store, lock, dom, err) : 0;
+}
+
+bool files_made_top(const struct md_domain *dom)
+{
+    for (size_t k = 0; k < md_domain_disk_count(dom); k++) {
+        struct md_domain_disk d;
+        if (md_domain_disk_get(dom, k, &d, NULL) == 0 && d.source && md_domain_made(dom, d.source))
+            return true;
+    }
+    return false;
+}

@@ -40,6 +40,13 @@ char **files_dirs(char *const *a, char *const *b, char *const *c);
 /* Removes FILES (best effort: one that is gone already is fine). */
 void files_remove(char *const *files);
 
+/* Drops from DOM's record of the files qsnap made those of FILES that are gone, and stores DOM if that
+ * changed it (LOCK is its domain's). */
+int files_forget(struct engine *e, const struct md_lock *lock, struct md_domain *dom, char *const *files,
+                 struct qs_error **err);
+/* Whether some disk of DOM runs on a file qsnap made (an overlay): then a chain may have become mergeable. */
+bool files_made_top(const struct md_domain *dom);
+
 /* The backing chain of FILE from its header onwards, FILE first, canonical; NULL-terminated. */
 char **files_chain(const char *file);
 /* The image disk TARGET had when SNAP was taken (the source its <domain> names: an external snapshot's

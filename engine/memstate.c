@@ -1,5 +1,6 @@
 /* memstate.c: VM state to/from a file through fd: migration, the save file's header, virsh save/restore. */
 #include "memstate.h"
+#include "disks.h"
 #include "qs_util.h"
 #include "vm.h"
 
@@ -593,7 +594,7 @@ int engine_domain_save(struct engine *e, const char *name, const char *path, uns
         qs_error_set(err, QS_ERR_STATE, "Requested operation is not valid: domain is not running");
         goto out;
     }
-    if (vm_status(c, &status, &was_running, err) < 0)
+    if (vm_status(c, &status, &was_running, err) < 0 || disk_check_reopen(c, dom, err) < 0)
         goto out;
     if (!was_running && strcmp(status, "paused") != 0) {
         qs_error_set(err, QS_ERR_STATE, "domain '%s' cannot be saved in QEMU state '%s'", name, status);

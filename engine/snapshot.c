@@ -685,7 +685,7 @@ int engine_snapshot_create(struct engine *e, const char *domain, const char *xml
         snap->parent = cur ? qs_xstrdup(cur->name) : NULL;
         snap->creation_time = (long long)time(NULL);
         free(snap->domain_xml);
-        if (!(snap->domain_xml = md_domain_format(dom, err)))
+        if (!(snap->domain_xml = md_domain_format_copy(dom, err)))
             goto out;
         snap->current = true;
         if (md_snapshot_validate(snap, err) < 0)
@@ -870,8 +870,9 @@ static void tag_frozen_error(struct engine *e, const char *domain, const char *n
                      name, file, target, by, by);
     else if (live_delete)
         qs_error_set(err, QS_ERR_UNSUPPORTED,
-                     "snapshot '%s' is inside image '%s' of disk '%s', which the running QEMU only reads (other "
-                     "images are built on it): delete it while the domain is shut off",
+                     "snapshot '%s' is inside image '%s' of disk '%s', which the running QEMU only reads (images "
+                     "holding other snapshots are built on it): delete it while the domain is shut off, or "
+                     "delete those snapshots first (the images are then merged)",
                      name, file, target);
     else if (by)
         qs_error_set(err, QS_ERR_UNSUPPORTED,
@@ -881,8 +882,9 @@ static void tag_frozen_error(struct engine *e, const char *domain, const char *n
                      name, file, target, by, by, by);
     else
         qs_error_set(err, QS_ERR_UNSUPPORTED,
-                     "snapshot '%s' is inside image '%s' of disk '%s', on which other images of the domain are "
-                     "built: reverting to it would change them",
+                     "snapshot '%s' is inside image '%s' of disk '%s', on which images holding other snapshots are "
+                     "built: reverting to it would change them; delete those snapshots first (the images are then "
+                     "merged), then revert",
                      name, file, target);
     free(by);
 }
@@ -945,8 +947,11 @@ static int revert_moved(struct revert_ctx *rc, const struct md_snapshot *snap, s
     if (files_needed(e, rc->domain, rc->lock, next, NULL, &after, err) < 0)
         goto out;
     garbage = files_garbage(before, NULL, after, NULL);
-    for (size_t i = 0; garbage[i]; i++)
+    for (size_t i = 0; garbage[i]; i++) {
         intent_add_garbage(rc->it, garbage[i]);
+        if (md_domain_set_made(next, garbage[i], false, err) < 0)
+            goto out;
+    }
     if (*c && vm_status(*c, NULL, &running, err) < 0)
         goto out;
     rc->it->vm = qs_xstrdup(*c ? (running ? "running" : "paused") : "shutoff");
@@ -1192,7 +1197,7 @@ out:
  * that nothing needs once NAME's metadata is gone are noted in IT's garbage (recorded), for the caller to
  * remove after the metadata. */
 static int delete_data(struct engine *e, struct qmp_client *c, struct md_domain *dom, const struct md_lock *lock,
-                       const char *domain, const char *name, struct intent *it, bool recovering,
+                       const char *domain, const char *name, struct intent *it, bool recovering, bool *files_moved,
                        struct qs_error **err)
 {
     struct md_snapshot *snap = snapshot_get(e, domain, name, err);
@@ -1207,7 +1212,7 @@ static int delete_data(struct engine *e, struct qmp_client *c, struct md_domain 
     if (!external && disk_set_from_snapshot(&ds, dom, snap, err) < 0)
         goto out;
     /* files change only around external snapshots and tags in images the disks left */
-    gc = external || ds.moved;
+    gc = *files_moved = external || ds.moved;
     if (gc && files_needed(e, domain, lock, dom, NULL, &before, err) < 0)
         goto out;
     if (external) {
@@ -1245,7 +1250,9 @@ int engine_snapshot_delete_one(struct engine *e, struct qmp_client *c, struct md
                                const struct md_lock *lock, const char *domain, const char *name, struct intent *it,
                                bool recovering, struct qs_error **err)
 {
-    if (delete_data(e, c, dom, lock, domain, name, it, recovering, err) < 0)
+    bool files_moved = false;
+
+    if (delete_data(e, c, dom, lock, domain, name, it, recovering, &files_moved, err) < 0)
         return -1;
     engine_step(e, "delete", "data");
     if (md_store_snapshot_delete(e->store, lock, domain, name, 0, err) < 0)
@@ -1253,8 +1260,19 @@ int engine_snapshot_delete_one(struct engine *e, struct qmp_client *c, struct md
     engine_step(e, "delete", "metadata");
     /* the record keeps the list: a crash before this removes them in recovery */
     files_remove(it->garbage);
+    if (files_forget(e, lock, dom, it->garbage, err) < 0)
+        return -1;
     qs_strv_free(it->garbage);
     it->garbage = NULL;
+    if (files_moved || files_made_top(dom)) {
+        /* an image left shared by branches that are gone now takes its last branch back (best effort: the
+         * delete itself is done, and the next one tries again) */
+        struct qs_error *ignore = NULL;
+        ext_collapse(e, dom, lock, c, it, &ignore);
+        qs_error_free(ignore);
+        qs_strv_free(it->garbage);
+        it->garbage = NULL;
+    }
     return 0;
 }
 

@@ -220,6 +220,13 @@ int md_domain_set_disk_ident(struct md_domain *dom, const char *target, const ch
 /* Records the working directory and the process (pid 0: none); cwd NULL and pid 0 remove both. */
 int md_domain_set_process(struct md_domain *dom, const char *cwd, long long pid, long long start,
                           struct qs_error **err);
+/* Image files qsnap made for the domain (overlays of snapshots and reverts), absolute paths: a file qsnap
+ * made may be merged away when nothing needs it apart; the user's own images never are. */
+bool md_domain_made(const struct md_domain *dom, const char *file);
+int md_domain_set_made(struct md_domain *dom, const char *file, bool made, struct qs_error **err);
+/* md_domain_format() without the record of the files qsnap made: the copy a snapshot keeps in its <domain>
+ * (what the domain was, not what qsnap made since). Caller frees with free(). */
+char *md_domain_format_copy(const struct md_domain *dom, struct qs_error **err);
 /* Sets <os><type machine=...> ("pc-q35-7.2"). */
 int md_domain_set_machine(struct md_domain *dom, const char *machine, struct qs_error **err);
 /* Removes disk TARGET (and qsnap's data on it) from the definition. */

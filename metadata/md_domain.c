@@ -655,6 +655,73 @@ int md_domain_set_process(struct md_domain *d, const char *cwd, long long pid, l
     return cache_build(d, err);
 }
 
+/* qsnap's <qsnap:made file='...'/> entry for FILE, or NULL. */
+static xmlNodePtr made_entry(const struct md_domain *d, const char *file)
+{
+    xmlNodePtr q = qsnap_meta(d);
+
+    for (xmlNodePtr m = q ? q->children : NULL; m; m = m->next) {
+        char *f;
+        bool eq;
+        if (!md_xml_is(m, "made", MD_QSNAP_NS))
+            continue;
+        f = md_xml_prop(m, "file");
+        eq = f && strcmp(f, file) == 0;
+        free(f);
+        if (eq)
+            return m;
+    }
+    return NULL;
+}
+
+bool md_domain_made(const struct md_domain *d, const char *file)
+{
+    return file && made_entry(d, file) != NULL;
+}
+
+int md_domain_set_made(struct md_domain *d, const char *file, bool made, struct qs_error **err)
+{
+    xmlNodePtr m = made_entry(d, file), q;
+
+    if (made && !m) {
+        q = ensure_qsnap_meta(d);
+        m = md_xml_new(d->x.doc, q->ns, "made", NULL);
+        xmlSetProp(m, (const xmlChar *)"file", (const xmlChar *)file);
+        md_xml_insert(q, m, md_xml_child(q, "argv", MD_QSNAP_NS));
+    } else if (!made && m) {
+        md_xml_remove(m);
+        prune_qsnap_meta(d);
+    }
+    return cache_build(d, err);
+}
+
+char *md_domain_format_copy(const struct md_domain *d, struct qs_error **err)
+{
+    char *xml = md_domain_format(d, err);
+    struct md_domain *copy;
+    xmlNodePtr q, next;
+    bool any = false;
+
+    for (q = qsnap_meta(d), q = q ? q->children : NULL; q && !any; q = q->next)
+        any = md_xml_is(q, "made", MD_QSNAP_NS);
+    if (!xml || !any)
+        return xml;
+    if (!(copy = md_domain_parse(xml, strlen(xml), err))) {
+        free(xml);
+        return NULL;
+    }
+    free(xml);
+    for (q = qsnap_meta(copy), q = q ? q->children : NULL; q; q = next) {
+        next = q->next;
+        if (md_xml_is(q, "made", MD_QSNAP_NS))
+            md_xml_remove(q);
+    }
+    prune_qsnap_meta(copy);
+    xml = md_domain_format(copy, err);
+    md_domain_free(copy);
+    return xml;
+}
+
 int md_domain_set_machine(struct md_domain *d, const char *machine, struct qs_error **err)
 {
     xmlNodePtr type = md_xml_child(md_xml_child(root_of(d), "os", NULL), "type", NULL);

@@ -137,7 +137,7 @@ static void test_point_every_style(void **state)
     assert_string_equal(out[8], "driver=qcow2,file=f0,node-name=n0,cache.direct=on");
     assert_string_equal(out[10], "driver=file,filename=/srv/b.e1,node-name=f0");
     assert_string_equal(out[12], "scsi-hd,drive=n0,id=sda");
-    assert_null(out[14]);
+    assert_null(out[13]);
     qs_strv_free(out);
     md_domain_free(d);
 }

@@ -455,9 +455,12 @@ static void test_live_tags_and_definition(void **state)
     check_clean(f);
     /* the definition back on the base image of vda, as if the switch had not been recorded */
     x = qt_domain_xml(f);
-    assert_non_null(p = strstr(x, ova));
     {
-        char *y = qs_asprintf("%.*s%s%s", (int)(p - x), x, vda, p + strlen(ova));
+        char *src = qs_asprintf("<source file='%s'/>", ova), *y;
+        assert_non_null(p = strstr(x, src));
+        p += strlen("<source file='");
+        free(src);
+        y = qs_asprintf("%.*s%s%s", (int)(p - x), x, vda, p + strlen(ova));
         FILE *fp = fopen(xmlpath, "w");
         assert_non_null(fp);
         fputs(y, fp);
@@ -483,8 +486,11 @@ static void test_live_tags_and_definition(void **state)
         char *other = qt_path_in(f, "other.qcow2"), *cmd, *y;
         sh((cmd = qs_asprintf("qemu-img create -q -f qcow2 '%s' 16M", other)));
         free(cmd);
+        char *src = qs_asprintf("<source file='%s'/>", ova);
         x = qt_domain_xml(f);
-        p = strstr(x, ova);
+        assert_non_null(p = strstr(x, src));
+        p += strlen("<source file='");
+        free(src);
         y = qs_asprintf("%.*s%s%s", (int)(p - x), x, other, p + strlen(ova));
         FILE *fp = fopen(xmlpath, "w");
         fputs(y, fp);

@@ -533,6 +533,16 @@ static void test_domain_identity(void **state)
     assert_int_equal(md_domain_remove_disk(d, "vda", &err), -1);
     assert_int_equal(err->code, QS_ERR_NOTFOUND);
     qs_error_clear(&err);
+    /* the files qsnap made: recorded, and left out of the copy a snapshot keeps */
+    assert_int_equal(md_domain_set_made(d, "/srv/b.s1", true, &err), 0);
+    assert_true(md_domain_made(d, "/srv/b.s1"));
+    assert_false(md_domain_made(d, "/srv/b.qcow2"));
+    out = md_domain_format_copy(d, &err);
+    assert_null(strstr(out, "b.s1"));
+    assert_non_null(strstr(out, "cwd='/srv'"));
+    free(out);
+    assert_int_equal(md_domain_set_made(d, "/srv/b.s1", false, &err), 0);
+    assert_false(md_domain_made(d, "/srv/b.s1"));
     assert_int_equal(md_domain_set_process(d, NULL, 0, 0, &err), 0);
     assert_null(md_domain_cwd(d));
     out = md_domain_format(d, &err);
