@@ -9,6 +9,7 @@
 #include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,11 @@ struct vm_disk {
     char *path;
     uint64_t size;
     bool boot;
+    char *arg_path; /* the image as QEMU's command line names it (relative with relative_paths) */
+    char *blk;      /* BlockBackend name the style gives it (query-block "device"), or NULL */
+    char *qdev;     /* qdev id the style gives its device, or NULL */
+    char *qom;      /* its device as query-block named it at the first start (found by blk or qdev) */
+    unsigned index;
 };
 
 struct qh_vm {
@@ -57,7 +63,18 @@ struct qh_vm {
     pid_t pid;
     struct qmp_client *qmp;
     unsigned nbd_seq;
+    int style;
+    bool relative;
+    bool daemonize;
+    bool child;                    /* pid is our child (else: -daemonize, or adopted: see reap()) */
+    unsigned long long start_time; /* of a pid that is not our child, from /proc/PID/stat */
 };
+
+static bool foreign_gone(struct qh_vm *vm);
+static int take_foreign(struct qh_vm *vm, struct qs_error **err);
+static void record_devices(struct qh_vm *vm);
+static int style_disk_setup(struct qh_vm *vm, struct vm_disk *d, const struct qh_disk *in, struct qs_error **err);
+static char **style_disk_args(const struct qh_vm *vm, char **v, size_t *n, size_t *cap);
 
 static void sleep_ms(int ms)
 {
@@ -272,6 +289,75 @@ out:
     return ret;
 }
 
+/*
+ * ARGV (qemu-io and its options, up to the image; room is made for the -c commands) run with one
+ * "read -P" per extent: 1 all match, 0 some do not (ok[i] says which), -1 error.
+ */
+static int qemu_io_check_extents(char *const argv[], const struct qh_extent *ext, size_t n, bool *ok,
+                                 struct qs_error **err)
+{
+    size_t base = 0, k;
+    char **full = NULL;
+    struct qs_proc_result res = {0};
+    int ret = -1;
+
+    while (argv[base])
+        base++;
+    full = qs_xcalloc(base + 2 * n + 1, sizeof(*full));
+    for (k = 0; k < base; k++)
+        full[k] = argv[k];
+    for (size_t i = 0; i < n; i++) {
+        full[k++] = "-c";
+        full[k++] = read_pattern_cmd(ext[i].pattern, ext[i].off, ext[i].len);
+        if (ok)
+            ok[i] = true;
+    }
+    if (qs_proc_run(full, TOOL_TIMEOUT_MS, 0, &res, err) < 0)
+        goto out;
+    if (res.status == 0 && !strstr(res.out, "failed") && !strstr(res.errout, "failed")) {
+        ret = 1;
+        goto out;
+    }
+    /* "Pattern verification failed at offset N, L bytes", on stdout or stderr by version */
+    ret = 0;
+    for (const char *p = res.out; p; p = p == res.out ? res.errout : NULL) {
+        const char *m = p;
+        while ((m = strstr(m, "Pattern verification failed at offset "))) {
+            unsigned long long at;
+            m += strlen("Pattern verification failed at offset ");
+            if (sscanf(m, "%llu", &at) != 1)
+                continue;
+            for (size_t i = 0; i < n && ok; i++)
+                if (ext[i].off == at)
+                    ok[i] = false;
+        }
+    }
+    if (res.status != 1 || (!strstr(res.out, "Pattern verification failed") &&
+                            !strstr(res.errout, "Pattern verification failed"))) {
+        qs_error_set(err, QS_ERR_IO, "'qemu-io' read check failed with status %d: %s%s", res.status,
+                     res.errout, *res.errout ? "" : res.out);
+        ret = -1;
+    }
+out:
+    for (size_t i = 0; i < n; i++)
+        free(full[base + 2 * i + 1]);
+    free(full);
+    qs_proc_result_release(&res);
+    return ret;
+}
+
+int qh_image_check_extents(const char *path, const char *format, const struct qh_extent *ext, size_t n,
+                           bool *ok, struct qs_error **err)
+{
+    format = format_or_default(format);
+    if (check_format(format, err) < 0)
+        return -1;
+    {
+        char *argv[] = {QEMU_IO, "-r", "-U", "-f", (char *)format, (char *)path, NULL};
+        return qemu_io_check_extents(argv, ext, n, ok, err);
+    }
+}
+
 /* ---------------------------------------------------------------------------------------------------
  * The VM object.
  */
@@ -312,7 +398,7 @@ static char **build_argv(const struct qh_vm *vm, bool paused, bool incoming_defe
     PUSH("-display");
     PUSH("none");
     PUSH("-machine");
-    PUSH("pc,accel=tcg");
+    PUSH(vm->style == QH_STYLE_AHCI ? "q35,accel=tcg" : "pc,accel=tcg");
     PUSH("-m");
     PUSHF("%d", vm->mem_mb);
     PUSH("-qmp");
@@ -323,9 +409,9 @@ static char **build_argv(const struct qh_vm *vm, bool paused, bool incoming_defe
     esc = opt_escape(vm->hsock_path);
     PUSHF("unix:%s,server=on,wait=off", esc);
     free(esc);
-    for (size_t i = 0; i < vm->n_disks; i++) {
+    for (size_t i = 0; vm->style == QH_STYLE_BLOCKDEV && i < vm->n_disks; i++) {
         const struct vm_disk *d = &vm->disks[i];
-        esc = opt_escape(d->path);
+        esc = opt_escape(d->arg_path);
         PUSH("-blockdev");
         PUSHF("driver=file,filename=%s,node-name=file-%s", esc, d->id);
         free(esc);
@@ -333,10 +419,14 @@ static char **build_argv(const struct qh_vm *vm, bool paused, bool incoming_defe
         PUSHF("driver=%s,file=file-%s,node-name=%s", d->format, d->id, d->id);
         PUSH("-device");
         if (d->boot)
-            PUSHF("virtio-blk-pci,drive=%s,id=%s,bootindex=0", d->id, d->id);
+            PUSHF("virtio-blk-pci,drive=%s,id=%s,bootindex=0", d->id, d->qdev);
         else
-            PUSHF("virtio-blk-pci,drive=%s,id=%s", d->id, d->id);
+            PUSHF("virtio-blk-pci,drive=%s,id=%s", d->id, d->qdev);
     }
+    if (vm->style != QH_STYLE_BLOCKDEV)
+        v = style_disk_args(vm, v, &n, &cap);
+    if (vm->daemonize)
+        PUSH("-daemonize");
     if (paused)
         PUSH("-S");
     if (incoming_defer) {
@@ -382,6 +472,17 @@ static bool reap(struct qh_vm *vm, bool block, int *status)
 
     if (vm->pid < 0)
         return true;
+    if (!vm->child) {
+        /* not ours to wait for: poll /proc (a blocking reap follows a SIGKILL, so it ends soon) */
+        for (int i = 0; !foreign_gone(vm); i++) {
+            if (!block || i >= DEFAULT_STOP_TIMEOUT_MS / 5)
+                return false;
+            sleep_ms(5);
+        }
+        if (status)
+            *status = 0;
+        return true;
+    }
     do {
         r = waitpid(vm->pid, &st, block ? 0 : WNOHANG);
     } while (r < 0 && errno == EINTR);
@@ -400,7 +501,7 @@ static void drop_qmp(struct qh_vm *vm)
     vm->qmp = NULL;
 }
 
-static void child_exec(char *const argv[], int logfd, int errpipe, pid_t parent)
+static void child_exec(char *const argv[], const char *cwd, int logfd, int errpipe, pid_t parent)
 {
     int nullfd;
     sigset_t none;
@@ -412,6 +513,8 @@ static void child_exec(char *const argv[], int logfd, int errpipe, pid_t parent)
         _exit(127);
     nullfd = open("/dev/null", O_RDONLY);
     if (nullfd < 0 || dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
+        goto fail;
+    if (cwd && chdir(cwd) < 0)
         goto fail;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -459,7 +562,8 @@ static int launch(struct qh_vm *vm, bool paused, bool incoming_defer, struct qs_
         goto out;
     }
     if (vm->pid == 0)
-        child_exec(vm->argv, logfd, errpipe[1], parent);
+        child_exec(vm->argv, vm->relative ? vm->dir : NULL, logfd, errpipe[1], parent);
+    vm->child = true;
     qs_close(errpipe[1]);
     errpipe[1] = -1;
     do {
@@ -476,9 +580,12 @@ static int launch(struct qh_vm *vm, bool paused, bool incoming_defer, struct qs_
     for (;;) {
         struct stat st;
         int status = 0;
-        if (stat(vm->hsock_path, &st) == 0 && S_ISSOCK(st.st_mode))
+        if (!vm->daemonize && stat(vm->hsock_path, &st) == 0 && S_ISSOCK(st.st_mode))
             break;
         if (reap(vm, false, &status)) {
+            /* -daemonize: QEMU's first process exits 0 once the daemon has set up its monitors */
+            if (vm->daemonize && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+                break;
             char *tail = log_tail(vm);
             qs_error_set(err, QS_ERR_IO, "qemu exited during startup (status 0x%x): %s", status, tail);
             free(tail);
@@ -498,6 +605,10 @@ static int launch(struct qh_vm *vm, bool paused, bool incoming_defer, struct qs_
         qs_error_prefix(err, "harness monitor");
         goto out;
     }
+    if (vm->daemonize && take_foreign(vm, err) < 0)
+        goto out;
+    if (vm->style != QH_STYLE_BLOCKDEV)
+        record_devices(vm);
     ret = 0;
 out:
     if (ret < 0 && vm->pid > 0) {
@@ -561,7 +672,7 @@ static int check_disk_id(const struct qh_vm *vm, const char *id, struct qs_error
 
 static int setup_disks(struct qh_vm *vm, const struct qh_vm_config *cfg, struct qs_error **err)
 {
-    static const struct qh_disk default_disk = {"vda", "qcow2", 0, true, NULL};
+    static const struct qh_disk default_disk = {"vda", "qcow2", 0, true, NULL, NULL};
     const struct qh_disk *disks = cfg->n_disks ? cfg->disks : &default_disk;
     size_t n = cfg->n_disks ? cfg->n_disks : 1;
     int ret = -1;
@@ -577,11 +688,16 @@ static int setup_disks(struct qh_vm *vm, const struct qh_vm_config *cfg, struct 
         d->format = qs_xstrdup(format_or_default(in->format));
         d->size = in->size ? in->size : DEFAULT_DISK_SIZE;
         d->boot = in->boot;
+        d->index = (unsigned)i;
+        if (style_disk_setup(vm, d, in, err) < 0)
+            goto out;
         if (in->path) {
             d->path = qs_xstrdup(in->path);
+            d->arg_path = qs_xstrdup(in->path);
             continue;
         }
         d->path = qs_asprintf("%s/%s.%s", vm->dir, d->id, d->format);
+        d->arg_path = vm->relative ? qs_asprintf("%s.%s", d->id, d->format) : qs_xstrdup(d->path);
         if ((d->boot ? qh_image_create_boot(d->path, d->format, d->size, err)
                      : qh_image_create_blank(d->path, d->format, d->size, err)) < 0)
             goto out;
@@ -605,8 +721,15 @@ struct qh_vm *qh_vm_start(const struct qh_vm_config *cfg, struct qs_error **err)
     vm->start_timeout_ms = cfg->start_timeout_ms > 0 ? cfg->start_timeout_ms : DEFAULT_START_TIMEOUT_MS;
     vm->paused = cfg->paused;
     vm->incoming_defer = cfg->incoming_defer;
+    vm->style = cfg->style;
+    vm->relative = cfg->relative_paths;
+    vm->daemonize = cfg->daemonize;
     for (size_t i = 0; cfg->extra_args && cfg->extra_args[i]; i++)
         strv_push(&vm->extra_args, &extra_n, &extra_cap, qs_xstrdup(cfg->extra_args[i]));
+    if (!qh_style_name(vm->style)) {
+        qs_error_set(err, QS_ERR_INVALID, "unknown disk style %d", vm->style);
+        goto out;
+    }
     if (make_dir(&vm->dir, err) < 0)
         goto out;
     vm->log_path = qs_asprintf("%s/qemu.log", vm->dir);
@@ -683,7 +806,7 @@ out:
 
 void qh_vm_kill(struct qh_vm *vm)
 {
-    if (vm->pid > 0) {
+    if (vm->pid > 0 && (vm->child || !foreign_gone(vm))) {
         kill(vm->pid, SIGKILL);
         reap(vm, true, NULL);
     }
@@ -707,6 +830,10 @@ void qh_vm_free(struct qh_vm *vm)
         free(vm->disks[i].id);
         free(vm->disks[i].format);
         free(vm->disks[i].path);
+        free(vm->disks[i].arg_path);
+        free(vm->disks[i].blk);
+        free(vm->disks[i].qdev);
+        free(vm->disks[i].qom);
     }
     free(vm->disks);
     qs_strv_free(vm->argv);
@@ -945,12 +1072,13 @@ out:
     return ret;
 }
 
-int qh_vm_disk_check(struct qh_vm *vm, const char *node, uint8_t pattern, uint64_t off, uint64_t len,
+/* The extents of node NODE read through a temporary read-only NBD export (qh_vm_guest_check's result). */
+static int nbd_check(struct qh_vm *vm, const char *node, const struct qh_extent *ext, size_t n, bool *ok,
                      struct qs_error **err)
 {
     struct qmp_client *c = need_qmp(vm, err);
     struct qmp_args *args = NULL;
-    char *export_id = NULL, *uri = NULL, *cmd = NULL;
+    char *export_id = NULL, *uri = NULL;
     bool server = false, exported = false;
     int ret = -1;
 
@@ -980,10 +1108,9 @@ int qh_vm_disk_check(struct qh_vm *vm, const char *node, uint8_t pattern, uint64
     exported = true;
 
     uri = qs_asprintf("nbd+unix:///%s?socket=%s", export_id, vm->nbd_path);
-    cmd = read_pattern_cmd(pattern, off, len);
     {
-        char *argv[] = {QEMU_IO, "-r", "-f", "raw", uri, "-c", cmd, NULL};
-        ret = qemu_io_read_check(argv, err);
+        char *argv[] = {QEMU_IO, "-r", "-f", "raw", uri, NULL};
+        ret = qemu_io_check_extents(argv, ext, n, ok, err);
     }
 out:
     if (exported) {
@@ -1013,6 +1140,528 @@ out:
     qmp_args_free(args);
     free(export_id);
     free(uri);
-    free(cmd);
+    return ret;
+}
+
+int qh_vm_disk_check(struct qh_vm *vm, const char *node, uint8_t pattern, uint64_t off, uint64_t len,
+                     struct qs_error **err)
+{
+    struct qh_extent e = {off, len, pattern};
+    return nbd_check(vm, node, &e, 1, NULL, err);
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Disk styles: the command lines users start QEMU with.
+ */
+
+static const char *const style_names[] = {
+    [QH_STYLE_BLOCKDEV] = "blockdev",
+    [QH_STYLE_DRIVE_VIRTIO] = "drive-virtio",
+    [QH_STYLE_DRIVE_NONE] = "drive-none",
+    [QH_STYLE_DRIVE_NONE_NOID] = "drive-none-noid",
+    [QH_STYLE_IDE] = "ide",
+    [QH_STYLE_IDE_HD] = "ide-hd",
+    [QH_STYLE_SCSI_HD] = "scsi-hd",
+    [QH_STYLE_AHCI] = "ahci",
+    [QH_STYLE_HDA] = "hda",
+};
+_Static_assert(sizeof(style_names) / sizeof(style_names[0]) == QH_STYLE_LAST, "a name for every style");
+
+const char *qh_style_name(int style)
+{
+    return style >= 0 && style < QH_STYLE_LAST ? style_names[style] : NULL;
+}
+
+int qh_style_from_name(const char *name)
+{
+    for (int i = 0; name && i < QH_STYLE_LAST; i++)
+        if (strcmp(style_names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+/* The BlockBackend name and qdev id disk D gets in its VM's style (see enum qh_style). */
+static int style_disk_setup(struct qh_vm *vm, struct vm_disk *d, const struct qh_disk *in, struct qs_error **err)
+{
+    static const unsigned max_disks[QH_STYLE_LAST] = {
+        [QH_STYLE_BLOCKDEV] = 64, [QH_STYLE_DRIVE_VIRTIO] = 16, [QH_STYLE_DRIVE_NONE] = 16,
+        [QH_STYLE_DRIVE_NONE_NOID] = 16, [QH_STYLE_IDE] = 4, [QH_STYLE_IDE_HD] = 4,
+        [QH_STYLE_SCSI_HD] = 16, [QH_STYLE_AHCI] = 6, [QH_STYLE_HDA] = 4,
+    };
+    unsigned i = d->index;
+
+    if (i >= max_disks[vm->style]) {
+        qs_error_set(err, QS_ERR_INVALID, "style '%s' takes at most %u disks", style_names[vm->style],
+                     max_disks[vm->style]);
+        return -1;
+    }
+    switch (vm->style) {
+    case QH_STYLE_BLOCKDEV:
+        d->qdev = qs_xstrdup(in->qdev_id ? in->qdev_id : in->id);
+        break;
+    case QH_STYLE_DRIVE_VIRTIO:
+        d->blk = qs_asprintf("virtio%u", i);
+        break;
+    case QH_STYLE_DRIVE_NONE:
+    case QH_STYLE_DRIVE_NONE_NOID:
+    case QH_STYLE_SCSI_HD:
+    case QH_STYLE_AHCI:
+        d->blk = qs_asprintf("drive-%s", in->id);
+        if (in->qdev_id)
+            d->qdev = qs_xstrdup(in->qdev_id);
+        else if (vm->style == QH_STYLE_DRIVE_NONE)
+            d->qdev = qs_asprintf("virtio-disk%u", i);
+        else if (vm->style == QH_STYLE_AHCI)
+            d->qdev = qs_asprintf("sata0-0-%u", i);
+        break;
+    case QH_STYLE_IDE:
+    case QH_STYLE_HDA:
+        d->blk = qs_asprintf("ide%u-hd%u", i / 2, i % 2);
+        break;
+    case QH_STYLE_IDE_HD:
+        d->qdev = in->qdev_id ? qs_xstrdup(in->qdev_id) : qs_asprintf("ide0-%u-%u", i / 2, i % 2);
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+/* Appends the disks' arguments of every style but QH_STYLE_BLOCKDEV to V; returns V. */
+static char **style_disk_args(const struct qh_vm *vm, char **v, size_t *n, size_t *cap)
+{
+    static const char *const hd_opts[] = {"-hda", "-hdb", "-hdc", "-hdd"};
+
+#define PUSH(s) strv_push(&v, n, cap, qs_xstrdup(s))
+#define PUSHF(...) strv_push(&v, n, cap, qs_asprintf(__VA_ARGS__))
+    if (vm->style == QH_STYLE_SCSI_HD) {
+        PUSH("-device");
+        PUSH("virtio-scsi-pci,id=scsi0");
+    } else if (vm->style == QH_STYLE_AHCI) {
+        PUSH("-device");
+        PUSH("ahci,id=ahci0");
+    }
+    for (size_t k = 0; k < vm->n_disks; k++) {
+        const struct vm_disk *d = &vm->disks[k];
+        char *file = opt_escape(d->arg_path), *id = NULL, *dev = NULL;
+        /* probing a raw image is refused for writes at sector 0: name the format then; qcow2 is probed
+           as users usually leave it */
+        const char *fmt = strcmp(d->format, "raw") == 0 ? ",format=raw" : "";
+
+        id = d->qdev ? qs_asprintf(",id=%s", d->qdev) : qs_xstrdup("");
+        switch (vm->style) {
+        case QH_STYLE_DRIVE_VIRTIO:
+            PUSH("-drive");
+            PUSHF("file=%s,if=virtio%s", file, fmt);
+            break;
+        case QH_STYLE_IDE:
+            PUSH("-drive");
+            PUSHF("file=%s,if=ide%s", file, fmt);
+            break;
+        case QH_STYLE_HDA:
+            PUSH(hd_opts[d->index]);
+            PUSH(d->arg_path);
+            break;
+        case QH_STYLE_IDE_HD:
+            PUSH("-blockdev");
+            PUSHF("driver=file,filename=%s,node-name=file-%s", file, d->id);
+            PUSH("-blockdev");
+            PUSHF("driver=%s,file=file-%s,node-name=%s", d->format, d->id, d->id);
+            dev = qs_asprintf("ide-hd,drive=%s,bus=ide.%u,unit=%u", d->id, d->index / 2, d->index % 2);
+            break;
+        default: /* -drive if=none + -device */
+            PUSH("-drive");
+            PUSHF("if=none,id=%s,file=%s,format=%s", d->blk, file, d->format);
+            if (vm->style == QH_STYLE_SCSI_HD)
+                dev = qs_asprintf("scsi-hd,drive=%s,bus=scsi0.0,channel=0,scsi-id=0,lun=%u", d->blk, d->index);
+            else if (vm->style == QH_STYLE_AHCI)
+                dev = qs_asprintf("ide-hd,drive=%s,bus=ahci0.%u", d->blk, d->index);
+            else
+                dev = qs_asprintf("virtio-blk-pci,drive=%s", d->blk);
+            break;
+        }
+        if (dev) {
+            PUSH("-device");
+            PUSHF("%s%s%s", dev, id, d->boot ? ",bootindex=0" : "");
+        }
+        free(file);
+        free(id);
+        free(dev);
+    }
+#undef PUSH
+#undef PUSHF
+    return v;
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * QEMUs that are not the harness's children: -daemonize, or started by qsnap and adopted.
+ */
+
+/* State and start time (clock ticks after boot) of process PID; false when there is none. Async-signal-safe
+ * (the watchdog calls it after fork). */
+static bool proc_stat(pid_t pid, char *state, unsigned long long *start)
+{
+    char path[32] = "/proc/", digits[16], buf[1024], *p;
+    size_t k = 0, len = strlen(path);
+    unsigned long long v = 0;
+    int fd, field = 0;
+    ssize_t n;
+
+    do {
+        digits[k++] = (char)('0' + pid % 10);
+        pid /= 10;
+    } while (pid > 0 && k < sizeof(digits));
+    while (k > 0)
+        path[len++] = digits[--k];
+    memcpy(path + len, "/stat", 6);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return false;
+    do {
+        n = read(fd, buf, sizeof(buf) - 1);
+    } while (n < 0 && errno == EINTR);
+    qs_close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    /* after the command name in parentheses: field 3 is the state, field 22 the start time */
+    if (!(p = strrchr(buf, ')')))
+        return false;
+    for (p++, field = 2; *p;) {
+        while (*p == ' ')
+            p++;
+        if (!*p)
+            break;
+        field++;
+        if (field == 3)
+            *state = *p;
+        if (field == 22) {
+            while (*p >= '0' && *p <= '9')
+                v = v * 10 + (unsigned long long)(*p++ - '0');
+            *start = v;
+            return true;
+        }
+        while (*p && *p != ' ')
+            p++;
+    }
+    return false;
+}
+
+/*
+ * The watchdog: a process outside the test's process tree (so that ctest's kill of a timed-out test does
+ * not reach it) that SIGKILLs the registered QEMUs once the test process is gone (its pipe reaches EOF).
+ * QEMUs the harness forks itself die with it through PR_SET_PDEATHSIG; these cannot.
+ */
+struct wd_msg {
+    int32_t pid;
+    uint32_t add;
+    unsigned long long start;
+};
+#define WATCHDOG_MAX 128
+
+static pthread_mutex_t wd_lock = PTHREAD_MUTEX_INITIALIZER;
+static int wd_fd = -1;
+
+static void wd_main(int rfd)
+{
+    struct wd_msg tab[WATCHDOG_MAX], m;
+    size_t n = 0;
+    ssize_t r;
+
+    for (;;) {
+        r = read(rfd, &m, sizeof(m));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r != (ssize_t)sizeof(m))
+            break;
+        if (m.add && n < WATCHDOG_MAX) {
+            tab[n++] = m;
+        } else if (!m.add) {
+            for (size_t i = 0; i < n; i++)
+                if (tab[i].pid == m.pid) {
+                    tab[i] = tab[--n];
+                    break;
+                }
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        char st = 0;
+        unsigned long long start = 0;
+        /* the same process, not a later one that reused the pid */
+        if (proc_stat(tab[i].pid, &st, &start) && start == tab[i].start)
+            kill(tab[i].pid, SIGKILL);
+    }
+    _exit(0);
+}
+
+/* A process forked from a test process is a test process of its own (its QEMUs die with it, not with us). */
+static void wd_atfork_child(void)
+{
+    if (wd_fd >= 0)
+        close(wd_fd);
+    wd_fd = -1;
+    pthread_mutex_init(&wd_lock, NULL);
+}
+
+/* Called with wd_lock held. */
+static int wd_start(void)
+{
+    static bool atfork;
+    int p[2];
+    pid_t a;
+
+    if (!atfork && pthread_atfork(NULL, NULL, wd_atfork_child) == 0)
+        atfork = true;
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -1;
+    if ((a = fork()) < 0) {
+        qs_close(p[0]);
+        qs_close(p[1]);
+        return -1;
+    }
+    if (a == 0) {
+        pid_t b = fork();
+        int nullfd;
+        if (b != 0)
+            _exit(b < 0);
+        /* fds the test holds (QMP clients, ctest's output pipes) must not stay open in here */
+        nullfd = open("/dev/null", O_RDWR);
+        if (nullfd >= 0) {
+            dup2(nullfd, 0);
+            dup2(nullfd, 1);
+            dup2(nullfd, 2);
+        }
+        for (int fd = 3; fd < 1024; fd++)
+            if (fd != p[0])
+                close(fd);
+        signal(SIGINT, SIG_IGN);
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+        wd_main(p[0]);
+    }
+    qs_close(p[0]);
+    while (waitpid(a, NULL, 0) < 0 && errno == EINTR)
+        ;
+    wd_fd = p[1];
+    return 0;
+}
+
+static void wd_send(pid_t pid, unsigned long long start, bool add)
+{
+    struct wd_msg m = {(int32_t)pid, add, start};
+
+    pthread_mutex_lock(&wd_lock);
+    if (wd_fd >= 0 || (add && wd_start() == 0))
+        (void)!write(wd_fd, &m, sizeof(m));
+    pthread_mutex_unlock(&wd_lock);
+}
+
+/* true (and the VM's pid forgotten) once a QEMU that is not our child has exited. */
+static bool foreign_gone(struct qh_vm *vm)
+{
+    char st = 0;
+    unsigned long long start = 0;
+
+    if (vm->pid < 0)
+        return true;
+    /* a zombie is gone for us: its parent (init, or qsnap) reaps it */
+    if (proc_stat(vm->pid, &st, &start) && st != 'Z' && start == vm->start_time)
+        return false;
+    wd_send(vm->pid, vm->start_time, false);
+    vm->pid = -1;
+    return true;
+}
+
+/* The QEMU at the other end of the harness's monitor becomes the VM's, not as our child. */
+static int take_foreign(struct qh_vm *vm, struct qs_error **err)
+{
+    pid_t pid = qmp_client_peer_pid(vm->qmp);
+    char st = 0;
+    unsigned long long start = 0;
+
+    if (pid <= 0 || !proc_stat(pid, &st, &start)) {
+        qs_error_set(err, QS_ERR_IO, "cannot tell the pid of the qemu behind '%s'", vm->hsock_path);
+        return -1;
+    }
+    vm->pid = pid;
+    vm->child = false;
+    vm->start_time = start;
+    wd_send(pid, start, true);
+    return 0;
+}
+
+int qh_vm_adopt(struct qh_vm *vm, int timeout_ms, struct qs_error **err)
+{
+    struct qmp_options opts = {0};
+
+    if (qh_vm_running(vm)) {
+        qs_error_set(err, QS_ERR_STATE, "the VM's qemu (pid %d) still runs", (int)vm->pid);
+        return -1;
+    }
+    drop_qmp(vm);
+    opts.connect_timeout_ms = timeout_ms > 0 ? timeout_ms : DEFAULT_START_TIMEOUT_MS;
+    if (!(vm->qmp = qmp_client_connect(vm->hsock_path, &opts, err))) {
+        qs_error_prefix(err, "harness monitor of a qemu started by someone else");
+        return -1;
+    }
+    if (take_foreign(vm, err) < 0) {
+        drop_qmp(vm);
+        return -1;
+    }
+    return 0;
+}
+
+const char *qh_vm_harness_socket_path(const struct qh_vm *vm)
+{
+    return vm->hsock_path;
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * A disk's device, whatever the style.
+ */
+
+static const struct vm_disk *find_disk(const struct qh_vm *vm, const char *id, struct qs_error **err)
+{
+    for (size_t i = 0; i < vm->n_disks; i++)
+        if (strcmp(vm->disks[i].id, id) == 0)
+            return &vm->disks[i];
+    qs_error_set(err, QS_ERR_NOTFOUND, "no disk '%s' in the VM", id);
+    return NULL;
+}
+
+/* Whether query-block's entry E is the device called QDEV (an id, or a QOM path as query-block gives it). */
+static bool entry_has_qdev(const struct qmp_value *e, const char *qdev)
+{
+    const char *q = qmp_value_get_string(e, "qdev");
+    size_t n;
+
+    if (!q || !qdev)
+        return false;
+    if (strcmp(q, qdev) == 0)
+        return true;
+    /* a virtio-blk-pci device's disk sits on its backend: /machine/peripheral/ID/virtio-backend */
+    n = strlen("/machine/peripheral/");
+    return strncmp(q, "/machine/peripheral/", n) == 0 && strncmp(q + n, qdev, strlen(qdev)) == 0 &&
+           q[n + strlen(qdev)] == '/';
+}
+
+/*
+ * The entry of disk D in query-block reply R: by its BlockBackend name, else its qdev id, else the device
+ * path seen at the first start (a restarted QEMU whose command line someone rewrote may lack the first two).
+ */
+static const struct qmp_value *find_entry(const struct qmp_reply *r, const struct vm_disk *d)
+{
+    const struct qmp_value *list = qmp_reply_value(r);
+
+    for (int pass = 0; pass < 3; pass++) {
+        for (size_t i = 0; i < qmp_value_array_len(list); i++) {
+            const struct qmp_value *e = qmp_value_array_at(list, i);
+            const char *dev = qmp_value_get_string(e, "device");
+            if ((pass == 0 && d->blk && qs_str_equal(dev, d->blk)) || (pass == 1 && entry_has_qdev(e, d->qdev)) ||
+                (pass == 2 && entry_has_qdev(e, d->qom)))
+                return e;
+        }
+    }
+    return NULL;
+}
+
+/* Remembers every disk's device path at the first start (see find_entry). */
+static void record_devices(struct qh_vm *vm)
+{
+    struct qmp_reply *r = NULL;
+
+    if (qmp_client_execute(vm->qmp, "query-block", NULL, &r, NULL) < 0)
+        return;
+    for (size_t i = 0; i < vm->n_disks; i++) {
+        const struct qmp_value *e;
+        if (vm->disks[i].qom || !(e = find_entry(r, &vm->disks[i])))
+            continue;
+        if (qmp_value_get_string(e, "qdev"))
+            vm->disks[i].qom = qs_xstrdup(qmp_value_get_string(e, "qdev"));
+    }
+    qmp_reply_free(r);
+}
+
+int qh_vm_disk_device(struct qh_vm *vm, const char *id, char **qdev, char **node, char **file,
+                      struct qs_error **err)
+{
+    struct qmp_client *c = need_qmp(vm, err);
+    const struct vm_disk *d = c ? find_disk(vm, id, err) : NULL;
+    struct qmp_reply *r = NULL;
+    const struct qmp_value *e;
+    const char *q, *nn, *fl;
+    int ret = -1;
+
+    if (!d || qmp_client_execute(c, "query-block", NULL, &r, err) < 0)
+        goto out;
+    if (!(e = find_entry(r, d))) {
+        char *json = qmp_value_to_json(qmp_reply_value(r));
+        qs_error_set(err, QS_ERR_NOTFOUND, "disk '%s' (%s%s%s) is not in query-block: %s", id,
+                     d->blk ? d->blk : "", d->blk && d->qdev ? ", " : "", d->qdev ? d->qdev : "", json);
+        free(json);
+        goto out;
+    }
+    q = qmp_value_get_string(e, "qdev");
+    nn = qmp_value_string(qmp_value_path(e, "inserted.node-name"));
+    fl = qmp_value_string(qmp_value_path(e, "inserted.file"));
+    if ((qdev && !q) || (node && !nn) || (file && !fl)) {
+        qs_error_set(err, QS_ERR_NOTFOUND, "disk '%s' has no %s in query-block", id, q ? "medium" : "device");
+        goto out;
+    }
+    if (qdev)
+        *qdev = qs_xstrdup(q);
+    if (node)
+        *node = qs_xstrdup(nn);
+    if (file)
+        *file = qs_xstrdup(fl);
+    ret = 0;
+out:
+    qmp_reply_free(r);
+    return ret;
+}
+
+int qh_vm_guest_write(struct qh_vm *vm, const char *id, uint8_t pattern, uint64_t off, uint64_t len,
+                      struct qs_error **err)
+{
+    struct qh_extent e = {off, len, pattern};
+    char *qdev = NULL, *node = NULL, *line = NULL, *out = NULL;
+    int ret = -1, r;
+
+    if (qh_vm_disk_device(vm, id, &qdev, &node, NULL, err) < 0)
+        goto out;
+    line = qs_asprintf("qemu-io -d %s \"write -P 0x%02x %" PRIu64 " %" PRIu64 "\"", qdev, pattern, off, len);
+    if (qmp_client_hmp(vm->qmp, line, &out, err) < 0)
+        goto out;
+    if (*out) {
+        qs_error_set(err, QS_ERR_QEMU, "qemu-io write on '%s' (%s): %s", id, qdev, out);
+        goto out;
+    }
+    /* HMP's qemu-io returns once the write is done; its result goes to QEMU's stdout, so read it back */
+    if ((r = nbd_check(vm, node, &e, 1, NULL, err)) < 0)
+        goto out;
+    if (r == 0) {
+        qs_error_set(err, QS_ERR_IO, "the write of 0x%02x at %" PRIu64 " on '%s' (%s) did not land", pattern,
+                     off, id, qdev);
+        goto out;
+    }
+    ret = 0;
+out:
+    free(qdev);
+    free(node);
+    free(line);
+    free(out);
+    return ret;
+}
+
+int qh_vm_guest_check(struct qh_vm *vm, const char *id, const struct qh_extent *ext, size_t n, bool *ok,
+                      struct qs_error **err)
+{
+    char *node = NULL;
+    int ret = -1;
+
+    if (qh_vm_disk_device(vm, id, NULL, &node, NULL, err) < 0)
+        goto out;
+    ret = nbd_check(vm, node, ext, n, ok, err);
+out:
+    free(node);
     return ret;
 }

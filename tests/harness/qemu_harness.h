@@ -56,6 +56,35 @@ int qh_image_check(const char *path, const char *format, uint8_t pattern, uint64
  * virtio-blk-pci with qdev id "ID" (qemu-io path "ID/virtio-backend").
  */
 
+/*
+ * How QEMU is given its disks: the ways users start it. Each disk ID's image is DIR/ID.FORMAT (or
+ * qh_disk.path); the boot disk boots the guest in every style. BLKNAME below is the disk's BlockBackend name
+ * in query-block ("device"), N the disk's index in the config.
+ */
+enum qh_style {
+    QH_STYLE_BLOCKDEV,        /* -blockdev file node "file-ID" + format node "ID", -device virtio-blk-pci,
+                                 drive=ID,id=ID (qdev_id overrides the id) - the harness's classic form */
+    QH_STYLE_DRIVE_VIRTIO,    /* -drive file=IMAGE,if=virtio (BLKNAME virtioN) */
+    QH_STYLE_DRIVE_NONE,      /* -drive if=none,id=drive-ID + -device virtio-blk-pci,drive=drive-ID,
+                                 id=virtio-diskN (libvirt's alias, not a target name) */
+    QH_STYLE_DRIVE_NONE_NOID, /* the same, the -device without an id (unless qdev_id) */
+    QH_STYLE_IDE,             /* -drive file=IMAGE,if=ide on pc (BLKNAME ide<bus>-hd<unit>) */
+    QH_STYLE_IDE_HD,          /* -blockdev as QH_STYLE_BLOCKDEV + -device ide-hd,bus=ide.<N/2>,unit=<N%2>,
+                                 id=ide0-<N/2>-<N%2> on pc */
+    QH_STYLE_SCSI_HD,         /* -device virtio-scsi-pci,id=scsi0, -drive if=none,id=drive-ID + -device
+                                 scsi-hd,bus=scsi0.0,scsi-id=0,lun=N (no id unless qdev_id) */
+    QH_STYLE_AHCI,            /* -machine q35, -device ahci,id=ahci0, -drive if=none,id=drive-ID + -device
+                                 ide-hd,bus=ahci0.N,id=sata0-0-N */
+    QH_STYLE_HDA,             /* -hda / -hdb / -hdc / -hdd IMAGE (at most 4 disks) */
+    QH_STYLE_LAST
+};
+
+/* The style's name ("blockdev", "drive-virtio", "drive-none", "drive-none-noid", "ide", "ide-hd", "scsi-hd",
+ * "ahci", "hda"); NULL out of range. Borrowed. */
+const char *qh_style_name(int style);
+/* The style named NAME, or -1. */
+int qh_style_from_name(const char *name);
+
 struct qh_disk {
     const char *id;      /* qdev id and format node name, e.g. "vda"; unique per VM */
     const char *format;  /* "qcow2" (default when NULL) or "raw" */
@@ -63,6 +92,7 @@ struct qh_disk {
     bool boot;           /* made from the guest boot sector and given bootindex=0; else blank */
     const char *path;    /* existing image to attach as is (not created, not removed); NULL: create
                             DIR/ID.FORMAT */
+    const char *qdev_id; /* styles with a -device: its id=; NULL: the style's default (enum qh_style) */
 };
 
 struct qh_vm_config {
@@ -73,6 +103,9 @@ struct qh_vm_config {
     bool incoming_defer;            /* -incoming defer */
     const char *const *extra_args;  /* NULL-terminated, appended to QEMU's argv; may be NULL */
     int start_timeout_ms;           /* QEMU up and both monitors connectable; 0: 30000 */
+    int style;                      /* enum qh_style: how QEMU is given its disks; 0: QH_STYLE_BLOCKDEV */
+    bool relative_paths;            /* created images named relative to DIR, and QEMU's cwd is DIR */
+    bool daemonize;                 /* -daemonize: QEMU is not the harness's child (see qh_vm_adopt) */
 };
 
 struct qh_vm;
@@ -156,6 +189,60 @@ int qh_vm_disk_write(struct qh_vm *vm, const char *id, uint8_t pattern, uint64_t
  */
 int qh_vm_disk_check(struct qh_vm *vm, const char *node, uint8_t pattern, uint64_t off, uint64_t len,
                      struct qs_error **err);
+
+/* ---------------------------------------------------------------------------------------------------
+ * Every style (enum qh_style): a QEMU the harness did not start, and the guest's disks found by their
+ * device rather than by a node name.
+ */
+
+/*
+ * Takes as this VM's a QEMU someone else started with the VM's command line (qsnap's start, restore or
+ * external revert; the harness's own monitor, DIR/harness.sock, is in that command line): connects the
+ * harness's client there, within TIMEOUT_MS (0: 30000), and takes the pid from the socket's peer. From then
+ * on the VM's functions work on that QEMU as on the harness's own (qh_vm_stop, qh_vm_kill, qh_vm_free end
+ * it; a watchdog process kills it should the test process die first). QS_ERR_STATE while the VM's QEMU
+ * still runs.
+ */
+int qh_vm_adopt(struct qh_vm *vm, int timeout_ms, struct qs_error **err);
+
+/*
+ * Disk ID's device in the running QEMU, found in query-block by the BlockBackend name or qdev id its style
+ * gave it (so it holds after external snapshots and restarts): *qdev gets what "qemu-io -d" takes (the qdev
+ * id or QOM path), *node its top block node (QEMU's generated "#blockN" for -drive disks), *file its top
+ * image as QEMU names it (relative when the command line was). Any may be NULL. Caller frees them.
+ */
+int qh_vm_disk_device(struct qh_vm *vm, const char *id, char **qdev, char **node, char **file,
+                      struct qs_error **err);
+
+/*
+ * Writes LEN bytes of PATTERN at OFF through the guest device of disk ID, in any style (HMP qemu-io -d on
+ * the device qh_vm_disk_device finds), and reads them back through the device's top node to confirm (a
+ * -daemonize QEMU prints qemu-io's results nowhere).
+ */
+int qh_vm_guest_write(struct qh_vm *vm, const char *id, uint8_t pattern, uint64_t off, uint64_t len,
+                      struct qs_error **err);
+
+/* A run of LEN bytes at OFF that should all be PATTERN. */
+struct qh_extent {
+    uint64_t off;
+    uint64_t len;
+    uint8_t pattern;
+};
+
+/*
+ * Checks N extents of what the guest sees on disk ID (its device's top node, read through a temporary NBD
+ * export as qh_vm_disk_check does) in one qemu-io run. Returns 1 when all match, 0 when some do not (then
+ * ok[i], when OK is non-NULL, tells which), -1 on error.
+ */
+int qh_vm_guest_check(struct qh_vm *vm, const char *id, const struct qh_extent *ext, size_t n, bool *ok,
+                      struct qs_error **err);
+
+/* The same for the image file at PATH (qemu-io -r -U, so QEMU may hold it). */
+int qh_image_check_extents(const char *path, const char *format, const struct qh_extent *ext, size_t n,
+                           bool *ok, struct qs_error **err);
+
+/* The harness's monitor socket, DIR/harness.sock (what a QEMU started from the VM's argv listens on). */
+const char *qh_vm_harness_socket_path(const struct qh_vm *vm);
 
 #ifdef __cplusplus
 }
