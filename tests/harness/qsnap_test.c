@@ -6,6 +6,7 @@
 #include "qs_util.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -270,18 +271,11 @@ void qt_validate_all(struct qt_fixture *f, int want)
     dir = qs_asprintf("%s/snapshot/vm", f->root);
     assert_non_null(d = opendir(dir));
     while ((de = readdir(d))) {
-        char *path, *argv[] = {"virt-xml-validate", NULL, "domainsnapshot", NULL};
-        struct qs_proc_result res = {0};
-        struct qs_error *err = NULL;
+        char *path;
         if (!qs_str_has_suffix(de->d_name, ".xml"))
             continue;
         path = qs_asprintf("%s/%s", dir, de->d_name);
-        argv[1] = path;
-        OK(qs_proc_run(argv, TOOL_TIMEOUT_MS, 0, &res, &err));
-        if (res.status != 0)
-            print_error("%s: %s\n", path, res.errout);
-        assert_int_equal(res.status, 0);
-        qs_proc_result_release(&res);
+        qt_validate_xml(path, "domainsnapshot");
         free(path);
         checked++;
     }
@@ -519,4 +513,350 @@ char *qt_backing_of(const char *path)
     qmp_reply_free(r);
     free(json);
     return out;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Every VM style, and what a user would check. */
+
+void qt_adopt(struct qt_fixture *f)
+{
+    struct qs_error *err = NULL;
+    OK(qh_vm_adopt(f->vm, 20000, &err));
+}
+
+void qt_follow(struct qt_fixture *f)
+{
+    struct qs_error *err = NULL;
+    struct qmp_client *c = qh_vm_running(f->vm) ? qh_vm_qmp(f->vm) : NULL;
+
+    /* qsnap quits QEMU before it starts the next: a monitor that answers is the same QEMU */
+    if (c && qmp_client_execute(c, "query-status", NULL, NULL, &err) == 0)
+        return;
+    qs_error_clear(&err);
+    OK(qh_vm_wait_exit(f->vm, 20000, NULL, &err));
+    qt_adopt(f);
+}
+
+void qt_guest_write(struct qt_fixture *f, const char *id, uint8_t pattern, uint64_t off)
+{
+    struct qs_error *err = NULL;
+    OK(qh_vm_guest_write(f->vm, id, pattern, off, QT_LEN, &err));
+}
+
+int qt_guest_is(struct qt_fixture *f, const char *id, uint8_t pattern, uint64_t off)
+{
+    struct qh_extent e = {off, QT_LEN, pattern};
+    struct qs_error *err = NULL;
+    int r = qh_vm_guest_check(f->vm, id, &e, 1, NULL, &err);
+    qt_check(r, &err, "guest check", __FILE__, __LINE__);
+    return r;
+}
+
+void qt_validate_xml(const char *path, const char *schema)
+{
+    char *argv[] = {"virt-xml-validate", (char *)path, (char *)schema, NULL};
+    struct qs_proc_result res = {0};
+    struct qs_error *err = NULL;
+
+    if (!qt_schema_available())
+        return;
+    OK(qs_proc_run(argv, TOOL_TIMEOUT_MS, 0, &res, &err));
+    if (res.status != 0) {
+        char *x = qt_slurp(path);
+        print_error("%s is not a valid libvirt %s: %s%s\n%s\n", path, schema, res.errout, res.out, x);
+        free(x);
+    }
+    assert_int_equal(res.status, 0);
+    qs_proc_result_release(&res);
+}
+
+/* Lines of TEXT, empty ones dropped, as a NULL-terminated array (caller frees with qs_strv_free). */
+static char **text_lines(const char *text)
+{
+    char **v = qs_xcalloc(1, sizeof(*v)), *copy = qs_xstrdup(text), *save = NULL;
+    size_t n = 0;
+
+    for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        v = qs_xrealloc(v, (n + 2) * sizeof(*v));
+        v[n++] = qs_xstrdup(l);
+        v[n] = NULL;
+    }
+    free(copy);
+    return v;
+}
+
+static bool path_in_path(const char *prog)
+{
+    const char *path = getenv("PATH");
+    char *copy = qs_xstrdup(path ? path : "/usr/bin:/bin"), *save = NULL;
+    bool found = false;
+
+    for (char *d = strtok_r(copy, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
+        char *p = qs_asprintf("%s/%s", d, prog);
+        found = access(p, X_OK) == 0;
+        free(p);
+    }
+    free(copy);
+    return found;
+}
+
+/* Drops blank (or all-space) lines and trailing spaces of S, in place. */
+static void squeeze_blank_lines(char *s)
+{
+    char *w = s, *line = s;
+
+    while (*line) {
+        char *end = strchr(line, '\n'), *stop;
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        stop = line + len;
+        while (stop > line && stop[-1] == ' ')
+            stop--;
+        if (stop > line) {
+            memmove(w, line, (size_t)(stop - line));
+            w += stop - line;
+            *w++ = '\n';
+        }
+        line += len + (end ? 1 : 0);
+    }
+    *w = '\0';
+}
+
+void qt_libvirt_accepts(struct qt_fixture *f)
+{
+    char *dom = qs_asprintf("%s/qemu/vm.xml", f->root), *names_out, *cmd, *t, *current = NULL, *tree = NULL;
+    char tmpl[] = "/tmp/qsnap-virsh-XXXXXX", **names;
+    struct qs_proc_result res = {0};
+    struct qs_error *err = NULL;
+
+    if (!qt_schema_available() || !path_in_path("virsh")) {
+        free(dom);
+        return;
+    }
+    qt_validate_xml(dom, "domain");
+    names_out = QSNAP_OK(f, "snapshot-list", "vm", "--topological", "--name");
+    names = text_lines(names_out);
+    if (names[0]) {
+        current = QSNAP_OK(f, "snapshot-current", "vm", "--name");
+        current[strcspn(current, "\n")] = '\0';
+        tree = QSNAP_OK(f, "snapshot-list", "vm", "--tree");
+    }
+    assert_non_null(mkdtemp(tmpl));
+    cmd = qs_asprintf("define --validate %s", dom);
+    for (size_t i = 0; names[i]; i++) {
+        char *file = qs_asprintf("%s/snapshot/vm/%s.xml", f->root, names[i]);
+        char *dump = QSNAP_OK(f, "snapshot-dumpxml", "vm", names[i]);
+        char *dumpfile = qs_asprintf("%s/%s.xml", tmpl, names[i]);
+        int dfd = open(tmpl, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_true(dfd >= 0);
+        qt_validate_xml(file, "domainsnapshot");
+        OK(qs_file_write_atomic(dfd, dumpfile + strlen(tmpl) + 1, dump, strlen(dump), 0600, &err));
+        close(dfd);
+        qt_validate_xml(dumpfile, "domainsnapshot");
+        unlink(dumpfile);
+        t = qs_asprintf("%s; snapshot-create vm --redefine --validate %s%s", cmd, file,
+                        current && strcmp(current, names[i]) == 0 ? " --current" : "");
+        free(cmd);
+        cmd = t;
+        free(file), free(dump), free(dumpfile);
+    }
+    if (names[0]) {
+        t = qs_asprintf("%s; echo @@; snapshot-current vm --name; echo @@; snapshot-list vm --tree", cmd);
+        free(cmd);
+        cmd = t;
+    }
+    {
+        char *argv[] = {"virsh", "-c", "test:///default", cmd, NULL};
+        OK(qs_proc_run(argv, TOOL_TIMEOUT_MS, 0, &res, &err));
+    }
+    /* virsh goes on after a failed command: every one must have succeeded, with nothing on stderr */
+    if (res.status != 0 || *res.errout)
+        print_error("libvirt refuses qsnap's files (status %d): %s\n---\n%s\n---\nvirsh %s\n", res.status,
+                    res.errout, res.out, cmd);
+    assert_int_equal(res.status, 0);
+    assert_string_equal(res.errout, "");
+    qt_assert_contains(res.out, "Domain 'vm' defined from");
+    for (size_t i = 0; names[i]; i++) {
+        t = qs_asprintf("Domain snapshot %s created from", names[i]);
+        qt_assert_contains(res.out, t);
+        free(t);
+    }
+    if (names[0]) {
+        /* the same current snapshot and the same tree as qsnap shows (blank lines aside: virsh's shell
+           mode ends a command's output differently) */
+        char *got = strstr(res.out, "@@\n");
+        char *want = qs_asprintf("@@\n%s\n@@\n%s", current, tree);
+        assert_non_null(got);
+        squeeze_blank_lines(got);
+        squeeze_blank_lines(want);
+        if (strcmp(got, want) != 0)
+            print_error("libvirt's current snapshot and tree:\n%s\nqsnap's:\n%s\n", got, want);
+        assert_string_equal(got, want);
+        free(want);
+    }
+    qs_proc_result_release(&res);
+    rmdir(tmpl);
+    qs_strv_free(names);
+    free(names_out), free(cmd), free(current), free(tree), free(dom);
+}
+
+void qt_check_clean(struct qt_fixture *f)
+{
+    char *out = NULL, *errout = NULL;
+    int rc = qt_qsnap_run(f, &out, &errout, "snapshot-check", "vm", (char *)NULL);
+
+    if (rc != 0)
+        print_error("snapshot-check vm exited %d:\n%s%s\n", rc, out, errout);
+    assert_int_equal(rc, 0);
+    free(out);
+    free(errout);
+}
+
+/* Appends to *V (of *N) every value of ATTR='...' (or "...") in TEXT[0..END). */
+static void push_attr_values(char ***v, size_t *n, const char *text, const char *end, const char *attr)
+{
+    size_t alen = strlen(attr);
+
+    for (const char *p = text; (p = strstr(p, attr)) && p < end; p += alen) {
+        const char *q = p + alen, *close;
+        if (*q != '\'' && *q != '"')
+            continue;
+        if (!(close = strchr(q + 1, *q)))
+            break;
+        *v = qs_xrealloc(*v, (*n + 2) * sizeof(**v));
+        (*v)[(*n)++] = qs_xstrndup(q + 1, (size_t)(close - q - 1));
+        (*v)[*n] = NULL;
+    }
+}
+
+static bool strv_has(char *const *v, const char *s)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        if (strcmp(v[i], s) == 0)
+            return true;
+    return false;
+}
+
+/* PATH resolved (symlinks, ..); PATH itself when it does not exist. Caller frees. */
+static char *resolved(const char *path)
+{
+    char buf[PATH_MAX];
+    return qs_xstrdup(realpath(path, buf) ? buf : path);
+}
+
+void qt_no_orphans(struct qt_fixture *f, const char *const *allowed)
+{
+    char **named = NULL, **used = qs_xcalloc(1, sizeof(char *)), *snapdir, *x, *report = qs_xstrdup("");
+    size_t n_named = 0, n_used = 0;
+    const char *dir = qh_vm_dir(f->vm);
+    struct dirent *de;
+    DIR *d;
+
+    /* the definition's disks */
+    x = qt_domain_xml(f);
+    push_attr_values(&named, &n_named, x, x + strlen(x), "<source file=");
+    free(x);
+    /* each snapshot's: the images its <domain> ran on (what a revert goes back to) and its memory file */
+    snapdir = qs_asprintf("%s/snapshot/vm", f->root);
+    if ((d = opendir(snapdir))) {
+        while ((de = readdir(d))) {
+            char *p, *dom;
+            if (!qs_str_has_suffix(de->d_name, ".xml"))
+                continue;
+            p = qs_asprintf("%s/%s", snapdir, de->d_name);
+            x = qt_slurp(p);
+            dom = strstr(x, "<domain ");
+            if (!dom)
+                dom = strstr(x, "<domain>");
+            if (dom)
+                push_attr_values(&named, &n_named, dom, dom + strlen(dom), "<source file=");
+            {
+                char *mem = strstr(x, "<memory ");
+                if (mem)
+                    push_attr_values(&named, &n_named, mem, strchr(mem, '>') ? strchr(mem, '>') : mem, " file=");
+            }
+            free(x);
+            free(p);
+        }
+        closedir(d);
+    }
+    /* and their backing chains */
+    for (size_t i = 0; i < n_named; i++) {
+        char *argv[] = {"qemu-img", "info", "-U", "--backing-chain", "--output=json", named[i], NULL};
+        struct qs_proc_result res = {0};
+        struct qs_error *err = NULL;
+        struct qmp_reply *r;
+
+        if (!qt_exists(named[i])) {
+            char *t = qs_asprintf("%s  missing: %s (named by qsnap's metadata)\n", report, named[i]);
+            free(report);
+            report = t;
+            continue;
+        }
+        OK(qs_proc_run(argv, TOOL_TIMEOUT_MS, 0, &res, &err));
+        if (res.status != 0) {
+            char *t = qs_asprintf("%s  broken chain under %s: %s\n", report, named[i], res.errout);
+            free(report);
+            report = t;
+            qs_proc_result_release(&res);
+            continue;
+        }
+        r = qmp_reply_parse(res.out, &err);
+        assert_non_null(r);
+        for (size_t k = 0; k < qmp_value_array_len(qmp_reply_value(r)); k++) {
+            const char *file = qmp_value_get_string(qmp_value_array_at(qmp_reply_value(r), k), "filename");
+            char *abs = file ? resolved(file) : NULL;
+            if (abs && !strv_has(used, abs)) {
+                used = qs_xrealloc(used, (n_used + 2) * sizeof(*used));
+                used[n_used++] = abs;
+                used[n_used] = NULL;
+            } else {
+                free(abs);
+            }
+        }
+        qmp_reply_free(r);
+        qs_proc_result_release(&res);
+    }
+    for (size_t i = 0; i < n_named; i++) {
+        char *abs = resolved(named[i]);
+        if (!strv_has(used, abs)) {
+            used = qs_xrealloc(used, (n_used + 2) * sizeof(*used));
+            used[n_used++] = abs;
+            used[n_used] = NULL;
+        } else {
+            free(abs);
+        }
+    }
+    /* what else is in the VM's directory */
+    assert_non_null(d = opendir(dir));
+    while ((de = readdir(d))) {
+        struct stat st;
+        char *p = qs_asprintf("%s/%s", dir, de->d_name), *abs;
+        if (lstat(p, &st) < 0 || !S_ISREG(st.st_mode) || strcmp(de->d_name, "qemu.log") == 0 ||
+            strv_has((char *const *)allowed, de->d_name)) {
+            free(p);
+            continue;
+        }
+        abs = resolved(p);
+        if (!strv_has(used, abs)) {
+            char *t = qs_asprintf("%s  orphan: %s (neither the VM nor a snapshot uses it)\n", report, p);
+            free(report);
+            report = t;
+        }
+        free(abs);
+        free(p);
+    }
+    closedir(d);
+    if (*report) {
+        char *out = QSNAP_OK(f, "snapshot-list", "vm", "--tree");
+        print_error("files of the VM's directory against qsnap's metadata:\n%sused:\n", report);
+        for (size_t i = 0; i < n_used; i++)
+            print_error("  %s\n", used[i]);
+        print_error("snapshots:\n%s\n", out);
+        free(out);
+    }
+    assert_string_equal(report, "");
+    qs_strv_free(named);
+    qs_strv_free(used);
+    free(snapdir);
+    free(report);
 }

@@ -116,6 +116,39 @@ char *qt_image_tags(const char *path);                                          
 bool qt_image_has_tag(const char *path, const char *tag);
 char *qt_backing_of(const char *path); /* the backing file in the header; NULL when none */
 
+/* ------------------------------------------------------------------------------------------------
+ * Every VM style (qh_vm_config.style), and what a user would check after a sequence of operations.
+ */
+
+/* The QEMU qsnap started (start, restore, an external revert) becomes the harness's VM again (qh_vm_adopt):
+ * its monitor, its guest checks, killed at teardown. */
+void qt_adopt(struct qt_fixture *f);
+/* After a qsnap command that may have restarted QEMU: when the VM's QEMU no longer answers the harness, waits
+ * for it to exit and adopts the one qsnap started (qt_adopt). A QEMU that still answers is kept. */
+void qt_follow(struct qt_fixture *f);
+/* QT_LEN bytes of PATTERN at OFF written through disk ID's guest device, in any style (qh_vm_guest_write). */
+void qt_guest_write(struct qt_fixture *f, const char *id, uint8_t pattern, uint64_t off);
+/* 1 when disk ID's guest device reads PATTERN over QT_LEN bytes at OFF, else 0 (qh_vm_guest_check). */
+int qt_guest_is(struct qt_fixture *f, const char *id, uint8_t pattern, uint64_t off);
+/* virt-xml-validate PATH SCHEMA ("domain", "domainsnapshot") passes; nothing without libvirt's schemas. */
+void qt_validate_xml(const char *path, const char *schema);
+/*
+ * What libvirt makes of qsnap's files: ROOT/qemu/vm.xml, every ROOT/snapshot/vm/ *.xml and every
+ * snapshot-dumpxml pass virt-xml-validate, and one virsh process on the test driver (test:///default) defines
+ * the domain and redefines every snapshot, parents first, without an error, ending with qsnap's current
+ * snapshot and qsnap's --tree. Nothing without virsh and the schemas.
+ */
+void qt_libvirt_accepts(struct qt_fixture *f);
+/* qsnap snapshot-check vm exits 0 (its report printed when not). */
+void qt_check_clean(struct qt_fixture *f);
+/*
+ * Every regular file in the VM's directory is used - an image in the backing chain of a disk of the domain's
+ * definition or of a snapshot's <domain>, or a snapshot's memory file - or its base name is in ALLOWED
+ * (NULL-terminated; may be NULL); and every used file exists. The state directory, sockets and qemu.log
+ * are not counted.
+ */
+void qt_no_orphans(struct qt_fixture *f, const char *const *allowed);
+
 #ifdef __cplusplus
 }
 #endif
