@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -71,6 +72,7 @@ struct qh_vm {
 };
 
 static bool foreign_gone(struct qh_vm *vm);
+static void kill_strays(struct qh_vm *vm);
 static int take_foreign(struct qh_vm *vm, struct qs_error **err);
 static void record_devices(struct qh_vm *vm);
 static int style_disk_setup(struct qh_vm *vm, struct vm_disk *d, const struct qh_disk *in, struct qs_error **err);
@@ -820,6 +822,7 @@ void qh_vm_free(struct qh_vm *vm)
     if (!vm)
         return;
     qh_vm_kill(vm);
+    kill_strays(vm);
     if (vm->dir) {
         if (keep && *keep && strcmp(keep, "0") != 0)
             fprintf(stderr, "harness: keeping '%s'\n", vm->dir);
@@ -1664,4 +1667,48 @@ int qh_vm_guest_check(struct qh_vm *vm, const char *id, const struct qh_extent *
 out:
     free(node);
     return ret;
+}
+
+/* SIGKILLs the process listening on unix socket PATH when it is a QEMU of this VM (its command line names
+ * the VM's directory). */
+static void kill_listener(const struct qh_vm *vm, const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct ucred cred = {0};
+    socklen_t len = sizeof(cred);
+    char proc[64], cmdline[4096];
+    int fd = -1, cfd = -1;
+    ssize_t n;
+
+    if (strlen(path) >= sizeof(sa.sun_path) || (fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+        return;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    /* the listener's credentials come with the connection: no QMP greeting needed */
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.pid <= 0)
+        goto out;
+    snprintf(proc, sizeof(proc), "/proc/%d/cmdline", (int)cred.pid);
+    if ((cfd = open(proc, O_RDONLY | O_CLOEXEC)) < 0 || (n = read(cfd, cmdline, sizeof(cmdline) - 1)) <= 0)
+        goto out;
+    cmdline[n] = '\0';
+    for (ssize_t i = 0; i < n; i++)
+        if (cmdline[i] == '\0')
+            cmdline[i] = ' ';
+    if (strstr(cmdline, QEMU_BIN) && strstr(cmdline, vm->dir))
+        kill(cred.pid, SIGKILL);
+out:
+    qs_close(cfd);
+    qs_close(fd);
+}
+
+/* A QEMU started from the VM's argv by someone else (qsnap) that a failed test never adopted: it serves the
+ * VM's sockets and would outlive the test otherwise. */
+static void kill_strays(struct qh_vm *vm)
+{
+    if (!vm->dir)
+        return;
+    if (vm->hsock_path)
+        kill_listener(vm, vm->hsock_path);
+    if (vm->sock_path)
+        kill_listener(vm, vm->sock_path);
 }

@@ -223,6 +223,32 @@ static void test_watchdog(void **state)
     }
 }
 
+/* A QEMU someone else started from the VM's argv and the test never adopted (it failed first) dies with the
+ * VM's teardown. */
+static void test_stray(void **state)
+{
+    struct qh_vm_config cfg = config_of(&runs[0]);
+    struct qs_error *err = NULL;
+    struct qmp_client *c;
+    struct qh_vm *vm;
+    pid_t pid;
+
+    (void)state;
+    if (!qh_qemu_available() || !qh_guest_path())
+        skip();
+    vm = qh_vm_start(&cfg, &err);
+    assert_non_null(vm);
+    OK(qh_vm_stop(vm, 0, &err));
+    spawn_detached(qh_vm_argv(vm), qh_vm_dir(vm));
+    c = qmp_client_connect(qh_vm_harness_socket_path(vm), NULL, &err);
+    assert_non_null(c);
+    pid = qmp_client_peer_pid(c);
+    qmp_client_free(c);
+    assert_true(pid > 0 && !proc_gone(pid));
+    qh_vm_free(vm);
+    assert_true(proc_ends(pid));
+}
+
 static void test_names(void **state)
 {
     (void)state;
@@ -235,7 +261,7 @@ static void test_names(void **state)
 
 int main(void)
 {
-    static struct CMUnitTest tests[N_RUNS + 2];
+    static struct CMUnitTest tests[N_RUNS + 3];
     static char names[N_RUNS][64];
     size_t n = 0;
 
@@ -246,5 +272,6 @@ int main(void)
         tests[n++] = (struct CMUnitTest){names[i], test_style, NULL, NULL, (void *)&runs[i]};
     }
     tests[n++] = (struct CMUnitTest){"watchdog", test_watchdog, NULL, NULL, NULL};
+    tests[n++] = (struct CMUnitTest){"stray", test_stray, NULL, NULL, NULL};
     return _cmocka_run_group_tests("harness_styles", tests, n, NULL, NULL);
 }
