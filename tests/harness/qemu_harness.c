@@ -1614,8 +1614,16 @@ int qh_vm_disk_device(struct qh_vm *vm, const char *id, char **qdev, char **node
         *qdev = qs_xstrdup(q);
     if (node)
         *node = qs_xstrdup(nn);
-    if (file)
+    if (file && qs_str_has_prefix(fl, "json:")) {
+        /* QEMU names a node whose backing is not its header's default by its options (an overlay added
+           over a relatively named image): the image itself is the protocol node's file */
+        struct qmp_reply *j = qmp_reply_parse(fl + 5, NULL);
+        const char *f2 = j ? qmp_value_string(qmp_value_path(qmp_reply_value(j), "file.filename")) : NULL;
+        *file = qs_xstrdup(f2 ? f2 : fl);
+        qmp_reply_free(j);
+    } else if (file) {
         *file = qs_xstrdup(fl);
+    }
     ret = 0;
 out:
     qmp_reply_free(r);

@@ -209,7 +209,8 @@ int qh_vm_adopt(struct qh_vm *vm, int timeout_ms, struct qs_error **err);
  * Disk ID's device in the running QEMU, found in query-block by the BlockBackend name or qdev id its style
  * gave it (so it holds after external snapshots and restarts): *qdev gets what "qemu-io -d" takes (the qdev
  * id or QOM path), *node its top block node (QEMU's generated "#blockN" for -drive disks), *file its top
- * image as QEMU names it (relative when the command line was). Any may be NULL. Caller frees them.
+ * image as QEMU names it (relative when the command line was; from a "json:{...}" name, its file.filename).
+ * Any may be NULL. Caller frees them.
  */
 int qh_vm_disk_device(struct qh_vm *vm, const char *id, char **qdev, char **node, char **file,
                       struct qs_error **err);
