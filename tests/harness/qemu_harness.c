@@ -1026,28 +1026,14 @@ static char *log_since(const struct qh_vm *vm, off_t from)
     return buf;
 }
 
-int qh_vm_disk_write(struct qh_vm *vm, const char *id, uint8_t pattern, uint64_t off, uint64_t len,
-                     struct qs_error **err)
+/* Waits for qemu-io's report of a LEN-byte write at OFF in the log after byte FROM (disk ID for messages). */
+static int await_logged_write(struct qh_vm *vm, off_t from, const char *id, uint64_t off, uint64_t len,
+                              struct qs_error **err)
 {
-    struct qmp_client *c = need_qmp(vm, err);
-    char *line = NULL, *out = NULL, *want = NULL, *log = NULL;
-    off_t from = log_size(vm);
-    int64_t deadline;
+    char *want = qs_asprintf("wrote %" PRIu64 "/%" PRIu64 " bytes at offset %" PRIu64, len, len, off), *log = NULL;
+    int64_t deadline = qs_now_ms() + LOG_SCAN_TIMEOUT_MS;
     int ret = -1;
 
-    if (!c)
-        goto out;
-    /* qemu-io prints to QEMU's stdout (our log), not into the HMP reply */
-    line = qs_asprintf("qemu-io -d %s/virtio-backend \"write -P 0x%02x %" PRIu64 " %" PRIu64 "\"", id, pattern,
-                       off, len);
-    if (qmp_client_hmp(c, line, &out, err) < 0)
-        goto out;
-    if (*out) {
-        qs_error_set(err, QS_ERR_QEMU, "qemu-io write on '%s': %s", id, out);
-        goto out;
-    }
-    want = qs_asprintf("wrote %" PRIu64 "/%" PRIu64 " bytes at offset %" PRIu64, len, len, off);
-    deadline = qs_now_ms() + LOG_SCAN_TIMEOUT_MS;
     for (;;) {
         char *failed;
         free(log);
@@ -1068,10 +1054,34 @@ int qh_vm_disk_write(struct qh_vm *vm, const char *id, uint8_t pattern, uint64_t
     }
     ret = 0;
 out:
-    free(line);
-    free(out);
     free(want);
     free(log);
+    return ret;
+}
+
+int qh_vm_disk_write(struct qh_vm *vm, const char *id, uint8_t pattern, uint64_t off, uint64_t len,
+                     struct qs_error **err)
+{
+    struct qmp_client *c = need_qmp(vm, err);
+    char *line = NULL, *out = NULL;
+    off_t from = log_size(vm);
+    int ret = -1;
+
+    if (!c)
+        goto out;
+    /* qemu-io prints to QEMU's stdout (our log), not into the HMP reply */
+    line = qs_asprintf("qemu-io -d %s/virtio-backend \"write -P 0x%02x %" PRIu64 " %" PRIu64 "\"", id, pattern,
+                       off, len);
+    if (qmp_client_hmp(c, line, &out, err) < 0)
+        goto out;
+    if (*out) {
+        qs_error_set(err, QS_ERR_QEMU, "qemu-io write on '%s': %s", id, out);
+        goto out;
+    }
+    ret = await_logged_write(vm, from, id, off, len, err);
+out:
+    free(line);
+    free(out);
     return ret;
 }
 
@@ -1635,6 +1645,7 @@ int qh_vm_guest_write(struct qh_vm *vm, const char *id, uint8_t pattern, uint64_
 {
     struct qh_extent e = {off, len, pattern};
     char *qdev = NULL, *node = NULL, *line = NULL, *out = NULL;
+    off_t from = log_size(vm);
     int ret = -1, r;
 
     if (qh_vm_disk_device(vm, id, &qdev, &node, NULL, err) < 0)
@@ -1646,7 +1657,12 @@ int qh_vm_guest_write(struct qh_vm *vm, const char *id, uint8_t pattern, uint64_
         qs_error_set(err, QS_ERR_QEMU, "qemu-io write on '%s' (%s): %s", id, qdev, out);
         goto out;
     }
-    /* HMP's qemu-io returns once the write is done; its result goes to QEMU's stdout, so read it back */
+    /* qemu-io reports to QEMU's stdout: our log for our own QEMU; otherwise (-daemonize, a QEMU qsnap
+       started) read the bytes back */
+    if (vm->child && !vm->daemonize) {
+        ret = await_logged_write(vm, from, id, off, len, err);
+        goto out;
+    }
     if ((r = nbd_check(vm, node, &e, 1, NULL, err)) < 0)
         goto out;
     if (r == 0) {

@@ -217,8 +217,8 @@ int qh_vm_disk_device(struct qh_vm *vm, const char *id, char **qdev, char **node
 
 /*
  * Writes LEN bytes of PATTERN at OFF through the guest device of disk ID, in any style (HMP qemu-io -d on
- * the device qh_vm_disk_device finds), and reads them back through the device's top node to confirm (a
- * -daemonize QEMU prints qemu-io's results nowhere).
+ * the device qh_vm_disk_device finds), confirmed from QEMU's log where the harness started QEMU itself, else
+ * by reading them back through the device's top node (a -daemonize QEMU prints qemu-io's results nowhere).
  */
 int qh_vm_guest_write(struct qh_vm *vm, const char *id, uint8_t pattern, uint64_t off, uint64_t len,
                       struct qs_error **err);
