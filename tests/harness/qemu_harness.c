@@ -1523,6 +1523,11 @@ int qh_vm_adopt(struct qh_vm *vm, int timeout_ms, struct qs_error **err)
     return 0;
 }
 
+bool qh_program_available(const char *prog)
+{
+    return in_path(prog);
+}
+
 const char *qh_vm_harness_socket_path(const struct qh_vm *vm)
 {
     return vm->hsock_path;

@@ -242,6 +242,9 @@ int qh_vm_guest_check(struct qh_vm *vm, const char *id, const struct qh_extent *
 int qh_image_check_extents(const char *path, const char *format, const struct qh_extent *ext, size_t n,
                            bool *ok, struct qs_error **err);
 
+/* true when PROG is an executable in PATH (for tests that need a tool such as virsh). */
+bool qh_program_available(const char *prog);
+
 /* The harness's monitor socket, DIR/harness.sock (what a QEMU started from the VM's argv listens on). */
 const char *qh_vm_harness_socket_path(const struct qh_vm *vm);
 

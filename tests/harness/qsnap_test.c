@@ -585,21 +585,6 @@ static char **text_lines(const char *text)
     return v;
 }
 
-static bool path_in_path(const char *prog)
-{
-    const char *path = getenv("PATH");
-    char *copy = qs_xstrdup(path ? path : "/usr/bin:/bin"), *save = NULL;
-    bool found = false;
-
-    for (char *d = strtok_r(copy, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
-        char *p = qs_asprintf("%s/%s", d, prog);
-        found = access(p, X_OK) == 0;
-        free(p);
-    }
-    free(copy);
-    return found;
-}
-
 /* Drops blank (or all-space) lines and trailing spaces of S, in place. */
 static void squeeze_blank_lines(char *s)
 {
@@ -628,7 +613,7 @@ void qt_libvirt_accepts(struct qt_fixture *f)
     struct qs_proc_result res = {0};
     struct qs_error *err = NULL;
 
-    if (!qt_schema_available() || !path_in_path("virsh")) {
+    if (!qt_schema_available() || !qh_program_available("virsh")) {
         free(dom);
         return;
     }

@@ -25,12 +25,12 @@ struct style_run {
     bool relative, daemonize;
 };
 
+/* Every style once; relative paths and -daemonize each with more than one style. */
 static const struct style_run runs[] = {
-    {QH_STYLE_BLOCKDEV, false, false},       {QH_STYLE_BLOCKDEV, true, false},
-    {QH_STYLE_DRIVE_VIRTIO, true, true},     {QH_STYLE_DRIVE_VIRTIO, false, false},
-    {QH_STYLE_DRIVE_NONE, false, false},     {QH_STYLE_DRIVE_NONE_NOID, false, true},
-    {QH_STYLE_IDE, false, false},            {QH_STYLE_IDE_HD, false, false},
-    {QH_STYLE_SCSI_HD, false, false},        {QH_STYLE_AHCI, false, false},
+    {QH_STYLE_BLOCKDEV, true, false},    {QH_STYLE_DRIVE_VIRTIO, true, true},
+    {QH_STYLE_DRIVE_NONE, false, false}, {QH_STYLE_DRIVE_NONE_NOID, false, true},
+    {QH_STYLE_IDE, false, false},        {QH_STYLE_IDE_HD, false, false},
+    {QH_STYLE_SCSI_HD, false, false},    {QH_STYLE_AHCI, false, false},
     {QH_STYLE_HDA, true, false},
 };
 #define N_RUNS (sizeof(runs) / sizeof(runs[0]))
@@ -160,13 +160,15 @@ static void test_style(void **state)
     assert_false(qh_vm_running(vm));
     assert_true(proc_gone(pid));
 
-    /* and once more, killed */
-    spawn_detached(qh_vm_argv(vm), qh_vm_dir(vm));
-    OK(qh_vm_adopt(vm, 20000, &err));
-    pid = qh_vm_pid(vm);
-    qh_vm_kill(vm);
-    assert_false(qh_vm_running(vm));
-    assert_true(proc_ends(pid));
+    /* and once more, killed (one style is enough: it is no style's business) */
+    if (r == &runs[0]) {
+        spawn_detached(qh_vm_argv(vm), qh_vm_dir(vm));
+        OK(qh_vm_adopt(vm, 20000, &err));
+        pid = qh_vm_pid(vm);
+        qh_vm_kill(vm);
+        assert_false(qh_vm_running(vm));
+        assert_true(proc_ends(pid));
+    }
     qh_vm_free(vm);
     free(qdev), free(node), free(file);
 }
@@ -187,7 +189,7 @@ static void test_watchdog(void **state)
     child = fork();
     assert_true(child >= 0);
     if (child == 0) {
-        struct qh_vm_config cfg = config_of(&runs[2]); /* drive-virtio, -daemonize */
+        struct qh_vm_config cfg = config_of(&runs[1]); /* drive-virtio, -daemonize */
         struct qh_vm *vm = qh_vm_start(&cfg, NULL);
         char msg[300];
         int n;

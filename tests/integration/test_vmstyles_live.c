@@ -55,6 +55,7 @@ struct style_fixture {
     const struct style_case *c;
     struct qh_disk disks[2];
     struct qh_vm_config cfg;
+    int64_t t0; /* when the part started, for its duration */
 };
 
 static int style_setup(void **state)
@@ -66,7 +67,17 @@ static int style_setup(void **state)
     s->cfg = (struct qh_vm_config){.mem_mb = 64, .disks = s->disks, .n_disks = 2, .style = s->c->style,
                                    .relative_paths = s->c->relative, .daemonize = s->c->daemonize};
     s->f.cfg = &s->cfg;
+    s->t0 = qs_now_ms();
     return qt_setup(state);
+}
+
+static int style_teardown(void **state)
+{
+    struct style_fixture *s = *state;
+
+    if (s->f.vm)
+        print_message("%s: %.1f s\n", s->c->name, (double)(qs_now_ms() - s->t0) / 1000.0);
+    return qt_teardown(state);
 }
 
 static const struct style_case *case_of(void **state)
@@ -625,7 +636,7 @@ int main(void)
         for (size_t k = 0; k < N_PARTS; k++, n++) {
             fx[i][k].c = &cases[i];
             snprintf(names[n], sizeof(names[n]), "%s.%s", cases[i].name, parts[k].part);
-            tests[n] = (struct CMUnitTest){names[n], parts[k].fn, style_setup, qt_teardown, &fx[i][k]};
+            tests[n] = (struct CMUnitTest){names[n], parts[k].fn, style_setup, style_teardown, &fx[i][k]};
         }
     }
     if (getenv("QSNAP_TEST_FILTER")) /* e.g. "ide.*": one style per ctest entry */
