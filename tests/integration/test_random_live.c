@@ -29,25 +29,30 @@
 enum variant { RUNNING, SHUTOFF };
 static const char *const variant_names[] = {"running", "shutoff"};
 
-/* Seeds that once failed, replayed every run up to the step that failed (then the clean-up and its checks). */
+/* Seeds that once failed, replayed every run up to the step that failed (then the clean-up and its checks),
+ * with the QSNAP_RANDOM_KINDS they failed with (NULL: all). */
 static const struct {
     enum variant variant;
     uint64_t seed;
     int steps;
+    const char *kinds;
     const char *what; /* what it found */
 } regressions[] = {
-    {SHUTOFF, 2, 3, "external r1, revert to r1, delete r1: refused, 'is also the backing file of ... (another "
+    {SHUTOFF, 2, 3, NULL, "external r1, revert to r1, delete r1: refused, 'is also the backing file of ... (another "
                     "branch)' - the branch is the VM's current disk"},
-    {RUNNING, 2, 3, "external r1, revert to r1, delete r1 refused as 'another branch', running"},
-    {SHUTOFF, 6, 8, "deleting an external snapshot whose overlay holds a later internal one is refused: "
+    {RUNNING, 2, 3, NULL, "external r1, revert to r1, delete r1 refused as 'another branch', running"},
+    {SHUTOFF, 6, 8, NULL, "deleting an external snapshot whose overlay holds a later internal one is refused: "
                     "'merging it would lose that snapshot'"},
-    {SHUTOFF, 10, 11, "revert to an internal snapshot whose tag sits below an external overlay succeeds, but the "
+    {SHUTOFF, 10, 11, NULL, "revert to an internal snapshot whose tag sits below an external overlay succeeds, but the "
                       "disk keeps the overlay's data (the tag is applied to the image under it, which is also an "
                       "external snapshot's frozen image: seed 3, 15 steps, reverts to that one wrongly)"},
-    {SHUTOFF, 12, 8, "revert to an external snapshot: an internal snapshot taken on the branch it leaves is then "
+    {SHUTOFF, 12, 8, NULL, "revert to an external snapshot: an internal snapshot taken on the branch it leaves is then "
                      "looked for in the new overlay (snapshot-check: tag missing)"},
-    {RUNNING, 3, 12, "revert to an internal snapshot whose tag sits below an external overlay: 'not found on "
+    {RUNNING, 3, 12, NULL, "revert to an internal snapshot whose tag sits below an external overlay: 'not found on "
                      "disk'"},
+    {RUNNING, 108, 10, "internal,external", "a dead end: i1, e1, e2, revert e1, delete e1, delete e2 - the VM stays "
+                                            "on e1's new overlay, and i1 is refused while it runs ('delete it while "
+                                            "the domain is shut off')"},
 };
 #define N_REGRESSIONS (sizeof(regressions) / sizeof(regressions[0]))
 
@@ -126,7 +131,8 @@ struct run {
     enum variant variant;
     uint64_t seed;
     int steps;
-    const char *what; /* a regression's finding */
+    const char *what;  /* a regression's finding */
+    const char *kinds; /* the creates allowed (QSNAP_RANDOM_KINDS), NULL: all */
     struct model m;
     char *log;   /* one line per operation */
     bool passed; /* set at the end: teardown prints the log when not */
@@ -175,9 +181,10 @@ static int run_teardown(void **state)
 
     if (!r->passed && r->f.vm) {
         char *save = NULL;
-        print_error("\n%s sequence, seed %" PRIu64 " (QSNAP_RANDOM_SEED=%" PRIu64 " QSNAP_RANDOM_STEPS=%d to "
+        print_error("\n%s sequence, seed %" PRIu64 " (QSNAP_RANDOM_SEED=%" PRIu64 " QSNAP_RANDOM_STEPS=%d%s%s to "
                     "repeat), failed in %s %d after these operations:\n",
-                    variant_names[r->variant], r->seed, r->seed, r->steps,
+                    variant_names[r->variant], r->seed, r->seed, r->steps, r->kinds ? " QSNAP_RANDOM_KINDS=" : "",
+                    r->kinds ? r->kinds : "",
                     r->at > r->steps ? "the clean-up after step" : "step", r->at > r->steps ? r->steps : r->at);
         /* line by line: cmocka cuts long messages */
         for (char *l = strtok_r(r->log ? r->log : "", "\n", &save); l; l = strtok_r(NULL, "\n", &save))
@@ -454,11 +461,10 @@ static void op_delete(struct run *r, int i)
     }
 }
 
-/* KIND, or the next one QSNAP_RANDOM_KINDS allows (the draws stay the same). */
-static enum kind kind_allowed(enum kind kind, enum variant v)
+/* KIND, or the next one ALLOW (QSNAP_RANDOM_KINDS) allows (the draws stay the same). */
+static enum kind kind_allowed(enum kind kind, enum variant v, const char *allow)
 {
     static const char *const names[] = {"internal", "external", "memspec"};
-    const char *allow = getenv("QSNAP_RANDOM_KINDS");
 
     for (int k = 0; allow && *allow && k < 3; k++) {
         enum kind c = (enum kind)(((int)kind + k) % 3);
@@ -488,7 +494,7 @@ static void step(struct run *r, uint64_t *rng, int k)
     if (what < 35) {
         /* internal or external alike; with memory now and then (running only) */
         enum kind kk = kind < 5 ? INTERNAL : kind < 9 || r->variant == SHUTOFF ? EXTERNAL : MEMSPEC;
-        op_create(r, kind_allowed(kk, r->variant));
+        op_create(r, kind_allowed(kk, r->variant, r->kinds));
     } else if (what < 60) {
         op_write(r, (int)disk, (int)slot, (uint8_t)pattern);
     } else if (what < 80) {
@@ -532,7 +538,8 @@ static void run_sequence(struct run *r)
     struct qs_error *err = NULL;
     uint64_t rng = r->seed;
 
-    print_message("%s sequence: seed %" PRIu64 ", %d steps\n", variant_names[r->variant], r->seed, r->steps);
+    print_message("%s sequence: seed %" PRIu64 ", %d steps%s%s\n", variant_names[r->variant], r->seed, r->steps,
+                  r->kinds ? ", creates: " : "", r->kinds ? r->kinds : "");
     OK(qh_vm_wait_counter_advancing(f->vm, 0, NULL, &err));
     qt_attach(f);
     learn_targets(r);
@@ -616,6 +623,7 @@ int main(void)
         runs[n].seed = regressions[i].seed;
         runs[n].steps = regressions[i].steps;
         runs[n].what = regressions[i].what;
+        runs[n].kinds = regressions[i].kinds;
         snprintf(names[n], sizeof(names[n]), "regression.%s.%" PRIu64, variant_names[runs[n].variant], runs[n].seed);
         n++;
     }
@@ -623,6 +631,7 @@ int main(void)
         runs[n].variant = (enum variant)v;
         runs[n].seed = seed;
         runs[n].steps = steps_for((enum variant)v);
+        runs[n].kinds = getenv("QSNAP_RANDOM_KINDS");
         snprintf(names[n], sizeof(names[n]), "random.%s", variant_names[v]);
         n++;
     }
