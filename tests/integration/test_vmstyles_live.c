@@ -288,6 +288,20 @@ static void expect_clean_end(struct qt_fixture *f, const char *const *allowed)
     qt_no_orphans(f, allowed);
 }
 
+/* QEMU restarted by qsnap: destroy (the VM is shut off), start from the recorded command line; the guest runs. */
+static void restart_by_qsnap(struct qt_fixture *f)
+{
+    struct qs_error *err = NULL;
+
+    free(QSNAP_OK(f, "destroy", "vm"));
+    OK(qh_vm_wait_exit(f->vm, 20000, NULL, &err));
+    expect_state(f, "shut off", NULL);
+    free(QSNAP_OK(f, "start", "vm"));
+    qt_adopt(f);
+    OK(qh_vm_wait_counter_advancing(f->vm, 0, NULL, &err));
+    expect_state(f, "running", "running");
+}
+
 /*
  * Runs qsnap A1..A5 (NULL-terminated), a command that saves the guest's RAM through a migration into FILE.
  * A daemonized QEMU that opened its images by relative paths runs in '/': QEMU (7.2) reopens images by name
@@ -300,7 +314,6 @@ static void expect_clean_end(struct qt_fixture *f, const char *const *allowed)
 static bool migrates(struct qt_fixture *f, const struct style_case *c, const char *file, const char *a1,
                      const char *a2, const char *a3, const char *a4, const char *a5)
 {
-    struct qs_error *err = NULL;
     char *status = qt_status_of(qh_vm_qmp(f->vm)), *out = NULL, *errout = NULL, *list;
     char *before = QSNAP_OK(f, "snapshot-list", "vm", "--name");
     int rc = qt_qsnap_run(f, &out, &errout, a1, a2, a3, a4, a5, (char *)NULL);
@@ -326,11 +339,7 @@ static bool migrates(struct qt_fixture *f, const struct style_case *c, const cha
     free(list);
     print_message("%s: qsnap %s refused: %s\n", c->name, a1, errout);
     /* qsnap's own restart names the images by absolute paths */
-    free(QSNAP_OK(f, "destroy", "vm"));
-    OK(qh_vm_wait_exit(f->vm, 20000, NULL, &err));
-    free(QSNAP_OK(f, "start", "vm"));
-    qt_adopt(f);
-    OK(qh_vm_wait_counter_advancing(f->vm, 0, NULL, &err));
+    restart_by_qsnap(f);
     if (strcmp(status, "paused") == 0)
         qt_exec(qh_vm_qmp(f->vm), "stop");
     free(status), free(out), free(errout), free(before);
@@ -370,10 +379,7 @@ static void test_libvirt(void **state)
     follow(f);
     expect_definition(f, c, true);
     qt_libvirt_accepts(f);
-    free(QSNAP_OK(f, "destroy", "vm"));
-    OK(qh_vm_wait_exit(f->vm, 20000, NULL, &err));
-    free(QSNAP_OK(f, "start", "vm"));
-    qt_adopt(f);
+    restart_by_qsnap(f);
     expect_definition(f, c, true);
     qt_libvirt_accepts(f);
     free(mem), free(spec);
@@ -429,13 +435,7 @@ static void test_internal(void **state)
     qt_check_clean(f);
 
     /* by qsnap: destroy, start from the recorded command line */
-    free(QSNAP_OK(f, "destroy", "vm"));
-    OK(qh_vm_wait_exit(f->vm, 20000, NULL, &err));
-    expect_state(f, "shut off", NULL);
-    free(QSNAP_OK(f, "start", "vm"));
-    qt_adopt(f);
-    OK(qh_vm_wait_counter_advancing(f->vm, 0, NULL, &err));
-    expect_state(f, "running", "running");
+    restart_by_qsnap(f);
     expect_both(f, 0x42, "after destroy and start");
     expect_definition(f, c, false);
     qt_check_clean(f);
