@@ -6,8 +6,9 @@
 #include "qs_util.h"
 
 #include <dirent.h>
-#include <limits.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -609,12 +610,13 @@ static void squeeze_blank_lines(char *s)
 void qt_libvirt_accepts(struct qt_fixture *f)
 {
     char *dom = qs_asprintf("%s/qemu/vm.xml", f->root), *names_out, *cmd, *t, *current = NULL, *tree = NULL;
-    char tmpl[] = "/tmp/qsnap-virsh-XXXXXX", **names;
+    char *tmpl = qt_path_in(f, "libvirt-check"), **names; /* the VM's: removed with it, even on a failure */
     struct qs_proc_result res = {0};
     struct qs_error *err = NULL;
 
     if (!qt_schema_available() || !qh_program_available("virsh")) {
         free(dom);
+        free(tmpl);
         return;
     }
     qt_validate_xml(dom, "domain");
@@ -625,7 +627,7 @@ void qt_libvirt_accepts(struct qt_fixture *f)
         current[strcspn(current, "\n")] = '\0';
         tree = QSNAP_OK(f, "snapshot-list", "vm", "--tree");
     }
-    assert_non_null(mkdtemp(tmpl));
+    assert_true(mkdir(tmpl, 0700) == 0 || errno == EEXIST);
     cmd = qs_asprintf("define --validate %s", dom);
     for (size_t i = 0; names[i]; i++) {
         char *file = qs_asprintf("%s/snapshot/vm/%s.xml", f->root, names[i]);
@@ -680,6 +682,7 @@ void qt_libvirt_accepts(struct qt_fixture *f)
     }
     qs_proc_result_release(&res);
     rmdir(tmpl);
+    free(tmpl);
     qs_strv_free(names);
     free(names_out), free(cmd), free(current), free(tree), free(dom);
 }
