@@ -488,6 +488,7 @@ struct md_snapshot *md_snapshot_parse(const char *xml, size_t len, unsigned flag
     bool have_active = false;
     int active = 0;
     char *v = NULL;
+    bool have_memory = false;
     xmlNodePtr root;
 
     if (md_xml_parse(&x, xml, len, "snapshot XML", keep, err) < 0)
@@ -531,6 +532,9 @@ struct md_snapshot *md_snapshot_parse(const char *xml, size_t len, unsigned flag
                 goto out;
             }
         } else if (strcmp(name, "memory") == 0) {
+            if (have_memory)            /* the first one counts, as libvirt reads it */
+                continue;
+            have_memory = true;
             if (parse_location(n, "memory", NULL, &snap->memory, err) < 0)
                 goto out;
             snap->memory_file = md_xml_prop(n, "file");
