@@ -38,5 +38,6 @@ int cli_failf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 extern const struct cli_command cli_domain_commands[];
 extern const struct cli_command cli_snapshot_commands[];
 extern const struct cli_command cli_check_commands[];
+extern const struct cli_command cli_preview_commands[];
 
 #endif

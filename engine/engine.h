@@ -328,6 +328,46 @@ QS_EXPORT bool engine_check_item_repaired(const struct engine_check_item *it);
  * an image an external snapshot froze), not a discrepancy; notes do not make a check fail. */
 QS_EXPORT bool engine_check_item_is_note(const struct engine_check_item *it);
 
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Preview: oVirt's preview / commit / undo cycle, which no libvirt tool has. The VM runs on a snapshot
+ * while the state it left is kept as a snapshot of its own, the "before preview" point
+ * (ENGINE_PREVIEW_POINT, an internal snapshot: RAM and disks when the VM ran, disks when it was off; its
+ * <cookie> names the previewed snapshot). Commit drops the point; undo reverts to it and drops it. Every
+ * step is an ordinary create, revert or delete with its intent record, so a crash leaves either no point
+ * (nothing happened) or the point on disk: running the interrupted call again finishes it. */
+
+/* The name of the kept "before preview" point. */
+#define ENGINE_PREVIEW_POINT "qsnap-before-preview"
+
+/* Where a domain stands in the cycle (engine_snapshot_preview_get). */
+enum engine_preview_state {
+    ENGINE_PREVIEW_NONE = 0,    /* no preview */
+    ENGINE_PREVIEW_ACTIVE,      /* the VM runs on the previewed snapshot; the point is kept */
+    ENGINE_PREVIEW_INTERRUPTED, /* the point is kept but the VM is on it (a preview or an undo was cut
+                                   short): preview again, or undo */
+};
+
+/*
+ * Previews internal snapshot NAME of DOMAIN: keeps the VM's state as ENGINE_PREVIEW_POINT, then reverts to
+ * NAME (FLAGS: enum engine_revert_flags). Refused (QS_ERR_STATE) while another snapshot is in preview;
+ * previewing the same snapshot again after an interruption finishes it. An external snapshot is
+ * QS_ERR_UNSUPPORTED (its revert leaves the images the point lives in). When the revert fails, the VM is
+ * taken back to the point and the point dropped.
+ */
+QS_EXPORT int engine_snapshot_preview(struct engine *e, const char *domain, const char *name, unsigned flags,
+                                      struct qs_error **err);
+/* Makes the preview the VM's state: the point is deleted. QS_ERR_STATE when no preview is active. */
+QS_EXPORT int engine_snapshot_preview_commit(struct engine *e, const char *domain, struct qs_error **err);
+/* Returns to the kept point exactly (RAM too when it has RAM) and deletes it; FLAGS as for revert.
+ * QS_ERR_STATE when there is no point. */
+QS_EXPORT int engine_snapshot_preview_undo(struct engine *e, const char *domain, unsigned flags,
+                                           struct qs_error **err);
+/* DOMAIN's preview state; *snapshot (may be NULL) gets the previewed snapshot's name (caller frees), or
+ * NULL with ENGINE_PREVIEW_NONE. */
+QS_EXPORT int engine_snapshot_preview_get(struct engine *e, const char *domain, enum engine_preview_state *state,
+                                          char **snapshot, struct qs_error **err);
+
 #ifdef __cplusplus
 }
 #endif
