@@ -368,6 +368,43 @@ QS_EXPORT int engine_snapshot_preview_undo(struct engine *e, const char *domain,
 QS_EXPORT int engine_snapshot_preview_get(struct engine *e, const char *domain, enum engine_preview_state *state,
                                           char **snapshot, struct qs_error **err);
 
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Sessions: the engine for a long-lived, multi-threaded service (qsnapd). A session is shared by every
+ * thread; each thread works through an engine it takes from the session and gives back. It keeps each
+ * domain's snapshot tree in memory while the store's generation and the snapshot directory say it is
+ * unchanged (the CLI and other processes change it under the same locks: their changes are seen at the
+ * next call), and lets one writer per domain run in the process at a time while readers never wait. */
+
+struct engine_session;
+
+/* OPTS as for engine_new (its progress, opaque and step are ignored: each engine_session_get gives its
+ * own). Caller frees with engine_session_free(), after every engine is given back. */
+QS_EXPORT struct engine_session *engine_session_new(const struct engine_options *opts, struct qs_error **err);
+QS_EXPORT void engine_session_free(struct engine_session *s);
+/* The resolved state directory. Borrowed. */
+QS_EXPORT const char *engine_session_root(const struct engine_session *s);
+/* An engine for the calling thread until engine_session_put(); PROGRESS and STEP (may be NULL) with OPAQUE
+ * are its callbacks. Engines are reused: taking one costs no store open. */
+QS_EXPORT struct engine *engine_session_get(struct engine_session *s, engine_progress_fn progress,
+                                            engine_step_fn step, void *opaque, struct qs_error **err);
+QS_EXPORT void engine_session_put(struct engine_session *s, struct engine *e);
+/* Waits until no other thread of the process writes DOMAIN, and marks it written by the caller until
+ * engine_session_write_end(). Other processes are kept out by the domain's lock, as before. */
+QS_EXPORT void engine_session_write_begin(struct engine_session *s, const char *domain);
+QS_EXPORT void engine_session_write_end(struct engine_session *s, const char *domain);
+/* engine_snapshot_list and engine_snapshot_lookup from the cached tree (loaded again when the store
+ * changed). Same results and errors as the engine's own. E is an engine of this session. */
+QS_EXPORT int engine_session_snapshot_list(struct engine_session *s, struct engine *e, const char *domain,
+                                           unsigned flags, const char *from, struct engine_snapshot_list **out,
+                                           struct qs_error **err);
+QS_EXPORT int engine_session_snapshot_lookup(struct engine_session *s, struct engine *e, const char *domain,
+                                             const char *name, struct engine_snapshot_list **out,
+                                             struct qs_error **err);
+/* How many snapshots DOMAIN has (cached tree). */
+QS_EXPORT int engine_session_snapshot_count(struct engine_session *s, struct engine *e, const char *domain,
+                                            size_t *n, struct qs_error **err);
+
 #ifdef __cplusplus
 }
 #endif

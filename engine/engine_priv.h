@@ -56,4 +56,14 @@ int engine_qemu_check_start(const struct md_domain *dom, struct qs_error **err);
 int engine_qemu_start(struct engine *e, struct md_domain *dom, const struct md_lock *lock, bool paused,
                       struct qmp_client **c, struct qs_error **err);
 
+/*
+ * A list over tree T, which the list does not own: freeing the list calls RELEASE(OWNER) instead of
+ * md_tree_free. PAUSE_US (-1: unknown) is given to every item. For session.c's shared, cached trees.
+ */
+/* enum engine_list_flags as enum md_list_flags (snapshot.c). */
+unsigned list_flags_to_md(unsigned f);
+struct engine_snapshot_list *engine_snapshot_list_wrap(const struct md_tree *t, const struct md_entry *const *entries,
+                                                       size_t n, int64_t pause_us, void (*release)(void *owner),
+                                                       void *owner);
+
 #endif

@@ -31,6 +31,8 @@ struct engine_snapshot_list {
     struct md_tree *tree;
     struct engine_snapshot *items;
     size_t n;
+    void (*release)(void *owner); /* engine_snapshot_list_wrap: the tree is OWNER's, not the list's */
+    void *owner;
 };
 
 const char *engine_snapshot_name(const struct engine_snapshot *s) { return s->entry->name; }
@@ -83,7 +85,10 @@ void engine_snapshot_list_free(struct engine_snapshot_list *l)
     if (!l)
         return;
     free(l->items);
-    md_tree_free(l->tree);
+    if (l->release)
+        l->release(l->owner);
+    else
+        md_tree_free(l->tree);
     free(l);
 }
 
@@ -172,7 +177,7 @@ static const struct md_entry *tree_find(const struct md_tree *t, const char *nam
     return en;
 }
 
-static unsigned list_flags_to_md(unsigned f)
+unsigned list_flags_to_md(unsigned f)
 {
     static const struct {
         unsigned engine, md;
@@ -1374,4 +1379,23 @@ out:
     md_lock_free(lock);
     md_domain_free(dom);
     return ret;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Lists over a tree someone else keeps (session.c's cache). */
+
+struct engine_snapshot_list *engine_snapshot_list_wrap(const struct md_tree *t, const struct md_entry *const *entries,
+                                                       size_t n, int64_t pause_us, void (*release)(void *owner),
+                                                       void *owner)
+{
+    struct engine_snapshot_list *l = qs_xcalloc(1, sizeof(*l));
+
+    l->tree = (struct md_tree *)t;
+    l->items = qs_xcalloc(n + 1, sizeof(*l->items));
+    for (size_t i = 0; i < n; i++)
+        l->items[i] = (struct engine_snapshot){t, entries[i], pause_us >= 0, pause_us};
+    l->n = n;
+    l->release = release;
+    l->owner = owner;
+    return l;
 }

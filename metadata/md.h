@@ -333,6 +333,10 @@ int md_store_intent_get(struct md_store *store, const char *domain, char **text,
 int md_store_intent_clear(struct md_store *store, const struct md_lock *lock, const char *domain,
                           struct qs_error **err);
 
+/* The snapshot directory's generation (0 when there is none): odd while a writer changes several files,
+ * moved on by every change of the snapshots; lets a long-lived reader tell that a tree it keeps is stale. */
+uint64_t md_store_gen_read(struct md_store *store, const char *domain);
+
 /* ---- the tree -------------------------------------------------------------------------------------- */
 
 /* What listing needs of one snapshot; owned by the tree, read-only. */

@@ -1,0 +1,339 @@
+/* session.c: the engine for a long-lived service - pooled engines, cached snapshot trees, one writer per
+ * domain in the process. */
+#include "engine_priv.h"
+#include "external.h" /* EXT_COOKIE_PAUSE */
+#include "qs_util.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* A domain's tree as loaded, and what vouches that it is still the store's: the generation (even) and the
+ * snapshot directory's change time, which any file created, renamed or removed there moves. */
+struct tree_ref {
+    struct md_tree *tree;
+    uint64_t gen;
+    struct timespec mtime;
+    ino_t ino;
+    unsigned refs; /* the cache's own reference, and one per list handed out */
+};
+
+struct domain_slot {
+    char *name;
+    struct tree_ref *cached;
+    bool writing;
+    struct domain_slot *next;
+};
+
+struct engine_session {
+    struct engine_options opts;
+    char *root;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct engine **idle; /* engines given back */
+    size_t nidle, cap;
+    struct domain_slot *slots;
+};
+
+struct engine_session *engine_session_new(const struct engine_options *opts, struct qs_error **err)
+{
+    struct engine_session *s = qs_xcalloc(1, sizeof(*s));
+    struct engine *e;
+
+    if (opts)
+        s->opts = *opts;
+    s->opts.progress = NULL;
+    s->opts.step = NULL;
+    s->opts.opaque = NULL;
+    /* the first engine resolves (and creates) the state directory; every later one opens it by name */
+    if (!(e = engine_new(&s->opts, err))) {
+        free(s);
+        return NULL;
+    }
+    s->root = qs_xstrdup(engine_root(e));
+    s->opts.root = s->root;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    engine_session_put(s, e);
+    return s;
+}
+
+static void tree_unref_locked(struct tree_ref *r)
+{
+    if (r && --r->refs == 0) {
+        md_tree_free(r->tree);
+        free(r);
+    }
+}
+
+void engine_session_free(struct engine_session *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->nidle; i++)
+        engine_free(s->idle[i]);
+    free(s->idle);
+    while (s->slots) {
+        struct domain_slot *d = s->slots;
+        s->slots = d->next;
+        tree_unref_locked(d->cached);
+        free(d->name);
+        free(d);
+    }
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s->root);
+    free(s);
+}
+
+const char *engine_session_root(const struct engine_session *s)
+{
+    return s->root;
+}
+
+struct engine *engine_session_get(struct engine_session *s, engine_progress_fn progress, engine_step_fn step,
+                                  void *opaque, struct qs_error **err)
+{
+    struct engine *e = NULL;
+
+    pthread_mutex_lock(&s->mu);
+    if (s->nidle > 0)
+        e = s->idle[--s->nidle];
+    pthread_mutex_unlock(&s->mu);
+    if (!e && !(e = engine_new(&s->opts, err)))
+        return NULL;
+    e->progress = progress;
+    e->step = step;
+    e->opaque = opaque;
+    return e;
+}
+
+void engine_session_put(struct engine_session *s, struct engine *e)
+{
+    if (!e)
+        return;
+    e->progress = NULL;
+    e->step = NULL;
+    e->opaque = NULL;
+    pthread_mutex_lock(&s->mu);
+    qs_xgrow((void **)&s->idle, &s->cap, s->nidle + 1, sizeof(*s->idle));
+    s->idle[s->nidle++] = e;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* DOMAIN's slot, made on first use; under s->mu. */
+static struct domain_slot *slot_locked(struct engine_session *s, const char *domain)
+{
+    struct domain_slot *d;
+
+    for (d = s->slots; d; d = d->next)
+        if (strcmp(d->name, domain) == 0)
+            return d;
+    d = qs_xcalloc(1, sizeof(*d));
+    d->name = qs_xstrdup(domain);
+    d->next = s->slots;
+    s->slots = d;
+    return d;
+}
+
+void engine_session_write_begin(struct engine_session *s, const char *domain)
+{
+    struct domain_slot *d;
+
+    pthread_mutex_lock(&s->mu);
+    d = slot_locked(s, domain);
+    while (d->writing)
+        pthread_cond_wait(&s->cv, &s->mu);
+    d->writing = true;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void engine_session_write_end(struct engine_session *s, const char *domain)
+{
+    pthread_mutex_lock(&s->mu);
+    slot_locked(s, domain)->writing = false;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* The snapshot directory's identity and change time; zeroes when it does not exist (no snapshots yet). */
+static void dir_stamp(struct engine *e, const char *domain, struct timespec *mtime, ino_t *ino)
+{
+    struct stat st;
+    char *path = qs_asprintf("%s/snapshot/%s", md_store_root(e->store), domain); /* a checked name */
+
+    memset(mtime, 0, sizeof(*mtime));
+    *ino = 0;
+    if (stat(path, &st) == 0) {
+        *mtime = st.st_mtim;
+        *ino = st.st_ino;
+    }
+    free(path);
+}
+
+struct tree_owner {
+    struct engine_session *s;
+    struct tree_ref *ref;
+};
+
+static void tree_release(void *opaque)
+{
+    struct tree_owner *o = opaque;
+
+    pthread_mutex_lock(&o->s->mu);
+    tree_unref_locked(o->ref);
+    pthread_mutex_unlock(&o->s->mu);
+    free(o);
+}
+
+/*
+ * A reference to DOMAIN's tree: the cached one while the generation (even) and the directory's stamp are
+ * those it was loaded under, else a fresh load that replaces it. The stamps are read before the load: a
+ * change during the load makes the next call load again, never keeps a stale tree.
+ */
+static struct tree_ref *tree_get(struct engine_session *s, struct engine *e, const char *domain,
+                                 struct qs_error **err)
+{
+    struct qs_error *local = NULL;
+    struct tree_ref *r = NULL, *fresh;
+    struct domain_slot *d;
+    struct timespec mt;
+    uint64_t gen;
+    ino_t ino;
+
+    /* an interrupted operation whose lock is free is recovered first, as a direct read does; what is
+     * under way shows in engine_domain_pending */
+    if (engine_domain_pending(e, domain, NULL, NULL, NULL, NULL, NULL, &local) < 0) {
+        if (local->code == QS_ERR_NOTFOUND) {
+            qs_error_free(local);
+            qs_error_set(err, QS_ERR_NOTFOUND, "Domain not found: no domain with matching name '%s'", domain);
+            return NULL;
+        }
+        qs_error_propagate(err, &local);
+        return NULL;
+    }
+    gen = md_store_gen_read(e->store, domain);
+    dir_stamp(e, domain, &mt, &ino);
+    pthread_mutex_lock(&s->mu);
+    d = slot_locked(s, domain);
+    if (!(gen & 1) && d->cached && d->cached->gen == gen && d->cached->ino == ino &&
+        d->cached->mtime.tv_sec == mt.tv_sec && d->cached->mtime.tv_nsec == mt.tv_nsec) {
+        r = d->cached;
+        r->refs++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (r)
+        return r;
+    fresh = qs_xcalloc(1, sizeof(*fresh));
+    if (!(fresh->tree = md_tree_load(e->store, domain, NULL, err))) {
+        free(fresh);
+        return NULL;
+    }
+    fresh->gen = gen;
+    fresh->mtime = mt;
+    fresh->ino = ino;
+    fresh->refs = 1;
+    if (!(gen & 1)) {
+        /* a loader that read an odd generation got a consistent tree (md_tree_load waits that out) but
+         * cannot vouch for it by that stamp: not cached */
+        pthread_mutex_lock(&s->mu);
+        d = slot_locked(s, domain);
+        tree_unref_locked(d->cached);
+        d->cached = fresh;
+        fresh->refs++;
+        pthread_mutex_unlock(&s->mu);
+    }
+    return fresh;
+}
+
+static struct engine_snapshot_list *wrap(struct engine_session *s, struct tree_ref *r,
+                                         const struct md_entry *const *entries, size_t n, int64_t pause_us)
+{
+    struct tree_owner *o = qs_xcalloc(1, sizeof(*o));
+
+    o->s = s;
+    o->ref = r;
+    return engine_snapshot_list_wrap(r->tree, entries, n, pause_us, tree_release, o);
+}
+
+static void unref(struct engine_session *s, struct tree_ref *r)
+{
+    pthread_mutex_lock(&s->mu);
+    tree_unref_locked(r);
+    pthread_mutex_unlock(&s->mu);
+}
+
+int engine_session_snapshot_list(struct engine_session *s, struct engine *e, const char *domain, unsigned flags,
+                                 const char *from, struct engine_snapshot_list **out, struct qs_error **err)
+{
+    struct tree_ref *r;
+    const struct md_entry **entries = NULL;
+    size_t n = 0;
+
+    if (qs_name_check(domain, "domain", err) < 0 || !(r = tree_get(s, e, domain, err)))
+        return -1;
+    if (from && !md_tree_find(r->tree, from)) {
+        qs_error_set(err, QS_ERR_NOTFOUND,
+                     "Domain snapshot not found: no domain snapshot with matching name '%s'", from);
+        unref(s, r);
+        return -1;
+    }
+    if (md_tree_list(r->tree, from, list_flags_to_md(flags), &entries, &n, err) < 0) {
+        unref(s, r);
+        return -1;
+    }
+    *out = wrap(s, r, entries, n, -1);
+    free(entries);
+    return 0;
+}
+
+/* The pause a --live snapshot recorded in its <cookie> (-1 when none), as engine_snapshot_lookup reads it. */
+static int64_t pause_of(struct engine *e, const char *domain, const char *name)
+{
+    struct md_snapshot *full = md_store_snapshot_get(e->store, domain, name, NULL);
+    char *v = NULL, *end = NULL;
+    long long us = -1;
+
+    if (full && md_snapshot_cookie_get(full, EXT_COOKIE_PAUSE, &v, NULL) == 0 && v && *v >= '0' && *v <= '9') {
+        errno = 0;
+        us = strtoll(v, &end, 10);
+        if (errno || *end)
+            us = -1;
+    }
+    free(v);
+    md_snapshot_free(full);
+    return us;
+}
+
+int engine_session_snapshot_lookup(struct engine_session *s, struct engine *e, const char *domain, const char *name,
+                                   struct engine_snapshot_list **out, struct qs_error **err)
+{
+    const struct md_entry *en;
+    struct tree_ref *r;
+
+    if (qs_name_check(domain, "domain", err) < 0 || !(r = tree_get(s, e, domain, err)))
+        return -1;
+    if (!(en = md_tree_find(r->tree, name))) {
+        qs_error_set(err, QS_ERR_NOTFOUND,
+                     "Domain snapshot not found: no domain snapshot with matching name '%s'", name);
+        unref(s, r);
+        return -1;
+    }
+    *out = wrap(s, r, &en, 1, en->external ? pause_of(e, domain, name) : -1);
+    return 0;
+}
+
+int engine_session_snapshot_count(struct engine_session *s, struct engine *e, const char *domain, size_t *n,
+                                  struct qs_error **err)
+{
+    struct tree_ref *r;
+
+    if (qs_name_check(domain, "domain", err) < 0 || !(r = tree_get(s, e, domain, err)))
+        return -1;
+    *n = md_tree_count(r->tree);
+    unref(s, r);
+    return 0;
+}
