@@ -405,6 +405,26 @@ QS_EXPORT int engine_session_snapshot_lookup(struct engine_session *s, struct en
 QS_EXPORT int engine_session_snapshot_count(struct engine_session *s, struct engine *e, const char *domain,
                                             size_t *n, struct qs_error **err);
 
+
+/* A disk as a service shows it: of a domain's definition, or of a snapshot (location then says how the
+ * snapshot holds it: "internal", "external", "no", ...; source is an external snapshot's overlay). */
+struct engine_disk {
+    char *target;   /* "vda" */
+    char *source;   /* image file, or NULL */
+    char *format;   /* "qcow2", ..., or NULL */
+    char *location; /* snapshots only; NULL for a domain's disk */
+};
+QS_EXPORT void engine_disks_free(struct engine_disk *d, size_t n);
+/* DOMAIN's disks (device 'disk') as defined. Caller frees with engine_disks_free(). */
+QS_EXPORT int engine_domain_get_disks(struct engine *e, const char *domain, struct engine_disk **disks, size_t *n,
+                                      struct qs_error **err);
+/* Snapshot NAME's disks and (may be NULL) its memory file (NULL when none; caller frees). */
+QS_EXPORT int engine_snapshot_get_disks(struct engine *e, const char *domain, const char *name,
+                                        struct engine_disk **disks, size_t *n, char **memory_file,
+                                        struct qs_error **err);
+/* True while a thread of the process writes DOMAIN (a state query would wait for QEMU's monitor). */
+QS_EXPORT bool engine_session_writing(struct engine_session *s, const char *domain);
+
 #ifdef __cplusplus
 }
 #endif

@@ -337,3 +337,85 @@ int engine_session_snapshot_count(struct engine_session *s, struct engine *e, co
     unref(s, r);
     return 0;
 }
+
+/* ---- disks, for a service's views ---- */
+
+void engine_disks_free(struct engine_disk *d, size_t n)
+{
+    for (size_t i = 0; d && i < n; i++) {
+        free(d[i].target);
+        free(d[i].source);
+        free(d[i].format);
+        free(d[i].location);
+    }
+    free(d);
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? qs_xstrdup(s) : NULL;
+}
+
+int engine_domain_get_disks(struct engine *e, const char *domain, struct engine_disk **disks, size_t *n,
+                            struct qs_error **err)
+{
+    struct md_domain *dom = engine_domain_load(e, domain, err);
+    size_t nd, k = 0;
+
+    if (!dom)
+        return -1;
+    nd = md_domain_disk_count(dom);
+    *disks = qs_xcalloc(nd + 1, sizeof(**disks));
+    for (size_t i = 0; i < nd; i++) {
+        struct md_domain_disk d;
+        if (md_domain_disk_get(dom, i, &d, NULL) < 0 || !d.target || (d.device && strcmp(d.device, "disk") != 0))
+            continue;
+        (*disks)[k++] = (struct engine_disk){qs_xstrdup(d.target), dup_or_null(d.source), dup_or_null(d.driver_type),
+                                             NULL};
+    }
+    *n = k;
+    md_domain_free(dom);
+    return 0;
+}
+
+int engine_snapshot_get_disks(struct engine *e, const char *domain, const char *name, struct engine_disk **disks,
+                              size_t *n, char **memory_file, struct qs_error **err)
+{
+    struct qs_error *local = NULL;
+    struct md_snapshot *s;
+
+    if (engine_domain_lookup(e, domain, err) < 0)
+        return -1;
+    if (!(s = md_store_snapshot_get(e->store, domain, name, &local))) {
+        if (local->code == QS_ERR_NOTFOUND) {
+            qs_error_free(local);
+            qs_error_set(err, QS_ERR_NOTFOUND,
+                         "Domain snapshot not found: no domain snapshot with matching name '%s'", name);
+        } else {
+            qs_error_propagate(err, &local);
+        }
+        return -1;
+    }
+    *disks = qs_xcalloc(s->ndisks + 1, sizeof(**disks));
+    for (size_t i = 0; i < s->ndisks; i++) {
+        const struct md_snapshot_disk *d = &s->disks[i];
+        const char *loc = md_location_to_string(d->snapshot);
+        (*disks)[i] = (struct engine_disk){qs_xstrdup(d->name), dup_or_null(d->source), dup_or_null(d->driver_type),
+                                           qs_xstrdup(loc ? loc : "default")};
+    }
+    *n = s->ndisks;
+    if (memory_file)
+        *memory_file = dup_or_null(s->memory_file);
+    md_snapshot_free(s);
+    return 0;
+}
+
+bool engine_session_writing(struct engine_session *s, const char *domain)
+{
+    bool w;
+
+    pthread_mutex_lock(&s->mu);
+    w = slot_locked(s, domain)->writing;
+    pthread_mutex_unlock(&s->mu);
+    return w;
+}
