@@ -144,7 +144,7 @@ static int cmd_help(struct cli_ctx *ctx, const struct cli_args *args)
         cli_cmd_print_help(c->def, stdout);
         return CLI_EXIT_OK;
     }
-    printf("usage: qsnap [--root DIR] [--lock-timeout MS] [-q] COMMAND [ARGS...]\n\n"
+    printf("usage: qsnap [--root DIR | --connect URL] [--lock-timeout MS] [-q] COMMAND [ARGS...]\n\n"
            "Snapshots of QEMU virtual machines, without libvirt. Commands take virsh's options.\n");
     for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
         static const char *const titles[] = {"Generic", "Domain", "Snapshot", "Consistency", "Preview"};
@@ -157,6 +157,8 @@ static int cmd_help(struct cli_ctx *ctx, const struct cli_args *args)
            "                         $XDG_STATE_HOME/qsnap otherwise)\n"
            "    --lock-timeout MS    wait at most MS milliseconds for another qsnap's lock on the domain\n"
            "                         (default: $QSNAP_LOCK_TIMEOUT_MS, else 10000; 0: do not wait)\n"
+           "    --connect URL        run the command through qsnapd: unix:PATH, or https://HOST:PORT with\n"
+           "                         $QSNAP_TOKEN (default: $QSNAP_CONNECT; output as without it)\n"
            "    -q, --quiet          quiet mode, as virsh -q\n"
            "    -V, --version        show qsnap's version\n"
            "    -h, --help           show this help\n\n"
@@ -186,14 +188,53 @@ static int lock_timeout_parse(const char *s)
     return errno || *end || v > 86400000L ? -1 : (int)v;
 }
 
+/*
+ * --connect: the command runs through qsnapd. This binary has no HTTP client; it hands over to
+ * qsnap-remote, the same command line built on the remote engine (libcurl), as git hands https to
+ * git-remote-https - so commands without --connect never load libcurl. qsnap-remote is looked for next to
+ * this binary (the build tree), then in QSNAP_LIBEXECDIR. Returns -1 after a usage error; does not return
+ * otherwise (exit 1 when the exec fails).
+ */
+static int remote_dispatch(const char *connect, const char *root, char **argv)
+{
+    if (root) {
+        cli_failf("--root cannot be used with --connect: the state directory is qsnapd's");
+        return -1;
+    }
+#ifdef QSNAP_REMOTE
+    (void)argv;
+    return setenv("QSNAP_CONNECT", connect, 1);
+#else
+    {
+        char self[4096], *slash, *path;
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        setenv("QSNAP_CONNECT", connect, 1);
+        if (n > 0) {
+            self[n] = '\0';
+            if ((slash = strrchr(self, '/')) != NULL) {
+                path = qs_asprintf("%.*s/qsnap-remote", (int)(slash - self), self);
+                if (access(path, X_OK) == 0)
+                    execv(path, argv);
+                free(path);
+            }
+        }
+        execv(QSNAP_LIBEXECDIR "/qsnap-remote", argv);
+        cli_failf("cannot run '%s': %s", QSNAP_LIBEXECDIR "/qsnap-remote", strerror(errno));
+        exit(CLI_EXIT_FAILED);
+    }
+#endif
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"root", required_argument, NULL, 'r'}, {"quiet", no_argument, NULL, 'q'},
         {"version", no_argument, NULL, 'V'},    {"help", no_argument, NULL, 'h'},
         {"lock-timeout", required_argument, NULL, 'L'},
+        {"connect", required_argument, NULL, 'C'},
         {NULL, 0, 0, 0},
     };
+    const char *connect = NULL;
     struct cli_ctx ctx = {.lock_timeout_ms = -1};
     const char *lock_env;
     const struct cli_command *cmd;
@@ -216,6 +257,9 @@ int main(int argc, char **argv)
                 return CLI_EXIT_USAGE;
             }
             break;
+        case 'C':
+            connect = optarg;
+            break;
         case 'V':
             printf("qsnap %s\n", engine_version());
             return CLI_EXIT_OK;
@@ -234,6 +278,10 @@ int main(int argc, char **argv)
         cli_failf("QSNAP_LOCK_TIMEOUT_MS must be a number of milliseconds from 0 to 86400000, not '%s'", lock_env);
         return CLI_EXIT_USAGE;
     }
+    if (!connect && getenv("QSNAP_CONNECT") && *getenv("QSNAP_CONNECT"))
+        connect = getenv("QSNAP_CONNECT");
+    if (connect && remote_dispatch(connect, ctx.root, argv) < 0)
+        return CLI_EXIT_USAGE;
     if (optind >= argc) {
         cmd = command_find("help");
         cli_args_parse(cmd->def, 1, argv, &args);

@@ -372,8 +372,10 @@ static int run_create(struct svc_task *t, struct engine *e, struct qs_error **er
     if (json_object_object_get_ex(args, "persist_memorystate", &v) && json_object_is_type(v, json_type_boolean) &&
         !json_object_get_boolean(v))
         flags |= ENGINE_CREATE_DISK_ONLY;
+    /* "xml": null is no document at all (the engine's defaults), as the CLI's snapshot-create-as without
+     * arguments asks */
     if (json_object_object_get_ex(args, "xml", &v))
-        xml = qs_xstrdup(json_object_get_string(v));
+        xml = v ? qs_xstrdup(json_object_get_string(v)) : NULL;
     else if (!(flags & ENGINE_CREATE_REDEFINE))
         xml = create_xml(args);
     ret = engine_snapshot_create(e, svc_task_vm(t), xml, flags, &name, err);

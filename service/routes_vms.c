@@ -140,8 +140,9 @@ static void get_vms(struct svc_req *r)
     json_object *a, *doc;
     char **names = NULL;
     size_t n = 0;
+    bool brief = false;
 
-    if (!e)
+    if (!e || svc_query_bool(r, "brief", false, &brief) < 0)
         return;
     if (engine_domain_list(e, &names, &n, &err) < 0) {
         svc_reply_engine_error(r, &err);
@@ -149,7 +150,7 @@ static void get_vms(struct svc_req *r)
     }
     a = json_object_new_array();
     for (size_t i = 0; i < n; i++) {
-        json_object *v = vm_json(r, e, names[i], &err);
+        json_object *v = brief ? NULL : vm_json(r, e, names[i], &err);
         if (!v) {
             /* undefined in between, or its QEMU busy with another process: listed by name alone */
             qs_error_clear(&err);
@@ -263,6 +264,59 @@ static void delete_vm(struct svc_req *r)
     else
         svc_reply(r, 200, json_object_new_object(), "action");
     engine_session_write_end(r->srv->session, r->params[0]);
+}
+
+static void get_pending(struct svc_req *r)
+{
+    struct engine *e = svc_engine(r);
+    struct qs_error *err = NULL;
+    json_object *o, *a;
+    char *op = NULL, **snaps = NULL;
+    size_t ns = 0;
+    long pid = 0;
+    int64_t started = 0;
+    int pend;
+
+    if (!e)
+        return;
+    if ((pend = engine_domain_pending(e, r->params[0], &op, &snaps, &ns, &pid, &started, &err)) < 0) {
+        svc_reply_engine_error(r, &err);
+        return;
+    }
+    o = json_object_new_object();
+    a = json_object_new_array();
+    for (size_t i = 0; i < ns; i++)
+        json_object_array_add(a, json_object_new_string(snaps[i]));
+    json_object_object_add(o, "op", op ? json_object_new_string(op) : NULL);
+    json_object_object_add(o, "snapshots", a);
+    json_object_object_add(o, "pid", pend > 0 ? json_object_new_int64(pid) : NULL);
+    json_object_object_add(o, "started", pend > 0 ? json_object_new_int64(started) : NULL);
+    engine_strv_free(snaps, ns);
+    free(op);
+    svc_reply(r, 200, o, "pending");
+}
+
+static void get_preview(struct svc_req *r)
+{
+    struct engine *e = svc_engine(r);
+    struct qs_error *err = NULL;
+    enum engine_preview_state ps;
+    char *target = NULL;
+    json_object *o;
+
+    if (!e)
+        return;
+    if (engine_snapshot_preview_get(e, r->params[0], &ps, &target, &err) < 0) {
+        svc_reply_engine_error(r, &err);
+        return;
+    }
+    o = json_object_new_object();
+    json_object_object_add(o, "state", json_object_new_string(ps == ENGINE_PREVIEW_ACTIVE        ? "active"
+                                                             : ps == ENGINE_PREVIEW_INTERRUPTED ? "interrupted"
+                                                                                                : "none"));
+    json_object_object_add(o, "snapshot", target ? json_object_new_string(target) : NULL);
+    free(target);
+    svc_reply(r, 200, o, "preview");
 }
 
 static void get_definition(struct svc_req *r)
@@ -415,6 +469,8 @@ const struct svc_route svc_routes_vms[] = {
     {SVC_GET, "/api/vms/{vm}", NULL, get_vm, 0},
     {SVC_DELETE, "/api/vms/{vm}", parse_delete_vm, delete_vm, 0},
     {SVC_GET, "/api/vms/{vm}/definition", NULL, get_definition, 0},
+    {SVC_GET, "/api/vms/{vm}/pending", NULL, get_pending, 0},
+    {SVC_GET, "/api/vms/{vm}/preview", NULL, get_preview, 0},
     {SVC_POST, "/api/vms/{vm}/start", parse_state_flags, post_start, 0},
     {SVC_POST, "/api/vms/{vm}/destroy", parse_state_flags, post_destroy, 0},
     {SVC_POST, "/api/vms/{vm}/save", parse_path_task, post_save, SVC_ROUTE_LOCAL_ONLY},

@@ -159,8 +159,14 @@ run_qsnap() {
     for c in "${CMDS[@]}"; do
         eval "argv=($c)"
         rc=0
-        (cd "$files" && env "${envv[@]}" "$qsnap" --root "$root" "${optv[@]}" "${argv[@]}") \
-            >>"$out" 2>>"$err" </dev/null || rc=$?
+        if [ -n "${connect_sock:-}" ]; then
+            # QSNAP_GOLDEN_QSNAPD: the same command through qsnapd serving ROOT (qsnap --connect)
+            (cd "$files" && env "${envv[@]}" "$qsnap" --connect "unix:$connect_sock" "${optv[@]}" "${argv[@]}") \
+                >>"$out" 2>>"$err" </dev/null || rc=$?
+        else
+            (cd "$files" && env "${envv[@]}" "$qsnap" --root "$root" "${optv[@]}" "${argv[@]}") \
+                >>"$out" 2>>"$err" </dev/null || rc=$?
+        fi
     done
     return $rc
 }
@@ -218,7 +224,9 @@ check() {
     root=$tmp/root.$name
     rm -rf "$root"
     cp -a "$tmp/tpl/$fixture" "$root"
+    qsnapd_start "$root"
     run_qsnap "$root" "$tmp/out" "$tmp/err" "$envs" "$opts" "$cmd" || rc=$?
+    qsnapd_stop
     if [ -n "${ANY_ORDER[$name]:-}" ]; then
         LC_ALL=C sort "$want_out" >"$tmp/want.sorted"
         LC_ALL=C sort -o "$tmp/out" "$tmp/out"
@@ -235,6 +243,30 @@ check() {
     rm -rf "$root"
     return $ok
 }
+
+# $QSNAP_GOLDEN_QSNAPD (the qsnapd binary): every case runs through a qsnapd serving its state directory, with
+# qsnap --connect; the expectations stay the same, so direct and remote output must be byte-identical.
+connect_sock=
+qsnapd_pid=
+qsnapd_start() {
+    [ -n "${QSNAP_GOLDEN_QSNAPD:-}" ] || return 0
+    connect_sock=$tmp/api.sock
+    rm -f "$connect_sock"
+    "$QSNAP_GOLDEN_QSNAPD" --root "$1" --listen "unix:$connect_sock" 2>>"$tmp/qsnapd.log" &
+    qsnapd_pid=$!
+    for _ in $(seq 200); do [ -S "$connect_sock" ] && return 0; sleep 0.01; done
+    echo "qsnapd did not start:" >&2
+    cat "$tmp/qsnapd.log" >&2
+    return 1
+}
+qsnapd_stop() {
+    [ -n "$qsnapd_pid" ] || return 0
+    kill "$qsnapd_pid" 2>/dev/null
+    wait "$qsnapd_pid" 2>/dev/null
+    qsnapd_pid=
+    connect_sock=
+}
+trap 'qsnapd_stop; rm -rf "$tmp"' EXIT
 
 # ---- the cases -----------------------------------------------------------------------------------------------
 
