@@ -473,14 +473,14 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         goto reply;
     }
     if (st->too_big) {
-        svc_reply_error(&r, 413, "toobig", "the body is larger than %u bytes", SVC_BODY_MAX);
+        svc_reply_error(&r, 413, "too-big", "the body is larger than %u bytes", SVC_BODY_MAX);
         goto reply;
     }
     pathbuf = qs_xmalloc(strlen(url) + 1);
     r.path = url;
     switch (svc_route_find(r.method, url, pathbuf, strlen(url) + 1, &route, &r)) {
     case SVC_MATCH_NONE:
-        svc_reply_error(&r, 404, "notfound", "no such resource");
+        svc_reply_error(&r, 404, "not-found", "no such resource");
         goto reply;
     case SVC_MATCH_METHOD:
         svc_reply_error(&r, 405, "invalid", "method %s is not allowed here", method);
@@ -489,6 +489,8 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         break;
     }
     if ((route->flags & SVC_ROUTE_LOCAL_ONLY) && svc_require_local(&r, "files or sockets") < 0)
+        goto reply;
+    if (svc_params_check(&r) < 0)
         goto reply;
     if (svc_body_parse(&r, st->body.data ? st->body.data : "", st->body.len) < 0)
         goto reply;

@@ -251,3 +251,16 @@ void svc_reply_engine_error(struct svc_req *r, struct qs_error **err)
                     *err && (*err)->message ? (*err)->message : "unknown error");
     qs_error_clear(err);
 }
+
+int svc_params_check(struct svc_req *r)
+{
+    struct qs_error *err = NULL;
+
+    /* names become file names in the engine: refused here already, before any work is queued */
+    for (size_t i = 0; i < r->nparams; i++)
+        if (qs_name_check(r->params[i], "name", &err) < 0) {
+            svc_reply_engine_error(r, &err);
+            return -1;
+        }
+    return 0;
+}

@@ -255,7 +255,16 @@ static int parse_create(struct svc_req *r)
         if (svc_body_bool(r, create_members[i].member, false, &b) < 0)
             return -1;
     if (svc_body_bool(r, "persist_memorystate", true, &b) < 0 || svc_body_bool(r, "async", true, &b) < 0 ||
-        svc_body_string(r, "name", &s) < 0 || svc_body_string(r, "description", &s) < 0)
+        svc_body_string(r, "name", &s) < 0)
+        return -1;
+    if (s) {
+        struct qs_error *err = NULL;
+        if (qs_name_check(s, "snapshot", &err) < 0) {
+            svc_reply_engine_error(r, &err);
+            return -1;
+        }
+    }
+    if (svc_body_string(r, "description", &s) < 0)
         return -1;
     if (svc_body_string(r, "xml", &s) < 0)
         return -1;
@@ -563,6 +572,13 @@ static int parse_preview(struct svc_req *r)
         !json_object_is_type(id, json_type_string)) {
         svc_reply_error(r, 400, "invalid", "the body must name the snapshot: {\"snapshot\": {\"id\": NAME}}");
         return -1;
+    }
+    {
+        struct qs_error *err = NULL;
+        if (qs_name_check(json_object_get_string(id), "snapshot", &err) < 0) {
+            svc_reply_engine_error(r, &err);
+            return -1;
+        }
     }
     return 0;
 }

@@ -36,7 +36,7 @@ static void get_task(struct svc_req *r)
     const char *w = svc_query(r, "wait");
 
     if (!t) {
-        svc_reply_error(r, 404, "notfound", "no task '%s'", r->params[0]);
+        svc_reply_error(r, 404, "not-found", "no task '%s'", r->params[0]);
         return;
     }
     /* a long poll: answers as soon as the task ends, or after WAIT ms */
@@ -51,7 +51,7 @@ static void delete_task(struct svc_req *r)
     struct svc_task *t = svc_task_find(r->srv, r->params[0]);
 
     if (!t) {
-        svc_reply_error(r, 404, "notfound", "no task '%s'", r->params[0]);
+        svc_reply_error(r, 404, "not-found", "no task '%s'", r->params[0]);
         return;
     }
     if (svc_task_cancel(t) < 0)

@@ -120,6 +120,8 @@ enum svc_match { SVC_MATCH_OK, SVC_MATCH_NONE, SVC_MATCH_METHOD };
  */
 enum svc_match svc_route_find(enum svc_method method, const char *path, char *buf, size_t buflen,
                               const struct svc_route **route, struct svc_req *r);
+/* Checks the route's {vm}, {snap}, {id} with the engine's name rules; 400 on r and -1 when one fails. */
+int svc_params_check(struct svc_req *r);
 /* "GET" -> SVC_GET; -1 for any other method. */
 int svc_method_parse(const char *s);
 const char *svc_method_name(enum svc_method m);
