@@ -211,7 +211,11 @@ void st_http(struct st_daemon *d, const char *method, const char *path, const ch
     if (d->ca)
         curl_easy_setopt(c, CURLOPT_CAINFO, d->ca);
     if (body) {
-        h = curl_slist_append(h, "Content-Type: application/json");
+        bool typed = false;
+        for (size_t i = 0; headers && headers[i]; i++)
+            typed |= strncasecmp(headers[i], "Content-Type:", 13) == 0;
+        if (!typed)
+            h = curl_slist_append(h, "Content-Type: application/json");
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
     }
@@ -302,9 +306,12 @@ static void hash_dir(const char *dir, uint64_t *h)
         const char *name = ents[i]->d_name;
         char *p = qs_asprintf("%s/%s", dir, name);
         struct stat st;
-        if (strcmp(name, ".") && strcmp(name, "..") && lstat(p, &st) == 0) {
+        /* .qsnap-index is the listing cache a read may refresh (it vouches for files by time): not state */
+        if (strcmp(name, ".") && strcmp(name, "..") && strcmp(name, ".qsnap-index") && lstat(p, &st) == 0) {
             char line[512];
             snprintf(line, sizeof(line), "%s %lld %o\n", name, (long long)st.st_size, (unsigned)st.st_mode);
+            if (getenv("QSNAP_TEST_HASH_VERBOSE"))
+                fprintf(stderr, "hash: %s/%s", dir, line);
             for (const char *c = line; *c; c++)
                 *h = (*h ^ (unsigned char)*c) * 1099511628211ULL;
             if (S_ISDIR(st.st_mode)) {

@@ -58,7 +58,8 @@ json_object *st_task_wait(struct st_daemon *d, const char *location);
  * task JSON (caller puts it). */
 json_object *st_task(struct st_daemon *d, const char *method, const char *path, const char *body, const char *state);
 
-/* A hash of every file's name, size, mode and content under DIR (to prove nothing changed). Caller frees. */
+/* A hash of every file's name, size, mode and content under DIR (to prove nothing changed), but the listing
+ * cache .qsnap-index, which reads refresh. Caller frees. */
 char *st_tree_hash(const char *dir);
 
 #endif
