@@ -264,3 +264,43 @@ int svc_params_check(struct svc_req *r)
         }
     return 0;
 }
+
+struct engine *svc_engine(struct svc_req *r)
+{
+    struct qs_error *err = NULL;
+
+    if (!r->engine && !(r->engine = engine_session_get(r->srv->session, NULL, NULL, NULL, &err)))
+        svc_reply_engine_error(r, &err);
+    return r->engine;
+}
+
+int svc_require_local(struct svc_req *r, const char *what)
+{
+    if (r->auth == SVC_AUTH_LOCAL)
+        return 0;
+    svc_reply_error(r, 403, "forbidden", "a request naming %s is served only over the local UNIX socket", what);
+    return -1;
+}
+
+void svc_reply_task(struct svc_req *r, struct svc_task *t)
+{
+    bool async = true, wait = false;
+    char href[96];
+
+    if (r->body)
+        svc_body_bool(r, "async", true, &async);
+    svc_query_bool(r, "wait", false, &wait);
+    snprintf(href, sizeof(href), "/api/tasks/%s", svc_task_id(t));
+    if (!async || wait) {
+        struct qs_error *e;
+        svc_task_wait(t, -1);
+        if ((e = svc_task_error(t)) != NULL)
+            svc_reply_engine_error(r, &e);
+        else
+            svc_reply(r, 200, svc_task_json(t), "task");
+    } else {
+        r->location = qs_xstrdup(href);
+        svc_reply(r, 202, svc_task_json(t), "task");
+    }
+    svc_task_unref(t);
+}
