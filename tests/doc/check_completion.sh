@@ -67,7 +67,7 @@ expect "qsnap " "${commands[@]}"
 expect "qsnap --root /x -q " "${commands[@]}"
 expect "qsnap snapshot-cre" snapshot-create snapshot-create-as
 expect "qsnap help snapshot-d" snapshot-delete snapshot-dumpxml
-expect "qsnap -" --root --lock-timeout --quiet --version --help -q -V -h
+expect "qsnap -" --root --connect --lock-timeout --quiet --version --help -q -V -h
 expect "qsnap --lock-timeout 300 snapshot-cre" snapshot-create snapshot-create-as
 expect "qsnap --lock-timeout " # a number: nothing to offer
 
