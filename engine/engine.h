@@ -422,6 +422,11 @@ QS_EXPORT int engine_domain_get_disks(struct engine *e, const char *domain, stru
 QS_EXPORT int engine_snapshot_get_disks(struct engine *e, const char *domain, const char *name,
                                         struct engine_disk **disks, size_t *n, char **memory_file,
                                         struct qs_error **err);
+/* Which tree of DOMAIN the session now serves: the same number while nothing changed, a new one after any
+ * change (by any process), 0 when the tree cannot be cached. Lets a service keep what it made from a tree
+ * (a formatted listing) as long as the tree stands. */
+QS_EXPORT int engine_session_tree_version(struct engine_session *s, struct engine *e, const char *domain,
+                                          uint64_t *version, struct qs_error **err);
 /* True while a thread of the process writes DOMAIN (a state query would wait for QEMU's monitor). */
 QS_EXPORT bool engine_session_writing(struct engine_session *s, const char *domain);
 

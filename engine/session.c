@@ -19,6 +19,7 @@ struct tree_ref {
     struct timespec mtime;
     ino_t ino;
     unsigned refs; /* the cache's own reference, and one per list handed out */
+    uint64_t version; /* the session's count of loads when this one was made */
 };
 
 struct domain_slot {
@@ -36,6 +37,7 @@ struct engine_session {
     struct engine **idle; /* engines given back */
     size_t nidle, cap;
     struct domain_slot *slots;
+    uint64_t loads;
 };
 
 struct engine_session *engine_session_new(const struct engine_options *opts, struct qs_error **err)
@@ -236,6 +238,9 @@ static struct tree_ref *tree_get(struct engine_session *s, struct engine *e, con
     fresh->mtime = mt;
     fresh->ino = ino;
     fresh->refs = 1;
+    pthread_mutex_lock(&s->mu);
+    fresh->version = ++s->loads;
+    pthread_mutex_unlock(&s->mu);
     if (!(gen & 1)) {
         /* a loader that read an odd generation got a consistent tree (md_tree_load waits that out) but
          * cannot vouch for it by that stamp: not cached */
@@ -418,4 +423,20 @@ bool engine_session_writing(struct engine_session *s, const char *domain)
     w = slot_locked(s, domain)->writing;
     pthread_mutex_unlock(&s->mu);
     return w;
+}
+
+int engine_session_tree_version(struct engine_session *s, struct engine *e, const char *domain, uint64_t *version,
+                                struct qs_error **err)
+{
+    struct tree_ref *r;
+
+    if (qs_name_check(domain, "domain", err) < 0 || !(r = tree_get(s, e, domain, err)))
+        return -1;
+    /* a tree that could not be cached (loaded under an odd generation) is a version of its own: 0, never
+     * reused */
+    pthread_mutex_lock(&s->mu);
+    *version = slot_locked(s, domain)->cached == r ? r->version : 0;
+    pthread_mutex_unlock(&s->mu);
+    unref(s, r);
+    return 0;
 }

@@ -310,6 +310,12 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, struct svc_req *r
         s->srv = r->srv;
         resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, s, free);
         MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+    } else if (r->shared) {
+        /* sent from the shared buffer itself; the response holds a reference until it is gone */
+        resp = MHD_create_response_from_buffer_with_free_callback_cls(r->shared->len, r->shared->data,
+                                                                      (MHD_ContentReaderFreeCallback)svc_body_unref,
+                                                                      svc_body_ref(r->shared));
+        MHD_add_response_header(resp, "Content-Type", r->shared->type);
     } else {
         if (r->raw) {
             body = r->raw;
@@ -341,6 +347,7 @@ static void req_release(struct svc_req *r)
     json_object_put(r->out);
     free(r->raw);
     free(r->location);
+    svc_body_unref(r->shared);
     if (r->engine)
         engine_session_put(r->srv->session, r->engine);
 }

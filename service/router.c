@@ -304,3 +304,39 @@ void svc_reply_task(struct svc_req *r, struct svc_task *t)
     }
     svc_task_unref(t);
 }
+
+struct svc_body *svc_body_new(char *data, size_t len, const char *type)
+{
+    struct svc_body *b = qs_xcalloc(1, sizeof(*b));
+
+    pthread_mutex_init(&b->mu, NULL);
+    b->refs = 1;
+    b->data = data;
+    b->len = len;
+    b->type = type;
+    return b;
+}
+
+struct svc_body *svc_body_ref(struct svc_body *b)
+{
+    pthread_mutex_lock(&b->mu);
+    b->refs++;
+    pthread_mutex_unlock(&b->mu);
+    return b;
+}
+
+void svc_body_unref(struct svc_body *b)
+{
+    bool last;
+
+    if (!b)
+        return;
+    pthread_mutex_lock(&b->mu);
+    last = --b->refs == 0;
+    pthread_mutex_unlock(&b->mu);
+    if (last) {
+        pthread_mutex_destroy(&b->mu);
+        free(b->data);
+        free(b);
+    }
+}

@@ -38,13 +38,15 @@ static void snap_ctx_release(struct snap_ctx *c)
     engine_strv_free(c->pending, c->npending);
 }
 
-static int snap_ctx_init(struct snap_ctx *c, struct engine *e, const char *vm, struct qs_error **err)
+/* MAYBE_PREVIEW false: the caller knows there is no preview point (asking would look for its file). */
+static int snap_ctx_init(struct snap_ctx *c, struct engine *e, const char *vm, bool maybe_preview,
+                         struct qs_error **err)
 {
     enum engine_preview_state ps;
 
     memset(c, 0, sizeof(*c));
     c->vm = vm;
-    if (engine_snapshot_preview_get(e, vm, &ps, &c->previewed, err) < 0 ||
+    if ((maybe_preview && engine_snapshot_preview_get(e, vm, &ps, &c->previewed, err) < 0) ||
         engine_domain_pending(e, vm, NULL, &c->pending, &c->npending, NULL, NULL, err) < 0)
         return -1;
     return 0;
@@ -135,6 +137,98 @@ static json_object *descendants_all(struct engine_session *ss, struct engine *e,
     return counts;
 }
 
+/* ---- formatted listings, kept while the tree they came from stands ---- */
+
+#define LIST_CACHE 32
+
+struct list_cached {
+    char *vm, *key;       /* the query as sent; "" for none */
+    uint64_t version;     /* engine_session_tree_version */
+    char *pending;        /* the operation under way when it was made ("" when none) */
+    struct svc_body *body;
+    uint64_t used;
+};
+
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct list_cached cache[LIST_CACHE];
+static uint64_t cache_clock;
+
+/* The query as one string, the key of a listing. Caller frees. */
+static char *query_key(const struct svc_req *r)
+{
+    struct qs_buf b;
+
+    qs_buf_init(&b, 0);
+    for (size_t i = 0; r->query && r->query[i]; i += 2)
+        qs_buf_addf(&b, "%s=%s&", r->query[i], r->query[i + 1] ? r->query[i + 1] : "");
+    return b.data ? qs_buf_detach(&b, NULL) : qs_xstrdup("");
+}
+
+/* What is under way on VM, as one string ("" when nothing): part of a listing's key (locked snapshots). */
+static char *pending_key(struct engine *e, const char *vm, struct qs_error **err)
+{
+    char *op = NULL, **names = NULL, *key;
+    size_t n = 0;
+    struct qs_buf b;
+    int r = engine_domain_pending(e, vm, &op, &names, &n, NULL, NULL, err);
+
+    if (r < 0)
+        return NULL;
+    qs_buf_init(&b, 0);
+    qs_buf_adds(&b, "");
+    if (r > 0) {
+        qs_buf_addf(&b, "%s:", op);
+        for (size_t i = 0; i < n; i++)
+            qs_buf_addf(&b, "%s/", names[i]);
+    }
+    key = b.data ? qs_buf_detach(&b, NULL) : qs_xstrdup("");
+    engine_strv_free(names, n);
+    free(op);
+    return key;
+}
+
+static struct svc_body *cache_get(const char *vm, const char *key, uint64_t version, const char *pending)
+{
+    struct svc_body *b = NULL;
+
+    if (!version)
+        return NULL;
+    pthread_mutex_lock(&cache_mu);
+    for (size_t i = 0; i < LIST_CACHE; i++)
+        if (cache[i].body && cache[i].version == version && !strcmp(cache[i].vm, vm) && !strcmp(cache[i].key, key) &&
+            !strcmp(cache[i].pending, pending)) {
+            cache[i].used = ++cache_clock;
+            b = svc_body_ref(cache[i].body);
+            break;
+        }
+    pthread_mutex_unlock(&cache_mu);
+    return b;
+}
+
+static void cache_put(const char *vm, const char *key, uint64_t version, const char *pending, struct svc_body *body)
+{
+    size_t victim = 0;
+
+    if (!version)
+        return;
+    pthread_mutex_lock(&cache_mu);
+    for (size_t i = 0; i < LIST_CACHE; i++) {
+        if (!cache[i].body || (cache[i].vm && !strcmp(cache[i].vm, vm) && !strcmp(cache[i].key, key))) {
+            victim = i;
+            break;
+        }
+        if (cache[i].used < cache[victim].used)
+            victim = i;
+    }
+    free(cache[victim].vm);
+    free(cache[victim].key);
+    free(cache[victim].pending);
+    svc_body_unref(cache[victim].body);
+    cache[victim] = (struct list_cached){qs_xstrdup(vm), qs_xstrdup(key), version, qs_xstrdup(pending),
+                                         svc_body_ref(body), ++cache_clock};
+    pthread_mutex_unlock(&cache_mu);
+}
+
 static int parse_list(struct svc_req *r)
 {
     bool b;
@@ -154,6 +248,8 @@ static void get_snapshots(struct svc_req *r)
     json_object *a, *doc, *desc = NULL;
     unsigned flags = 0;
     bool all = false;
+    char *key = NULL, *pending = NULL;
+    uint64_t version = 0;
 
     if (!e)
         return;
@@ -164,12 +260,28 @@ static void get_snapshots(struct svc_req *r)
             flags |= list_args[i].flag;
     }
     svc_query_bool(r, "all_content", false, &all);
-    if (engine_session_snapshot_list(r->srv->session, e, r->params[0], flags, svc_query(r, "from"), &l, &err) < 0 ||
-        snap_ctx_init(&c, e, r->params[0], &err) < 0) {
+    /* the JSON form of a listing is kept while the tree and what is under way stay the same: a second
+     * listing of 10,000 snapshots is then a send, not 170,000 values formatted again */
+    key = query_key(r);
+    if (engine_session_tree_version(r->srv->session, e, r->params[0], &version, &err) < 0 ||
+        !(pending = pending_key(e, r->params[0], &err))) {
+        svc_reply_engine_error(r, &err);
+        goto out;
+    }
+    if (!r->xml && (r->shared = cache_get(r->params[0], key, version, pending)) != NULL) {
+        r->status = 200;
+        goto out;
+    }
+    if (engine_session_snapshot_list(r->srv->session, e, r->params[0], flags, svc_query(r, "from"), &l, &err) < 0) {
         svc_reply_engine_error(r, &err);
         goto out;
     }
     desc = descendants_all(r->srv->session, e, r->params[0]);
+    if (snap_ctx_init(&c, e, r->params[0], !desc || json_object_object_get_ex(desc, ENGINE_PREVIEW_POINT, NULL),
+                      &err) < 0) {
+        svc_reply_engine_error(r, &err);
+        goto out;
+    }
     a = json_object_new_array_ext((int)engine_snapshot_list_count(l));
     for (size_t i = 0; i < engine_snapshot_list_count(l); i++) {
         const struct engine_snapshot *s = engine_snapshot_list_at(l, i);
@@ -187,8 +299,22 @@ static void get_snapshots(struct svc_req *r)
     }
     doc = json_object_new_object();
     json_object_object_add(doc, "snapshot", a);
-    svc_reply(r, 200, doc, "snapshots");
+    if (!r->xml && !all) {
+        uint64_t after = 0;
+        size_t len;
+        const char *text = json_object_to_json_string_length(doc, JSON_C_TO_STRING_PLAIN, &len);
+        r->shared = svc_body_new(qs_xstrndup(text, len), len, "application/json");
+        r->status = 200;
+        json_object_put(doc);
+        /* kept only when nothing changed while it was made */
+        if (engine_session_tree_version(r->srv->session, e, r->params[0], &after, NULL) == 0 && after == version)
+            cache_put(r->params[0], key, version, pending, r->shared);
+    } else {
+        svc_reply(r, 200, doc, "snapshots");
+    }
 out:
+    free(key);
+    free(pending);
     json_object_put(desc);
     snap_ctx_release(&c);
     engine_snapshot_list_free(l);
@@ -219,7 +345,7 @@ static void get_snapshot(struct svc_req *r)
     svc_query_bool(r, "all_content", false, &all);
     svc_query_bool(r, "security_info", false, &secure);
     if (engine_session_snapshot_lookup(r->srv->session, e, r->params[0], r->params[1], &l, &err) < 0 ||
-        snap_ctx_init(&c, e, r->params[0], &err) < 0 ||
+        snap_ctx_init(&c, e, r->params[0], true, &err) < 0 ||
         engine_snapshot_get_disks(e, r->params[0], r->params[1], &d, &nd, &mem, &err) < 0 ||
         (all && engine_snapshot_get_xml(e, r->params[0], r->params[1], secure, &xml, &err) < 0)) {
         svc_reply_engine_error(r, &err);

@@ -54,7 +54,21 @@ struct svc_req {
     /* an event stream instead of a body (GET /api/events) */
     bool stream;
     struct engine *engine; /* svc_engine()'s, given back when the request ends */
+    struct svc_body *shared; /* a body sent as is without a copy (a reference, dropped when sent) */
 };
+
+/* A reply body several requests can send at once (a cached listing). */
+struct svc_body {
+    pthread_mutex_t mu;
+    unsigned refs;
+    size_t len;
+    char *data;
+    const char *type;
+};
+/* Takes over DATA (LEN bytes); one reference. */
+struct svc_body *svc_body_new(char *data, size_t len, const char *type);
+struct svc_body *svc_body_ref(struct svc_body *b);
+void svc_body_unref(struct svc_body *b);
 
 /* An engine for this request (given back by the HTTP layer); NULL with a 500 set on r. */
 struct engine *svc_engine(struct svc_req *r);
