@@ -18,7 +18,8 @@ struct svc_event_slot {
 
 void svc_event_publish(struct svc_server *srv, const char *kind, json_object *data)
 {
-    const char *j = json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN);
+    const char *j = json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN |
+                                                                     JSON_C_TO_STRING_NOSLASHESCAPE);
     char *text = qs_asprintf("event: %s\ndata: %s\n\n", kind, j);
     struct svc_event_slot *slot;
 

@@ -325,7 +325,9 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, struct svc_req *r
             body = xml_render(r->out ? r->out : json_object_new_object(), r->out_root ? r->out_root : "result");
             type = "application/xml";
         } else {
-            body = qs_xstrdup(r->out ? json_object_to_json_string_ext(r->out, JSON_C_TO_STRING_PLAIN) : "{}");
+            body = qs_xstrdup(r->out ? json_object_to_json_string_ext(r->out, JSON_C_TO_STRING_PLAIN |
+                                                                               JSON_C_TO_STRING_NOSLASHESCAPE)
+                                     : "{}");
             type = "application/json";
         }
         resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);

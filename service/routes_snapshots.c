@@ -302,7 +302,8 @@ static void get_snapshots(struct svc_req *r)
     if (!r->xml && !all) {
         uint64_t after = 0;
         size_t len;
-        const char *text = json_object_to_json_string_length(doc, JSON_C_TO_STRING_PLAIN, &len);
+        const char *text =
+            json_object_to_json_string_length(doc, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
         r->shared = svc_body_new(qs_xstrndup(text, len), len, "application/json");
         r->status = 200;
         json_object_put(doc);
