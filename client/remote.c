@@ -402,18 +402,27 @@ int engine_domain_get_xml(struct engine *e, const char *name, char **xml, struct
 
 int engine_domain_attach(struct engine *e, const char *name, const char *qmp_socket, struct qs_error **err)
 {
+    return engine_domain_attach_flags(e, name, qmp_socket, 0, err);
+}
+
+int engine_domain_attach_flags(struct engine *e, const char *name, const char *qmp_socket, unsigned flags,
+                               struct qs_error **err)
+{
     json_object *b = json_object_new_object(), *doc = NULL;
     /* resolved here, as the direct engine does it: qsnapd's working directory is not the user's */
-    char *abs = qmp_socket[0] == '/' ? qs_xstrdup(qmp_socket) : realpath(qmp_socket, NULL);
+    char *abs = !qmp_socket ? NULL : qmp_socket[0] == '/' ? qs_xstrdup(qmp_socket) : realpath(qmp_socket, NULL);
     int st;
 
-    if (!abs) {
+    if (qmp_socket && !abs) {
         qs_error_set_errno(err, QS_ERR_NOTFOUND, errno, "QMP socket '%s'", qmp_socket);
         json_object_put(b);
         return -1;
     }
     json_object_object_add(b, "name", json_object_new_string(name));
-    json_object_object_add(b, "qmp_socket", json_object_new_string(abs));
+    if (abs)
+        json_object_object_add(b, "qmp_socket", json_object_new_string(abs));
+    if (flags & ENGINE_ATTACH_UPDATE)
+        json_object_object_add(b, "update", json_object_new_boolean(true));
     st = request(e, "POST", "/api/vms", b, &doc, err);
     json_object_put(b);
     json_object_put(doc);
@@ -841,7 +850,7 @@ int engine_snapshot_preview_get(struct engine *e, const char *domain, enum engin
 
 struct engine_check_item {
     char *kind, *snapshot, *disk, *message, *fix;
-    bool repaired;
+    bool repaired, note;
 };
 
 struct engine_check_report {
@@ -866,8 +875,9 @@ int engine_snapshot_check(struct engine *e, const char *domain, unsigned flags, 
     r->items = qs_xcalloc(r->n + 1, sizeof(*r->items));
     for (size_t i = 0; i < r->n; i++) {
         json_object *o = json_object_array_get_idx(a, i);
-        r->items[i] = (struct engine_check_item){dup_str(o, "kind"), dup_str(o, "snapshot"), dup_str(o, "disk"),
-                                                 dup_str(o, "message"), dup_str(o, "fix"), flag(o, "repaired")};
+        r->items[i] = (struct engine_check_item){dup_str(o, "kind"),    dup_str(o, "snapshot"), dup_str(o, "disk"),
+                                                 dup_str(o, "message"), dup_str(o, "fix"),      flag(o, "repaired"),
+                                                 flag(o, "note")};
     }
     json_object_put(doc);
     *out = r;
@@ -902,3 +912,4 @@ const char *engine_check_item_disk(const struct engine_check_item *it) { return 
 const char *engine_check_item_message(const struct engine_check_item *it) { return it->message ? it->message : ""; }
 const char *engine_check_item_fix(const struct engine_check_item *it) { return it->fix; }
 bool engine_check_item_repaired(const struct engine_check_item *it) { return it->repaired; }
+bool engine_check_item_is_note(const struct engine_check_item *it) { return it->note; }

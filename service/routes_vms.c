@@ -197,11 +197,17 @@ static void get_vm(struct svc_req *r)
 static int parse_add(struct svc_req *r)
 {
     const char *name, *sock, *xml;
+    bool update;
 
     if (svc_body_string(r, "name", &name) < 0 || svc_body_string(r, "qmp_socket", &sock) < 0 ||
-        svc_body_string(r, "xml", &xml) < 0)
+        svc_body_string(r, "xml", &xml) < 0 || svc_body_bool(r, "update", false, &update) < 0)
         return -1;
-    if (!xml && (!name || !sock)) {
+    if (update && (xml || !name)) {
+        svc_reply_error(r, 400, "invalid", "'update' records a defined domain's QEMU again: give 'name' (and "
+                                           "'qmp_socket' when it changed), no 'xml'");
+        return -1;
+    }
+    if (!xml && !update && (!name || !sock)) {
         svc_reply_error(r, 400, "invalid", "give 'name' and 'qmp_socket' (attach), or 'xml' (define)");
         return -1;
     }
@@ -223,6 +229,7 @@ static void post_vms(struct svc_req *r)
     const char *name = NULL, *sock = NULL, *xml = NULL;
     char *defined = NULL, href[512];
     json_object *o;
+    bool update = false;
     int rc;
 
     if (!e)
@@ -230,7 +237,9 @@ static void post_vms(struct svc_req *r)
     svc_body_string(r, "name", &name);
     svc_body_string(r, "qmp_socket", &sock);
     svc_body_string(r, "xml", &xml);
-    rc = xml ? engine_domain_define(e, xml, sock, &defined, &err) : engine_domain_attach(e, name, sock, &err);
+    svc_body_bool(r, "update", false, &update);
+    rc = xml ? engine_domain_define(e, xml, sock, &defined, &err)
+             : engine_domain_attach_flags(e, name, sock, update ? ENGINE_ATTACH_UPDATE : 0, &err);
     if (rc < 0) {
         svc_reply_engine_error(r, &err);
         return;
@@ -449,6 +458,7 @@ static void check(struct svc_req *r, bool repair)
         s = engine_check_item_fix(it);
         json_object_object_add(o, "fix", s ? json_object_new_string(s) : NULL);
         json_object_object_add(o, "repaired", json_object_new_boolean(engine_check_item_repaired(it)));
+        json_object_object_add(o, "note", json_object_new_boolean(engine_check_item_is_note(it)));
         json_object_array_add(a, o);
     }
     doc = json_object_new_object();
