@@ -6,26 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* The engine with the domain looked up first, as every virsh command does. */
-static struct engine *preview_engine(struct cli_ctx *ctx, const char *domain)
-{
-    struct engine *e = cli_engine(ctx);
-    struct qs_error *err = NULL;
-
-    if (!e)
-        return NULL;
-    if (engine_domain_lookup(e, domain, &err) < 0) {
-        if (err->code == QS_ERR_NOTFOUND) {
-            qs_error_clear(&err);
-            cli_failf(VSH_ERR_NO_DOMAIN, domain);
-        } else {
-            cli_fail(ctx, &err);
-        }
-        return NULL;
-    }
-    return e;
-}
-
 /* "Domain snapshot NAME WHAT", as virsh words its confirmations; nothing with -q. */
 static int say(struct cli_ctx *ctx, const char *name, const char *what)
 {
@@ -41,7 +21,7 @@ static const struct cli_flag state_flag_map[] = {
 static int cmd_preview(struct cli_ctx *ctx, const struct cli_args *args)
 {
     const char *domain = cli_args_str(args, "domain"), *name = cli_args_str(args, "snapshotname");
-    struct engine *e = preview_engine(ctx, domain);
+    struct engine *e = cli_domain_engine(ctx, domain);
     struct qs_error *err = NULL;
 
     if (!e)
@@ -72,7 +52,7 @@ static char *previewed(struct cli_ctx *ctx, struct engine *e, const char *domain
 static int cmd_commit(struct cli_ctx *ctx, const struct cli_args *args)
 {
     const char *domain = cli_args_str(args, "domain");
-    struct engine *e = preview_engine(ctx, domain);
+    struct engine *e = cli_domain_engine(ctx, domain);
     struct qs_error *err = NULL;
     char *name;
     int ret;
@@ -92,7 +72,7 @@ static int cmd_commit(struct cli_ctx *ctx, const struct cli_args *args)
 static int cmd_undo(struct cli_ctx *ctx, const struct cli_args *args)
 {
     const char *domain = cli_args_str(args, "domain");
-    struct engine *e = preview_engine(ctx, domain);
+    struct engine *e = cli_domain_engine(ctx, domain);
     struct qs_error *err = NULL;
     char *name;
     int ret;

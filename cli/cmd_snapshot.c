@@ -38,6 +38,11 @@ static struct engine *domain_engine(struct cli_ctx *ctx, const char *domain)
     return e;
 }
 
+struct engine *cli_domain_engine(struct cli_ctx *ctx, const char *domain)
+{
+    return domain_engine(ctx, domain);
+}
+
 /*
  * --snapshotname NAME or --current: the snapshot a command is about, looked up before the command acts as
  * virsh does (an unknown name fails with the lookup's error alone, before "Failed to delete ..."). EXCLUSIVE:

@@ -139,19 +139,6 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
 
 /* ---- XML: oVirt's element names from the JSON document ---- */
 
-static void xml_text(struct qs_buf *b, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '<': qs_buf_adds(b, "&lt;"); break;
-        case '>': qs_buf_adds(b, "&gt;"); break;
-        case '&': qs_buf_adds(b, "&amp;"); break;
-        case '"': qs_buf_adds(b, "&quot;"); break;
-        default: qs_buf_add(b, s, 1);
-        }
-    }
-}
-
 static void xml_value(struct qs_buf *b, const char *name, json_object *v, int depth);
 
 /* An object as the element NAME: "id" and "href" become attributes (as oVirt has them), every other member
@@ -163,12 +150,12 @@ static void xml_object(struct qs_buf *b, const char *name, json_object *o, int d
     qs_buf_addf(b, "%*s<%s", depth * 2, "", name);
     if (json_object_object_get_ex(o, "id", &id) && id) {
         qs_buf_adds(b, " id=\"");
-        xml_text(b, json_object_get_string(id));
+        svc_xml_escape(b, json_object_get_string(id));
         qs_buf_adds(b, "\"");
     }
     if (json_object_object_get_ex(o, "href", &href) && href) {
         qs_buf_adds(b, " href=\"");
-        xml_text(b, json_object_get_string(href));
+        svc_xml_escape(b, json_object_get_string(href));
         qs_buf_adds(b, "\"");
     }
     qs_buf_adds(b, ">\n");
@@ -203,7 +190,7 @@ static void xml_value(struct qs_buf *b, const char *name, json_object *v, int de
         return;
     }
     qs_buf_addf(b, "%*s<%s>", depth * 2, "", name);
-    xml_text(b, json_object_get_string(v));
+    svc_xml_escape(b, json_object_get_string(v));
     qs_buf_addf(b, "</%s>\n", name);
 }
 

@@ -2,6 +2,7 @@
  * the fuzzer can drive it. */
 #include "svc.h"
 
+#include "qs_buf.h"
 #include "qs_util.h"
 
 #include <stdarg.h>
@@ -338,5 +339,19 @@ void svc_body_unref(struct svc_body *b)
         pthread_mutex_destroy(&b->mu);
         free(b->data);
         free(b);
+    }
+}
+
+void svc_xml_escape(struct qs_buf *b, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '<': qs_buf_adds(b, "&lt;"); break;
+        case '>': qs_buf_adds(b, "&gt;"); break;
+        case '&': qs_buf_adds(b, "&amp;"); break;
+        case '\'': qs_buf_adds(b, "&apos;"); break;
+        case '"': qs_buf_adds(b, "&quot;"); break;
+        default: qs_buf_add(b, s, 1);
+        }
     }
 }

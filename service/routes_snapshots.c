@@ -389,21 +389,6 @@ static const struct {
     {"current", ENGINE_CREATE_CURRENT},
 };
 
-/* XML text and attribute escaping for the <domainsnapshot> built from the body's members. */
-static void esc(struct qs_buf *b, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '<': qs_buf_adds(b, "&lt;"); break;
-        case '>': qs_buf_adds(b, "&gt;"); break;
-        case '&': qs_buf_adds(b, "&amp;"); break;
-        case '\'': qs_buf_adds(b, "&apos;"); break;
-        case '"': qs_buf_adds(b, "&quot;"); break;
-        default: qs_buf_add(b, s, 1);
-        }
-    }
-}
-
 static int check_path(struct svc_req *r, const char *what, const char *p)
 {
     if (p[0] != '/' || strstr(p, "/../") || qs_str_has_suffix(p, "/..")) {
@@ -490,17 +475,17 @@ static char *create_xml(json_object *body)
     qs_buf_adds(&b, "<domainsnapshot>\n");
     if (json_object_object_get_ex(body, "name", &v) && json_object_is_type(v, json_type_string)) {
         qs_buf_adds(&b, "  <name>");
-        esc(&b, json_object_get_string(v));
+        svc_xml_escape(&b, json_object_get_string(v));
         qs_buf_adds(&b, "</name>\n");
     }
     if (json_object_object_get_ex(body, "description", &v) && json_object_is_type(v, json_type_string)) {
         qs_buf_adds(&b, "  <description>");
-        esc(&b, json_object_get_string(v));
+        svc_xml_escape(&b, json_object_get_string(v));
         qs_buf_adds(&b, "</description>\n");
     }
     if (json_object_object_get_ex(body, "memory_file", &v) && json_object_is_type(v, json_type_string)) {
         qs_buf_adds(&b, "  <memory snapshot='external' file='");
-        esc(&b, json_object_get_string(v));
+        svc_xml_escape(&b, json_object_get_string(v));
         qs_buf_adds(&b, "'/>\n");
     }
     if (json_object_object_get_ex(body, "disks", &disks) && json_object_array_length(disks) > 0) {
@@ -508,22 +493,22 @@ static char *create_xml(json_object *body)
         for (size_t i = 0; i < json_object_array_length(disks); i++) {
             json_object *d = json_object_array_get_idx(disks, i), *x;
             qs_buf_adds(&b, "    <disk name='");
-            esc(&b, json_object_get_string(json_object_object_get(d, "name")));
+            svc_xml_escape(&b, json_object_get_string(json_object_object_get(d, "name")));
             qs_buf_adds(&b, "'");
             if (json_object_object_get_ex(d, "snapshot", &x)) {
                 qs_buf_adds(&b, " snapshot='");
-                esc(&b, json_object_get_string(x));
+                svc_xml_escape(&b, json_object_get_string(x));
                 qs_buf_adds(&b, "'");
             }
             qs_buf_adds(&b, ">\n");
             if (json_object_object_get_ex(d, "driver", &x)) {
                 qs_buf_adds(&b, "      <driver type='");
-                esc(&b, json_object_get_string(x));
+                svc_xml_escape(&b, json_object_get_string(x));
                 qs_buf_adds(&b, "'/>\n");
             }
             if (json_object_object_get_ex(d, "file", &x)) {
                 qs_buf_adds(&b, "      <source file='");
-                esc(&b, json_object_get_string(x));
+                svc_xml_escape(&b, json_object_get_string(x));
                 qs_buf_adds(&b, "'/>\n");
             }
             qs_buf_adds(&b, "    </disk>\n");

@@ -134,6 +134,9 @@ enum svc_match { SVC_MATCH_OK, SVC_MATCH_NONE, SVC_MATCH_METHOD };
  */
 enum svc_match svc_route_find(enum svc_method method, const char *path, char *buf, size_t buflen,
                               const struct svc_route **route, struct svc_req *r);
+struct qs_buf;
+/* Appends S escaped for XML text and attribute values (< > & ' "). */
+void svc_xml_escape(struct qs_buf *b, const char *s);
 /* Checks the route's {vm}, {snap}, {id} with the engine's name rules; 400 on r and -1 when one fails. */
 int svc_params_check(struct svc_req *r);
 /* "GET" -> SVC_GET; -1 for any other method. */
