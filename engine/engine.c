@@ -160,7 +160,8 @@ int engine_domain_connect(struct engine *e, const struct md_domain *dom, struct 
     *c = NULL;
     if (!sock)
         return 0;
-    if (vm_connect(sock, e->qmp_timeout_ms, c, &local) < 0) {
+    if ((e->qmp_get ? e->qmp_get(e->qmp_opaque, sock, e->qmp_timeout_ms, c, &local)
+                    : vm_connect(sock, e->qmp_timeout_ms, c, &local)) < 0) {
         if (local->code == QS_ERR_NOTFOUND) {
             qs_error_free(local);
             return 0;

@@ -384,6 +384,13 @@ QS_EXPORT struct engine_session *engine_session_new(const struct engine_options 
 QS_EXPORT void engine_session_free(struct engine_session *s);
 /* The resolved state directory. Borrowed. */
 QS_EXPORT const char *engine_session_root(const struct engine_session *s);
+/*
+ * Keeps each domain's QMP connection open for MS milliseconds after an operation ends (0, the default: a new
+ * connection per operation), so that back-to-back operations skip QEMU's greeting and capabilities. QEMU
+ * serves one client at a time: another process asking meanwhile waits at most MS for the monitor. Set once,
+ * right after engine_session_new.
+ */
+QS_EXPORT int engine_session_set_qmp_keep(struct engine_session *s, int ms, struct qs_error **err);
 /* An engine for the calling thread until engine_session_put(); PROGRESS and STEP (may be NULL) with OPAQUE
  * are its callbacks. Engines are reused: taking one costs no store open. */
 QS_EXPORT struct engine *engine_session_get(struct engine_session *s, engine_progress_fn progress,

@@ -14,6 +14,9 @@ struct engine {
     engine_step_fn step;
     void *opaque;
     bool recovering; /* engine_domain_lock must not recover again from inside a recovery */
+    /* session.c: where engine_domain_connect gets a QMP connection (a pool), or NULL for a new one */
+    int (*qmp_get)(void *opaque, const char *sock, int timeout_ms, struct qmp_client **c, struct qs_error **err);
+    void *qmp_opaque;
     bool after_undo; /* the recovery follows the operation's own undo, in the same process */
 };
 

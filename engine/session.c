@@ -3,12 +3,14 @@
 #include "engine_priv.h"
 #include "external.h" /* EXT_COOKIE_PAUSE */
 #include "qs_util.h"
+#include "vm.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* A domain's tree as loaded, and what vouches that it is still the store's: the generation (even) and the
@@ -29,8 +31,22 @@ struct domain_slot {
     struct domain_slot *next;
 };
 
+/* A QMP connection the session keeps open between operations (kept), or has handed out (out). */
+struct kept_conn {
+    char *sock;
+    struct qmp_client *c;
+    int64_t idle_since_ms;
+    struct kept_conn *next;
+};
+
 struct engine_session {
     struct engine_options opts;
+    /* QMP connections: kept while a domain is busy, closed after qmp_keep_ms idle so that other clients
+     * (qsnap, the user's own tools) get QEMU's monitor, which serves one client at a time */
+    int qmp_keep_ms;
+    struct kept_conn *kept, *out;
+    pthread_t reaper;
+    bool reaper_started, stopping;
     char *root;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -71,10 +87,19 @@ static void tree_unref_locked(struct tree_ref *r)
     }
 }
 
+static void kept_close_all(struct engine_session *s);
+
 void engine_session_free(struct engine_session *s)
 {
     if (!s)
         return;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (s->reaper_started)
+        pthread_join(s->reaper, NULL);
+    kept_close_all(s);
     for (size_t i = 0; i < s->nidle; i++)
         engine_free(s->idle[i]);
     free(s->idle);
@@ -96,6 +121,9 @@ const char *engine_session_root(const struct engine_session *s)
     return s->root;
 }
 
+static int session_qmp_get(void *opaque, const char *sock, int timeout_ms, struct qmp_client **c,
+                           struct qs_error **err);
+
 struct engine *engine_session_get(struct engine_session *s, engine_progress_fn progress, engine_step_fn step,
                                   void *opaque, struct qs_error **err)
 {
@@ -107,6 +135,10 @@ struct engine *engine_session_get(struct engine_session *s, engine_progress_fn p
     pthread_mutex_unlock(&s->mu);
     if (!e && !(e = engine_new(&s->opts, err)))
         return NULL;
+    if (s->qmp_keep_ms > 0) {
+        e->qmp_get = session_qmp_get;
+        e->qmp_opaque = s;
+    }
     e->progress = progress;
     e->step = step;
     e->opaque = opaque;
@@ -438,5 +470,165 @@ int engine_session_tree_version(struct engine_session *s, struct engine *e, cons
     *version = slot_locked(s, domain)->cached == r ? r->version : 0;
     pthread_mutex_unlock(&s->mu);
     unref(s, r);
+    return 0;
+}
+
+/* ---- QMP connections kept between operations ---- */
+
+static void kept_free(struct kept_conn *k)
+{
+    qmp_client_close(k->c);
+    free(k->sock);
+    free(k);
+}
+
+static void kept_close_all(struct engine_session *s)
+{
+    while (s->kept) {
+        struct kept_conn *k = s->kept;
+        s->kept = k->next;
+        kept_free(k);
+    }
+    /* handed out: their holders free them; no pool to return to any more */
+    while (s->out) {
+        struct kept_conn *k = s->out;
+        s->out = k->next;
+        qmp_client_set_release(k->c, NULL, NULL);
+        free(k->sock);
+        free(k);
+    }
+}
+
+/* qmp_client_free of a connection the session handed out: kept for the next operation. */
+static bool session_qmp_release(void *opaque, struct qmp_client *c)
+{
+    struct engine_session *s = opaque;
+    bool keep = false;
+
+    pthread_mutex_lock(&s->mu);
+    for (struct kept_conn **pp = &s->out; *pp; pp = &(*pp)->next)
+        if ((*pp)->c == c) {
+            struct kept_conn *k = *pp;
+            *pp = k->next;
+            if (s->stopping) {
+                free(k->sock);
+                free(k);
+                break;
+            }
+            k->idle_since_ms = qs_now_ms();
+            k->next = s->kept;
+            s->kept = k;
+            keep = true;
+            break;
+        }
+    pthread_mutex_unlock(&s->mu);
+    return keep;
+}
+
+static int session_qmp_get(void *opaque, const char *sock, int timeout_ms, struct qmp_client **c,
+                           struct qs_error **err)
+{
+    struct engine_session *s = opaque;
+    struct kept_conn *k = NULL;
+
+    pthread_mutex_lock(&s->mu);
+    for (struct kept_conn **pp = &s->kept; *pp; pp = &(*pp)->next)
+        if (strcmp((*pp)->sock, sock) == 0) {
+            k = *pp;
+            *pp = k->next;
+            break;
+        }
+    pthread_mutex_unlock(&s->mu);
+    if (k) {
+        /* still QEMU's: what it sent meanwhile is read (events: dropped), and a QEMU that went away shows */
+        struct qs_error *gone = NULL;
+        if (qmp_client_poll(k->c, &gone) < 0) {
+            qs_error_free(gone);
+            kept_free(k);
+            k = NULL;
+        } else {
+            qmp_client_event_clear(k->c);
+        }
+    }
+    if (!k) {
+        k = qs_xcalloc(1, sizeof(*k));
+        if (vm_connect(sock, timeout_ms, &k->c, err) < 0) {
+            free(k);
+            return -1;
+        }
+        k->sock = qs_xstrdup(sock);
+    }
+    qmp_client_set_release(k->c, session_qmp_release, s);
+    pthread_mutex_lock(&s->mu);
+    k->next = s->out;
+    s->out = k;
+    pthread_mutex_unlock(&s->mu);
+    *c = k->c;
+    return 0;
+}
+
+/* Closes what stayed idle past the keep time. */
+static void *reaper_main(void *opaque)
+{
+    struct engine_session *s = opaque;
+
+    pthread_mutex_lock(&s->mu);
+    while (!s->stopping) {
+        struct timespec until;
+        int64_t now = qs_now_ms();
+        struct kept_conn *doomed = NULL;
+        for (struct kept_conn **pp = &s->kept; *pp;) {
+            if (now - (*pp)->idle_since_ms >= s->qmp_keep_ms) {
+                struct kept_conn *k = *pp;
+                *pp = k->next;
+                k->next = doomed;
+                doomed = k;
+                continue;
+            }
+            pp = &(*pp)->next;
+        }
+        pthread_mutex_unlock(&s->mu);
+        while (doomed) {
+            struct kept_conn *k = doomed;
+            doomed = k->next;
+            kept_free(k);
+        }
+        pthread_mutex_lock(&s->mu);
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += (long)(s->qmp_keep_ms < 100 ? s->qmp_keep_ms : 50) * 1000000L;
+        if (until.tv_nsec >= 1000000000L)
+            until.tv_sec++, until.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&s->cv, &s->mu, &until);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+int engine_session_set_qmp_keep(struct engine_session *s, int ms, struct qs_error **err)
+{
+    if (ms < 0 || ms > 60000) {
+        qs_error_set(err, QS_ERR_INVALID, "a QMP connection can be kept 0 to 60000 ms, not %d", ms);
+        return -1;
+    }
+    if (s->qmp_keep_ms > 0 || s->reaper_started) {
+        qs_error_set(err, QS_ERR_STATE, "the QMP keep time is set once, before any engine is taken");
+        return -1;
+    }
+    s->qmp_keep_ms = ms;
+    if (ms > 0) {
+        if (pthread_create(&s->reaper, NULL, reaper_main, s) != 0) {
+            s->qmp_keep_ms = 0;
+            qs_error_set(err, QS_ERR_IO, "cannot start the QMP connection reaper");
+            return -1;
+        }
+        s->reaper_started = true;
+    }
+    /* engines taken before now (the pool) get it too */
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < s->nidle; i++) {
+        s->idle[i]->qmp_get = ms > 0 ? session_qmp_get : NULL;
+        s->idle[i]->qmp_opaque = s;
+    }
+    pthread_mutex_unlock(&s->mu);
     return 0;
 }

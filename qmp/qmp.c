@@ -39,6 +39,8 @@ struct qmp_client {
     int major, minor, micro;
     char *package;
     pid_t peer_pid;
+    qmp_release_fn release; /* qmp_client_set_release */
+    void *release_opaque;
     char rbuf[READ_CHUNK];
 };
 
@@ -741,6 +743,9 @@ void qmp_client_free(struct qmp_client *c)
 {
     if (!c)
         return;
+    /* a pool that keeps healthy connections takes this one over instead */
+    if (c->release && !c->broken && c->release(c->release_opaque, c))
+        return;
     qmp_client_event_clear(c);
     qs_close(c->fd);
     json_tokener_free(c->tok);
@@ -782,4 +787,18 @@ void qmp_client_set_timeout(struct qmp_client *c, int timeout_ms)
 int qmp_client_timeout(const struct qmp_client *c)
 {
     return c->timeout_ms;
+}
+
+void qmp_client_set_release(struct qmp_client *c, qmp_release_fn fn, void *opaque)
+{
+    c->release = fn;
+    c->release_opaque = opaque;
+}
+
+void qmp_client_close(struct qmp_client *c)
+{
+    if (!c)
+        return;
+    c->release = NULL;
+    qmp_client_free(c);
 }

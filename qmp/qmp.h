@@ -94,8 +94,17 @@ struct qmp_options {
 struct qmp_client *qmp_client_connect(const char *path, const struct qmp_options *opts, struct qs_error **err);
 /* Same on an already connected stream socket (taken over: closed by qmp_client_free, also on failure). */
 struct qmp_client *qmp_client_new_fd(int fd, const struct qmp_options *opts, struct qs_error **err);
-/* Closes the socket and frees queued events. Accepts NULL. */
+/* Closes the socket and frees queued events - or, with a release hook set, gives the client to the hook,
+ * which may keep it (a pool of connections kept open). Accepts NULL. */
 void qmp_client_free(struct qmp_client *c);
+/*
+ * A hook qmp_client_free calls instead of closing a client that is not broken (no earlier timeout,
+ * disconnect or protocol error): FN(OPAQUE, C) returns true when it kept C, false to let it be closed. The
+ * keeper closes it later with qmp_client_close, which ignores the hook.
+ */
+typedef bool (*qmp_release_fn)(void *opaque, struct qmp_client *c);
+void qmp_client_set_release(struct qmp_client *c, qmp_release_fn fn, void *opaque);
+void qmp_client_close(struct qmp_client *c);
 
 /* QEMU's version from the greeting: "7.2.22" (borrowed) and as numbers. */
 const char *qmp_client_version(const struct qmp_client *c);

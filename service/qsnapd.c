@@ -45,6 +45,7 @@ static void usage(FILE *out)
             "  --max-connections N    concurrent connections (default 128)\n"
             "  --request-timeout S    a request's headers and body must arrive within S seconds (default 30)\n"
             "  --idle-timeout S       an idle connection is closed after S seconds (default 60)\n"
+            "  --qmp-keep MS          keep a VM's QMP connection MS ms after an operation (default 500; 0: never)\n"
             "  -V, --version          show the version\n"
             "  -h, --help             show this help\n"
             "\n"
@@ -298,6 +299,7 @@ int main(int argc, char **argv)
         {"tls-key", required_argument, NULL, 'k'},       {"root", required_argument, NULL, 'r'},
         {"workers", required_argument, NULL, 'w'},       {"max-connections", required_argument, NULL, 'm'},
         {"request-timeout", required_argument, NULL, 't'}, {"idle-timeout", required_argument, NULL, 'i'},
+        {"qmp-keep", required_argument, NULL, 'K'},
         {"version", no_argument, NULL, 'V'},             {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -308,7 +310,7 @@ int main(int argc, char **argv)
     struct http_server *h = NULL;
     struct qs_error *err = NULL;
     char *cert = NULL, *key = NULL;
-    int workers = 4, c, sig, ret = 1;
+    int workers = 4, qmp_keep = 500, c, sig, ret = 1;
     sigset_t set;
 
     for (int i = 1; i < argc; i++)
@@ -341,6 +343,12 @@ int main(int argc, char **argv)
             if ((ho.idle_timeout_s = positive(optarg, 86400)) < 0)
                 goto usage;
             break;
+        case 'K':
+            if (strcmp(optarg, "0") != 0 && (qmp_keep = positive(optarg, 60000)) < 0)
+                goto usage;
+            if (strcmp(optarg, "0") == 0)
+                qmp_keep = 0;
+            break;
         case 'V': printf("qsnapd %s\n", engine_version()); return 0;
         case 'h': usage(stdout); return 0;
         default: goto usage;
@@ -354,8 +362,11 @@ int main(int argc, char **argv)
     }
 
     eo.root = root;
-    if (!(srv.session = engine_session_new(&eo, &err)))
+    if (!(srv.session = engine_session_new(&eo, &err)) ||
+        engine_session_set_qmp_keep(srv.session, qmp_keep, &err) < 0) {
+        engine_session_free(srv.session);
         return fail(&err);
+    }
     srv.root = engine_session_root(srv.session);
 
     if ((ho.listen_fd = systemd_socket(&ho.unix_socket)) < 0) {
