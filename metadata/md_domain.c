@@ -130,6 +130,8 @@ static int cache_build(struct md_domain *d, struct qs_error **err)
             goto out;
         }
         d->vcpus = (unsigned)ll;
+        free(v);
+        v = NULL;
     }
     meta = qsnap_meta(d);
     if ((n = md_xml_child(meta, "qmp", MD_QSNAP_NS)))

@@ -191,3 +191,17 @@ char *svc_metrics_text(struct svc_server *srv)
     pthread_mutex_unlock(&srv->m_mu);
     return qs_buf_detach(&b, NULL);
 }
+
+void svc_events_release(struct svc_server *srv)
+{
+    for (size_t i = 0; srv->events && i < RING; i++)
+        free(srv->events[i].text);
+    free(srv->events);
+    srv->events = NULL;
+    while (srv->ops) {
+        struct svc_metric_op *m = srv->ops;
+        srv->ops = m->next;
+        free(m->kind);
+        free(m);
+    }
+}

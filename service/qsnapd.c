@@ -451,6 +451,8 @@ out:
     if (listen_arg && qs_str_has_prefix(listen_arg, "unix:") && h)
         unlink(listen_arg + 5);
     engine_session_free(srv.session);
+    svc_events_release(&srv);
+    free(srv.tokens);
     free(cert);
     free(key);
     return ret;

@@ -194,6 +194,8 @@ void svc_event_snapshot(struct svc_server *srv, const char *vm, const char *snap
  * server stops. */
 ssize_t svc_event_next(struct svc_server *srv, uint64_t *seq, char *buf, size_t len, int ms);
 
+/* Frees the event ring and the metrics (the server stopped). */
+void svc_events_release(struct svc_server *srv);
 /* Records a finished operation for /metrics. */
 void svc_metrics_op(struct svc_server *srv, const char *kind, bool ok, double seconds);
 /* Records the guest pause of a live snapshot just taken. */

@@ -259,12 +259,20 @@ qsnapd_start() {
     cat "$tmp/qsnapd.log" >&2
     return 1
 }
+qsnapd_failures=0
 qsnapd_stop() {
+    local st=0
     [ -n "$qsnapd_pid" ] || return 0
     kill "$qsnapd_pid" 2>/dev/null
-    wait "$qsnapd_pid" 2>/dev/null
+    wait "$qsnapd_pid" 2>/dev/null || st=$?
     qsnapd_pid=
     connect_sock=
+    # a clean stop exits 0: anything else (a sanitizer's report under ASan, a crash) is a failure
+    if [ "$st" -ne 0 ]; then
+        echo "qsnapd exited $st:" >&2
+        tail -20 "$tmp/qsnapd.log" >&2
+        qsnapd_failures=$((qsnapd_failures + 1))
+    fi
 }
 trap 'qsnapd_stop; rm -rf "$tmp"' EXIT
 
@@ -370,3 +378,4 @@ own edit-rename-qsnap vm1 'EDITOR=$TMP/ed-rename' 'snapshot-edit vm1 base --rena
 echo "test_cli_golden: golden cases: $passed passed, $deviated deviations, $skipped skipped, $pending pending;" \
     "qsnap-only checks: $own_passed passed; $failed failed"
 [ $failed -eq 0 ] || { echo "failed: ${failures[*]}"; exit 1; }
+[ "$qsnapd_failures" -eq 0 ] || { echo "qsnapd did not stop cleanly $qsnapd_failures times"; exit 1; }

@@ -104,24 +104,40 @@ void st_start(struct st_daemon *d, const char *binary, const char *root, const c
     fail();
 }
 
-static void reap(struct st_daemon *d, int sig, int grace_ms)
+/* Signals SIG, waits up to GRACE_MS, then SIGKILL; returns the wait status (-1: not running). */
+static int reap(struct st_daemon *d, int sig, int grace_ms)
 {
+    int status = -1;
+
     if (d->pid <= 0)
-        return;
+        return -1;
     kill(d->pid, sig);
     for (int i = 0; i < grace_ms / 10; i++) {
-        if (waitpid(d->pid, NULL, WNOHANG) == d->pid) {
+        if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
             d->pid = -1;
-            return;
+            return status;
         }
         sleep_ms(10);
     }
     kill(d->pid, SIGKILL);
-    waitpid(d->pid, NULL, 0);
+    waitpid(d->pid, &status, 0);
     d->pid = -1;
+    return status;
 }
 
-void st_stop(struct st_daemon *d) { reap(d, SIGTERM, 10000); }
+void st_stop(struct st_daemon *d)
+{
+    int status = reap(d, SIGTERM, 10000);
+
+    /* a clean stop exits 0: a sanitizer's report (in a sanitizer build) or a crash fails the test */
+    if (status != -1 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+        char *log = qt_slurp(d->log);
+        print_error("qsnapd did not stop cleanly (status 0x%x):\n%s\n", (unsigned)status, log ? log : "");
+        free(log);
+        fail();
+    }
+}
+
 void st_kill(struct st_daemon *d) { reap(d, SIGKILL, 10000); }
 
 void st_release(struct st_daemon *d)
