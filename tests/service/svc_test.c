@@ -203,8 +203,22 @@ static void record(struct st_daemon *d, const char *method, const char *path, st
     free(base);
 }
 
+static int http_do(struct st_daemon *d, const char *method, const char *path, const char *body,
+                   const char *const *headers, struct st_reply *r, bool must);
+
 void st_http(struct st_daemon *d, const char *method, const char *path, const char *body, const char *const *headers,
              struct st_reply *r)
+{
+    http_do(d, method, path, body, headers, r, true);
+}
+
+int st_http_try(struct st_daemon *d, const char *method, const char *path, const char *body, struct st_reply *r)
+{
+    return http_do(d, method, path, body, NULL, r, false);
+}
+
+static int http_do(struct st_daemon *d, const char *method, const char *path, const char *body,
+                   const char *const *headers, struct st_reply *r, bool must)
 {
     CURL *c = curl_easy_init();
     struct curl_slist *h = NULL;
@@ -239,6 +253,13 @@ void st_http(struct st_daemon *d, const char *method, const char *path, const ch
         h = curl_slist_append(h, headers[i]);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     if ((rc = curl_easy_perform(c)) != CURLE_OK) {
+        if (!must) {
+            curl_slist_free_all(h);
+            curl_easy_cleanup(c);
+            qs_buf_release(&b);
+            free(url);
+            return -1;
+        }
         print_error("%s %s: %s\n", method, path, *errbuf ? errbuf : curl_easy_strerror(rc));
         fail();
     }
@@ -254,6 +275,7 @@ void st_http(struct st_daemon *d, const char *method, const char *path, const ch
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
     free(url);
+    return 0;
 }
 
 json_object *st_expect(struct st_reply *r, long status)

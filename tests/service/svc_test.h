@@ -48,6 +48,8 @@ void st_reply_release(struct st_reply *r);
  */
 void st_http(struct st_daemon *d, const char *method, const char *path, const char *body, const char *const *headers,
              struct st_reply *r);
+/* The same without HEADERS, but a request that cannot be made (the daemon died) returns -1 instead of failing. */
+int st_http_try(struct st_daemon *d, const char *method, const char *path, const char *body, struct st_reply *r);
 /* Requires STATUS and returns the parsed JSON (borrowed from r). */
 json_object *st_expect(struct st_reply *r, long status);
 /* A member as a string, or NULL. */
