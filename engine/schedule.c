@@ -493,6 +493,36 @@ static int sched_domains(struct engine *e, char ***names, size_t *n, struct qs_e
     return 0;
 }
 
+/* The domains a call is about: DOMAIN (which must be defined), else every defined domain with a schedule file
+ * (a file left by a domain undefined behind qsnap's back is passed over). */
+static int sched_targets(struct engine *e, const char *domain, char ***domains, size_t *nd, struct qs_error **err)
+{
+    size_t k = 0;
+
+    *domains = NULL;
+    *nd = 0;
+    if (domain) {
+        if (engine_domain_lookup(e, domain, err) < 0)
+            return -1;
+        *domains = qs_xcalloc(2, sizeof(char *));
+        (*domains)[0] = qs_xstrdup(domain);
+        *nd = 1;
+        return 0;
+    }
+    if (sched_domains(e, domains, nd, err) < 0)
+        return -1;
+    for (size_t i = 0; i < *nd; i++) {
+        if (engine_domain_lookup(e, (*domains)[i], NULL) == 0)
+            (*domains)[k++] = (*domains)[i];
+        else
+            free((*domains)[i]);
+    }
+    if (*domains)
+        (*domains)[k] = NULL;
+    *nd = k;
+    return 0;
+}
+
 /* Fills the computed state of S: the expanded cron fields and the next slot. */
 static void sched_fill(struct engine_schedule *s)
 {
@@ -514,20 +544,11 @@ int engine_schedule_list(struct engine *e, const char *domain, struct engine_sch
 
     *out = NULL;
     *n = 0;
-    if (domain) {
-        if (engine_domain_lookup(e, domain, err) < 0)
-            return -1;
-        domains = qs_xcalloc(2, sizeof(char *));
-        domains[0] = qs_xstrdup(domain);
-        nd = 1;
-    } else if (sched_domains(e, &domains, &nd, err) < 0) {
+    if (sched_targets(e, domain, &domains, &nd, err) < 0)
         return -1;
-    }
     for (size_t i = 0; i < nd; i++) {
         struct engine_schedule *v = NULL;
         size_t k = 0;
-        if (!domain && engine_domain_lookup(e, domains[i], NULL) < 0)
-            continue; /* a file left by a domain undefined behind qsnap's back */
         if (sched_load(e, domains[i], &v, &k, err) < 0) {
             engine_schedule_list_free(*out, *n);
             *out = NULL;
@@ -951,18 +972,9 @@ int engine_schedule_run(struct engine *e, const char *domain, const char *schedu
         qs_error_set(err, QS_ERR_INVALID, "a schedule name needs its domain");
         return -1;
     }
-    if (domain) {
-        if (engine_domain_lookup(e, domain, err) < 0)
-            return -1;
-        domains = qs_xcalloc(2, sizeof(char *));
-        domains[0] = qs_xstrdup(domain);
-        nd = 1;
-    } else if (sched_domains(e, &domains, &nd, err) < 0) {
+    if (sched_targets(e, domain, &domains, &nd, err) < 0)
         return -1;
-    }
     for (size_t i = 0; i < nd; i++) {
-        if (!domain && engine_domain_lookup(e, domains[i], NULL) < 0)
-            continue;
         if (run_domain(e, domains[i], schedule, flags, &runs, &nruns, &cap, err) < 0)
             goto out;
     }
