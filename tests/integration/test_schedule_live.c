@@ -314,7 +314,8 @@ static void test_protected_overlap_offline(void **state)
 /*
  * A disk-only schedule: each run adds an overlay, and its prune removes the older snapshots by merging their
  * overlays (the engine's own delete). What remains is whole: snapshot-check finds nothing, the guest reads
- * the newest bytes, and the remaining snapshot's frozen image holds the bytes of its hour.
+ * the newest bytes, and the remaining snapshot's frozen image holds the bytes of its hour. Then one run each
+ * of the memory kinds.
  */
 static void test_disk_only_prune_merges(void **state)
 {
@@ -352,6 +353,43 @@ static void test_disk_only_prune_merges(void **state)
     free(frozen);
     out = QSNAP_OK(f, "events", "vm");
     qt_assert_contains(out, "delete");
+    free(out);
+
+    /* the memory kinds, run now: memspec saves RAM to a file beside the first image with the guest paused,
+     * live writes it while the guest runs; both pauses are in the log */
+    free(QSNAP_OK(f, "schedule-set", "vm", "mem", "--cron", "@daily", "--kind", "memspec"));
+    free(QSNAP_OK(f, "schedule-set", "vm", "lv", "--cron", "@daily", "--kind", "live"));
+    set_now(T0 + 4 * HOUR);
+    out = QSNAP_OK(f, "schedule-run", "vm", "--schedule", "mem");
+    qt_assert_contains(out, "vm/mem: took auto-20240305-0000 (asked)");
+    free(out);
+    out = QSNAP_OK(f, "snapshot-dumpxml", "vm", "auto-20240305-0000");
+    qt_assert_contains(out, "<memory snapshot='external' file='");
+    qt_assert_contains(out, ".auto-20240305-0000.mem'/>");
+    qt_assert_contains(out, "<qsnap:schedule xmlns:qsnap='https://qsnap.dev/xmlns/snapshot/1'>mem</qsnap:schedule>");
+    free(out);
+    set_now(T0 + 4 * HOUR + 120);
+    out = QSNAP_OK(f, "schedule-run", "vm", "--schedule", "lv");
+    qt_assert_contains(out, "vm/lv: took auto-20240305-0002 (asked)");
+    free(out);
+    out = QSNAP_OK(f, "snapshot-info", "vm", "auto-20240305-0002");
+    qt_assert_contains(out, "Guest pause:");
+    free(out);
+    {
+        size_t nev, found = 0;
+        struct engine_event *ev = events_of(f, &nev);
+        for (size_t i = 0; i < nev; i++)
+            if (strcmp(ev[i].op, "create") == 0 && ev[i].schedule &&
+                (strcmp(ev[i].schedule, "mem") == 0 || strcmp(ev[i].schedule, "lv") == 0)) {
+                assert_string_equal(ev[i].outcome, "ok");
+                assert_true(ev[i].pause_us > 0);
+                found++;
+            }
+        assert_int_equal(found, 2);
+        engine_event_list_free(ev, nev);
+    }
+    out = QSNAP_OK(f, "snapshot-check", "vm");
+    assert_string_equal(out, "");
     free(out);
 }
 
