@@ -3,6 +3,7 @@
 #define QS_CLI_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "engine.h"
 #include "opts.h"
@@ -16,6 +17,8 @@ struct cli_ctx {
     struct engine *engine; /* opened on first use by cli_engine() */
     bool progress;         /* stderr is a terminal: show progress lines */
     bool progress_shown;   /* a progress line is on screen and needs clearing */
+    int64_t test_now_ms;   /* $QSNAP_TEST_NOW (tests only): the engine's clock starts there; 0: the system's */
+    int64_t start_mono_ms; /* when the command started, for the test clock */
 };
 
 enum cli_cmd_flags {
@@ -42,5 +45,6 @@ extern const struct cli_command cli_domain_commands[];
 extern const struct cli_command cli_snapshot_commands[];
 extern const struct cli_command cli_check_commands[];
 extern const struct cli_command cli_preview_commands[];
+extern const struct cli_command cli_schedule_commands[];
 
 #endif

@@ -683,6 +683,7 @@ static const struct cli_flag delete_flag_map[] = {
     {"children", ENGINE_DELETE_CHILDREN},
     {"children-only", ENGINE_DELETE_CHILDREN_ONLY},
     {"metadata", ENGINE_DELETE_METADATA_ONLY},
+    {"force", ENGINE_DELETE_FORCE},
 };
 
 static int cmd_revert(struct cli_ctx *ctx, const struct cli_args *args)
@@ -955,6 +956,7 @@ static const struct cli_opt delete_opts[] = {
     {"children", CLI_OPT_BOOL, 0, "delete snapshot and all children"},
     {"children-only", CLI_OPT_BOOL, 0, "delete children but not snapshot"},
     {"metadata", CLI_OPT_BOOL, 0, "delete only libvirt metadata, leaving snapshot contents behind"},
+    {"force", CLI_OPT_BOOL, 0, "also delete a protected snapshot (snapshot-protect)"},
     OPT_END,
 };
 

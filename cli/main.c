@@ -30,7 +30,8 @@ static const struct cli_command main_commands[] = {
 
 /* Every command table, in the order help lists them. */
 static const struct cli_command *const tables[] = {main_commands, cli_domain_commands, cli_snapshot_commands,
-                                                   cli_check_commands, cli_preview_commands};
+                                                   cli_check_commands, cli_preview_commands,
+                                                   cli_schedule_commands};
 
 static const struct cli_command *command_find(const char *name)
 {
@@ -111,10 +112,31 @@ static void fault_step(void *opaque, const char *op, const char *step)
 }
 #endif
 
+/* $QSNAP_TEST_NOW: tests set the wall clock (seconds since the epoch) to drive schedules through time without
+ * waiting; it runs on from there at the real pace. */
+static int64_t test_clock(void *opaque)
+{
+    struct cli_ctx *ctx = opaque;
+    return ctx->test_now_ms + (qs_now_ms() - ctx->start_mono_ms);
+}
+
 struct engine *cli_engine(struct cli_ctx *ctx)
 {
     struct engine_options opts = {.root = ctx->root, .progress = progress_show, .opaque = ctx};
     struct qs_error *err = NULL;
+    const char *now = getenv("QSNAP_TEST_NOW");
+
+    if (now && *now) {
+        char *end;
+        long long v = strtoll(now, &end, 10);
+        if (*end || v <= 0) {
+            cli_failf("QSNAP_TEST_NOW must be seconds since the epoch, not '%s'", now);
+            return NULL;
+        }
+        ctx->test_now_ms = v * 1000;
+        ctx->start_mono_ms = qs_now_ms();
+        opts.clock = test_clock;
+    }
 
 #ifdef QSNAP_FAULT_INJECTION
     opts.step = fault_step;
@@ -147,7 +169,8 @@ static int cmd_help(struct cli_ctx *ctx, const struct cli_args *args)
     printf("usage: qsnap [--root DIR | --connect URL] [--lock-timeout MS] [-q] COMMAND [ARGS...]\n\n"
            "Snapshots of QEMU virtual machines, without libvirt. Commands take virsh's options.\n");
     for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
-        static const char *const titles[] = {"Generic", "Domain", "Snapshot", "Consistency", "Preview"};
+        static const char *const titles[] = {"Generic", "Domain", "Snapshot", "Consistency", "Preview",
+                                             "Schedule"};
         printf("\n %s commands:\n", titles[t]);
         for (const struct cli_command *c = tables[t]; c->def; c++)
             printf("    %-20s %s\n", c->def->name, c->def->summary);

@@ -49,6 +49,7 @@ struct engine *engine_new(const struct engine_options *opts, struct qs_error **e
     e->progress = opts ? opts->progress : NULL;
     e->step = opts ? opts->step : NULL;
     e->opaque = opts ? opts->opaque : NULL;
+    e->clock = opts ? opts->clock : NULL;
     return e;
 }
 
@@ -57,6 +58,7 @@ void engine_free(struct engine *e)
     if (!e)
         return;
     md_store_free(e->store);
+    engine_sched_release(e);
     free(e);
 }
 
@@ -542,6 +544,7 @@ int engine_domain_undefine(struct engine *e, const char *name, bool force, struc
         qs_error_propagate(err, &local);
         goto out;
     }
+    schedule_forget(e, name);
     ret = 0;
 out:
     md_lock_free(lock);

@@ -42,6 +42,9 @@ typedef int (*engine_progress_fn)(void *opaque, const char *phase, uint64_t done
  */
 typedef void (*engine_step_fn)(void *opaque, const char *op, const char *step);
 
+/* The wall clock: milliseconds since the epoch. */
+typedef int64_t (*engine_clock_fn)(void *opaque);
+
 struct engine_options {
     const char *root;            /* state directory; NULL: $QSNAP_ROOT, else /var/lib/qsnap (root) or
                                     $XDG_STATE_HOME/qsnap */
@@ -50,6 +53,8 @@ struct engine_options {
     engine_progress_fn progress; /* may be NULL */
     void *opaque;                /* passed to progress and step */
     engine_step_fn step;         /* may be NULL */
+    engine_clock_fn clock;       /* wall clock for snapshot times, schedules, prune ages and events; NULL: the
+                                    system's (tests set their own) */
 };
 
 /* opts may be NULL. Caller frees with engine_free(). */
@@ -158,6 +163,7 @@ enum engine_delete_flags {
     ENGINE_DELETE_CHILDREN = 1 << 0,      /* the snapshot and all its descendants */
     ENGINE_DELETE_METADATA_ONLY = 1 << 1, /* metadata only; disks keep their data */
     ENGINE_DELETE_CHILDREN_ONLY = 1 << 2, /* the descendants, not the snapshot */
+    ENGINE_DELETE_FORCE = 1 << 3,         /* also protected snapshots (engine_snapshot_protect) */
 };
 
 /* Selection and order for engine_snapshot_list (virsh snapshot-list's filters). Within the groups
@@ -253,7 +259,8 @@ QS_EXPORT int engine_snapshot_revert(struct engine *e, const char *domain, const
                                      struct qs_error **err);
 /* Deletes NAME (and/or its descendants); children move to NAME's parent. Flags: enum engine_delete_flags.
  * An external snapshot is merged (block-commit live, qemu-img commit/rebase offline) and its memory file
- * removed; what cannot be merged safely (an image another branch needs) is refused. */
+ * removed; what cannot be merged safely (an image another branch needs) is refused. A protected snapshot
+ * among those deleted is refused (QS_ERR_STATE, before anything changes) unless ENGINE_DELETE_FORCE. */
 QS_EXPORT int engine_snapshot_delete(struct engine *e, const char *domain, const char *name, unsigned flags,
                                      struct qs_error **err);
 
@@ -436,6 +443,195 @@ QS_EXPORT int engine_session_tree_version(struct engine_session *s, struct engin
                                           uint64_t *version, struct qs_error **err);
 /* True while a thread of the process writes DOMAIN (a state query would wait for QEMU's monitor). */
 QS_EXPORT bool engine_session_writing(struct engine_session *s, const char *domain);
+/* ------------------------------------------------------------------------------------------------ */
+/* Schedules, retention, protected snapshots and the event log. Kept in the state directory beside the
+ * snapshots (ROOT/schedule/DOM.json, ROOT/events/DOM.jsonl), never inside libvirt's snapshot files: a
+ * snapshot carries only qsnap's marks in its <cookie> (which schedule made it, whether it is protected). */
+
+/* What a schedule takes. */
+enum engine_schedule_kind {
+    ENGINE_SCHEDULE_INTERNAL,  /* RAM and disks inside the qcow2 images (running), disks only (shut off) */
+    ENGINE_SCHEDULE_DISK_ONLY, /* external disk-only: an overlay per disk */
+    ENGINE_SCHEDULE_LIVE,      /* external with memory, the guest running while its RAM is written (--live) */
+    ENGINE_SCHEDULE_MEMSPEC,   /* external with memory, the guest paused for the save (--memspec); the file
+                                  is the first disk's image with its extension replaced by ".NAME.mem" */
+    ENGINE_SCHEDULE_KIND__LAST
+};
+/* "internal", "disk-only", "live", "memspec". */
+QS_EXPORT const char *engine_schedule_kind_name(enum engine_schedule_kind k);
+/* The kind named S, or -1. */
+QS_EXPORT int engine_schedule_kind_from_name(const char *s);
+
+/*
+ * Retention, Proxmox Backup's rules: each count (0: rule not set) keeps the newest snapshot of that many
+ * periods - the last N snapshots, hours, days, ISO weeks, months, years in local time - in this order, each
+ * rule looking only at what the earlier ones left; periods without snapshots do not count. MAX_AGE_S (0:
+ * none) removes any snapshot older than that, kept or not. No rule at all keeps everything. Protected
+ * snapshots are never removed.
+ */
+struct engine_retention {
+    int keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly;
+    int64_t max_age_s;
+};
+
+/*
+ * A schedule of a domain. engine_schedule_set reads the settings (name to min_free_pct); the state below
+ * them is filled by engine_schedule_list. Strings are owned by whoever made the struct: the caller for
+ * set, the list for list.
+ */
+struct engine_schedule {
+    char *domain;            /* list only */
+    char *name;              /* the schedule's name (a name check applies, as for snapshots) */
+    char *cron;              /* 5 cron fields, or @hourly @daily @weekly @monthly @yearly */
+    enum engine_schedule_kind kind;
+    bool quiesce;            /* freeze the guest's filesystems (external kinds, guest agent needed) */
+    char *pattern;           /* snapshot name, strftime() of the slot's local time; NULL: "auto-%Y%m%d-%H%M" */
+    bool offline;            /* snapshot a shut-off domain (disks only); false: skip it */
+    struct engine_retention keep; /* applied to this schedule's snapshots after each successful run */
+    int min_free_pct;        /* prune before the snapshot when a disk image's filesystem has less free; 0: 10 */
+    /* state (list only) */
+    char *expanded;          /* the five cron fields in effect (an alias spread for this domain) */
+    int64_t created;         /* when it was set, seconds since the epoch */
+    int64_t last_slot;       /* the slot of the last run (0: none yet) */
+    int64_t last_run;        /* when that run happened */
+    int64_t next_slot;       /* the next slot after last_slot (or created): due once it has come; -1: none */
+    char *last_result;       /* "ok", "failed", "skipped"; NULL: never ran */
+    char *last_error;        /* the last run's error or skip reason, or NULL */
+    char *last_snapshot;     /* the snapshot the last successful run took, or NULL */
+};
+
+/* Adds schedule S->name to DOMAIN, or replaces its settings (its run state stays). Checks the cron
+ * expression, the pattern (it must make a valid snapshot name) and the kind against the options. */
+QS_EXPORT int engine_schedule_set(struct engine *e, const char *domain, const struct engine_schedule *s,
+                                  struct qs_error **err);
+/* Removes schedule NAME of DOMAIN (QS_ERR_NOTFOUND when there is none). Its snapshots stay. */
+QS_EXPORT int engine_schedule_remove(struct engine *e, const char *domain, const char *name,
+                                     struct qs_error **err);
+/* The schedules of DOMAIN (NULL: of every domain), by domain then name. Caller frees with
+ * engine_schedule_list_free(). */
+QS_EXPORT int engine_schedule_list(struct engine *e, const char *domain, struct engine_schedule **out, size_t *n,
+                                   struct qs_error **err);
+QS_EXPORT void engine_schedule_list_free(struct engine_schedule *v, size_t n);
+
+enum engine_run_flags {
+    ENGINE_RUN_DUE = 1 << 0, /* only schedules whose slot has come (else: every schedule asked for, now) */
+};
+
+/* One schedule's run. */
+struct engine_run {
+    char *domain, *schedule;
+    char *outcome;  /* "ok", "failed", "skipped", "busy" (another run of the domain is under way) */
+    int64_t slot;   /* the slot it ran for (seconds since the epoch) */
+    long missed;    /* slots it stands for beyond the one taken (a run missed while nothing ran) */
+    char *snapshot; /* the snapshot taken, or NULL */
+    char *reason;   /* why it ran ("due", "caught up: ...", "asked"), or why it was skipped */
+    char *error;    /* the failure, or NULL */
+    int pruned;     /* snapshots its prune removed */
+};
+
+/*
+ * The runner (qsnapd, and `qsnap schedule-run --due` from a systemd timer). For DOMAIN (NULL: every domain
+ * with schedules) and SCHEDULE (NULL: all of them): with ENGINE_RUN_DUE each schedule whose next slot has come
+ * takes one snapshot - one, also when several slots passed while nothing ran (the event log says how many
+ * were missed) - otherwise each runs now. A run prunes the schedule's own snapshots by its retention after
+ * a successful snapshot, and before it when a disk image's filesystem is short of space (min_free_pct). A
+ * failed run is recorded and retried at the next slot. Runs of one domain never overlap: a run holds the
+ * domain's runner lock (a second is "busy") and every operation the domain lock. *out (may be NULL) lists
+ * what ran; caller frees with engine_run_list_free(). Returns -1 (err set, the runs still listed) when a run
+ * failed or was busy.
+ */
+QS_EXPORT int engine_schedule_run(struct engine *e, const char *domain, const char *schedule, unsigned flags,
+                                  struct engine_run **out, size_t *n, struct qs_error **err);
+QS_EXPORT void engine_run_list_free(struct engine_run *v, size_t n);
+
+enum engine_prune_flags {
+    ENGINE_PRUNE_DRY_RUN = 1 << 0, /* decide and report, delete nothing */
+    ENGINE_PRUNE_MANUAL = 1 << 1,  /* the snapshots no schedule made (never pruned otherwise); needs KEEP */
+};
+
+/* What a prune decided for one snapshot. */
+enum engine_prune_action {
+    ENGINE_PRUNE_KEEP,      /* a rule keeps it */
+    ENGINE_PRUNE_REMOVE,    /* removed (or, dry run, would be) */
+    ENGINE_PRUNE_PROTECTED, /* protected: kept whatever the rules say */
+    ENGINE_PRUNE_KEPT,      /* to be removed, but its delete was refused or failed: kept (error says why) */
+    ENGINE_PRUNE_ACTION__LAST
+};
+/* "keep", "remove", "protected", "kept". */
+QS_EXPORT const char *engine_prune_action_name(enum engine_prune_action a);
+
+struct engine_prune_item {
+    char *snapshot;
+    int64_t creation_time;
+    char *schedule;   /* the schedule that made it; NULL: a manual snapshot */
+    char *location;   /* "internal" or "external" (an external one's delete merges its overlay) */
+    enum engine_prune_action action;
+    char *rule;       /* "keep-last", ..., "keep-yearly", "max-age", "none", "protected" */
+    char *reason;     /* one line: why ("keep-daily: newest of 2024-03-05 (2 of 7)") */
+    char *error;      /* KEPT: the delete's error */
+};
+
+/*
+ * Prunes DOMAIN's snapshots. The groups: SCHEDULE's snapshots when given (also of a schedule since removed),
+ * the manual ones with ENGINE_PRUNE_MANUAL, else each schedule's own. KEEP (NULL: each schedule's own
+ * retention; required for MANUAL and for a schedule that no longer exists) decides per group; protected
+ * snapshots are kept. Removals go through engine_snapshot_delete, oldest first, one at a time (external
+ * snapshots are merged as delete does; one whose delete is refused stays, marked KEPT with the reason); a
+ * delete that fails other than by refusal stops the prune there. *out lists every snapshot looked at, newest
+ * first per group; caller frees with engine_prune_list_free(). Returns -1 when a delete failed (the list
+ * is still filled).
+ */
+QS_EXPORT int engine_snapshot_prune(struct engine *e, const char *domain, const char *schedule,
+                                    const struct engine_retention *keep, unsigned flags,
+                                    struct engine_prune_item **out, size_t *n, struct qs_error **err);
+QS_EXPORT void engine_prune_list_free(struct engine_prune_item *v, size_t n);
+
+/* Marks snapshot NAME protected (no prune and no delete without ENGINE_DELETE_FORCE removes it), or not. */
+QS_EXPORT int engine_snapshot_protect(struct engine *e, const char *domain, const char *name, bool protect,
+                                      struct qs_error **err);
+/* qsnap's marks of snapshot NAME: whether it is protected and (*schedule, may be NULL; caller frees) the
+ * schedule that made it, NULL for a manual snapshot. */
+QS_EXPORT int engine_snapshot_marks(struct engine *e, const char *domain, const char *name, bool *protect,
+                                    char **schedule, struct qs_error **err);
+
+/*
+ * Who asks for the operations this engine runs from now on, recorded in the event log beside the process's
+ * uid: qsnapd passes the name of the request's token. NULL clears it. Copied.
+ */
+QS_EXPORT void engine_set_requester(struct engine *e, const char *name);
+
+/* One entry of a domain's event log. */
+struct engine_event {
+    int64_t time_ms;   /* when it began, ms since the epoch */
+    char *op;          /* "create", "revert", "delete", "prune", "schedule-run", "recover", "protect", ... */
+    char *snapshot;    /* or NULL */
+    char *outcome;     /* "ok", "failed", "skipped", "busy" */
+    int64_t duration_ms;
+    char *error;       /* or NULL */
+    int64_t pause_us;  /* the guest's pause, -1 when none was measured */
+    long uid;          /* the process's uid */
+    long pid;
+    char *requester;   /* qsnapd's token name, or NULL */
+    char *schedule;    /* the schedule it ran for, or NULL */
+    char *detail;      /* why, or what it did ("caught up: ...", "kept 7, removed 1"), or NULL */
+};
+
+/*
+ * DOMAIN's event log since SINCE_MS (ms since the epoch; 0: all that is kept), oldest first. Every operation
+ * on a defined domain is appended to it as one JSON line (ROOT/events/DOM.jsonl, rotated by size into .1 .. .3;
+ * a line nobody can read is skipped). Caller frees with engine_event_list_free().
+ */
+QS_EXPORT int engine_events_read(struct engine *e, const char *domain, int64_t since_ms, struct engine_event **out,
+                                 size_t *n, struct qs_error **err);
+QS_EXPORT void engine_event_list_free(struct engine_event *v, size_t n);
+
+/* A duration: N with a unit s, m, h, d, w or y (365 d), or several ("1d12h"). */
+QS_EXPORT int engine_duration_parse(const char *text, int64_t *seconds, struct qs_error **err);
+/*
+ * A time: seconds since the epoch ("@1700000000"), a local date and time ("2024-03-05", "2024-03-05 10:00",
+ * "2024-03-05T10:00:30"), or a duration meaning that long before now by the engine's clock ("2h", "7d").
+ */
+QS_EXPORT int engine_time_parse(struct engine *e, const char *text, int64_t *ms, struct qs_error **err);
 
 #ifdef __cplusplus
 }

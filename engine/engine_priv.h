@@ -18,7 +18,39 @@ struct engine {
     int (*qmp_get)(void *opaque, const char *sock, int timeout_ms, struct qmp_client **c, struct qs_error **err);
     void *qmp_opaque;
     bool after_undo; /* the recovery follows the operation's own undo, in the same process */
+    /* schedules and the event log (events.c, schedule.c) */
+    engine_clock_fn clock;            /* NULL: the system's wall clock */
+    char *requester;                  /* engine_set_requester */
+    size_t events_max;                /* an event log is rotated past this size (0: EVENTS_MAX_DEFAULT) */
+    struct event_op *ev;              /* the innermost operation under way, which nested work reports to */
+    const char *run_schedule;         /* the schedule the runner works for, recorded in nested events */
+    const struct schedule_ops *sched_ops; /* how the runner creates and deletes (NULL: the engine's own) */
+    struct marks_cache *marks;        /* snapshots' qsnap marks by file identity (prune.c) */
 };
+
+/* Frees what schedules and events keep in the engine (engine_free). */
+void engine_sched_release(struct engine *e);
+
+/* The engine's wall clock, ms since the epoch (the injected one, else the system's). */
+int64_t engine_now_ms(struct engine *e);
+
+/* The operations behind the public entry points engine_snapshot_create / _revert / _delete (snapshot.c),
+ * which events.c wraps to log them. Same contracts. */
+int snapshot_create_op(struct engine *e, const char *domain, const char *xml, unsigned flags, char **name,
+                       struct qs_error **err);
+int snapshot_revert_op(struct engine *e, const char *domain, const char *name, unsigned flags,
+                       struct qs_error **err);
+int snapshot_delete_op(struct engine *e, const char *domain, const char *name, unsigned flags,
+                       struct qs_error **err);
+/* Refuses (QS_ERR_STATE) when one of the N snapshots about to be deleted is protected (prune.c). */
+int protect_check(struct engine *e, const char *domain, const struct md_entry *const *entries, size_t n,
+                  struct qs_error **err);
+/* The guest's pause of the operation under way, as measured (events.c). */
+void engine_note_pause(struct engine *e, int64_t pause_us);
+/* The pause STOP to RESUME in C's queued events, by QEMU's clock (consumed); -1 when they are not there. */
+int64_t engine_pause_from_events(struct qmp_client *c);
+/* Forgets DOMAIN's schedules (undefine). Best effort. */
+void schedule_forget(struct engine *e, const char *domain);
 
 /* Reports a step boundary to the step callback, if any. */
 static inline void engine_step(struct engine *e, const char *op, const char *step)

@@ -695,7 +695,7 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
         cur = md_tree_current(t);
         free(snap->parent);
         snap->parent = cur ? qs_xstrdup(cur->name) : NULL;
-        snap->creation_time = (long long)time(NULL);
+        snap->creation_time = (long long)(engine_now_ms(e) / 1000);
         if (mem) {
             snap->state = was_running ? MD_STATE_RUNNING : MD_STATE_PAUSED;
         } else {
@@ -840,6 +840,7 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
             goto fail;
         }
     }
+    engine_note_pause(e, pause_us_of(&pc));
     if (!(flags & ENGINE_CREATE_NO_METADATA)) {
         if (live && pause_us_of(&pc) >= 0) {
             char num[32];
@@ -1584,4 +1585,10 @@ out:
     qs_strv_free(needed);
     others_free(others, nothers);
     return ret;
+}
+
+/* For schedules of the memspec kind (schedule.c): the memory file beside an image, named as --live names it. */
+char *ext_default_file(const char *base, const char *suffix)
+{
+    return default_overlay(base, suffix);
 }

@@ -85,5 +85,7 @@ int ext_delete(struct engine *e, struct md_domain *dom, const struct md_lock *lo
  */
 int ext_collapse(struct engine *e, struct md_domain *dom, const struct md_lock *lock, struct qmp_client *c,
                  struct intent *it, struct qs_error **err);
+/* BASE with its extension replaced by ".SUFFIX" (libvirt's overlay naming). Caller frees. */
+char *ext_default_file(const char *base, const char *suffix);
 
 #endif

@@ -82,5 +82,7 @@ int intent_read(struct engine *e, const char *domain, struct intent *it, struct 
  * place and says what is needed.
  */
 int intent_recover(struct engine *e, const char *domain, const struct md_lock *lock, struct qs_error **err);
+/* intent_recover's work (recover.c); intent_recover (events.c) logs it. */
+int intent_recover_op(struct engine *e, const char *domain, const struct md_lock *lock, struct qs_error **err);
 
 #endif

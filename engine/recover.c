@@ -485,7 +485,7 @@ static int recover_metadata(struct engine *e, const char *domain, const struct m
     return ret;
 }
 
-int intent_recover(struct engine *e, const char *domain, const struct md_lock *lock, struct qs_error **err)
+int intent_recover_op(struct engine *e, const char *domain, const struct md_lock *lock, struct qs_error **err)
 {
     struct intent it = {0};
     struct md_domain *dom = NULL;

@@ -551,8 +551,8 @@ static void create_undo(struct qmp_client *c, const struct disk_set *ds, const c
     qs_error_free(ignore);
 }
 
-int engine_snapshot_create(struct engine *e, const char *domain, const char *xml, unsigned flags, char **name,
-                           struct qs_error **err)
+int snapshot_create_op(struct engine *e, const char *domain, const char *xml, unsigned flags, char **name,
+                       struct qs_error **err)
 {
     struct md_snapshot *snap = NULL;
     struct md_domain *dom = NULL;
@@ -598,7 +598,7 @@ int engine_snapshot_create(struct engine *e, const char *domain, const char *xml
         goto out;
     }
     if (!snap->name)
-        snap->name = qs_asprintf("%lld", (long long)time(NULL)); /* libvirt's default name */
+        snap->name = qs_asprintf("%lld", (long long)(engine_now_ms(e) / 1000)); /* libvirt's default name */
     if (qs_name_check(snap->name, "snapshot", err) < 0)
         goto out;
     if (!(dom = engine_domain_load(e, domain, err)) || !(lock = engine_domain_lock(e, domain, err)) ||
@@ -688,7 +688,7 @@ int engine_snapshot_create(struct engine *e, const char *domain, const char *xml
         cur = md_tree_current(t);
         free(snap->parent);
         snap->parent = cur ? qs_xstrdup(cur->name) : NULL;
-        snap->creation_time = (long long)time(NULL);
+        snap->creation_time = (long long)(engine_now_ms(e) / 1000);
         free(snap->domain_xml);
         if (!(snap->domain_xml = md_domain_format_copy(dom, err)))
             goto out;
@@ -713,6 +713,8 @@ int engine_snapshot_create(struct engine *e, const char *domain, const char *xml
           : isnap_offline_create(ds.disks, ds.n, snap->name, err) < 0)
         goto out;
     taken = true;
+    if (c)
+        engine_note_pause(e, engine_pause_from_events(c));
     engine_step(e, "create", "save");
     if (!(flags & ENGINE_CREATE_NO_METADATA)) {
         if (md_store_snapshot_put(e->store, lock, domain, snap, MD_PUT_NO_REPLACE, err) < 0)
@@ -819,6 +821,7 @@ static int revert_live(struct revert_ctx *rc, struct qmp_client *c, struct disk_
         qs_error_free(ignore);
         goto out;
     }
+    engine_note_pause(e, engine_pause_from_events(c));
     engine_step(e, "revert", "load");
     free(status);
     status = NULL;
@@ -1010,8 +1013,8 @@ out:
     return ret;
 }
 
-int engine_snapshot_revert(struct engine *e, const char *domain, const char *name, unsigned flags,
-                           struct qs_error **err)
+int snapshot_revert_op(struct engine *e, const char *domain, const char *name, unsigned flags,
+                       struct qs_error **err)
 {
     struct md_domain *dom = NULL;
     struct md_lock *lock = NULL;
@@ -1293,8 +1296,8 @@ static void collect_descendants(const struct md_tree *t, const struct md_entry *
     }
 }
 
-int engine_snapshot_delete(struct engine *e, const char *domain, const char *name, unsigned flags,
-                           struct qs_error **err)
+int snapshot_delete_op(struct engine *e, const char *domain, const char *name, unsigned flags,
+                       struct qs_error **err)
 {
     struct md_domain *dom = NULL;
     struct md_lock *lock = NULL;
@@ -1322,6 +1325,8 @@ int engine_snapshot_delete(struct engine *e, const char *domain, const char *nam
         qs_xgrow((void **)&doomed, &cap, n + 1, sizeof(*doomed));
         doomed[n++] = en;
     }
+    if (!(flags & ENGINE_DELETE_FORCE) && protect_check(e, domain, doomed, n, err) < 0)
+        goto out;
     /* names outlive the tree, which each metadata delete makes stale */
     names = qs_xcalloc(n + 1, sizeof(char *));
     it.op = qs_xstrdup("delete");

@@ -112,6 +112,9 @@ bool md_snapshot_is_external(const struct md_snapshot *snap);
  */
 int md_snapshot_cookie_get(const struct md_snapshot *snap, const char *key, char **value, struct qs_error **err);
 int md_snapshot_cookie_set(struct md_snapshot *snap, const char *key, const char *value, struct qs_error **err);
+/* Removes qsnap's KEY elements from the cookie, every other element byte for byte as it was; a cookie left
+ * with no element is dropped. No KEY there is no error. */
+int md_snapshot_cookie_remove(struct md_snapshot *snap, const char *key, struct qs_error **err);
 
 enum md_parse_flags {
     /* libvirt's redefine rules: name, state and creationTime required, memory location defaulted from

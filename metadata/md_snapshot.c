@@ -667,3 +667,45 @@ out:
     free(old);
     return ret;
 }
+
+int md_snapshot_cookie_remove(struct md_snapshot *snap, const char *key, struct qs_error **err)
+{
+    struct md_xml x = {0};
+    struct qs_error *ignore = NULL;
+    struct qs_buf b;
+    xmlNodePtr root, n, next;
+    bool removed = false, left = false;
+
+    if (cookie_key_check(key, err) < 0)
+        return -1;
+    if (!snap->cookie_xml)
+        return 0;
+    /* a cookie qsnap cannot read holds no value of its own: nothing to remove */
+    if (md_xml_parse(&x, snap->cookie_xml, strlen(snap->cookie_xml), "snapshot cookie", true, &ignore) < 0) {
+        qs_error_free(ignore);
+        return 0;
+    }
+    root = xmlDocGetRootElement(x.doc);
+    for (n = root ? root->children : NULL; n; n = next) {
+        next = n->next;
+        if (n->type != XML_ELEMENT_NODE)
+            continue;
+        if (md_xml_is(n, key, MD_QSNAP_SNAPSHOT_NS)) {
+            md_xml_remove(n);
+            removed = true;
+        } else {
+            left = true;
+        }
+    }
+    if (removed) {
+        free(snap->cookie_xml);
+        snap->cookie_xml = NULL;
+        if (left) {
+            qs_buf_init(&b, 0);
+            md_xml_serialize(&b, &x, root);
+            snap->cookie_xml = qs_buf_detach(&b, NULL);
+        }
+    }
+    md_xml_release(&x);
+    return 0;
+}

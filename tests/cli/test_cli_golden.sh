@@ -57,8 +57,9 @@ declare -A USAGE_RC=(
 # Help texts: qsnap adds --json to list, info, current and dumpxml, and lacks dumpxml's --xpath and --wrap and
 # revert's --reset-nvram. The expectation is virsh's text with these edits (sed scripts).
 json_line='    --json           print JSON instead of text'
-# and it adds --live-fallback to the create commands
+# and it adds --live-fallback to the create commands, and --force (protected snapshots) to delete
 live_fallback_line='    --live-fallback  with --live: save paused where live cannot work'
+force_line='    --force          also delete a protected snapshot (snapshot-protect)'
 declare -A EXPECT_SED=(
     [help-snapshot-list]="/^    snapshot-list </s/\$/ [--json]/; /^    --topological /a\\
 $json_line"
@@ -75,6 +76,8 @@ $json_line"
 $live_fallback_line"
     [help-snapshot-create-as]="s/ \[--live\] / [--live] [--live-fallback] /; /^    --live /a\\
 $live_fallback_line"
+    [help-snapshot-delete]="/^    snapshot-delete </s/\$/ [--force]/; /^    --metadata /a\\
+$force_line"
 )
 
 odd_names="qsnap refuses snapshot names with control characters (they become file names), so the odd fixture \

@@ -98,6 +98,16 @@ expect "qsnap --root $root snapshot-dumpxml --domain web " a:b after base 'with\
 expect "qsnap --root $root snapshot-revert nodomain " # unknown domain: nothing, and no error
 QSNAP_ROOT=$root expect "qsnap snapshot-parent web --snapshotname af" after
 
+# schedules: kinds, and the domain's schedule names where a command takes one
+"$QSNAP" -q --root "$root" schedule-set web hourly --cron @hourly >/dev/null || fail "schedule-set failed"
+"$QSNAP" -q --root "$root" schedule-set web 'night ly' --cron '0 3 * * *' >/dev/null || fail "schedule-set failed"
+expect "qsnap --root $root schedule-set web x --cron @daily --kind " internal disk-only live memspec
+expect "qsnap --root $root schedule-set web x --kind=d" disk-only
+expect "qsnap --root $root schedule-remove web " hourly 'night\ ly'
+expect "qsnap --root $root schedule-run web --schedule h" hourly
+expect "qsnap --root $root snapshot-prune web --schedule n" 'night\ ly'
+expect "qsnap --root $root snapshot-protect web a" a:b after
+
 # 4. files for file arguments
 touch "$tmp/dom.xml" "$tmp/domain-two.xml"
 expect "qsnap define $tmp/dom" "$tmp/dom.xml" "$tmp/domain-two.xml"

@@ -8,7 +8,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 secs=${1:-20}
 build=${2:-$here/build-fuzz}
-harnesses=(fuzz_qmp fuzz_qga fuzz_md_snapshot fuzz_md_domain fuzz_service)
+harnesses=(fuzz_qmp fuzz_qga fuzz_md_snapshot fuzz_md_domain fuzz_service fuzz_cron)
 
 command -v clang >/dev/null || { echo "fuzz: clang is missing (scripts/setup installs it)" >&2; exit 1; }
 if [ ! -f "$build/CMakeCache.txt" ]; then

@@ -60,8 +60,10 @@ static void manifest_tree(char **m, const char *dir, int depth)
         const char *name = ents[i]->d_name;
         char *path = qs_asprintf("%s/%s", dir, name), *old;
         struct stat st;
-        /* run/ holds the lock files; .qsnap-index is the listing cache, rewritten by reads as it ages */
+        /* run/ holds the lock files; .qsnap-index is the listing cache, rewritten by reads as it ages; events/
+         * is the event log, which records failed attempts too */
         if (strcmp(name, ".") != 0 && strcmp(name, "..") != 0 && !(depth == 0 && strcmp(name, "run") == 0) &&
+            !(depth == 0 && strcmp(name, "events") == 0) &&
             strcmp(name, ".qsnap-index") != 0 && lstat(path, &st) == 0) {
             if (S_ISDIR(st.st_mode)) {
                 old = *m;

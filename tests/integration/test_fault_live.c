@@ -430,9 +430,10 @@ static void fill_until(const char *dir, unsigned long long leave)
 /* Everything under DIR, as "path size" lines (what the state directory holds). Caller frees. */
 static char *listing(const char *dir)
 {
-    /* the listing cache and the readers' generation counter change with reads and attempts: not state */
-    char *argv[] = {"find", (char *)dir, "!", "-name", ".qsnap-index", "!", "-name", ".qsnap-gen", "-printf",
-                    "%P %s\n", NULL};
+    /* the listing cache and the readers' generation counter change with reads and attempts, and the event log
+     * records attempts: not state */
+    char *argv[] = {"find", (char *)dir, "!", "-name", ".qsnap-index", "!", "-name", ".qsnap-gen", "!", "-path",
+                    "*/events*", "-printf", "%P %s\n", NULL};
     struct qs_proc_result res = {0};
     struct qs_error *err = NULL;
 

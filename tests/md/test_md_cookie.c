@@ -92,11 +92,49 @@ static void test_cookie_keeps_others(void **state)
     md_snapshot_free(s);
 }
 
+/* Removing a value: every other element byte for byte, the cookie gone when nothing is left in it. */
+static void test_cookie_remove(void **state)
+{
+    struct qs_error *err = NULL;
+    struct md_snapshot *s = md_snapshot_parse(doc_with_cookie, strlen(doc_with_cookie), 0, &err), *bare;
+    char *before, *xml;
+
+    (void)state;
+    assert_non_null(s);
+    before = md_snapshot_format(s, 0, &err);
+    assert_int_equal(md_snapshot_cookie_set(s, "protected", "yes", &err), 0);
+    assert_int_equal(md_snapshot_cookie_set(s, "schedule", "hourly", &err), 0);
+    assert_int_equal(md_snapshot_cookie_remove(s, "protected", &err), 0);
+    assert_null(get(s, "protected"));
+    xml = get(s, "schedule");
+    assert_string_equal(xml, "hourly");
+    free(xml);
+    assert_int_equal(md_snapshot_cookie_remove(s, "schedule", &err), 0);
+    xml = md_snapshot_format(s, 0, &err);
+    assert_string_equal(xml, before); /* back to what libvirt wrote */
+    free(xml);
+    /* absent: nothing to do; a bad key: refused */
+    assert_int_equal(md_snapshot_cookie_remove(s, "protected", &err), 0);
+    assert_int_equal(md_snapshot_cookie_remove(s, "Bad Key", &err), -1);
+    assert_int_equal(err->code, QS_ERR_INVALID);
+    qs_error_clear(&err);
+    /* a cookie of qsnap's values only goes away with the last one */
+    bare = md_snapshot_new();
+    bare->name = strdup("s2");
+    assert_int_equal(md_snapshot_cookie_set(bare, "protected", "yes", &err), 0);
+    assert_int_equal(md_snapshot_cookie_remove(bare, "protected", &err), 0);
+    assert_null(bare->cookie_xml);
+    md_snapshot_free(bare);
+    free(before);
+    md_snapshot_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cookie_new),
         cmocka_unit_test(test_cookie_keeps_others),
+        cmocka_unit_test(test_cookie_remove),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
