@@ -137,16 +137,91 @@ static void mig_restore(struct qmp_client *c, struct mig_saved *saved, struct qs
     saved->have_events = saved->have_background = saved->have_bandwidth = false;
 }
 
-/* closefd that does not mind the name being gone: a migration that started consumed it. */
-static void fd_close_quiet(struct qmp_client *c, const char *fdname)
+/*
+ * How QEMU gets the file. Where QEMU has "file:" migration: add-fd and "file:/dev/fdset/N,offset=OFF" (from
+ * QEMU 9.1 "fd:" on a regular file is deprecated, a warning on every save and load, later an error); QEMU
+ * dups the set's fd whose access mode matches its own open flags (write-only for a save, read-only for a
+ * load). Elsewhere (7.2): getfd and "fd:NAME", from the fd's current offset.
+ */
+struct mig_channel {
+    bool file;      /* add-fd + file: */
+    int64_t fdset;  /* the fdset QEMU made, -1 none */
+    bool named;     /* fd: getfd done */
+    const char *fdname;
+    char *uri;
+};
+
+static int channel_open(struct qmp_client *c, int fd, bool outgoing, const char *fdname, struct mig_channel *ch,
+                        struct qs_error **err)
 {
-    struct qmp_args *a = qmp_args_new();
+    int want = outgoing ? O_WRONLY : O_RDONLY, flags, own = -1, ret = -1;
+    struct qmp_args *a = NULL;
+    struct qmp_reply *r = NULL;
+    off_t off;
+
+    memset(ch, 0, sizeof(*ch));
+    ch->fdset = -1;
+    ch->fdname = fdname;
+    if (qmp_client_feature(c, QMP_FEATURE_FILE_MIGRATION, &ch->file, err) < 0)
+        goto out;
+    if (!ch->file) {
+        if (qmp_client_send_fd(c, fd, fdname, err) < 0)
+            goto out;
+        ch->named = true;
+        ch->uri = qs_asprintf("fd:%s", fdname);
+        ret = 0;
+        goto out;
+    }
+    if ((off = lseek(fd, 0, SEEK_CUR)) < 0 || (flags = fcntl(fd, F_GETFL)) < 0) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot use the memory state file's descriptor");
+        goto out;
+    }
+    if ((flags & O_ACCMODE) != want) {
+        /* the same file, opened again with the access mode QEMU will ask its fdset for */
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        if ((own = open(path, want | O_CLOEXEC)) < 0) {
+            qs_error_set_errno(err, QS_ERR_IO, errno, "cannot reopen the memory state file");
+            goto out;
+        }
+    }
+    a = qmp_args_new();
+    qmp_args_set_str(a, "opaque", fdname);
+    if (qmp_client_execute_fd(c, "add-fd", a, own >= 0 ? own : fd, &r, err) < 0)
+        goto out;
+    if (!qmp_value_int(qmp_value_get(qmp_reply_value(r), "fdset-id"), &ch->fdset)) {
+        qs_error_set(err, QS_ERR_PROTOCOL, "add-fd returned no fdset-id");
+        goto out;
+    }
+    ch->uri = qs_asprintf("file:/dev/fdset/%lld,offset=%lld", (long long)ch->fdset, (long long)off);
+    ret = 0;
+out:
+    qs_close(own);
+    qmp_reply_free(r);
+    qmp_args_free(a);
+    return ret;
+}
+
+/* Gives the fd back (closefd / remove-fd), not minding a name a started migration consumed already. */
+static void channel_close(struct qmp_client *c, struct mig_channel *ch)
+{
+    struct qmp_args *a = NULL;
     struct qs_error *ignore = NULL;
 
-    qmp_args_set_str(a, "fdname", fdname);
-    qmp_client_execute(c, "closefd", a, NULL, &ignore);
+    if (ch->named) {
+        a = qmp_args_new();
+        qmp_args_set_str(a, "fdname", ch->fdname);
+        qmp_client_execute(c, "closefd", a, NULL, &ignore);
+    } else if (ch->fdset >= 0) {
+        a = qmp_args_new();
+        qmp_args_set_int(a, "fdset-id", ch->fdset);
+        qmp_client_execute(c, "remove-fd", a, NULL, &ignore);
+    }
     qs_error_free(ignore);
     qmp_args_free(a);
+    free(ch->uri);
+    memset(ch, 0, sizeof(*ch));
+    ch->fdset = -1;
 }
 
 /* query-migrate: *status (caller frees), ram transferred / total and error-desc (caller frees, may be NULL). */
@@ -286,37 +361,57 @@ int memstate_save_begin(struct qmp_client *c, int fd, const struct memstate_opti
 {
     memset(s, 0, sizeof(*s));
     s->begun = true;
+    s->chan = qs_xcalloc(1, sizeof(*s->chan));
+    s->chan->fdset = -1;
     if (mig_setup(c, true, opts && opts->background, &s->saved, err) < 0 ||
-        qmp_client_send_fd(c, fd, SAVE_FDNAME, err) < 0)
+        channel_open(c, fd, true, SAVE_FDNAME, s->chan, err) < 0)
         return -1;
     s->fd_sent = true;
     return 0;
 }
 
+int memstate_save_start(struct qmp_client *c, struct memstate_save_ctx *s, struct qs_error **err)
+{
+    struct qmp_args *a = NULL;
+    int ret = -1;
+
+    if (!s->begun || !s->fd_sent || s->started) {
+        qs_error_set(err, QS_ERR_INVALID, "memory state save not prepared");
+        return -1;
+    }
+    a = qmp_args_new();
+    qmp_args_set_str(a, "uri", s->chan->uri);
+    qmp_client_event_clear(c);
+    if (qmp_client_execute(c, "migrate", a, NULL, err) < 0)
+        goto out;
+    s->started = true;
+    ret = 0;
+out:
+    qmp_args_free(a);
+    return ret;
+}
+
 int memstate_save_finish(struct qmp_client *c, struct memstate_save_ctx *s, bool run,
                          const struct memstate_options *opts, struct qs_error **err)
 {
-    struct qmp_args *a = NULL;
     int ret = run ? -1 : 0;
 
     if (!s->begun)
         return 0;
     if (run) {
-        a = qmp_args_new();
-        qmp_args_set_str(a, "uri", "fd:" SAVE_FDNAME);
-        qmp_client_event_clear(c);
-        if (qmp_client_execute(c, "migrate", a, NULL, err) < 0 || mig_wait(c, "save", true, opts, err) < 0)
+        if ((!s->started && memstate_save_start(c, s, err) < 0) || mig_wait(c, "save", true, opts, err) < 0)
             goto out;
         ret = 0;
     }
 out:
     if (s->fd_sent)
-        fd_close_quiet(c, SAVE_FDNAME);
+        channel_close(c, s->chan);
     mig_restore(c, &s->saved, ret < 0 ? NULL : err);
     if (ret == 0 && err && *err)
         ret = -1; /* could not set a setting back */
-    s->begun = s->fd_sent = false;
-    qmp_args_free(a);
+    s->begun = s->fd_sent = s->started = false;
+    free(s->chan);
+    s->chan = NULL;
     return ret;
 }
 
@@ -361,15 +456,16 @@ int memstate_live_check(struct qmp_client *c, struct qs_error **err)
 int memstate_load(struct qmp_client *c, int fd, const struct memstate_options *opts, struct qs_error **err)
 {
     struct mig_saved saved = {0};
+    struct mig_channel ch = {.fdset = -1};
     struct qmp_args *a = NULL;
     bool fd_sent = false;
     int ret = -1;
 
-    if (mig_setup(c, false, false, &saved, err) < 0 || qmp_client_send_fd(c, fd, LOAD_FDNAME, err) < 0)
+    if (mig_setup(c, false, false, &saved, err) < 0 || channel_open(c, fd, false, LOAD_FDNAME, &ch, err) < 0)
         goto out;
     fd_sent = true;
     a = qmp_args_new();
-    qmp_args_set_str(a, "uri", "fd:" LOAD_FDNAME);
+    qmp_args_set_str(a, "uri", ch.uri);
     qmp_client_event_clear(c);
     if (qmp_client_execute(c, "migrate-incoming", a, NULL, err) < 0 || mig_wait(c, "restore", false, opts, err) < 0)
         goto out;
@@ -378,11 +474,12 @@ out:
     /* after a failure QEMU may be gone: nothing to set back then */
     if (ret == 0 || (err && *err && (*err)->code != QS_ERR_DISCONNECTED)) {
         if (fd_sent)
-            fd_close_quiet(c, LOAD_FDNAME);
+            channel_close(c, &ch);
         mig_restore(c, &saved, ret < 0 ? NULL : err);
         if (ret == 0 && err && *err)
             ret = -1;
     }
+    free(ch.uri);
     qmp_args_free(a);
     return ret;
 }

@@ -42,8 +42,10 @@ int memstate_save(struct qmp_client *c, int fd, const struct memstate_options *o
  * done before the guest is stopped: begin, then finish with RUN (migrate and wait) or without (only undo
  * what begin set). finish must follow every begin, also a failed one.
  */
+struct mig_channel;
 struct memstate_save_ctx {
-    bool begun, fd_sent;
+    bool begun, fd_sent, started;
+    struct mig_channel *chan; /* how QEMU got the file (getfd + fd:, or add-fd + file:) */
     struct mig_saved {
         bool events, have_events;
         bool background, have_background;
@@ -59,6 +61,9 @@ int memstate_save_begin(struct qmp_client *c, int fd, const struct memstate_opti
                         struct memstate_save_ctx *s, struct qs_error **err);
 int memstate_save_finish(struct qmp_client *c, struct memstate_save_ctx *s, bool run,
                          const struct memstate_options *opts, struct qs_error **err);
+/* Only the migrate command of a begun save (finish with RUN then waits for it): for a caller that must act
+ * between QEMU accepting the migration and its end (the live snapshot). */
+int memstate_save_start(struct qmp_client *c, struct memstate_save_ctx *s, struct qs_error **err);
 
 /*
  * Whether a background save can work on C's QEMU: it has the "background-snapshot" capability and accepts
