@@ -788,25 +788,28 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
             pc.stop_us = event_time_us(*c, "STOP", PAUSE_EVENT_WAIT_MS);
         }
         if (background) {
-            /* disks first, in the pause; QEMU then saves the devices, write-protects the RAM and resumes the
-             * guest, which runs on while the RAM of the pause's instant is written */
+            /*
+             * Disks first, in the pause; QEMU then saves the devices and write-protects the RAM, and the
+             * guest runs on while the RAM of the pause's instant is written. The guest must not run before
+             * that capture (its disk writes would be in the overlays but not in the saved RAM):
+             * memstate_capture_wait returns only after it. QEMU before 9.0 resumes the guest itself there;
+             * from 9.0 a VM stopped before the migration stays stopped, and qsnap resumes it.
+             */
             if (transaction_switch(*c, &p, err) < 0)
                 goto fail;
             switched = true;
+            if (memstate_save_start(*c, &msave, err) < 0 || memstate_capture_wait(*c, 0, &pc.resume_us, err) < 0)
+                goto fail;
+            if (pc.resume_us < 0) {
+                if (vm_cont(*c, err) < 0)
+                    goto fail;
+                pc.resume_us = event_time_us(*c, "RESUME", PAUSE_EVENT_WAIT_MS);
+            }
+            pc.resume_ms = qs_now_ms();
+            stopped = false;
         }
         if (memfile_save(e, *c, memfd, snap->memory_file, background, &msave, true, err) < 0)
             goto fail;
-        if (background) {
-            stopped = false;
-            pc.resume_us = event_time_us(*c, "RESUME", PAUSE_EVENT_WAIT_MS);
-            pc.resume_ms = qs_now_ms();
-            if (pc.resume_us < 0) {
-                /* QEMU resumes by itself; should it not have, the guest must not stay stopped */
-                if (vm_cont(*c, err) < 0)
-                    goto fail;
-                pc.resume_ms = qs_now_ms();
-            }
-        }
     }
     if (*c && !switched && transaction_switch(*c, &p, err) < 0)
         goto fail;

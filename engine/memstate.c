@@ -23,6 +23,9 @@
 #define HEADER_FIXED 32u
 #define HEADER_ALIGN 4096u
 #define QEMU_STREAM_MAGIC "QEVM"
+#define CAPTURE_POLL_MS 1
+#define CAPTURE_QUERY_TIMEOUT_MS 300000
+#define CAPTURE_DEFAULT_TIMEOUT_MS 600000
 
 /* ------------------------------------------------------------------------------------------------
  * Migration settings, set for one operation and set back after it
@@ -391,6 +394,106 @@ out:
     return ret;
 }
 
+/* A RESUME event within TIMEOUT_MS (0: only one already queued): 1 with *us its timestamp, 0 none, -1 error. */
+static int resume_take(struct qmp_client *c, int timeout_ms, int64_t *us, struct qs_error **err)
+{
+    struct qmp_event *ev = NULL;
+    struct qs_error *local = NULL;
+
+    if (qmp_client_event_wait(c, "RESUME", NULL, NULL, timeout_ms, &ev, &local) < 0) {
+        if (local->code == QS_ERR_TIMEOUT) {
+            qs_error_free(local);
+            return 0;
+        }
+        qs_error_propagate(err, &local);
+        return -1;
+    }
+    *us = qmp_event_timestamp_us(ev);
+    qmp_event_free(ev);
+    return 1;
+}
+
+/* ram.remaining of query-migrate (absent before setup made QEMU's RAM state): -1 when absent. */
+static int64_t mig_remaining(struct qmp_client *c, char **status, uint64_t *total, char **desc, struct qs_error **err)
+{
+    struct qmp_reply *r = NULL;
+    const struct qmp_value *v;
+    const char *st;
+    int64_t n, rem = -1;
+
+    /* from QEMU 8.2 the migration's setup holds QEMU's big lock and this reply waits for it: a long setup
+     * (a big guest on a loaded host) must not look like a dead QEMU */
+    if (qmp_client_execute_timeout(c, "query-migrate", NULL, CAPTURE_QUERY_TIMEOUT_MS, &r, err) < 0)
+        return -2;
+    v = qmp_reply_value(r);
+    st = qmp_value_get_string(v, "status");
+    *status = qs_xstrdup(st ? st : "none");
+    *total = qmp_value_int(qmp_value_path(v, "ram.total"), &n) && n > 0 ? (uint64_t)n : 0;
+    if (qmp_value_int(qmp_value_path(v, "ram.remaining"), &n))
+        rem = n;
+    st = qmp_value_get_string(v, "error-desc");
+    *desc = st ? qs_xstrdup(st) : NULL;
+    qmp_reply_free(r);
+    return rem;
+}
+
+int memstate_capture_wait(struct qmp_client *c, int timeout_ms, int64_t *resume_us, struct qs_error **err)
+{
+    int64_t deadline = qs_now_ms() + (timeout_ms > 0 ? timeout_ms : CAPTURE_DEFAULT_TIMEOUT_MS);
+    char *status = NULL, *desc = NULL;
+    int ret = -1;
+
+    *resume_us = -1;
+    for (;;) {
+        uint64_t total = 0;
+        int64_t rem;
+        int r;
+
+        /* QEMU before 9.0 resumes the guest itself once the RAM is write-protected */
+        if ((r = resume_take(c, 0, resume_us, err)) != 0) {
+            ret = r > 0 ? 0 : -1;
+            goto out;
+        }
+        free(status);
+        free(desc);
+        status = desc = NULL;
+        if ((rem = mig_remaining(c, &status, &total, &desc, err)) == -2)
+            goto out;
+        if (!strcmp(status, "completed")) {
+            ret = 0;
+            goto out;
+        }
+        if (!strcmp(status, "failed") || !strcmp(status, "cancelled") || !strcmp(status, "none")) {
+            qs_error_set_qmp(err, "GenericError", "live save of the VM state %s%s%s", status, desc ? ": " : "",
+                             desc ? desc : "");
+            goto out;
+        }
+        /*
+         * "active" only says setup is over: QEMU stops the vCPUs and saves the devices after it (QEMU's
+         * migration thread, 7.2 to 10.x). Every page is dirty until the RAM is write-protected; the first
+         * page written after that lowers ram.remaining - from then on the RAM of this instant is kept.
+         */
+        if (!strcmp(status, "active") && rem >= 0 && total > 0 && (uint64_t)rem < total) {
+            ret = 0;
+            goto out;
+        }
+        if (qs_now_ms() >= deadline) {
+            qs_error_set(err, QS_ERR_TIMEOUT, "QEMU did not capture the VM state within %d ms (migration '%s')",
+                         timeout_ms > 0 ? timeout_ms : CAPTURE_DEFAULT_TIMEOUT_MS, status);
+            goto out;
+        }
+        /* a RESUME wakes us at once; otherwise look again after a short while (this runs inside the pause) */
+        if ((r = resume_take(c, CAPTURE_POLL_MS, resume_us, err)) != 0) {
+            ret = r > 0 ? 0 : -1;
+            goto out;
+        }
+    }
+out:
+    free(status);
+    free(desc);
+    return ret;
+}
+
 int memstate_save_finish(struct qmp_client *c, struct memstate_save_ctx *s, bool run,
                          const struct memstate_options *opts, struct qs_error **err)
 {
@@ -402,6 +505,16 @@ int memstate_save_finish(struct qmp_client *c, struct memstate_save_ctx *s, bool
         if ((!s->started && memstate_save_start(c, s, err) < 0) || mig_wait(c, "save", true, opts, err) < 0)
             goto out;
         ret = 0;
+    } else if (s->started) {
+        /* a migration we started and no longer want: it must be over before its settings are set back */
+        struct qs_error *ignore = NULL;
+        char *st = NULL;
+        qmp_client_execute(c, "migrate_cancel", NULL, NULL, &ignore);
+        qs_error_free(ignore);
+        ignore = NULL;
+        memstate_settle(c, CANCEL_WAIT_MS, &st, &ignore);
+        qs_error_free(ignore);
+        free(st);
     }
 out:
     if (s->fd_sent)

@@ -64,6 +64,15 @@ int memstate_save_finish(struct qmp_client *c, struct memstate_save_ctx *s, bool
 /* Only the migrate command of a begun save (finish with RUN then waits for it): for a caller that must act
  * between QEMU accepting the migration and its end (the live snapshot). */
 int memstate_save_start(struct qmp_client *c, struct memstate_save_ctx *s, struct qs_error **err);
+/*
+ * After memstate_save_start of a background save: returns once QEMU has captured the VM (devices saved, RAM
+ * write-protected) - never earlier, so a guest stopped before the migrate may be resumed now without running
+ * between the caller's disk switch and the capture. QEMU before 9.0 resumes the guest itself at that
+ * point: *resume_us gets its RESUME event's timestamp; from 9.0 a guest that was paused stays paused and
+ * *resume_us is -1 (the capture is seen in query-migrate: the first RAM page written after it). A failed
+ * migration is QS_ERR_QEMU; TIMEOUT_MS (0: 10 minutes) passing is QS_ERR_TIMEOUT.
+ */
+int memstate_capture_wait(struct qmp_client *c, int timeout_ms, int64_t *resume_us, struct qs_error **err);
 
 /*
  * Whether a background save can work on C's QEMU: it has the "background-snapshot" capability and accepts
