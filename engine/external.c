@@ -508,7 +508,7 @@ static int memfile_prepare(struct engine *e, struct qmp_client *c, int fd, const
     struct memstate_options o = {.phase = "save", .progress = e->progress, .opaque = e->opaque, .background = live};
 
     memset(s, 0, sizeof(*s));
-    if (memstate_header_write(fd, path, domain, xml, running, err) < 0)
+    if (memstate_header_write(fd, path, domain, xml, running, c, err) < 0)
         return -1;
     return memstate_save_begin(c, fd, &o, s, err);
 }
@@ -1066,8 +1066,10 @@ int ext_revert(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     engine_step(e, "revert", "switch");
     if (mem) {
         /* the saved RAM and devices on the frozen disks' content (the new overlays are empty) */
-        struct memstate_options o = {.phase = "restore", .progress = e->progress, .opaque = e->opaque};
-        if (engine_qemu_start_incoming(e, dom, lock, c, err) < 0 || memstate_load(*c, memfd, &o, err) < 0 ||
+        struct memstate_options o = {.phase = "restore", .progress = e->progress, .opaque = e->opaque, .header = &h,
+                                     .path = snap->memory_file};
+        if (memstate_pin_machine(dom, &h, err) < 0 || engine_qemu_start_incoming(e, dom, lock, c, err) < 0 ||
+            memstate_load(*c, memfd, &o, err) < 0 ||
             (want_running && vm_cont(*c, err) < 0)) {
             qs_error_prefix(err, "cannot load memory state file '%s' of snapshot '%s' (the domain is left off on "
                             "the snapshot's disks)", snap->memory_file, snap->name);

@@ -1,5 +1,6 @@
 /* memstate.c: VM state to/from a file through fd: migration, the save file's header, virsh save/restore. */
 #include "memstate.h"
+#include "qs_buf.h"
 #include "qs_util.h"
 #include "vm.h"
 
@@ -20,7 +21,8 @@
 #define CANCEL_WAIT_MS 10000
 /* for a save to a file the 128 MiB/s default only slows things down */
 #define SAVE_BANDWIDTH ((int64_t)1 << 40)
-#define HEADER_FIXED 32u
+#define HEADER_FIXED_V1 32u
+#define HEADER_FIXED 40u
 #define HEADER_ALIGN 4096u
 #define QEMU_STREAM_MAGIC "QEVM"
 #define CAPTURE_POLL_MS 1
@@ -574,6 +576,9 @@ int memstate_load(struct qmp_client *c, int fd, const struct memstate_options *o
     bool fd_sent = false;
     int ret = -1;
 
+    if (opts && opts->header &&
+        memstate_load_check(c, opts->header, opts->path ? opts->path : "(memory state)", err) < 0)
+        goto out;
     if (mig_setup(c, false, false, &saved, err) < 0 || channel_open(c, fd, false, LOAD_FDNAME, &ch, err) < 0)
         goto out;
     fd_sent = true;
@@ -601,26 +606,61 @@ out:
  * The save file's header
  */
 
-static uint64_t header_data_offset(size_t name_len, size_t xml_len)
+static uint64_t header_data_offset(uint64_t fixed, size_t name_len, size_t xml_len, size_t writer_len)
 {
-    uint64_t n = HEADER_FIXED + (uint64_t)name_len + xml_len;
+    uint64_t n = fixed + (uint64_t)name_len + xml_len + writer_len;
 
     return (n + HEADER_ALIGN - 1) / HEADER_ALIGN * HEADER_ALIGN;
 }
 
-int memstate_header_write(int fd, const char *path, const char *domain, const char *xml, bool running,
-                          struct qs_error **err)
+#define MACHINE_SUFFIX "-machine"
+
+int memstate_writer_get(struct qmp_client *c, char **qemu_version, char **machine, struct qs_error **err)
 {
-    size_t name_len = strlen(domain), xml_len = strlen(xml);
-    uint64_t off = header_data_offset(name_len, xml_len), v64;
-    uint32_t v32;
-    char *buf = NULL;
+    struct qmp_args *a = qmp_args_new();
+    struct qmp_reply *r = NULL;
+    const char *type;
+    size_t len;
     int ret = -1;
 
-    if (name_len > QS_NAME_MAX || xml_len > MEMSTATE_XML_MAX) {
+    qmp_args_set_str(a, "path", "/machine");
+    qmp_args_set_str(a, "property", "type");
+    if (qmp_client_execute(c, "qom-get", a, &r, err) < 0)
+        goto out;
+    type = qmp_value_string(qmp_reply_value(r));
+    len = type ? strlen(type) : 0;
+    if (len <= strlen(MACHINE_SUFFIX) || strcmp(type + len - strlen(MACHINE_SUFFIX), MACHINE_SUFFIX) != 0 ||
+        strpbrk(type, ",\n= ")) {
+        qs_error_set(err, QS_ERR_PROTOCOL, "QEMU reports machine type '%s'", type ? type : "");
+        goto out;
+    }
+    *machine = qs_xstrndup(type, len - strlen(MACHINE_SUFFIX));
+    *qemu_version = qs_xstrdup(qmp_client_version(c));
+    ret = 0;
+out:
+    qmp_reply_free(r);
+    qmp_args_free(a);
+    return ret;
+}
+
+int memstate_header_write(int fd, const char *path, const char *domain, const char *xml, bool running,
+                          struct qmp_client *c, struct qs_error **err)
+{
+    size_t name_len = strlen(domain), xml_len = strlen(xml), writer_len;
+    char *qv = NULL, *machine = NULL, *writer = NULL, *buf = NULL;
+    uint64_t off, v64;
+    uint32_t v32;
+    int ret = -1;
+
+    if (memstate_writer_get(c, &qv, &machine, err) < 0)
+        goto out;
+    writer = qs_asprintf("qemu=%s\nmachine=%s\n", qv, machine);
+    writer_len = strlen(writer);
+    if (name_len > QS_NAME_MAX || xml_len > MEMSTATE_XML_MAX || writer_len > MEMSTATE_WRITER_MAX) {
         qs_error_set(err, QS_ERR_TOOBIG, "domain '%s' is too large for a save file header", domain);
         goto out;
     }
+    off = header_data_offset(HEADER_FIXED, name_len, xml_len, writer_len);
     buf = qs_xcalloc(1, (size_t)off);
     memcpy(buf, MEMSTATE_MAGIC, 8);
     v32 = htobe32(MEMSTATE_VERSION);
@@ -633,8 +673,11 @@ int memstate_header_write(int fd, const char *path, const char *domain, const ch
     memcpy(buf + 24, &v32, 4);
     v32 = htobe32((uint32_t)xml_len);
     memcpy(buf + 28, &v32, 4);
+    v32 = htobe32((uint32_t)writer_len);
+    memcpy(buf + 32, &v32, 4);
     memcpy(buf + HEADER_FIXED, domain, name_len);
     memcpy(buf + HEADER_FIXED + name_len, xml, xml_len);
+    memcpy(buf + HEADER_FIXED + name_len + xml_len, writer, writer_len);
     if (lseek(fd, 0, SEEK_SET) < 0 || qs_write_all(fd, buf, (size_t)off) < 0) {
         qs_error_set_errno(err, QS_ERR_IO, errno, "cannot write to '%s'", path);
         goto out;
@@ -642,6 +685,9 @@ int memstate_header_write(int fd, const char *path, const char *domain, const ch
     ret = 0;
 out:
     free(buf);
+    free(writer);
+    free(qv);
+    free(machine);
     return ret;
 }
 
@@ -664,53 +710,84 @@ static int read_at(int fd, void *buf, size_t len, uint64_t off)
     return 1;
 }
 
+/* "KEY=" line of the writer field, or NULL. Caller frees. */
+static char *writer_value(const char *writer, const char *key)
+{
+    size_t klen = strlen(key);
+
+    for (const char *l = writer; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        if (strncmp(l, key, klen) == 0 && l[klen] == '=') {
+            const char *v = l + klen + 1, *end = strchr(v, '\n');
+            return end ? qs_xstrndup(v, (size_t)(end - v)) : qs_xstrdup(v);
+        }
+    }
+    return NULL;
+}
+
 int memstate_header_read(int fd, const char *path, struct memstate_header *h, struct qs_error **err)
 {
     unsigned char fixed[HEADER_FIXED];
     char qevm[4];
-    uint32_t version, flags, name_len, xml_len;
-    uint64_t off;
-    char *name = NULL, *xml = NULL;
+    uint32_t version, flags, name_len, xml_len, writer_len = 0, zero = 0;
+    uint64_t off, fixed_len;
+    char *name = NULL, *xml = NULL, *writer = NULL;
     int r, ret = -1;
 
     memset(h, 0, sizeof(*h));
-    if ((r = read_at(fd, fixed, sizeof(fixed), 0)) < 0)
+    if ((r = read_at(fd, fixed, HEADER_FIXED_V1, 0)) < 0)
         goto io;
     if (r == 0 || memcmp(fixed, MEMSTATE_MAGIC, 8) != 0) {
         qs_error_set(err, QS_ERR_INVALID, "'%s' is not a qsnap saved state file", path);
         goto out;
     }
     memcpy(&version, fixed + 8, 4);
+    version = be32toh(version);
+    if (version < 1 || version > MEMSTATE_VERSION) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "saved state file '%s' has version %u; this qsnap reads versions 1 "
+                     "to %u", path, version, MEMSTATE_VERSION);
+        goto out;
+    }
+    fixed_len = version == 1 ? HEADER_FIXED_V1 : HEADER_FIXED;
+    if (version >= 2) {
+        if ((r = read_at(fd, fixed + HEADER_FIXED_V1, HEADER_FIXED - HEADER_FIXED_V1, HEADER_FIXED_V1)) < 0)
+            goto io;
+        if (r == 0) {
+            qs_error_set(err, QS_ERR_INVALID, "saved state file '%s' is truncated", path);
+            goto out;
+        }
+        memcpy(&writer_len, fixed + 32, 4);
+        memcpy(&zero, fixed + 36, 4);
+        writer_len = be32toh(writer_len);
+    }
     memcpy(&flags, fixed + 12, 4);
     memcpy(&off, fixed + 16, 8);
     memcpy(&name_len, fixed + 24, 4);
     memcpy(&xml_len, fixed + 28, 4);
-    version = be32toh(version);
     flags = be32toh(flags);
     off = be64toh(off);
     name_len = be32toh(name_len);
     xml_len = be32toh(xml_len);
-    if (version != MEMSTATE_VERSION) {
-        qs_error_set(err, QS_ERR_UNSUPPORTED, "saved state file '%s' has version %u; this qsnap reads version %u",
-                     path, version, MEMSTATE_VERSION);
-        goto out;
-    }
     if (name_len == 0 || name_len > QS_NAME_MAX || xml_len == 0 || xml_len > MEMSTATE_XML_MAX ||
-        off != header_data_offset(name_len, xml_len) || (flags & ~MEMSTATE_FLAG_RUNNING)) {
+        writer_len > MEMSTATE_WRITER_MAX || zero != 0 ||
+        off != header_data_offset(fixed_len, name_len, xml_len, writer_len) ||
+        (flags & ~(MEMSTATE_FLAG_RUNNING | (version >= 2 ? MEMSTATE_FLAG_MAPPED_RAM : 0)))) {
         qs_error_set(err, QS_ERR_INVALID, "saved state file '%s' has a corrupt header", path);
         goto out;
     }
     name = qs_xcalloc(1, (size_t)name_len + 1);
     xml = qs_xcalloc(1, (size_t)xml_len + 1);
-    if ((r = read_at(fd, name, name_len, HEADER_FIXED)) < 0 ||
-        (r > 0 && (r = read_at(fd, xml, xml_len, HEADER_FIXED + name_len)) < 0) ||
+    writer = qs_xcalloc(1, (size_t)writer_len + 1);
+    if ((r = read_at(fd, name, name_len, fixed_len)) < 0 ||
+        (r > 0 && (r = read_at(fd, xml, xml_len, fixed_len + name_len)) < 0) ||
+        (r > 0 && writer_len && (r = read_at(fd, writer, writer_len, fixed_len + name_len + xml_len)) < 0) ||
         (r > 0 && (r = read_at(fd, qevm, sizeof(qevm), off)) < 0))
         goto io;
     if (r == 0) {
         qs_error_set(err, QS_ERR_INVALID, "saved state file '%s' is truncated", path);
         goto out;
     }
-    if (strlen(name) != name_len || strlen(xml) != xml_len || qs_name_check(name, "domain", NULL) < 0) {
+    if (strlen(name) != name_len || strlen(xml) != xml_len || strlen(writer) != writer_len ||
+        qs_name_check(name, "domain", NULL) < 0) {
         qs_error_set(err, QS_ERR_INVALID, "saved state file '%s' has a corrupt header", path);
         goto out;
     }
@@ -723,7 +800,11 @@ int memstate_header_read(int fd, const char *path, struct memstate_header *h, st
     h->domain = name;
     h->xml = xml;
     h->running = flags & MEMSTATE_FLAG_RUNNING;
+    h->mapped_ram = flags & MEMSTATE_FLAG_MAPPED_RAM;
     h->data_offset = off;
+    h->version = version;
+    h->qemu_version = writer_value(writer, "qemu");
+    h->machine = writer_value(writer, "machine");
     name = xml = NULL;
     ret = 0;
     goto out;
@@ -732,6 +813,7 @@ io:
 out:
     free(name);
     free(xml);
+    free(writer);
     return ret;
 }
 
@@ -741,7 +823,127 @@ void memstate_header_release(struct memstate_header *h)
         return;
     free(h->domain);
     free(h->xml);
-    h->domain = h->xml = NULL;
+    free(h->qemu_version);
+    free(h->machine);
+    h->domain = h->xml = h->qemu_version = h->machine = NULL;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Loading under another QEMU than the one that wrote the state
+ */
+
+static bool is_machine_opt(const char *a)
+{
+    return !strcmp(a, "-machine") || !strcmp(a, "-M") || !strcmp(a, "--machine");
+}
+
+/* OPTS ("pc,accel=tcg", "type=q35,...", "accel=tcg") with its machine type set to TYPE. */
+static char *machine_opts_with(const char *opts, const char *type)
+{
+    char *copy = qs_xstrdup(opts), *save = NULL, *it;
+    struct qs_buf b;
+    bool done = false, first = true;
+
+    qs_buf_init(&b, 0);
+    for (it = strtok_r(copy, ",", &save); it; it = strtok_r(NULL, ",", &save)) {
+        if (!done && ((first && !strchr(it, '=')) || qs_str_has_prefix(it, "type="))) {
+            it = (char *)type;
+            done = true;
+        }
+        qs_buf_addf(&b, "%s%s", b.len ? "," : "", it);
+        first = false;
+    }
+    free(copy);
+    if (!done) {
+        char *rest = qs_buf_detach(&b, NULL), *r = qs_asprintf("%s%s%s", type, *rest ? "," : "", rest);
+        free(rest);
+        return r;
+    }
+    return qs_buf_detach(&b, NULL);
+}
+
+int memstate_pin_machine(struct md_domain *dom, const struct memstate_header *h, struct qs_error **err)
+{
+    char **argv = NULL, **out = NULL;
+    size_t n, k = 0;
+    bool pinned = false;
+    int ret = -1;
+
+    if (!h->machine)
+        return 0;
+    if (!(argv = md_domain_argv(dom)))
+        return 0; /* nothing recorded: starting fails later with its own message */
+    n = qs_strv_len(argv);
+    out = qs_xcalloc(n + 3, sizeof(char *));
+    for (size_t i = 0; i < n; i++) {
+        out[k++] = qs_xstrdup(argv[i]);
+        if (is_machine_opt(argv[i]) && i + 1 < n && !pinned) {
+            out[k++] = machine_opts_with(argv[++i], h->machine);
+            pinned = true;
+        }
+    }
+    if (!pinned) {
+        out[k++] = qs_xstrdup("-machine");
+        out[k++] = qs_xstrdup(h->machine);
+    }
+    if (md_domain_set_argv(dom, (const char *const *)out, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    qs_strv_free(argv);
+    qs_strv_free(out);
+    return ret;
+}
+
+/* -1, 0, 1 as version A is older, the same (major.minor) or newer than B; 0 when one does not parse. */
+static int version_cmp(const char *a, const char *b)
+{
+    int amaj, amin, bmaj, bmin;
+
+    if (!a || !b || sscanf(a, "%d.%d", &amaj, &amin) != 2 || sscanf(b, "%d.%d", &bmaj, &bmin) != 2)
+        return 0;
+    return amaj != bmaj ? (amaj < bmaj ? -1 : 1) : amin != bmin ? (amin < bmin ? -1 : 1) : 0;
+}
+
+int memstate_load_check(struct qmp_client *c, const struct memstate_header *h, const char *path,
+                        struct qs_error **err)
+{
+    char *qv = NULL, *machine = NULL;
+    bool has = false;
+    int ret = -1;
+
+    if (h->mapped_ram) {
+        if (qmp_client_feature(c, QMP_FEATURE_MAPPED_RAM, &has, err) < 0)
+            goto out;
+        if (!has) {
+            qs_error_set(err, QS_ERR_UNSUPPORTED, "memory state file '%s' was written in mapped-ram form by QEMU %s; "
+                         "QEMU %s cannot read that form (QEMU 9.0 or newer can)", path,
+                         h->qemu_version ? h->qemu_version : "?", qmp_client_version(c));
+            goto out;
+        }
+    }
+    if (!h->machine) {
+        ret = 0; /* a version 1 file: written by the QEMU 7.2 of its day, nothing recorded to check */
+        goto out;
+    }
+    if (memstate_writer_get(c, &qv, &machine, err) < 0)
+        goto out;
+    if (version_cmp(h->qemu_version, qv) > 0) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "memory state file '%s' was written by QEMU %s (machine type %s); "
+                     "QEMU %s cannot load the state of a newer QEMU", path, h->qemu_version, h->machine, qv);
+        goto out;
+    }
+    if (strcmp(machine, h->machine) != 0) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "memory state file '%s' was written by QEMU %s with machine type %s; "
+                     "QEMU %s runs machine type %s and cannot load it", path, h->qemu_version, h->machine, qv,
+                     machine);
+        goto out;
+    }
+    ret = 0;
+out:
+    free(qv);
+    free(machine);
+    return ret;
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -826,7 +1028,7 @@ int engine_domain_save(struct engine *e, const char *name, const char *path, uns
         tmp = NULL;
         goto out;
     }
-    if (memstate_header_write(fd, path, name, xml, run_after, err) < 0)
+    if (memstate_header_write(fd, path, name, xml, run_after, c, err) < 0)
         goto out;
     if (was_running) {
         /* not live: the state written is the state at this instant, as virsh save does */
@@ -937,10 +1139,18 @@ int engine_domain_restore(struct engine *e, const char *path, unsigned flags, ch
                      h.domain);
         goto out;
     }
-    if (engine_qemu_start_incoming(e, dom, lock, &c, err) < 0)
+    if (memstate_pin_machine(dom, &h, err) < 0)
         goto out;
+    if (engine_qemu_start_incoming(e, dom, lock, &c, err) < 0) {
+        if (h.machine)
+            qs_error_prefix(err, "cannot start QEMU for the state in '%s' (written by QEMU %s, machine type %s)",
+                            path, h.qemu_version, h.machine);
+        goto out;
+    }
     started = true;
     options_for(e, "restore", &o);
+    o.header = &h;
+    o.path = path;
     if (lseek(fd, (off_t)h.data_offset, SEEK_SET) < 0) {
         qs_error_set_errno(err, QS_ERR_IO, errno, "cannot read '%s'", path);
         goto out;
