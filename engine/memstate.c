@@ -1,6 +1,7 @@
 /* memstate.c: VM state to/from a file through fd: migration, the save file's header, virsh save/restore. */
 #include "memstate.h"
 #include "qs_buf.h"
+#include "qs_proc.h"
 #include "qs_util.h"
 #include "vm.h"
 
@@ -26,6 +27,7 @@
 #define HEADER_ALIGN 4096u
 #define QEMU_STREAM_MAGIC "QEVM"
 #define CAPTURE_POLL_MS 1
+#define MACHINE_HELP_TIMEOUT_MS 30000
 #define CAPTURE_QUERY_TIMEOUT_MS 300000
 #define CAPTURE_DEFAULT_TIMEOUT_MS 600000
 
@@ -862,6 +864,40 @@ static char *machine_opts_with(const char *opts, const char *type)
     return qs_buf_detach(&b, NULL);
 }
 
+/* Whether QEMU binary BIN knows machine type TYPE ("-machine help"), so that a state it cannot take is
+ * refused with the reason before a QEMU is started for it. */
+static int machine_known(const char *bin, const char *type, const struct memstate_header *h, struct qs_error **err)
+{
+    char *argv[] = {(char *)bin, "-machine", "help", NULL}, *ver[] = {(char *)bin, "--version", NULL};
+    struct qs_proc_result res = {0}, vres = {0};
+    size_t tlen = strlen(type);
+    bool found = false;
+    int ret = -1;
+
+    if (qs_proc_run(argv, MACHINE_HELP_TIMEOUT_MS, 0, &res, err) < 0) {
+        qs_error_prefix(err, "cannot ask '%s' for its machine types", bin);
+        return -1;
+    }
+    for (const char *l = res.out; l && *l && !found; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        found = strncmp(l, type, tlen) == 0 && (l[tlen] == ' ' || l[tlen] == '\n' || l[tlen] == '\0');
+    if (res.status != 0 || found) {
+        ret = 0; /* a binary that cannot list its machines fails at start with its own message */
+        goto out;
+    }
+    if (qs_proc_run(ver, MACHINE_HELP_TIMEOUT_MS, 0, &vres, NULL) == 0 && vres.out && strstr(vres.out, "version "))
+        *strchrnul(strstr(vres.out, "version ") + 8, ' ') = '\0';
+    qs_error_set(err, QS_ERR_UNSUPPORTED, "the state was written by QEMU %s with machine type %s, which '%s'%s%s%s does "
+                 "not have: QEMU loads a state only into the machine type it was saved from (a newer QEMU's state "
+                 "does not load into an older QEMU)", h->qemu_version ? h->qemu_version : "?", type, bin,
+                 vres.out && strstr(vres.out, "version ") ? " (QEMU " : "",
+                 vres.out && strstr(vres.out, "version ") ? strstr(vres.out, "version ") + 8 : "",
+                 vres.out && strstr(vres.out, "version ") ? ")" : "");
+out:
+    qs_proc_result_release(&res);
+    qs_proc_result_release(&vres);
+    return ret;
+}
+
 int memstate_pin_machine(struct md_domain *dom, const struct memstate_header *h, struct qs_error **err)
 {
     char **argv = NULL, **out = NULL;
@@ -871,8 +907,10 @@ int memstate_pin_machine(struct md_domain *dom, const struct memstate_header *h,
 
     if (!h->machine)
         return 0;
-    if (!(argv = md_domain_argv(dom)))
-        return 0; /* nothing recorded: starting fails later with its own message */
+    if (!(argv = md_domain_argv(dom)) || !argv[0])
+        goto done; /* nothing recorded: starting fails later with its own message */
+    if (machine_known(argv[0], h->machine, h, err) < 0)
+        goto out;
     n = qs_strv_len(argv);
     out = qs_xcalloc(n + 3, sizeof(char *));
     for (size_t i = 0; i < n; i++) {
@@ -888,6 +926,7 @@ int memstate_pin_machine(struct md_domain *dom, const struct memstate_header *h,
     }
     if (md_domain_set_argv(dom, (const char *const *)out, err) < 0)
         goto out;
+done:
     ret = 0;
 out:
     qs_strv_free(argv);
@@ -1139,8 +1178,10 @@ int engine_domain_restore(struct engine *e, const char *path, unsigned flags, ch
                      h.domain);
         goto out;
     }
-    if (memstate_pin_machine(dom, &h, err) < 0)
+    if (memstate_pin_machine(dom, &h, err) < 0) {
+        qs_error_prefix(err, "cannot restore domain '%s' from '%s'", h.domain, path);
         goto out;
+    }
     if (engine_qemu_start_incoming(e, dom, lock, &c, err) < 0) {
         if (h.machine)
             qs_error_prefix(err, "cannot start QEMU for the state in '%s' (written by QEMU %s, machine type %s)",
