@@ -508,9 +508,9 @@ static int memfile_prepare(struct engine *e, struct qmp_client *c, int fd, const
     struct memstate_options o = {.phase = "save", .progress = e->progress, .opaque = e->opaque, .background = live};
 
     memset(s, 0, sizeof(*s));
-    if (memstate_header_write(fd, path, domain, xml, running, c, err) < 0)
+    if (memstate_header_write(fd, path, domain, xml, running, c, err) < 0 || memstate_save_begin(c, fd, &o, s, err) < 0)
         return -1;
-    return memstate_save_begin(c, fd, &o, s, err);
+    return s->mapped_ram ? memstate_header_mark(fd, path, running, true, err) : 0;
 }
 
 /* The save itself (in the pause, or with LIVE while the guest runs on); RUN false only undoes the prepare. */

@@ -39,6 +39,11 @@
 
 #define CAP_EVENTS "events"
 #define CAP_BACKGROUND "background-snapshot"
+#define CAP_MAPPED_RAM "mapped-ram"
+#define CAP_MULTIFD "multifd"
+/* parallel channels for a mapped-ram save or load: the file system takes them in parallel, QEMU's threads
+ * compress nothing - a few are enough for disk speed */
+#define MULTIFD_CHANNELS 4
 
 /* Migration capability NAME: *present (may be NULL) whether QEMU has it, *on its state. */
 static int cap_get(struct qmp_client *c, const char *name, bool *present, bool *on, struct qs_error **err)
@@ -93,7 +98,33 @@ static int bandwidth_set(struct qmp_client *c, int64_t bytes_per_s, struct qs_er
 
 /* Turns MIGRATION events on (and, for a save, the bandwidth cap off, and background-snapshot on when asked),
  * recording what to set back. */
-static int mig_setup(struct qmp_client *c, bool outgoing, bool background, struct mig_saved *saved,
+static int param_int(struct qmp_client *c, const char *name, int64_t v, struct qs_error **err)
+{
+    struct qmp_args *a = qmp_args_new();
+    int ret;
+
+    qmp_args_set_int(a, name, v);
+    ret = qmp_client_execute(c, "migrate-set-parameters", a, NULL, err);
+    qmp_args_free(a);
+    return ret;
+}
+
+/* Capability NAME on, recording its old state in *old / *have. */
+static int cap_on(struct qmp_client *c, const char *name, bool *old, bool *have, struct qs_error **err)
+{
+    if (cap_get(c, name, NULL, old, err) < 0)
+        return -1;
+    if (*old)
+        return 0;
+    if (cap_set(c, name, true, err) < 0)
+        return -1;
+    *have = true;
+    return 0;
+}
+
+/* Turns MIGRATION events on (and, for a save, the bandwidth cap off, and background-snapshot on when asked;
+ * with MAPPED, mapped-ram and multifd on), recording what to set back. */
+static int mig_setup(struct qmp_client *c, bool outgoing, bool background, bool mapped, struct mig_saved *saved,
                      struct qs_error **err)
 {
     struct qmp_reply *r = NULL;
@@ -117,13 +148,26 @@ static int mig_setup(struct qmp_client *c, bool outgoing, bool background, struc
             saved->have_background = true;
         }
     }
-    if (outgoing) {
+    if (outgoing || mapped) {
+        int64_t ch;
         if (qmp_client_execute(c, "query-migrate-parameters", NULL, &r, err) < 0)
             goto out;
-        if (qmp_value_int(qmp_value_get(qmp_reply_value(r), "max-bandwidth"), &saved->bandwidth)) {
+        if (outgoing && qmp_value_int(qmp_value_get(qmp_reply_value(r), "max-bandwidth"), &saved->bandwidth)) {
             if (bandwidth_set(c, SAVE_BANDWIDTH, err) < 0)
                 goto out;
             saved->have_bandwidth = true;
+        }
+        if (mapped) {
+            /* RAM pages at fixed offsets of the file, written (and read back) by parallel channels */
+            if (cap_on(c, CAP_MAPPED_RAM, &saved->mapped, &saved->have_mapped, err) < 0 ||
+                cap_on(c, CAP_MULTIFD, &saved->multifd, &saved->have_multifd, err) < 0)
+                goto out;
+            if (qmp_value_int(qmp_value_get(qmp_reply_value(r), "multifd-channels"), &ch) && ch != MULTIFD_CHANNELS) {
+                if (param_int(c, "multifd-channels", MULTIFD_CHANNELS, err) < 0)
+                    goto out;
+                saved->channels = ch;
+                saved->have_channels = true;
+            }
         }
     }
     ret = 0;
@@ -141,7 +185,14 @@ static void mig_restore(struct qmp_client *c, struct mig_saved *saved, struct qs
         cap_set(c, CAP_EVENTS, saved->events, err);
     if (saved->have_bandwidth)
         bandwidth_set(c, saved->bandwidth, err);
+    if (saved->have_mapped)
+        cap_set(c, CAP_MAPPED_RAM, saved->mapped, err);
+    if (saved->have_multifd)
+        cap_set(c, CAP_MULTIFD, saved->multifd, err);
+    if (saved->have_channels)
+        param_int(c, "multifd-channels", saved->channels, err);
     saved->have_events = saved->have_background = saved->have_bandwidth = false;
+    saved->have_mapped = saved->have_multifd = saved->have_channels = false;
 }
 
 /*
@@ -370,7 +421,14 @@ int memstate_save_begin(struct qmp_client *c, int fd, const struct memstate_opti
     s->begun = true;
     s->chan = qs_xcalloc(1, sizeof(*s->chan));
     s->chan->fdset = -1;
-    if (mig_setup(c, true, opts && opts->background, &s->saved, err) < 0 ||
+    if (!(opts && (opts->background || opts->plain))) {
+        bool file = false, mapped = false;
+        if (qmp_client_feature(c, QMP_FEATURE_FILE_MIGRATION, &file, err) < 0 ||
+            qmp_client_feature(c, QMP_FEATURE_MAPPED_RAM, &mapped, err) < 0)
+            return -1;
+        s->mapped_ram = file && mapped; /* mapped-ram needs file: */
+    }
+    if (mig_setup(c, true, opts && opts->background, s->mapped_ram, &s->saved, err) < 0 ||
         channel_open(c, fd, true, SAVE_FDNAME, s->chan, err) < 0)
         return -1;
     s->fd_sent = true;
@@ -581,7 +639,8 @@ int memstate_load(struct qmp_client *c, int fd, const struct memstate_options *o
     if (opts && opts->header &&
         memstate_load_check(c, opts->header, opts->path ? opts->path : "(memory state)", err) < 0)
         goto out;
-    if (mig_setup(c, false, false, &saved, err) < 0 || channel_open(c, fd, false, LOAD_FDNAME, &ch, err) < 0)
+    if (mig_setup(c, false, false, opts && opts->header && opts->header->mapped_ram, &saved, err) < 0 ||
+        channel_open(c, fd, false, LOAD_FDNAME, &ch, err) < 0)
         goto out;
     fd_sent = true;
     a = qmp_args_new();
@@ -710,6 +769,17 @@ static int read_at(int fd, void *buf, size_t len, uint64_t off)
         got += (size_t)n;
     }
     return 1;
+}
+
+int memstate_header_mark(int fd, const char *path, bool running, bool mapped_ram, struct qs_error **err)
+{
+    uint32_t v32 = htobe32((running ? MEMSTATE_FLAG_RUNNING : 0) | (mapped_ram ? MEMSTATE_FLAG_MAPPED_RAM : 0));
+
+    if (pwrite(fd, &v32, 4, 12) != 4) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot write to '%s'", path);
+        return -1;
+    }
+    return 0;
 }
 
 /* "KEY=" line of the writer field, or NULL. Caller frees. */
@@ -1033,6 +1103,7 @@ int engine_domain_save(struct engine *e, const char *name, const char *path, uns
     struct md_lock *lock = NULL;
     struct qmp_client *c = NULL;
     struct memstate_options o;
+    struct memstate_save_ctx msave;
     char *xml = NULL, *status = NULL, *tmp = NULL;
     bool was_running = false, stopped = false, run_after;
     int fd = -1, ret = -1;
@@ -1076,7 +1147,12 @@ int engine_domain_save(struct engine *e, const char *name, const char *path, uns
         stopped = true;
     }
     options_for(e, "save", &o);
-    if (memstate_save(c, fd, &o, err) < 0)
+    if (memstate_save_begin(c, fd, &o, &msave, err) < 0 ||
+        (msave.mapped_ram && memstate_header_mark(fd, path, run_after, true, err) < 0)) {
+        memstate_save_finish(c, &msave, false, &o, NULL);
+        goto out;
+    }
+    if (memstate_save_finish(c, &msave, true, &o, err) < 0)
         goto out;
     if (fsync(fd) < 0 || close(fd) < 0) {
         fd = -1;

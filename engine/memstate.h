@@ -16,6 +16,8 @@ struct memstate_options {
     engine_progress_fn progress; /* may be NULL; non-zero cancels a save (not a load: QEMU cannot stop one) */
     void *opaque;
     bool background;             /* save only: QEMU's background-snapshot capability (see memstate_save) */
+    bool plain;                  /* save only: never mapped-ram (by default a save that is not background uses
+                                    mapped-ram + multifd where QEMU has them, for disk speed) */
     const struct memstate_header *header; /* load only, may be NULL: the file's header, checked against the
                                              QEMU first (memstate_load_check) */
     const char *path;            /* load only: the file's name for messages */
@@ -54,7 +56,12 @@ struct memstate_save_ctx {
         bool background, have_background;
         int64_t bandwidth;
         bool have_bandwidth;
+        bool mapped, have_mapped;     /* mapped-ram */
+        bool multifd, have_multifd;
+        int64_t channels;             /* multifd-channels */
+        bool have_channels;
     } saved;
+    bool mapped_ram; /* the stream is written in mapped-ram form (mark the header: memstate_header_mark) */
 };
 /* Waits up to TIMEOUT_MS for a migration someone else started (recovery after its process died) to end;
  * *status gets its last state word ("completed", "failed", "cancelled", "none"). Caller frees. */
@@ -142,6 +149,8 @@ int memstate_writer_get(struct qmp_client *c, char **qemu_version, char **machin
  * C is the QEMU that will write the stream (for the writer field). */
 int memstate_header_write(int fd, const char *path, const char *domain, const char *xml, bool running,
                           struct qmp_client *c, struct qs_error **err);
+/* After memstate_save_begin chose mapped-ram (s->mapped_ram): sets the header's flag in FD (pwrite). */
+int memstate_header_mark(int fd, const char *path, bool running, bool mapped_ram, struct qs_error **err);
 /* Reads and checks the header (and QEMU's stream magic after it) from FD and leaves the offset at the
  * stream's start. A file that is not a qsnap save file is QS_ERR_INVALID. */
 int memstate_header_read(int fd, const char *path, struct memstate_header *h, struct qs_error **err);
