@@ -18,10 +18,17 @@ static const struct cli_opt help_opts[] = {
     {"command", CLI_OPT_STRING, 0, "show the usage of this command"},
     {NULL, 0, 0, NULL},
 };
-static const struct cli_opt no_opts[] = {{NULL, 0, 0, NULL}};
 static const struct cli_cmd_def help_def = {"help", "print help", "Prints the commands, or one command's usage.",
                                             help_opts};
-static const struct cli_cmd_def version_def = {"version", "show version", "Prints qsnap's version.", no_opts};
+static const struct cli_opt version_opts[] = {
+    {"domain", CLI_OPT_STRING, 0, "also the QEMU this running domain runs on"},
+    {"features", CLI_OPT_BOOL, 0, "with --domain: also QEMU's package and the QEMU features qsnap uses it has"},
+    {NULL, 0, 0, NULL},
+};
+static const struct cli_cmd_def version_def = {
+    "version", "show version",
+    "Prints qsnap's version; with --domain, in virsh's form, with the version of the QEMU the domain runs on.",
+    version_opts};
 static const struct cli_command main_commands[] = {
     {&help_def, cmd_help, CLI_CMD_NO_END},
     {&version_def, cmd_version, CLI_CMD_NO_END},
@@ -192,9 +199,35 @@ static int cmd_help(struct cli_ctx *ctx, const struct cli_args *args)
 
 static int cmd_version(struct cli_ctx *ctx, const struct cli_args *args)
 {
-    (void)ctx;
-    (void)args;
-    printf("qsnap %s\n", engine_version());
+    const char *dom = cli_args_str(args, "domain");
+    struct engine_qemu_info info;
+    struct qs_error *err = NULL;
+    struct engine *e;
+
+    if (!dom) {
+        if (cli_args_bool(args, "features")) {
+            cli_failf("--features needs --domain");
+            return CLI_EXIT_USAGE;
+        }
+        printf("qsnap %s\n", engine_version());
+        return CLI_EXIT_OK;
+    }
+    if (!(e = cli_engine(ctx)))
+        return CLI_EXIT_FAILED;
+    if (engine_domain_qemu_info(e, dom, &info, &err) < 0)
+        return cli_fail(ctx, &err);
+    /* virsh version's lines; the API is qsnap's own, as virsh names its QEMU driver's */
+    printf("Compiled against library: qsnap %s\n", QSNAP_VERSION);
+    printf("Using library: qsnap %s\n", engine_version());
+    printf("Using API: QEMU %s\n", engine_version());
+    printf("Running hypervisor: QEMU %s\n", info.version);
+    if (cli_args_bool(args, "features")) {
+        printf("QEMU package: %s\nQEMU features used by qsnap:", *info.package ? info.package : "-");
+        for (char **f = info.features; f && *f; f++)
+            printf(" %s", *f);
+        printf("\n");
+    }
+    engine_qemu_info_release(&info);
     return CLI_EXIT_OK;
 }
 

@@ -632,6 +632,21 @@ QS_EXPORT int engine_duration_parse(const char *text, int64_t *seconds, struct q
  * "2024-03-05T10:00:30"), or a duration meaning that long before now by the engine's clock ("2h", "7d").
  */
 QS_EXPORT int engine_time_parse(struct engine *e, const char *text, int64_t *ms, struct qs_error **err);
+/* ---------------------------------------------------------------------------------------------------
+ * The QEMU behind a domain (qemuinfo.c).
+ */
+struct engine_qemu_info {
+    char *version;   /* "10.0.2", as QEMU reports it (query-version, in the QMP greeting) */
+    char *package;   /* the distribution's package string, possibly "" */
+    char **features; /* NULL-terminated: what qsnap would use that this QEMU has - "file-migration",
+                        "background-snapshot", "mapped-ram", "multifd", "direct-io", and behaviours such as
+                        "background-snapshot-keeps-paused" (the qmp_feature names) */
+};
+/* Asks the running QEMU of domain NAME (QS_ERR_STATE when it is off). INFO is filled; release it with
+ * engine_qemu_info_release() (also after a failure: it is left empty). */
+QS_EXPORT int engine_domain_qemu_info(struct engine *e, const char *name, struct engine_qemu_info *info,
+                                      struct qs_error **err);
+QS_EXPORT void engine_qemu_info_release(struct engine_qemu_info *info);
 
 #ifdef __cplusplus
 }

@@ -508,9 +508,9 @@ static int memfile_prepare(struct engine *e, struct qmp_client *c, int fd, const
     struct memstate_options o = {.phase = "save", .progress = e->progress, .opaque = e->opaque, .background = live};
 
     memset(s, 0, sizeof(*s));
-    if (memstate_header_write(fd, path, domain, xml, running, err) < 0)
+    if (memstate_header_write(fd, path, domain, xml, running, c, err) < 0 || memstate_save_begin(c, fd, &o, s, err) < 0)
         return -1;
-    return memstate_save_begin(c, fd, &o, s, err);
+    return s->mapped_ram ? memstate_header_mark(fd, path, running, true, err) : 0;
 }
 
 /* The save itself (in the pause, or with LIVE while the guest runs on); RUN false only undoes the prepare. */
@@ -790,25 +790,28 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
             pc.stop_us = event_time_us(*c, "STOP", PAUSE_EVENT_WAIT_MS);
         }
         if (background) {
-            /* disks first, in the pause; QEMU then saves the devices, write-protects the RAM and resumes the
-             * guest, which runs on while the RAM of the pause's instant is written */
+            /*
+             * Disks first, in the pause; QEMU then saves the devices and write-protects the RAM, and the
+             * guest runs on while the RAM of the pause's instant is written. The guest must not run before
+             * that capture (its disk writes would be in the overlays but not in the saved RAM):
+             * memstate_capture_wait returns only after it. QEMU before 9.0 resumes the guest itself there;
+             * from 9.0 a VM stopped before the migration stays stopped, and qsnap resumes it.
+             */
             if (transaction_switch(*c, &p, err) < 0)
                 goto fail;
             switched = true;
+            if (memstate_save_start(*c, &msave, err) < 0 || memstate_capture_wait(*c, 0, &pc.resume_us, err) < 0)
+                goto fail;
+            if (pc.resume_us < 0) {
+                if (vm_cont(*c, err) < 0)
+                    goto fail;
+                pc.resume_us = event_time_us(*c, "RESUME", PAUSE_EVENT_WAIT_MS);
+            }
+            pc.resume_ms = qs_now_ms();
+            stopped = false;
         }
         if (memfile_save(e, *c, memfd, snap->memory_file, background, &msave, true, err) < 0)
             goto fail;
-        if (background) {
-            stopped = false;
-            pc.resume_us = event_time_us(*c, "RESUME", PAUSE_EVENT_WAIT_MS);
-            pc.resume_ms = qs_now_ms();
-            if (pc.resume_us < 0) {
-                /* QEMU resumes by itself; should it not have, the guest must not stay stopped */
-                if (vm_cont(*c, err) < 0)
-                    goto fail;
-                pc.resume_ms = qs_now_ms();
-            }
-        }
     }
     if (*c && !switched && transaction_switch(*c, &p, err) < 0)
         goto fail;
@@ -1071,8 +1074,10 @@ int ext_revert(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     engine_step(e, "revert", "switch");
     if (mem) {
         /* the saved RAM and devices on the frozen disks' content (the new overlays are empty) */
-        struct memstate_options o = {.phase = "restore", .progress = e->progress, .opaque = e->opaque};
-        if (engine_qemu_start_incoming(e, dom, lock, c, err) < 0 || memstate_load(*c, memfd, &o, err) < 0 ||
+        struct memstate_options o = {.phase = "restore", .progress = e->progress, .opaque = e->opaque, .header = &h,
+                                     .path = snap->memory_file};
+        if (memstate_pin_machine(dom, &h, err) < 0 || engine_qemu_start_incoming(e, dom, lock, c, err) < 0 ||
+            memstate_load(*c, memfd, &o, err) < 0 ||
             (want_running && vm_cont(*c, err) < 0)) {
             qs_error_prefix(err, "cannot load memory state file '%s' of snapshot '%s' (the domain is left off on "
                             "the snapshot's disks)", snap->memory_file, snap->name);

@@ -34,8 +34,9 @@ bool ext_wanted(const struct md_snapshot *spec, unsigned flags);
  *
  * LIVE (external memory only; the file defaults to the first disk's image with its extension replaced by
  * ".NAME.mem"): for a running VM, the pause is stop, the disk transaction, then a migration with QEMU's
- * background-snapshot capability, which saves the devices, write-protects the RAM and resumes the guest;
- * the RAM of the pause's instant is then written while the guest runs. Checked before anything is created
+ * background-snapshot capability, which saves the devices and write-protects the RAM; the guest is resumed
+ * only once that capture is seen (QEMU before 9.0 resumes it itself; from 9.0 qsnap does), so it never runs
+ * between the disk switch and the capture; the RAM of the pause's instant is then written while it runs. Checked before anything is created
  * (memstate_live_check): where QEMU cannot (no capability, no userfaultfd write-protect, file-backed or
  * shared guest RAM) it is QS_ERR_UNSUPPORTED with QEMU's reason, unless LIVE_FALLBACK, which takes the
  * ordinary save (guest paused throughout). A paused VM gets the ordinary save and stays paused. The pause

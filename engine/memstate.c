@@ -1,6 +1,8 @@
 /* memstate.c: VM state to/from a file through fd: migration, the save file's header, virsh save/restore. */
 #include "memstate.h"
 #include "disks.h"
+#include "qs_buf.h"
+#include "qs_proc.h"
 #include "qs_util.h"
 #include "vm.h"
 
@@ -21,9 +23,14 @@
 #define CANCEL_WAIT_MS 10000
 /* for a save to a file the 128 MiB/s default only slows things down */
 #define SAVE_BANDWIDTH ((int64_t)1 << 40)
-#define HEADER_FIXED 32u
+#define HEADER_FIXED_V1 32u
+#define HEADER_FIXED 40u
 #define HEADER_ALIGN 4096u
 #define QEMU_STREAM_MAGIC "QEVM"
+#define CAPTURE_POLL_MS 1
+#define MACHINE_HELP_TIMEOUT_MS 30000
+#define CAPTURE_QUERY_TIMEOUT_MS 300000
+#define CAPTURE_DEFAULT_TIMEOUT_MS 600000
 
 /* ------------------------------------------------------------------------------------------------
  * Migration settings, set for one operation and set back after it
@@ -33,6 +40,11 @@
 
 #define CAP_EVENTS "events"
 #define CAP_BACKGROUND "background-snapshot"
+#define CAP_MAPPED_RAM "mapped-ram"
+#define CAP_MULTIFD "multifd"
+/* parallel channels for a mapped-ram save or load: the file system takes them in parallel, QEMU's threads
+ * compress nothing - a few are enough for disk speed */
+#define MULTIFD_CHANNELS 4
 
 /* Migration capability NAME: *present (may be NULL) whether QEMU has it, *on its state. */
 static int cap_get(struct qmp_client *c, const char *name, bool *present, bool *on, struct qs_error **err)
@@ -87,7 +99,33 @@ static int bandwidth_set(struct qmp_client *c, int64_t bytes_per_s, struct qs_er
 
 /* Turns MIGRATION events on (and, for a save, the bandwidth cap off, and background-snapshot on when asked),
  * recording what to set back. */
-static int mig_setup(struct qmp_client *c, bool outgoing, bool background, struct mig_saved *saved,
+static int param_int(struct qmp_client *c, const char *name, int64_t v, struct qs_error **err)
+{
+    struct qmp_args *a = qmp_args_new();
+    int ret;
+
+    qmp_args_set_int(a, name, v);
+    ret = qmp_client_execute(c, "migrate-set-parameters", a, NULL, err);
+    qmp_args_free(a);
+    return ret;
+}
+
+/* Capability NAME on, recording its old state in *old / *have. */
+static int cap_on(struct qmp_client *c, const char *name, bool *old, bool *have, struct qs_error **err)
+{
+    if (cap_get(c, name, NULL, old, err) < 0)
+        return -1;
+    if (*old)
+        return 0;
+    if (cap_set(c, name, true, err) < 0)
+        return -1;
+    *have = true;
+    return 0;
+}
+
+/* Turns MIGRATION events on (and, for a save, the bandwidth cap off, and background-snapshot on when asked;
+ * with MAPPED, mapped-ram and multifd on), recording what to set back. */
+static int mig_setup(struct qmp_client *c, bool outgoing, bool background, bool mapped, struct mig_saved *saved,
                      struct qs_error **err)
 {
     struct qmp_reply *r = NULL;
@@ -111,13 +149,26 @@ static int mig_setup(struct qmp_client *c, bool outgoing, bool background, struc
             saved->have_background = true;
         }
     }
-    if (outgoing) {
+    if (outgoing || mapped) {
+        int64_t ch;
         if (qmp_client_execute(c, "query-migrate-parameters", NULL, &r, err) < 0)
             goto out;
-        if (qmp_value_int(qmp_value_get(qmp_reply_value(r), "max-bandwidth"), &saved->bandwidth)) {
+        if (outgoing && qmp_value_int(qmp_value_get(qmp_reply_value(r), "max-bandwidth"), &saved->bandwidth)) {
             if (bandwidth_set(c, SAVE_BANDWIDTH, err) < 0)
                 goto out;
             saved->have_bandwidth = true;
+        }
+        if (mapped) {
+            /* RAM pages at fixed offsets of the file, written (and read back) by parallel channels */
+            if (cap_on(c, CAP_MAPPED_RAM, &saved->mapped, &saved->have_mapped, err) < 0 ||
+                cap_on(c, CAP_MULTIFD, &saved->multifd, &saved->have_multifd, err) < 0)
+                goto out;
+            if (qmp_value_int(qmp_value_get(qmp_reply_value(r), "multifd-channels"), &ch) && ch != MULTIFD_CHANNELS) {
+                if (param_int(c, "multifd-channels", MULTIFD_CHANNELS, err) < 0)
+                    goto out;
+                saved->channels = ch;
+                saved->have_channels = true;
+            }
         }
     }
     ret = 0;
@@ -135,19 +186,101 @@ static void mig_restore(struct qmp_client *c, struct mig_saved *saved, struct qs
         cap_set(c, CAP_EVENTS, saved->events, err);
     if (saved->have_bandwidth)
         bandwidth_set(c, saved->bandwidth, err);
+    if (saved->have_mapped)
+        cap_set(c, CAP_MAPPED_RAM, saved->mapped, err);
+    if (saved->have_multifd)
+        cap_set(c, CAP_MULTIFD, saved->multifd, err);
+    if (saved->have_channels)
+        param_int(c, "multifd-channels", saved->channels, err);
     saved->have_events = saved->have_background = saved->have_bandwidth = false;
+    saved->have_mapped = saved->have_multifd = saved->have_channels = false;
 }
 
-/* closefd that does not mind the name being gone: a migration that started consumed it. */
-static void fd_close_quiet(struct qmp_client *c, const char *fdname)
+/*
+ * How QEMU gets the file. Where QEMU has "file:" migration: add-fd and "file:/dev/fdset/N,offset=OFF" (from
+ * QEMU 9.1 "fd:" on a regular file is deprecated, a warning on every save and load, later an error); QEMU
+ * dups the set's fd whose access mode matches its own open flags (write-only for a save, read-only for a
+ * load). Elsewhere (7.2): getfd and "fd:NAME", from the fd's current offset.
+ */
+struct mig_channel {
+    bool file;      /* add-fd + file: */
+    int64_t fdset;  /* the fdset QEMU made, -1 none */
+    bool named;     /* fd: getfd done */
+    const char *fdname;
+    char *uri;
+};
+
+static int channel_open(struct qmp_client *c, int fd, bool outgoing, const char *fdname, struct mig_channel *ch,
+                        struct qs_error **err)
 {
-    struct qmp_args *a = qmp_args_new();
+    int want = outgoing ? O_WRONLY : O_RDONLY, flags, own = -1, ret = -1;
+    struct qmp_args *a = NULL;
+    struct qmp_reply *r = NULL;
+    off_t off;
+
+    memset(ch, 0, sizeof(*ch));
+    ch->fdset = -1;
+    ch->fdname = fdname;
+    if (qmp_client_feature(c, QMP_FEATURE_FILE_MIGRATION, &ch->file, err) < 0)
+        goto out;
+    if (!ch->file) {
+        if (qmp_client_send_fd(c, fd, fdname, err) < 0)
+            goto out;
+        ch->named = true;
+        ch->uri = qs_asprintf("fd:%s", fdname);
+        ret = 0;
+        goto out;
+    }
+    if ((off = lseek(fd, 0, SEEK_CUR)) < 0 || (flags = fcntl(fd, F_GETFL)) < 0) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot use the memory state file's descriptor");
+        goto out;
+    }
+    if ((flags & O_ACCMODE) != want) {
+        /* the same file, opened again with the access mode QEMU will ask its fdset for */
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        if ((own = open(path, want | O_CLOEXEC)) < 0) {
+            qs_error_set_errno(err, QS_ERR_IO, errno, "cannot reopen the memory state file");
+            goto out;
+        }
+    }
+    a = qmp_args_new();
+    qmp_args_set_str(a, "opaque", fdname);
+    if (qmp_client_execute_fd(c, "add-fd", a, own >= 0 ? own : fd, &r, err) < 0)
+        goto out;
+    if (!qmp_value_int(qmp_value_get(qmp_reply_value(r), "fdset-id"), &ch->fdset)) {
+        qs_error_set(err, QS_ERR_PROTOCOL, "add-fd returned no fdset-id");
+        goto out;
+    }
+    ch->uri = qs_asprintf("file:/dev/fdset/%lld,offset=%lld", (long long)ch->fdset, (long long)off);
+    ret = 0;
+out:
+    qs_close(own);
+    qmp_reply_free(r);
+    qmp_args_free(a);
+    return ret;
+}
+
+/* Gives the fd back (closefd / remove-fd), not minding a name a started migration consumed already. */
+static void channel_close(struct qmp_client *c, struct mig_channel *ch)
+{
+    struct qmp_args *a = NULL;
     struct qs_error *ignore = NULL;
 
-    qmp_args_set_str(a, "fdname", fdname);
-    qmp_client_execute(c, "closefd", a, NULL, &ignore);
+    if (ch->named) {
+        a = qmp_args_new();
+        qmp_args_set_str(a, "fdname", ch->fdname);
+        qmp_client_execute(c, "closefd", a, NULL, &ignore);
+    } else if (ch->fdset >= 0) {
+        a = qmp_args_new();
+        qmp_args_set_int(a, "fdset-id", ch->fdset);
+        qmp_client_execute(c, "remove-fd", a, NULL, &ignore);
+    }
     qs_error_free(ignore);
     qmp_args_free(a);
+    free(ch->uri);
+    memset(ch, 0, sizeof(*ch));
+    ch->fdset = -1;
 }
 
 /* query-migrate: *status (caller frees), ram transferred / total and error-desc (caller frees, may be NULL). */
@@ -287,37 +420,174 @@ int memstate_save_begin(struct qmp_client *c, int fd, const struct memstate_opti
 {
     memset(s, 0, sizeof(*s));
     s->begun = true;
-    if (mig_setup(c, true, opts && opts->background, &s->saved, err) < 0 ||
-        qmp_client_send_fd(c, fd, SAVE_FDNAME, err) < 0)
+    s->chan = qs_xcalloc(1, sizeof(*s->chan));
+    s->chan->fdset = -1;
+    if (!(opts && (opts->background || opts->plain))) {
+        bool file = false, mapped = false;
+        if (qmp_client_feature(c, QMP_FEATURE_FILE_MIGRATION, &file, err) < 0 ||
+            qmp_client_feature(c, QMP_FEATURE_MAPPED_RAM, &mapped, err) < 0)
+            return -1;
+        s->mapped_ram = file && mapped; /* mapped-ram needs file: */
+    }
+    if (mig_setup(c, true, opts && opts->background, s->mapped_ram, &s->saved, err) < 0 ||
+        channel_open(c, fd, true, SAVE_FDNAME, s->chan, err) < 0)
         return -1;
     s->fd_sent = true;
     return 0;
 }
 
+int memstate_save_start(struct qmp_client *c, struct memstate_save_ctx *s, struct qs_error **err)
+{
+    struct qmp_args *a = NULL;
+    int ret = -1;
+
+    if (!s->begun || !s->fd_sent || s->started) {
+        qs_error_set(err, QS_ERR_INVALID, "memory state save not prepared");
+        return -1;
+    }
+    a = qmp_args_new();
+    qmp_args_set_str(a, "uri", s->chan->uri);
+    qmp_client_event_clear(c);
+    if (qmp_client_execute(c, "migrate", a, NULL, err) < 0)
+        goto out;
+    s->started = true;
+    ret = 0;
+out:
+    qmp_args_free(a);
+    return ret;
+}
+
+/* A RESUME event within TIMEOUT_MS (0: only one already queued): 1 with *us its timestamp, 0 none, -1 error. */
+static int resume_take(struct qmp_client *c, int timeout_ms, int64_t *us, struct qs_error **err)
+{
+    struct qmp_event *ev = NULL;
+    struct qs_error *local = NULL;
+
+    if (qmp_client_event_wait(c, "RESUME", NULL, NULL, timeout_ms, &ev, &local) < 0) {
+        if (local->code == QS_ERR_TIMEOUT) {
+            qs_error_free(local);
+            return 0;
+        }
+        qs_error_propagate(err, &local);
+        return -1;
+    }
+    *us = qmp_event_timestamp_us(ev);
+    qmp_event_free(ev);
+    return 1;
+}
+
+/* ram.remaining of query-migrate (absent before setup made QEMU's RAM state): -1 when absent. */
+static int64_t mig_remaining(struct qmp_client *c, char **status, uint64_t *total, char **desc, struct qs_error **err)
+{
+    struct qmp_reply *r = NULL;
+    const struct qmp_value *v;
+    const char *st;
+    int64_t n, rem = -1;
+
+    /* from QEMU 8.2 the migration's setup holds QEMU's big lock and this reply waits for it: a long setup
+     * (a big guest on a loaded host) must not look like a dead QEMU */
+    if (qmp_client_execute_timeout(c, "query-migrate", NULL, CAPTURE_QUERY_TIMEOUT_MS, &r, err) < 0)
+        return -2;
+    v = qmp_reply_value(r);
+    st = qmp_value_get_string(v, "status");
+    *status = qs_xstrdup(st ? st : "none");
+    *total = qmp_value_int(qmp_value_path(v, "ram.total"), &n) && n > 0 ? (uint64_t)n : 0;
+    if (qmp_value_int(qmp_value_path(v, "ram.remaining"), &n))
+        rem = n;
+    st = qmp_value_get_string(v, "error-desc");
+    *desc = st ? qs_xstrdup(st) : NULL;
+    qmp_reply_free(r);
+    return rem;
+}
+
+int memstate_capture_wait(struct qmp_client *c, int timeout_ms, int64_t *resume_us, struct qs_error **err)
+{
+    int64_t deadline = qs_now_ms() + (timeout_ms > 0 ? timeout_ms : CAPTURE_DEFAULT_TIMEOUT_MS);
+    char *status = NULL, *desc = NULL;
+    int ret = -1;
+
+    *resume_us = -1;
+    for (;;) {
+        uint64_t total = 0;
+        int64_t rem;
+        int r;
+
+        /* QEMU before 9.0 resumes the guest itself once the RAM is write-protected */
+        if ((r = resume_take(c, 0, resume_us, err)) != 0) {
+            ret = r > 0 ? 0 : -1;
+            goto out;
+        }
+        free(status);
+        free(desc);
+        status = desc = NULL;
+        if ((rem = mig_remaining(c, &status, &total, &desc, err)) == -2)
+            goto out;
+        if (!strcmp(status, "completed")) {
+            ret = 0;
+            goto out;
+        }
+        if (!strcmp(status, "failed") || !strcmp(status, "cancelled") || !strcmp(status, "none")) {
+            qs_error_set_qmp(err, "GenericError", "live save of the VM state %s%s%s", status, desc ? ": " : "",
+                             desc ? desc : "");
+            goto out;
+        }
+        /*
+         * "active" only says setup is over: QEMU stops the vCPUs and saves the devices after it (QEMU's
+         * migration thread, 7.2 to 10.x). Every page is dirty until the RAM is write-protected; the first
+         * page written after that lowers ram.remaining - from then on the RAM of this instant is kept.
+         */
+        if (!strcmp(status, "active") && rem >= 0 && total > 0 && (uint64_t)rem < total) {
+            ret = 0;
+            goto out;
+        }
+        if (qs_now_ms() >= deadline) {
+            qs_error_set(err, QS_ERR_TIMEOUT, "QEMU did not capture the VM state within %d ms (migration '%s')",
+                         timeout_ms > 0 ? timeout_ms : CAPTURE_DEFAULT_TIMEOUT_MS, status);
+            goto out;
+        }
+        /* a RESUME wakes us at once; otherwise look again after a short while (this runs inside the pause) */
+        if ((r = resume_take(c, CAPTURE_POLL_MS, resume_us, err)) != 0) {
+            ret = r > 0 ? 0 : -1;
+            goto out;
+        }
+    }
+out:
+    free(status);
+    free(desc);
+    return ret;
+}
+
 int memstate_save_finish(struct qmp_client *c, struct memstate_save_ctx *s, bool run,
                          const struct memstate_options *opts, struct qs_error **err)
 {
-    struct qmp_args *a = NULL;
     int ret = run ? -1 : 0;
 
     if (!s->begun)
         return 0;
     if (run) {
-        a = qmp_args_new();
-        qmp_args_set_str(a, "uri", "fd:" SAVE_FDNAME);
-        qmp_client_event_clear(c);
-        if (qmp_client_execute(c, "migrate", a, NULL, err) < 0 || mig_wait(c, "save", true, opts, err) < 0)
+        if ((!s->started && memstate_save_start(c, s, err) < 0) || mig_wait(c, "save", true, opts, err) < 0)
             goto out;
         ret = 0;
+    } else if (s->started) {
+        /* a migration we started and no longer want: it must be over before its settings are set back */
+        struct qs_error *ignore = NULL;
+        char *st = NULL;
+        qmp_client_execute(c, "migrate_cancel", NULL, NULL, &ignore);
+        qs_error_free(ignore);
+        ignore = NULL;
+        memstate_settle(c, CANCEL_WAIT_MS, &st, &ignore);
+        qs_error_free(ignore);
+        free(st);
     }
 out:
     if (s->fd_sent)
-        fd_close_quiet(c, SAVE_FDNAME);
+        channel_close(c, s->chan);
     mig_restore(c, &s->saved, ret < 0 ? NULL : err);
     if (ret == 0 && err && *err)
         ret = -1; /* could not set a setting back */
-    s->begun = s->fd_sent = false;
-    qmp_args_free(a);
+    s->begun = s->fd_sent = s->started = false;
+    free(s->chan);
+    s->chan = NULL;
     return ret;
 }
 
@@ -362,15 +632,20 @@ int memstate_live_check(struct qmp_client *c, struct qs_error **err)
 int memstate_load(struct qmp_client *c, int fd, const struct memstate_options *opts, struct qs_error **err)
 {
     struct mig_saved saved = {0};
+    struct mig_channel ch = {.fdset = -1};
     struct qmp_args *a = NULL;
     bool fd_sent = false;
     int ret = -1;
 
-    if (mig_setup(c, false, false, &saved, err) < 0 || qmp_client_send_fd(c, fd, LOAD_FDNAME, err) < 0)
+    if (opts && opts->header &&
+        memstate_load_check(c, opts->header, opts->path ? opts->path : "(memory state)", err) < 0)
+        goto out;
+    if (mig_setup(c, false, false, opts && opts->header && opts->header->mapped_ram, &saved, err) < 0 ||
+        channel_open(c, fd, false, LOAD_FDNAME, &ch, err) < 0)
         goto out;
     fd_sent = true;
     a = qmp_args_new();
-    qmp_args_set_str(a, "uri", "fd:" LOAD_FDNAME);
+    qmp_args_set_str(a, "uri", ch.uri);
     qmp_client_event_clear(c);
     if (qmp_client_execute(c, "migrate-incoming", a, NULL, err) < 0 || mig_wait(c, "restore", false, opts, err) < 0)
         goto out;
@@ -379,11 +654,12 @@ out:
     /* after a failure QEMU may be gone: nothing to set back then */
     if (ret == 0 || (err && *err && (*err)->code != QS_ERR_DISCONNECTED)) {
         if (fd_sent)
-            fd_close_quiet(c, LOAD_FDNAME);
+            channel_close(c, &ch);
         mig_restore(c, &saved, ret < 0 ? NULL : err);
         if (ret == 0 && err && *err)
             ret = -1;
     }
+    free(ch.uri);
     qmp_args_free(a);
     return ret;
 }
@@ -392,26 +668,61 @@ out:
  * The save file's header
  */
 
-static uint64_t header_data_offset(size_t name_len, size_t xml_len)
+static uint64_t header_data_offset(uint64_t fixed, size_t name_len, size_t xml_len, size_t writer_len)
 {
-    uint64_t n = HEADER_FIXED + (uint64_t)name_len + xml_len;
+    uint64_t n = fixed + (uint64_t)name_len + xml_len + writer_len;
 
     return (n + HEADER_ALIGN - 1) / HEADER_ALIGN * HEADER_ALIGN;
 }
 
-int memstate_header_write(int fd, const char *path, const char *domain, const char *xml, bool running,
-                          struct qs_error **err)
+#define MACHINE_SUFFIX "-machine"
+
+int memstate_writer_get(struct qmp_client *c, char **qemu_version, char **machine, struct qs_error **err)
 {
-    size_t name_len = strlen(domain), xml_len = strlen(xml);
-    uint64_t off = header_data_offset(name_len, xml_len), v64;
-    uint32_t v32;
-    char *buf = NULL;
+    struct qmp_args *a = qmp_args_new();
+    struct qmp_reply *r = NULL;
+    const char *type;
+    size_t len;
     int ret = -1;
 
-    if (name_len > QS_NAME_MAX || xml_len > MEMSTATE_XML_MAX) {
+    qmp_args_set_str(a, "path", "/machine");
+    qmp_args_set_str(a, "property", "type");
+    if (qmp_client_execute(c, "qom-get", a, &r, err) < 0)
+        goto out;
+    type = qmp_value_string(qmp_reply_value(r));
+    len = type ? strlen(type) : 0;
+    if (len <= strlen(MACHINE_SUFFIX) || strcmp(type + len - strlen(MACHINE_SUFFIX), MACHINE_SUFFIX) != 0 ||
+        strpbrk(type, ",\n= ")) {
+        qs_error_set(err, QS_ERR_PROTOCOL, "QEMU reports machine type '%s'", type ? type : "");
+        goto out;
+    }
+    *machine = qs_xstrndup(type, len - strlen(MACHINE_SUFFIX));
+    *qemu_version = qs_xstrdup(qmp_client_version(c));
+    ret = 0;
+out:
+    qmp_reply_free(r);
+    qmp_args_free(a);
+    return ret;
+}
+
+int memstate_header_write(int fd, const char *path, const char *domain, const char *xml, bool running,
+                          struct qmp_client *c, struct qs_error **err)
+{
+    size_t name_len = strlen(domain), xml_len = strlen(xml), writer_len;
+    char *qv = NULL, *machine = NULL, *writer = NULL, *buf = NULL;
+    uint64_t off, v64;
+    uint32_t v32;
+    int ret = -1;
+
+    if (memstate_writer_get(c, &qv, &machine, err) < 0)
+        goto out;
+    writer = qs_asprintf("qemu=%s\nmachine=%s\n", qv, machine);
+    writer_len = strlen(writer);
+    if (name_len > QS_NAME_MAX || xml_len > MEMSTATE_XML_MAX || writer_len > MEMSTATE_WRITER_MAX) {
         qs_error_set(err, QS_ERR_TOOBIG, "domain '%s' is too large for a save file header", domain);
         goto out;
     }
+    off = header_data_offset(HEADER_FIXED, name_len, xml_len, writer_len);
     buf = qs_xcalloc(1, (size_t)off);
     memcpy(buf, MEMSTATE_MAGIC, 8);
     v32 = htobe32(MEMSTATE_VERSION);
@@ -424,8 +735,11 @@ int memstate_header_write(int fd, const char *path, const char *domain, const ch
     memcpy(buf + 24, &v32, 4);
     v32 = htobe32((uint32_t)xml_len);
     memcpy(buf + 28, &v32, 4);
+    v32 = htobe32((uint32_t)writer_len);
+    memcpy(buf + 32, &v32, 4);
     memcpy(buf + HEADER_FIXED, domain, name_len);
     memcpy(buf + HEADER_FIXED + name_len, xml, xml_len);
+    memcpy(buf + HEADER_FIXED + name_len + xml_len, writer, writer_len);
     if (lseek(fd, 0, SEEK_SET) < 0 || qs_write_all(fd, buf, (size_t)off) < 0) {
         qs_error_set_errno(err, QS_ERR_IO, errno, "cannot write to '%s'", path);
         goto out;
@@ -433,6 +747,9 @@ int memstate_header_write(int fd, const char *path, const char *domain, const ch
     ret = 0;
 out:
     free(buf);
+    free(writer);
+    free(qv);
+    free(machine);
     return ret;
 }
 
@@ -455,53 +772,95 @@ static int read_at(int fd, void *buf, size_t len, uint64_t off)
     return 1;
 }
 
+int memstate_header_mark(int fd, const char *path, bool running, bool mapped_ram, struct qs_error **err)
+{
+    uint32_t v32 = htobe32((running ? MEMSTATE_FLAG_RUNNING : 0) | (mapped_ram ? MEMSTATE_FLAG_MAPPED_RAM : 0));
+
+    if (pwrite(fd, &v32, 4, 12) != 4) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot write to '%s'", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* "KEY=" line of the writer field, or NULL. Caller frees. */
+static char *writer_value(const char *writer, const char *key)
+{
+    size_t klen = strlen(key);
+
+    for (const char *l = writer; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        if (strncmp(l, key, klen) == 0 && l[klen] == '=') {
+            const char *v = l + klen + 1, *end = strchr(v, '\n');
+            return end ? qs_xstrndup(v, (size_t)(end - v)) : qs_xstrdup(v);
+        }
+    }
+    return NULL;
+}
+
 int memstate_header_read(int fd, const char *path, struct memstate_header *h, struct qs_error **err)
 {
     unsigned char fixed[HEADER_FIXED];
     char qevm[4];
-    uint32_t version, flags, name_len, xml_len;
-    uint64_t off;
-    char *name = NULL, *xml = NULL;
+    uint32_t version, flags, name_len, xml_len, writer_len = 0, zero = 0;
+    uint64_t off, fixed_len;
+    char *name = NULL, *xml = NULL, *writer = NULL;
     int r, ret = -1;
 
     memset(h, 0, sizeof(*h));
-    if ((r = read_at(fd, fixed, sizeof(fixed), 0)) < 0)
+    if ((r = read_at(fd, fixed, HEADER_FIXED_V1, 0)) < 0)
         goto io;
     if (r == 0 || memcmp(fixed, MEMSTATE_MAGIC, 8) != 0) {
         qs_error_set(err, QS_ERR_INVALID, "'%s' is not a qsnap saved state file", path);
         goto out;
     }
     memcpy(&version, fixed + 8, 4);
+    version = be32toh(version);
+    if (version < 1 || version > MEMSTATE_VERSION) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "saved state file '%s' has version %u; this qsnap reads versions 1 "
+                     "to %u", path, version, MEMSTATE_VERSION);
+        goto out;
+    }
+    fixed_len = version == 1 ? HEADER_FIXED_V1 : HEADER_FIXED;
+    if (version >= 2) {
+        if ((r = read_at(fd, fixed + HEADER_FIXED_V1, HEADER_FIXED - HEADER_FIXED_V1, HEADER_FIXED_V1)) < 0)
+            goto io;
+        if (r == 0) {
+            qs_error_set(err, QS_ERR_INVALID, "saved state file '%s' is truncated", path);
+            goto out;
+        }
+        memcpy(&writer_len, fixed + 32, 4);
+        memcpy(&zero, fixed + 36, 4);
+        writer_len = be32toh(writer_len);
+    }
     memcpy(&flags, fixed + 12, 4);
     memcpy(&off, fixed + 16, 8);
     memcpy(&name_len, fixed + 24, 4);
     memcpy(&xml_len, fixed + 28, 4);
-    version = be32toh(version);
     flags = be32toh(flags);
     off = be64toh(off);
     name_len = be32toh(name_len);
     xml_len = be32toh(xml_len);
-    if (version != MEMSTATE_VERSION) {
-        qs_error_set(err, QS_ERR_UNSUPPORTED, "saved state file '%s' has version %u; this qsnap reads version %u",
-                     path, version, MEMSTATE_VERSION);
-        goto out;
-    }
     if (name_len == 0 || name_len > QS_NAME_MAX || xml_len == 0 || xml_len > MEMSTATE_XML_MAX ||
-        off != header_data_offset(name_len, xml_len) || (flags & ~MEMSTATE_FLAG_RUNNING)) {
+        writer_len > MEMSTATE_WRITER_MAX || zero != 0 ||
+        off != header_data_offset(fixed_len, name_len, xml_len, writer_len) ||
+        (flags & ~(MEMSTATE_FLAG_RUNNING | (version >= 2 ? MEMSTATE_FLAG_MAPPED_RAM : 0)))) {
         qs_error_set(err, QS_ERR_INVALID, "saved state file '%s' has a corrupt header", path);
         goto out;
     }
     name = qs_xcalloc(1, (size_t)name_len + 1);
     xml = qs_xcalloc(1, (size_t)xml_len + 1);
-    if ((r = read_at(fd, name, name_len, HEADER_FIXED)) < 0 ||
-        (r > 0 && (r = read_at(fd, xml, xml_len, HEADER_FIXED + name_len)) < 0) ||
+    writer = qs_xcalloc(1, (size_t)writer_len + 1);
+    if ((r = read_at(fd, name, name_len, fixed_len)) < 0 ||
+        (r > 0 && (r = read_at(fd, xml, xml_len, fixed_len + name_len)) < 0) ||
+        (r > 0 && writer_len && (r = read_at(fd, writer, writer_len, fixed_len + name_len + xml_len)) < 0) ||
         (r > 0 && (r = read_at(fd, qevm, sizeof(qevm), off)) < 0))
         goto io;
     if (r == 0) {
         qs_error_set(err, QS_ERR_INVALID, "saved state file '%s' is truncated", path);
         goto out;
     }
-    if (strlen(name) != name_len || strlen(xml) != xml_len || qs_name_check(name, "domain", NULL) < 0) {
+    if (strlen(name) != name_len || strlen(xml) != xml_len || strlen(writer) != writer_len ||
+        qs_name_check(name, "domain", NULL) < 0) {
         qs_error_set(err, QS_ERR_INVALID, "saved state file '%s' has a corrupt header", path);
         goto out;
     }
@@ -514,7 +873,11 @@ int memstate_header_read(int fd, const char *path, struct memstate_header *h, st
     h->domain = name;
     h->xml = xml;
     h->running = flags & MEMSTATE_FLAG_RUNNING;
+    h->mapped_ram = flags & MEMSTATE_FLAG_MAPPED_RAM;
     h->data_offset = off;
+    h->version = version;
+    h->qemu_version = writer_value(writer, "qemu");
+    h->machine = writer_value(writer, "machine");
     name = xml = NULL;
     ret = 0;
     goto out;
@@ -523,6 +886,7 @@ io:
 out:
     free(name);
     free(xml);
+    free(writer);
     return ret;
 }
 
@@ -532,7 +896,164 @@ void memstate_header_release(struct memstate_header *h)
         return;
     free(h->domain);
     free(h->xml);
-    h->domain = h->xml = NULL;
+    free(h->qemu_version);
+    free(h->machine);
+    h->domain = h->xml = h->qemu_version = h->machine = NULL;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Loading under another QEMU than the one that wrote the state
+ */
+
+static bool is_machine_opt(const char *a)
+{
+    return !strcmp(a, "-machine") || !strcmp(a, "-M") || !strcmp(a, "--machine");
+}
+
+/* OPTS ("pc,accel=tcg", "type=q35,...", "accel=tcg") with its machine type set to TYPE. */
+static char *machine_opts_with(const char *opts, const char *type)
+{
+    char *copy = qs_xstrdup(opts), *save = NULL, *it;
+    struct qs_buf b;
+    bool done = false, first = true;
+
+    qs_buf_init(&b, 0);
+    for (it = strtok_r(copy, ",", &save); it; it = strtok_r(NULL, ",", &save)) {
+        if (!done && ((first && !strchr(it, '=')) || qs_str_has_prefix(it, "type="))) {
+            it = (char *)type;
+            done = true;
+        }
+        qs_buf_addf(&b, "%s%s", b.len ? "," : "", it);
+        first = false;
+    }
+    free(copy);
+    if (!done) {
+        char *rest = qs_buf_detach(&b, NULL), *r = qs_asprintf("%s%s%s", type, *rest ? "," : "", rest);
+        free(rest);
+        return r;
+    }
+    return qs_buf_detach(&b, NULL);
+}
+
+/* Whether QEMU binary BIN knows machine type TYPE ("-machine help"), so that a state it cannot take is
+ * refused with the reason before a QEMU is started for it. */
+static int machine_known(const char *bin, const char *type, const struct memstate_header *h, struct qs_error **err)
+{
+    char *argv[] = {(char *)bin, "-machine", "help", NULL}, *ver[] = {(char *)bin, "--version", NULL};
+    struct qs_proc_result res = {0}, vres = {0};
+    size_t tlen = strlen(type);
+    bool found = false;
+    int ret = -1;
+
+    if (qs_proc_run(argv, MACHINE_HELP_TIMEOUT_MS, 0, &res, err) < 0) {
+        qs_error_prefix(err, "cannot ask '%s' for its machine types", bin);
+        return -1;
+    }
+    for (const char *l = res.out; l && *l && !found; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        found = strncmp(l, type, tlen) == 0 && (l[tlen] == ' ' || l[tlen] == '\n' || l[tlen] == '\0');
+    if (res.status != 0 || found) {
+        ret = 0; /* a binary that cannot list its machines fails at start with its own message */
+        goto out;
+    }
+    if (qs_proc_run(ver, MACHINE_HELP_TIMEOUT_MS, 0, &vres, NULL) == 0 && vres.out && strstr(vres.out, "version "))
+        *strchrnul(strstr(vres.out, "version ") + 8, ' ') = '\0';
+    qs_error_set(err, QS_ERR_UNSUPPORTED, "the state was written by QEMU %s with machine type %s, which '%s'%s%s%s does "
+                 "not have: QEMU loads a state only into the machine type it was saved from (a newer QEMU's state "
+                 "does not load into an older QEMU)", h->qemu_version ? h->qemu_version : "?", type, bin,
+                 vres.out && strstr(vres.out, "version ") ? " (QEMU " : "",
+                 vres.out && strstr(vres.out, "version ") ? strstr(vres.out, "version ") + 8 : "",
+                 vres.out && strstr(vres.out, "version ") ? ")" : "");
+out:
+    qs_proc_result_release(&res);
+    qs_proc_result_release(&vres);
+    return ret;
+}
+
+int memstate_pin_machine(struct md_domain *dom, const struct memstate_header *h, struct qs_error **err)
+{
+    char **argv = NULL, **out = NULL;
+    size_t n, k = 0;
+    bool pinned = false;
+    int ret = -1;
+
+    if (!h->machine)
+        return 0;
+    if (!(argv = md_domain_argv(dom)) || !argv[0])
+        goto done; /* nothing recorded: starting fails later with its own message */
+    if (machine_known(argv[0], h->machine, h, err) < 0)
+        goto out;
+    n = qs_strv_len(argv);
+    out = qs_xcalloc(n + 3, sizeof(char *));
+    for (size_t i = 0; i < n; i++) {
+        out[k++] = qs_xstrdup(argv[i]);
+        if (is_machine_opt(argv[i]) && i + 1 < n && !pinned) {
+            out[k++] = machine_opts_with(argv[++i], h->machine);
+            pinned = true;
+        }
+    }
+    if (!pinned) {
+        out[k++] = qs_xstrdup("-machine");
+        out[k++] = qs_xstrdup(h->machine);
+    }
+    if (md_domain_set_argv(dom, (const char *const *)out, err) < 0)
+        goto out;
+done:
+    ret = 0;
+out:
+    qs_strv_free(argv);
+    qs_strv_free(out);
+    return ret;
+}
+
+/* -1, 0, 1 as version A is older, the same (major.minor) or newer than B; 0 when one does not parse. */
+static int version_cmp(const char *a, const char *b)
+{
+    int amaj, amin, bmaj, bmin;
+
+    if (!a || !b || sscanf(a, "%d.%d", &amaj, &amin) != 2 || sscanf(b, "%d.%d", &bmaj, &bmin) != 2)
+        return 0;
+    return amaj != bmaj ? (amaj < bmaj ? -1 : 1) : amin != bmin ? (amin < bmin ? -1 : 1) : 0;
+}
+
+int memstate_load_check(struct qmp_client *c, const struct memstate_header *h, const char *path,
+                        struct qs_error **err)
+{
+    char *qv = NULL, *machine = NULL;
+    bool has = false;
+    int ret = -1;
+
+    if (h->mapped_ram) {
+        if (qmp_client_feature(c, QMP_FEATURE_MAPPED_RAM, &has, err) < 0)
+            goto out;
+        if (!has) {
+            qs_error_set(err, QS_ERR_UNSUPPORTED, "memory state file '%s' was written in mapped-ram form by QEMU %s; "
+                         "QEMU %s cannot read that form (QEMU 9.0 or newer can)", path,
+                         h->qemu_version ? h->qemu_version : "?", qmp_client_version(c));
+            goto out;
+        }
+    }
+    if (!h->machine) {
+        ret = 0; /* a version 1 file: written by the QEMU 7.2 of its day, nothing recorded to check */
+        goto out;
+    }
+    if (memstate_writer_get(c, &qv, &machine, err) < 0)
+        goto out;
+    if (version_cmp(h->qemu_version, qv) > 0) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "memory state file '%s' was written by QEMU %s (machine type %s); "
+                     "QEMU %s cannot load the state of a newer QEMU", path, h->qemu_version, h->machine, qv);
+        goto out;
+    }
+    if (strcmp(machine, h->machine) != 0) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "memory state file '%s' was written by QEMU %s with machine type %s; "
+                     "QEMU %s runs machine type %s and cannot load it", path, h->qemu_version, h->machine, qv,
+                     machine);
+        goto out;
+    }
+    ret = 0;
+out:
+    free(qv);
+    free(machine);
+    return ret;
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -583,6 +1104,7 @@ int engine_domain_save(struct engine *e, const char *name, const char *path, uns
     struct md_lock *lock = NULL;
     struct qmp_client *c = NULL;
     struct memstate_options o;
+    struct memstate_save_ctx msave;
     char *xml = NULL, *status = NULL, *tmp = NULL;
     bool was_running = false, stopped = false, run_after;
     int fd = -1, ret = -1;
@@ -617,7 +1139,7 @@ int engine_domain_save(struct engine *e, const char *name, const char *path, uns
         tmp = NULL;
         goto out;
     }
-    if (memstate_header_write(fd, path, name, xml, run_after, err) < 0)
+    if (memstate_header_write(fd, path, name, xml, run_after, c, err) < 0)
         goto out;
     if (was_running) {
         /* not live: the state written is the state at this instant, as virsh save does */
@@ -626,7 +1148,12 @@ int engine_domain_save(struct engine *e, const char *name, const char *path, uns
         stopped = true;
     }
     options_for(e, "save", &o);
-    if (memstate_save(c, fd, &o, err) < 0)
+    if (memstate_save_begin(c, fd, &o, &msave, err) < 0 ||
+        (msave.mapped_ram && memstate_header_mark(fd, path, run_after, true, err) < 0)) {
+        memstate_save_finish(c, &msave, false, &o, NULL);
+        goto out;
+    }
+    if (memstate_save_finish(c, &msave, true, &o, err) < 0)
         goto out;
     if (fsync(fd) < 0 || close(fd) < 0) {
         fd = -1;
@@ -728,10 +1255,20 @@ int engine_domain_restore(struct engine *e, const char *path, unsigned flags, ch
                      h.domain);
         goto out;
     }
-    if (engine_qemu_start_incoming(e, dom, lock, &c, err) < 0)
+    if (memstate_pin_machine(dom, &h, err) < 0) {
+        qs_error_prefix(err, "cannot restore domain '%s' from '%s'", h.domain, path);
         goto out;
+    }
+    if (engine_qemu_start_incoming(e, dom, lock, &c, err) < 0) {
+        if (h.machine)
+            qs_error_prefix(err, "cannot start QEMU for the state in '%s' (written by QEMU %s, machine type %s)",
+                            path, h.qemu_version, h.machine);
+        goto out;
+    }
     started = true;
     options_for(e, "restore", &o);
+    o.header = &h;
+    o.path = path;
     if (lseek(fd, (off_t)h.data_offset, SEEK_SET) < 0) {
         qs_error_set_errno(err, QS_ERR_IO, errno, "cannot read '%s'", path);
         goto out;

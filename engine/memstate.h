@@ -16,6 +16,11 @@ struct memstate_options {
     engine_progress_fn progress; /* may be NULL; non-zero cancels a save (not a load: QEMU cannot stop one) */
     void *opaque;
     bool background;             /* save only: QEMU's background-snapshot capability (see memstate_save) */
+    bool plain;                  /* save only: never mapped-ram (by default a save that is not background uses
+                                    mapped-ram + multifd where QEMU has them, for disk speed) */
+    const struct memstate_header *header; /* load only, may be NULL: the file's header, checked against the
+                                             QEMU first (memstate_load_check) */
+    const char *path;            /* load only: the file's name for messages */
 };
 
 /*
@@ -42,14 +47,21 @@ int memstate_save(struct qmp_client *c, int fd, const struct memstate_options *o
  * done before the guest is stopped: begin, then finish with RUN (migrate and wait) or without (only undo
  * what begin set). finish must follow every begin, also a failed one.
  */
+struct mig_channel;
 struct memstate_save_ctx {
-    bool begun, fd_sent;
+    bool begun, fd_sent, started;
+    struct mig_channel *chan; /* how QEMU got the file (getfd + fd:, or add-fd + file:) */
     struct mig_saved {
         bool events, have_events;
         bool background, have_background;
         int64_t bandwidth;
         bool have_bandwidth;
+        bool mapped, have_mapped;     /* mapped-ram */
+        bool multifd, have_multifd;
+        int64_t channels;             /* multifd-channels */
+        bool have_channels;
     } saved;
+    bool mapped_ram; /* the stream is written in mapped-ram form (mark the header: memstate_header_mark) */
 };
 /* Waits up to TIMEOUT_MS for a migration someone else started (recovery after its process died) to end;
  * *status gets its last state word ("completed", "failed", "cancelled", "none"). Caller frees. */
@@ -59,6 +71,18 @@ int memstate_save_begin(struct qmp_client *c, int fd, const struct memstate_opti
                         struct memstate_save_ctx *s, struct qs_error **err);
 int memstate_save_finish(struct qmp_client *c, struct memstate_save_ctx *s, bool run,
                          const struct memstate_options *opts, struct qs_error **err);
+/* Only the migrate command of a begun save (finish with RUN then waits for it): for a caller that must act
+ * between QEMU accepting the migration and its end (the live snapshot). */
+int memstate_save_start(struct qmp_client *c, struct memstate_save_ctx *s, struct qs_error **err);
+/*
+ * After memstate_save_start of a background save: returns once QEMU has captured the VM (devices saved, RAM
+ * write-protected) - never earlier, so a guest stopped before the migrate may be resumed now without running
+ * between the caller's disk switch and the capture. QEMU before 9.0 resumes the guest itself at that
+ * point: *resume_us gets its RESUME event's timestamp; from 9.0 a guest that was paused stays paused and
+ * *resume_us is -1 (the capture is seen in query-migrate: the first RAM page written after it). A failed
+ * migration is QS_ERR_QEMU; TIMEOUT_MS (0: 10 minutes) passing is QS_ERR_TIMEOUT.
+ */
+int memstate_capture_wait(struct qmp_client *c, int timeout_ms, int64_t *resume_us, struct qs_error **err);
 
 /*
  * Whether a background save can work on C's QEMU: it has the "background-snapshot" capability and accepts
@@ -88,31 +112,62 @@ int engine_qemu_start_incoming(struct engine *e, struct md_domain *dom, const st
  * The save file: qsnap's header, then QEMU's migration stream. All integers big-endian:
  *
  *   0  8  magic "QSNAPSAV"
- *   8  4  version, MEMSTATE_VERSION
- *  12  4  flags: bit 0 = run the guest after a restore
- *  16  8  offset of the migration stream: 32 + name + xml rounded up to 4096
+ *   8  4  version, MEMSTATE_VERSION (version 1 files, without the writer field, are still read)
+ *  12  4  flags: bit 0 = run the guest after a restore, bit 1 = the stream is in mapped-ram form
+ *  16  8  offset of the migration stream: fixed part + name + xml + writer rounded up to 4096
  *  24  4  length of the domain name (at most QS_NAME_MAX)
  *  28  4  length of the domain XML (at most MEMSTATE_XML_MAX)
- *  32     the name, the XML (no NULs), zeros up to the stream, which starts with QEMU's "QEVM"
+ *  32  4  length of the writer field (version 2; at most MEMSTATE_WRITER_MAX)
+ *  36  4  zero
+ *  40     the name, the XML (no NULs), the writer ("qemu=10.0.2\nmachine=pc-i440fx-10.0\n": the QEMU that wrote
+ *         the stream and its machine type - QEMU loads a state only into the same machine type, and not
+ *         the state of a newer QEMU), zeros up to the stream, which starts with QEMU's "QEVM"
  */
 #define MEMSTATE_MAGIC "QSNAPSAV"
-#define MEMSTATE_VERSION 1u
+#define MEMSTATE_VERSION 2u
 #define MEMSTATE_FLAG_RUNNING 1u
+#define MEMSTATE_FLAG_MAPPED_RAM 2u
 #define MEMSTATE_XML_MAX (16u << 20)
+#define MEMSTATE_WRITER_MAX 1024u
 
 struct memstate_header {
     char *domain;         /* caller frees with memstate_header_release() */
     char *xml;
     bool running;
+    bool mapped_ram;      /* the stream needs QEMU's mapped-ram capability to be read */
     uint64_t data_offset;
+    unsigned version;     /* the header's version */
+    char *qemu_version;   /* the QEMU that wrote it ("7.2.22"), NULL in a version 1 file */
+    char *machine;        /* its machine type ("pc-i440fx-7.2"), NULL in a version 1 file */
 };
 
-/* Writes the header at offset 0 of FD and leaves the offset at the stream's start. PATH names FD in errors. */
+/* What the header says of the QEMU that writes the stream: its version and resolved machine type (QOM's
+ * /machine type), asked of C. Both caller-freed. */
+int memstate_writer_get(struct qmp_client *c, char **qemu_version, char **machine, struct qs_error **err);
+
+/* Writes the header at offset 0 of FD and leaves the offset at the stream's start. PATH names FD in errors.
+ * C is the QEMU that will write the stream (for the writer field). */
 int memstate_header_write(int fd, const char *path, const char *domain, const char *xml, bool running,
-                          struct qs_error **err);
+                          struct qmp_client *c, struct qs_error **err);
+/* After memstate_save_begin chose mapped-ram (s->mapped_ram): sets the header's flag in FD (pwrite). */
+int memstate_header_mark(int fd, const char *path, bool running, bool mapped_ram, struct qs_error **err);
 /* Reads and checks the header (and QEMU's stream magic after it) from FD and leaves the offset at the
  * stream's start. A file that is not a qsnap save file is QS_ERR_INVALID. */
 int memstate_header_read(int fd, const char *path, struct memstate_header *h, struct qs_error **err);
 void memstate_header_release(struct memstate_header *h);
+
+/*
+ * Before a QEMU is started to load the state in H: DOM's recorded command line gets the machine type the
+ * state was written with (an alias such as "pc" or a missing -machine resolves to the newest type of the
+ * QEMU that runs it, and QEMU loads a state only into the type it was saved from: a 7.2 state loads into
+ * QEMU 10 as pc-i440fx-7.2). Changes DOM in memory only; nothing for a version 1 header.
+ */
+int memstate_pin_machine(struct md_domain *dom, const struct memstate_header *h, struct qs_error **err);
+/*
+ * Whether C's QEMU (started for it) can load the state in H, the file at PATH: QS_ERR_UNSUPPORTED with the
+ * reason when it was written by a newer QEMU, in another machine type, or with mapped-ram this QEMU lacks.
+ */
+int memstate_load_check(struct qmp_client *c, const struct memstate_header *h, const char *path,
+                        struct qs_error **err);
 
 #endif

@@ -41,6 +41,7 @@ struct qmp_client {
     pid_t peer_pid;
     qmp_release_fn release; /* qmp_client_set_release */
     void *release_opaque;
+    struct qmp_features *features; /* qmp_features.c's per-connection cache; NULL until first asked */
     char rbuf[READ_CHUNK];
 };
 
@@ -593,6 +594,16 @@ out:
     return ret;
 }
 
+int qmp_client_execute_fd(struct qmp_client *c, const char *command, const struct qmp_args *args, int fd,
+                          struct qmp_reply **ret, struct qs_error **err)
+{
+    if (fd < 0) {
+        qs_error_set(err, QS_ERR_INVALID, "'%s' needs a file descriptor", command);
+        return -1;
+    }
+    return client_execute(c, command, qmp_json(args), fd, -1, ret, err);
+}
+
 int qmp_client_send_fd(struct qmp_client *c, int fd, const char *fdname, struct qs_error **err)
 {
     json_object *args = NULL;
@@ -747,6 +758,7 @@ void qmp_client_free(struct qmp_client *c)
     if (c->release && !c->broken && c->release(c->release_opaque, c))
         return;
     qmp_client_event_clear(c);
+    qmp_features_free(c->features);
     qs_close(c->fd);
     json_tokener_free(c->tok);
     free(c->package);
@@ -801,4 +813,9 @@ void qmp_client_close(struct qmp_client *c)
         return;
     c->release = NULL;
     qmp_client_free(c);
+}
+
+struct qmp_features **qmp_client_features_slot(struct qmp_client *c)
+{
+    return &c->features;
 }

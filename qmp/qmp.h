@@ -214,6 +214,41 @@ enum qmp_job_outcome {
 int qmp_job_settle(struct qmp_client *c, const char *job_id, int timeout_ms, bool complete_on_ready,
                    enum qmp_job_outcome *outcome, char **error, struct qs_error **err);
 
+/* ---------------------------------------------------------------------------------------------------
+ * Features: what the QEMU behind a connection can do. Asked of QEMU once per connection (query-commands,
+ * query-migrate-capabilities, query-qmp-schema) and cached on the client; behaviours that no query shows
+ * come from the greeting's version (the same as query-version's).
+ */
+enum qmp_feature {
+    QMP_FEATURE_FILE_MIGRATION,      /* "file:" migration URIs (migrate's channels have a file transport, 8.2+),
+                                        the fd passed with add-fd as /dev/fdset/N */
+    QMP_FEATURE_BACKGROUND_SNAPSHOT, /* migration capability background-snapshot (6.0+) */
+    QMP_FEATURE_MAPPED_RAM,          /* migration capability mapped-ram (9.0+): RAM at fixed file offsets */
+    QMP_FEATURE_MULTIFD,             /* migration capability multifd */
+    QMP_FEATURE_DIRECT_IO,           /* migration parameter direct-io (9.1+) */
+    QMP_FEATURE_BG_KEEPS_PAUSED,     /* a background snapshot of a paused VM leaves it paused (9.0+; before, QEMU
+                                        resumes it) */
+    QMP_FEATURE_SETUP_HOLDS_LOCK,    /* migration setup holds QEMU's big lock: QMP replies stall meanwhile (8.2+) */
+    QMP_FEATURE_FD_FILE_DEPRECATED,  /* "fd:" migration to a regular file warns (9.1+; an error later) */
+    QMP_FEATURE_LAST
+};
+/* The feature's name for messages ("mapped-ram"), NULL for an unknown value. Borrowed. */
+const char *qmp_feature_to_string(enum qmp_feature f);
+/* *has: whether C's QEMU has FEATURE. -1 only when asking QEMU failed. */
+int qmp_client_feature(struct qmp_client *c, enum qmp_feature feature, bool *has, struct qs_error **err);
+/* *has: whether C's QEMU knows command NAME (query-commands, asked once per connection). */
+int qmp_client_has_command(struct qmp_client *c, const char *name, bool *has, struct qs_error **err);
+/* Drops what was learnt (for a connection whose QEMU could have changed: none today). */
+void qmp_client_features_forget(struct qmp_client *c);
+
+/*
+ * qmp_client_execute with FD passed alongside (SCM_RIGHTS), for commands that take one: add-fd (then
+ * "/dev/fdset/N" in a path QEMU opens; QEMU dups the set's fd whose access mode matches its open flags, so
+ * open FD O_WRONLY for what QEMU writes and O_RDONLY for what it reads). FD stays the caller's.
+ */
+int qmp_client_execute_fd(struct qmp_client *c, const char *command, const struct qmp_args *args, int fd,
+                          struct qmp_reply **ret, struct qs_error **err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -47,4 +47,9 @@ void qmp_client_event_drop(struct qmp_client *c, const char *name, const char *k
 /* The client's default reply timeout in ms. */
 int qmp_client_timeout(const struct qmp_client *c);
 
+/* The per-connection feature cache (qmp_features.c): the client only holds it and frees it with itself. */
+struct qmp_features;
+struct qmp_features **qmp_client_features_slot(struct qmp_client *c);
+void qmp_features_free(struct qmp_features *f);
+
 #endif
