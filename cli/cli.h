@@ -30,6 +30,8 @@ struct cli_command {
 
 /* The engine for ctx->root, opened once; NULL after printing the error. */
 struct engine *cli_engine(struct cli_ctx *ctx);
+/* The engine, once DOMAIN is known to exist; NULL after printing virsh's "failed to get domain". */
+struct engine *cli_domain_engine(struct cli_ctx *ctx, const char *domain);
 /* Prints "error: MESSAGE" to stderr and frees *err. ctx may be NULL. Returns CLI_EXIT_FAILED. */
 int cli_fail(struct cli_ctx *ctx, struct qs_error **err);
 /* Prints "error: " + formatted text. Returns CLI_EXIT_FAILED. */
@@ -38,5 +40,6 @@ int cli_failf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 extern const struct cli_command cli_domain_commands[];
 extern const struct cli_command cli_snapshot_commands[];
 extern const struct cli_command cli_check_commands[];
+extern const struct cli_command cli_clone_commands[];
 
 #endif

@@ -135,8 +135,9 @@ struct md_lock *engine_domain_lock(struct engine *e, const char *name, struct qs
     if (!lock) {
         /* say what the other process is doing, when its record says so */
         if (local->code == QS_ERR_BUSY && intent_read(e, name, &it, NULL) > 0)
-            qs_error_set(err, QS_ERR_BUSY, "domain '%s' is busy: qsnap process %ld is running a %s of snapshot "
-                         "'%s'", name, it.pid, it.op, it.snapshot ? it.snapshot : "?");
+            qs_error_set(err, QS_ERR_BUSY, "domain '%s' is busy: qsnap process %ld is running %s %s of snapshot "
+                         "'%s'", name, it.pid, strchr("aeiou", it.op[0]) ? "an" : "a", it.op,
+                         it.snapshot ? it.snapshot : "?");
         else
             qs_error_propagate(err, &local);
         qs_error_free(local);

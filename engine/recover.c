@@ -1,6 +1,7 @@
 /* recover.c: finishing or undoing an operation a crash interrupted, from its intent record. */
 #include "external.h"
 #include "disks.h"
+#include "export.h"
 #include "files.h"
 #include "intent.h"
 #include "memstate.h"
@@ -500,6 +501,8 @@ int intent_recover(struct engine *e, const char *domain, const struct md_lock *l
         goto out;
     if (qs_str_equal(it.op, "delete"))
         r = recover_delete(e, domain, lock, &it, &c, err);
+    else if (qs_str_equal(it.op, "export"))
+        r = export_recover(e, domain, lock, &it, err);
     else if (qs_str_equal(it.kind, "metadata"))
         r = recover_metadata(e, domain, lock, &it, err);
     else if (qs_str_equal(it.op, "create"))

@@ -96,6 +96,9 @@ expect "qsnap --root $root snapshot-info --snapshotname b --domain " 'vm\ one' w
 expect "qsnap --root $root snapshot-list web --from " a:b after base 'with\ space'
 expect "qsnap --root $root snapshot-dumpxml --domain web " a:b after base 'with\ space'
 expect "qsnap --root $root snapshot-revert nodomain " # unknown domain: nothing, and no error
+expect "qsnap --root $root snapshot-export web base --disk " vda
+expect "qsnap --root $root snapshot-export web base v" vda
+expect "qsnap --root $root snapshot-export web base vda --to /x --format " qcow2 raw
 QSNAP_ROOT=$root expect "qsnap snapshot-parent web --snapshotname af" after
 
 # 4. files for file arguments
@@ -104,6 +107,7 @@ expect "qsnap define $tmp/dom" "$tmp/dom.xml" "$tmp/domain-two.xml"
 expect "qsnap define --file=$tmp/domain-" "$tmp/domain-two.xml"
 expect "qsnap --root $root snapshot-create web $tmp/domain-" "$tmp/domain-two.xml"
 expect "qsnap attach vm --qmp $tmp/domain-" "$tmp/domain-two.xml"
+expect "qsnap snapshot-export web base vda --to $tmp/domain-" "$tmp/domain-two.xml"
 
 # 5. without COMP_LINE (COMP_WORDS only) it still works
 complete_line "qsnap --root $root snapshot-revert web b"
