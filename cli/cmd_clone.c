@@ -77,6 +77,34 @@ out:
     return ret;
 }
 
+static int cmd_clone(struct cli_ctx *ctx, const struct cli_args *args)
+{
+    const char *domain = cli_args_str(args, "domain"), *snap = cli_args_str(args, "snapshotname");
+    const char *name = cli_args_str(args, "newname");
+    struct engine *e;
+    struct qs_error *err = NULL;
+    unsigned flags = 0;
+
+    if (cli_args_exclusive(args, "linked", "full"))
+        return CLI_EXIT_USAGE;
+    if (!(e = cli_domain_engine(ctx, domain)))
+        return CLI_EXIT_FAILED;
+    if (cli_args_bool(args, "full"))
+        flags |= ENGINE_CLONE_FULL;
+    if (cli_args_bool(args, "start"))
+        flags |= ENGINE_CLONE_START;
+    if (cli_args_bool(args, "with-memory"))
+        flags |= ENGINE_CLONE_WITH_MEMORY;
+    if (engine_domain_clone(e, domain, snap, name, flags, &err) < 0)
+        return cli_fail(ctx, &err);
+    if (!ctx->quiet)
+        printf("Domain '%s' cloned from snapshot %s of domain '%s'%s\n", name, snap, domain,
+               flags & ENGINE_CLONE_WITH_MEMORY ? ", started from its memory"
+               : flags & ENGINE_CLONE_START     ? ", started"
+                                                : "");
+    return CLI_EXIT_OK;
+}
+
 static const struct cli_opt export_opts[] = {
     OPT_DOMAIN,
     {"snapshotname", CLI_OPT_STRING, CLI_OPT_REQUIRED, "snapshot name"},
@@ -87,12 +115,30 @@ static const struct cli_opt export_opts[] = {
     {"json", CLI_OPT_BOOL, 0, "report the file, its size and the time taken as JSON"},
     {NULL, 0, 0, NULL},
 };
+static const struct cli_opt clone_opts[] = {
+    OPT_DOMAIN,
+    {"snapshotname", CLI_OPT_STRING, CLI_OPT_REQUIRED, "snapshot name"},
+    {"newname", CLI_OPT_STRING, CLI_OPT_REQUIRED, "name of the new domain"},
+    {"linked", CLI_OPT_BOOL, 0, "disks as qcow2 overlays on the snapshot's images (default)"},
+    {"full", CLI_OPT_BOOL, 0, "disks as independent copies"},
+    {"start", CLI_OPT_BOOL, 0, "start the new domain"},
+    {"with-memory", CLI_OPT_BOOL, 0, "start the new domain from the snapshot's memory"},
+    {NULL, 0, 0, NULL},
+};
+
 static const struct cli_cmd_def export_def = {
     "snapshot-export", "Export a disk of a snapshot as an image",
     "Write one disk as it was at the snapshot to a standalone qcow2 or raw image, while the domain runs, is "
     "paused or is shut off. Only data the guest can no longer change is read.",
     export_opts};
+static const struct cli_cmd_def clone_def = {
+    "domain-clone", "Create a new domain from a snapshot",
+    "Define a new domain from a snapshot: its disks linked to the snapshot's images or copied, its own name, "
+    "uuid, QMP socket and MAC addresses; optionally started, or started from the snapshot's memory.",
+    clone_opts};
+
 const struct cli_command cli_clone_commands[] = {
     {&export_def, cmd_export, 0},
+    {&clone_def, cmd_clone, 0},
     {NULL, NULL, 0},
 };

@@ -85,7 +85,7 @@ char *qopt_get(const char *s, const char *key)
 }
 
 /* Sets KEY to VAL everywhere it appears, or appends it when ADD and it does not. */
-static struct qopt *qopts_put(struct qopt *kv, size_t *n, const char *key, const char *val, bool add)
+struct qopt *qopts_put(struct qopt *kv, size_t *n, const char *key, const char *val, bool add)
 {
     bool found = false;
 

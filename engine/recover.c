@@ -2,6 +2,7 @@
 #include "external.h"
 #include "disks.h"
 #include "export.h"
+#include "clone.h"
 #include "files.h"
 #include "intent.h"
 #include "memstate.h"
@@ -503,6 +504,8 @@ int intent_recover(struct engine *e, const char *domain, const struct md_lock *l
         r = recover_delete(e, domain, lock, &it, &c, err);
     else if (qs_str_equal(it.op, "export"))
         r = export_recover(e, domain, lock, &it, err);
+    else if (qs_str_equal(it.op, "clone"))
+        r = clone_recover(e, domain, lock, &it, err);
     else if (qs_str_equal(it.kind, "metadata"))
         r = recover_metadata(e, domain, lock, &it, err);
     else if (qs_str_equal(it.op, "create"))

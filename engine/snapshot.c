@@ -1,5 +1,6 @@
 /* snapshot.c: snapshot operations - list, show, create, revert, delete - over QMP, qemu-img and metadata. */
 #include "engine_priv.h"
+#include "clone.h"
 #include "external.h"
 #include "intent.h"
 #include "internal.h"
@@ -1332,6 +1333,9 @@ int engine_snapshot_delete(struct engine *e, const char *domain, const char *nam
         ret = 0;
         goto out;
     }
+    /* a linked clone's overlays are built on these snapshots' images */
+    if (!(flags & ENGINE_DELETE_METADATA_ONLY) && clone_check_delete(e, domain, names, err) < 0)
+        goto out;
     if (flags & ENGINE_DELETE_METADATA_ONLY) {
         unsigned mf = (flags & ENGINE_DELETE_CHILDREN ? MD_DELETE_CHILDREN : 0) |
                       (flags & ENGINE_DELETE_CHILDREN_ONLY ? MD_DELETE_CHILDREN_ONLY : 0);

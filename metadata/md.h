@@ -227,6 +227,8 @@ int md_domain_set_made(struct md_domain *dom, const char *file, bool made, struc
 /* md_domain_format() without the record of the files qsnap made: the copy a snapshot keeps in its <domain>
  * (what the domain was, not what qsnap made since). Caller frees with free(). */
 char *md_domain_format_copy(const struct md_domain *dom, struct qs_error **err);
+/* Sets <name> (checked with qs_name_check) and <uuid> (NULL: a new random one): a clone's own identity. */
+int md_domain_set_identity(struct md_domain *dom, const char *name, const char *uuid, struct qs_error **err);
 /* Sets <os><type machine=...> ("pc-q35-7.2"). */
 int md_domain_set_machine(struct md_domain *dom, const char *machine, struct qs_error **err);
 /* Removes disk TARGET (and qsnap's data on it) from the definition. */

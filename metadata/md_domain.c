@@ -722,6 +722,32 @@ char *md_domain_format_copy(const struct md_domain *d, struct qs_error **err)
     return xml;
 }
 
+int md_domain_set_identity(struct md_domain *d, const char *name, const char *uuid, struct qs_error **err)
+{
+    static const char *const before_uuid[] = { "name", NULL };
+    xmlNodePtr root = root_of(d), n, u;
+    char ubuf[37];
+
+    if (qs_name_check(name, "domain", err) < 0)
+        return -1;
+    if (!uuid) {
+        if (random_uuid(ubuf, err) < 0)
+            return -1;
+        uuid = ubuf;
+    }
+    if (!(n = md_xml_child(root, "name", NULL))) {
+        n = md_xml_new(d->x.doc, NULL, "name", NULL);
+        md_xml_insert(root, n, root->children);
+    }
+    md_xml_set_text(n, name);
+    if (!(u = md_xml_child(root, "uuid", NULL))) {
+        u = md_xml_new(d->x.doc, NULL, "uuid", NULL);
+        insert_after_any(root, u, before_uuid);
+    }
+    md_xml_set_text(u, uuid);
+    return cache_build(d, err);
+}
+
 int md_domain_set_machine(struct md_domain *d, const char *machine, struct qs_error **err)
 {
     xmlNodePtr type = md_xml_child(md_xml_child(root_of(d), "os", NULL), "type", NULL);
