@@ -673,6 +673,7 @@ static int cmd_dumpxml(struct cli_ctx *ctx, const struct cli_args *args)
 
 static const struct cli_flag revert_flag_map[] = {
     {"running", ENGINE_REVERT_RUNNING}, {"paused", ENGINE_REVERT_PAUSED}, {"force", ENGINE_REVERT_FORCE},
+    {"reset-nvram", ENGINE_REVERT_RESET_NVRAM},
 };
 static const struct cli_flag delete_flag_map[] = {
     {"children", ENGINE_DELETE_CHILDREN},
@@ -941,6 +942,7 @@ static const struct cli_opt revert_opts[] = {
     {"running", CLI_OPT_BOOL, 0, "after reverting, change state to running"},
     {"paused", CLI_OPT_BOOL, 0, "after reverting, change state to paused"},
     {"force", CLI_OPT_BOOL, 0, "try harder on risky reverts"},
+    {"reset-nvram", CLI_OPT_BOOL, 0, "re-initialize NVRAM from its pristine template"},
     OPT_END,
 };
 static const struct cli_opt delete_opts[] = {

@@ -6,6 +6,7 @@
 #include "img.h"
 #include "intent.h"
 #include "memstate.h"
+#include "nvram.h"
 #include "qargv.h"
 #include "qs_util.h"
 #include "vm.h"
@@ -44,6 +45,9 @@ struct plan {
     struct md_domain *cdom; /* the clone's definition */
     struct cdisk *d;
     size_t n;
+    const struct md_domain *dom; /* the source's definition */
+    char *nvram;                 /* the clone's own UEFI variables, NULL when the source has none */
+    char *nvram_was;             /* the source's, as the snapshot's command line opens them */
 };
 
 static void plan_release(struct plan *p)
@@ -54,8 +58,62 @@ static void plan_release(struct plan *p)
         free(p->d[i].base);
     }
     free(p->d);
+    free(p->nvram);
+    free(p->nvram_was);
     md_domain_free(p->cdom);
     md_snapshot_free(p->snap);
+}
+
+/* A UEFI guest's clone gets variables of its own, next to its first disk: NAME_VARS.fd as libvirt names them. */
+static int plan_nvram(struct plan *p, struct qs_error **err)
+{
+    struct md_domain_nvram nv;
+    struct stat st;
+    char *dir;
+
+    if (md_domain_nvram_get(p->cdom, &nv) <= 0)
+        return 0;
+    dir = files_dir_of(p->n ? p->d[0].file : nv.file);
+    p->nvram = qs_asprintf("%s/%s_VARS.%s", dir, p->name, qs_str_equal(nv.format, "qcow2") ? "qcow2" : "fd");
+    free(dir);
+    p->nvram_was = qs_xstrdup(nv.file);
+    if (lstat(p->nvram, &st) == 0) {
+        qs_error_set(err, QS_ERR_EXISTS, "file '%s' already exists", p->nvram);
+        return -1;
+    }
+    nv.file = p->nvram;
+    return md_domain_set_nvram(p->cdom, &nv, err);
+}
+
+/* The clone's command line opens its own variables (ARGV: the snapshot's, its disks pointed already). */
+static int point_nvram(struct plan *p, char **argv, const char *cwd, struct qs_error **err)
+{
+    struct md_domain_nvram nv;
+    ssize_t at;
+
+    if (!p->nvram || md_domain_nvram_get(p->cdom, &nv) <= 0)
+        return 0;
+    if ((at = qargv_disk_option(argv, cwd, nv.drive, nv.node_name, p->nvram_was)) < 0) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "the recorded QEMU command line does not open the UEFI variables '%s'",
+                     p->nvram_was);
+        return -1;
+    }
+    return qargv_point_option(argv, at, "nvram", p->nvram, NULL, err);
+}
+
+/* The index of the option that opens the clone's variables in its final command line ARGV. */
+static int index_nvram(struct plan *p, char *const *argv, const char *cwd, struct qs_error **err)
+{
+    struct md_domain_nvram nv;
+    ssize_t at;
+    char buf[24];
+
+    if (!p->nvram || md_domain_nvram_get(p->cdom, &nv) <= 0)
+        return 0;
+    at = qargv_disk_option(argv, cwd, nv.drive, nv.node_name, p->nvram);
+    snprintf(buf, sizeof(buf), "%zd", at);
+    nv.arg = at >= 0 ? buf : NULL;
+    return md_domain_set_nvram(p->cdom, &nv, err);
 }
 
 /* The export of SNAP's disk TARGET a linked clone made before, when it is still there and whole. Caller frees. */
@@ -187,7 +245,7 @@ static int plan_domain(struct plan *p, struct qs_error **err)
     }
     cwd = md_domain_cwd(p->cdom) ? qs_xstrdup(md_domain_cwd(p->cdom)) : NULL;
     if (md_domain_set_identity(p->cdom, p->name, NULL, err) < 0 || md_domain_set_qmp_socket(p->cdom, NULL, err) < 0 ||
-        md_domain_set_process(p->cdom, cwd, 0, 0, err) < 0 || plan_disks(p, err) < 0)
+        md_domain_set_process(p->cdom, cwd, 0, 0, err) < 0 || plan_disks(p, err) < 0 || plan_nvram(p, err) < 0)
         goto out;
     if (!(argv = md_domain_argv(p->cdom)) || !argv[0]) {
         qs_error_set(err, QS_ERR_UNSUPPORTED, "snapshot '%s' of domain '%s' records no QEMU command line to clone",
@@ -202,8 +260,9 @@ static int plan_domain(struct plan *p, struct qs_error **err)
     run = qs_asprintf("%s/run", engine_root(p->e));
     {
         struct qargv_clone_opts o = {p->name, md_domain_uuid(p->cdom), run, cwd};
-        if (qargv_point_disks(argv, p->cdom, &pointed, err) < 0 || qargv_clone(pointed, &o, &cargv, err) < 0 ||
-            md_domain_set_argv(p->cdom, (const char *const *)cargv, err) < 0)
+        if (qargv_point_disks(argv, p->cdom, &pointed, err) < 0 || point_nvram(p, pointed, cwd, err) < 0 ||
+            qargv_clone(pointed, &o, &cargv, err) < 0 || md_domain_set_argv(p->cdom, (const char *const *)cargv, err) < 0 ||
+            index_nvram(p, cargv, cwd, err) < 0)
             goto out;
     }
     for (size_t i = 0; i < p->n; i++) {
@@ -536,7 +595,7 @@ out:
 int engine_domain_clone(struct engine *e, const char *domain, const char *snapshot, const char *name,
                         unsigned flags, struct qs_error **err)
 {
-    struct plan p = {e, domain, snapshot, name, flags, NULL, NULL, NULL, 0};
+    struct plan p = {e, domain, snapshot, name, flags, NULL, NULL, NULL, 0, NULL, NULL, NULL};
     struct md_domain *dom = NULL;
     struct md_lock *lock = NULL, *clock = NULL;
     struct intent it = {0};
@@ -559,6 +618,7 @@ int engine_domain_clone(struct engine *e, const char *domain, const char *snapsh
     if (!(dom = engine_domain_load(e, domain, err)) || !(lock = engine_domain_lock(e, domain, err)) ||
         !(clock = engine_domain_lock(e, name, err)))
         goto out;
+    p.dom = dom;
     if (md_store_domain_exists(e->store, name, NULL) == 0) {
         qs_error_set(err, QS_ERR_EXISTS, "domain '%s' is already defined", name);
         goto out;
@@ -577,6 +637,16 @@ int engine_domain_clone(struct engine *e, const char *domain, const char *snapsh
         if (make_disk(&p, lock, &it, &p.d[i], err) < 0)
             goto out;
         engine_step(e, "clone", "disk");
+    }
+    if (p.nvram) {
+        /* the snapshot's UEFI variables, as the clone's own */
+        if (export_file_new(p.nvram, err) < 0)
+            goto out;
+        intent_add_file(&it, p.nvram);
+        if (intent_update(e, lock, domain, &it, err) < 0 ||
+            nvram_copy_for_clone(e, p.dom, domain, snapshot, p.nvram, err) < 0)
+            goto out;
+        engine_step(e, "clone", "nvram");
     }
     if (md_store_domain_put(e->store, clock, p.cdom, err) < 0)
         goto out;

@@ -3,6 +3,7 @@
 #include "intent.h"
 #include "memstate.h" /* engine_qemu_start_incoming */
 #include "disks.h"
+#include "nvram.h"
 #include "qargv.h"
 #include "qs_buf.h"
 #include "qs_util.h"
@@ -381,7 +382,8 @@ static struct md_domain *attach_describe(struct qmp_client *c, const char *name,
         }
         free(t);
     }
-    if (md_domain_set_argv(dom, argv ? (const char *const *)argv : NULL, err) < 0)
+    if (nvram_describe(c, argv, blocks, nblocks, cwd, dom, err) < 0 ||
+        md_domain_set_argv(dom, argv ? (const char *const *)argv : NULL, err) < 0)
         goto out;
     ret = dom;
     dom = NULL;
@@ -659,7 +661,7 @@ static int qemu_start(struct engine *e, struct md_domain *dom, const struct md_l
         goto out;
     full = qargv_start(pointed, md_domain_cwd(dom), sock, paused, incoming);
     unlink(sock); /* a socket left by a QEMU that was killed */
-    if (vm_spawn(full, md_domain_cwd(dom), log, &pid, err) < 0)
+    if (nvram_before_start(e, dom, err) < 0 || vm_spawn(full, md_domain_cwd(dom), log, &pid, err) < 0)
         goto out;
     *c = qmp_client_connect(sock, &opts, err);
     if (!*c) {

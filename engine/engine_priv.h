@@ -15,6 +15,7 @@ struct engine {
     void *opaque;
     bool recovering; /* engine_domain_lock must not recover again from inside a recovery */
     bool after_undo; /* the recovery follows the operation's own undo, in the same process */
+    struct nvram_pending *nvram; /* a revert's UEFI variables, put in place at the next QEMU start (nvram.c) */
 };
 
 /* Reports a step boundary to the step callback, if any. */

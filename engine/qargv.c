@@ -307,6 +307,12 @@ out:
     return ret;
 }
 
+int qargv_point_option(char **argv, ssize_t i, const char *what, const char *source, const char *format,
+                       struct qs_error **err)
+{
+    return point_option(argv, i, what, source, format, err);
+}
+
 /* Whether argv[I] (an option's value) belongs to an option qsnap knows how to point at a new image. */
 static bool disk_option_at(char *const *argv, ssize_t i)
 {

@@ -58,6 +58,11 @@ ssize_t qargv_disk_option(char *const *argv, const char *cwd, const char *drive,
  */
 int qargv_point_disks(char *const *argv, const struct md_domain *dom, char ***out, struct qs_error **err);
 
+/* Points the option whose value is ARGV[I] (a -drive, -blockdev or -hdX, from qargv_disk_option) at SOURCE
+ * in FORMAT (NULL: unchanged), in place; WHAT names it in errors. */
+int qargv_point_option(char **argv, ssize_t i, const char *what, const char *source, const char *format,
+                       struct qs_error **err);
+
 /*
  * The argv a start runs: ARGV without -daemonize, -S and -incoming (qsnap decides those), with a QMP
  * monitor on SOCK (the recorded one is kept when it serves SOCK, relative paths taken against CWD), -S when

@@ -3,6 +3,7 @@
 #include "disks.h"
 #include "export.h"
 #include "clone.h"
+#include "nvram.h"
 #include "files.h"
 #include "intent.h"
 #include "memstate.h"
@@ -521,6 +522,7 @@ int intent_recover(struct engine *e, const char *domain, const struct md_lock *l
     if (r < 0)
         goto out;
     intent_end(e, lock, domain);
+    nvram_tidy(e, domain); /* a create undone leaves no copy of its UEFI variables */
     ret = 0;
 out:
     if (ret < 0)

@@ -77,7 +77,7 @@ for cmd in "${commands[@]}"; do
     expect "qsnap $cmd --" "${opts[@]}"
 done
 # options already given are not offered again (a repeatable one is)
-expect "qsnap snapshot-revert web --current --" --snapshotname --running --paused --force
+expect "qsnap snapshot-revert web --current --" --snapshotname --running --paused --force --reset-nvram
 expect "qsnap snapshot-create-as web --diskspec vda --dis" --disk-only --diskspec
 
 # 3. names from a state directory, found through --root, --root=, and $QSNAP_ROOT

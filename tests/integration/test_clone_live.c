@@ -6,7 +6,6 @@
 #include "qs_proc.h"
 #include "qs_util.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,40 +19,9 @@
 
 /* ---- helpers ---- */
 
-/* SIGKILLs every QEMU whose command line names the test's state directory: the clones qsnap started. */
-static void kill_clones(struct qt_fixture *f)
-{
-    DIR *d = opendir("/proc");
-    struct dirent *de;
-
-    if (!d || !f->root)
-        return;
-    while ((de = readdir(d))) {
-        char path[300], buf[8192];
-        ssize_t n;
-        int fd;
-        if (de->d_name[0] < '1' || de->d_name[0] > '9')
-            continue;
-        snprintf(path, sizeof(path), "/proc/%s/cmdline", de->d_name);
-        if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-            continue;
-        n = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (n <= 0)
-            continue;
-        for (ssize_t i = 0; i < n; i++)
-            if (!buf[i])
-                buf[i] = ' ';
-        buf[n] = '\0';
-        if (strstr(buf, "qemu-system") && strstr(buf, f->root))
-            kill(atoi(de->d_name), SIGKILL);
-    }
-    closedir(d);
-}
-
 static int teardown(void **state)
 {
-    kill_clones(*state);
+    qt_kill_started(*state);
     return qt_teardown(state);
 }
 
