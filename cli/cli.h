@@ -46,5 +46,6 @@ extern const struct cli_command cli_snapshot_commands[];
 extern const struct cli_command cli_check_commands[];
 extern const struct cli_command cli_preview_commands[];
 extern const struct cli_command cli_schedule_commands[];
+extern const struct cli_command cli_clone_commands[];
 
 #endif

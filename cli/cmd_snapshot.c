@@ -19,7 +19,7 @@
 /* Shared steps. */
 
 /* The engine and the domain, looked up first as virsh does ("failed to get domain 'X'"). */
-static struct engine *domain_engine(struct cli_ctx *ctx, const char *domain)
+struct engine *cli_domain_engine(struct cli_ctx *ctx, const char *domain)
 {
     struct engine *e = cli_engine(ctx);
     struct qs_error *err = NULL;
@@ -36,11 +36,6 @@ static struct engine *domain_engine(struct cli_ctx *ctx, const char *domain)
         return NULL;
     }
     return e;
-}
-
-struct engine *cli_domain_engine(struct cli_ctx *ctx, const char *domain)
-{
-    return domain_engine(ctx, domain);
 }
 
 /*
@@ -214,7 +209,7 @@ static unsigned create_flags(const struct cli_args *args)
 static int cmd_create(struct cli_ctx *ctx, const struct cli_args *args)
 {
     const char *domain = cli_args_str(args, "domain"), *file = cli_args_str(args, "xmlfile");
-    struct engine *e = domain_engine(ctx, domain);
+    struct engine *e = cli_domain_engine(ctx, domain);
     struct qs_error *err = NULL;
     unsigned flags;
     size_t len = 0;
@@ -395,7 +390,7 @@ static int cmd_create_as(struct cli_ctx *ctx, const struct cli_args *args)
     qs_buf_init(&xml, 0);
     disks = cli_args_list(args, "diskspec", &ndisks);
     /* virsh resolves the domain even for --print-xml */
-    if (!(e = domain_engine(ctx, domain)))
+    if (!(e = cli_domain_engine(ctx, domain)))
         goto out;
     qs_buf_adds(&xml, "<domainsnapshot>\n");
     if (name) {
@@ -502,7 +497,7 @@ static int cmd_list(struct cli_ctx *ctx, const struct cli_args *args)
     int ret = CLI_EXIT_FAILED;
 
     qs_buf_init(&out, 0);
-    if (list_conflicts(args) || !(e = domain_engine(ctx, domain)))
+    if (list_conflicts(args) || !(e = cli_domain_engine(ctx, domain)))
         goto out;
     flags = list_flags(args);
     if (cli_args_bool(args, "current")) {
@@ -594,7 +589,7 @@ out:
 static int cmd_info(struct cli_ctx *ctx, const struct cli_args *args)
 {
     const char *domain = cli_args_str(args, "domain");
-    struct engine *e = domain_engine(ctx, domain);
+    struct engine *e = cli_domain_engine(ctx, domain);
     char *name;
     int ret;
 
@@ -613,7 +608,7 @@ static int cmd_current(struct cli_ctx *ctx, const struct cli_args *args)
     char *name = NULL;
     int ret = CLI_EXIT_FAILED;
 
-    if (cli_args_exclusive(args, "name", "snapshotname") || !(e = domain_engine(ctx, domain)))
+    if (cli_args_exclusive(args, "name", "snapshotname") || !(e = cli_domain_engine(ctx, domain)))
         return CLI_EXIT_FAILED;
     if (set) {
         if (engine_snapshot_set_current(e, domain, set, &err) < 0)
@@ -637,7 +632,7 @@ static int cmd_current(struct cli_ctx *ctx, const struct cli_args *args)
 static int cmd_parent(struct cli_ctx *ctx, const struct cli_args *args)
 {
     const char *domain = cli_args_str(args, "domain");
-    struct engine *e = domain_engine(ctx, domain);
+    struct engine *e = cli_domain_engine(ctx, domain);
     struct engine_snapshot_list *l = NULL;
     struct qs_error *err = NULL;
     const char *parent;
@@ -665,7 +660,7 @@ out:
 static int cmd_dumpxml(struct cli_ctx *ctx, const struct cli_args *args)
 {
     const char *domain = cli_args_str(args, "domain");
-    struct engine *e = domain_engine(ctx, domain);
+    struct engine *e = cli_domain_engine(ctx, domain);
 
     if (!e)
         return CLI_EXIT_FAILED;
@@ -678,6 +673,7 @@ static int cmd_dumpxml(struct cli_ctx *ctx, const struct cli_args *args)
 
 static const struct cli_flag revert_flag_map[] = {
     {"running", ENGINE_REVERT_RUNNING}, {"paused", ENGINE_REVERT_PAUSED}, {"force", ENGINE_REVERT_FORCE},
+    {"reset-nvram", ENGINE_REVERT_RESET_NVRAM},
 };
 static const struct cli_flag delete_flag_map[] = {
     {"children", ENGINE_DELETE_CHILDREN},
@@ -689,7 +685,7 @@ static const struct cli_flag delete_flag_map[] = {
 static int cmd_revert(struct cli_ctx *ctx, const struct cli_args *args)
 {
     const char *domain = cli_args_str(args, "domain");
-    struct engine *e = domain_engine(ctx, domain);
+    struct engine *e = cli_domain_engine(ctx, domain);
     struct qs_error *err = NULL;
     unsigned flags = CLI_ARGS_FLAGS(args, revert_flag_map);
     char *name;
@@ -710,7 +706,7 @@ static int cmd_revert(struct cli_ctx *ctx, const struct cli_args *args)
 static int cmd_delete(struct cli_ctx *ctx, const struct cli_args *args)
 {
     const char *domain = cli_args_str(args, "domain");
-    struct engine *e = domain_engine(ctx, domain);
+    struct engine *e = cli_domain_engine(ctx, domain);
     struct qs_error *err = NULL;
     unsigned flags = CLI_ARGS_FLAGS(args, delete_flag_map);
     char *name;
@@ -784,7 +780,7 @@ static char *xml_name(const char *xml)
 static int cmd_edit(struct cli_ctx *ctx, const struct cli_args *args)
 {
     const char *domain = cli_args_str(args, "domain");
-    struct engine *e = domain_engine(ctx, domain);
+    struct engine *e = cli_domain_engine(ctx, domain);
     struct qs_error *err = NULL;
     char *name = NULL, *xml = NULL, *edited = NULL, *newname = NULL, *tmp = NULL;
     unsigned flags = ENGINE_CREATE_REDEFINE;
@@ -947,6 +943,7 @@ static const struct cli_opt revert_opts[] = {
     {"running", CLI_OPT_BOOL, 0, "after reverting, change state to running"},
     {"paused", CLI_OPT_BOOL, 0, "after reverting, change state to paused"},
     {"force", CLI_OPT_BOOL, 0, "try harder on risky reverts"},
+    {"reset-nvram", CLI_OPT_BOOL, 0, "re-initialize NVRAM from its pristine template"},
     OPT_END,
 };
 static const struct cli_opt delete_opts[] = {

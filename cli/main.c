@@ -38,7 +38,7 @@ static const struct cli_command main_commands[] = {
 /* Every command table, in the order help lists them. */
 static const struct cli_command *const tables[] = {main_commands, cli_domain_commands, cli_snapshot_commands,
                                                    cli_check_commands, cli_preview_commands,
-                                                   cli_schedule_commands};
+                                                   cli_schedule_commands, cli_clone_commands};
 
 static const struct cli_command *command_find(const char *name)
 {
@@ -177,7 +177,7 @@ static int cmd_help(struct cli_ctx *ctx, const struct cli_args *args)
            "Snapshots of QEMU virtual machines, without libvirt. Commands take virsh's options.\n");
     for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
         static const char *const titles[] = {"Generic", "Domain", "Snapshot", "Consistency", "Preview",
-                                             "Schedule"};
+                                             "Schedule", "Clone"};
         printf("\n %s commands:\n", titles[t]);
         for (const struct cli_command *c = tables[t]; c->def; c++)
             printf("    %-20s %s\n", c->def->name, c->def->summary);

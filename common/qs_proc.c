@@ -36,12 +36,18 @@ static void child_exec(char *const argv[], int outfd, int errfd)
 int qs_proc_run(char *const argv[], int timeout_ms, size_t max_output, struct qs_proc_result *res,
                 struct qs_error **err)
 {
+    return qs_proc_run_watch(argv, timeout_ms, max_output, NULL, NULL, res, err);
+}
+
+int qs_proc_run_watch(char *const argv[], int timeout_ms, size_t max_output, qs_proc_watch_fn watch, void *opaque,
+                      struct qs_proc_result *res, struct qs_error **err)
+{
     int outp[2] = {-1, -1}, errp[2] = {-1, -1};
     struct qs_buf bufs[2];
     int ret = -1, wstatus = 0;
     pid_t pid = -1;
     int64_t deadline = timeout_ms > 0 ? qs_now_ms() + timeout_ms : 0;
-    bool killed = false;
+    bool killed = false, stopped = false;
 
     if (!max_output)
         max_output = DEFAULT_MAX_OUTPUT;
@@ -101,12 +107,20 @@ int qs_proc_run(char *const argv[], int timeout_ms, size_t max_output, struct qs
                 /* output past the cap is dropped; the child still runs to its end */
                 if (!bufs[i].toobig)
                     qs_buf_add(&bufs[i], tmp, (size_t)r);
+                if (i == 0 && watch && !stopped && watch(opaque, tmp, (size_t)r) != 0) {
+                    kill(pid, SIGKILL);
+                    stopped = true;
+                }
             }
         }
     }
     while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
         ;
     pid = -1;
+    if (stopped) {
+        qs_error_set(err, QS_ERR_CANCELLED, "'%s' was stopped", argv[0]);
+        goto out;
+    }
     if (killed) {
         if (err && !*err)
             qs_error_set(err, QS_ERR_TIMEOUT, "'%s' did not finish within %d ms", argv[0], timeout_ms);

@@ -24,6 +24,12 @@ struct qs_proc_result {
 int qs_proc_run(char *const argv[], int timeout_ms, size_t max_output, struct qs_proc_result *res,
                 struct qs_error **err);
 void qs_proc_result_release(struct qs_proc_result *res);
+/* Sees each piece of the child's stdout as it arrives (qemu-img -p's progress); non-zero stops the child. */
+typedef int (*qs_proc_watch_fn)(void *opaque, const char *data, size_t len);
+/* qs_proc_run with WATCH (may be NULL) called on stdout as it comes. A WATCH that returns non-zero kills the
+ * child (SIGKILL) and the run fails with QS_ERR_CANCELLED. */
+int qs_proc_run_watch(char *const argv[], int timeout_ms, size_t max_output, qs_proc_watch_fn watch, void *opaque,
+                      struct qs_proc_result *res, struct qs_error **err);
 /* Runs ARGV attached to this process's terminal (stdin, stdout, stderr inherited), no time limit; for an
  * editor. res->status as above; out and errout stay NULL. */
 int qs_proc_run_interactive(char *const argv[], struct qs_proc_result *res, struct qs_error **err);

@@ -1,6 +1,7 @@
 /* disks.c: a domain's disks in a running QEMU - found by image and device after every restart, described
  * with libvirt's names and buses at attach. */
 #include "disks.h"
+#include "nvram.h"
 #include "qargv.h"
 #include "qs_util.h"
 
@@ -345,8 +346,8 @@ int disk_describe(struct qmp_client *c, pid_t pid, char *const *argv, const stru
     for (size_t i = 0; i < nb; i++) {
         const struct vm_block *bl = &b[i];
         char *file = NULL;
-        if (bl->readonly)
-            continue; /* a CD-ROM or a read-only image holds no snapshot */
+        if (bl->readonly || nvram_is_pflash(c, bl))
+            continue; /* a CD-ROM or a read-only image holds no snapshot; UEFI's pflash is firmware */
         file = qs_str_has_prefix(bl->file, "json:") ? json_filename(bl->file) : qs_xstrdup(bl->file);
         if (!file) {
             qs_error_set(err, QS_ERR_UNSUPPORTED, "disk '%s': QEMU names its image '%s', which is not a file",

@@ -3,6 +3,7 @@
 #include "intent.h"
 #include "memstate.h" /* engine_qemu_start_incoming */
 #include "disks.h"
+#include "nvram.h"
 #include "qargv.h"
 #include "qs_buf.h"
 #include "qs_util.h"
@@ -137,8 +138,9 @@ struct md_lock *engine_domain_lock(struct engine *e, const char *name, struct qs
     if (!lock) {
         /* say what the other process is doing, when its record says so */
         if (local->code == QS_ERR_BUSY && intent_read(e, name, &it, NULL) > 0)
-            qs_error_set(err, QS_ERR_BUSY, "domain '%s' is busy: qsnap process %ld is running a %s of snapshot "
-                         "'%s'", name, it.pid, it.op, it.snapshot ? it.snapshot : "?");
+            qs_error_set(err, QS_ERR_BUSY, "domain '%s' is busy: qsnap process %ld is running %s %s of snapshot "
+                         "'%s'", name, it.pid, strchr("aeiou", it.op[0]) ? "an" : "a", it.op,
+                         it.snapshot ? it.snapshot : "?");
         else
             qs_error_propagate(err, &local);
         qs_error_free(local);
@@ -383,7 +385,8 @@ static struct md_domain *attach_describe(struct qmp_client *c, const char *name,
         }
         free(t);
     }
-    if (md_domain_set_argv(dom, argv ? (const char *const *)argv : NULL, err) < 0)
+    if (nvram_describe(c, argv, blocks, nblocks, cwd, dom, err) < 0 ||
+        md_domain_set_argv(dom, argv ? (const char *const *)argv : NULL, err) < 0)
         goto out;
     ret = dom;
     dom = NULL;
@@ -662,7 +665,7 @@ static int qemu_start(struct engine *e, struct md_domain *dom, const struct md_l
         goto out;
     full = qargv_start(pointed, md_domain_cwd(dom), sock, paused, incoming);
     unlink(sock); /* a socket left by a QEMU that was killed */
-    if (vm_spawn(full, md_domain_cwd(dom), log, &pid, err) < 0)
+    if (nvram_before_start(e, dom, err) < 0 || vm_spawn(full, md_domain_cwd(dom), log, &pid, err) < 0)
         goto out;
     *c = qmp_client_connect(sock, &opts, err);
     if (!*c) {

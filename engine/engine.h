@@ -157,6 +157,7 @@ enum engine_revert_flags {
     ENGINE_REVERT_RUNNING = 1 << 0, /* run afterwards, whatever the snapshot's state */
     ENGINE_REVERT_PAUSED = 1 << 1,  /* stay paused afterwards */
     ENGINE_REVERT_FORCE = 1 << 2,   /* allow risky reverts */
+    ENGINE_REVERT_RESET_NVRAM = 1 << 3, /* UEFI variables fresh from the firmware's template, not the snapshot's */
 };
 
 enum engine_delete_flags {
@@ -292,6 +293,55 @@ QS_EXPORT int engine_domain_save(struct engine *e, const char *name, const char 
  */
 QS_EXPORT int engine_domain_restore(struct engine *e, const char *path, unsigned flags, char **name,
                                     struct qs_error **err);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* From a snapshot to a volume or a new VM. */
+
+enum engine_export_flags {
+    ENGINE_EXPORT_COMPRESS = 1 << 0, /* qcow2 with compressed clusters */
+};
+
+/* What an export wrote. */
+struct engine_export_result {
+    uint64_t size;         /* bytes of the file written */
+    uint64_t virtual_size; /* the disk's size as the guest sees it */
+};
+
+/*
+ * Writes disk DISK (its target, "vda") of DOMAIN as it was at snapshot NAME to PATH (absolute), a standalone
+ * image with no backing file in FORMAT ("qcow2", or NULL for it; "raw"), with the VM running, paused or off.
+ * Reads only what the guest can no longer change - an internal snapshot's clusters in the image that holds its
+ * tag, an external snapshot's frozen image and its backing chain - under the domain lock, so the snapshot
+ * cannot go away meanwhile; QEMU is not involved. Written to a temporary file beside PATH (0600) and renamed
+ * at the end: a failure, a crash or a cancel leaves no part of it. PATH that exists is QS_ERR_EXISTS, a disk
+ * the snapshot does not hold QS_ERR_NOTFOUND, too little room in PATH's file system (checked before, with
+ * qemu-img measure) QS_ERR_IO naming both sizes. Progress phase: "export". *res (may be NULL) is filled on
+ * success.
+ */
+QS_EXPORT int engine_snapshot_export(struct engine *e, const char *domain, const char *name, const char *disk,
+                                     const char *path, const char *format, unsigned flags,
+                                     struct engine_export_result *res, struct qs_error **err);
+
+enum engine_clone_flags {
+    ENGINE_CLONE_FULL = 1 << 0,        /* independent copies of the disks (default: linked overlays) */
+    ENGINE_CLONE_START = 1 << 1,       /* start the clone afterwards (a fresh boot) */
+    ENGINE_CLONE_WITH_MEMORY = 1 << 2, /* start it from the snapshot's RAM and devices (implies START) */
+};
+
+/*
+ * Defines domain NAME as a copy of DOMAIN at snapshot SNAPSHOT: the snapshot's definition and QEMU command
+ * line with a new name, uuid, QMP socket (qsnap's own), MAC addresses and sockets of its own, and disks of its
+ * own next to the source's images, named NAME-TARGET.qcow2: linked (default) - qcow2 overlays on the
+ * snapshot's frozen images, or on one export of an internal snapshot's disks that every linked clone of that
+ * snapshot shares - or FULL copies. A UEFI guest gets its own NVRAM with the variables of the snapshot. The
+ * source is not touched (it may run meanwhile); while a linked clone is built on images of the source's
+ * snapshot, deleting that snapshot is refused, naming the clone. START boots the clone; WITH_MEMORY starts it
+ * from the snapshot's RAM (internal: read from the image holding it; external: its memory file), running or
+ * paused as the snapshot was. An option the clone cannot have of its own (a TCP port it would listen on, a
+ * tap device) is QS_ERR_UNSUPPORTED before anything is made. Progress phases: "export" (copies), "restore".
+ */
+QS_EXPORT int engine_domain_clone(struct engine *e, const char *domain, const char *snapshot, const char *name,
+                                  unsigned flags, struct qs_error **err);
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Consistency check: a domain's snapshot metadata against its images, files and running QEMU. */

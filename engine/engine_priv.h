@@ -26,6 +26,7 @@ struct engine {
     const char *run_schedule;         /* the schedule the runner works for, recorded in nested events */
     const struct schedule_ops *sched_ops; /* how the runner creates and deletes (NULL: the engine's own) */
     struct marks_cache *marks;        /* snapshots' qsnap marks by file identity (prune.c) */
+    struct nvram_pending *nvram; /* a revert's UEFI variables, put in place at the next QEMU start (nvram.c) */
 };
 
 /* Frees what schedules and events keep in the engine (engine_free). */

@@ -81,6 +81,65 @@ static char *source_in(const struct md_domain *d, const char *target)
     return NULL;
 }
 
+/* Calls FN for every image in the disk chains of every defined domain but DOMAIN (a linked clone's overlays
+ * sit on its source's images: they are needed as long as the clone is defined). */
+static void others_each(struct engine *e, const char *domain, void (*fn)(void *opaque, const char *dom,
+                                                                          const char *file), void *opaque)
+{
+    char **names = NULL;
+
+    if (md_store_domain_list(e->store, &names, NULL) < 0)
+        return;
+    for (size_t i = 0; names[i]; i++) {
+        struct md_domain *o;
+        if (strcmp(names[i], domain) == 0 || !(o = md_store_domain_get(e->store, names[i], NULL)))
+            continue;
+        for (size_t k = 0; k < md_domain_disk_count(o); k++) {
+            struct md_domain_disk d;
+            char **chain;
+            if (md_domain_disk_get(o, k, &d, NULL) < 0 || !d.source || !qs_str_equal(d.device, "disk"))
+                continue;
+            chain = files_chain(d.source);
+            for (size_t j = 0; chain[j]; j++)
+                fn(opaque, names[i], chain[j]);
+            qs_strv_free(chain);
+        }
+        md_domain_free(o);
+    }
+    qs_strv_free(names);
+}
+
+struct chain_acc {
+    char ***v;
+    size_t *n;
+    const char *file; /* files_users: the file looked for */
+};
+
+static void add_other(void *opaque, const char *dom, const char *file)
+{
+    struct chain_acc *a = opaque;
+    (void)dom;
+    if (!has(*a->v, file))
+        push(a->v, a->n, file);
+}
+
+static void add_user(void *opaque, const char *dom, const char *file)
+{
+    struct chain_acc *a = opaque;
+    if (strcmp(file, a->file) == 0 && !has(*a->v, dom))
+        push(a->v, a->n, dom);
+}
+
+char **files_users(struct engine *e, const char *domain, const char *file)
+{
+    char **v = qs_xcalloc(1, sizeof(char *));
+    size_t n = 0;
+    struct chain_acc a = {&v, &n, file};
+
+    others_each(e, domain, add_user, &a);
+    return v;
+}
+
 int files_needed(struct engine *e, const char *domain, const struct md_lock *lock, const struct md_domain *dom,
                  const char *except, char ***out, struct qs_error **err)
 {
@@ -96,6 +155,10 @@ int files_needed(struct engine *e, const char *domain, const struct md_lock *loc
         struct md_domain_disk d;
         if (md_domain_disk_get(dom, k, &d, NULL) == 0 && d.source && qs_str_equal(d.device, "disk"))
             add_chain(&v, &n, d.source);
+    }
+    {
+        struct chain_acc a = {&v, &n, NULL};
+        others_each(e, domain, add_other, &a);
     }
     if (md_tree_list(t, NULL, MD_LIST_TOPOLOGICAL, &all, &count, err) < 0)
         goto out;

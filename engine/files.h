@@ -12,11 +12,16 @@
  * Every image file the state of DOM (the definition as it is or will be) and its snapshots needs: the
  * backing chain (read from the images' headers) of each disk's current image, of each external snapshot's
  * frozen images (the images its <domain> names for its external disks) and of each internal snapshot's
- * images (those holding its tags: its <domain>'s, else the disks' current ones). Snapshot EXCEPT (may be
- * NULL) does not count. Canonical paths, NULL-terminated; caller frees with qs_strv_free.
+ * images (those holding its tags: its <domain>'s, else the disks' current ones); and the disks' chains of
+ * every other defined domain (a linked clone's overlays are built on its source's images). Snapshot EXCEPT
+ * (may be NULL) does not count. Canonical paths, NULL-terminated; caller frees with qs_strv_free.
  */
 int files_needed(struct engine *e, const char *domain, const struct md_lock *lock, const struct md_domain *dom,
                  const char *except, char ***out, struct qs_error **err);
+
+/* The defined domains other than DOMAIN whose disks' backing chains hold FILE (canonical): a linked clone
+ * built on DOMAIN's images. NULL-terminated; caller frees with qs_strv_free. */
+char **files_users(struct engine *e, const char *domain, const char *file);
 
 /* Whether NEEDED (from files_needed) holds a file backed by FILE (canonical): FILE is frozen under it. */
 bool files_has_child(char *const *needed, const char *file);

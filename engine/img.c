@@ -23,13 +23,15 @@ void img_info_release(struct img_info *info)
     memset(info, 0, sizeof(*info));
 }
 
-/* Runs qemu-img with ARGV; a non-zero exit becomes an error carrying qemu-img's own message. */
-static int img_run(char *const argv[], char **out, struct qs_error **err)
+/* Runs qemu-img with ARGV (WATCH, may be NULL, sees its stdout as it comes; TIMEOUT_MS 0: none); a non-zero
+ * exit becomes an error carrying qemu-img's own message. */
+static int img_run_watch(char *const argv[], int timeout_ms, qs_proc_watch_fn watch, void *opaque, char **out,
+                         struct qs_error **err)
 {
     struct qs_proc_result res = {0};
     int ret = -1;
 
-    if (qs_proc_run(argv, IMG_TIMEOUT_MS, 0, &res, err) < 0)
+    if (qs_proc_run_watch(argv, timeout_ms, 0, watch, opaque, &res, err) < 0)
         return -1;
     if (res.status != 0) {
         const char *msg = res.errout;
@@ -46,6 +48,11 @@ static int img_run(char *const argv[], char **out, struct qs_error **err)
 out:
     qs_proc_result_release(&res);
     return ret;
+}
+
+static int img_run(char *const argv[], char **out, struct qs_error **err)
+{
+    return img_run_watch(argv, IMG_TIMEOUT_MS, NULL, NULL, out, err);
 }
 
 int img_info_get(const char *file, bool force_share, struct img_info *info, struct qs_error **err)
@@ -151,6 +158,97 @@ int img_rebase_unsafe(const char *file, const char *backing, const char *backing
     char *argv[] = {"qemu-img", "rebase", "-u", "-f", "qcow2", "-b", (char *)backing, "-F", (char *)backing_fmt,
                     "--", (char *)file, NULL};
     return img_run(argv, NULL, err);
+}
+
+int img_measure(const char *file, const char *fmt, const char *tag, const char *out_fmt, uint64_t *required,
+                struct qs_error **err)
+{
+    char *snap = tag ? qs_asprintf("snapshot.name=%s", tag) : NULL;
+    char *argv[] = {"qemu-img", "measure", "-U", "--output=json", "-f", (char *)fmt, "-O", (char *)out_fmt,
+                    snap ? "-l" : "--", snap ? snap : (char *)file, snap ? "--" : NULL, (char *)file, NULL};
+    struct qmp_reply *r = NULL;
+    char *out = NULL;
+    int64_t v = -1;
+    int ret = -1;
+
+    if (img_run(argv, &out, err) < 0 || !(r = qmp_reply_parse(out, err)))
+        goto out;
+    if (!qmp_value_int(qmp_value_get(qmp_reply_value(r), "required"), &v) || v < 0) {
+        qs_error_set(err, QS_ERR_PROTOCOL, "qemu-img measure gave no size for '%s'", file);
+        goto out;
+    }
+    *required = (uint64_t)v;
+    ret = 0;
+out:
+    qmp_reply_free(r);
+    free(out);
+    free(snap);
+    return ret;
+}
+
+/* qemu-img -p writes "    (12.34/100%)\r" lines: the last complete one's percentage goes to the callback. */
+struct convert_watch {
+    img_progress_fn progress;
+    void *opaque;
+    char line[64];
+    size_t len;
+};
+
+static int convert_watch(void *opaque, const char *data, size_t len)
+{
+    struct convert_watch *w = opaque;
+
+    for (size_t i = 0; i < len; i++) {
+        char c = data[i];
+        if (c != '\r' && c != '\n') {
+            if (w->len + 1 < sizeof(w->line))
+                w->line[w->len++] = c;
+            continue;
+        }
+        w->line[w->len] = '\0';
+        w->len = 0;
+        {
+            const char *open = strchr(w->line, '(');
+            char *end = NULL;
+            double pct = open ? strtod(open + 1, &end) : -1;
+            if (open && end != open + 1 && *end == '/' && pct >= 0 && pct <= 100 && w->progress &&
+                w->progress(w->opaque, pct) != 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+int img_convert(const char *file, const char *fmt, const char *tag, const char *dest, const char *out_fmt,
+                bool compress, img_progress_fn progress, void *opaque, struct qs_error **err)
+{
+    char *snap = tag ? qs_asprintf("snapshot.name=%s", tag) : NULL;
+    char *argv[16];
+    struct convert_watch w = {progress, opaque, {0}, 0};
+    size_t n = 0;
+    int r;
+
+    argv[n++] = "qemu-img";
+    argv[n++] = "convert";
+    argv[n++] = "-U";
+    argv[n++] = "-p";
+    argv[n++] = "-f";
+    argv[n++] = (char *)fmt;
+    if (snap) {
+        argv[n++] = "-l";
+        argv[n++] = snap;
+    }
+    argv[n++] = "-O";
+    argv[n++] = (char *)out_fmt;
+    if (compress)
+        argv[n++] = "-c";
+    argv[n++] = "--";
+    argv[n++] = (char *)file;
+    argv[n++] = (char *)dest;
+    argv[n] = NULL;
+    r = img_run_watch(argv, 0, convert_watch, &w, NULL, err);
+    free(snap);
+    return r;
 }
 
 static uint64_t be64(const unsigned char *p)

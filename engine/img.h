@@ -35,6 +35,20 @@ int img_create_overlay(const char *overlay, const char *base, const char *base_f
 int img_commit(const char *top, const char *base, struct qs_error **err);
 /* qemu-img rebase -u -f qcow2 -b BACKING -F BACKING_FMT FILE: only the header changes. */
 int img_rebase_unsafe(const char *file, const char *backing, const char *backing_fmt, struct qs_error **err);
+/* qemu-img measure -U: the bytes a copy of FILE (FMT; TAG, may be NULL: that internal snapshot's state) takes
+ * as a new OUT_FMT image - its "required" size. */
+int img_measure(const char *file, const char *fmt, const char *tag, const char *out_fmt, uint64_t *required,
+                struct qs_error **err);
+/* Called with qemu-img's progress in percent (0..100); non-zero stops it (QS_ERR_CANCELLED). */
+typedef int (*img_progress_fn)(void *opaque, double percent);
+/*
+ * qemu-img convert -U -p -f FMT [-l snapshot.name=TAG] -O OUT_FMT [-c] FILE DEST: FILE's state (at internal
+ * snapshot TAG, may be NULL) as a standalone image - no backing file. DEST may exist: it is overwritten,
+ * keeping its mode. PROGRESS may be NULL. No time limit.
+ */
+int img_convert(const char *file, const char *fmt, const char *tag, const char *dest, const char *out_fmt,
+                bool compress, img_progress_fn progress, void *opaque, struct qs_error **err);
+
 /*
  * The backing file named in a qcow2 header, resolved against FILE's directory when relative (as QEMU
  * does); reads only the header. *backing is NULL when FILE is not qcow2 or has no backing file.

@@ -38,6 +38,7 @@ void intent_release(struct intent *it)
     free(it->snapshot_xml);
     free(it->domain_xml);
     free(it->undo_xml);
+    free(it->target);
     memset(it, 0, sizeof(*it));
 }
 
@@ -138,6 +139,7 @@ char *intent_format(const struct intent *it)
     put_field(&b, "snapshot-xml", it->snapshot_xml);
     put_field(&b, "domain-xml", it->domain_xml);
     put_field(&b, "undo-xml", it->undo_xml);
+    put_field(&b, "target", it->target);
     qs_buf_add(&b, "end\n", 4);
     return qs_buf_detach(&b, NULL);
 }
@@ -226,6 +228,8 @@ int intent_parse(const char *text, struct intent *it, struct qs_error **err)
             slot = &it->domain_xml;
         } else if (KEY("undo-xml")) {
             slot = &it->undo_xml;
+        } else if (KEY("target")) {
+            slot = &it->target;
         } else if (KEY("want-running") || KEY("halt") || KEY("start") || KEY("pid") || KEY("started")) {
             char *v = take_token(&p, nl, &bad), *endp = NULL;
             long long n = v ? strtoll(v, &endp, 10) : 0;

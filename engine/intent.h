@@ -20,7 +20,7 @@ struct intent_disk {
  * from QEMU, the images or the metadata themselves.
  */
 struct intent {
-    char *op;            /* "create", "revert", "delete", "redefine", "current" */
+    char *op;            /* "create", "revert", "delete", "redefine", "current", "export", "clone" */
     char *kind;          /* "internal", "external", "metadata" */
     char *snapshot;      /* the snapshot concerned (delete: the first of names) */
     char *phase;         /* "prepared"; revert: "loaded" once QEMU's load succeeded */
@@ -42,6 +42,7 @@ struct intent {
     char *snapshot_xml;  /* the snapshot metadata to write when finishing (on-disk form) */
     char *domain_xml;    /* the domain definition to store when finishing */
     char *undo_xml;      /* revert to another image: the definition to store back when undoing */
+    char *target;        /* export: the file being written; clone: the new domain */
 };
 
 void intent_release(struct intent *it);

@@ -85,7 +85,7 @@ char *qopt_get(const char *s, const char *key)
 }
 
 /* Sets KEY to VAL everywhere it appears, or appends it when ADD and it does not. */
-static struct qopt *qopts_put(struct qopt *kv, size_t *n, const char *key, const char *val, bool add)
+struct qopt *qopts_put(struct qopt *kv, size_t *n, const char *key, const char *val, bool add)
 {
     bool found = false;
 
@@ -305,6 +305,12 @@ out:
     qopts_free(kv, n);
     qopts_free(fkv, fn);
     return ret;
+}
+
+int qargv_point_option(char **argv, ssize_t i, const char *what, const char *source, const char *format,
+                       struct qs_error **err)
+{
+    return point_option(argv, i, what, source, format, err);
 }
 
 /* Whether argv[I] (an option's value) belongs to an option qsnap knows how to point at a new image. */

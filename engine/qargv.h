@@ -24,6 +24,8 @@ void qopts_free(struct qopt *kv, size_t n);
 char *qopts_format(const struct qopt *kv, size_t n);
 /* The value of KEY, or NULL. Borrowed. */
 const char *qopts_get(const struct qopt *kv, size_t n, const char *key);
+/* Sets KEY to VAL everywhere it appears, or appends it when ADD and it does not; returns the (moved) array. */
+struct qopt *qopts_put(struct qopt *kv, size_t *n, const char *key, const char *val, bool add);
 /* The value of KEY in the option string S, or NULL. Caller frees. */
 char *qopt_get(const char *s, const char *key);
 
@@ -56,11 +58,36 @@ ssize_t qargv_disk_option(char *const *argv, const char *cwd, const char *drive,
  */
 int qargv_point_disks(char *const *argv, const struct md_domain *dom, char ***out, struct qs_error **err);
 
+/* Points the option whose value is ARGV[I] (a -drive, -blockdev or -hdX, from qargv_disk_option) at SOURCE
+ * in FORMAT (NULL: unchanged), in place; WHAT names it in errors. */
+int qargv_point_option(char **argv, ssize_t i, const char *what, const char *source, const char *format,
+                       struct qs_error **err);
+
 /*
  * The argv a start runs: ARGV without -daemonize, -S and -incoming (qsnap decides those), with a QMP
  * monitor on SOCK (the recorded one is kept when it serves SOCK, relative paths taken against CWD), -S when
  * PAUSED and "-incoming defer" when INCOMING. Caller frees with qs_strv_free.
  */
 char **qargv_start(char *const *argv, const char *cwd, const char *sock, bool paused, bool incoming);
+
+/* What a clone's command line gets of its own (qargv_clone). */
+struct qargv_clone_opts {
+    const char *name;    /* -name */
+    const char *uuid;    /* -uuid */
+    const char *run_dir; /* where its sockets go (qsnap's run directory) */
+    const char *cwd;     /* the directory relative paths in ARGV are relative to; may be NULL */
+};
+
+/*
+ * The command line of a clone of ARGV (its disks already pointed at the clone's images, qargv_point_disks):
+ * no monitor of the source's (-qmp, -monitor, -mon and its -chardev: qsnap adds its own at start), no
+ * -pidfile or -loadvm; -name and -uuid the clone's; every listening UNIX socket (-chardev, -serial,
+ * -parallel, -vnc, -spice) moved to RUN_DIR under the clone's uuid; a VNC display becomes a UNIX socket; every
+ * NIC (-device with netdev=, -nic, -net nic) a new random MAC 52:54:00:xx:xx:xx. What cannot be the clone's
+ * own - a TCP port it would listen on (hostfwd, a TCP server chardev, -spice port), a tap device by name or
+ * an fd, shared file-backed memory, -readconfig, -add-fd - is QS_ERR_UNSUPPORTED naming the option.
+ * *out: NULL-terminated, caller frees with qs_strv_free.
+ */
+int qargv_clone(char *const *argv, const struct qargv_clone_opts *o, char ***out, struct qs_error **err);
 
 #endif

@@ -1,6 +1,9 @@
 /* recover.c: finishing or undoing an operation a crash interrupted, from its intent record. */
 #include "external.h"
 #include "disks.h"
+#include "export.h"
+#include "clone.h"
+#include "nvram.h"
 #include "files.h"
 #include "intent.h"
 #include "memstate.h"
@@ -500,6 +503,10 @@ int intent_recover_op(struct engine *e, const char *domain, const struct md_lock
         goto out;
     if (qs_str_equal(it.op, "delete"))
         r = recover_delete(e, domain, lock, &it, &c, err);
+    else if (qs_str_equal(it.op, "export"))
+        r = export_recover(e, domain, lock, &it, err);
+    else if (qs_str_equal(it.op, "clone"))
+        r = clone_recover(e, domain, lock, &it, err);
     else if (qs_str_equal(it.kind, "metadata"))
         r = recover_metadata(e, domain, lock, &it, err);
     else if (qs_str_equal(it.op, "create"))
@@ -515,6 +522,7 @@ int intent_recover_op(struct engine *e, const char *domain, const struct md_lock
     if (r < 0)
         goto out;
     intent_end(e, lock, domain);
+    nvram_tidy(e, domain); /* a create undone leaves no copy of its UEFI variables */
     ret = 0;
 out:
     if (ret < 0)

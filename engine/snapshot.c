@@ -1,9 +1,11 @@
 /* snapshot.c: snapshot operations - list, show, create, revert, delete - over QMP, qemu-img and metadata. */
 #include "engine_priv.h"
+#include "clone.h"
 #include "external.h"
 #include "intent.h"
 #include "internal.h"
 #include "disks.h"
+#include "nvram.h"
 #include "files.h"
 #include "img.h"
 #include "qargv.h"
@@ -563,6 +565,7 @@ int snapshot_create_op(struct engine *e, const char *domain, const char *xml, un
     const struct md_entry *cur;
     char *status = NULL;
     struct intent it = {0};
+    struct nvram_capture nvc = {0};
     bool taken = false, recorded = false, running = false;
     int ret = -1;
 
@@ -620,8 +623,8 @@ int snapshot_create_op(struct engine *e, const char *domain, const char *xml, un
         it.kind = qs_xstrdup("external");
         it.snapshot = qs_xstrdup(snap->name);
         recorded = true; /* from here on ext_create may write it; it.pid says whether it did */
-        if (engine_domain_connect(e, dom, &c, err) < 0 ||
-            ext_create(e, dom, lock, t, snap, flags, &it, &c, err) < 0)
+        if ((!(flags & ENGINE_CREATE_NO_METADATA) && nvram_capture_begin(e, dom, domain, snap->name, &nvc, err) < 0) ||
+            engine_domain_connect(e, dom, &c, err) < 0 || ext_create(e, dom, lock, t, snap, flags, &it, &c, err) < 0)
             goto out;
         if (name)
             *name = qs_xstrdup(snap->name);
@@ -709,6 +712,9 @@ int snapshot_create_op(struct engine *e, const char *domain, const char *xml, un
     if (intent_begin(e, lock, domain, &it, err) < 0)
         goto out;
     recorded = true;
+    /* the UEFI variables with the snapshot (a copy beside its metadata: recovery removes one without it) */
+    if (!(flags & ENGINE_CREATE_NO_METADATA) && nvram_capture_begin(e, dom, domain, snap->name, &nvc, err) < 0)
+        goto out;
     if (c ? isnap_save(c, ds.disks, ds.n, snap->name, progress_adapter, e, err) < 0
           : isnap_offline_create(ds.disks, ds.n, snap->name, err) < 0)
         goto out;
@@ -736,6 +742,7 @@ undo:
         create_undo(c, &ds, snap->name);
 out:
     /* done, or undone above (a save that failed removed its own tags; nothing else was made) */
+    nvram_capture_end(&nvc, ret == 0);
     qmp_client_free(c); /* before recovery, which connects on its own: QEMU serves one client */
     if (recorded && it.pid)
         intent_finish(e, lock, domain, ret == 0);
@@ -1033,7 +1040,7 @@ int snapshot_revert_op(struct engine *e, const char *domain, const char *name, u
         return -1;
     }
     if (!(dom = engine_domain_load(e, domain, err)) || !(lock = engine_domain_lock(e, domain, err)) ||
-        !(snap = snapshot_get(e, domain, name, err)))
+        !(snap = snapshot_get(e, domain, name, err)) || nvram_revert_begin(e, dom, domain, snap, flags, err) < 0)
         goto out;
     rc.lock = lock;
     rc.dom = dom;
@@ -1117,6 +1124,10 @@ out:
         /* we started QEMU for this revert: leave the domain off as we found it */
         engine_qemu_quit(e, &c, NULL); /* best effort: the error that matters is already set */
     }
+    /* the snapshot's UEFI variables, when no QEMU start took them: a QEMU that loaded the snapshot in place
+     * writes its RAM's copy back when the guest runs */
+    if (nvram_revert_end(e, ret == 0, c != NULL, err) < 0)
+        ret = -1;
     qmp_client_free(c);
     c = NULL;
     if (it.pid)
@@ -1342,6 +1353,9 @@ int snapshot_delete_op(struct engine *e, const char *domain, const char *name, u
         ret = 0;
         goto out;
     }
+    /* a linked clone's overlays are built on these snapshots' images */
+    if (!(flags & ENGINE_DELETE_METADATA_ONLY) && clone_check_delete(e, domain, names, err) < 0)
+        goto out;
     if (flags & ENGINE_DELETE_METADATA_ONLY) {
         unsigned mf = (flags & ENGINE_DELETE_CHILDREN ? MD_DELETE_CHILDREN : 0) |
                       (flags & ENGINE_DELETE_CHILDREN_ONLY ? MD_DELETE_CHILDREN_ONLY : 0);
@@ -1377,6 +1391,8 @@ out:
     /* a failed delete is not undone: recovery goes on with it, or the record stays for the next command */
     if (it.pid)
         intent_finish(e, lock, domain, ret == 0 || untouched);
+    if (ret == 0)
+        nvram_tidy(e, domain); /* the UEFI variables of the snapshots gone */
     intent_release(&it);
     qs_strv_free(names);
     free(doomed);

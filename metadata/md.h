@@ -230,6 +230,26 @@ int md_domain_set_made(struct md_domain *dom, const char *file, bool made, struc
 /* md_domain_format() without the record of the files qsnap made: the copy a snapshot keeps in its <domain>
  * (what the domain was, not what qsnap made since). Caller frees with free(). */
 char *md_domain_format_copy(const struct md_domain *dom, struct qs_error **err);
+/*
+ * A UEFI guest's firmware as libvirt records it: <os><loader readonly='yes' type='pflash'>CODE</loader> and
+ * <nvram template=TEMPLATE>VARS</nvram>, plus qsnap's <qsnap:nvram> with what finds the variables' drive in
+ * the command line. Strings are borrowed from the domain (valid until it changes).
+ */
+struct md_domain_nvram {
+    const char *loader;    /* the firmware code (read-only pflash); NULL if not recorded */
+    const char *file;      /* the variables store (writable pflash) */
+    const char *templ;     /* the pristine variables the store starts from; NULL if unknown */
+    const char *format;    /* qsnap: the store's format, "raw" or "qcow2" */
+    const char *arg;       /* qsnap: index in the recorded argv of the option that opens the store */
+    const char *drive;     /* qsnap: its -drive id ("pflash1") */
+    const char *node_name; /* qsnap: its -blockdev node name, when the command line names one */
+};
+/* 1 and *out filled when DOM records UEFI variables (<os><nvram>), 0 when not. */
+int md_domain_nvram_get(const struct md_domain *dom, struct md_domain_nvram *out);
+/* Records the firmware (NV NULL, or NV->file NULL: removes <loader>, <nvram> and qsnap's data on them). */
+int md_domain_set_nvram(struct md_domain *dom, const struct md_domain_nvram *nv, struct qs_error **err);
+/* Sets <name> (checked with qs_name_check) and <uuid> (NULL: a new random one): a clone's own identity. */
+int md_domain_set_identity(struct md_domain *dom, const char *name, const char *uuid, struct qs_error **err);
 /* Sets <os><type machine=...> ("pc-q35-7.2"). */
 int md_domain_set_machine(struct md_domain *dom, const char *machine, struct qs_error **err);
 /* Removes disk TARGET (and qsnap's data on it) from the definition. */

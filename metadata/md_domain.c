@@ -14,10 +14,15 @@ struct disk_cache {
     char *type, *device, *driver_type, *source, *target, *bus, *node_name, *qdev, *drive, *arg;
 };
 
+struct nvram_cache {
+    char *loader, *file, *templ, *format, *arg, *drive, *node_name;
+};
+
 struct md_domain {
     struct md_xml x;
     /* cached view, rebuilt after every change */
     char *name, *uuid, *qmp_socket, *cwd;
+    struct nvram_cache nv;
     long long pid, pid_start;
     unsigned long long memory_kib;
     unsigned vcpus;
@@ -50,6 +55,14 @@ static void cache_clear(struct md_domain *d)
         free(c->arg);
     }
     free(d->disks);
+    free(d->nv.loader);
+    free(d->nv.file);
+    free(d->nv.templ);
+    free(d->nv.format);
+    free(d->nv.arg);
+    free(d->nv.drive);
+    free(d->nv.node_name);
+    memset(&d->nv, 0, sizeof(d->nv));
     d->name = d->uuid = d->qmp_socket = d->cwd = NULL;
     d->pid = d->pid_start = 0;
     d->disks = NULL;
@@ -148,6 +161,16 @@ static int cache_build(struct md_domain *d, struct qs_error **err)
             d->pid_start = ll;
         free(v);
         v = NULL;
+    }
+    if ((n = md_xml_child(md_xml_child(root, "os", NULL), "nvram", NULL))) {
+        xmlNodePtr q = md_xml_child(meta, "nvram", MD_QSNAP_NS);
+        d->nv.file = md_xml_content(n);
+        d->nv.templ = md_xml_prop(n, "template");
+        d->nv.loader = md_xml_content(md_xml_child(md_xml_child(root, "os", NULL), "loader", NULL));
+        d->nv.format = md_xml_prop(q, "format");
+        d->nv.arg = md_xml_prop(q, "arg");
+        d->nv.drive = md_xml_prop(q, "drive");
+        d->nv.node_name = md_xml_prop(q, "node-name");
     }
     devices = md_xml_child(root, "devices", NULL);
     for (n = devices ? devices->children : NULL; n; n = n->next) {
@@ -722,6 +745,97 @@ char *md_domain_format_copy(const struct md_domain *d, struct qs_error **err)
     xml = md_domain_format(copy, err);
     md_domain_free(copy);
     return xml;
+}
+
+int md_domain_nvram_get(const struct md_domain *d, struct md_domain_nvram *out)
+{
+    if (!d->nv.file || !*d->nv.file)
+        return 0;
+    *out = (struct md_domain_nvram){d->nv.loader, d->nv.file, d->nv.templ, d->nv.format, d->nv.arg, d->nv.drive,
+                                    d->nv.node_name};
+    return 1;
+}
+
+int md_domain_set_nvram(struct md_domain *d, const struct md_domain_nvram *nv, struct qs_error **err)
+{
+    static const char *const after_type[] = { "type", "firmware", NULL };
+    static const char *const after_loader[] = { "type", "firmware", "loader", NULL };
+    xmlNodePtr os = md_xml_child(root_of(d), "os", NULL), loader, nvram, q;
+    /* a copy: NV's strings may be the domain's own, which the changes below free */
+    struct md_domain_nvram c = {0};
+    char *copies[7];
+
+    if (!os) {
+        qs_error_set(err, QS_ERR_INVALID, "domain '%s' has no <os>", d->name ? d->name : "");
+        return -1;
+    }
+    if (nv) {
+        const char *in[7] = {nv->loader, nv->file, nv->templ, nv->format, nv->arg, nv->drive, nv->node_name};
+        for (size_t i = 0; i < 7; i++)
+            copies[i] = in[i] ? qs_xstrdup(in[i]) : NULL;
+        c = (struct md_domain_nvram){copies[0], copies[1], copies[2], copies[3], copies[4], copies[5], copies[6]};
+    }
+    if ((loader = md_xml_child(os, "loader", NULL)))
+        md_xml_remove(loader);
+    if ((nvram = md_xml_child(os, "nvram", NULL)))
+        md_xml_remove(nvram);
+    if ((q = md_xml_child(qsnap_meta(d), "nvram", MD_QSNAP_NS))) {
+        md_xml_remove(q);
+        prune_qsnap_meta(d);
+    }
+    if (c.file) {
+        if (c.loader) {
+            loader = md_xml_new(d->x.doc, NULL, "loader", c.loader);
+            xmlSetProp(loader, (const xmlChar *)"readonly", (const xmlChar *)"yes");
+            xmlSetProp(loader, (const xmlChar *)"type", (const xmlChar *)"pflash");
+            insert_after_any(os, loader, after_type);
+        }
+        nvram = md_xml_new(d->x.doc, NULL, "nvram", c.file);
+        if (c.templ)
+            xmlSetProp(nvram, (const xmlChar *)"template", (const xmlChar *)c.templ);
+        insert_after_any(os, nvram, after_loader);
+        q = ensure_qsnap_meta(d);
+        nvram = md_xml_new(d->x.doc, q->ns, "nvram", NULL);
+        md_xml_insert(q, nvram, NULL);
+        if (c.format)
+            md_xml_set_prop(nvram, "format", c.format);
+        if (c.arg)
+            md_xml_set_prop(nvram, "arg", c.arg);
+        if (c.drive)
+            md_xml_set_prop(nvram, "drive", c.drive);
+        if (c.node_name)
+            md_xml_set_prop(nvram, "node-name", c.node_name);
+    }
+    if (nv)
+        for (size_t i = 0; i < 7; i++)
+            free(copies[i]);
+    return cache_build(d, err);
+}
+
+int md_domain_set_identity(struct md_domain *d, const char *name, const char *uuid, struct qs_error **err)
+{
+    static const char *const before_uuid[] = { "name", NULL };
+    xmlNodePtr root = root_of(d), n, u;
+    char ubuf[37];
+
+    if (qs_name_check(name, "domain", err) < 0)
+        return -1;
+    if (!uuid) {
+        if (random_uuid(ubuf, err) < 0)
+            return -1;
+        uuid = ubuf;
+    }
+    if (!(n = md_xml_child(root, "name", NULL))) {
+        n = md_xml_new(d->x.doc, NULL, "name", NULL);
+        md_xml_insert(root, n, root->children);
+    }
+    md_xml_set_text(n, name);
+    if (!(u = md_xml_child(root, "uuid", NULL))) {
+        u = md_xml_new(d->x.doc, NULL, "uuid", NULL);
+        insert_after_any(root, u, before_uuid);
+    }
+    md_xml_set_text(u, uuid);
+    return cache_build(d, err);
 }
 
 int md_domain_set_machine(struct md_domain *d, const char *machine, struct qs_error **err)

@@ -54,8 +54,8 @@ declare -A USAGE_RC=(
     [dumpxml-missing-name]=1 [unknown-command]=1 [help-unknown]=1
 )
 
-# Help texts: qsnap adds --json to list, info, current and dumpxml, and lacks dumpxml's --xpath and --wrap and
-# revert's --reset-nvram. The expectation is virsh's text with these edits (sed scripts).
+# Help texts: qsnap adds --json to list, info, current and dumpxml, and lacks dumpxml's --xpath and --wrap.
+# The expectation is virsh's text with these edits (sed scripts).
 json_line='    --json           print JSON instead of text'
 # and it adds --live-fallback to the create commands, and --force (protected snapshots) to delete
 live_fallback_line='    --live-fallback  with --live: save paused where live cannot work'
@@ -71,7 +71,6 @@ $json_line"
 $json_line"
     [help-snapshot-dumpxml]="s/ \[--xpath <string>\] \[--wrap\]\$/ [--json]/; /^    --xpath /d; /^    --wrap /c\\
 $json_line"
-    [help-snapshot-revert]="s/ \[--reset-nvram\]\$//; /^    --reset-nvram /d"
     [help-snapshot-create]="s/ \[--live\] / [--live] [--live-fallback] /; /^    --live /a\\
 $live_fallback_line"
     [help-snapshot-create-as]="s/ \[--live\] / [--live] [--live-fallback] /; /^    --live /a\\

@@ -149,12 +149,49 @@ static void test_proc(void **state)
     qs_error_clear(&err);
 }
 
+/* A watcher sees stdout as it comes, and stops the child when it says so. */
+struct watch_seen {
+    size_t calls, bytes, stop_after;
+};
+
+static int watch_count(void *opaque, const char *data, size_t len)
+{
+    struct watch_seen *w = opaque;
+    (void)data;
+    w->calls++;
+    w->bytes += len;
+    return w->stop_after && w->bytes >= w->stop_after;
+}
+
+static void test_proc_watch(void **state)
+{
+    struct qs_proc_result res = {0};
+    struct qs_error *err = NULL;
+    struct watch_seen w = {0};
+    char *talker[] = {"sh", "-c", "printf one; sleep 0.05; printf two", NULL};
+    char *endless[] = {"sh", "-c", "while :; do printf x; sleep 0.01; done", NULL};
+    int64_t t0;
+    (void)state;
+    assert_int_equal(qs_proc_run_watch(talker, 5000, 0, watch_count, &w, &res, &err), 0);
+    assert_int_equal(res.status, 0);
+    assert_string_equal(res.out, "onetwo");
+    assert_int_equal(w.bytes, 6);
+    assert_true(w.calls >= 2); /* seen while it ran, not at its end */
+    qs_proc_result_release(&res);
+    w = (struct watch_seen){.stop_after = 3};
+    t0 = qs_now_ms();
+    assert_int_equal(qs_proc_run_watch(endless, 10000, 0, watch_count, &w, &res, &err), -1);
+    assert_int_equal(err->code, QS_ERR_CANCELLED);
+    assert_true(qs_now_ms() - t0 < 5000);
+    qs_error_clear(&err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_first_wins), cmocka_unit_test(test_buf_cap),
         cmocka_unit_test(test_name_check),       cmocka_unit_test(test_file_atomic),
-        cmocka_unit_test(test_proc),
+        cmocka_unit_test(test_proc),             cmocka_unit_test(test_proc_watch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -77,7 +77,7 @@ for cmd in "${commands[@]}"; do
     expect "qsnap $cmd --" "${opts[@]}"
 done
 # options already given are not offered again (a repeatable one is)
-expect "qsnap snapshot-revert web --current --" --snapshotname --running --paused --force
+expect "qsnap snapshot-revert web --current --" --snapshotname --running --paused --force --reset-nvram
 expect "qsnap snapshot-create-as web --diskspec vda --dis" --disk-only --diskspec
 
 # 3. names from a state directory, found through --root, --root=, and $QSNAP_ROOT
@@ -96,6 +96,9 @@ expect "qsnap --root $root snapshot-info --snapshotname b --domain " 'vm\ one' w
 expect "qsnap --root $root snapshot-list web --from " a:b after base 'with\ space'
 expect "qsnap --root $root snapshot-dumpxml --domain web " a:b after base 'with\ space'
 expect "qsnap --root $root snapshot-revert nodomain " # unknown domain: nothing, and no error
+expect "qsnap --root $root snapshot-export web base --disk " vda
+expect "qsnap --root $root snapshot-export web base v" vda
+expect "qsnap --root $root snapshot-export web base vda --to /x --format " qcow2 raw
 QSNAP_ROOT=$root expect "qsnap snapshot-parent web --snapshotname af" after
 
 # schedules: kinds, and the domain's schedule names where a command takes one
@@ -114,6 +117,7 @@ expect "qsnap define $tmp/dom" "$tmp/dom.xml" "$tmp/domain-two.xml"
 expect "qsnap define --file=$tmp/domain-" "$tmp/domain-two.xml"
 expect "qsnap --root $root snapshot-create web $tmp/domain-" "$tmp/domain-two.xml"
 expect "qsnap attach vm --qmp $tmp/domain-" "$tmp/domain-two.xml"
+expect "qsnap snapshot-export web base vda --to $tmp/domain-" "$tmp/domain-two.xml"
 
 # 5. without COMP_LINE (COMP_WORDS only) it still works
 complete_line "qsnap --root $root snapshot-revert web b"

@@ -40,6 +40,7 @@ static void test_round_trip(void **state)
     a.agent = qs_xstrdup("/run/qga.sock");
     a.snapshot_xml = qs_xstrdup("<domainsnapshot>\n  <name>x</name>\n</domainsnapshot>\n");
     a.domain_xml = qs_xstrdup("<domain type='kvm'>\r\n</domain>");
+    a.target = qs_xstrdup("web clone 2");
 
     text = intent_format(&a);
     assert_null(strchr(strchr(text, '\n') + 1, '\t')); /* one line per field: every control byte escaped */
@@ -63,6 +64,7 @@ static void test_round_trip(void **state)
     assert_string_equal(b.garbage[0], "/img/old overlay.qcow2");
     assert_null(b.garbage[1]);
     assert_string_equal(b.undo_xml, a.undo_xml);
+    assert_string_equal(b.target, "web clone 2");
     again = intent_format(&b);
     assert_string_equal(again, text); /* stable */
     free(text);

@@ -403,6 +403,39 @@ void qt_client_counter_advances(struct qmp_client *c)
     assert_true(b > a);
 }
 
+void qt_kill_started(struct qt_fixture *f)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+
+    if (!d || !f->root) {
+        if (d)
+            closedir(d);
+        return;
+    }
+    while ((de = readdir(d))) {
+        char path[300], buf[8192];
+        ssize_t n;
+        int fd;
+        if (de->d_name[0] < '1' || de->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%s/cmdline", de->d_name);
+        if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+            continue;
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+            continue;
+        for (ssize_t i = 0; i < n; i++)
+            if (!buf[i])
+                buf[i] = ' ';
+        buf[n] = '\0';
+        if (strstr(buf, "qemu-system") && strstr(buf, f->root))
+            kill(atoi(de->d_name), SIGKILL);
+    }
+    closedir(d);
+}
+
 struct qmp_client *qt_daemon_client(struct qt_fixture *f)
 {
     struct qs_error *err = NULL;

@@ -98,6 +98,9 @@ char *qt_live_node(struct qmp_client *c, const char *dev); /* the top node of de
 uint64_t qt_client_counter(struct qmp_client *c, bool need_magic);
 /* The guest boots and counts on C's QEMU (waits up to 10 s, then 5 s). */
 void qt_client_counter_advances(struct qmp_client *c);
+/* SIGKILLs, by pid, every QEMU whose command line names the fixture's state directory: the ones qsnap started
+ * with its own sockets there (clones, restarts), which outlive the test otherwise. */
+void qt_kill_started(struct qt_fixture *f);
 /* A client on the VM's test socket to a QEMU qsnap started; records its pid in f->daemon. Caller frees. */
 struct qmp_client *qt_daemon_client(struct qt_fixture *f);
 

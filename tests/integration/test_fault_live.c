@@ -15,6 +15,7 @@
 #include <sys/statvfs.h>
 #include <fcntl.h>
 #include <sys/wait.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #define MiB (1024u * 1024u)
@@ -29,7 +30,7 @@ struct scenario {
     bool victim;                 /* a second snapshot "victim" after base, the one a delete removes */
     const char *op[8];           /* the operation, run by qsnap-fault: "vm" is the domain */
     const char *target;          /* the snapshot the operation creates, deletes or reverts to */
-    enum { CREATE, DELETE, REVERT, CURRENT } what;
+    enum { CREATE, DELETE, REVERT, CURRENT, EXPORT, CLONE } what;
 };
 
 static unsigned points_total, points_recovered_forward, points_recovered_back;
@@ -52,6 +53,7 @@ static void reset(struct qt_fixture *f)
         kill(f->daemon, SIGKILL);
         f->daemon = -1;
     }
+    qt_kill_started(f); /* a clone's QEMU */
     qh_vm_free(f->vm);
     f->vm = qh_vm_start(f->cfg, &err);
     if (!f->vm) {
@@ -186,9 +188,93 @@ static int run_faulty(struct qt_fixture *f, const struct scenario *sc, long at)
     return st;
 }
 
+/* Files in the VM's directory whose names start with PREFIX (a clone's, an export's temporary). */
+static int count_files(struct qt_fixture *f, const char *prefix)
+{
+    DIR *d = opendir(qh_vm_dir(f->vm));
+    struct dirent *de;
+    int n = 0;
+
+    assert_non_null(d);
+    while ((de = readdir(d)))
+        n += strncmp(de->d_name, prefix, strlen(prefix)) == 0;
+    closedir(d);
+    return n;
+}
+
+/* An export or a clone killed at step AT, then the next command on the source: nothing half-made survives,
+ * and the source VM is untouched. */
+static void verify_copy(struct qt_fixture *f, const struct scenario *sc, long at)
+{
+    char *intent = qs_asprintf("%s/snapshot/vm/.qsnap-intent", f->root), *out = NULL, *errout = NULL;
+    char *def = qs_asprintf("%s/qemu/c1.xml", f->root), *export = qt_path_in(f, "out.qcow2");
+    int st;
+
+    free(QSNAP_OK(f, "snapshot-list", "vm"));
+    assert_false(qt_exists(intent));
+    st = qt_qsnap_run(f, &out, &errout, "snapshot-check", "vm", (char *)NULL);
+    if (st != 0)
+        print_error("%s, killed after step %ld: snapshot-check: %s%s\n", sc->name, at, out, errout);
+    assert_int_equal(st, 0);
+    free(out), free(errout);
+    /* the source ran on, its disk as it was */
+    qt_assert_status(qh_vm_qmp(f->vm), "running");
+    assert_int_equal(reads(f, RUNNING, 0x22), 1);
+    if (sc->what == EXPORT) {
+        /* the file is whole or absent, and no temporary is left */
+        assert_int_equal(count_files(f, ".out.qcow2."), 0);
+        if (qt_exists(export)) {
+            points_recovered_forward++;
+            assert_null(qt_backing_of(export));
+            assert_int_equal(qt_image_is(export, "qcow2", 0x11, OFF_A), 1);
+        } else {
+            points_recovered_back++;
+        }
+    } else if (qt_exists(def)) {
+        /* defined: whole - its disks read the snapshot's bytes and it starts */
+        char *img = qt_path_in(f, "c1-vdb.qcow2");
+        points_recovered_forward++;
+        assert_int_equal(qt_image_is(img, "qcow2", 0x11, OFF_A), 1);
+        free(img);
+        out = QSNAP_OK(f, "domstate", "c1");
+        if (strcmp(out, "shut off\n\n") == 0)
+            free(QSNAP_OK(f, "start", "c1"));
+        free(out);
+        out = QSNAP_OK(f, "domstate", "c1");
+        assert_true(strcmp(out, "running\n\n") == 0 || strcmp(out, "paused\n\n") == 0);
+        free(out);
+        free(QSNAP_OK(f, "destroy", "c1"));
+    } else {
+        /* undone: none of its files */
+        points_recovered_back++;
+        assert_int_equal(count_files(f, "c1-"), 0);
+    }
+    /* a shared export of an internal snapshot stays only once published in its cookie */
+    {
+        char *base = qt_path_in(f, "vm-base-vdb.base.qcow2");
+        if (qt_exists(base)) {
+            char *x = qt_snapshot_xml(f, "base");
+            qt_assert_contains(x, "clone-base-vdb");
+            assert_int_equal(qt_image_is(base, "qcow2", 0x11, OFF_A), 1);
+            free(x);
+        }
+        free(base);
+    }
+    /* the data from before: base still gives back 0x11 */
+    if (!sc->external_base) {
+        free(QSNAP_OK(f, "snapshot-revert", "vm", "base"));
+        assert_int_equal(reads(f, RUNNING, 0x11), 1);
+    }
+    free(intent), free(def), free(export);
+}
+
 /* After the crash and the next command: everything agrees and nothing old is lost. */
 static void verify(struct qt_fixture *f, const struct scenario *sc, long at)
 {
+    if (sc->what == EXPORT || sc->what == CLONE) {
+        verify_copy(f, sc, at);
+        return;
+    }
     char *intent = qs_asprintf("%s/snapshot/vm/.qsnap-intent", f->root), *cur, *out = NULL, *errout = NULL;
     bool target_exists;
     int st;
@@ -245,6 +331,9 @@ static void verify(struct qt_fixture *f, const struct scenario *sc, long at)
     case CURRENT:
         (cur && strcmp(cur, sc->target) == 0) ? points_recovered_forward++ : points_recovered_back++;
         break;
+    case EXPORT:
+    case CLONE:
+        break; /* verify_copy */
     }
     free(cur);
     /* the data from before: base still gives back 0x11 (internal snapshots revert in place) */
@@ -313,6 +402,16 @@ SCENARIO(test_create_live_running, {"create --live (background snapshot), runnin
                                     {"snapshot-create-as", "vm", "new", "--live"}, "new", CREATE})
 SCENARIO(test_current, {"snapshot-current", RUNNING, false, true, {"snapshot-current", "vm", "base"}, "base",
                         CURRENT})
+SCENARIO(test_export_internal, {"snapshot-export internal, running", RUNNING, false, false,
+                                {"snapshot-export", "vm", "base", "vdb", "@DIR@/out.qcow2"}, "base", EXPORT})
+SCENARIO(test_export_external, {"snapshot-export external, running", RUNNING, true, false,
+                                {"snapshot-export", "vm", "base", "vdb", "@DIR@/out.qcow2"}, "base", EXPORT})
+SCENARIO(test_clone_linked_internal, {"domain-clone linked internal, running", RUNNING, false, false,
+                                      {"domain-clone", "vm", "base", "c1", "--start"}, "base", CLONE})
+SCENARIO(test_clone_full_external, {"domain-clone --full external, running", RUNNING, true, false,
+                                    {"domain-clone", "vm", "base", "c1", "--full"}, "base", CLONE})
+SCENARIO(test_clone_with_memory, {"domain-clone --with-memory internal, running", RUNNING, false, false,
+                                  {"domain-clone", "vm", "base", "c1", "--with-memory"}, "base", CLONE})
 
 /* ---- QEMU dies under a running operation ---- */
 
@@ -589,6 +688,13 @@ static void test_pending_shown_and_refused(void **state)
     free(bin);
 }
 
+/* The QEMUs qsnap started for clones go with the fixture. */
+static int teardown(void **state)
+{
+    qt_kill_started(*state);
+    return qt_teardown(state);
+}
+
 static void test_totals(void **state)
 {
     (void)state;
@@ -614,6 +720,11 @@ int main(void)
         cmocka_unit_test_prestate_setup_teardown(test_create_memspec_running, qt_setup, qt_teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_create_live_running, qt_setup, qt_teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_current, qt_setup, qt_teardown, &f),
+        cmocka_unit_test_prestate_setup_teardown(test_export_internal, qt_setup, teardown, &f),
+        cmocka_unit_test_prestate_setup_teardown(test_export_external, qt_setup, teardown, &f),
+        cmocka_unit_test_prestate_setup_teardown(test_clone_linked_internal, qt_setup, teardown, &f),
+        cmocka_unit_test_prestate_setup_teardown(test_clone_full_external, qt_setup, teardown, &f),
+        cmocka_unit_test_prestate_setup_teardown(test_clone_with_memory, qt_setup, teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_qemu_killed_during_save, qt_setup, qt_teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_qemu_killed_during_load, qt_setup, qt_teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_qemu_killed_during_commit, qt_setup, qt_teardown, &f),

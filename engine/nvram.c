@@ -1,0 +1,429 @@
+/* nvram.c: a UEFI guest's variables - described at attach, copied with every snapshot, put back on revert. */
+#include "nvram.h"
+#include "disks.h"
+#include "files.h"
+#include "qargv.h"
+#include "qs_file.h"
+#include "qs_util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define NVRAM_MAX (64u << 20) /* OVMF's stores are 128 KiB to 4 MiB */
+#define COPY_SUFFIX ".nvram"
+
+/* What a revert puts in place at the next QEMU start (or at its end). */
+struct nvram_pending {
+    char *domain;
+    char *snapshot;
+    bool reset;
+};
+
+static void pending_free(struct engine *e)
+{
+    if (!e->nvram)
+        return;
+    free(e->nvram->domain);
+    free(e->nvram->snapshot);
+    free(e->nvram);
+    e->nvram = NULL;
+}
+
+bool nvram_is_pflash(struct qmp_client *c, const struct vm_block *b)
+{
+    struct qmp_args *a;
+    struct qmp_reply *r = NULL;
+    char *path;
+    bool yes = false;
+
+    if (!b->qdev || !*b->qdev)
+        return false;
+    path = b->qdev[0] == '/' ? qs_xstrdup(b->qdev) : qs_asprintf("/machine/peripheral/%s", b->qdev);
+    a = qmp_args_new();
+    qmp_args_set_str(a, "path", path);
+    qmp_args_set_str(a, "property", "type");
+    if (qmp_client_execute(c, "qom-get", a, &r, NULL) == 0)
+        yes = qs_str_has_prefix(qmp_value_string(qmp_reply_value(r)), "cfi.pflash");
+    qmp_reply_free(r);
+    qmp_args_free(a);
+    free(path);
+    return yes;
+}
+
+/* The variables template the firmware descriptors (libvirt's way to pair code and variables) give for the
+ * code file LOADER, or NULL. Caller frees. */
+static char *template_for(const char *loader)
+{
+    static const char *const dirs[] = {"/etc/qemu/firmware", "/usr/share/qemu/firmware", NULL};
+    char *want = loader ? realpath(loader, NULL) : NULL, *found = NULL;
+
+    for (size_t i = 0; want && dirs[i] && !found; i++) {
+        DIR *d = opendir(dirs[i]);
+        struct dirent *de;
+        while (d && !found && (de = readdir(d))) {
+            char *path, *text = NULL, *exe;
+            size_t len = 0;
+            struct qmp_reply *r;
+            const struct qmp_value *map;
+            if (!qs_str_has_suffix(de->d_name, ".json"))
+                continue;
+            path = qs_asprintf("%s/%s", dirs[i], de->d_name);
+            if (qs_file_read(AT_FDCWD, path, 1u << 20, &text, &len, NULL) == 0 &&
+                (r = qmp_reply_parse(text, NULL))) {
+                map = qmp_value_get(qmp_reply_value(r), "mapping");
+                exe = qmp_value_get_string(qmp_value_get(map, "executable"), "filename")
+                          ? realpath(qmp_value_get_string(qmp_value_get(map, "executable"), "filename"), NULL)
+                          : NULL;
+                if (exe && strcmp(exe, want) == 0 &&
+                    qmp_value_get_string(qmp_value_get(map, "nvram-template"), "filename"))
+                    found = qs_xstrdup(qmp_value_get_string(qmp_value_get(map, "nvram-template"), "filename"));
+                free(exe);
+                qmp_reply_free(r);
+            }
+            free(text);
+            free(path);
+        }
+        if (d)
+            closedir(d);
+    }
+    free(want);
+    return found;
+}
+
+int nvram_describe(struct qmp_client *c, char *const *argv, const struct vm_block *b, size_t nb, const char *cwd,
+                   struct md_domain *dom, struct qs_error **err)
+{
+    char *loader = NULL, *vars = NULL, *templ = NULL, *arg = NULL;
+    const struct vm_block *vb = NULL;
+    int ret = -1;
+
+    for (size_t i = 0; i < nb; i++) {
+        if (!nvram_is_pflash(c, &b[i]))
+            continue;
+        if (b[i].readonly && !loader) {
+            loader = disk_image_name(b[i].file, cwd);
+        } else if (!b[i].readonly && !vb) {
+            vb = &b[i];
+            vars = disk_image_name(b[i].file, cwd);
+        }
+    }
+    if (!vb) {
+        ret = 0; /* no UEFI variables: nothing to record */
+        goto out;
+    }
+    if (!vars) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "the UEFI variables '%s' are not a local file", vb->file);
+        goto out;
+    }
+    templ = template_for(loader);
+    {
+        ssize_t at = qargv_disk_option(argv, cwd, vb->drive, vb->node && vb->node[0] != '#' ? vb->node : NULL,
+                                       vars);
+        if (at >= 0)
+            arg = qs_asprintf("%zd", at);
+    }
+    {
+        struct md_domain_nvram nv = {loader, vars, templ, vb->format, arg, vb->drive,
+                                     vb->node && vb->node[0] != '#' ? vb->node : NULL};
+        ret = md_domain_set_nvram(dom, &nv, err);
+    }
+out:
+    free(loader);
+    free(vars);
+    free(templ);
+    free(arg);
+    return ret;
+}
+
+/* ---- files ---- */
+
+static int read_all(const char *path, unsigned char **data, size_t *len, struct qs_error **err)
+{
+    char *text = NULL;
+
+    if (qs_file_read(AT_FDCWD, path, NVRAM_MAX, &text, len, err) < 0) {
+        qs_error_prefix(err, "UEFI variables '%s'", path);
+        return -1;
+    }
+    *data = (unsigned char *)text;
+    return 0;
+}
+
+static char *copy_dir(struct engine *e, const char *domain)
+{
+    return qs_asprintf("%s/snapshot/%s", engine_root(e), domain);
+}
+
+/* Writes DATA over PATH atomically (a temporary beside it, renamed), keeping PATH's mode and owner. */
+static int replace_file(const char *path, const unsigned char *data, size_t len, struct qs_error **err)
+{
+    char *dir = files_dir_of(path), *tmp = NULL;
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    struct stat st;
+    bool have = stat(path, &st) == 0;
+    int fd = -1, dfd = -1, ret = -1;
+
+    tmp = qs_asprintf("%s/.%s.qsnap-nvram", dir, base);
+    unlink(tmp); /* one a crash left */
+    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, have ? (st.st_mode & 07777) : 0600)) < 0) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot create '%s'", tmp);
+        goto out;
+    }
+    if (have) {
+        /* as root: the store stays its owner's (libvirt's qemu user, say) */
+        if (fchown(fd, st.st_uid, st.st_gid) < 0 && errno != EPERM) {
+            qs_error_set_errno(err, QS_ERR_IO, errno, "cannot set the owner of '%s'", tmp);
+            goto out;
+        }
+        fchmod(fd, st.st_mode & 07777);
+    }
+    if (qs_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot write '%s'", tmp);
+        goto out;
+    }
+    if (rename(tmp, path) < 0) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot replace '%s'", path);
+        goto out;
+    }
+    if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0)
+        fsync(dfd);
+    ret = 0;
+out:
+    if (ret < 0 && fd >= 0)
+        unlink(tmp);
+    qs_close(fd);
+    qs_close(dfd);
+    free(tmp);
+    free(dir);
+    return ret;
+}
+
+/* ---- capture ---- */
+
+int nvram_capture_begin(struct engine *e, const struct md_domain *dom, const char *domain, const char *name,
+                        struct nvram_capture *cap, struct qs_error **err)
+{
+    struct md_domain_nvram nv;
+    char *dir = NULL, *file = NULL;
+    int dfd = -1, ret = -1;
+
+    memset(cap, 0, sizeof(*cap));
+    if (md_domain_nvram_get(dom, &nv) <= 0)
+        return 0;
+    dir = copy_dir(e, domain);
+    file = qs_asprintf("%s" COPY_SUFFIX, name);
+    if (read_all(nv.file, &cap->first, &cap->len, err) < 0 || qs_dir_create(dir, 0700, err) < 0)
+        goto out;
+    if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot open '%s'", dir);
+        goto out;
+    }
+    if (qs_file_write_atomic(dfd, file, cap->first, cap->len, 0600, err) < 0)
+        goto out;
+    cap->path = qs_asprintf("%s/%s", dir, file);
+    cap->src = qs_xstrdup(nv.file);
+    ret = 0;
+out:
+    if (ret < 0) {
+        free(cap->first);
+        cap->first = NULL;
+    }
+    qs_close(dfd);
+    free(dir);
+    free(file);
+    return ret;
+}
+
+void nvram_capture_end(struct nvram_capture *cap, bool ok)
+{
+    unsigned char *now = NULL;
+    size_t len = 0;
+
+    if (!cap->path)
+        goto out;
+    if (!ok) {
+        unlink(cap->path);
+        goto out;
+    }
+    /* a guest writing its variables during the snapshot: the copy takes the state after it (best effort:
+     * the copy from before stays when this fails) */
+    if (read_all(cap->src, &now, &len, NULL) == 0 && (len != cap->len || memcmp(now, cap->first, len) != 0))
+        replace_file(cap->path, now, len, NULL);
+out:
+    free(now);
+    free(cap->path);
+    free(cap->src);
+    free(cap->first);
+    memset(cap, 0, sizeof(*cap));
+}
+
+void nvram_tidy(struct engine *e, const char *domain)
+{
+    char *dir = copy_dir(e, domain);
+    DIR *d = opendir(dir);
+    struct dirent *de;
+
+    while (d && (de = readdir(d))) {
+        size_t l = strlen(de->d_name), sl = strlen(COPY_SUFFIX);
+        char *meta, *copy;
+        if (l <= sl || strcmp(de->d_name + l - sl, COPY_SUFFIX) != 0 || de->d_name[0] == '.')
+            continue;
+        meta = qs_asprintf("%s/%.*s.xml", dir, (int)(l - sl), de->d_name);
+        copy = qs_asprintf("%s/%s", dir, de->d_name);
+        if (access(meta, F_OK) < 0 && errno == ENOENT)
+            unlink(copy);
+        free(meta);
+        free(copy);
+    }
+    if (d)
+        closedir(d);
+    free(dir);
+}
+
+/* ---- revert ---- */
+
+static bool has_memory(const struct md_snapshot *s)
+{
+    return s->state != MD_STATE_SHUTOFF && s->state != MD_STATE_DISK_SNAPSHOT && s->memory != MD_LOCATION_NO;
+}
+
+int nvram_revert_begin(struct engine *e, const struct md_domain *dom, const char *domain,
+                       const struct md_snapshot *snap, unsigned flags, struct qs_error **err)
+{
+    struct md_domain_nvram nv;
+    bool reset = flags & ENGINE_REVERT_RESET_NVRAM, have = md_domain_nvram_get(dom, &nv) > 0;
+    char *templ = NULL;
+
+    pending_free(e);
+    if (reset && !have) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "domain '%s' has no UEFI variables (NVRAM) to reset", domain);
+        return -1;
+    }
+    if (reset && has_memory(snap)) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED,
+                     "snapshot '%s' holds memory: the guest's RAM brings its UEFI variables back, which QEMU writes "
+                     "to the NVRAM when it runs, so --reset-nvram cannot apply (revert to a disk-only snapshot, or "
+                     "without --reset-nvram)",
+                     snap->name);
+        return -1;
+    }
+    if (reset && !nv.templ && !(templ = template_for(nv.loader))) {
+        qs_error_set(err, QS_ERR_NOTFOUND,
+                     "no template is known for the UEFI variables of domain '%s' (firmware '%s'): record one with "
+                     "<nvram template='...'>",
+                     domain, nv.loader ? nv.loader : "unknown");
+        return -1;
+    }
+    free(templ);
+    if (!have)
+        return 0;
+    e->nvram = qs_xcalloc(1, sizeof(*e->nvram));
+    e->nvram->domain = qs_xstrdup(domain);
+    e->nvram->snapshot = qs_xstrdup(snap->name);
+    e->nvram->reset = reset;
+    return 0;
+}
+
+/* Puts the pending variables into DOM's store (QEMU not running). A snapshot without a copy (taken before
+ * qsnap kept them) leaves the store as it is. */
+static int apply(struct engine *e, const struct md_domain *dom, struct qs_error **err)
+{
+    struct md_domain_nvram nv;
+    char *src = NULL, *dir;
+    unsigned char *data = NULL;
+    size_t len = 0;
+    int ret = -1;
+
+    if (md_domain_nvram_get(dom, &nv) <= 0)
+        return 0;
+    if (e->nvram->reset) {
+        src = nv.templ ? qs_xstrdup(nv.templ) : template_for(nv.loader);
+    } else {
+        dir = copy_dir(e, e->nvram->domain);
+        src = qs_asprintf("%s/%s" COPY_SUFFIX, dir, e->nvram->snapshot);
+        free(dir);
+        if (access(src, F_OK) < 0) {
+            ret = 0;
+            goto out;
+        }
+    }
+    if (!src) {
+        qs_error_set(err, QS_ERR_NOTFOUND, "no template is known for UEFI variables '%s'", nv.file);
+        goto out;
+    }
+    if (read_all(src, &data, &len, err) < 0 || replace_file(nv.file, data, len, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    if (ret < 0)
+        qs_error_prefix(err, "cannot put back the UEFI variables of snapshot '%s'", e->nvram->snapshot);
+    free(data);
+    free(src);
+    return ret;
+}
+
+int nvram_before_start(struct engine *e, const struct md_domain *dom, struct qs_error **err)
+{
+    int r;
+
+    if (!e->nvram || !qs_str_equal(e->nvram->domain, md_domain_name(dom)))
+        return 0;
+    r = apply(e, dom, err);
+    pending_free(e);
+    return r;
+}
+
+int nvram_revert_end(struct engine *e, bool ok, bool qemu_up, struct qs_error **err)
+{
+    struct md_domain *dom;
+    int r = 0;
+
+    if (!e->nvram)
+        return 0;
+    if (ok && !qemu_up) {
+        if (!(dom = engine_domain_load(e, e->nvram->domain, err)))
+            r = -1;
+        else
+            r = apply(e, dom, err);
+        md_domain_free(dom);
+    }
+    pending_free(e);
+    return r;
+}
+
+/* ---- clones ---- */
+
+int nvram_copy_for_clone(struct engine *e, const struct md_domain *dom, const char *domain, const char *name,
+                         const char *dest, struct qs_error **err)
+{
+    struct md_domain_nvram nv;
+    char *dir = copy_dir(e, domain), *copy = qs_asprintf("%s/%s" COPY_SUFFIX, dir, name);
+    unsigned char *data = NULL;
+    size_t len = 0;
+    int fd = -1, ret = -1;
+
+    if (md_domain_nvram_get(dom, &nv) <= 0) {
+        ret = 0;
+        goto out;
+    }
+    /* the snapshot's variables; a snapshot from before qsnap kept them gets the domain's current ones */
+    if (read_all(access(copy, F_OK) == 0 ? copy : nv.file, &data, &len, err) < 0)
+        goto out;
+    if ((fd = open(dest, O_WRONLY | O_TRUNC | O_CLOEXEC)) < 0 || qs_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot write '%s'", dest);
+        goto out;
+    }
+    ret = 0;
+out:
+    qs_close(fd);
+    free(data);
+    free(copy);
+    free(dir);
+    return ret;
+}
