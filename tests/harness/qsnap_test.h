@@ -85,7 +85,7 @@ void qt_validate_all(struct qt_fixture *f, int want);
 
 /* QEMU through any QMP client. */
 char *qt_status_of(struct qmp_client *c); /* query-status's status; caller frees */
-void qt_assert_status(struct qmp_client *c, const char *want);
+void qt_assert_status(struct qmp_client *c, const char *want); /* "paused" also takes "prelaunch" */
 void qt_exec(struct qmp_client *c, const char *command); /* a command without arguments; must succeed */
 /* Per device its top node, file and chain depth, then every node name (auto-named ones as "#auto"). */
 char *qt_query_block(struct qmp_client *c);
