@@ -354,7 +354,8 @@ static void load_metadata(struct check *k)
     const struct md_entry **v = NULL;
     size_t n = 0, cap = 0;
 
-    if (!(k->tree = md_tree_load(k->e->store, k->domain, k->lock, &local))) {
+    /* every file looked at: a file edited in place (no directory change) is not missed */
+    if (!(k->tree = md_tree_load_checked(k->e->store, k->domain, k->lock, &local))) {
         item_add(k->r, "metadata-unreadable", NULL, NULL,
                  qs_xstrdup("correct or remove the offending snapshot file by hand (snapshot-edit cannot load "
                             "it either); the snapshots were not checked"),

@@ -266,11 +266,11 @@ int md_domain_add_disk(struct md_domain *dom, const char *type, const char *devi
  *   ROOT/qemu/DOM.xml             domain definitions (like /etc/libvirt/qemu)
  *   ROOT/snapshot/DOM/NAME.xml    one file per snapshot, libvirt's on-disk form (like
  *                                 /var/lib/libvirt/qemu/snapshot/DOM, which can be copied in as it is)
- *   ROOT/snapshot/DOM/.qsnap-index  listing cache (libvirt ignores it: it does not end in .xml)
  *   ROOT/snapshot/DOM/.qsnap-gen    generation: odd while a writer changes several files, so that readers
  *                                 without the lock never load half of a change
  *   ROOT/snapshot/DOM/.qsnap-intent an operation's intent record (engine/intent.h)
  *   ROOT/run/DOM.lock             per-domain lock file
+ *   ROOT/run/DOM.index            listing cache, vouched for by the snapshot directory's stamp (md_tree.c)
  */
 struct md_store;
 /* A held per-domain lock. Opaque. */
@@ -383,13 +383,18 @@ struct md_tree;
 
 /*
  * Loads the snapshot tree of DOMAIN (an empty tree when it has no snapshot directory). Uses and refreshes
- * the index (rewritten when a file changed, appeared or vanished, if LOCK is given or the domain lock is
- * free); parses only files the index does not vouch for. Fails with QS_ERR_INVALID on a malformed file,
- * two snapshots of one name, more than one current snapshot, a missing parent or a parent cycle; nothing
- * is written then. Caller frees with md_tree_free().
+ * the index: while the snapshot directory has the stamp the index records, no snapshot file is looked at;
+ * otherwise files the index does not vouch for are parsed and the index is rewritten (if LOCK is given or
+ * the domain lock is free). A file rewritten in place, changing no directory entry, is not noticed until
+ * the directory changes: md_tree_load_checked() looks at every file. Fails with QS_ERR_INVALID on a
+ * malformed file, two snapshots of one name, more than one current snapshot, a missing parent or a parent
+ * cycle; nothing is written then. Caller frees with md_tree_free().
  */
 struct md_tree *md_tree_load(struct md_store *store, const char *domain, const struct md_lock *lock,
                              struct qs_error **err);
+/* md_tree_load() that trusts no stamp: every file's size, mtime and inode are compared with the index. */
+struct md_tree *md_tree_load_checked(struct md_store *store, const char *domain, const struct md_lock *lock,
+                                     struct qs_error **err);
 void md_tree_free(struct md_tree *tree);
 size_t md_tree_count(const struct md_tree *tree);
 const struct md_entry *md_tree_find(const struct md_tree *tree, const char *name); /* NULL if absent */

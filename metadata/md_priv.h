@@ -5,6 +5,8 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
+#include <sys/stat.h>
+
 #include "md.h"
 #include "qs_buf.h"
 
@@ -83,6 +85,9 @@ void *md_map_get(const struct md_map *m, const char *key);
 
 /* Store internals used by the tree. */
 int md_store_snapdir_open(struct md_store *store, const char *domain, bool create, struct qs_error **err);
+/* The state directory's descriptor (borrowed), and ROOT/run opened (caller closes; -1 on failure). */
+int md_store_root_fd(const struct md_store *store);
+int md_store_run_open(struct md_store *store);
 bool md_lock_covers(const struct md_lock *lock, const struct md_store *store, const char *domain);
 int md_lock_check(const struct md_lock *lock, const struct md_store *store, const char *domain,
                   struct qs_error **err);
@@ -95,10 +100,45 @@ uint64_t md_store_gen_read(struct md_store *store, const char *domain);
 struct md_tree *md_tree_load_internal(struct md_store *store, const char *domain, const struct md_lock *lock,
                                       bool write_index, struct qs_error **err);
 
-/* The index file name inside a snapshot directory. */
-#define MD_INDEX_NAME ".qsnap-index"
-/* Tree internals for tests: whether the last md_tree_load parsed N files and rewrote the index. */
+/* The listing cache of qsnap before the index moved to ROOT/run/DOM.index (removed when seen). */
+#define MD_INDEX_NAME_V1 ".qsnap-index"
+/* Tree internals for tests: whether the last md_tree_load parsed N files and rewrote the index, and how it
+ * read the directory: the index alone, the index checked against the entries' inode numbers (a racy stamp),
+ * or every file's stat. */
 size_t md_tree_files_parsed(const struct md_tree *tree);
 bool md_tree_index_written(const struct md_tree *tree);
+enum { MD_LOAD_INDEX = 1, MD_LOAD_INODES, MD_LOAD_STAT };
+int md_tree_load_path(const struct md_tree *tree);
+
+/*
+ * Writers, holding the lock, keep the tree they loaded in step with their own changes and commit it as the
+ * new index, so that the next reader needs no snapshot file. Around every change of the snapshot directory
+ * a writer takes md_wstamp_before()/_after(): a change by anything else in between (seen as a stamp that
+ * moved) makes the commit drop the index instead.
+ */
+struct md_wstamp {
+    struct stat last, before;
+    bool ok, fine;
+};
+void md_wstamp_begin(struct md_wstamp *w, const struct md_tree *tree, int dirfd);
+void md_wstamp_before(struct md_wstamp *w, int dirfd);
+void md_wstamp_after(struct md_wstamp *w, int dirfd);
+/* FILE (in the snapshot directory DIRFD) now holds SNAP: added to or replaced in the tree (by name). */
+int md_tree_note_file(struct md_tree *tree, int dirfd, const char *file, const struct md_snapshot *snap);
+/* Snapshot NAME is gone (its children were noted with their new parent before). */
+void md_tree_note_removed(struct md_tree *tree, const char *name);
+/* Writes the index of TREE stamped with W's last look at the directory, or removes it when W or a note
+ * failed. */
+void md_tree_commit(struct md_store *store, struct md_tree *tree, const struct md_wstamp *w);
+/* Removes DOMAIN's index (the next load reads the directory). */
+void md_index_drop(struct md_store *store, const char *domain);
+/*
+ * For changes of the snapshot directory that touch no snapshot file (the intent record): when the index
+ * held for the directory as it was (BEFORE, a stat taken just before the change), it holds for it as it is
+ * now. Lock held.
+ */
+void md_index_restamp(struct md_store *store, const char *domain, int dirfd, const struct stat *before);
+/* Whether two stats of a directory around one change show timestamps finer than the clock tick. */
+bool md_stamp_fine(const struct stat *before, const struct stat *after);
 
 #endif

@@ -109,6 +109,11 @@ const char *md_store_root(const struct md_store *s)
     return s->root;
 }
 
+int md_store_root_fd(const struct md_store *s)
+{
+    return s->root_fd;
+}
+
 /* Opens DIR/SUB (creating it when asked) relative to the root. */
 static int subdir_open(const struct md_store *s, const char *sub, bool create, struct qs_error **err)
 {
@@ -123,6 +128,11 @@ static int subdir_open(const struct md_store *s, const char *sub, bool create, s
         qs_error_set_errno(err, errno == ENOENT ? QS_ERR_NOTFOUND : QS_ERR_IO, errno, "cannot open '%s/%s'",
                            s->root, sub);
     return fd;
+}
+
+int md_store_run_open(struct md_store *s)
+{
+    return subdir_open(s, "run", true, NULL);
 }
 
 int md_store_snapdir_open(struct md_store *s, const char *domain, bool create, struct qs_error **err)
@@ -433,6 +443,7 @@ int md_store_domain_delete(struct md_store *s, const struct md_lock *lock, const
     }
     if (has_dir && snapdir_remove(s, domain, err) < 0)
         goto out;
+    md_index_drop(s, domain);
     ret = 0;
 out:
     qs_error_free(e);
@@ -507,6 +518,52 @@ out:
     return snap;
 }
 
+/* A writer's changes of the snapshot directory DIR, kept in step with its tree T (md_priv.h). */
+struct change {
+    int dir;
+    struct md_tree *t;
+    struct md_wstamp w;
+};
+
+static void change_begin(struct change *c, struct md_store *s, const char *domain, struct md_tree *t, int dir)
+{
+    c->dir = dir;
+    c->t = t;
+    md_wstamp_begin(&c->w, t, dir);
+    /* qsnap before the index moved kept it here */
+    md_wstamp_before(&c->w, dir);
+    if (unlinkat(dir, MD_INDEX_NAME_V1, 0) == 0)
+        md_wstamp_after(&c->w, dir);
+    else
+        c->w.last = c->w.before;
+    (void)s;
+    (void)domain;
+}
+
+static int change_write(struct change *c, const char *file, const struct md_snapshot *snap, struct qs_error **err)
+{
+    int r;
+
+    md_wstamp_before(&c->w, c->dir);
+    r = write_snapshot(c->dir, file, snap, err);
+    md_wstamp_after(&c->w, c->dir);
+    if (r == 0)
+        md_tree_note_file(c->t, c->dir, file, snap);
+    return r;
+}
+
+static int change_remove(struct change *c, const char *file, const char *name, struct qs_error **err)
+{
+    int r;
+
+    md_wstamp_before(&c->w, c->dir);
+    r = qs_file_remove(c->dir, file, err);
+    md_wstamp_after(&c->w, c->dir);
+    if (r == 0 && name)
+        md_tree_note_removed(c->t, name);
+    return r;
+}
+
 /* ---- the generation: a seqlock on disk for readers without the lock ---- */
 
 #define GEN_FILE ".qsnap-gen"
@@ -543,16 +600,20 @@ static void gen_set(int dir, uint64_t v)
 }
 
 /* Before a change of several files: odd (a writer that died left it odd: moved on all the same). */
-static void gen_begin(int dir)
+static void gen_begin(struct change *c)
 {
-    uint64_t v = gen_get(dir);
-    gen_set(dir, (v & 1) ? v + 2 : v + 1);
+    uint64_t v = gen_get(c->dir);
+    md_wstamp_before(&c->w, c->dir);
+    gen_set(c->dir, (v & 1) ? v + 2 : v + 1);
+    md_wstamp_after(&c->w, c->dir);
 }
 
-static void gen_end(int dir)
+static void gen_end(struct change *c)
 {
-    uint64_t v = gen_get(dir);
-    gen_set(dir, (v & 1) ? v + 1 : v + 2);
+    uint64_t v = gen_get(c->dir);
+    md_wstamp_before(&c->w, c->dir);
+    gen_set(c->dir, (v & 1) ? v + 1 : v + 2);
+    md_wstamp_after(&c->w, c->dir);
 }
 
 uint64_t md_store_gen_read(struct md_store *s, const char *domain)
@@ -565,10 +626,10 @@ uint64_t md_store_gen_read(struct md_store *s, const char *domain)
 }
 
 /* Rewrites the snapshot in FILE with a new parent and/or current flag. */
-static int rewrite(int dir, const char *file, bool set_parent, const char *parent, int current,
+static int rewrite(struct change *c, const char *file, bool set_parent, const char *parent, int current,
                    struct qs_error **err)
 {
-    struct md_snapshot *snap = read_snapshot(dir, file, err);
+    struct md_snapshot *snap = read_snapshot(c->dir, file, err);
     int ret = -1;
 
     if (!snap)
@@ -579,7 +640,7 @@ static int rewrite(int dir, const char *file, bool set_parent, const char *paren
     }
     if (current >= 0)
         snap->current = current != 0;
-    ret = write_snapshot(dir, file, snap, err);
+    ret = change_write(c, file, snap, err);
     md_snapshot_free(snap);
     return ret;
 }
@@ -591,6 +652,7 @@ int md_store_snapshot_put(struct md_store *s, const struct md_lock *lock, const 
     struct md_domain *def = NULL;
     const struct md_entry *old, *cur;
     struct qs_error *e = NULL;
+    struct change c;
     char *file = NULL;
     bool begun = false;
     int dir = -1, ret = -1;
@@ -619,20 +681,23 @@ int md_store_snapshot_put(struct md_store *s, const struct md_lock *lock, const 
     if ((dir = md_store_snapdir_open(s, domain, true, err)) < 0)
         goto out;
     cur = md_tree_current(t);
-    gen_begin(dir);
+    change_begin(&c, s, domain, t, dir);
+    gen_begin(&c);
     begun = true;
     /* clear the old current first: a crash in between leaves no current snapshot, never two */
-    if (snap->current && cur && strcmp(cur->name, snap->name) != 0 && rewrite(dir, cur->file, false, NULL, 0, err) < 0)
+    if (snap->current && cur && strcmp(cur->name, snap->name) != 0 && rewrite(&c, cur->file, false, NULL, 0, err) < 0)
         goto out;
     file = qs_asprintf("%s.xml", snap->name);
-    if (write_snapshot(dir, file, snap, err) < 0)
+    if (change_write(&c, file, snap, err) < 0)
         goto out;
-    if (old && strcmp(old->file, file) != 0 && qs_file_remove(dir, old->file, err) < 0)
+    if (old && strcmp(old->file, file) != 0 && change_remove(&c, old->file, NULL, err) < 0)
         goto out;
     ret = 0;
 out:
-    if (begun)
-        gen_end(dir);
+    if (begun) {
+        gen_end(&c);
+        md_tree_commit(s, t, &c.w);
+    }
     qs_error_free(e);
     md_domain_free(def);
     qs_close(dir);
@@ -657,6 +722,7 @@ int md_store_snapshot_delete(struct md_store *s, const struct md_lock *lock, con
 {
     struct md_tree *t = NULL;
     const struct md_entry *e, *cur, **doomed = NULL, *new_current = NULL;
+    struct change c;
     size_t ndoomed = 0;
     bool lose_current = false, begun = false;
     int dir = -1, ret = -1;
@@ -677,7 +743,8 @@ int md_store_snapshot_delete(struct md_store *s, const struct md_lock *lock, con
     }
     if ((dir = md_store_snapdir_open(s, domain, false, err)) < 0)
         goto out;
-    gen_begin(dir);
+    change_begin(&c, s, domain, t, dir);
+    gen_begin(&c);
     begun = true;
     cur = md_tree_current(t);
     if (flags & (MD_DELETE_CHILDREN | MD_DELETE_CHILDREN_ONLY)) {
@@ -694,26 +761,28 @@ int md_store_snapshot_delete(struct md_store *s, const struct md_lock *lock, con
         }
         /* leaves first (reverse pre-order): every intermediate state is a consistent tree */
         for (size_t i = ndoomed; i-- > 0;)
-            if (qs_file_remove(dir, doomed[i]->file, err) < 0)
+            if (change_remove(&c, doomed[i]->file, doomed[i]->name, err) < 0)
                 goto out;
-        if ((flags & MD_DELETE_CHILDREN) && qs_file_remove(dir, e->file, err) < 0)
+        if ((flags & MD_DELETE_CHILDREN) && change_remove(&c, e->file, e->name, err) < 0)
             goto out;
     } else {
         /* re-parent the children first, then drop the file */
         for (size_t i = 0; i < e->nchildren; i++)
-            if (rewrite(dir, md_tree_child(t, e, i)->file, true, e->parent, -1, err) < 0)
+            if (rewrite(&c, md_tree_child(t, e, i)->file, true, e->parent, -1, err) < 0)
                 goto out;
-        if (qs_file_remove(dir, e->file, err) < 0)
+        if (change_remove(&c, e->file, e->name, err) < 0)
             goto out;
         lose_current = cur == e;
         new_current = md_tree_parent(t, e);
     }
-    if (lose_current && new_current && rewrite(dir, new_current->file, false, NULL, 1, err) < 0)
+    if (lose_current && new_current && rewrite(&c, new_current->file, false, NULL, 1, err) < 0)
         goto out;
     ret = 0;
 out:
-    if (begun)
-        gen_end(dir);
+    if (begun) {
+        gen_end(&c);
+        md_tree_commit(s, t, &c.w);
+    }
     free(doomed);
     qs_close(dir);
     md_tree_free(t);
@@ -725,6 +794,7 @@ int md_store_snapshot_set_current(struct md_store *s, const struct md_lock *lock
 {
     struct md_tree *t = NULL;
     const struct md_entry *e = NULL, *cur;
+    struct change c;
     bool begun = false;
     int dir = -1, ret = -1;
 
@@ -745,16 +815,19 @@ int md_store_snapshot_set_current(struct md_store *s, const struct md_lock *lock
     }
     if ((dir = md_store_snapdir_open(s, domain, false, err)) < 0)
         goto out;
-    gen_begin(dir);
+    change_begin(&c, s, domain, t, dir);
+    gen_begin(&c);
     begun = true;
-    if (cur && rewrite(dir, cur->file, false, NULL, 0, err) < 0)
+    if (cur && rewrite(&c, cur->file, false, NULL, 0, err) < 0)
         goto out;
-    if (e && rewrite(dir, e->file, false, NULL, 1, err) < 0)
+    if (e && rewrite(&c, e->file, false, NULL, 1, err) < 0)
         goto out;
     ret = 0;
 out:
-    if (begun)
-        gen_end(dir);
+    if (begun) {
+        gen_end(&c);
+        md_tree_commit(s, t, &c.w);
+    }
     qs_close(dir);
     md_tree_free(t);
     return ret;
@@ -768,11 +841,16 @@ out:
 int md_store_intent_put(struct md_store *s, const struct md_lock *lock, const char *domain, const char *text,
                         struct qs_error **err)
 {
+    struct stat before;
+    bool have;
     int dir, ret;
 
     if (md_lock_check(lock, s, domain, err) < 0 || (dir = md_store_snapdir_open(s, domain, true, err)) < 0)
         return -1;
+    have = fstat(dir, &before) == 0;
     ret = qs_file_write_atomic(dir, INTENT_FILE, text, strlen(text), 0600, err);
+    if (have)
+        md_index_restamp(s, domain, dir, &before); /* no snapshot file changed */
     qs_close(dir);
     return ret;
 }
@@ -807,13 +885,20 @@ int md_store_intent_get(struct md_store *s, const char *domain, char **text, str
 int md_store_intent_clear(struct md_store *s, const struct md_lock *lock, const char *domain,
                           struct qs_error **err)
 {
+    struct stat before;
+    bool have;
     int dir, ret = 0;
 
     if (md_lock_check(lock, s, domain, err) < 0 || (dir = md_store_snapdir_open(s, domain, false, err)) < 0)
         return -1;
-    if (unlinkat(dir, INTENT_FILE, 0) < 0 && errno != ENOENT) {
-        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot remove the intent record of domain '%s'", domain);
-        ret = -1;
+    have = fstat(dir, &before) == 0;
+    if (unlinkat(dir, INTENT_FILE, 0) < 0) {
+        if (errno != ENOENT) {
+            qs_error_set_errno(err, QS_ERR_IO, errno, "cannot remove the intent record of domain '%s'", domain);
+            ret = -1;
+        }
+    } else if (have) {
+        md_index_restamp(s, domain, dir, &before); /* no snapshot file changed */
     }
     qs_close(dir);
     return ret;

@@ -531,8 +531,9 @@ static char *listing(const char *dir)
 {
     /* the listing cache and the readers' generation counter change with reads and attempts, and the event log
      * records attempts: not state */
-    char *argv[] = {"find", (char *)dir, "!", "-name", ".qsnap-index", "!", "-name", ".qsnap-gen", "!", "-path",
-                    "*/events*", "-printf", "%P %s\n", NULL};
+    char *argv[] = {"find", (char *)dir, "!", "-name", ".qsnap-index", "!", "-name", "*.index", "!", "-name",
+                    ".qsnap-gen", "!", "-path", "*/events*", "-printf", "%P %s
+", NULL};
     struct qs_proc_result res = {0};
     struct qs_error *err = NULL;
 

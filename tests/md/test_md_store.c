@@ -275,6 +275,28 @@ static void test_lock_busy(void **state)
     qs_error_clear(&err);
 }
 
+/* Lets the clock tick past the snapshot directory's last change, so that a stamp taken now is not racy. */
+static void settle(void)
+{
+    struct timespec ts = {0, 30 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+}
+
+/* A file replaced the way libvirt and qsnap write them: a new file renamed over the old one. */
+static void replace_file(const char *path, const char *data, size_t len)
+{
+    char *tmp = qs_asprintf("%s.new", path);
+    t_write(tmp, data, len);
+    assert_int_equal(rename(tmp, path), 0);
+    free(tmp);
+}
+
+static char *with_state(const char *data, const char *from, const char *to)
+{
+    size_t off = (size_t)(strstr(data, from) - data);
+    return qs_asprintf("%.*s%s%s", (int)off, data, to, data + off + strlen(from));
+}
+
 static void test_libvirt_dir(void **state)
 {
     struct fx *f = *state;
@@ -284,6 +306,7 @@ static void test_libvirt_dir(void **state)
     static const char *const names[] = { "before-upgrade", "offline", "Branch", "disk-only", "with-memory" };
 
     copy_libvirt_dir(f, "vm1");
+    settle();
     t = load(f, "vm1");
     assert_int_equal(md_tree_count(t), 5);
     assert_int_equal(md_tree_files_parsed(t), 5);
@@ -414,31 +437,72 @@ static void test_index_staleness(void **state)
     struct md_tree *t;
     char *dir, *p, *idx;
     size_t len;
-    char *data;
+    char *data, *fixed;
 
     copy_libvirt_dir(f, "vm1");
     dir = snapdir(f, "vm1");
-    md_tree_free(load(f, "vm1"));
+    idx = qs_asprintf("%s/run/vm1.index", f->root);
+    settle();
+    t = load(f, "vm1");
+    assert_int_equal(md_tree_load_path(t), MD_LOAD_STAT);
+    assert_int_equal(md_tree_files_parsed(t), 5);
+    assert_true(md_tree_index_written(t));
+    md_tree_free(t);
 
-    /* one file changed: only it is parsed, the index is rewritten */
+    /* the directory unchanged: the index alone, not a file looked at */
+    t = load(f, "vm1");
+    assert_int_equal(md_tree_load_path(t), MD_LOAD_INDEX);
+    assert_int_equal(md_tree_files_parsed(t), 0);
+    assert_false(md_tree_index_written(t));
+    md_tree_free(t);
+
+    /* one file replaced: only it is parsed, the index is rewritten */
     p = qs_asprintf("%s/Branch.xml", dir);
     data = t_read(p, &len);
-    {
-        size_t off = (size_t)(strstr(data, "<state>paused</state>\n") - data);
-        char *fixed = qs_asprintf("%.*s<state>crashed</state>\n%s", (int)off, data,
-                                  data + off + strlen("<state>paused</state>\n"));
-        t_write(p, fixed, strlen(fixed));
-        free(fixed);
-    }
+    fixed = with_state(data, "<state>paused</state>\n", "<state>crashed</state>\n");
+    replace_file(p, fixed, strlen(fixed));
+    free(fixed);
     free(data);
     age_file(p, 1800);
+    settle();
     t = load(f, "vm1");
+    assert_int_equal(md_tree_load_path(t), MD_LOAD_STAT);
     assert_int_equal(md_tree_files_parsed(t), 1);
     assert_true(md_tree_index_written(t));
     assert_int_equal(md_tree_find(t, "Branch")->state, MD_STATE_CRASHED);
     md_tree_free(t);
     t = load(f, "vm1");
+    assert_int_equal(md_tree_load_path(t), MD_LOAD_INDEX);
     assert_int_equal(md_tree_files_parsed(t), 0);
+    assert_int_equal(md_tree_find(t, "Branch")->state, MD_STATE_CRASHED);
+    md_tree_free(t);
+
+    /* a file rewritten in place changes no directory entry: the index still vouches for it, until a
+     * checked load (snapshot-check) looks at every file */
+    data = t_read(p, &len);
+    fixed = with_state(data, "<state>crashed</state>\n", "<state>running</state>\n");
+    t_write(p, fixed, strlen(fixed));
+    free(fixed);
+    free(data);
+    age_file(p, 1700);
+    t = load(f, "vm1");
+    assert_int_equal(md_tree_files_parsed(t), 0);
+    assert_int_equal(md_tree_find(t, "Branch")->state, MD_STATE_CRASHED);
+    md_tree_free(t);
+    {
+        struct qs_error *err = NULL;
+        t = md_tree_load_checked(f->store, "vm1", NULL, &err);
+        if (!t)
+            fail_msg("checked load: %s", err->message);
+        assert_int_equal(md_tree_load_path(t), MD_LOAD_STAT);
+        assert_int_equal(md_tree_files_parsed(t), 1);
+        assert_true(md_tree_index_written(t));
+        assert_int_equal(md_tree_find(t, "Branch")->state, MD_STATE_RUNNING);
+        md_tree_free(t);
+    }
+    t = load(f, "vm1");
+    assert_int_equal(md_tree_files_parsed(t), 0);
+    assert_int_equal(md_tree_find(t, "Branch")->state, MD_STATE_RUNNING);
     md_tree_free(t);
 
     /* a file vanished: nothing to parse, the index is rewritten */
@@ -464,31 +528,30 @@ static void test_index_staleness(void **state)
     assert_int_equal(md_tree_files_parsed(t), 1);
     assert_int_equal(md_tree_find(t, "Branch")->state, MD_STATE_PAUSED);
     md_tree_free(t);
+    /* read again at once: the stamp may be racy (same clock tick as the change); then the entries' inode
+     * numbers are compared instead - still no file is parsed */
+    t = load(f, "vm1");
+    assert_int_not_equal(md_tree_load_path(t), MD_LOAD_STAT);
+    assert_int_equal(md_tree_files_parsed(t), 0);
+    md_tree_free(t);
 
-    /* a damaged or truncated index is ignored and rebuilt */
-    idx = qs_asprintf("%s/%s", dir, MD_INDEX_NAME);
+    /* a damaged, truncated or foreign index is ignored and rebuilt */
     data = t_read(idx, &len);
-    assert_true(qs_str_has_prefix(data, "qsnap-index 1\n"));
+    assert_true(qs_str_has_prefix(data, "QSNAPIX2"));
     t_write(idx, data, len / 2);
-    free(data);
     t = load(f, "vm1");
     assert_int_equal(md_tree_files_parsed(t), 5);
     assert_true(md_tree_index_written(t));
     md_tree_free(t);
-    t_write(idx, "garbage", 7);
+    data[len - 3] ^= 0x55; /* one byte of the strings: the checksum fails */
+    t_write(idx, data, len);
+    free(data);
     t = load(f, "vm1");
     assert_int_equal(md_tree_files_parsed(t), 5);
     md_tree_free(t);
-
-    /* a recently written file is never vouched for by the index */
-    free(p);
-    p = qs_asprintf("%s/offline.xml", dir);
-    data = t_read(p, &len);
-    t_write(p, data, len);
-    free(data);
-    md_tree_free(load(f, "vm1"));
+    t_write(idx, "garbage", 7);
     t = load(f, "vm1");
-    assert_int_equal(md_tree_files_parsed(t), 1);
+    assert_int_equal(md_tree_files_parsed(t), 5);
     md_tree_free(t);
 
     /* while another process holds the lock, loading works but leaves the index alone */
@@ -731,6 +794,153 @@ static void expect_load_fail(struct fx *f, int code, const char *needle)
     assert_true(t_hash_dir(f->root) == before); /* no index written, nothing touched */
 }
 
+/* The index a reader would use now (it must agree with a checked load) and how it was read. */
+static int load_agrees(struct fx *f, size_t *count, size_t *parsed)
+{
+    struct qs_error *err = NULL;
+    struct md_tree *t = load(f, "vm1"), *c = md_tree_load_checked(f->store, "vm1", NULL, &err);
+    const struct md_entry **a = NULL, **b = NULL;
+    size_t na = 0, nb = 0;
+    int path = md_tree_load_path(t);
+
+    if (!c)
+        fail_msg("checked load: %s", err->message);
+    assert_int_equal(md_tree_list(t, NULL, MD_LIST_TOPOLOGICAL, &a, &na, &err), 0);
+    assert_int_equal(md_tree_list(c, NULL, MD_LIST_TOPOLOGICAL, &b, &nb, &err), 0);
+    assert_int_equal(na, nb);
+    for (size_t i = 0; i < na; i++) {
+        assert_string_equal(a[i]->name, b[i]->name);
+        assert_true(qs_str_equal(a[i]->parent, b[i]->parent));
+        assert_int_equal(a[i]->current, b[i]->current);
+        assert_int_equal(a[i]->nchildren, b[i]->nchildren);
+        assert_int_equal(a[i]->depth, b[i]->depth);
+        assert_int_equal(a[i]->state, b[i]->state);
+        assert_string_equal(a[i]->file, b[i]->file);
+    }
+    *count = na;
+    *parsed = md_tree_files_parsed(t);
+    free(a);
+    free(b);
+    md_tree_free(t);
+    md_tree_free(c);
+    return path;
+}
+
+#define ASSERT_FRESH(f, want_count)                                                                                \
+    do {                                                                                                           \
+        size_t n_, parsed_;                                                                                        \
+        int path_ = load_agrees((f), &n_, &parsed_);                                                               \
+        assert_int_equal(n_, (want_count));                                                                        \
+        assert_int_equal(parsed_, 0);                                                                              \
+        assert_int_not_equal(path_, MD_LOAD_STAT);                                                                 \
+    } while (0)
+
+static void test_index_writers(void **state)
+{
+    struct fx *f = *state;
+    struct qs_error *err = NULL;
+    struct md_lock *l = md_lock_acquire(f->store, "vm1", 0, &err);
+    struct md_domain *d = md_domain_new("vm1", UUID1, 65536, 1, &err);
+    struct md_snapshot *s;
+    struct md_tree *t;
+    char *dir = snapdir(f, "vm1"), *legacy, *idx = qs_asprintf("%s/run/vm1.index", f->root);
+    struct stat st;
+
+    assert_int_equal(md_store_domain_put(f->store, l, d, &err), 0);
+    md_domain_free(d);
+    /* a chain a <- b <- c, then d on a; c current */
+    const char *names[] = {"a", "b", "c", "d"}, *parents[] = {NULL, "a", "b", "a"};
+    for (size_t i = 0; i < 4; i++) {
+        s = mk_snap(names[i], parents[i], MD_STATE_RUNNING, UUID1);
+        s->current = i == 2;
+        put_ok(f, l, s);
+        md_snapshot_free(s);
+        if (i == 0) /* the first snapshot made the directory: the next load reads it */
+            md_tree_free(load(f, "vm1"));
+    }
+    /* every write after that kept the index in step: the next reader parses nothing */
+    ASSERT_FRESH(f, 4);
+
+    /* re-parenting delete: c moves to a; current stays c */
+    assert_int_equal(md_store_snapshot_delete(f->store, l, "vm1", "b", 0, &err), 0);
+    ASSERT_FRESH(f, 3);
+    t = load(f, "vm1");
+    assert_string_equal(md_tree_find(t, "c")->parent, "a");
+    assert_int_equal(md_tree_find(t, "a")->nchildren, 2);
+    md_tree_free(t);
+
+    /* moving current, deleting the current one (its parent takes over), deleting with children */
+    assert_int_equal(md_store_snapshot_set_current(f->store, l, "vm1", "d", &err), 0);
+    ASSERT_FRESH(f, 3);
+    assert_int_equal(md_store_snapshot_delete(f->store, l, "vm1", "d", 0, &err), 0);
+    ASSERT_FRESH(f, 2);
+    t = load(f, "vm1");
+    assert_string_equal(md_tree_current(t)->name, "a");
+    md_tree_free(t);
+    s = mk_snap("e", "c", MD_STATE_RUNNING, UUID1);
+    put_ok(f, l, s);
+    md_snapshot_free(s);
+    assert_int_equal(md_store_snapshot_delete(f->store, l, "vm1", "c", MD_DELETE_CHILDREN_ONLY, &err), 0);
+    ASSERT_FRESH(f, 2);
+    assert_int_equal(md_store_snapshot_delete(f->store, l, "vm1", "a", MD_DELETE_CHILDREN, &err), 0);
+    ASSERT_FRESH(f, 0);
+
+    /* an intent record comes and goes without making the index stale */
+    s = mk_snap("x", NULL, MD_STATE_RUNNING, UUID1);
+    put_ok(f, l, s);
+    md_snapshot_free(s);
+    assert_int_equal(md_store_intent_put(f->store, l, "vm1", "record\n", &err), 0);
+    ASSERT_FRESH(f, 1);
+    assert_int_equal(md_store_intent_clear(f->store, l, "vm1", &err), 0);
+    ASSERT_FRESH(f, 1);
+
+    /* the index of qsnap before goes with the next write */
+    legacy = qs_asprintf("%s/%s", dir, MD_INDEX_NAME_V1);
+    t_write(legacy, "qsnap-index 1\n", 14);
+    s = mk_snap("y", "x", MD_STATE_RUNNING, UUID1);
+    put_ok(f, l, s);
+    md_snapshot_free(s);
+    assert_int_equal(stat(legacy, &st), -1);
+    ASSERT_FRESH(f, 2);
+
+    /* something else changed the directory since the writer loaded its tree: the writer's index would
+     * not know it, so it drops the index and the next reader reads the directory */
+    t = md_tree_load(f->store, "vm1", l, &err);
+    {
+        char *other = qs_asprintf("%s/z.xml", dir), *src = qs_asprintf("%s/x.xml", dir), *xml;
+        size_t len;
+        xml = t_read(src, &len);
+        char *renamed = with_state(xml, "<name>x</name>", "<name>z</name>");
+        char *nocur = strstr(renamed, "<active>1</active>") ? with_state(renamed, "<active>1</active>", "<active>0</active>")
+                                                            : qs_xstrdup(renamed);
+        t_write(other, nocur, strlen(nocur));
+        free(nocur);
+        free(renamed);
+        free(xml);
+        free(src);
+        free(other);
+    }
+    {
+        struct md_wstamp w;
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+        md_wstamp_begin(&w, t, dfd);
+        assert_false(w.ok);
+        md_tree_commit(f->store, t, &w);
+        assert_int_equal(stat(idx, &st), -1);
+        close(dfd);
+    }
+    md_tree_free(t);
+    t = load(f, "vm1");
+    assert_int_equal(md_tree_load_path(t), MD_LOAD_STAT);
+    assert_non_null(md_tree_find(t, "z"));
+    md_tree_free(t);
+
+    free(legacy);
+    free(idx);
+    free(dir);
+    md_lock_free(l);
+}
+
 static void test_bad_dirs(void **state)
 {
     struct fx *f = *state;
@@ -791,6 +1001,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_index_staleness, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_and_current, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_writers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_dirs, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
