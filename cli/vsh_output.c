@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <locale.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -108,6 +109,17 @@ static int cell_encode(struct qs_buf *out, const char *s, size_t *width)
     int r = 0, cw;
 
     while (*p && r == 0) {
+        /* a run of printable ASCII (one column each) goes out as it is: names, times and states are
+         * nearly always only that, and a table of 10,000 snapshots is mostly such runs */
+        for (len = 0; p[len] >= 0x20 && p[len] < 0x7f && !(p[len] == '\\' && p[len + 1] == 'x'); len++)
+            ;
+        if (len) {
+            r = qs_buf_add(out, p, len);
+            w += len;
+            p += len;
+            n -= len;
+            continue;
+        }
         if ((p[0] == '\\' && p[1] == 'x') || p[0] < 0x20 || p[0] == 0x7f) {
             r = add_escape(out, p[0]);
             w += VSH_ESCAPE_WIDTH;
@@ -164,7 +176,8 @@ struct vsh_table {
     size_t ncols;
     size_t nrows; /* row 0 is the header */
     size_t cap;
-    char **cells; /* nrows * ncols, row-major */
+    size_t *cells;        /* nrows * ncols offsets into text, row-major */
+    struct qs_buf text;   /* the cells' strings, each NUL-terminated: one allocation, not one per cell */
 };
 
 struct vsh_table *vsh_table_new(size_t ncols, const char *const *header)
@@ -172,6 +185,7 @@ struct vsh_table *vsh_table_new(size_t ncols, const char *const *header)
     struct vsh_table *t = qs_xcalloc(1, sizeof(*t));
 
     t->ncols = ncols;
+    qs_buf_init(&t->text, 0);
     vsh_table_add_row(t, header);
     return t;
 }
@@ -179,8 +193,11 @@ struct vsh_table *vsh_table_new(size_t ncols, const char *const *header)
 void vsh_table_add_row(struct vsh_table *t, const char *const *cells)
 {
     qs_xgrow((void **)&t->cells, &t->cap, (t->nrows + 1) * t->ncols, sizeof(*t->cells));
-    for (size_t j = 0; j < t->ncols; j++)
-        t->cells[t->nrows * t->ncols + j] = qs_xstrdup(cells[j] ? cells[j] : "");
+    for (size_t j = 0; j < t->ncols; j++) {
+        const char *c = cells[j] ? cells[j] : "";
+        t->cells[t->nrows * t->ncols + j] = t->text.len;
+        qs_buf_add(&t->text, c, strlen(c) + 1);
+    }
     t->nrows++;
 }
 
@@ -188,63 +205,92 @@ void vsh_table_free(struct vsh_table *t)
 {
     if (!t)
         return;
-    for (size_t i = 0; i < t->nrows * t->ncols; i++)
-        free(t->cells[i]);
+    qs_buf_release(&t->text);
     free(t->cells);
     free(t);
 }
 
-int vsh_table_format(const struct vsh_table *t, bool header, struct qs_buf *out)
+/* N copies of byte C. */
+static int add_run(struct qs_buf *out, char c, size_t n)
 {
-    size_t ncells = t->nrows * t->ncols, i, j, k;
-    struct qs_buf *enc = NULL;
-    size_t *width = NULL, *colw = NULL;
+    char buf[64];
+    int r = 0;
+
+    memset(buf, c, sizeof(buf));
+    while (n > 0 && r == 0) {
+        size_t k = n < sizeof(buf) ? n : sizeof(buf);
+        r = qs_buf_add(out, buf, k);
+        n -= k;
+    }
+    return r;
+}
+
+/* The text of cell (ROW, COL) of a table SRC (row 0: the titles); SCRATCH may hold it. MEASURING: only its
+ * width counts (any text of that width will do). */
+typedef const char *(*table_cell_fn)(const void *src, size_t row, size_t col, struct qs_buf *scratch,
+                                     bool measuring);
+
+/*
+ * Renders NROWS rows (row 0 the titles, shown when HEADER) of NCOLS columns as virsh does. Cells are asked for
+ * twice - to measure, then to write - and never kept: a table of 10,000 snapshots would otherwise hold a few
+ * MB of copies, and every page costs a fault.
+ */
+static int table_render(const void *src, size_t nrows, size_t ncols, table_cell_fn cell, bool header,
+                        struct qs_buf *out)
+{
+    size_t colw[8] = {0}, w, i, j;
+    struct qs_buf scratch, measure;
     struct vsh_ctype ct;
     int r = 0;
 
-    if (t->ncols == 0)
-        return 0;
-    enc = qs_xcalloc(ncells, sizeof(*enc));
-    width = qs_xcalloc(ncells, sizeof(*width));
-    colw = qs_xcalloc(t->ncols, sizeof(*colw));
-
-    /* the titles count towards the widths even without a header, as in virsh */
+    if (ncols == 0 || ncols > sizeof(colw) / sizeof(colw[0]))
+        return ncols == 0 ? 0 : -1;
+    qs_buf_init(&scratch, 0);
+    qs_buf_init(&measure, 0);
     vsh_ctype_enter(&ct);
-    for (i = 0; i < ncells; i++) {
-        qs_buf_init(&enc[i], 0);
-        cell_encode(&enc[i], t->cells[i], &width[i]);
-        if (width[i] > colw[i % t->ncols])
-            colw[i % t->ncols] = width[i];
+    /* the titles count towards the widths even without a header, as in virsh */
+    for (i = 0; i < nrows && r == 0; i++) {
+        for (j = 0; j < ncols && r == 0; j++) {
+            qs_buf_reset(&measure);
+            r = cell_encode(&measure, cell(src, i, j, &scratch, true), &w);
+            if (w > colw[j])
+                colw[j] = w;
+        }
     }
-    vsh_ctype_leave(&ct);
-
-    for (i = header ? 0 : 1; i < t->nrows && r == 0; i++) {
-        for (j = 0; j < t->ncols && r == 0; j++) {
-            size_t c = i * t->ncols + j;
+    for (i = header ? 0 : 1; i < nrows && r == 0; i++) {
+        for (j = 0; j < ncols && r == 0; j++) {
             r = qs_buf_adds(out, " ");
-            if (r == 0 && enc[c].len)
-                r = qs_buf_add(out, enc[c].data, enc[c].len);
-            if (j + 1 < t->ncols)
-                for (k = 0; k < colw[j] - width[c] + 2 && r == 0; k++)
-                    r = qs_buf_adds(out, " ");
+            if (r == 0)
+                r = cell_encode(out, cell(src, i, j, &scratch, false), &w);
+            if (j + 1 < ncols && r == 0)
+                r = add_run(out, ' ', colw[j] - w + 2);
         }
         if (r == 0)
             r = qs_buf_adds(out, "\n");
         if (i == 0 && r == 0) {
-            for (j = 0; j < t->ncols && r == 0; j++)
-                for (k = 0; k < colw[j] + 3 && r == 0; k++)
-                    r = qs_buf_adds(out, "-");
+            for (j = 0; j < ncols && r == 0; j++)
+                r = add_run(out, '-', colw[j] + 3);
             if (r == 0)
                 r = qs_buf_adds(out, "\n");
         }
     }
-
-    for (i = 0; i < ncells; i++)
-        qs_buf_release(&enc[i]);
-    free(enc);
-    free(width);
-    free(colw);
+    vsh_ctype_leave(&ct);
+    qs_buf_release(&scratch);
+    qs_buf_release(&measure);
     return r;
+}
+
+static const char *table_cell(const void *src, size_t row, size_t col, struct qs_buf *scratch, bool measuring)
+{
+    const struct vsh_table *t = src;
+    (void)scratch;
+    (void)measuring;
+    return t->text.data + t->cells[row * t->ncols + col];
+}
+
+int vsh_table_format(const struct vsh_table *t, bool header, struct qs_buf *out)
+{
+    return table_render(t, t->nrows, t->ncols, table_cell, header, out);
 }
 
 int vsh_table_print(const struct vsh_table *t, FILE *fp)
@@ -264,11 +310,38 @@ int vsh_time_format(long long t, struct qs_buf *out)
 {
     time_t tt = (time_t)t;
     struct tm tm;
+    long off, y;
     char s[64];
 
-    if (!localtime_r(&tt, &tm) || strftime(s, sizeof(s), "%Y-%m-%d %H:%M:%S %z", &tm) == 0)
+    /* strftime("%Y-%m-%d %H:%M:%S %z") by hand: strftime (or snprintf) costs as much as everything else in
+     * a row of a 10,000-snapshot listing */
+    if (!localtime_r(&tt, &tm))
         return qs_buf_adds(out, "");
-    return qs_buf_adds(out, s);
+    off = tm.tm_gmtoff / 60;
+    y = (long)tm.tm_year + 1900;
+    if (y < 0 || y > 9999 || off <= -100 * 60 || off >= 100 * 60) {
+        if (strftime(s, sizeof(s), "%Y-%m-%d %H:%M:%S %z", &tm) == 0)
+            return qs_buf_adds(out, "");
+        return qs_buf_adds(out, s);
+    }
+    {
+        const long f[] = {y, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, labs(off) / 60, labs(off) % 60};
+        const char sep[] = {'-', '-', ' ', ':', ':', ' ', 0, 0};
+        char *p = s;
+        for (size_t i = 0; i < 8; i++) {
+            if (i == 0) {
+                *p++ = (char)('0' + f[0] / 1000);
+                *p++ = (char)('0' + f[0] / 100 % 10);
+            }
+            *p++ = (char)('0' + f[i] / 10 % 10);
+            *p++ = (char)('0' + f[i] % 10);
+            if (sep[i])
+                *p++ = sep[i];
+            if (i == 5)
+                *p++ = off < 0 ? '-' : '+';
+        }
+        return qs_buf_add(out, s, (size_t)(p - s));
+    }
 }
 
 int vsh_snap_name_cmp(const char *a, const char *b)
@@ -285,33 +358,50 @@ static int snap_row_cmp(const void *a, const void *b)
 
 void vsh_snap_rows_sort(struct vsh_snap_row *rows, size_t n)
 {
-    if (n > 1)
+    size_t i = 1;
+
+    /* the engine lists in this order already: only an added row is out of place */
+    while (i < n && snap_row_cmp(&rows[i - 1], &rows[i]) <= 0)
+        i++;
+    if (i < n)
         qsort(rows, n, sizeof(*rows), snap_row_cmp);
+}
+
+struct snap_table {
+    const struct vsh_snap_row *rows;
+};
+
+static const char *snap_cell(const void *src, size_t row, size_t col, struct qs_buf *scratch, bool measuring)
+{
+    static const char *const titles[] = {"Name", "Creation Time", "State", "Parent"};
+    const struct vsh_snap_row *r;
+
+    if (row == 0)
+        return titles[col];
+    r = &((const struct snap_table *)src)->rows[row - 1];
+    switch (col) {
+    case 0:
+        return r->name;
+    case 1:
+        /* "YYYY-MM-DD HH:MM:SS +hhmm" is 25 columns for every time two days clear of years 1 and 9999 (no
+         * UTC offset reaches a day): no need to ask localtime_r() a second time per row to know it */
+        if (measuring && r->creation_time > -62135596800ll + 172800 && r->creation_time < 253402300799ll - 172800)
+            return "0000-00-00 00:00:00 +0000";
+        qs_buf_reset(scratch);
+        vsh_time_format(r->creation_time, scratch);
+        return scratch->data ? scratch->data : "";
+    case 2:
+        return r->state;
+    default:
+        return r->parent;
+    }
 }
 
 static int snap_list_table(const struct vsh_snap_row *rows, size_t n, bool with_parent, bool quiet,
                            struct qs_buf *out)
 {
-    static const char *const titles[] = {"Name", "Creation Time", "State", "Parent"};
-    struct vsh_table *t = vsh_table_new(with_parent ? 4 : 3, titles);
-    struct qs_buf when;
-    int r;
-
-    qs_buf_init(&when, 0);
-    for (size_t i = 0; i < n; i++) {
-        const char *cells[4];
-        qs_buf_reset(&when);
-        vsh_time_format(rows[i].creation_time, &when);
-        cells[0] = rows[i].name;
-        cells[1] = when.data ? when.data : "";
-        cells[2] = rows[i].state;
-        cells[3] = rows[i].parent;
-        vsh_table_add_row(t, cells);
-    }
-    r = vsh_table_format(t, !quiet, out);
-    qs_buf_release(&when);
-    vsh_table_free(t);
-    return r;
+    struct snap_table st = {rows};
+    return table_render(&st, n + 1, with_parent ? 4 : 3, snap_cell, !quiet, out);
 }
 
 int vsh_snap_list_format(const struct vsh_snap_row *rows, size_t n, enum vsh_list_mode mode, bool quiet,
