@@ -129,6 +129,8 @@ void bench_spawn(char *const argv[], const char *out_path, const char *err_path,
     t1 = qs_now_ns();
     r->end_us = bench_real_us();
     r->maxrss_kb = ru.ru_maxrss;
+    r->cpu_ms = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+                (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
     posix_spawn_file_actions_destroy(&fa);
     r->wall_ms = (double)(t1 - t0) / 1e6;
     r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);

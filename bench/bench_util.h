@@ -49,6 +49,7 @@ struct bench_run {
     int64_t start_us, end_us; /* CLOCK_REALTIME, as QEMU stamps its events */
     int status;               /* exit status, 128 + signal */
     long maxrss_kb;           /* the child's peak resident set (wait4 rusage ru_maxrss), KiB */
+    double cpu_ms;            /* the child's user + system CPU time: what it cost, whatever the machine's load */
 };
 
 /* posix_spawn ARGV (argv[0] a path) with stdin /dev/null, stdout and stderr to OUT_PATH / ERR_PATH; waits
