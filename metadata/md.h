@@ -345,10 +345,10 @@ int md_store_snapshot_set_current(struct md_store *store, const struct md_lock *
 
 /*
  * The domain's intent record: ROOT/snapshot/DOMAIN/.qsnap-intent (libvirt ignores it: no .xml), an opaque
- * text the engine writes before an operation touches QEMU or an image and removes when it is done. put
- * writes atomically and durably (tmp, fsync, rename, directory fsync); get gives *text NULL (and 0) when
- * there is none; clear removes it (not synced: a record that comes back after a crash is recovered again,
- * which recovery must allow). Caller frees *text.
+ * text the engine writes before an operation touches QEMU or an image and clears when it is done. put is
+ * durable when it returns (written in place and fdatasync'd; md_store.c says how a crash is told apart);
+ * get gives *text NULL when there is none (the file may stay, cleared); clear is not synced: a record that
+ * comes back after a crash is recovered again, which recovery must allow. Caller frees *text.
  */
 int md_store_intent_put(struct md_store *store, const struct md_lock *lock, const char *domain, const char *text,
                         struct qs_error **err);

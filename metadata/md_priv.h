@@ -138,6 +138,8 @@ void md_index_drop(struct md_store *store, const char *domain);
  * now. Lock held.
  */
 void md_index_restamp(struct md_store *store, const char *domain, int dirfd, const struct stat *before);
+/* A fast 64-bit hash of N bytes (to tell a whole file from a torn or damaged one; not cryptographic). */
+uint64_t md_hash(const void *p, size_t n);
 /* Whether two stats of a directory around one change show timestamps finer than the clock tick. */
 bool md_stamp_fine(const struct stat *before, const struct stat *after);
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -835,30 +836,152 @@ out:
 
 /* ---- intent records ---- */
 
+/*
+ * ROOT/snapshot/DOM/.qsnap-intent holds a chain of frames from offset 0: a header (magic, sequence number,
+ * length, hash of the text) and the record's text. An operation's first record goes to offset 0, each
+ * update of it after the last frame of the chain; the last whole frame of the chain is the record. A
+ * cleared record is a zeroed first header. The file is written in place and never shrinks, so a put is one
+ * write and one fdatasync of blocks the file already has - no new file, no rename, no directory to sync
+ * (on this machine's ext4: ~1 ms against ~20 ms for the temporary-and-rename it replaces).
+ *
+ * Crash safety: a put returns only once its frame is on disk, before the caller touches QEMU or an image.
+ * A frame cut short by a crash fails its hash and ends the chain there, so what counts is the last frame
+ * written whole: for a first frame none (the operation had not started), for an update the record before
+ * it (as when the update had not been made). A clear is a frame with no text (not synced: if it is lost,
+ * the record comes back and is recovered again, which recovery allows). A chain starts at a random
+ * sequence number and goes on one by one, so frames of earlier chains left further in the file never
+ * continue it. The file's name is synced once, when it is created.
+ */
 #define INTENT_FILE ".qsnap-intent"
 #define INTENT_MAX (64u << 20) /* it may carry a snapshot's and a domain's XML */
+#define INTENT_MAGIC 0x52495351u /* "QSIR" */
+
+struct intent_frame {
+    uint32_t magic, seq;
+    uint64_t len;
+    uint64_t sum;
+};
+
+/* The chain in DATA: the last whole frame's text (*text, *tlen; NULL when none or cleared), where the chain
+ * ends (*end) and the last sequence number seen (*seq). */
+static void intent_chain(const char *data, size_t len, const char **text, size_t *tlen, size_t *end,
+                         uint32_t *seq)
+{
+    size_t off = 0;
+    bool first = true;
+
+    *text = NULL;
+    *tlen = 0;
+    *end = 0;
+    while (len - off >= sizeof(struct intent_frame)) {
+        struct intent_frame f;
+        memcpy(&f, data + off, sizeof(f));
+        if (f.magic != INTENT_MAGIC || (!first && f.seq != *seq + 1) || f.len > len - off - sizeof(f) ||
+            md_hash(data + off + sizeof(f), f.len) != f.sum)
+            break;
+        *seq = f.seq;
+        first = false;
+        *text = data + off + sizeof(f);
+        *tlen = f.len;
+        off += sizeof(f) + ((f.len + 7) & ~(uint64_t)7);
+        if (off > len)
+            off = len;
+        *end = off;
+    }
+}
+
+/* The whole file (empty when missing); -1 on other errors. */
+static int intent_load(int dir, char **data, size_t *len, struct qs_error **err)
+{
+    struct qs_error *local = NULL;
+
+    *data = NULL;
+    *len = 0;
+    if (qs_file_read(dir, INTENT_FILE, INTENT_MAX, data, len, &local) == 0)
+        return 0;
+    if (local->code == QS_ERR_NOTFOUND) {
+        qs_error_free(local);
+        return 0;
+    }
+    qs_error_propagate(err, &local);
+    return -1;
+}
 
 int md_store_intent_put(struct md_store *s, const struct md_lock *lock, const char *domain, const char *text,
                         struct qs_error **err)
 {
+    struct intent_frame f = {INTENT_MAGIC, 0, 0, 0};
+    const char *cur;
+    char *data = NULL, *buf = NULL;
+    size_t len, clen, end = 0, tlen = strlen(text), flen;
+    uint32_t seq = 0;
     struct stat before;
-    bool have;
-    int dir, ret;
+    bool created = false, have;
+    int dir, fd = -1, ret = -1;
 
     if (md_lock_check(lock, s, domain, err) < 0 || (dir = md_store_snapdir_open(s, domain, true, err)) < 0)
         return -1;
     have = fstat(dir, &before) == 0;
-    ret = qs_file_write_atomic(dir, INTENT_FILE, text, strlen(text), 0600, err);
-    if (have)
-        md_index_restamp(s, domain, dir, &before); /* no snapshot file changed */
+    if (intent_load(dir, &data, &len, err) < 0)
+        goto out;
+    intent_chain(data, len, &cur, &clen, &end, &seq);
+    /* an operation's first record starts a chain again; an update of it follows its last frame */
+    if (!cur || clen == 0) {
+        end = 0;
+        if (getrandom(&seq, sizeof(seq), 0) != (ssize_t)sizeof(seq))
+            seq = (uint32_t)qs_now_ns() ^ (uint32_t)getpid();
+        f.seq = seq;
+    } else {
+        f.seq = seq + 1;
+    }
+    f.len = tlen;
+    f.sum = md_hash(text, tlen);
+    flen = sizeof(f) + ((tlen + 7) & ~(size_t)7);
+    buf = qs_xcalloc(1, flen);
+    memcpy(buf, &f, sizeof(f));
+    memcpy(buf + sizeof(f), text, tlen);
+    fd = openat(dir, INTENT_FILE, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 && errno == ENOENT) {
+        fd = openat(dir, INTENT_FILE, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        created = fd >= 0;
+    }
+    if (fd < 0) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot open the intent record of domain '%s'", domain);
+        goto out;
+    }
+    if (pwrite(fd, buf, flen, (off_t)end) != (ssize_t)flen) {
+        qs_error_set_errno(err, QS_ERR_IO, errno ? errno : ENOSPC, "cannot write the intent record of domain '%s'",
+                           domain);
+        goto out;
+    }
+    if ((created ? fsync(fd) : fdatasync(fd)) < 0) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot sync the intent record of domain '%s'", domain);
+        goto out;
+    }
+    if (created) { /* its name too, once */
+        if (qs_dir_sync(dir, err) < 0)
+            goto out;
+        if (have)
+            md_index_restamp(s, domain, dir, &before); /* no snapshot file changed */
+    }
+    ret = 0;
+out:
+    if (ret < 0 && fd >= 0 && end == 0 && created)
+        unlinkat(dir, INTENT_FILE, 0); /* a full disk, say: nothing half-made is left */
+    qs_close(fd);
     qs_close(dir);
+    free(buf);
+    free(data);
     return ret;
 }
 
 int md_store_intent_get(struct md_store *s, const char *domain, char **text, struct qs_error **err)
 {
     struct qs_error *local = NULL;
-    size_t len = 0;
+    const char *cur;
+    char *data = NULL;
+    size_t len, clen, end;
+    uint32_t seq = 0;
     int dir, ret = 0;
 
     *text = NULL;
@@ -870,14 +993,17 @@ int md_store_intent_get(struct md_store *s, const char *domain, char **text, str
         qs_error_free(local);
         return 0;
     }
-    if (qs_file_read(dir, INTENT_FILE, INTENT_MAX, text, &len, &local) < 0) {
-        if (local->code == QS_ERR_NOTFOUND) {
-            qs_error_free(local);
-        } else {
-            qs_error_propagate(err, &local);
-            ret = -1;
-        }
+    if (intent_load(dir, &data, &len, err) < 0) {
+        ret = -1;
+    } else if (len && memcmp(data, "qsnap-intent ", 13) == 0) {
+        *text = data; /* a record the text-file format of qsnap before left behind */
+        data = NULL;
+    } else {
+        intent_chain(data, len, &cur, &clen, &end, &seq);
+        if (cur && clen)
+            *text = qs_xstrndup(cur, clen);
     }
+    free(data);
     qs_close(dir);
     return ret;
 }
@@ -885,21 +1011,51 @@ int md_store_intent_get(struct md_store *s, const char *domain, char **text, str
 int md_store_intent_clear(struct md_store *s, const struct md_lock *lock, const char *domain,
                           struct qs_error **err)
 {
-    struct stat before;
-    bool have;
-    int dir, ret = 0;
+    struct intent_frame f = {INTENT_MAGIC, 0, 0, 0};
+    const char *cur;
+    char *data = NULL;
+    size_t len, clen, end = 0;
+    uint32_t seq = 0;
+    struct qs_error *local = NULL;
+    int dir, fd = -1, ret = 0;
 
-    if (md_lock_check(lock, s, domain, err) < 0 || (dir = md_store_snapdir_open(s, domain, false, err)) < 0)
+    if (md_lock_check(lock, s, domain, err) < 0)
         return -1;
-    have = fstat(dir, &before) == 0;
-    if (unlinkat(dir, INTENT_FILE, 0) < 0) {
-        if (errno != ENOENT) {
-            qs_error_set_errno(err, QS_ERR_IO, errno, "cannot remove the intent record of domain '%s'", domain);
+    if ((dir = md_store_snapdir_open(s, domain, false, &local)) < 0) {
+        if (local->code == QS_ERR_NOTFOUND) { /* no snapshot directory: no record */
+            qs_error_free(local);
+            return 0;
+        }
+        qs_error_propagate(err, &local);
+        return -1;
+    }
+    if (intent_load(dir, &data, &len, err) < 0) {
+        ret = -1;
+        goto out;
+    }
+    if (len && memcmp(data, "qsnap-intent ", 13) == 0) {
+        /* a record of qsnap before, the whole file: it goes */
+        if (unlinkat(dir, INTENT_FILE, 0) < 0 && errno != ENOENT) {
+            qs_error_set_errno(err, QS_ERR_IO, errno, "cannot clear the intent record of domain '%s'", domain);
             ret = -1;
         }
-    } else if (have) {
-        md_index_restamp(s, domain, dir, &before); /* no snapshot file changed */
+        goto out;
     }
+    intent_chain(data, len, &cur, &clen, &end, &seq);
+    if (!cur || clen == 0)
+        goto out; /* nothing recorded */
+    /* a frame with no text after the last one (not synced: see above) */
+    f.seq = seq + 1;
+    f.sum = md_hash("", 0);
+    if ((fd = openat(dir, INTENT_FILE, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)) < 0 ||
+        pwrite(fd, &f, sizeof(f), (off_t)end) != (ssize_t)sizeof(f)) {
+        qs_error_set_errno(err, QS_ERR_IO, errno ? errno : ENOSPC, "cannot clear the intent record of domain '%s'",
+                           domain);
+        ret = -1;
+    }
+out:
+    qs_close(fd);
     qs_close(dir);
+    free(data);
     return ret;
 }

@@ -145,8 +145,9 @@ static void *region_new(struct md_tree *t, size_t need)
         r->size = len - REGION_HDR;
         r->mapped = true;
     } else {
+        /* not zeroed here: t_alloc() zeroes what it hands out, so untouched pages stay unfaulted */
         size = size < 65536 ? 65536 : size;
-        r = qs_xcalloc(1, size);
+        r = qs_xmalloc(size);
         r->size = size - REGION_HDR;
         r->mapped = false;
     }
@@ -167,6 +168,8 @@ static void *t_alloc(struct md_tree *t, size_t size)
         r = region_new(t, size > 65536 ? size : 65536);
     p = (char *)r + REGION_HDR + r->used;
     r->used += size;
+    if (!r->mapped) /* a fresh mapping is zero already */
+        memset(p, 0, size);
     return p;
 }
 
@@ -528,6 +531,11 @@ static uint64_t ix_hash(const void *p, size_t n)
     h_init(&st, n);
     h_add(&st, p, n);
     return h_final(&st);
+}
+
+uint64_t md_hash(const void *p, size_t n)
+{
+    return ix_hash(p, n);
 }
 
 static uint64_t stamp_sum(const struct ix_stamp *st)

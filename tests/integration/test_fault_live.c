@@ -3,6 +3,7 @@
  * QEMU killed during a save, a load and a commit (label integration). */
 #include "qsnap_test.h"
 
+#include "md.h"
 #include "qs_proc.h"
 #include "qs_util.h"
 
@@ -188,6 +189,27 @@ static int run_faulty(struct qt_fixture *f, const struct scenario *sc, long at)
     return st;
 }
 
+/* The intent record of domain 'vm' (NULL when none; caller frees): the file stays once made, cleared. */
+static char *intent_record(struct qt_fixture *f)
+{
+    struct qs_error *err = NULL;
+    struct md_store *st = md_store_open(f->root, &err);
+    char *text = NULL;
+
+    if (!st || md_store_intent_get(st, "vm", &text, &err) < 0)
+        fail_msg("cannot read the intent record: %s", err ? err->message : "?");
+    md_store_free(st);
+    return text;
+}
+
+static bool intent_pending(struct qt_fixture *f)
+{
+    char *text = intent_record(f);
+    bool pending = text != NULL;
+    free(text);
+    return pending;
+}
+
 /* Files in the VM's directory whose names start with PREFIX (a clone's, an export's temporary). */
 static int count_files(struct qt_fixture *f, const char *prefix)
 {
@@ -206,12 +228,12 @@ static int count_files(struct qt_fixture *f, const char *prefix)
  * and the source VM is untouched. */
 static void verify_copy(struct qt_fixture *f, const struct scenario *sc, long at)
 {
-    char *intent = qs_asprintf("%s/snapshot/vm/.qsnap-intent", f->root), *out = NULL, *errout = NULL;
+    char *out = NULL, *errout = NULL;
     char *def = qs_asprintf("%s/qemu/c1.xml", f->root), *export = qt_path_in(f, "out.qcow2");
     int st;
 
     free(QSNAP_OK(f, "snapshot-list", "vm"));
-    assert_false(qt_exists(intent));
+    assert_false(intent_pending(f));
     st = qt_qsnap_run(f, &out, &errout, "snapshot-check", "vm", (char *)NULL);
     if (st != 0)
         print_error("%s, killed after step %ld: snapshot-check: %s%s\n", sc->name, at, out, errout);
@@ -265,7 +287,7 @@ static void verify_copy(struct qt_fixture *f, const struct scenario *sc, long at
         free(QSNAP_OK(f, "snapshot-revert", "vm", "base"));
         assert_int_equal(reads(f, RUNNING, 0x11), 1);
     }
-    free(intent), free(def), free(export);
+    free(def), free(export);
 }
 
 /* After the crash and the next command: everything agrees and nothing old is lost. */
@@ -275,15 +297,15 @@ static void verify(struct qt_fixture *f, const struct scenario *sc, long at)
         verify_copy(f, sc, at);
         return;
     }
-    char *intent = qs_asprintf("%s/snapshot/vm/.qsnap-intent", f->root), *cur, *out = NULL, *errout = NULL;
+    char *cur, *out = NULL, *errout = NULL;
     bool target_exists;
     int st;
 
     /* the next command (a read-only one) recovered: no record left */
     free(QSNAP_OK(f, "snapshot-list", "vm"));
-    if (qt_exists(intent)) {
+    if (intent_pending(f)) {
         /* a mutating command reports why recovery failed */
-        char *text = qt_slurp(intent);
+        char *text = intent_record(f);
         print_error("record:\n%s\n", text);
         free(text);
         qt_qsnap_run(f, &out, &errout, "snapshot-delete", "vm", "no-such-snapshot", (char *)NULL);
@@ -291,7 +313,7 @@ static void verify(struct qt_fixture *f, const struct scenario *sc, long at)
         free(out), free(errout);
         out = errout = NULL;
     }
-    assert_false(qt_exists(intent));
+    assert_false(intent_pending(f));
     /* metadata and images agree */
     st = qt_qsnap_run(f, &out, &errout, "snapshot-check", "vm", (char *)NULL);
     if (st != 0)
@@ -341,7 +363,6 @@ static void verify(struct qt_fixture *f, const struct scenario *sc, long at)
         free(QSNAP_OK(f, "snapshot-revert", "vm", "base"));
         assert_int_equal(reads(f, sc->kind, 0x11), 1);
     }
-    free(intent);
 }
 
 static void run_matrix(void **state, const struct scenario *sc)
@@ -530,10 +551,11 @@ static void fill_until(const char *dir, unsigned long long leave)
 static char *listing(const char *dir)
 {
     /* the listing cache and the readers' generation counter change with reads and attempts, and the event log
-     * records attempts: not state */
+     * records attempts: not state (the intent record's file stays once made, cleared in place: intent_pending()
+     * tells whether it holds a record) */
     char *argv[] = {"find", (char *)dir, "!", "-name", ".qsnap-index", "!", "-name", "*.index", "!", "-name",
-                    ".qsnap-gen", "!", "-path", "*/events*", "-printf", "%P %s
-", NULL};
+                    ".qsnap-gen", "!", "-name", ".qsnap-intent", "!", "-path", "*/events*", "-printf", "%P %s\n",
+                    NULL};
     struct qs_proc_result res = {0};
     struct qs_error *err = NULL;
 
@@ -574,6 +596,7 @@ static void test_enospc_metadata(void **state)
     free(out), free(errout);
     after = listing(f->root);
     assert_string_equal(before, after); /* nothing changed, not even a stray temporary */
+    assert_false(intent_pending(f));
     qt_assert_status(qh_vm_qmp(f->vm), "running");
     assert_false(qt_image_has_tag(qh_vm_disk_path(f->vm, "vda"), "new"));
     assert_false(qt_image_has_tag(qh_vm_disk_path(f->vm, "vdb"), "new"));
@@ -663,13 +686,9 @@ static void test_pending_shown_and_refused(void **state)
         execl(bin, bin, "--root", f->root, "snapshot-create-as", "vm", "new", (char *)NULL);
         _exit(127);
     }
-    {
-        char *intent = qs_asprintf("%s/snapshot/vm/.qsnap-intent", f->root);
-        for (int i = 0; i < 300 && !qt_exists(intent); i++)
-            usleep(10 * 1000);
-        assert_true(qt_exists(intent));
-        free(intent);
-    }
+    for (int i = 0; i < 300 && !intent_pending(f); i++)
+        usleep(10 * 1000);
+    assert_true(intent_pending(f));
     out = QSNAP_OK(f, "snapshot-list", "vm");
     qt_assert_contains(out, " new ");
     qt_assert_contains(out, "creating");

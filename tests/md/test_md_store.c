@@ -941,6 +941,108 @@ static void test_index_writers(void **state)
     md_lock_free(l);
 }
 
+static char *intent_text(struct fx *f)
+{
+    struct qs_error *err = NULL;
+    char *text = NULL;
+    if (md_store_intent_get(f->store, "vm1", &text, &err) < 0)
+        fail_msg("intent get: %s", err->message);
+    return text;
+}
+
+#define ASSERT_INTENT(f, want)                                                                                     \
+    do {                                                                                                           \
+        char *got_ = intent_text(f);                                                                               \
+        if ((want) == NULL)                                                                                        \
+            assert_null(got_);                                                                                     \
+        else                                                                                                       \
+            assert_string_equal(got_, (want));                                                                     \
+        free(got_);                                                                                                \
+    } while (0)
+
+/* The intent record: written in place, a chain of frames; what a crash leaves of a frame is told apart. */
+static void test_intent_frames(void **state)
+{
+    struct fx *f = *state;
+    struct qs_error *err = NULL;
+    struct md_lock *l = md_lock_acquire(f->store, "vm1", 0, &err);
+    char *path = qs_asprintf("%s/snapshot/vm1/.qsnap-intent", f->root), *data, *big;
+    size_t len, len1;
+    struct stat st1, st2;
+
+    ASSERT_INTENT(f, NULL);
+    assert_int_equal(md_store_intent_clear(f->store, l, "vm1", &err), 0); /* nothing to clear: fine */
+    assert_int_equal(md_store_intent_put(f->store, l, "vm1", "first\n", &err), 0);
+    ASSERT_INTENT(f, "first\n");
+    assert_mode(path, 0600);
+    assert_int_equal(md_store_intent_put(f->store, l, "vm1", "second, longer\n", &err), 0);
+    ASSERT_INTENT(f, "second, longer\n");
+    assert_int_equal(stat(path, &st1), 0);
+    assert_int_equal(md_store_intent_clear(f->store, l, "vm1", &err), 0);
+    ASSERT_INTENT(f, NULL);
+
+    /* the file stays and is written in place: same inode, never shorter */
+    assert_int_equal(md_store_intent_put(f->store, l, "vm1", "x\n", &err), 0);
+    assert_int_equal(stat(path, &st2), 0);
+    assert_int_equal(st1.st_ino, st2.st_ino);
+    assert_true(st2.st_size >= st1.st_size);
+    ASSERT_INTENT(f, "x\n");
+
+    /* an update cut short by a crash (its frame torn): the record before it counts */
+    data = t_read(path, &len1);
+    free(data);
+    assert_int_equal(md_store_intent_put(f->store, l, "vm1", "update that will be torn\n", &err), 0);
+    data = t_read(path, &len);
+    {
+        /* damage the last byte of the update's text: its hash fails */
+        int fd = open(path, O_WRONLY);
+        char c = 'Z';
+        off_t at;
+        const char *p = memmem(data, len, "torn\n", 5);
+        assert_non_null(p);
+        at = (off_t)(p - data);
+        assert_int_equal(pwrite(fd, &c, 1, at), 1);
+        close(fd);
+    }
+    free(data);
+    ASSERT_INTENT(f, "x\n");
+    /* the next update goes where the torn one was */
+    assert_int_equal(md_store_intent_put(f->store, l, "vm1", "update again\n", &err), 0);
+    ASSERT_INTENT(f, "update again\n");
+
+    /* a first frame cut short: no record (the operation had not begun) */
+    assert_int_equal(md_store_intent_clear(f->store, l, "vm1", &err), 0);
+    assert_int_equal(md_store_intent_put(f->store, l, "vm1", "begun?\n", &err), 0);
+    {
+        int fd = open(path, O_WRONLY);
+        assert_int_equal(pwrite(fd, "?", 1, 30), 1);
+        close(fd);
+    }
+    ASSERT_INTENT(f, NULL);
+
+    /* frames of an earlier, longer chain further in the file never continue a new one: same lengths */
+    big = qs_asprintf("%0512d\n", 7);
+    assert_int_equal(md_store_intent_put(f->store, l, "vm1", big, &err), 0);
+    assert_int_equal(md_store_intent_put(f->store, l, "vm1", "old update\n", &err), 0);
+    assert_int_equal(md_store_intent_clear(f->store, l, "vm1", &err), 0);
+    assert_int_equal(md_store_intent_put(f->store, l, "vm1", big, &err), 0);
+    ASSERT_INTENT(f, big);
+    free(big);
+
+    /* a record qsnap wrote before (a whole text file) is read as it is, and cleared */
+    assert_int_equal(unlink(path), 0);
+    t_write(path, "qsnap-intent 1\nop create\nend\n", 30);
+    ASSERT_INTENT(f, "qsnap-intent 1\nop create\nend\n");
+    assert_int_equal(md_store_intent_clear(f->store, l, "vm1", &err), 0);
+    ASSERT_INTENT(f, NULL);
+
+    /* without the lock: refused */
+    assert_int_equal(md_store_intent_put(f->store, NULL, "vm1", "x", &err), -1);
+    qs_error_clear(&err);
+    free(path);
+    md_lock_free(l);
+}
+
 static void test_bad_dirs(void **state)
 {
     struct fx *f = *state;
@@ -1002,6 +1104,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_put_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_and_current, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_writers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_intent_frames, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_dirs, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
