@@ -1,6 +1,8 @@
 /* test_bad_input.c: bad input everywhere: each case fails cleanly and changes nothing (label integration). */
 #include "qsnap_test.h"
 
+#include "md.h"
+
 #include "qs_util.h"
 
 #include <dirent.h>
@@ -51,6 +53,27 @@ static void manifest_file(char **m, const char *path)
     free(old);
 }
 
+/* The intent record of the domain whose snapshot directory is DIR, as "pending"/"none": its file is kept
+ * once made and cleared in place, so its bytes change with every operation, refused ones too. */
+static void manifest_intent(char **m, const char *dir, const char *path)
+{
+    char *root = qs_xstrdup(dir), *domain = strrchr(root, '/'), *snap, *text = NULL, *old = *m;
+    struct qs_error *err = NULL;
+    struct md_store *st;
+
+    *domain++ = '\0';
+    snap = strrchr(root, '/');
+    *snap = '\0'; /* ROOT/snapshot/DOM -> ROOT */
+    st = md_store_open(root, &err);
+    if (!st || md_store_intent_get(st, domain, &text, &err) < 0)
+        fail_msg("cannot read the intent record in '%s': %s", dir, err ? err->message : "?");
+    *m = qs_asprintf("%s%s %s\n", old, path, text ? "pending" : "none");
+    free(old);
+    free(text);
+    md_store_free(st);
+    free(root);
+}
+
 static void manifest_tree(char **m, const char *dir, int depth)
 {
     struct dirent **ents = NULL;
@@ -70,6 +93,8 @@ static void manifest_tree(char **m, const char *dir, int depth)
                 *m = qs_asprintf("%s%s/ %o\n", old, path, (unsigned)st.st_mode);
                 free(old);
                 manifest_tree(m, path, depth + 1);
+            } else if (strcmp(name, ".qsnap-intent") == 0) {
+                manifest_intent(m, dir, path);
             } else {
                 manifest_file(m, path);
             }
