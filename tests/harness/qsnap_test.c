@@ -1,6 +1,8 @@
 /* qsnap_test.c: cmocka helpers for integration tests that drive the qsnap binary against a harness VM. */
 #include "qsnap_test.h"
 
+#include "md.h"
+
 #include "qs_file.h"
 #include "qs_proc.h"
 #include "qs_util.h"
@@ -287,6 +289,21 @@ void qt_validate_all(struct qt_fixture *f, int want)
 
 /* ------------------------------------------------------------------------------------------------ */
 /* QEMU through any QMP client. */
+
+bool qt_intent_pending(struct qt_fixture *f, const char *domain)
+{
+    struct qs_error *err = NULL;
+    struct md_store *st = md_store_open(f->root, &err);
+    char *text = NULL;
+    bool pending;
+
+    if (!st || md_store_intent_get(st, domain, &text, &err) < 0)
+        fail_msg("cannot read the intent record of '%s': %s", domain, err ? err->message : "?");
+    pending = text != NULL;
+    free(text);
+    md_store_free(st);
+    return pending;
+}
 
 char *qt_status_of(struct qmp_client *c)
 {

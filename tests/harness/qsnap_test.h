@@ -84,6 +84,9 @@ bool qt_schema_available(void);
 void qt_validate_all(struct qt_fixture *f, int want);
 
 /* QEMU through any QMP client. */
+/* Whether DOMAIN has an intent record pending (an operation not finished or recovered). The record's file
+ * stays once made, cleared in place: its existence says nothing. */
+bool qt_intent_pending(struct qt_fixture *f, const char *domain);
 char *qt_status_of(struct qmp_client *c); /* query-status's status; caller frees */
 void qt_assert_status(struct qmp_client *c, const char *want); /* "paused" also takes "prelaunch" */
 void qt_exec(struct qmp_client *c, const char *command); /* a command without arguments; must succeed */

@@ -312,11 +312,7 @@ static void test_export_no_space(void **state)
         assert_string_equal(before, after); /* no temporary, no file */
         free(after);
     }
-    {
-        char *intent = qs_asprintf("%s/snapshot/vm/.qsnap-intent", f->root);
-        assert_false(qt_exists(intent));
-        free(intent);
-    }
+    assert_false(qt_intent_pending(f, "vm"));
     qt_assert_status(qh_vm_qmp(f->vm), "running");
     umount2(mnt, MNT_DETACH);
     free(errout), free(before), free(bin), free(mnt), free(file), free(filler), free(errfile);
