@@ -2,6 +2,7 @@
  * engine, so that the CLI's own formatting runs on data that came through the API. */
 #include "engine.h"
 
+#include "pure.h"
 #include "qs_buf.h"
 #include "qs_util.h"
 
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define REPLY_MAX (256u << 20) /* a listing of many snapshots with --tree; a reply past it is refused */
@@ -25,6 +27,7 @@ struct engine {
     char *ca;            /* $QSNAP_CACERT */
     engine_progress_fn progress;
     void *opaque;
+    engine_clock_fn clock; /* the caller's (tests set one); NULL: the system's */
 };
 
 const char *engine_version(void)
@@ -94,6 +97,7 @@ struct engine *engine_new(const struct engine_options *opts, struct qs_error **e
     }
     e->progress = opts ? opts->progress : NULL;
     e->opaque = opts ? opts->opaque : NULL;
+    e->clock = opts ? opts->clock : NULL;
     return e;
 }
 
@@ -913,3 +917,97 @@ const char *engine_check_item_message(const struct engine_check_item *it) { retu
 const char *engine_check_item_fix(const struct engine_check_item *it) { return it->fix; }
 bool engine_check_item_repaired(const struct engine_check_item *it) { return it->repaired; }
 bool engine_check_item_is_note(const struct engine_check_item *it) { return it->note; }
+
+/* ---- times ---- */
+
+/* A duration counts back from the caller's clock, as in direct mode: the user's "2h" means two hours before
+ * the user's now. */
+int engine_time_parse(struct engine *e, const char *text, int64_t *ms, struct qs_error **err)
+{
+    struct timespec ts;
+    int64_t now;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    now = e->clock ? e->clock(e->opaque) : (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return engine_time_parse_at(text, now, ms, err);
+}
+
+/* ---- not yet served by qsnapd ---- */
+
+static int unsupported(const char *what, struct qs_error **err)
+{
+    qs_error_set(err, QS_ERR_UNSUPPORTED, "%s is not available through qsnapd yet", what);
+    return -1;
+}
+
+int engine_domain_clone(struct engine *e, const char *domain, const char *snapshot, const char *name,
+                        unsigned flags, struct qs_error **err)
+{
+    return unsupported("domain-clone", err);
+}
+
+int engine_domain_qemu_info(struct engine *e, const char *name, struct engine_qemu_info *info,
+                            struct qs_error **err)
+{
+    memset(info, 0, sizeof(*info));
+    return unsupported("version --domain", err);
+}
+
+int engine_events_read(struct engine *e, const char *domain, int64_t since_ms, struct engine_event **out,
+                       size_t *n, struct qs_error **err)
+{
+    *out = NULL;
+    *n = 0;
+    return unsupported("events", err);
+}
+
+int engine_schedule_set(struct engine *e, const char *domain, const struct engine_schedule *s,
+                        struct qs_error **err)
+{
+    return unsupported("schedule-set", err);
+}
+
+int engine_schedule_remove(struct engine *e, const char *domain, const char *name, struct qs_error **err)
+{
+    return unsupported("schedule-remove", err);
+}
+
+int engine_schedule_list(struct engine *e, const char *domain, struct engine_schedule **out, size_t *n,
+                         struct qs_error **err)
+{
+    *out = NULL;
+    *n = 0;
+    return unsupported("schedule-list", err);
+}
+
+int engine_schedule_run(struct engine *e, const char *domain, const char *schedule, unsigned flags,
+                        struct engine_run **out, size_t *n, struct qs_error **err)
+{
+    if (out)
+        *out = NULL;
+    if (n)
+        *n = 0;
+    return unsupported("schedule-run", err);
+}
+
+int engine_snapshot_prune(struct engine *e, const char *domain, const char *schedule,
+                          const struct engine_retention *keep, unsigned flags, struct engine_prune_item **out,
+                          size_t *n, struct qs_error **err)
+{
+    *out = NULL;
+    *n = 0;
+    return unsupported("snapshot-prune", err);
+}
+
+int engine_snapshot_protect(struct engine *e, const char *domain, const char *name, bool protect,
+                            struct qs_error **err)
+{
+    return unsupported(protect ? "snapshot-protect" : "snapshot-unprotect", err);
+}
+
+int engine_snapshot_export(struct engine *e, const char *domain, const char *name, const char *disk,
+                           const char *path, const char *format, unsigned flags, struct engine_export_result *res,
+                           struct qs_error **err)
+{
+    return unsupported("snapshot-export", err);
+}

@@ -1,7 +1,8 @@
 /* events.c: the per-domain event log (append, rotate, read), the logged entry points of create, revert,
- * delete and recovery, the engine's clock, and time and duration parsing. */
+ * delete and recovery, the engine's clock, and time parsing by it (pure.c parses). */
 #include "events.h"
 #include "intent.h"
+#include "pure.h"
 #include "qs_buf.h"
 #include "qs_file.h"
 #include "qs_util.h"
@@ -405,97 +406,9 @@ int engine_events_read(struct engine *e, const char *domain, int64_t since_ms, s
     return 0;
 }
 
-void engine_event_list_free(struct engine_event *v, size_t n)
-{
-    for (size_t i = 0; v && i < n; i++) {
-        free(v[i].op);
-        free(v[i].snapshot);
-        free(v[i].outcome);
-        free(v[i].error);
-        free(v[i].requester);
-        free(v[i].schedule);
-        free(v[i].detail);
-    }
-    free(v);
-}
-
 /* ---- durations and times ---- */
-
-int engine_duration_parse(const char *text, int64_t *seconds, struct qs_error **err)
-{
-    static const struct {
-        char unit;
-        int64_t secs;
-    } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}, {'w', 86400 * 7}, {'y', 86400 * 365}};
-    const char *p = text;
-    int64_t total = 0;
-
-    if (!text || !*text)
-        goto bad;
-    while (*p) {
-        int64_t v = 0, mul = 0;
-        if (!isdigit((unsigned char)*p))
-            goto bad;
-        for (; isdigit((unsigned char)*p); p++) {
-            if (v > INT64_MAX / 10 / 86400 / 366)
-                goto bad;
-            v = v * 10 + (*p - '0');
-        }
-        for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
-            if (*p == units[i].unit)
-                mul = units[i].secs;
-        if (!mul)
-            goto bad;
-        total += v * mul;
-        p++;
-    }
-    *seconds = total;
-    return 0;
-bad:
-    qs_error_set(err, QS_ERR_INVALID, "invalid duration '%s' (use a number with s, m, h, d, w or y, e.g. 30d or 1d12h)",
-                 text ? text : "");
-    return -1;
-}
 
 int engine_time_parse(struct engine *e, const char *text, int64_t *ms, struct qs_error **err)
 {
-    struct tm tm = {0};
-    const char *end;
-    int64_t secs;
-    time_t t;
-
-    if (!text || !*text)
-        goto bad;
-    if (text[0] == '@') {
-        char *e2;
-        long long v;
-        errno = 0;
-        v = strtoll(text + 1, &e2, 10);
-        if (errno || e2 == text + 1 || *e2)
-            goto bad;
-        *ms = (int64_t)v * 1000;
-        return 0;
-    }
-    if (isdigit((unsigned char)text[0]) && strlen(text) >= 10 && text[4] == '-') {
-        end = strptime(text, "%Y-%m-%d", &tm);
-        if (end && (*end == ' ' || *end == 'T')) {
-            const char *e2 = strptime(end + 1, "%H:%M:%S", &tm);
-            end = e2 ? e2 : strptime(end + 1, "%H:%M", &tm);
-        }
-        if (!end || *end)
-            goto bad;
-        tm.tm_isdst = -1;
-        if ((t = mktime(&tm)) == (time_t)-1)
-            goto bad;
-        *ms = (int64_t)t * 1000;
-        return 0;
-    }
-    if (engine_duration_parse(text, &secs, NULL) == 0) {
-        *ms = engine_now_ms(e) - secs * 1000;
-        return 0;
-    }
-bad:
-    qs_error_set(err, QS_ERR_INVALID, "invalid time '%s' (use @EPOCH, YYYY-MM-DD[ HH:MM[:SS]], or a duration ago "
-                 "such as 2h or 7d)", text ? text : "");
-    return -1;
+    return engine_time_parse_at(text, engine_now_ms(e), ms, err);
 }

@@ -1,6 +1,7 @@
 /* prune.c: retention applied to a domain's snapshots (per schedule, or the manual ones), and protected
  * snapshots. */
 #include "events.h"
+#include "pure.h"
 #include "qs_buf.h"
 #include "qs_util.h"
 #include "retention.h"
@@ -10,32 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-static const char *const action_names[] = {
-    [ENGINE_PRUNE_KEEP] = "keep",
-    [ENGINE_PRUNE_REMOVE] = "remove",
-    [ENGINE_PRUNE_PROTECTED] = "protected",
-    [ENGINE_PRUNE_KEPT] = "kept",
-};
-_Static_assert(sizeof(action_names) / sizeof(action_names[0]) == ENGINE_PRUNE_ACTION__LAST, "action_names");
-
-const char *engine_prune_action_name(enum engine_prune_action a)
-{
-    return (unsigned)a < ENGINE_PRUNE_ACTION__LAST ? action_names[a] : NULL;
-}
-
-void engine_prune_list_free(struct engine_prune_item *v, size_t n)
-{
-    for (size_t i = 0; v && i < n; i++) {
-        free(v[i].snapshot);
-        free(v[i].schedule);
-        free(v[i].location);
-        free(v[i].rule);
-        free(v[i].reason);
-        free(v[i].error);
-    }
-    free(v);
-}
 
 /* ---- qsnap's marks of one snapshot ---- */
 

@@ -1,5 +1,6 @@
 /* qemuinfo.c: which QEMU a domain runs on and what of it qsnap uses - for `qsnap version --domain`. */
 #include "engine_priv.h"
+#include "pure.h"
 #include "qmp.h"
 #include "qs_util.h"
 
@@ -38,14 +39,4 @@ out:
     qmp_client_free(c);
     md_domain_free(dom);
     return ret;
-}
-
-void engine_qemu_info_release(struct engine_qemu_info *info)
-{
-    if (!info)
-        return;
-    free(info->version);
-    free(info->package);
-    qs_strv_free(info->features);
-    memset(info, 0, sizeof(*info));
 }

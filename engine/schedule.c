@@ -4,6 +4,7 @@
 #include "cron.h"
 #include "events.h"
 #include "external.h"
+#include "pure.h"
 #include "qs_buf.h"
 #include "qs_file.h"
 #include "qs_util.h"
@@ -25,46 +26,7 @@
 #define SCHED_FORMAT "qsnap-schedules"
 #define PATTERN_MAX 128
 
-static const char *const kind_names[] = {
-    [ENGINE_SCHEDULE_INTERNAL] = "internal", [ENGINE_SCHEDULE_DISK_ONLY] = "disk-only",
-    [ENGINE_SCHEDULE_LIVE] = "live",         [ENGINE_SCHEDULE_MEMSPEC] = "memspec",
-};
-_Static_assert(sizeof(kind_names) / sizeof(kind_names[0]) == ENGINE_SCHEDULE_KIND__LAST, "kind_names");
-
-const char *engine_schedule_kind_name(enum engine_schedule_kind k)
-{
-    return (unsigned)k < ENGINE_SCHEDULE_KIND__LAST ? kind_names[k] : NULL;
-}
-
-int engine_schedule_kind_from_name(const char *s)
-{
-    for (int k = 0; s && k < ENGINE_SCHEDULE_KIND__LAST; k++)
-        if (strcmp(s, kind_names[k]) == 0)
-            return k;
-    return -1;
-}
-
 /* ---- storage: ROOT/schedule/DOMAIN.json, written atomically under the domain lock ---- */
-
-static void sched_release(struct engine_schedule *s)
-{
-    free(s->domain);
-    free(s->name);
-    free(s->cron);
-    free(s->pattern);
-    free(s->expanded);
-    free(s->last_result);
-    free(s->last_error);
-    free(s->last_snapshot);
-    memset(s, 0, sizeof(*s));
-}
-
-void engine_schedule_list_free(struct engine_schedule *v, size_t n)
-{
-    for (size_t i = 0; v && i < n; i++)
-        sched_release(&v[i]);
-    free(v);
-}
 
 static char *dup_or_null(const char *s)
 {
@@ -569,19 +531,6 @@ out:
 }
 
 /* ---- the runner ---- */
-
-void engine_run_list_free(struct engine_run *v, size_t n)
-{
-    for (size_t i = 0; v && i < n; i++) {
-        free(v[i].domain);
-        free(v[i].schedule);
-        free(v[i].outcome);
-        free(v[i].snapshot);
-        free(v[i].reason);
-        free(v[i].error);
-    }
-    free(v);
-}
 
 /* The runner lock of DOMAIN (ROOT/schedule/DOMAIN.lock, flock, never waited for): a second run of the same
  * domain - another timer tick, qsnapd, a user - is refused while one is under way. Returns the fd. */
