@@ -33,8 +33,8 @@ struct cli_command {
 
 /* The engine for ctx->root, opened once; NULL after printing the error. */
 struct engine *cli_engine(struct cli_ctx *ctx);
-/* The engine with DOMAIN looked up first, as virsh does ("failed to get domain 'X'"); NULL after printing the
- * error. */
+/* The engine with DOMAIN (NULL: every domain, nothing looked up) looked up first, as virsh does ("failed to
+ * get domain 'X'"); NULL after printing the error. */
 struct engine *cli_domain_engine(struct cli_ctx *ctx, const char *domain);
 /* Prints "error: MESSAGE" to stderr and frees *err. ctx may be NULL. Returns CLI_EXIT_FAILED. */
 int cli_fail(struct cli_ctx *ctx, struct qs_error **err);

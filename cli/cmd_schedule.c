@@ -17,25 +17,6 @@
 #define KEEP_MAX 1000000
 
 /* The engine and the domain, looked up first ("failed to get domain 'X'"). */
-static struct engine *domain_engine(struct cli_ctx *ctx, const char *domain)
-{
-    struct engine *e = cli_engine(ctx);
-    struct qs_error *err = NULL;
-
-    if (!e)
-        return NULL;
-    if (domain && engine_domain_lookup(e, domain, &err) < 0) {
-        if (err->code == QS_ERR_NOTFOUND) {
-            qs_error_clear(&err);
-            cli_failf(VSH_ERR_NO_DOMAIN, domain);
-        } else {
-            cli_fail(ctx, &err);
-        }
-        return NULL;
-    }
-    return e;
-}
-
 static int print_buf(const struct qs_buf *b)
 {
     if (vsh_buf_write(stdout, b) < 0) {
@@ -166,7 +147,7 @@ static int cmd_schedule_set(struct cli_ctx *ctx, const struct cli_args *args)
         }
         s.min_free_pct = (int)v;
     }
-    if (!(e = domain_engine(ctx, domain)))
+    if (!(e = cli_domain_engine(ctx, domain)))
         return CLI_EXIT_FAILED;
     if (engine_schedule_set(e, domain, &s, &err) < 0)
         return cli_fail(ctx, &err);
@@ -203,7 +184,7 @@ static int cmd_schedule_list(struct cli_ctx *ctx, const struct cli_args *args)
     static const char *const header[] = {"Domain", "Schedule", "Cron", "Kind", "Retention", "Next", "Last"};
     struct engine_schedule *v = NULL;
     struct qs_error *err = NULL;
-    struct engine *e = domain_engine(ctx, domain);
+    struct engine *e = cli_domain_engine(ctx, domain);
     struct qs_buf out;
     size_t n = 0;
     int ret = CLI_EXIT_FAILED;
@@ -277,7 +258,7 @@ static int cmd_schedule_remove(struct cli_ctx *ctx, const struct cli_args *args)
 {
     const char *domain = cli_args_str(args, "domain"), *name = cli_args_str(args, "name");
     struct qs_error *err = NULL;
-    struct engine *e = domain_engine(ctx, domain);
+    struct engine *e = cli_domain_engine(ctx, domain);
 
     if (!e)
         return CLI_EXIT_FAILED;
@@ -310,7 +291,7 @@ static int cmd_schedule_run(struct cli_ctx *ctx, const struct cli_args *args)
         cli_failf("--schedule needs a domain");
         return CLI_EXIT_USAGE;
     }
-    if (!(e = domain_engine(ctx, domain)))
+    if (!(e = cli_domain_engine(ctx, domain)))
         return CLI_EXIT_FAILED;
     qs_buf_init(&out, 0);
     r = engine_schedule_run(e, domain, schedule, due ? ENGINE_RUN_DUE : 0, &runs, &n, &err);
@@ -381,7 +362,7 @@ static int cmd_prune(struct cli_ctx *ctx, const struct cli_args *args)
         cli_failf("--manual needs retention rules (--keep-last N, ..., --max-age)");
         return CLI_EXIT_USAGE;
     }
-    if (!(e = domain_engine(ctx, domain)))
+    if (!(e = cli_domain_engine(ctx, domain)))
         return CLI_EXIT_FAILED;
     qs_buf_init(&out, 0);
     r = engine_snapshot_prune(e, domain, schedule, any ? &keep : NULL, flags, &v, &n, &err);
@@ -450,7 +431,7 @@ static int cmd_protect(struct cli_ctx *ctx, const struct cli_args *args)
     const char *domain = cli_args_str(args, "domain"), *name = cli_args_str(args, "snapshotname");
     bool off = cli_args_bool(args, "unprotect");
     struct qs_error *err = NULL;
-    struct engine *e = domain_engine(ctx, domain);
+    struct engine *e = cli_domain_engine(ctx, domain);
 
     if (!e)
         return CLI_EXIT_FAILED;
@@ -471,7 +452,7 @@ static int cmd_events(struct cli_ctx *ctx, const struct cli_args *args)
                                          "Detail"};
     struct engine_event *v = NULL;
     struct qs_error *err = NULL;
-    struct engine *e = domain_engine(ctx, domain);
+    struct engine *e = cli_domain_engine(ctx, domain);
     struct qs_buf out;
     int64_t since_ms = 0;
     size_t n = 0;

@@ -26,7 +26,7 @@ struct engine *cli_domain_engine(struct cli_ctx *ctx, const char *domain)
 
     if (!e)
         return NULL;
-    if (engine_domain_lookup(e, domain, &err) < 0) {
+    if (domain && engine_domain_lookup(e, domain, &err) < 0) {
         if (err->code == QS_ERR_NOTFOUND) {
             qs_error_clear(&err);
             cli_failf(VSH_ERR_NO_DOMAIN, domain);
