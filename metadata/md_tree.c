@@ -434,7 +434,8 @@ static int build(struct md_tree *t, struct qs_error **err)
             goto out;
         }
     }
-    qsort(t->by_name, t->n, sizeof(*t->by_name), name_cmp);
+    if (t->n > 1) /* no array at all for an empty tree: qsort must not see NULL */
+        qsort(t->by_name, t->n, sizeof(*t->by_name), name_cmp);
     ret = relink(t, err);
 out:
     md_map_release(&names);
