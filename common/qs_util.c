@@ -108,6 +108,14 @@ size_t qs_strv_len(char *const *v)
     return n;
 }
 
+bool qs_strv_has(char *const *v, const char *s)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        if (strcmp(v[i], s) == 0)
+            return true;
+    return false;
+}
+
 bool qs_str_equal(const char *a, const char *b)
 {
     if (!a || !b)

@@ -29,6 +29,8 @@ char *qs_vasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1,
 void qs_strv_free(char **v);
 /* Number of strings in a NULL-terminated array; 0 for NULL. */
 size_t qs_strv_len(char *const *v);
+/* Whether the NULL-terminated array V (may be NULL) holds a string equal to S. */
+bool qs_strv_has(char *const *v, const char *s);
 
 /* Equal strings, treating two NULLs as equal. */
 bool qs_str_equal(const char *a, const char *b);

@@ -159,14 +159,6 @@ static char **open_files(pid_t pid)
     return v;
 }
 
-static bool strv_has(char *const *v, const char *s)
-{
-    for (size_t i = 0; v && v[i]; i++)
-        if (strcmp(v[i], s) == 0)
-            return true;
-    return false;
-}
-
 /*
  * The absolute path of image FILE that QEMU (PID, working directory PROC_CWD) opened by a relative name.
  * -daemonize moves QEMU to "/" after it opened its images: then the image is the one among its open files
@@ -177,7 +169,7 @@ static char *relative_image(const char *file, const char *proc_cwd, char *const 
     char *cand = proc_cwd ? qargv_path_abs(file, proc_cwd) : NULL, *found = NULL, *tail;
     bool dots = strstr(file, "..") != NULL;
 
-    if (cand && access(cand, F_OK) == 0 && (!open || strv_has(open, cand))) {
+    if (cand && access(cand, F_OK) == 0 && (!open || qs_strv_has(open, cand))) {
         if (!*start_cwd)
             *start_cwd = qs_xstrdup(proc_cwd);
         return cand;

@@ -1148,14 +1148,6 @@ static void mdisks_free(struct mdisk *m, size_t n)
     free(m);
 }
 
-static bool strv_has(char *const *v, const char *s)
-{
-    for (size_t i = 0; v && v[i]; i++)
-        if (strcmp(v[i], s) == 0)
-            return true;
-    return false;
-}
-
 /* The other snapshots of the domain, fully read. */
 static int others_load(struct engine *e, const char *domain, const struct md_lock *lock, const char *except,
                        struct md_snapshot ***out, size_t *n, struct qs_error **err)
@@ -1209,7 +1201,7 @@ static bool running_chain_has(const struct md_domain *dom, const char *target, c
     if (domain_disk(dom, target, &d) < 0 || !d.source)
         return false;
     chain = files_chain(d.source);
-    r = strv_has(chain, file);
+    r = qs_strv_has(chain, file);
     qs_strv_free(chain);
     return r;
 }
@@ -1262,7 +1254,7 @@ static int merge_plan(const struct md_snapshot *snap, const struct md_snapshot_d
      * overlay (which goes), is someone else's: F must keep its content */
     deps = files_dependents(dirs, md->frozen);
     for (size_t k = 0; deps[k] && !outside; k++)
-        outside = !strv_has(kids, deps[k]) && !(sd->source && same_file(sd->source, deps[k]));
+        outside = !qs_strv_has(kids, deps[k]) && !(sd->source && same_file(sd->source, deps[k]));
     md->mode = MERGE_NONE;
     if (!shared && !outside && kids[0] && !kids[1]) {
         if (img_info_get(kids[0], true, &info, err) < 0) {
@@ -1531,7 +1523,7 @@ int ext_collapse(struct engine *e, struct md_domain *dom, const struct md_lock *
             char *entry = qs_asprintf("/collapse:%s:%s", target, chain[j]);
             /* only a file qsnap made goes: a user's own overlay (an image on a template) stays as it is */
             bool ok = md_domain_made(dom, chain[j]) && kids[0] && !kids[1] && strcmp(kids[0], chain[j]) == 0 &&
-                      deps[0] && !deps[1] && strcmp(deps[0], chain[j]) == 0 && !strv_has(frozen, chain[j + 1]);
+                      deps[0] && !deps[1] && strcmp(deps[0], chain[j]) == 0 && !qs_strv_has(frozen, chain[j + 1]);
             int r = 0;
             /* F's own tags stay with it; C's would go with C */
             if (ok && img_info_get(chain[j], true, &info, NULL) == 0)
