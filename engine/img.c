@@ -251,6 +251,12 @@ int img_convert(const char *file, const char *fmt, const char *tag, const char *
     return r;
 }
 
+int img_write_raw(const char *raw, const char *qcow2, struct qs_error **err)
+{
+    char *argv[] = {"qemu-img", "convert", "-n", "-f", "raw", "-O", "qcow2", "--", (char *)raw, (char *)qcow2, NULL};
+    return img_run(argv, NULL, err);
+}
+
 static uint64_t be64(const unsigned char *p)
 {
     uint64_t v = 0;

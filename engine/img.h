@@ -49,6 +49,10 @@ typedef int (*img_progress_fn)(void *opaque, double percent);
 int img_convert(const char *file, const char *fmt, const char *tag, const char *dest, const char *out_fmt,
                 bool compress, img_progress_fn progress, void *opaque, struct qs_error **err);
 
+/* qemu-img convert -n -f raw -O qcow2 RAW QCOW2: RAW's bytes into the existing image's active state (its
+ * internal snapshots stay). */
+int img_write_raw(const char *raw, const char *qcow2, struct qs_error **err);
+
 /*
  * The backing file named in a qcow2 header, resolved against FILE's directory when relative (as QEMU
  * does); reads only the header. *backing is NULL when FILE is not qcow2 or has no backing file.

@@ -2,6 +2,7 @@
 #include "nvram.h"
 #include "disks.h"
 #include "files.h"
+#include "img.h"
 #include "qargv.h"
 #include "qs_file.h"
 #include "qs_util.h"
@@ -206,8 +207,53 @@ out:
 
 /* ---- capture ---- */
 
-int nvram_capture_begin(struct engine *e, const struct md_domain *dom, const char *domain, const char *name,
-                        struct nvram_capture *cap, struct qs_error **err)
+static bool is_qcow2(const struct md_domain_nvram *nv)
+{
+    return qs_str_equal(nv->format, "qcow2");
+}
+
+/* The node of the pflash that opens FILE in DOM's running QEMU (C), or NULL. Caller frees. */
+static char *live_node(struct qmp_client *c, const struct md_domain *dom, const char *file)
+{
+    struct vm_block *b = NULL;
+    size_t n = 0;
+    char *want = qargv_path_abs(file, NULL), *node = NULL;
+
+    if (vm_blocks(c, &b, &n, NULL) == 0)
+        for (size_t i = 0; i < n && !node; i++) {
+            char *img = disk_block_image(&b[i], dom);
+            if (img && qs_str_equal(img, want) && b[i].node)
+                node = qs_xstrdup(b[i].node);
+            free(img);
+        }
+    vm_blocks_free(b, n);
+    free(want);
+    return node;
+}
+
+/* blockdev-snapshot-internal-sync or blockdev-snapshot-delete-internal-sync of TAG on NODE. */
+static int live_tag(struct qmp_client *c, const char *cmd, const char *node, const char *tag, struct qs_error **err)
+{
+    struct qmp_args *a = qmp_args_new();
+    int r;
+
+    qmp_args_set_str(a, "device", node);
+    qmp_args_set_str(a, "name", tag);
+    r = qmp_client_execute(c, cmd, a, NULL, err);
+    qmp_args_free(a);
+    return r;
+}
+
+/* Removes tag TAG from the variables' image FILE: through QEMU (NODE) when it runs, else with qemu-img. */
+static int untag(struct qmp_client *c, const char *node, const char *file, const char *tag, struct qs_error **err)
+{
+    if (c && node)
+        return live_tag(c, "blockdev-snapshot-delete-internal-sync", node, tag, err);
+    return img_snapshot_delete(file, tag, err);
+}
+
+int nvram_capture_begin(struct engine *e, struct qmp_client *c, const struct md_domain *dom, const char *domain,
+                        const char *name, struct nvram_capture *cap, struct qs_error **err)
 {
     struct md_domain_nvram nv;
     char *dir = NULL, *file = NULL;
@@ -216,6 +262,31 @@ int nvram_capture_begin(struct engine *e, const struct md_domain *dom, const cha
     memset(cap, 0, sizeof(*cap));
     if (md_domain_nvram_get(dom, &nv) <= 0)
         return 0;
+    cap->src = qs_xstrdup(nv.file);
+    if (is_qcow2(&nv)) {
+        /* in the snapshot, as the disks' state is: an internal snapshot of the variables' own image */
+        struct img_info info = {0};
+        if (c && !(cap->node = live_node(c, dom, nv.file))) {
+            qs_error_set(err, QS_ERR_NOTFOUND, "the running QEMU has no pflash on UEFI variables '%s'", nv.file);
+            goto out;
+        }
+        if (img_info_get(nv.file, true, &info, err) < 0)
+            goto out;
+        /* a tag of that name without the snapshot's metadata is a leftover of a create undone */
+        if (img_info_has_tag(&info, name) && untag(c, cap->node, nv.file, name, err) < 0) {
+            img_info_release(&info);
+            goto out;
+        }
+        img_info_release(&info);
+        if ((c ? live_tag(c, "blockdev-snapshot-internal-sync", cap->node, name, err)
+               : img_snapshot_create(nv.file, name, err)) < 0) {
+            qs_error_prefix(err, "UEFI variables '%s'", nv.file);
+            goto out;
+        }
+        cap->tag = qs_xstrdup(name);
+        ret = 0;
+        goto out;
+    }
     dir = copy_dir(e, domain);
     file = qs_asprintf("%s" COPY_SUFFIX, name);
     if (read_all(nv.file, &cap->first, &cap->len, err) < 0 || qs_dir_create(dir, 0700, err) < 0)
@@ -227,12 +298,13 @@ int nvram_capture_begin(struct engine *e, const struct md_domain *dom, const cha
     if (qs_file_write_atomic(dfd, file, cap->first, cap->len, 0600, err) < 0)
         goto out;
     cap->path = qs_asprintf("%s/%s", dir, file);
-    cap->src = qs_xstrdup(nv.file);
     ret = 0;
 out:
     if (ret < 0) {
         free(cap->first);
-        cap->first = NULL;
+        free(cap->src);
+        free(cap->node);
+        memset(cap, 0, sizeof(*cap));
     }
     qs_close(dfd);
     free(dir);
@@ -240,11 +312,17 @@ out:
     return ret;
 }
 
-void nvram_capture_end(struct nvram_capture *cap, bool ok)
+void nvram_capture_end(struct nvram_capture *cap, struct qmp_client *c, bool ok)
 {
     unsigned char *now = NULL;
     size_t len = 0;
 
+    if (cap->tag) {
+        /* best effort: a tag left behind goes with the next tidy */
+        if (!ok)
+            untag(c, c ? cap->node : NULL, cap->src, cap->tag, NULL);
+        goto out;
+    }
     if (!cap->path)
         goto out;
     if (!ok) {
@@ -260,10 +338,50 @@ out:
     free(cap->path);
     free(cap->src);
     free(cap->first);
+    free(cap->tag);
+    free(cap->node);
     memset(cap, 0, sizeof(*cap));
 }
 
-void nvram_tidy(struct engine *e, const char *domain)
+/* Whether DOMAIN has metadata for snapshot NAME. */
+static bool has_metadata(const char *dir, const char *name)
+{
+    char *meta = qs_asprintf("%s/%s.xml", dir, name);
+    bool r = access(meta, F_OK) == 0 || errno != ENOENT;
+
+    free(meta);
+    return r;
+}
+
+/* qcow2 variables: the tags of the snapshots GONE names whose metadata is gone are removed (through QEMU when
+ * it runs). */
+static void tidy_tags(struct engine *e, struct qmp_client *c, const char *domain, const char *dir, char *const *gone)
+{
+    struct md_domain *dom = md_store_domain_get(e->store, domain, NULL);
+    struct md_domain_nvram nv;
+    struct img_info info = {0};
+    struct qmp_client *own = NULL;
+    char *node = NULL;
+
+    if (!gone || !gone[0] || !dom || md_domain_nvram_get(dom, &nv) <= 0 || !is_qcow2(&nv) || img_info_get(nv.file, true, &info, NULL) < 0)
+        goto out;
+    for (size_t i = 0; info.tags && info.tags[i]; i++) {
+        if (!qs_strv_has(gone, info.tags[i]) || has_metadata(dir, info.tags[i]))
+            continue;
+        if (!c && !own && engine_domain_connect(e, dom, &own, NULL) < 0)
+            goto out;
+        if ((c || own) && !node && !(node = live_node(c ? c : own, dom, nv.file)))
+            goto out;
+        untag(c ? c : own, node, nv.file, info.tags[i], NULL);
+    }
+out:
+    free(node);
+    qmp_client_free(own);
+    img_info_release(&info);
+    md_domain_free(dom);
+}
+
+void nvram_tidy(struct engine *e, struct qmp_client *c, const char *domain, char *const *gone)
 {
     char *dir = copy_dir(e, domain);
     DIR *d = opendir(dir);
@@ -274,15 +392,16 @@ void nvram_tidy(struct engine *e, const char *domain)
         char *meta, *copy;
         if (l <= sl || strcmp(de->d_name + l - sl, COPY_SUFFIX) != 0 || de->d_name[0] == '.')
             continue;
-        meta = qs_asprintf("%s/%.*s.xml", dir, (int)(l - sl), de->d_name);
+        meta = qs_asprintf("%.*s", (int)(l - sl), de->d_name);
         copy = qs_asprintf("%s/%s", dir, de->d_name);
-        if (access(meta, F_OK) < 0 && errno == ENOENT)
+        if (!has_metadata(dir, meta))
             unlink(copy);
         free(meta);
         free(copy);
     }
     if (d)
         closedir(d);
+    tidy_tags(e, c, domain, dir, gone);
     free(dir);
 }
 
@@ -342,6 +461,21 @@ static int apply(struct engine *e, const struct md_domain *dom, struct qs_error 
 
     if (md_domain_nvram_get(dom, &nv) <= 0)
         return 0;
+    if (is_qcow2(&nv)) {
+        struct img_info info = {0};
+        if (e->nvram->reset) {
+            /* the template written into the image's active state: its snapshots' tags stay */
+            src = nv.templ ? qs_xstrdup(nv.templ) : template_for(nv.loader);
+            ret = src ? img_write_raw(src, nv.file, err) : -1;
+            if (!src)
+                qs_error_set(err, QS_ERR_NOTFOUND, "no template is known for UEFI variables '%s'", nv.file);
+        } else if ((ret = img_info_get(nv.file, false, &info, err)) == 0 &&
+                   img_info_has_tag(&info, e->nvram->snapshot)) {
+            ret = img_snapshot_apply(nv.file, e->nvram->snapshot, err);
+        }
+        img_info_release(&info);
+        goto out;
+    }
     if (e->nvram->reset) {
         src = nv.templ ? qs_xstrdup(nv.templ) : template_for(nv.loader);
     } else {
@@ -410,6 +544,14 @@ int nvram_copy_for_clone(struct engine *e, const struct md_domain *dom, const ch
 
     if (md_domain_nvram_get(dom, &nv) <= 0) {
         ret = 0;
+        goto out;
+    }
+    if (is_qcow2(&nv)) {
+        struct img_info info = {0};
+        if (img_info_get(nv.file, true, &info, err) == 0)
+            ret = img_convert(nv.file, "qcow2", img_info_has_tag(&info, name) ? name : NULL, dest, "qcow2", false,
+                              NULL, NULL, err);
+        img_info_release(&info);
         goto out;
     }
     /* the snapshot's variables; a snapshot from before qsnap kept them gets the domain's current ones */

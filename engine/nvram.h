@@ -21,25 +21,28 @@ bool nvram_is_pflash(struct qmp_client *c, const struct vm_block *b);
 int nvram_describe(struct qmp_client *c, char *const *argv, const struct vm_block *b, size_t nb, const char *cwd,
                    struct md_domain *dom, struct qs_error **err);
 
-/* A snapshot's copy of the variables being made. */
+/* A snapshot's capture of the variables being made. */
 struct nvram_capture {
-    char *path;           /* ROOT/snapshot/DOM/NAME.nvram; NULL: nothing captured */
+    char *path;           /* raw: ROOT/snapshot/DOM/NAME.nvram; NULL: nothing captured */
     char *src;            /* the domain's variables */
-    unsigned char *first; /* what the copy holds */
+    unsigned char *first; /* raw: what the copy holds */
     size_t len;
+    char *tag;            /* qcow2: the internal snapshot taken in the variables' image */
+    char *node;           /* qcow2, live: the pflash's node in QEMU */
 };
 
 /*
- * Before snapshot NAME of DOM is taken: the variables are read and written as its copy,
- * ROOT/snapshot/DOMAIN/NAME.nvram (0600, atomically) - beside the metadata, where libvirt reads only *.xml.
- * Nothing for a domain without UEFI variables.
+ * Before snapshot NAME of DOM is taken (C: its QEMU, or NULL when it is off): raw variables are read and
+ * written as the snapshot's copy, ROOT/snapshot/DOMAIN/NAME.nvram (0600, atomically) - beside the metadata,
+ * where libvirt reads only *.xml; qcow2 variables get an internal snapshot NAME in their own image
+ * (blockdev-snapshot-internal-sync live, qemu-img off). Nothing for a domain without UEFI variables.
  */
-int nvram_capture_begin(struct engine *e, const struct md_domain *dom, const char *domain, const char *name,
-                        struct nvram_capture *cap, struct qs_error **err);
-/* After: OK - read again, and when the guest changed them while the snapshot was taken, the copy holds the
- * later state (a snapshot with memory carries the flash in its RAM anyway: QEMU writes that back when the
- * guest runs); not OK - the copy goes. Releases CAP. */
-void nvram_capture_end(struct nvram_capture *cap, bool ok);
+int nvram_capture_begin(struct engine *e, struct qmp_client *c, const struct md_domain *dom, const char *domain,
+                        const char *name, struct nvram_capture *cap, struct qs_error **err);
+/* After (C: the QEMU now, may be NULL): OK - raw variables are read again, and when the guest changed them
+ * while the snapshot was taken, the copy holds the later state (a snapshot with memory carries the flash in
+ * its RAM anyway: QEMU writes that back when the guest runs); not OK - the copy or tag goes. Releases CAP. */
+void nvram_capture_end(struct nvram_capture *cap, struct qmp_client *c, bool ok);
 
 /*
  * A revert of DOMAIN to SNAP begins (FLAGS: enum engine_revert_flags): checks ENGINE_REVERT_RESET_NVRAM
@@ -59,7 +62,10 @@ int nvram_revert_end(struct engine *e, bool ok, bool qemu_up, struct qs_error **
 int nvram_copy_for_clone(struct engine *e, const struct md_domain *dom, const char *domain, const char *name,
                          const char *dest, struct qs_error **err);
 
-/* Removes the copies of DOMAIN's snapshots whose metadata is gone (a create undone, a delete done). */
-void nvram_tidy(struct engine *e, const char *domain);
+/* Removes the copies (raw) of DOMAIN's snapshots whose metadata is gone (a create undone, a delete done), and
+ * in qcow2 variables the tags of the snapshots GONE names (NULL-terminated, may be NULL) when their metadata
+ * is gone - only those: a tag qsnap did not just drop may be the user's own. C: DOMAIN's QEMU when the caller
+ * holds its client (QEMU serves one), else NULL. */
+void nvram_tidy(struct engine *e, struct qmp_client *c, const char *domain, char *const *gone);
 
 #endif

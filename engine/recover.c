@@ -522,7 +522,11 @@ int intent_recover_op(struct engine *e, const char *domain, const struct md_lock
     if (r < 0)
         goto out;
     intent_end(e, lock, domain);
-    nvram_tidy(e, domain); /* a create undone leaves no copy of its UEFI variables */
+    {
+        /* a create undone leaves no copy or tag of its UEFI variables */
+        char *one[] = {it.snapshot, NULL};
+        nvram_tidy(e, c, domain, it.names ? it.names : one);
+    }
     ret = 0;
 out:
     if (ret < 0)

@@ -623,8 +623,9 @@ int snapshot_create_op(struct engine *e, const char *domain, const char *xml, un
         it.kind = qs_xstrdup("external");
         it.snapshot = qs_xstrdup(snap->name);
         recorded = true; /* from here on ext_create may write it; it.pid says whether it did */
-        if ((!(flags & ENGINE_CREATE_NO_METADATA) && nvram_capture_begin(e, dom, domain, snap->name, &nvc, err) < 0) ||
-            engine_domain_connect(e, dom, &c, err) < 0 || ext_create(e, dom, lock, t, snap, flags, &it, &c, err) < 0)
+        if (engine_domain_connect(e, dom, &c, err) < 0 ||
+            (!(flags & ENGINE_CREATE_NO_METADATA) && nvram_capture_begin(e, c, dom, domain, snap->name, &nvc, err) < 0) ||
+            ext_create(e, dom, lock, t, snap, flags, &it, &c, err) < 0)
             goto out;
         if (name)
             *name = qs_xstrdup(snap->name);
@@ -713,7 +714,7 @@ int snapshot_create_op(struct engine *e, const char *domain, const char *xml, un
         goto out;
     recorded = true;
     /* the UEFI variables with the snapshot (a copy beside its metadata: recovery removes one without it) */
-    if (!(flags & ENGINE_CREATE_NO_METADATA) && nvram_capture_begin(e, dom, domain, snap->name, &nvc, err) < 0)
+    if (!(flags & ENGINE_CREATE_NO_METADATA) && nvram_capture_begin(e, c, dom, domain, snap->name, &nvc, err) < 0)
         goto out;
     if (c ? isnap_save(c, ds.disks, ds.n, snap->name, progress_adapter, e, err) < 0
           : isnap_offline_create(ds.disks, ds.n, snap->name, err) < 0)
@@ -742,7 +743,7 @@ undo:
         create_undo(c, &ds, snap->name);
 out:
     /* done, or undone above (a save that failed removed its own tags; nothing else was made) */
-    nvram_capture_end(&nvc, ret == 0);
+    nvram_capture_end(&nvc, c, ret == 0);
     qmp_client_free(c); /* before recovery, which connects on its own: QEMU serves one client */
     if (recorded && it.pid)
         intent_finish(e, lock, domain, ret == 0);
@@ -1392,7 +1393,7 @@ out:
     if (it.pid)
         intent_finish(e, lock, domain, ret == 0 || untouched);
     if (ret == 0)
-        nvram_tidy(e, domain); /* the UEFI variables of the snapshots gone */
+        nvram_tidy(e, NULL, domain, names); /* the UEFI variables of the snapshots gone */
     intent_release(&it);
     qs_strv_free(names);
     free(doomed);

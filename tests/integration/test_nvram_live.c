@@ -272,11 +272,109 @@ static int teardown(void **state)
     return 0;
 }
 
+/* ---- qcow2 variables: kept in the snapshot, as internal snapshots of their own image ---- */
+
+static char *q_vars, *q_code_arg, *q_vars_arg;
+static const char *q_extra[6];
+static struct qh_vm_config q_cfg = {.disks = disks, .n_disks = 1, .extra_args = q_extra, .paused = true};
+
+/* Writes PATTERN over the first 4 KiB of the qcow2 variables (QEMU off). */
+static void vars_write(uint8_t pattern)
+{
+    qt_offline_write(q_vars, pattern, 0);
+}
+
+static bool vars_hold(uint8_t pattern)
+{
+    return qt_image_is(q_vars, "qcow2", pattern, 0) == 1;
+}
+
+/* QEMU never runs the firmware here (-S throughout): what the variables hold is qsnap's doing. */
+static void test_qcow2_variables(void **state)
+{
+    struct qt_fixture *f = qt_fixture_of(state);
+    struct qs_error *err = NULL;
+    char *dom, *clone_vars = qt_path_in(f, "q1_VARS.qcow2"), *copy = qs_asprintf("%s/snapshot/vm/s1.nvram", f->root);
+
+    qt_attach(f);
+    dom = qt_domain_xml(f);
+    qt_assert_contains(dom, "<qsnap:nvram format='qcow2'");
+    free(dom);
+    /* a paused VM's internal snapshot: the variables' image gets the tag too, and no copy is made */
+    free(QSNAP_OK(f, "snapshot-create-as", "vm", "s1"));
+    assert_true(qt_image_has_tag(q_vars, "s1"));
+    assert_false(qt_exists(copy));
+    OK(qh_vm_stop(f->vm, 0, &err));
+    vars_write(0xb2);
+    /* from shut off: the tag is applied before QEMU starts (paused: the snapshot was) */
+    free(QSNAP_OK(f, "snapshot-revert", "vm", "s1"));
+    assert_true(vars_hold(0xa1));
+    free(QSNAP_OK(f, "destroy", "vm"));
+    /* shut off: a disk-only snapshot tags them with qemu-img; its revert applies the tag */
+    vars_write(0xc3);
+    free(QSNAP_OK(f, "snapshot-create-as", "vm", "d1"));
+    assert_true(qt_image_has_tag(q_vars, "d1"));
+    vars_write(0xd4);
+    free(QSNAP_OK(f, "snapshot-revert", "vm", "d1"));
+    assert_true(vars_hold(0xc3));
+    /* the template into the active state, the tags kept */
+    free(QSNAP_OK(f, "snapshot-revert", "vm", "d1", "--reset-nvram"));
+    {
+        char *argv[] = {"qemu-img", "compare", "-q", "-f", "qcow2", "-F", "raw", q_vars, OVMF_VARS, NULL};
+        struct qs_proc_result res = {0};
+        OK(qs_proc_run(argv, 30000, 0, &res, &err));
+        assert_int_equal(res.status, 0);
+        qs_proc_result_release(&res);
+    }
+    assert_true(qt_image_has_tag(q_vars, "s1") && qt_image_has_tag(q_vars, "d1"));
+    /* a clone: the variables of the snapshot, in an image of its own */
+    free(QSNAP_OK(f, "domain-clone", "vm", "d1", "q1"));
+    assert_int_equal(qt_image_is(clone_vars, "qcow2", 0xc3, 0), 1);
+    assert_null(qt_backing_of(clone_vars));
+    /* deletes take the tags with them */
+    free(QSNAP_OK(f, "snapshot-delete", "vm", "s1"));
+    assert_false(qt_image_has_tag(q_vars, "s1"));
+    assert_true(qt_image_has_tag(q_vars, "d1"));
+    free(clone_vars);
+    free(copy);
+}
+
+static int q_setup(void **state)
+{
+    char tmpl[] = "/tmp/qsnap-uefiq-XXXXXX";
+    struct qs_proc_result res = {0};
+
+    if (access(OVMF_CODE, R_OK) < 0 || access(OVMF_VARS, R_OK) < 0)
+        return 0;
+    uefi_dir = qs_xstrdup(mkdtemp(tmpl));
+    q_vars = qs_asprintf("%s/vm_VARS.qcow2", uefi_dir);
+    {
+        char *argv[] = {"qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", OVMF_VARS, q_vars, NULL};
+        assert_int_equal(qs_proc_run(argv, 30000, 0, &res, NULL), 0);
+        assert_int_equal(res.status, 0);
+        qs_proc_result_release(&res);
+    }
+    vars_write(0xa1);
+    q_code_arg = qs_asprintf("if=pflash,format=raw,readonly=on,file=%s", OVMF_CODE);
+    q_vars_arg = qs_asprintf("if=pflash,format=qcow2,file=%s", q_vars);
+    q_extra[0] = "-drive", q_extra[1] = q_code_arg, q_extra[2] = "-drive", q_extra[3] = q_vars_arg, q_extra[4] = NULL;
+    return qt_setup(state);
+}
+
+static int q_teardown(void **state)
+{
+    teardown(state);
+    free(q_vars), free(q_code_arg), free(q_vars_arg);
+    q_vars = q_code_arg = q_vars_arg = NULL;
+    return 0;
+}
+
 int main(void)
 {
-    static struct qt_fixture f = {.cfg = &cfg};
+    static struct qt_fixture f = {.cfg = &cfg}, fq = {.cfg = &q_cfg};
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_prestate_setup_teardown(test_uefi_variables, setup, teardown, &f),
+        cmocka_unit_test_prestate_setup_teardown(test_qcow2_variables, q_setup, q_teardown, &fq),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
