@@ -429,7 +429,9 @@ static int find_vmstate(const struct md_snapshot *snap, struct vmstate **out, st
 }
 
 /* Opens external snapshot SNAP's memory file of DOMAIN, at its migration stream. */
-static int memory_file_open(const struct md_snapshot *snap, const char *domain, struct qs_error **err)
+/* SNAP's memory file, read to its data; its header in *HOUT when HOUT is not NULL (the caller releases it). */
+static int memory_file_open(const struct md_snapshot *snap, const char *domain, struct memstate_header *hout,
+                            struct qs_error **err)
 {
     struct memstate_header h = {0};
     int fd = open(snap->memory_file, O_RDONLY | O_CLOEXEC);
@@ -447,7 +449,10 @@ static int memory_file_open(const struct md_snapshot *snap, const char *domain, 
         close(fd);
         return -1;
     }
-    memstate_header_release(&h);
+    if (hout)
+        *hout = h;
+    else
+        memstate_header_release(&h);
     return fd;
 }
 
@@ -467,7 +472,7 @@ int clone_memory_check(const struct md_snapshot *snap, const char *domain, struc
         return -1;
     }
     if (snap->memory == MD_LOCATION_EXTERNAL) {
-        if ((fd = memory_file_open(snap, domain, err)) < 0)
+        if ((fd = memory_file_open(snap, domain, NULL, err)) < 0)
             return -1;
         close(fd);
         return 0;
@@ -506,10 +511,15 @@ int clone_load(struct engine *e, struct qmp_client *c, const struct md_domain *d
 
     (void)dom;
     if (snap->memory == MD_LOCATION_EXTERNAL) {
-        /* the file names the source domain: the clone loads it as it is */
-        if ((fd = memory_file_open(snap, NULL, err)) < 0)
+        /* the file names the source domain: the clone loads it as it is, in the form its header says (a
+         * mapped-ram file needs QEMU's mapped-ram on the way in too) */
+        struct memstate_header h = {0};
+        if ((fd = memory_file_open(snap, NULL, &h, err)) < 0)
             return -1;
+        o.header = &h;
+        o.path = snap->memory_file;
         ret = memstate_load(c, fd, &o, err);
+        memstate_header_release(&h);
         close(fd);
         return ret;
     }

@@ -200,7 +200,8 @@ static void mig_restore(struct qmp_client *c, struct mig_saved *saved, struct qs
  * How QEMU gets the file. Where QEMU has "file:" migration: add-fd and "file:/dev/fdset/N,offset=OFF" (from
  * QEMU 9.1 "fd:" on a regular file is deprecated, a warning on every save and load, later an error); QEMU
  * dups the set's fd whose access mode matches its own open flags (write-only for a save, read-only for a
- * load). Elsewhere (7.2): getfd and "fd:NAME", from the fd's current offset.
+ * load). Elsewhere (7.2), and for a stream that is not a file (a clone's vmstate through a socket, where fd:
+ * is not deprecated): getfd and "fd:NAME", from the fd's current offset.
  */
 struct mig_channel {
     bool file;      /* add-fd + file: */
@@ -223,6 +224,14 @@ static int channel_open(struct qmp_client *c, int fd, bool outgoing, const char 
     ch->fdname = fdname;
     if (qmp_client_feature(c, QMP_FEATURE_FILE_MIGRATION, &ch->file, err) < 0)
         goto out;
+    if (ch->file) {
+        struct stat st;
+        if (fstat(fd, &st) < 0) {
+            qs_error_set_errno(err, QS_ERR_IO, errno, "cannot use the memory state file's descriptor");
+            goto out;
+        }
+        ch->file = S_ISREG(st.st_mode);
+    }
     if (!ch->file) {
         if (qmp_client_send_fd(c, fd, fdname, err) < 0)
             goto out;
