@@ -25,7 +25,7 @@ extern "C" {
  * Environment.
  */
 
-/* true when qemu-system-x86_64 and qemu-img are in PATH (tests skip() otherwise). */
+/* true when qemu-system-x86_64, qemu-img and qemu-io are in PATH (tests skip otherwise: qt_skip.h). */
 bool qh_qemu_available(void);
 /* The guest boot sector: $QSNAP_GUEST (set by ctest). Borrowed; NULL when unset. */
 const char *qh_guest_path(void);

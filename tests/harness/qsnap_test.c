@@ -105,8 +105,11 @@ int qt_teardown(void **state)
 struct qt_fixture *qt_fixture_of(void **state)
 {
     struct qt_fixture *f = *state;
-    if (!f->vm)
-        skip();
+    if (!f->vm) {
+        if (!getenv("QSNAP_BUILD_DIR"))
+            qt_skip_missing("$QSNAP_BUILD_DIR is unset (ctest sets it)");
+        qt_skip_missing("qemu-system-x86_64, qemu-img or qemu-io is not in PATH");
+    }
     return f;
 }
 
@@ -259,8 +262,12 @@ char *qt_snapshot_xml(struct qt_fixture *f, const char *name)
 
 bool qt_schema_available(void)
 {
-    return access("/usr/share/libvirt/schemas/domainsnapshot.rng", R_OK) == 0;
+    return access("/usr/share/libvirt/schemas/domainsnapshot.rng", R_OK) == 0 &&
+           qh_program_available("virt-xml-validate") && qh_program_available("xmllint");
 }
+
+#define NO_SCHEMA_TOOLS "(packages libvirt0, libvirt-clients, libxml2-utils)"
+#define NO_SCHEMA "libvirt's schemas, virt-xml-validate or xmllint is missing " NO_SCHEMA_TOOLS
 
 void qt_validate_all(struct qt_fixture *f, int want)
 {
@@ -269,8 +276,10 @@ void qt_validate_all(struct qt_fixture *f, int want)
     struct dirent *de;
     int checked = 0;
 
-    if (!qt_schema_available())
+    if (!qt_schema_available()) {
+        qt_part_missing(NO_SCHEMA);
         return;
+    }
     dir = qs_asprintf("%s/snapshot/vm", f->root);
     assert_non_null(d = opendir(dir));
     while ((de = readdir(d))) {
@@ -613,8 +622,10 @@ void qt_validate_xml(const char *path, const char *schema)
     struct qs_proc_result res = {0};
     struct qs_error *err = NULL;
 
-    if (!qt_schema_available())
+    if (!qt_schema_available()) {
+        qt_part_missing(NO_SCHEMA);
         return;
+    }
     OK(qs_proc_run(argv, TOOL_TIMEOUT_MS, 0, &res, &err));
     if (res.status != 0) {
         char *x = qt_slurp(path);
@@ -669,6 +680,7 @@ void qt_libvirt_accepts(struct qt_fixture *f)
     struct qs_error *err = NULL;
 
     if (!qt_schema_available() || !qh_program_available("virsh")) {
+        qt_part_missing("virsh, libvirt's schemas, virt-xml-validate or xmllint is missing " NO_SCHEMA_TOOLS);
         free(dom);
         free(tmpl);
         return;

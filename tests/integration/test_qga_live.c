@@ -58,7 +58,7 @@ static struct fixture *fixture_of(void **state)
 {
     struct fixture *f = *state;
     if (!f->vm)
-        skip();
+        qt_skip_missing("qemu-system-x86_64, qemu-img or qemu-io is not in PATH");
     return f;
 }
 

@@ -8,6 +8,7 @@
 #include "qemu_harness.h"
 #include "qmp.h"
 #include "qs_util.h"
+#include "qt_skip.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -103,7 +104,7 @@ static struct fixture *fixture_of(void **state)
 {
     struct fixture *f = *state;
     if (!f->vm)
-        skip(); /* qemu-system-x86_64 / qemu-img / qemu-io missing */
+        qt_skip_missing("qemu-system-x86_64, qemu-img or qemu-io is not in PATH");
     return f;
 }
 
@@ -655,7 +656,7 @@ static void test_harness_start_failures(void **state)
     int64_t t0;
 
     if (!qh_qemu_available())
-        skip();
+        qt_skip_missing("qemu-system-x86_64, qemu-img or qemu-io is not in PATH");
     t0 = qs_now_ms();
     vm = qh_vm_start(&bad_cfg, &err);
     assert_null(vm);
