@@ -914,3 +914,57 @@ void qt_no_orphans(struct qt_fixture *f, const char *const *allowed)
     free(snapdir);
     free(report);
 }
+
+/* ------------------------------------------------------------------------------------------------ */
+/* qsnap-fault held after a step. */
+
+#define FAULT_HELD_MS 120000
+
+void qt_fault_hold(struct qt_fixture *f, const char *at)
+{
+    char *log = qt_path_in(f, "fault-held.log"), *release = qt_path_in(f, "fault-release");
+
+    unlink(log);
+    unlink(release);
+    setenv("QSNAP_FAULT_PAUSE_AT", at, 1);
+    setenv("QSNAP_FAULT_LOG", log, 1);
+    setenv("QSNAP_FAULT_PAUSE_UNTIL", release, 1);
+    free(log);
+    free(release);
+}
+
+void qt_fault_wait_held(struct qt_fixture *f, long at)
+{
+    char *log = qt_path_in(f, "fault-held.log"), *text = NULL;
+    int64_t deadline = qs_now_ms() + FAULT_HELD_MS;
+    long lines = 0;
+
+    for (;;) {
+        free(text);
+        text = qt_exists(log) ? qt_slurp(log) : NULL;
+        lines = 0;
+        for (const char *p = text; p && (p = strchr(p, '\n')); p++)
+            lines++;
+        if (lines >= at || qs_now_ms() >= deadline)
+            break;
+        usleep(10 * 1000);
+    }
+    if (lines < at)
+        fail_msg("qsnap-fault did not reach step %ld within %d ms (steps so far:\n%s)", at, FAULT_HELD_MS,
+                 text ? text : "");
+    free(text);
+    free(log);
+}
+
+void qt_fault_release(struct qt_fixture *f)
+{
+    char *release = qt_path_in(f, "fault-release");
+    int fd = open(release, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+
+    assert_true(fd >= 0);
+    close(fd);
+    unsetenv("QSNAP_FAULT_PAUSE_AT");
+    unsetenv("QSNAP_FAULT_LOG");
+    unsetenv("QSNAP_FAULT_PAUSE_UNTIL");
+    free(release);
+}

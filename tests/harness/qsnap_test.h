@@ -158,6 +158,19 @@ void qt_check_clean(struct qt_fixture *f);
  */
 void qt_no_orphans(struct qt_fixture *f, const char *const *allowed);
 
+/* ------------------------------------------------------------------------------------------------
+ * qsnap-fault (the test build, cli/main.c) held after a step, as long as the test needs, on any machine.
+ */
+
+/* Sets up the hold of qsnap-fault after step AT ("1": the first) until qt_fault_release(): exports
+ * QSNAP_FAULT_PAUSE_AT=AT, QSNAP_FAULT_LOG=DIR/fault-held.log and QSNAP_FAULT_PAUSE_UNTIL=DIR/fault-release (DIR:
+ * the VM's directory; both files removed first). Call it before forking the qsnap-fault to hold. */
+void qt_fault_hold(struct qt_fixture *f, const char *at);
+/* Waits (up to 120 s, then fails) until the held qsnap-fault has reached step AT (the log has AT lines). */
+void qt_fault_wait_held(struct qt_fixture *f, long at);
+/* Lets it go on, and unsets the variables. */
+void qt_fault_release(struct qt_fixture *f);
+
 #ifdef __cplusplus
 }
 #endif

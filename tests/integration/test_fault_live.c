@@ -679,18 +679,16 @@ static void test_pending_shown_and_refused(void **state)
     reset(f);
     prestate(f, &sc);
     bin = fault_binary(f);
+    qt_fault_hold(f, "1"); /* right after the intent record, until the test is done: no window to miss */
     child = fork();
     assert_true(child >= 0);
     if (child == 0) {
-        setenv("QSNAP_FAULT_PAUSE_AT", "1", 1); /* right after the intent record */
-        setenv("QSNAP_FAULT_PAUSE_MS", "4000", 1);
         if (!freopen("/dev/null", "w", stdout))
             _exit(126);
         execl(bin, bin, "--root", f->root, "snapshot-create-as", "vm", "new", (char *)NULL);
         _exit(127);
     }
-    for (int i = 0; i < 300 && !intent_pending(f); i++)
-        usleep(10 * 1000);
+    qt_fault_wait_held(f, 1);
     assert_true(intent_pending(f));
     out = QSNAP_OK(f, "snapshot-list", "vm");
     qt_assert_contains(out, " new ");
@@ -702,6 +700,7 @@ static void test_pending_shown_and_refused(void **state)
     want = qs_asprintf("domain 'vm' is busy: qsnap process %d is running a create of snapshot 'new'", (int)child);
     qt_assert_contains(errout, want);
     free(want), free(out), free(errout);
+    qt_fault_release(f);
     assert_int_equal(waitpid(child, &status, 0), child);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     assert_true(exists(f, "new") && exists(f, "base"));

@@ -504,7 +504,9 @@ static void test_killed_while_waiting(void **state)
     took = qs_now_ms() - t0;
     pthread_join(t, NULL);
     print_message("    disconnect noticed after %" PRId64 " ms (kill at %d ms)\n", took, k.delay_ms);
-    assert_true(took >= k.delay_ms - 50 && took < 5000);
+    /* QS_ERR_DISCONNECTED, not the 20 s timeout's QS_ERR_TIMEOUT, says the kill ended the wait; the bound
+     * only catches a hang */
+    assert_true(took >= k.delay_ms - 50 && took < 60000);
     qs_error_clear(&err);
 
     OK(qh_vm_wait_exit(f->vm, 5000, &status, &err));
@@ -646,7 +648,8 @@ static void test_harness_argv(void **state)
 static void test_harness_start_failures(void **state)
 {
     static const char *const bad_args[] = {"-no-such-option", NULL};
-    static const struct qh_vm_config bad_cfg = {.extra_args = bad_args};
+    /* a start timeout of 10 minutes: a harness that waited for it instead of noticing the exit would hang */
+    static const struct qh_vm_config bad_cfg = {.extra_args = bad_args, .start_timeout_ms = 600000};
     static const struct qh_disk dup[] = {{.id = "vda", .boot = true}, {.id = "vda"}};
     static const struct qh_vm_config dup_cfg = {.disks = dup, .n_disks = 2};
     static const struct qh_disk comma[] = {{.id = "a,b", .boot = true}};
@@ -663,7 +666,7 @@ static void test_harness_start_failures(void **state)
     assert_non_null(err);
     print_message("    %s (%" PRId64 " ms)\n", err->message, qs_now_ms() - t0);
     assert_non_null(strstr(err->message, "no-such-option"));
-    assert_true(qs_now_ms() - t0 < 10000);
+    assert_true(qs_now_ms() - t0 < 60000); /* QEMU exits at once; the harness did not wait for its timeout */
     qs_error_clear(&err);
 
     assert_null(qh_vm_start(&dup_cfg, &err));
