@@ -29,9 +29,9 @@
 #define DEFAULT_DISK_SIZE (64ull << 20)
 #define DEFAULT_START_TIMEOUT_MS 30000
 #define DEFAULT_STOP_TIMEOUT_MS 10000
-#define DEFAULT_COUNTER_TIMEOUT_MS 10000
+#define DEFAULT_COUNTER_TIMEOUT_MS 60000 /* against a hang: a loaded machine can take seconds to boot the guest */
 #define TOOL_TIMEOUT_MS 60000
-#define LOG_SCAN_TIMEOUT_MS 5000
+#define LOG_SCAN_TIMEOUT_MS 30000
 #define BOOT_SECTOR_SIZE 512
 
 struct vm_disk {

@@ -171,7 +171,7 @@ struct qmp_client *qh_vm_qmp(struct qh_vm *vm);
 int qh_vm_read_counter(struct qh_vm *vm, uint64_t *value, struct qs_error **err);
 /*
  * Waits until the guest has booted and the counter has moved past its first reading (and *value, when
- * non-NULL, the last reading). QS_ERR_TIMEOUT after TIMEOUT_MS (0: 10000).
+ * non-NULL, the last reading). QS_ERR_TIMEOUT after TIMEOUT_MS (0: 60000).
  */
 int qh_vm_wait_counter_advancing(struct qh_vm *vm, int timeout_ms, uint64_t *value, struct qs_error **err);
 

@@ -425,10 +425,11 @@ uint64_t qt_client_counter(struct qmp_client *c, bool need_magic)
 void qt_client_counter_advances(struct qmp_client *c)
 {
     uint64_t a = 0, b = 0;
-    for (int i = 0; i < 100 && (a = qt_client_counter(c, false)) == 0; i++)
+    /* 60 s and 30 s: against a hang, far beyond what even a loaded machine needs */
+    for (int i = 0; i < 600 && (a = qt_client_counter(c, false)) == 0; i++)
         usleep(100000);
     assert_true(a > 0);
-    for (int i = 0; i < 100 && (b = qt_client_counter(c, false)) <= a; i++)
+    for (int i = 0; i < 600 && (b = qt_client_counter(c, false)) <= a; i++)
         usleep(50000);
     assert_true(b > a);
 }

@@ -101,7 +101,7 @@ char *qt_live_node(struct qmp_client *c, const char *dev); /* the top node of de
  * there (else the test fails); otherwise a missing magic reads as 0 (not booted yet).
  */
 uint64_t qt_client_counter(struct qmp_client *c, bool need_magic);
-/* The guest boots and counts on C's QEMU (waits up to 10 s, then 5 s). */
+/* The guest boots and counts on C's QEMU (waits up to 60 s, then 30 s). */
 void qt_client_counter_advances(struct qmp_client *c);
 /* SIGKILLs, by pid, every QEMU whose command line names the fixture's state directory: the ones qsnap started
  * with its own sockets there (clones, restarts), which outlive the test otherwise. */
