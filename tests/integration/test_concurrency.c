@@ -994,6 +994,15 @@ static void test_random_mixed_operations(void **state)
                       per[k][RES_NOCUR], per[k][RES_TORN], per[k][RES_BAD]);
     assert_true(nrecs >= WORKERS * 60);
     assert_int_equal(nbad, 0);
+    /* the writes happened, not only their refusals: a worker waits up to WORKER_LOCK_MS (2 minutes) for the
+     * lock, so a busy refusal means an operation held it that long - a hang; and every kind of write ran */
+    for (int k = 0; k < OP_KINDS; k++)
+        if (per[k][RES_BUSY] > 0)
+            fail_msg("%u %s operations refused for the lock after waiting %s ms for it", per[k][RES_BUSY],
+                     op_names[k], WORKER_LOCK_MS);
+    assert_true(per[OP_CREATE][RES_OK] >= WORKERS * 6); /* ~20 a worker: 30% of 60-80 ops, more while it has none */
+    assert_true(per[OP_REVERT][RES_OK] >= 1);
+    assert_true(per[OP_DELETE][RES_OK] >= 1);
     ntorn = 0;
     for (int k = 0; k < OP_KINDS; k++)
         ntorn += per[k][RES_TORN];
