@@ -424,15 +424,13 @@ static void test_hmp(void **state)
     run_simple(f->c, "cont");
     assert_status(f->c, "running");
 
-    /* an unknown HMP command is reported as "unknown command: ..." without the "Error:" prefix */
+    /* an unknown HMP command is reported as "unknown command: ..." without the "Error:" prefix: the client
+     * hands it back as output (what the reply says is the caller's to judge), so the call succeeds */
     rc = qmp_client_hmp(f->c, "info nosuchthing", &out, &err);
-    if (rc < 0) {
-        assert_int_equal(err->code, QS_ERR_QEMU);
-        qs_error_clear(&err);
-    } else {
-        assert_non_null(out);
-        assert_non_null(strstr(out, "unknown command"));
-    }
+    if (rc < 0)
+        fail_msg("HMP 'info nosuchthing' failed: %s", err->message);
+    print_message("    HMP 'info nosuchthing': [%s]\n", out);
+    assert_string_equal(out, "unknown command: 'info nosuchthing'\r\n");
     free(out);
 }
 
