@@ -248,6 +248,13 @@ bool qh_program_available(const char *prog);
 /* The harness's monitor socket, DIR/harness.sock (what a QEMU started from the VM's argv listens on). */
 const char *qh_vm_harness_socket_path(const struct qh_vm *vm);
 
+/*
+ * Fills guest RAM [1 MiB, 1 MiB + FILL_MB MiB) of VM's QEMU with non-zero pseudo-random data (xorshift64*: no
+ * page is zero, none repeats) through /proc/PID/mem, at the host address HMP gpa2hva gives: a guest whose
+ * RAM takes real time to save and load. The counter guest's code and counter live below 1 MiB.
+ */
+int qh_vm_fill_ram(struct qh_vm *vm, int fill_mb, struct qs_error **err);
+
 #ifdef __cplusplus
 }
 #endif
