@@ -90,7 +90,7 @@ static void vm_up(struct bench *b)
     cfg.disks = NULL;
     if (!(b->vm = qh_vm_start(&cfg, &err)) || qh_vm_wait_counter_advancing(b->vm, 0, NULL, &err) < 0)
         bench_die("start QEMU", err);
-    bench_fill_ram(qh_vm_qmp(b->vm), qh_vm_pid(b->vm), b->fill_mb);
+    bench_fill_ram(b->vm, b->fill_mb);
     snprintf(b->qemu, sizeof(b->qemu), "%s", qmp_client_version(qh_vm_qmp(b->vm)));
 }
 

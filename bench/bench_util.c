@@ -207,37 +207,10 @@ void bench_ram_release(struct bench_ram *ram)
     ram->args[1] = NULL;
 }
 
-void bench_fill_ram(struct qmp_client *c, pid_t pid, int fill_mb)
+void bench_fill_ram(struct qh_vm *vm, int fill_mb)
 {
     struct qs_error *err = NULL;
-    char *out = NULL, *p, *path;
-    unsigned long long hva;
-    size_t chunk = 1u << 20;
-    uint64_t *buf = qs_xmalloc(chunk), x = 0x9e3779b97f4a7c15ull ^ (uint64_t)fill_mb;
-    int fd;
 
-    if (qmp_client_hmp(c, "gpa2hva 0x100000", &out, &err) < 0)
-        bench_die("HMP gpa2hva", err);
-    p = out ? strstr(out, " is 0x") : NULL;
-    if (!p || sscanf(p + 4, "%llx", &hva) != 1)
-        bench_die(qs_asprintf("unexpected gpa2hva answer: %s", out ? out : ""), NULL);
-    free(out);
-    for (size_t i = 0; i < chunk / 8; i++) {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        buf[i] = x * 0x2545f4914f6cdd1dull;
-    }
-    path = qs_asprintf("/proc/%d/mem", (int)pid);
-    if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0)
-        bench_die(qs_asprintf("cannot open '%s': %s", path, strerror(errno)), NULL);
-    for (unsigned m = 0; m < (unsigned)fill_mb; m++) {
-        for (size_t pg = 0; pg < chunk / 8; pg += 512)
-            buf[pg] = ((uint64_t)m << 32 | pg) + 1;
-        if (pwrite(fd, buf, chunk, (off_t)(hva + (unsigned long long)m * chunk)) != (ssize_t)chunk)
-            bench_die(qs_asprintf("cannot write guest RAM through '%s': %s", path, strerror(errno)), NULL);
-    }
-    close(fd);
-    free(path);
-    free(buf);
+    if (qh_vm_fill_ram(vm, fill_mb, &err) < 0)
+        bench_die("filling guest RAM", err);
 }

@@ -81,9 +81,8 @@ void bench_ram_init(struct bench_ram *ram, const char *dir, int mb);
 /* Once QEMU has mapped it: unlinks the file (the pages live as long as the mapping) and frees. */
 void bench_ram_release(struct bench_ram *ram);
 
-/* Fills guest RAM [1 MiB, 1 MiB + FILL_MB) of QEMU process PID (anonymous RAM, as users run it: the
- * background snapshot refuses file-backed RAM) with non-zero pseudo-random data through /proc/PID/mem, at
- * the host address HMP gpa2hva gives on C. Every page differs. Failure ends the benchmark. */
-void bench_fill_ram(struct qmp_client *c, pid_t pid, int fill_mb);
+/* Fills guest RAM [1 MiB, 1 MiB + FILL_MB) of VM (anonymous RAM, as users run it: the background snapshot
+ * refuses file-backed RAM) with non-zero pseudo-random data: qh_vm_fill_ram(). Failure ends the benchmark. */
+void bench_fill_ram(struct qh_vm *vm, int fill_mb);
 
 #endif

@@ -40,6 +40,9 @@ struct engine *cli_domain_engine(struct cli_ctx *ctx, const char *domain);
 int cli_fail(struct cli_ctx *ctx, struct qs_error **err);
 /* Prints "error: " + formatted text. Returns CLI_EXIT_FAILED. */
 int cli_failf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The XML document in FILE (16 MiB at most, no NUL byte): CLI_EXIT_OK with *xml (caller frees), else the error
+ * printed - virsh's "Failed to open file 'FILE': REASON" where the file cannot be read - and CLI_EXIT_FAILED. */
+int cli_xml_file_read(const char *file, char **xml);
 
 extern const struct cli_command cli_domain_commands[];
 extern const struct cli_command cli_snapshot_commands[];

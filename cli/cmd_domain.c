@@ -43,14 +43,13 @@ static int cmd_define(struct cli_ctx *ctx, const struct cli_args *args)
     struct qs_error *err = NULL;
     const char *file = cli_args_str(args, "file");
     char *xml = NULL, *name = NULL;
-    size_t len = 0;
     int ret = CLI_EXIT_FAILED;
 
     if (!e)
         return CLI_EXIT_FAILED;
-    if (qs_file_read(AT_FDCWD, file, 16u << 20, &xml, &len, &err) == 0 && strlen(xml) != len) /* see create */
-        qs_error_set(&err, QS_ERR_INVALID, "file '%s' contains a NUL byte: not an XML document", file);
-    if (err || engine_domain_define(e, xml, cli_args_str(args, "qmp"), &name, &err) < 0) {
+    if (cli_xml_file_read(file, &xml) != CLI_EXIT_OK)
+        goto out;
+    if (engine_domain_define(e, xml, cli_args_str(args, "qmp"), &name, &err) < 0) {
         ret = cli_fail(ctx, &err);
         goto out;
     }

@@ -206,13 +206,32 @@ static unsigned create_flags(const struct cli_args *args)
     return CLI_ARGS_FLAGS(args, create_flag_map);
 }
 
+int cli_xml_file_read(const char *file, char **xml)
+{
+    struct qs_error *err = NULL;
+    size_t len = 0;
+    int ret = CLI_EXIT_OK;
+
+    *xml = NULL;
+    if (qs_file_read(AT_FDCWD, file, 16u << 20, xml, &len, &err) < 0) {
+        /* open and read failures end in ": STRERROR" (qs_error_set_errno); too big, not a file: their text */
+        const char *why = err->code == QS_ERR_NOTFOUND || err->code == QS_ERR_IO ? strrchr(err->message, ':') : NULL;
+        ret = why ? cli_failf("Failed to open file '%s'%s", file, why) : cli_failf("%s", err->message);
+        qs_error_free(err);
+    } else if (strlen(*xml) != len) { /* the engine takes a C string: a NUL would cut the document short */
+        ret = cli_failf("file '%s' contains a NUL byte: not an XML document", file);
+        free(*xml);
+        *xml = NULL;
+    }
+    return ret;
+}
+
 static int cmd_create(struct cli_ctx *ctx, const struct cli_args *args)
 {
     const char *domain = cli_args_str(args, "domain"), *file = cli_args_str(args, "xmlfile");
     struct engine *e = cli_domain_engine(ctx, domain);
     struct qs_error *err = NULL;
     unsigned flags;
-    size_t len = 0;
     char *xml = NULL, *name = NULL;
     int ret = CLI_EXIT_FAILED;
 
@@ -220,15 +239,8 @@ static int cmd_create(struct cli_ctx *ctx, const struct cli_args *args)
         return CLI_EXIT_FAILED;
     flags = create_flags(args) | (cli_args_bool(args, "redefine") ? ENGINE_CREATE_REDEFINE : 0) |
             (cli_args_bool(args, "current") ? ENGINE_CREATE_CURRENT : 0);
-    if (file && qs_file_read(AT_FDCWD, file, 16u << 20, &xml, &len, &err) < 0) {
-        qs_error_clear(&err);
-        ret = cli_failf("Failed to open file '%s': %s", file, strerror(errno ? errno : ENOENT));
+    if (file && cli_xml_file_read(file, &xml) != CLI_EXIT_OK)
         goto out;
-    }
-    if (xml && strlen(xml) != len) { /* the engine takes a C string: a NUL would cut the document short */
-        ret = cli_failf("file '%s' contains a NUL byte: not an XML document", file);
-        goto out;
-    }
     if (engine_snapshot_create(e, domain, xml, flags, &name, &err) < 0) {
         ret = cli_fail(ctx, &err);
         goto out;
@@ -423,7 +435,9 @@ static int cmd_create_as(struct cli_ctx *ctx, const struct cli_args *args)
         ret = print_buf(&xml);
         goto out;
     }
-    if (engine_snapshot_create(e, domain, xml.data, create_flags(args), &created, &err) < 0) {
+    /* the name is refused for what it is, before a byte XML cannot hold (U+0001) fails its parse instead */
+    if ((name && qs_name_check(name, "snapshot", &err) < 0) ||
+        engine_snapshot_create(e, domain, xml.data, create_flags(args), &created, &err) < 0) {
         ret = cli_fail(ctx, &err);
         goto out;
     }

@@ -89,7 +89,8 @@ static int progress_show(void *opaque, const char *phase, uint64_t done, uint64_
 /*
  * Test builds only (the qsnap-fault binary): every step boundary is appended to $QSNAP_FAULT_LOG as
  * "OP STEP", and the process SIGKILLs itself right after step number $QSNAP_FAULT_AT (from 1) - as a crash
- * would stop it, with nothing cleaned up - or waits there ($QSNAP_FAULT_PAUSE_AT), as a slow operation would.
+ * would stop it, with nothing cleaned up - or waits there ($QSNAP_FAULT_PAUSE_AT), as a slow operation would:
+ * for $QSNAP_FAULT_PAUSE_MS, or until the file $QSNAP_FAULT_PAUSE_UNTIL exists.
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -113,8 +114,20 @@ static void fault_step(void *opaque, const char *op, const char *step)
     /* $QSNAP_FAULT_PAUSE_AT: hold still after that step for $QSNAP_FAULT_PAUSE_MS, lock and record held */
     at = getenv("QSNAP_FAULT_PAUSE_AT");
     if (at && atol(at) == count) {
-        const char *ms = getenv("QSNAP_FAULT_PAUSE_MS");
-        usleep((useconds_t)(ms ? atol(ms) : 3000) * 1000u);
+        const char *ms = getenv("QSNAP_FAULT_PAUSE_MS"), *until = getenv("QSNAP_FAULT_PAUSE_UNTIL");
+        /* $QSNAP_FAULT_PAUSE_UNTIL: until that file exists instead - a test lets it go on when it is done,
+         * however slow the machine; or until its directory is gone (a failed test's) or ten minutes passed */
+        for (int i = 0; until && *until && i < 60000 && access(until, F_OK) != 0; i++) {
+            char dir[4096];
+            snprintf(dir, sizeof(dir), "%s", until);
+            if (strrchr(dir, '/'))
+                *strrchr(dir, '/') = '\0';
+            if (access(dir, F_OK) != 0)
+                break;
+            usleep(10000);
+        }
+        if (!until || !*until)
+            usleep((useconds_t)(ms ? atol(ms) : 3000) * 1000u);
     }
 }
 #endif

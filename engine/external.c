@@ -403,7 +403,15 @@ static int create_plan(struct engine *e, const struct md_domain *dom, const stru
         } else {
             struct img_info info = {0};
             char *backing = NULL;
-            int r = img_info_get(x->overlay, true, &info, err);
+            int r;
+            /* said in qsnap's words: qemu-img's would be "Could not open 'F': Could not open 'F': ..." */
+            if (lstat(x->overlay, &st) < 0) {
+                qs_error_set_errno(err, errno == ENOENT ? QS_ERR_NOTFOUND : QS_ERR_IO, errno,
+                                   "disk '%s': external snapshot file '%s' to reuse", d.target, x->overlay);
+                goto out;
+            }
+            if ((r = img_info_get(x->overlay, true, &info, err)) < 0)
+                qs_error_prefix(err, "disk '%s'", d.target);
             if (r == 0 && strcmp(info.format, "qcow2") != 0) {
                 qs_error_set(err, QS_ERR_INVALID, "disk '%s': reused file '%s' is %s, not qcow2", d.target,
                              x->overlay, info.format);

@@ -8,10 +8,7 @@ PAGE=$2/qsnap.1
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-if ! command -v groff >/dev/null; then
-    echo "SKIP: groff not found (apt-get install groff-base)"
-    exit 77
-fi
+need_tool groff groff-base
 [[ -r $PAGE ]] || { fail "cannot read $PAGE"; finish; }
 
 tmp=$(mktemp -d) || exit 1

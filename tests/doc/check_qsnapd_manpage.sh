@@ -8,7 +8,7 @@ QSNAP=$QSNAPD
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-command -v groff >/dev/null || { echo "SKIP: groff not found"; exit 77; }
+need_tool groff groff-base
 for args in "" "-Tutf8 -rLL=60n" "-Tutf8 -rLL=120n"; do
     # shellcheck disable=SC2086
     w=$(groff -man -ww -z $args "$PAGE" 2>&1)

@@ -69,3 +69,28 @@ make_fixture()
     done
     printf '%s\n' "$root"
 }
+
+# Tool $1 (package $2) is there; when it is not: under $QSNAP_REQUIRE_QEMU=1 (scripts/test, CI) a failure,
+# else the check skips (ctest's SKIP_RETURN_CODE 77).
+need_tool()
+{
+    command -v "$1" >/dev/null && return 0
+    if [[ ${QSNAP_REQUIRE_QEMU:-} == 1 ]]; then
+        printf 'FAIL: %s is missing (package %s), and $QSNAP_REQUIRE_QEMU=1 makes that a failure\n' "$1" "$2" >&2
+        exit 1
+    fi
+    printf 'SKIP: %s is missing (apt-get install %s)\n' "$1" "$2"
+    exit 77
+}
+
+# The same for a part of a check: returns 1 (the part is not run, and says so) instead of skipping all.
+have_tool()
+{
+    command -v "$1" >/dev/null && return 0
+    if [[ ${QSNAP_REQUIRE_QEMU:-} == 1 ]]; then
+        fail "$1 is missing (package $2), and \$QSNAP_REQUIRE_QEMU=1 makes that a failure"
+        return 1
+    fi
+    printf 'not checked: %s is missing (apt-get install %s)\n' "$1" "$2"
+    return 1
+}

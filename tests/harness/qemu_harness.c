@@ -29,9 +29,9 @@
 #define DEFAULT_DISK_SIZE (64ull << 20)
 #define DEFAULT_START_TIMEOUT_MS 30000
 #define DEFAULT_STOP_TIMEOUT_MS 10000
-#define DEFAULT_COUNTER_TIMEOUT_MS 10000
+#define DEFAULT_COUNTER_TIMEOUT_MS 60000 /* against a hang: a loaded machine can take seconds to boot the guest */
 #define TOOL_TIMEOUT_MS 60000
-#define LOG_SCAN_TIMEOUT_MS 5000
+#define LOG_SCAN_TIMEOUT_MS 30000
 #define BOOT_SECTOR_SIZE 512
 
 struct vm_disk {
@@ -1740,4 +1740,49 @@ static void kill_strays(struct qh_vm *vm)
         kill_listener(vm, vm->hsock_path);
     if (vm->sock_path)
         kill_listener(vm, vm->sock_path);
+}
+
+int qh_vm_fill_ram(struct qh_vm *vm, int fill_mb, struct qs_error **err)
+{
+    char *out = NULL, *p, *path = NULL;
+    unsigned long long hva;
+    size_t chunk = 1u << 20;
+    uint64_t *buf = qs_xmalloc(chunk), x = 0x9e3779b97f4a7c15ull ^ (uint64_t)fill_mb;
+    int fd = -1, ret = -1;
+
+    if (qmp_client_hmp(qh_vm_qmp(vm), "gpa2hva 0x100000", &out, err) < 0)
+        goto out;
+    p = out ? strstr(out, " is 0x") : NULL;
+    if (!p || sscanf(p + 4, "%llx", &hva) != 1) {
+        qs_error_set(err, QS_ERR_QEMU, "unexpected gpa2hva answer: %s", out ? out : "");
+        goto out;
+    }
+    for (size_t i = 0; i < chunk / 8; i++) {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        buf[i] = x * 0x2545f4914f6cdd1dull;
+    }
+    path = qs_asprintf("/proc/%d/mem", (int)qh_vm_pid(vm));
+    if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0) {
+        qs_error_set(err, QS_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+        goto out;
+    }
+    for (unsigned m = 0; m < (unsigned)fill_mb; m++) {
+        /* each page's first word differs from every other page's */
+        for (size_t pg = 0; pg < chunk / 8; pg += 512)
+            buf[pg] = ((uint64_t)m << 32 | pg) + 1;
+        if (pwrite(fd, buf, chunk, (off_t)(hva + (unsigned long long)m * chunk)) != (ssize_t)chunk) {
+            qs_error_set(err, QS_ERR_IO, "cannot write guest RAM through '%s': %s", path, strerror(errno));
+            goto out;
+        }
+    }
+    ret = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    free(path);
+    free(out);
+    free(buf);
+    return ret;
 }

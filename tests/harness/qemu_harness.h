@@ -25,7 +25,7 @@ extern "C" {
  * Environment.
  */
 
-/* true when qemu-system-x86_64 and qemu-img are in PATH (tests skip() otherwise). */
+/* true when qemu-system-x86_64, qemu-img and qemu-io are in PATH (tests skip otherwise: qt_skip.h). */
 bool qh_qemu_available(void);
 /* The guest boot sector: $QSNAP_GUEST (set by ctest). Borrowed; NULL when unset. */
 const char *qh_guest_path(void);
@@ -171,7 +171,7 @@ struct qmp_client *qh_vm_qmp(struct qh_vm *vm);
 int qh_vm_read_counter(struct qh_vm *vm, uint64_t *value, struct qs_error **err);
 /*
  * Waits until the guest has booted and the counter has moved past its first reading (and *value, when
- * non-NULL, the last reading). QS_ERR_TIMEOUT after TIMEOUT_MS (0: 10000).
+ * non-NULL, the last reading). QS_ERR_TIMEOUT after TIMEOUT_MS (0: 60000).
  */
 int qh_vm_wait_counter_advancing(struct qh_vm *vm, int timeout_ms, uint64_t *value, struct qs_error **err);
 
@@ -247,6 +247,13 @@ bool qh_program_available(const char *prog);
 
 /* The harness's monitor socket, DIR/harness.sock (what a QEMU started from the VM's argv listens on). */
 const char *qh_vm_harness_socket_path(const struct qh_vm *vm);
+
+/*
+ * Fills guest RAM [1 MiB, 1 MiB + FILL_MB MiB) of VM's QEMU with non-zero pseudo-random data (xorshift64*: no
+ * page is zero, none repeats) through /proc/PID/mem, at the host address HMP gpa2hva gives: a guest whose
+ * RAM takes real time to save and load. The counter guest's code and counter live below 1 MiB.
+ */
+int qh_vm_fill_ram(struct qh_vm *vm, int fill_mb, struct qs_error **err);
 
 #ifdef __cplusplus
 }

@@ -105,8 +105,11 @@ int qt_teardown(void **state)
 struct qt_fixture *qt_fixture_of(void **state)
 {
     struct qt_fixture *f = *state;
-    if (!f->vm)
-        skip();
+    if (!f->vm) {
+        if (!getenv("QSNAP_BUILD_DIR"))
+            qt_skip_missing("$QSNAP_BUILD_DIR is unset (ctest sets it)");
+        qt_skip_missing("qemu-system-x86_64, qemu-img or qemu-io is not in PATH");
+    }
     return f;
 }
 
@@ -259,8 +262,12 @@ char *qt_snapshot_xml(struct qt_fixture *f, const char *name)
 
 bool qt_schema_available(void)
 {
-    return access("/usr/share/libvirt/schemas/domainsnapshot.rng", R_OK) == 0;
+    return access("/usr/share/libvirt/schemas/domainsnapshot.rng", R_OK) == 0 &&
+           qh_program_available("virt-xml-validate") && qh_program_available("xmllint");
 }
+
+#define NO_SCHEMA_TOOLS "(packages libvirt0, libvirt-clients, libxml2-utils)"
+#define NO_SCHEMA "libvirt's schemas, virt-xml-validate or xmllint is missing " NO_SCHEMA_TOOLS
 
 void qt_validate_all(struct qt_fixture *f, int want)
 {
@@ -269,8 +276,10 @@ void qt_validate_all(struct qt_fixture *f, int want)
     struct dirent *de;
     int checked = 0;
 
-    if (!qt_schema_available())
+    if (!qt_schema_available()) {
+        qt_part_missing(NO_SCHEMA);
         return;
+    }
     dir = qs_asprintf("%s/snapshot/vm", f->root);
     assert_non_null(d = opendir(dir));
     while ((de = readdir(d))) {
@@ -416,10 +425,11 @@ uint64_t qt_client_counter(struct qmp_client *c, bool need_magic)
 void qt_client_counter_advances(struct qmp_client *c)
 {
     uint64_t a = 0, b = 0;
-    for (int i = 0; i < 100 && (a = qt_client_counter(c, false)) == 0; i++)
+    /* 60 s and 30 s: against a hang, far beyond what even a loaded machine needs */
+    for (int i = 0; i < 600 && (a = qt_client_counter(c, false)) == 0; i++)
         usleep(100000);
     assert_true(a > 0);
-    for (int i = 0; i < 100 && (b = qt_client_counter(c, false)) <= a; i++)
+    for (int i = 0; i < 600 && (b = qt_client_counter(c, false)) <= a; i++)
         usleep(50000);
     assert_true(b > a);
 }
@@ -613,8 +623,10 @@ void qt_validate_xml(const char *path, const char *schema)
     struct qs_proc_result res = {0};
     struct qs_error *err = NULL;
 
-    if (!qt_schema_available())
+    if (!qt_schema_available()) {
+        qt_part_missing(NO_SCHEMA);
         return;
+    }
     OK(qs_proc_run(argv, TOOL_TIMEOUT_MS, 0, &res, &err));
     if (res.status != 0) {
         char *x = qt_slurp(path);
@@ -669,6 +681,7 @@ void qt_libvirt_accepts(struct qt_fixture *f)
     struct qs_error *err = NULL;
 
     if (!qt_schema_available() || !qh_program_available("virsh")) {
+        qt_part_missing("virsh, libvirt's schemas, virt-xml-validate or xmllint is missing " NO_SCHEMA_TOOLS);
         free(dom);
         free(tmpl);
         return;
@@ -901,4 +914,58 @@ void qt_no_orphans(struct qt_fixture *f, const char *const *allowed)
     qs_strv_free(used);
     free(snapdir);
     free(report);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* qsnap-fault held after a step. */
+
+#define FAULT_HELD_MS 120000
+
+void qt_fault_hold(struct qt_fixture *f, const char *at)
+{
+    char *log = qt_path_in(f, "fault-held.log"), *release = qt_path_in(f, "fault-release");
+
+    unlink(log);
+    unlink(release);
+    setenv("QSNAP_FAULT_PAUSE_AT", at, 1);
+    setenv("QSNAP_FAULT_LOG", log, 1);
+    setenv("QSNAP_FAULT_PAUSE_UNTIL", release, 1);
+    free(log);
+    free(release);
+}
+
+void qt_fault_wait_held(struct qt_fixture *f, long at)
+{
+    char *log = qt_path_in(f, "fault-held.log"), *text = NULL;
+    int64_t deadline = qs_now_ms() + FAULT_HELD_MS;
+    long lines = 0;
+
+    for (;;) {
+        free(text);
+        text = qt_exists(log) ? qt_slurp(log) : NULL;
+        lines = 0;
+        for (const char *p = text; p && (p = strchr(p, '\n')); p++)
+            lines++;
+        if (lines >= at || qs_now_ms() >= deadline)
+            break;
+        usleep(10 * 1000);
+    }
+    if (lines < at)
+        fail_msg("qsnap-fault did not reach step %ld within %d ms (steps so far:\n%s)", at, FAULT_HELD_MS,
+                 text ? text : "");
+    free(text);
+    free(log);
+}
+
+void qt_fault_release(struct qt_fixture *f)
+{
+    char *release = qt_path_in(f, "fault-release");
+    int fd = open(release, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+
+    assert_true(fd >= 0);
+    close(fd);
+    unsetenv("QSNAP_FAULT_PAUSE_AT");
+    unsetenv("QSNAP_FAULT_LOG");
+    unsetenv("QSNAP_FAULT_PAUSE_UNTIL");
+    free(release);
 }

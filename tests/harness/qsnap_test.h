@@ -15,6 +15,7 @@
 #include "qemu_harness.h"
 #include "qmp.h"
 #include "qs_error.h"
+#include "qt_skip.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -44,7 +45,7 @@ extern const struct qh_vm_config qt_cfg_two_disks;
 
 int qt_setup(void **state);
 int qt_teardown(void **state);
-/* The fixture of a test; skip()s the test when setup found no QEMU. */
+/* The fixture of a test; when setup found no QEMU: a failure under $QSNAP_REQUIRE_QEMU=1, else a skip. */
 struct qt_fixture *qt_fixture_of(void **state);
 
 /* The -chardev / -device arguments of a guest agent channel on CHARDEV ("socket,...,id=qga0"), NULL-terminated
@@ -78,9 +79,10 @@ bool qt_exists(const char *path);                          /* lstat */
 char *qt_slurp(const char *path);
 char *qt_domain_xml(struct qt_fixture *f);                   /* ROOT/qemu/vm.xml */
 char *qt_snapshot_xml(struct qt_fixture *f, const char *name); /* ROOT/snapshot/vm/NAME.xml */
-/* true when libvirt's domainsnapshot schema is installed (for virt-xml-validate). */
+/* true when libvirt's schemas, virt-xml-validate and xmllint are installed. */
 bool qt_schema_available(void);
-/* Every ROOT/snapshot/vm/ *.xml passes virt-xml-validate and there are WANT of them; nothing without the schema. */
+/* Every ROOT/snapshot/vm/ *.xml passes virt-xml-validate and there are WANT of them; without the schema see
+ * qt_part_missing(). */
 void qt_validate_all(struct qt_fixture *f, int want);
 
 /* QEMU through any QMP client. */
@@ -99,7 +101,7 @@ char *qt_live_node(struct qmp_client *c, const char *dev); /* the top node of de
  * there (else the test fails); otherwise a missing magic reads as 0 (not booted yet).
  */
 uint64_t qt_client_counter(struct qmp_client *c, bool need_magic);
-/* The guest boots and counts on C's QEMU (waits up to 10 s, then 5 s). */
+/* The guest boots and counts on C's QEMU (waits up to 60 s, then 30 s). */
 void qt_client_counter_advances(struct qmp_client *c);
 /* SIGKILLs, by pid, every QEMU whose command line names the fixture's state directory: the ones qsnap started
  * with its own sockets there (clones, restarts), which outlive the test otherwise. */
@@ -136,13 +138,14 @@ void qt_follow(struct qt_fixture *f);
 void qt_guest_write(struct qt_fixture *f, const char *id, uint8_t pattern, uint64_t off);
 /* 1 when disk ID's guest device reads PATTERN over QT_LEN bytes at OFF, else 0 (qh_vm_guest_check). */
 int qt_guest_is(struct qt_fixture *f, const char *id, uint8_t pattern, uint64_t off);
-/* virt-xml-validate PATH SCHEMA ("domain", "domainsnapshot") passes; nothing without libvirt's schemas. */
+/* virt-xml-validate PATH SCHEMA ("domain", "domainsnapshot") passes; without libvirt's schemas see
+ * qt_part_missing(). */
 void qt_validate_xml(const char *path, const char *schema);
 /*
  * What libvirt makes of qsnap's files: ROOT/qemu/vm.xml, every ROOT/snapshot/vm/ *.xml and every
  * snapshot-dumpxml pass virt-xml-validate, and one virsh process on the test driver (test:///default) defines
  * the domain and redefines every snapshot, parents first, without an error, ending with qsnap's current
- * snapshot and qsnap's --tree. Nothing without virsh and the schemas.
+ * snapshot and qsnap's --tree. Without virsh and the schemas see qt_part_missing().
  */
 void qt_libvirt_accepts(struct qt_fixture *f);
 /* qsnap snapshot-check vm exits 0 (its report printed when not). */
@@ -154,6 +157,19 @@ void qt_check_clean(struct qt_fixture *f);
  * are not counted.
  */
 void qt_no_orphans(struct qt_fixture *f, const char *const *allowed);
+
+/* ------------------------------------------------------------------------------------------------
+ * qsnap-fault (the test build, cli/main.c) held after a step, as long as the test needs, on any machine.
+ */
+
+/* Sets up the hold of qsnap-fault after step AT ("1": the first) until qt_fault_release(): exports
+ * QSNAP_FAULT_PAUSE_AT=AT, QSNAP_FAULT_LOG=DIR/fault-held.log and QSNAP_FAULT_PAUSE_UNTIL=DIR/fault-release (DIR:
+ * the VM's directory; both files removed first). Call it before forking the qsnap-fault to hold. */
+void qt_fault_hold(struct qt_fixture *f, const char *at);
+/* Waits (up to 120 s, then fails) until the held qsnap-fault has reached step AT (the log has AT lines). */
+void qt_fault_wait_held(struct qt_fixture *f, long at);
+/* Lets it go on, and unsets the variables. */
+void qt_fault_release(struct qt_fixture *f);
 
 #ifdef __cplusplus
 }

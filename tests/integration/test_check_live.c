@@ -4,6 +4,7 @@
 #include "qs_util.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -328,10 +329,18 @@ static void test_removed_metadata(void **state)
 {
     struct qt_fixture *f = qt_fixture_of(state);
     char *x1 = snapdir_file(f, "m1.xml"), *out;
+    struct qs_error *err = NULL;
+    pid_t pid = qh_vm_pid(f->vm);
+    uint64_t lo, hi, now, got;
 
+    OK(qh_vm_wait_counter_advancing(f->vm, 0, NULL, &err));
     qt_attach(f);
     free(QSNAP_OK(f, "snapshot-create-as", "vm", "m1"));
+    qt_disk_write(f, "vdb", 0x2a, 0);
+    OK(qh_vm_read_counter(f->vm, &lo, &err));
     free(QSNAP_OK(f, "snapshot-create-as", "vm", "m2"));
+    OK(qh_vm_read_counter(f->vm, &hi, &err));
+    qt_disk_write(f, "vdb", 0x2b, 0);
     assert_int_equal(unlink(x1), 0);
     assert_int_equal(check(f, false, true, &out), 1);
     assert_int_equal(items(out, "metadata-unreadable", NULL, false), 1);
@@ -356,9 +365,20 @@ static void test_removed_metadata(void **state)
     out = QSNAP_OK(f, "snapshot-info", "vm", "m1");
     qt_assert_contains(out, "State:          running\n"); /* vm-state-size > 0 */
     free(out);
-    /* the adopted memory snapshot reverts in place */
-    free(QSNAP_OK(f, "snapshot-revert", "vm", "m2"));
-    qt_assert_status(qh_vm_qmp(f->vm), "running");
+    /* the adopted memory snapshot reverts in place: the same QEMU process, running, with the RAM counter of
+     * m2's save (between the readings around it, behind the one before the revert) and m2's disk bytes */
+    OK(qh_vm_wait_counter_advancing(f->vm, 0, &now, &err));
+    free(QSNAP_OK(f, "snapshot-revert", "vm", "m2", "--paused"));
+    assert_int_equal(qh_vm_pid(f->vm), pid);
+    assert_int_equal(kill(pid, 0), 0);
+    qt_assert_status(qh_vm_qmp(f->vm), "paused");
+    OK(qh_vm_read_counter(f->vm, &got, &err));
+    print_message("counter %llu at m2 (saved within [%llu, %llu]), %llu before the revert\n",
+                  (unsigned long long)got, (unsigned long long)lo, (unsigned long long)hi, (unsigned long long)now);
+    assert_true(got >= lo && got <= hi && got < now);
+    assert_int_equal(qt_guest_reads(f, "vdb", 0x2a, 0), 1);
+    qt_exec(qh_vm_qmp(f->vm), "cont");
+    OK(qh_vm_wait_counter_advancing(f->vm, 0, NULL, &err));
     free(x1);
 }
 

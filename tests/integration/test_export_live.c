@@ -235,7 +235,7 @@ static void test_export_refused(void **state)
     free(before), free(after), free(dir), free(file), free(mine);
 }
 
-/* A small tmpfs at DIR (root only: the test is skipped otherwise). */
+/* A small tmpfs at DIR (root only: the test is skipped otherwise, or fails under $QSNAP_REQUIRE_QEMU=1). */
 static bool tiny_fs(const char *dir, const char *size)
 {
     char *opts = qs_asprintf("size=%s,mode=0700", size);
@@ -259,7 +259,7 @@ static void test_export_no_space(void **state)
 
     if (!tiny_fs(mnt, "4m")) {
         free(mnt), free(file), free(filler), free(errfile);
-        skip();
+        qt_skip_missing("cannot mount a tmpfs (needs root)");
     }
     prepare_len(f, SMALL);
     free(QSNAP_OK(f, "snapshot-create-as", "vm", "s1"));
@@ -280,18 +280,17 @@ static void test_export_no_space(void **state)
     /* room at the check, none during the copy */
     assert_true(tiny_fs(mnt, "16m"));
     bin = qs_asprintf("%s/cli/qsnap-fault", getenv("QSNAP_BUILD_DIR"));
+    qt_fault_hold(f, "2"); /* after "intent" and "prepare", until the file system is full */
     child = fork();
     assert_true(child >= 0);
     if (child == 0) {
-        setenv("QSNAP_FAULT_PAUSE_AT", "2", 1); /* after "intent" and "prepare" */
-        setenv("QSNAP_FAULT_PAUSE_MS", "2000", 1);
         if (!freopen("/dev/null", "w", stdout) || !freopen(errfile, "w", stderr))
             _exit(126);
         execl(bin, bin, "--root", f->root, "snapshot-export", "vm", "s1", "--disk", "vdb", "--to", file,
               (char *)NULL);
         _exit(127);
     }
-    usleep(700 * 1000);
+    qt_fault_wait_held(f, 2);
     {
         char *argv[] = {"dd", "if=/dev/zero", NULL, "bs=1M", "status=none", NULL};
         struct qs_proc_result res = {0};
@@ -301,6 +300,7 @@ static void test_export_no_space(void **state)
         qs_proc_result_release(&res);
         free(argv[2]);
     }
+    qt_fault_release(f);
     assert_int_equal(waitpid(child, &status, 0), child);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 1);
     errout = qt_slurp(errfile);
@@ -329,21 +329,21 @@ static void test_export_holds_lock(void **state)
 
     prepare_len(f, SMALL);
     free(QSNAP_OK(f, "snapshot-create-as", "vm", "s1"));
+    qt_fault_hold(f, "2"); /* inside the copy, until the delete was refused */
     child = fork();
     assert_true(child >= 0);
     if (child == 0) {
-        setenv("QSNAP_FAULT_PAUSE_AT", "2", 1);
-        setenv("QSNAP_FAULT_PAUSE_MS", "3000", 1);
         if (!freopen("/dev/null", "w", stdout))
             _exit(126);
         execl(bin, bin, "--root", f->root, "snapshot-export", "vm", "s1", "--disk", "vdb", "--to", file,
               (char *)NULL);
         _exit(127);
     }
-    usleep(800 * 1000);
+    qt_fault_wait_held(f, 2);
     st = qt_qsnap_run(f, &out, &errout, "--lock-timeout", "200", "snapshot-delete", "vm", "s1", (char *)NULL);
     assert_int_equal(st, 1);
     qt_assert_contains(errout, "is running an export of snapshot 's1'");
+    qt_fault_release(f);
     assert_int_equal(waitpid(child, &status, 0), child);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     assert_export_len(file, "qcow2", 0x11, SMALL);

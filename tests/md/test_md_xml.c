@@ -218,7 +218,9 @@ static void test_bad_documents(void **state)
         int64_t t0 = qs_now_ms();
         struct qs_error *err = NULL;
         assert_null(md_snapshot_parse(in, len, 0, &err));
-        assert_true(qs_now_ms() - t0 < 1000); /* fails fast */
+        /* refused at the DOCTYPE (the message says so below), not expanded: expanding the billion laughs
+         * would take far longer than this bound, which a loaded machine never reaches for a refusal */
+        assert_true(qs_now_ms() - t0 < 30000);
         assert_int_equal(err->code, QS_ERR_INVALID);
         if (!strstr(err->message, needles[i]))
             fail_msg("%s: message '%s' lacks '%s'", files[i], err->message, needles[i]);

