@@ -169,9 +169,11 @@ int sched_load(struct engine *e, const char *domain, struct engine_schedule **v,
         goto out;
     }
     if (qs_file_read(fd, file, SCHED_FILE_MAX, &text, NULL, &local) < 0) {
+        /* no file: no schedules, and no error left behind (a later one could not be set over it) */
         if (local->code == QS_ERR_NOTFOUND)
             ret = 0;
-        qs_error_propagate(err, &local);
+        else
+            qs_error_propagate(err, &local);
         goto out;
     }
     if (!(r = qmp_reply_parse(text, err)))
