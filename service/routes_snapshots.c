@@ -562,8 +562,8 @@ static void post_snapshots(struct svc_req *r)
     const char *name = NULL;
 
     svc_body_string(r, "name", &name);
-    svc_reply_task(r, svc_task_submit(r->srv, "create", r->params[0], name,
-                                      r->body ? json_object_get(r->body) : json_object_new_object(), run_create));
+    svc_reply_task(r, svc_task_submit_as(r->srv, r->requester, "create", r->params[0], name,
+                                         r->body ? json_object_get(r->body) : json_object_new_object(), run_create));
 }
 
 /* ---- delete ---- */
@@ -604,7 +604,8 @@ static void delete_snapshot(struct svc_req *r)
         svc_query_bool(r, names[i], false, &b);
         json_object_object_add(args, names[i], json_object_new_boolean(b));
     }
-    svc_reply_task(r, svc_task_submit(r->srv, "delete", r->params[0], r->params[1], args, run_delete));
+    svc_reply_task(r, svc_task_submit_as(r->srv, r->requester, "delete", r->params[0], r->params[1], args,
+                                         run_delete));
 }
 
 /* ---- restore (revert) ---- */
@@ -652,8 +653,8 @@ static int run_restore(struct svc_task *t, struct engine *e, struct qs_error **e
 
 static void post_restore(struct svc_req *r)
 {
-    svc_reply_task(r, svc_task_submit(r->srv, "restore", r->params[0], r->params[1],
-                                      r->body ? json_object_get(r->body) : json_object_new_object(), run_restore));
+    svc_reply_task(r, svc_task_submit_as(r->srv, r->requester, "restore", r->params[0], r->params[1],
+                                         r->body ? json_object_get(r->body) : json_object_new_object(), run_restore));
 }
 
 /* ---- current ---- */
@@ -764,19 +765,20 @@ static void post_preview(struct svc_req *r)
 {
     json_object *snap = json_object_object_get(r->body, "snapshot");
     const char *id = json_object_get_string(json_object_object_get(snap, "id"));
-    svc_reply_task(r, svc_task_submit(r->srv, "preview", r->params[0], id, json_object_get(r->body), run_preview));
+    svc_reply_task(r, svc_task_submit_as(r->srv, r->requester, "preview", r->params[0], id, json_object_get(r->body),
+                                         run_preview));
 }
 
 static void post_commit(struct svc_req *r)
 {
-    svc_reply_task(r, svc_task_submit(r->srv, "commit", r->params[0], NULL,
-                                      r->body ? json_object_get(r->body) : json_object_new_object(), run_commit));
+    svc_reply_task(r, svc_task_submit_as(r->srv, r->requester, "commit", r->params[0], NULL,
+                                         r->body ? json_object_get(r->body) : json_object_new_object(), run_commit));
 }
 
 static void post_undo(struct svc_req *r)
 {
-    svc_reply_task(r, svc_task_submit(r->srv, "undo", r->params[0], NULL,
-                                      r->body ? json_object_get(r->body) : json_object_new_object(), run_undo));
+    svc_reply_task(r, svc_task_submit_as(r->srv, r->requester, "undo", r->params[0], NULL,
+                                         r->body ? json_object_get(r->body) : json_object_new_object(), run_undo));
 }
 
 static int parse_async_only(struct svc_req *r)
