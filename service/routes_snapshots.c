@@ -364,6 +364,16 @@ static void get_snapshot(struct svc_req *r)
     }
     json_object_object_add(o, "disks", disks);
     json_object_object_add(o, "memory_file", mem ? json_object_new_string(mem) : NULL);
+    /* qsnap's marks (protected, the schedule that took it): one snapshot's file, so here and not in listings */
+    {
+        char *sched = NULL;
+        bool prot = false;
+        if (engine_snapshot_marks(e, r->params[0], r->params[1], &prot, &sched, NULL) == 0) {
+            json_object_object_add(o, "protected", json_object_new_boolean(prot));
+            json_object_object_add(o, "schedule", sched ? json_object_new_string(sched) : NULL);
+        }
+        free(sched);
+    }
     if (xml)
         json_object_object_add(o, "xml", json_object_new_string(xml));
     svc_reply(r, 200, o, "snapshot");

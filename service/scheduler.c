@@ -226,6 +226,7 @@ static void *runner_main(void *opaque)
     struct inflight *fl = NULL;
     struct backoff *bo = NULL;
     size_t nfl = 0, nbo = 0;
+    bool first = true;
 
     pthread_mutex_lock(&srv->run_mu);
     while (!srv->runner_stop) {
@@ -233,6 +234,9 @@ static void *runner_main(void *opaque)
         struct timespec until;
         pthread_mutex_unlock(&srv->run_mu);
         tick(srv, &fl, &nfl, &bo, &nbo);
+        if (first)
+            fprintf(stderr, "qsnapd: the schedule runner made its pass at start; next at second 30 of each minute\n");
+        first = false;
         /* the next tick at second 30 of a minute of the engines' clock (a test's clock too) */
         now = svc_now_ms(srv);
         wait_ms = (now / TICK_MS) * TICK_MS + TICK_OFFSET_MS - now;

@@ -373,3 +373,58 @@ char *st_tree_hash(const char *dir)
     hash_dir(dir, &h);
     return qs_asprintf("%016llx", (unsigned long long)h);
 }
+
+void st_validate_replies(struct st_daemon *d)
+{
+    const char *src = getenv("QSNAP_SOURCE_DIR");
+    char *script = qs_asprintf("%s/tests/service/check_openapi.py", src);
+    char *doc = qs_asprintf("%s/service/openapi.json", src);
+    char *argv[] = {"/usr/bin/python3", script, doc, d->record, NULL};
+    struct qs_proc_result res = {0};
+    struct qs_error *err = NULL;
+
+    assert_non_null(d->record);
+    OK(qs_proc_run(argv, 120000, 0, &res, &err));
+    if (res.status != 0)
+        print_error("%s%s", res.out, res.errout);
+    assert_int_equal(res.status, 0);
+    assert_non_null(strstr(res.out, " 0 failures"));
+    qs_proc_result_release(&res);
+    free(script);
+    free(doc);
+}
+
+int st_qsnap_both(struct qt_fixture *f, struct st_daemon *d, char **out, ...)
+{
+    char *argv[64], *conn = qs_asprintf("unix:%s", d->sock);
+    struct qs_proc_result a = {0}, b = {0};
+    struct qs_error *err = NULL;
+    size_t n = 3;
+    va_list ap;
+    int st;
+
+    argv[0] = f->qsnap;
+    va_start(ap, out);
+    for (char *x; (x = va_arg(ap, char *)) != NULL && n < 62;)
+        argv[n++] = x;
+    va_end(ap);
+    argv[n] = NULL;
+    argv[1] = "--root";
+    argv[2] = f->root;
+    OK(qs_proc_run(argv, 300000, 0, &a, &err));
+    argv[1] = "--connect";
+    argv[2] = conn;
+    OK(qs_proc_run(argv, 300000, 0, &b, &err));
+    if (a.status != b.status || strcmp(a.out, b.out) != 0 || strcmp(a.errout, b.errout) != 0) {
+        print_error("qsnap %s ...: direct and --connect differ\n--- direct (%d)\n%s%s--- connect (%d)\n%s%s", argv[3],
+                    a.status, a.out, a.errout, b.status, b.out, b.errout);
+        fail();
+    }
+    st = a.status;
+    if (out)
+        *out = qs_xstrdup(a.out);
+    qs_proc_result_release(&a);
+    qs_proc_result_release(&b);
+    free(conn);
+    return st;
+}
