@@ -64,8 +64,9 @@ static char *qmp_string(struct qmp_client *c, const char *cmd, const char *membe
 /* Everything in the VM's directory and the state directory's domains, as "name size" lines. */
 static char *listing(struct qt_fixture *f)
 {
-    char *argv[] = {"find", (char *)qh_vm_dir(f->vm), "-path", "*/run", "-prune", "-o", "-name", ".qsnap-*",
-                    "-prune", "-o", "-printf", "%P %s\n", NULL};
+    /* the event log records refused clones too, as it records every operation: not state */
+    char *argv[] = {"find", (char *)qh_vm_dir(f->vm), "-path", "*/run", "-prune", "-o", "-path", "*/root/events",
+                    "-prune", "-o", "-name", ".qsnap-*", "-prune", "-o", "-printf", "%P %s\n", NULL};
     struct qs_proc_result res = {0};
     struct qs_error *err = NULL;
 
