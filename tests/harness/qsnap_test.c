@@ -902,3 +902,14 @@ void qt_no_orphans(struct qt_fixture *f, const char *const *allowed)
     free(snapdir);
     free(report);
 }
+
+struct qmp_client *qt_clone_client(struct qt_fixture *f, const char *name)
+{
+    struct qs_error *err = NULL;
+    char *sock = qs_asprintf("%s/run/%s.qmp", f->root, name);
+    struct qmp_client *c = qmp_client_connect(sock, NULL, &err);
+
+    qt_check(c ? 0 : -1, &err, "connect to the clone", __FILE__, __LINE__);
+    free(sock);
+    return c;
+}

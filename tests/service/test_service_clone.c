@@ -28,18 +28,6 @@ static void start_service(struct qt_fixture *f)
 /* qsnap ARGS directly and through qsnapd: the same bytes and status. Returns the status; *out gets stdout. */
 #define BOTH(f, out, ...) st_qsnap_both((f), &daemon_, (out), __VA_ARGS__, (char *)NULL)
 
-/* A client on clone NAME's QMP socket (qsnap's own). Caller frees. */
-static struct qmp_client *clone_client(struct qt_fixture *f, const char *name)
-{
-    struct qs_error *err = NULL;
-    char *sock = qs_asprintf("%s/run/%s.qmp", f->root, name);
-    struct qmp_client *c = qmp_client_connect(sock, NULL, &err);
-
-    qt_check(c ? 0 : -1, &err, "connect to the clone", __FILE__, __LINE__);
-    free(sock);
-    return c;
-}
-
 /* A line of TEXT starting with PREFIX removed (a measured time), in place. */
 static void drop_line(char *text, const char *prefix)
 {
@@ -178,7 +166,7 @@ static void test_export_clone(void **state)
     assert_string_equal(st_str(json_object_object_get(t, "result"), "vm"), "c3");
     assert_string_equal(st_str(t, "kind"), "clone");
     json_object_put(t);
-    c = clone_client(f, "c3");
+    c = qt_clone_client(f, "c3");
     qt_assert_status(c, "paused");
     assert_int_equal(qt_client_counter(c, true), at);
     qt_exec(c, "cont");

@@ -159,13 +159,24 @@ static char *state_hash(struct qt_fixture *f)
     return all;
 }
 
+/* The running guest attached, and the service's replies to be recorded. */
+static void prepare(struct qt_fixture *f)
+{
+    struct qs_error *err = NULL;
+
+    OK(qh_vm_wait_counter_advancing(f->vm, 0, NULL, &err));
+    qt_attach(f);
+    memset(&daemon_, 0, sizeof(daemon_));
+    daemon_.record = qs_asprintf("%s/replies", qh_vm_dir(f->vm));
+    assert_int_equal(mkdir(daemon_.record, 0700), 0);
+}
+
 /* ---- the runner ---- */
 
 static void test_runner(void **state)
 {
     struct qt_fixture *f = qt_fixture_of(state);
     const char *vda = qh_vm_disk_path(f->vm, "vda");
-    struct qs_error *err = NULL;
     struct st_reply r;
     json_object *o, *a, *t;
     uint64_t c_snap;
@@ -174,11 +185,7 @@ static void test_runner(void **state)
     char *out;
     int fd;
 
-    OK(qh_vm_wait_counter_advancing(f->vm, 0, NULL, &err));
-    qt_attach(f);
-    memset(&daemon_, 0, sizeof(daemon_));
-    daemon_.record = qs_asprintf("%s/replies", qh_vm_dir(f->vm));
-    assert_int_equal(mkdir(daemon_.record, 0700), 0);
+    prepare(f);
     /* the guest as the scheduled snapshot must keep it: paused at a known count, 0xaa on vdb */
     qt_disk_write(f, "vdb", 0xaa, 0);
     qt_exec(qh_vm_qmp(f->vm), "stop");
@@ -295,17 +302,12 @@ static void test_schedule_routes(void **state)
     struct qt_fixture *f = qt_fixture_of(state);
     const char *vda = qh_vm_disk_path(f->vm, "vda");
     const char *no_runner[] = {"--no-scheduler", NULL};
-    struct qs_error *err = NULL;
     struct st_reply r;
     json_object *o, *a, *t, *run;
     char *before, *after, *out;
     int64_t since;
 
-    OK(qh_vm_wait_counter_advancing(f->vm, 0, NULL, &err));
-    qt_attach(f);
-    memset(&daemon_, 0, sizeof(daemon_));
-    daemon_.record = qs_asprintf("%s/replies", qh_vm_dir(f->vm));
-    assert_int_equal(mkdir(daemon_.record, 0700), 0);
+    prepare(f);
     start_at(f, T3, no_runner);
     out = qt_slurp(daemon_.log);
     qt_assert_contains(out, "qsnapd: the schedule runner is off (--no-scheduler)");
