@@ -967,6 +967,7 @@ static void keep_from(struct engine_retention *k, json_object *o)
 int engine_schedule_set(struct engine *e, const char *domain, const struct engine_schedule *s, struct qs_error **err)
 {
     json_object *b, *doc = NULL;
+    const char *kind;
     char *path;
     int st;
 
@@ -979,7 +980,8 @@ int engine_schedule_set(struct engine *e, const char *domain, const struct engin
         return -1;
     b = json_object_new_object();
     json_object_object_add(b, "cron", s->cron ? json_object_new_string(s->cron) : NULL);
-    json_object_object_add(b, "kind", json_object_new_string(engine_schedule_kind_name(s->kind) ? engine_schedule_kind_name(s->kind) : "?"));
+    kind = engine_schedule_kind_name(s->kind);
+    json_object_object_add(b, "kind", json_object_new_string(kind ? kind : "?"));
     json_object_object_add(b, "quiesce", json_object_new_boolean(s->quiesce));
     json_object_object_add(b, "pattern", s->pattern ? json_object_new_string(s->pattern) : NULL);
     json_object_object_add(b, "offline", json_object_new_boolean(s->offline));
@@ -1244,7 +1246,8 @@ int engine_snapshot_export(struct engine *e, const char *domain, const char *nam
     /* as the engine's first checks: what it would refuse before anything else, refused here the same way (a name
      * with '/' would not even reach it through a path) */
     if (flags & ~(unsigned)ENGINE_EXPORT_COMPRESS) {
-        qs_error_set(err, QS_ERR_UNSUPPORTED, "unsupported export flags 0x%x", flags & ~(unsigned)ENGINE_EXPORT_COMPRESS);
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "unsupported export flags 0x%x",
+                     flags & ~(unsigned)ENGINE_EXPORT_COMPRESS);
         return -1;
     }
     if (qs_name_check(name, "snapshot", err) < 0)

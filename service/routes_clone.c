@@ -124,7 +124,8 @@ static int run_clone(struct svc_task *t, struct engine *e, struct qs_error **err
     static const struct {
         const char *member;
         unsigned flag;
-    } flags_of[] = {{"full", ENGINE_CLONE_FULL}, {"start", ENGINE_CLONE_START}, {"with_memory", ENGINE_CLONE_WITH_MEMORY}};
+    } flags_of[] = {
+        {"full", ENGINE_CLONE_FULL}, {"start", ENGINE_CLONE_START}, {"with_memory", ENGINE_CLONE_WITH_MEMORY}};
     json_object *args = svc_task_args(t), *v, *res;
     const char *name = json_object_get_string(json_object_object_get(args, "name"));
     unsigned flags = 0;

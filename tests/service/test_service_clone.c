@@ -73,7 +73,8 @@ static void test_export_clone(void **state)
     /* export while the guest runs: the same words either way, and the image holds s1's bytes, not the 0xbb after */
     {
         struct qs_proc_result a, b;
-        assert_int_equal(st_qsnap_run(f, NULL, &a, "snapshot-export", "vm", "s1", "--disk", "vdb", "--to", file, NULL), 0);
+        assert_int_equal(st_qsnap_run(f, NULL, &a, "snapshot-export", "vm", "s1", "--disk", "vdb", "--to", file, NULL),
+                         0);
         assert_int_equal(qt_image_is(file, "qcow2", 0xaa, 0), 1);
         unlink(file);
         assert_int_equal(st_qsnap_run(f, &daemon_, &b, "snapshot-export", "vm", "s1", "--disk", "vdb", "--to", file,
@@ -138,8 +139,8 @@ static void test_export_clone(void **state)
     st_http(&daemon_, "POST", "/api/vms/vm/snapshots/s1/export", "{\"to\":\"/tmp/x\"}", NULL, &r);
     st_expect(&r, 400);
     st_reply_release(&r);
-    st_http(&daemon_, "POST", "/api/vms/vm/snapshots/s1/export", "{\"disk\":\"vdb\",\"to\":\"/tmp/x\",\"mode\":1}", NULL,
-            &r);
+    st_http(&daemon_, "POST", "/api/vms/vm/snapshots/s1/export", "{\"disk\":\"vdb\",\"to\":\"/tmp/x\",\"mode\":1}",
+            NULL, &r);
     st_expect(&r, 400);
     st_reply_release(&r);
 

@@ -17,10 +17,12 @@
 #include <unistd.h>
 
 #define HOUR 3600
-#define T0 INT64_C(1709585962) /* 2024-03-04 20:59:22 UTC: the runner's tick at 20:59:30 comes 8 s after qsnapd starts */
+/* 2024-03-04 20:59:22 UTC: the runner's tick at 20:59:30 comes 8 s after qsnapd starts */
+#define T0 INT64_C(1709585962)
 #define T1 INT64_C(1709596765) /* 2024-03-04 23:59:25 */
 #define T2 INT64_C(1709603965) /* 2024-03-05 01:59:25 */
-#define T3 INT64_C(1709600405) /* 2024-03-05 01:00:05: an hour before anything the routes' test takes changes its name */
+/* 2024-03-05 01:00:05: an hour before a name the routes' test takes would change */
+#define T3 INT64_C(1709600405)
 
 static struct st_daemon daemon_;
 
