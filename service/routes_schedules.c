@@ -140,17 +140,20 @@ static const char *const put_members[] = {"cron", "kind", "quiesce", "pattern", 
  * The cron expression and the pattern are the engine's to check. */
 static int schedule_parse(struct svc_req *r, struct engine_schedule *s)
 {
-    const char *kind = NULL;
+    const char *kind = NULL, *cron = NULL, *pattern = NULL;
     bool any;
     int64_t pct;
     int k = ENGINE_SCHEDULE_INTERNAL;
 
     memset(s, 0, sizeof(*s));
-    if (svc_body_only(r, NULL, put_members) < 0 || svc_body_string(r, "cron", (const char **)&s->cron) < 0 ||
-        svc_body_string(r, "kind", &kind) < 0 || svc_body_string(r, "pattern", (const char **)&s->pattern) < 0 ||
+    if (svc_body_only(r, NULL, put_members) < 0 || svc_body_string(r, "cron", &cron) < 0 ||
+        svc_body_string(r, "kind", &kind) < 0 || svc_body_string(r, "pattern", &pattern) < 0 ||
         svc_body_bool(r, "quiesce", false, &s->quiesce) < 0 || svc_body_bool(r, "offline", false, &s->offline) < 0 ||
         svc_body_int(r, NULL, "min_free_pct", 0, 99, 0, &pct) < 0 || keep_parse(r, r->body, &s->keep, &any) < 0)
         return -1;
+    /* the engine copies what it keeps: the body's strings are lent for the call */
+    s->cron = (char *)cron;
+    s->pattern = (char *)pattern;
     if (!s->cron) {
         svc_reply_error(r, 400, "invalid", "member 'cron' is required: 5 cron fields, or @hourly, @daily, @weekly, "
                                            "@monthly, @yearly");
