@@ -257,7 +257,7 @@ static bool flag(json_object *o, const char *k)
 }
 
 /* Runs the task a 202 started until it ends, its progress to the callback; *result (may be NULL) gets its
- * result member. A failed task is its engine error. */
+ * result member, also when the task failed (caller puts it). A failed task is its engine error. */
 static int task_run(struct engine *e, json_object *task, json_object **result, struct qs_error **err)
 {
     char *id = dup_str(task, "id"), *last = NULL;
@@ -282,6 +282,9 @@ static int task_run(struct engine *e, json_object *task, json_object **result, s
         }
         if (state && strcmp(state, "failed") == 0) {
             json_object *er = json_object_object_get(cur, "error");
+            /* what a failed prune or schedule run still reports (the runs, the snapshots looked at) */
+            if (result && json_object_object_get(cur, "result"))
+                *result = json_object_get(json_object_object_get(cur, "result"));
             qs_error_set(err, code_of(str(er, "code")), "%s", str(er, "message") ? str(er, "message") : "failed");
             break;
         }
@@ -932,82 +935,370 @@ int engine_time_parse(struct engine *e, const char *text, int64_t *ms, struct qs
     return engine_time_parse_at(text, now, ms, err);
 }
 
-/* ---- not yet served by qsnapd ---- */
+/* ---- schedules, runs, prune, protect ---- */
 
-static int unsupported(const char *what, struct qs_error **err)
+static const char *const keep_names[] = {"last", "hourly", "daily", "weekly", "monthly", "yearly"};
+
+static int *keep_slot(struct engine_retention *k, size_t i)
 {
-    qs_error_set(err, QS_ERR_UNSUPPORTED, "%s is not available through qsnapd yet", what);
-    return -1;
+    int *slots[] = {&k->keep_last, &k->keep_hourly, &k->keep_daily, &k->keep_weekly, &k->keep_monthly, &k->keep_yearly};
+    return slots[i];
 }
 
-int engine_domain_clone(struct engine *e, const char *domain, const char *snapshot, const char *name,
-                        unsigned flags, struct qs_error **err)
+static json_object *keep_body(const struct engine_retention *keep)
 {
-    return unsupported("domain-clone", err);
+    struct engine_retention k = *keep;
+    json_object *o = json_object_new_object();
+
+    for (size_t i = 0; i < sizeof(keep_names) / sizeof(keep_names[0]); i++)
+        json_object_object_add(o, keep_names[i], json_object_new_int(*keep_slot(&k, i)));
+    json_object_object_add(o, "max_age_s", json_object_new_int64(k.max_age_s));
+    return o;
 }
 
-int engine_domain_qemu_info(struct engine *e, const char *name, struct engine_qemu_info *info,
-                            struct qs_error **err)
+static void keep_from(struct engine_retention *k, json_object *o)
 {
-    memset(info, 0, sizeof(*info));
-    return unsupported("version --domain", err);
+    memset(k, 0, sizeof(*k));
+    for (size_t i = 0; i < sizeof(keep_names) / sizeof(keep_names[0]); i++)
+        *keep_slot(k, i) = (int)num(o, keep_names[i], 0);
+    k->max_age_s = num(o, "max_age_s", 0);
 }
 
-int engine_events_read(struct engine *e, const char *domain, int64_t since_ms, struct engine_event **out,
-                       size_t *n, struct qs_error **err)
+int engine_schedule_set(struct engine *e, const char *domain, const struct engine_schedule *s, struct qs_error **err)
 {
-    *out = NULL;
-    *n = 0;
-    return unsupported("events", err);
-}
+    json_object *b, *doc = NULL;
+    const char *kind;
+    char *path;
+    int st;
 
-int engine_schedule_set(struct engine *e, const char *domain, const struct engine_schedule *s,
-                        struct qs_error **err)
-{
-    return unsupported("schedule-set", err);
+    /* the engine's first check, here: a name with '/' would not even reach it through a path */
+    if (!s->name) {
+        qs_error_set(err, QS_ERR_INVALID, "a schedule needs a name");
+        return -1;
+    }
+    if (qs_name_check(s->name, "schedule", err) < 0)
+        return -1;
+    b = json_object_new_object();
+    json_object_object_add(b, "cron", s->cron ? json_object_new_string(s->cron) : NULL);
+    kind = engine_schedule_kind_name(s->kind);
+    json_object_object_add(b, "kind", json_object_new_string(kind ? kind : "?"));
+    json_object_object_add(b, "quiesce", json_object_new_boolean(s->quiesce));
+    json_object_object_add(b, "pattern", s->pattern ? json_object_new_string(s->pattern) : NULL);
+    json_object_object_add(b, "offline", json_object_new_boolean(s->offline));
+    json_object_object_add(b, "keep", keep_body(&s->keep));
+    json_object_object_add(b, "min_free_pct", json_object_new_int(s->min_free_pct));
+    path = path_of(e, "/api/vms/%s/schedules/%s", domain, s->name);
+    st = request(e, "PUT", path, b, &doc, err);
+    free(path);
+    json_object_put(b);
+    json_object_put(doc);
+    return st < 0 ? -1 : 0;
 }
 
 int engine_schedule_remove(struct engine *e, const char *domain, const char *name, struct qs_error **err)
 {
-    return unsupported("schedule-remove", err);
+    json_object *doc = NULL;
+    char *path;
+    int st;
+
+    /* a name no schedule can have is not one the domain has (what the engine finds), and no path to send */
+    if (qs_name_check(name, "schedule", NULL) < 0) {
+        qs_error_set(err, QS_ERR_NOTFOUND, "domain '%s' has no schedule '%s'", domain, name);
+        return -1;
+    }
+    path = path_of(e, "/api/vms/%s/schedules/%s", domain, name);
+    st = request(e, "DELETE", path, NULL, &doc, err);
+    free(path);
+    json_object_put(doc);
+    return st < 0 ? -1 : 0;
 }
 
 int engine_schedule_list(struct engine *e, const char *domain, struct engine_schedule **out, size_t *n,
                          struct qs_error **err)
 {
+    json_object *doc = NULL, *a;
+
     *out = NULL;
     *n = 0;
-    return unsupported("schedule-list", err);
+    if (get(e, domain ? path_of(e, "/api/vms/%s/schedules", domain, NULL) : qs_xstrdup("/api/schedules"), &doc,
+            err) < 0)
+        return -1;
+    a = json_object_object_get(doc, "schedule");
+    *n = a ? json_object_array_length(a) : 0;
+    *out = qs_xcalloc(*n + 1, sizeof(**out));
+    for (size_t i = 0; i < *n; i++) {
+        json_object *o = json_object_array_get_idx(a, i);
+        struct engine_schedule *s = &(*out)[i];
+        int k = engine_schedule_kind_from_name(str(o, "kind"));
+        s->domain = dup_str(o, "vm");
+        s->name = dup_str(o, "name");
+        s->cron = dup_str(o, "cron");
+        s->kind = k < 0 ? ENGINE_SCHEDULE_INTERNAL : (enum engine_schedule_kind)k;
+        s->quiesce = flag(o, "quiesce");
+        s->pattern = dup_str(o, "pattern");
+        s->offline = flag(o, "offline");
+        keep_from(&s->keep, json_object_object_get(o, "keep"));
+        s->min_free_pct = (int)num(o, "min_free_pct", 0);
+        s->expanded = dup_str(o, "expanded");
+        s->created = num(o, "created", 0);
+        s->last_slot = num(o, "last_slot", 0);
+        s->last_run = num(o, "last_run", 0);
+        s->next_slot = num(o, "next_slot", -1);
+        s->last_result = dup_str(o, "last_result");
+        s->last_error = dup_str(o, "last_error");
+        s->last_snapshot = dup_str(o, "last_snapshot");
+        if (!s->domain || !s->name || !s->cron) {
+            engine_schedule_list_free(*out, *n);
+            *out = NULL;
+            *n = 0;
+            json_object_put(doc);
+            qs_error_set(err, QS_ERR_PROTOCOL, "qsnapd sent a schedule without its domain, name or cron");
+            return -1;
+        }
+    }
+    json_object_put(doc);
+    return 0;
 }
 
 int engine_schedule_run(struct engine *e, const char *domain, const char *schedule, unsigned flags,
                         struct engine_run **out, size_t *n, struct qs_error **err)
 {
+    struct qs_buf q;
+    json_object *res = NULL, *a;
+    char *path;
+    size_t k;
+    int r;
+
     if (out)
         *out = NULL;
     if (n)
         *n = 0;
-    return unsupported("schedule-run", err);
+    if (schedule && !domain) {
+        qs_error_set(err, QS_ERR_INVALID, "a schedule name needs its domain");
+        return -1;
+    }
+    qs_buf_init(&q, 0);
+    path = domain ? path_of(e, "/api/vms/%s/schedules/run", domain, NULL) : qs_xstrdup("/api/schedules/run");
+    qs_buf_addf(&q, "%s?due=%s", path, flags & ENGINE_RUN_DUE ? "true" : "false");
+    free(path);
+    if (schedule) {
+        char *es = curl_easy_escape(e->curl, schedule, 0);
+        qs_buf_addf(&q, "&schedule=%s", es);
+        curl_free(es);
+    }
+    r = run(e, "POST", qs_buf_detach(&q, NULL), json_object_new_object(), &res, err);
+    a = json_object_object_get(res, "run");
+    k = a ? json_object_array_length(a) : 0;
+    if (out) {
+        *out = qs_xcalloc(k + 1, sizeof(**out));
+        for (size_t i = 0; i < k; i++) {
+            json_object *o = json_object_array_get_idx(a, i);
+            struct engine_run *x = &(*out)[i];
+            x->domain = dup_str(o, "vm");
+            x->schedule = dup_str(o, "schedule");
+            x->outcome = dup_str(o, "outcome");
+            x->slot = num(o, "slot", 0);
+            x->missed = (long)num(o, "missed", 0);
+            x->snapshot = dup_str(o, "snapshot");
+            x->reason = dup_str(o, "reason");
+            x->error = dup_str(o, "error");
+            x->pruned = (int)num(o, "pruned", 0);
+            if (!x->domain)
+                x->domain = qs_xstrdup("");
+            if (!x->outcome)
+                x->outcome = qs_xstrdup("failed");
+        }
+        *n = k;
+    }
+    json_object_put(res);
+    return r;
+}
+
+/* The items of a prune's reply; NULL when it has none (caller frees with engine_prune_list_free). */
+static struct engine_prune_item *prune_items(json_object *doc, size_t *n)
+{
+    json_object *a = json_object_object_get(doc, "item");
+    struct engine_prune_item *v;
+
+    *n = a ? json_object_array_length(a) : 0;
+    v = qs_xcalloc(*n + 1, sizeof(*v));
+    for (size_t i = 0; i < *n; i++) {
+        json_object *o = json_object_array_get_idx(a, i);
+        const char *action = str(o, "action");
+        v[i].snapshot = dup_str(o, "snapshot");
+        v[i].creation_time = num(o, "creation_time", 0);
+        v[i].schedule = dup_str(o, "schedule");
+        v[i].location = dup_str(o, "location");
+        v[i].action = ENGINE_PRUNE_KEPT;
+        for (int k = 0; action && k < ENGINE_PRUNE_ACTION__LAST; k++)
+            if (strcmp(action, engine_prune_action_name((enum engine_prune_action)k)) == 0)
+                v[i].action = (enum engine_prune_action)k;
+        v[i].rule = dup_str(o, "rule");
+        v[i].reason = dup_str(o, "reason");
+        v[i].error = dup_str(o, "error");
+        if (!v[i].snapshot)
+            v[i].snapshot = qs_xstrdup("");
+        if (!v[i].location)
+            v[i].location = qs_xstrdup("internal");
+        if (!v[i].reason)
+            v[i].reason = qs_xstrdup("");
+    }
+    return v;
 }
 
 int engine_snapshot_prune(struct engine *e, const char *domain, const char *schedule,
                           const struct engine_retention *keep, unsigned flags, struct engine_prune_item **out,
                           size_t *n, struct qs_error **err)
 {
+    bool dry = flags & ENGINE_PRUNE_DRY_RUN;
+    json_object *b = json_object_new_object(), *doc = NULL;
+    char *path = path_of(e, dry ? "/api/vms/%s/prune?dry_run=true" : "/api/vms/%s/prune", domain, NULL);
+    int r;
+
     *out = NULL;
     *n = 0;
-    return unsupported("snapshot-prune", err);
+    if (schedule)
+        json_object_object_add(b, "schedule", json_object_new_string(schedule));
+    if (flags & ENGINE_PRUNE_MANUAL)
+        json_object_object_add(b, "manual", json_object_new_boolean(true));
+    if (keep)
+        json_object_object_add(b, "keep", keep_body(keep));
+    if (dry) {
+        /* answered at once */
+        int st = request(e, "POST", path, b, &doc, err);
+        free(path);
+        json_object_put(b);
+        r = st < 0 ? -1 : 0;
+    } else {
+        /* a task; a delete that failed leaves the items in its result */
+        r = run(e, "POST", path, b, &doc, err);
+    }
+    if (doc)
+        *out = prune_items(doc, n);
+    json_object_put(doc);
+    return r;
 }
 
 int engine_snapshot_protect(struct engine *e, const char *domain, const char *name, bool protect,
                             struct qs_error **err)
 {
-    return unsupported(protect ? "snapshot-protect" : "snapshot-unprotect", err);
+    json_object *doc = NULL;
+    char *path = path_of(e, protect ? "/api/vms/%s/snapshots/%s/protect" : "/api/vms/%s/snapshots/%s/unprotect",
+                         domain, name);
+    int st = request(e, "POST", path, NULL, &doc, err);
+
+    free(path);
+    json_object_put(doc);
+    return st < 0 ? -1 : 0;
 }
+
+/* ---- the event log ---- */
+
+int engine_events_read(struct engine *e, const char *domain, int64_t since_ms, struct engine_event **out,
+                       size_t *n, struct qs_error **err)
+{
+    json_object *doc = NULL, *a;
+    char *dom = curl_easy_escape(e->curl, domain, 0), *path;
+    int r;
+
+    *out = NULL;
+    *n = 0;
+    path = qs_asprintf("/api/events?vm=%s&since=%lld", dom ? dom : "", (long long)(since_ms > 0 ? since_ms : 0));
+    curl_free(dom);
+    if ((r = get(e, path, &doc, err)) < 0)
+        return -1;
+    a = json_object_object_get(doc, "event");
+    *n = a ? json_object_array_length(a) : 0;
+    *out = qs_xcalloc(*n + 1, sizeof(**out));
+    for (size_t i = 0; i < *n; i++) {
+        json_object *o = json_object_array_get_idx(a, i);
+        struct engine_event *v = &(*out)[i];
+        v->time_ms = num(o, "time_ms", 0);
+        v->op = dup_str(o, "op");
+        v->snapshot = dup_str(o, "snapshot");
+        v->outcome = dup_str(o, "outcome");
+        v->duration_ms = num(o, "duration_ms", 0);
+        v->error = dup_str(o, "error");
+        v->pause_us = num(o, "pause_us", -1);
+        v->uid = (long)num(o, "uid", -1);
+        v->pid = (long)num(o, "pid", -1);
+        v->requester = dup_str(o, "requester");
+        v->schedule = dup_str(o, "schedule");
+        v->detail = dup_str(o, "detail");
+        if (!v->op)
+            v->op = qs_xstrdup("");
+        if (!v->outcome)
+            v->outcome = qs_xstrdup("");
+    }
+    json_object_put(doc);
+    return 0;
+}
+
+/* ---- export and clone ---- */
 
 int engine_snapshot_export(struct engine *e, const char *domain, const char *name, const char *disk,
                            const char *path, const char *format, unsigned flags, struct engine_export_result *res,
                            struct qs_error **err)
 {
-    return unsupported("snapshot-export", err);
+    json_object *b, *out = NULL;
+    int r;
+
+    /* as the engine's first checks: what it would refuse before anything else, refused here the same way (a name
+     * with '/' would not even reach it through a path) */
+    if (flags & ~(unsigned)ENGINE_EXPORT_COMPRESS) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "unsupported export flags 0x%x",
+                     flags & ~(unsigned)ENGINE_EXPORT_COMPRESS);
+        return -1;
+    }
+    if (qs_name_check(name, "snapshot", err) < 0)
+        return -1;
+    b = json_object_new_object();
+    json_object_object_add(b, "disk", disk ? json_object_new_string(disk) : NULL);
+    json_object_object_add(b, "to", path ? json_object_new_string(path) : NULL);
+    json_object_object_add(b, "format", format ? json_object_new_string(format) : NULL);
+    json_object_object_add(b, "compress", json_object_new_boolean(flags & ENGINE_EXPORT_COMPRESS));
+    r = run(e, "POST", path_of(e, "/api/vms/%s/snapshots/%s/export", domain, name), b, &out, err);
+    if (r == 0 && res) {
+        res->size = (uint64_t)num(out, "size", 0);
+        res->virtual_size = (uint64_t)num(out, "virtual_size", 0);
+    }
+    json_object_put(out);
+    return r;
+}
+
+int engine_domain_clone(struct engine *e, const char *domain, const char *snapshot, const char *name,
+                        unsigned flags, struct qs_error **err)
+{
+    json_object *b;
+
+    if (qs_name_check(snapshot, "snapshot", err) < 0)
+        return -1;
+    b = json_object_new_object();
+    json_object_object_add(b, "name", json_object_new_string(name));
+    json_object_object_add(b, "full", json_object_new_boolean(flags & ENGINE_CLONE_FULL));
+    json_object_object_add(b, "start", json_object_new_boolean(flags & ENGINE_CLONE_START));
+    json_object_object_add(b, "with_memory", json_object_new_boolean(flags & ENGINE_CLONE_WITH_MEMORY));
+    return run(e, "POST", path_of(e, "/api/vms/%s/snapshots/%s/clone", domain, snapshot), b, NULL, err);
+}
+
+/* ---- the QEMU behind a domain ---- */
+
+int engine_domain_qemu_info(struct engine *e, const char *name, struct engine_qemu_info *info,
+                            struct qs_error **err)
+{
+    json_object *doc = NULL, *a;
+    size_t k;
+
+    memset(info, 0, sizeof(*info));
+    if (get(e, path_of(e, "/api/vms/%s/qemu", name, NULL), &doc, err) < 0)
+        return -1;
+    a = json_object_object_get(doc, "features");
+    k = a ? json_object_array_length(a) : 0;
+    info->version = qs_xstrdup(str(doc, "version") ? str(doc, "version") : "");
+    info->package = qs_xstrdup(str(doc, "package") ? str(doc, "package") : "");
+    info->features = qs_xcalloc(k + 1, sizeof(char *));
+    for (size_t i = 0; i < k; i++)
+        info->features[i] = qs_xstrdup(json_object_get_string(json_object_array_get_idx(a, i)));
+    json_object_put(doc);
+    return 0;
 }

@@ -602,8 +602,8 @@ out:
     return ret;
 }
 
-int engine_domain_clone(struct engine *e, const char *domain, const char *snapshot, const char *name,
-                        unsigned flags, struct qs_error **err)
+int domain_clone_op(struct engine *e, const char *domain, const char *snapshot, const char *name, unsigned flags,
+                    struct qs_error **err)
 {
     struct plan p = {e, domain, snapshot, name, flags, NULL, NULL, NULL, 0, NULL, NULL, NULL};
     struct md_domain *dom = NULL;

@@ -31,4 +31,8 @@ int clone_memory_check(const struct md_snapshot *snap, const char *domain, struc
 int clone_load(struct engine *e, struct qmp_client *c, const struct md_domain *dom, const struct md_snapshot *snap,
                struct qs_error **err);
 
+/* engine_domain_clone's work; the public call (events.c) logs it in the source domain's event log. */
+int domain_clone_op(struct engine *e, const char *domain, const char *snapshot, const char *name, unsigned flags,
+                    struct qs_error **err);
+
 #endif

@@ -698,6 +698,13 @@ QS_EXPORT int engine_domain_qemu_info(struct engine *e, const char *name, struct
                                       struct qs_error **err);
 QS_EXPORT void engine_qemu_info_release(struct engine_qemu_info *info);
 
+/* ---------------------------------------------------------------------------------------------------
+ * For front ends that run schedules domain by domain (qsnapd serialises each domain's writers).
+ */
+/* What engine_schedule_run reports for runs V: 0 when none failed (ok or skipped), else -1 with "N of M schedule
+ * runs failed" - QS_ERR_BUSY when every failure was a refusal for a run under way, QS_ERR_STATE otherwise. */
+QS_EXPORT int engine_run_list_check(const struct engine_run *v, size_t n, struct qs_error **err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,6 +1,8 @@
 /* events.c: the per-domain event log (append, rotate, read), the logged entry points of create, revert,
- * delete and recovery, the engine's clock, and time parsing by it (pure.c parses). */
+ * delete, export, clone and recovery, the engine's clock, and time parsing by it (pure.c parses). */
 #include "events.h"
+#include "clone.h"
+#include "export.h"
 #include "intent.h"
 #include "pure.h"
 #include "qs_buf.h"
@@ -289,6 +291,42 @@ int engine_snapshot_delete(struct engine *e, const char *domain, const char *nam
         event_set_detail(&ev, "%s", how.data + 1);
     qs_buf_release(&how);
     r = snapshot_delete_op(e, domain, name, flags, &local);
+    event_end(e, &ev, r, local);
+    qs_error_propagate(err, &local);
+    return r;
+}
+
+int engine_snapshot_export(struct engine *e, const char *domain, const char *name, const char *disk,
+                           const char *path, const char *format, unsigned flags,
+                           struct engine_export_result *res, struct qs_error **err)
+{
+    struct event_op ev;
+    struct qs_error *local = NULL;
+    int r;
+
+    event_begin(e, &ev, "export", domain, name);
+    event_set_detail(&ev, "disk %s to %s (%s%s)", disk ? disk : "?", path ? path : "?", format ? format : "qcow2",
+                     flags & ENGINE_EXPORT_COMPRESS ? ", compressed" : "");
+    r = snapshot_export_op(e, domain, name, disk, path, format, flags, res, &local);
+    event_end(e, &ev, r, local);
+    qs_error_propagate(err, &local);
+    return r;
+}
+
+int engine_domain_clone(struct engine *e, const char *domain, const char *snapshot, const char *name,
+                        unsigned flags, struct qs_error **err)
+{
+    struct event_op ev;
+    struct qs_error *local = NULL;
+    int r;
+
+    /* in the source's log: the new domain has none until it exists */
+    event_begin(e, &ev, "clone", domain, snapshot);
+    event_set_detail(&ev, "to domain '%s' (%s%s)", name ? name : "?", flags & ENGINE_CLONE_FULL ? "full" : "linked",
+                     flags & ENGINE_CLONE_WITH_MEMORY ? ", started from its memory"
+                     : flags & ENGINE_CLONE_START     ? ", started"
+                                                      : "");
+    r = domain_clone_op(e, domain, snapshot, name, flags, &local);
     event_end(e, &ev, r, local);
     qs_error_propagate(err, &local);
     return r;

@@ -213,9 +213,8 @@ out:
     return ret;
 }
 
-int engine_snapshot_export(struct engine *e, const char *domain, const char *name, const char *disk,
-                           const char *path, const char *format, unsigned flags,
-                           struct engine_export_result *res, struct qs_error **err)
+int snapshot_export_op(struct engine *e, const char *domain, const char *name, const char *disk, const char *path,
+                       const char *format, unsigned flags, struct engine_export_result *res, struct qs_error **err)
 {
     struct md_domain *dom = NULL;
     struct md_lock *lock = NULL;

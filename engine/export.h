@@ -53,4 +53,8 @@ struct intent;
 int export_recover(struct engine *e, const char *domain, const struct md_lock *lock, struct intent *it,
                    struct qs_error **err);
 
+/* engine_snapshot_export's work; the public call (events.c) logs it in the domain's event log. */
+int snapshot_export_op(struct engine *e, const char *domain, const char *name, const char *disk, const char *path,
+                       const char *format, unsigned flags, struct engine_export_result *res, struct qs_error **err);
+
 #endif

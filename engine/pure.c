@@ -65,6 +65,24 @@ void engine_run_list_free(struct engine_run *v, size_t n)
     free(v);
 }
 
+int engine_run_list_check(const struct engine_run *v, size_t n, struct qs_error **err)
+{
+    size_t failed = 0;
+    int code = QS_ERR_BUSY;
+
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(v[i].outcome, "ok") == 0 || strcmp(v[i].outcome, "skipped") == 0)
+            continue;
+        failed++;
+        if (strcmp(v[i].outcome, "busy") != 0)
+            code = QS_ERR_STATE; /* BUSY only when every failure was a refusal for a run under way */
+    }
+    if (!failed)
+        return 0;
+    qs_error_set(err, code, "%zu of %zu schedule run%s failed", failed, n, n == 1 ? "" : "s");
+    return -1;
+}
+
 /* ---- prune ---- */
 
 static const char *const action_names[] = {

@@ -169,9 +169,11 @@ int sched_load(struct engine *e, const char *domain, struct engine_schedule **v,
         goto out;
     }
     if (qs_file_read(fd, file, SCHED_FILE_MAX, &text, NULL, &local) < 0) {
+        /* no file: no schedules, and no error left behind (a later one could not be set over it) */
         if (local->code == QS_ERR_NOTFOUND)
             ret = 0;
-        qs_error_propagate(err, &local);
+        else
+            qs_error_propagate(err, &local);
         goto out;
     }
     if (!(r = qmp_reply_parse(text, err)))
@@ -835,6 +837,41 @@ static struct engine_run *runs_add(struct engine_run **v, size_t *n, size_t *cap
     return &(*v)[(*n)++];
 }
 
+/* The slot schedule S of DOMAIN is due for at NOW (seconds), with *count the slots passed; -1 when none is due. */
+static int64_t due_slot(const char *domain, const struct engine_schedule *s, int64_t now, long *count)
+{
+    struct cron c;
+
+    *count = 0;
+    if (cron_parse(&c, s->cron, domain, NULL, NULL) < 0)
+        return -1; /* checked when set: a hand-edited file */
+    return cron_latest(&c, s->last_slot ? s->last_slot : s->created, now, count);
+}
+
+/* Whether a due run of DOMAIN (SCHEDULE, or any) may have anything to do - asked before the runner lock, so that a
+ * tick with nothing due never takes it: qsnapd's runner and a systemd timer both ticking every minute then meet
+ * only over a slot that is due, not every minute. True also when the answer needs the locked path (an unreadable
+ * file, a schedule not found: its error is reported there). */
+static bool run_maybe_due(struct engine *e, const char *domain, const char *schedule)
+{
+    struct engine_schedule *v = NULL;
+    size_t n = 0;
+    bool due = false, named = !schedule;
+    int64_t now = engine_now_ms(e) / 1000;
+
+    if (sched_load(e, domain, &v, &n, NULL) < 0)
+        return true;
+    for (size_t i = 0; i < n && !due; i++) {
+        long count;
+        if (schedule && strcmp(v[i].name, schedule) != 0)
+            continue;
+        named = true;
+        due = due_slot(domain, &v[i], now, &count) >= 0;
+    }
+    engine_schedule_list_free(v, n);
+    return due || !named;
+}
+
 /* The runs of one domain, under its runner lock. Failures are in the runs. */
 static int run_domain(struct engine *e, const char *domain, const char *schedule, unsigned flags,
                       struct engine_run **runs, size_t *nruns, size_t *cap, struct qs_error **err)
@@ -845,6 +882,8 @@ static int run_domain(struct engine *e, const char *domain, const char *schedule
     int lockfd, ret = -1;
     int64_t now;
 
+    if ((flags & ENGINE_RUN_DUE) && !run_maybe_due(e, domain, schedule))
+        return 0;
     if ((lockfd = runner_lock(e, domain, &local)) < 0) {
         struct engine_run *r = runs_add(runs, nruns, cap);
         struct event_op ev;
@@ -872,16 +911,11 @@ static int run_domain(struct engine *e, const char *domain, const char *schedule
         struct engine_run *r;
         int64_t slot = now;
         long count = 0;
-        struct cron c;
 
         if (schedule && strcmp(s->name, schedule) != 0)
             continue;
-        if (due) {
-            if (cron_parse(&c, s->cron, domain, NULL, NULL) < 0)
-                continue; /* checked when set: a hand-edited file */
-            if ((slot = cron_latest(&c, s->last_slot ? s->last_slot : s->created, now, &count)) < 0)
-                continue;
-        }
+        if (due && (slot = due_slot(domain, s, now, &count)) < 0)
+            continue;
         r = runs_add(runs, nruns, cap);
         r->domain = qs_xstrdup(domain);
         r->schedule = qs_xstrdup(s->name);
@@ -908,10 +942,10 @@ int engine_schedule_run(struct engine *e, const char *domain, const char *schedu
                         struct engine_run **out, size_t *n, struct qs_error **err)
 {
     struct engine_run *runs = NULL;
-    size_t nruns = 0, cap = 0, failed = 0;
+    size_t nruns = 0, cap = 0;
     char **domains = NULL;
     size_t nd = 0;
-    int code = QS_ERR_BUSY, ret = -1;
+    int ret = -1;
 
     if (out)
         *out = NULL;
@@ -927,18 +961,7 @@ int engine_schedule_run(struct engine *e, const char *domain, const char *schedu
         if (run_domain(e, domains[i], schedule, flags, &runs, &nruns, &cap, err) < 0)
             goto out;
     }
-    for (size_t i = 0; i < nruns; i++) {
-        if (strcmp(runs[i].outcome, "ok") == 0 || strcmp(runs[i].outcome, "skipped") == 0)
-            continue;
-        failed++;
-        if (strcmp(runs[i].outcome, "busy") != 0)
-            code = QS_ERR_STATE; /* BUSY only when every failure was a refusal for a run under way */
-    }
-    if (failed) {
-        qs_error_set(err, code, "%zu of %zu schedule run%s failed", failed, nruns, nruns == 1 ? "" : "s");
-        goto out;
-    }
-    ret = 0;
+    ret = engine_run_list_check(runs, nruns, err);
 out:
     qs_strv_free(domains);
     if (out) {

@@ -121,6 +121,22 @@ void svc_metrics_op(struct svc_server *srv, const char *kind, bool ok, double se
     pthread_mutex_unlock(&srv->m_mu);
 }
 
+/* The outcomes engine_run's outcome takes, in the order of srv->schedule_runs. */
+static const char *const run_outcomes[] = {"ok", "failed", "skipped", "busy"};
+_Static_assert(sizeof(run_outcomes) / sizeof(run_outcomes[0]) ==
+                   sizeof(((struct svc_server *)0)->schedule_runs) / sizeof(uint64_t),
+               "run_outcomes");
+
+void svc_metrics_runs(struct svc_server *srv, const struct engine_run *runs, size_t n)
+{
+    pthread_mutex_lock(&srv->m_mu);
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < sizeof(run_outcomes) / sizeof(run_outcomes[0]); k++)
+            if (strcmp(runs[i].outcome, run_outcomes[k]) == 0)
+                srv->schedule_runs[k]++;
+    pthread_mutex_unlock(&srv->m_mu);
+}
+
 void svc_metrics_pause(struct svc_server *srv, int64_t pause_us)
 {
     pthread_mutex_lock(&srv->m_mu);
@@ -188,6 +204,11 @@ char *svc_metrics_text(struct svc_server *srv)
     for (int c = 1; c <= 5; c++)
         qs_buf_addf(&b, "qsnap_http_requests_total{class=\"%dxx\"} %llu\n", c,
                     (unsigned long long)srv->requests[c]);
+    qs_buf_adds(&b, "# HELP qsnap_schedule_runs_total Schedule runs (the runner's and those asked for), by outcome.\n"
+                    "# TYPE qsnap_schedule_runs_total counter\n");
+    for (size_t k = 0; k < sizeof(run_outcomes) / sizeof(run_outcomes[0]); k++)
+        qs_buf_addf(&b, "qsnap_schedule_runs_total{outcome=\"%s\"} %llu\n", run_outcomes[k],
+                    (unsigned long long)srv->schedule_runs[k]);
     pthread_mutex_unlock(&srv->m_mu);
     return qs_buf_detach(&b, NULL);
 }

@@ -337,8 +337,10 @@ static void req_release(struct svc_req *r)
     free(r->raw);
     free(r->location);
     svc_body_unref(r->shared);
-    if (r->engine)
+    if (r->engine) {
+        engine_set_requester(r->engine, NULL); /* engines are pooled */
         engine_session_put(r->srv->session, r->engine);
+    }
 }
 
 /* Who sent it, for the log: the peer's uid on the UNIX socket (SO_PEERCRED), the token's name over TCP. */
@@ -414,6 +416,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         }
         snprintf(who, sizeof(who), "token=%s", name);
         r.auth = ro ? SVC_AUTH_TOKEN_RO : SVC_AUTH_TOKEN;
+        r.requester = name;
     }
     if ((m = svc_method_parse(method)) < 0) {
         svc_reply_error(&r, 405, "invalid", "method '%.16s' is not allowed", method);

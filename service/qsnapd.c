@@ -27,12 +27,14 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: qsnapd [--listen unix:PATH | tcp:HOST:PORT] [--tls-cert FILE --tls-key FILE] [--root DIR]\n"
             "              [--workers N] [--max-connections N] [--request-timeout S] [--idle-timeout S]\n"
+            "              [--no-scheduler] [--export-dir DIR]\n"
             "       qsnapd token create NAME [--read-only] [--root DIR]\n"
             "       qsnapd token list [--root DIR]\n"
             "       qsnapd token revoke NAME [--root DIR]\n"
             "\n"
             "The qsnap service: snapshots of QEMU VMs over a REST API (oVirt's resources and preview cycle,\n"
-            "tasks, server-sent events, OpenAPI at /api/openapi.json, Prometheus metrics at /metrics).\n"
+            "tasks, server-sent events, OpenAPI at /api/openapi.json, Prometheus metrics at /metrics), and\n"
+            "the runner of snapshot schedules (a pass at start, then one every minute).\n"
             "\n"
             "Options:\n"
             "  --listen ADDR          unix:PATH (default " DEFAULT_LISTEN ", mode 0660, group " SOCKET_GROUP ")\n"
@@ -46,6 +48,8 @@ static void usage(FILE *out)
             "  --request-timeout S    a request's headers and body must arrive within S seconds (default 30)\n"
             "  --idle-timeout S       an idle connection is closed after S seconds (default 60)\n"
             "  --qmp-keep MS          keep a VM's QMP connection MS ms after an operation (default 500; 0: never)\n"
+            "  --no-scheduler         do not run snapshot schedules (the host uses qsnap-schedule.timer instead)\n"
+            "  --export-dir DIR       TCP clients with a read-write token may export snapshot disks into DIR\n"
             "  -V, --version          show the version\n"
             "  -h, --help             show this help\n"
             "\n"
@@ -285,6 +289,36 @@ static void recover_all(struct engine_session *s)
     engine_session_put(s, e);
 }
 
+/* $QSNAP_TEST_NOW, as qsnap reads it: tests set the wall clock (seconds since the epoch) to drive schedules through
+ * time without waiting; it runs on from there at the real pace. The engines call it with their progress opaque:
+ * the base is the process's. */
+static int64_t test_now_ms, test_start_mono_ms;
+
+static int64_t test_clock(void *opaque)
+{
+    (void)opaque;
+    return test_now_ms + (qs_now_ms() - test_start_mono_ms);
+}
+
+static int test_clock_setup(engine_clock_fn *clock)
+{
+    const char *now = getenv("QSNAP_TEST_NOW");
+    char *end;
+    long long v;
+
+    if (!now || !*now)
+        return 0;
+    v = strtoll(now, &end, 10);
+    if (*end || v <= 0) {
+        fprintf(stderr, "error: QSNAP_TEST_NOW must be seconds since the epoch, not '%s'\n", now);
+        return -1;
+    }
+    test_now_ms = v * 1000;
+    test_start_mono_ms = qs_now_ms();
+    *clock = test_clock;
+    return 0;
+}
+
 static int positive(const char *s, int max)
 {
     char *end;
@@ -300,6 +334,7 @@ int main(int argc, char **argv)
         {"workers", required_argument, NULL, 'w'},       {"max-connections", required_argument, NULL, 'm'},
         {"request-timeout", required_argument, NULL, 't'}, {"idle-timeout", required_argument, NULL, 'i'},
         {"qmp-keep", required_argument, NULL, 'K'},
+        {"no-scheduler", no_argument, NULL, 'S'},        {"export-dir", required_argument, NULL, 'E'},
         {"version", no_argument, NULL, 'V'},             {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -311,6 +346,7 @@ int main(int argc, char **argv)
     struct qs_error *err = NULL;
     char *cert = NULL, *key = NULL;
     int workers = 4, qmp_keep = 500, c, sig, ret = 1;
+    bool scheduler = true;
     sigset_t set;
 
     for (int i = 1; i < argc; i++)
@@ -349,6 +385,16 @@ int main(int argc, char **argv)
             if (strcmp(optarg, "0") == 0)
                 qmp_keep = 0;
             break;
+        case 'S': scheduler = false; break;
+        case 'E':
+            if (optarg[0] != '/' || strstr(optarg, "/../") || qs_str_has_suffix(optarg, "/..") ||
+                (strlen(optarg) > 1 && qs_str_has_suffix(optarg, "/"))) {
+                fprintf(stderr, "error: --export-dir must be an absolute directory path without '..' or a final "
+                                "'/', not '%s'\n", optarg);
+                return 2;
+            }
+            srv.export_dir = optarg;
+            break;
         case 'V': printf("qsnapd %s\n", engine_version()); return 0;
         case 'h': usage(stdout); return 0;
         default: goto usage;
@@ -362,6 +408,9 @@ int main(int argc, char **argv)
     }
 
     eo.root = root;
+    if (test_clock_setup(&eo.clock) < 0)
+        return 2;
+    srv.clock = eo.clock;
     if (!(srv.session = engine_session_new(&eo, &err)) ||
         engine_session_set_qmp_keep(srv.session, qmp_keep, &err) < 0) {
         engine_session_free(srv.session);
@@ -421,6 +470,12 @@ int main(int argc, char **argv)
     ho.listen_fd = -1; /* the server's now */
     fprintf(stderr, "qsnapd %s: serving %s (state directory %s)\n", engine_version(),
             listen_arg ? listen_arg : "the socket systemd passed", srv.root);
+    if (scheduler && svc_scheduler_start(&srv) < 0) {
+        qs_error_set(&err, QS_ERR_IO, "cannot start the schedule runner");
+        goto fail;
+    }
+    if (!scheduler)
+        fprintf(stderr, "qsnapd: the schedule runner is off (--no-scheduler)\n");
     for (;;) {
         if (sigwait(&set, &sig) != 0)
             continue;
@@ -436,7 +491,8 @@ usage:
 fail:
     fail(&err);
 out:
-    /* the event streams and waiting requests end first, then the server, then the workers */
+    /* the runner first (it queues no more), then the event streams and waiting requests, the server, the workers */
+    svc_scheduler_stop(&srv);
     pthread_mutex_lock(&srv.ev_mu);
     srv.stopping = true;
     pthread_cond_broadcast(&srv.ev_cv);

@@ -5,6 +5,7 @@
 #include "qs_buf.h"
 #include "qs_util.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,9 @@ static const struct svc_route *const route_tables[] = {
     svc_routes_snapshots,
     svc_routes_tasks,
     svc_routes_meta,
+    svc_routes_schedules,
+    svc_routes_clone,
+    svc_routes_qemu,
 };
 
 static const char *const method_names[] = {
@@ -272,6 +276,8 @@ struct engine *svc_engine(struct svc_req *r)
 
     if (!r->engine && !(r->engine = engine_session_get(r->srv->session, NULL, NULL, NULL, &err)))
         svc_reply_engine_error(r, &err);
+    else if (r->requester)
+        engine_set_requester(r->engine, r->requester);
     return r->engine;
 }
 
@@ -354,4 +360,65 @@ void svc_xml_escape(struct qs_buf *b, const char *s)
         default: qs_buf_add(b, s, 1);
         }
     }
+}
+
+int svc_body_int(struct svc_req *r, json_object *o, const char *name, int64_t min, int64_t max, int64_t def,
+                 int64_t *out)
+{
+    json_object *v;
+    int64_t x;
+
+    *out = def;
+    if (!o)
+        o = r->body;
+    if (!o || !json_object_object_get_ex(o, name, &v) || json_object_is_type(v, json_type_null))
+        return 0;
+    x = json_object_get_int64(v);
+    if (!json_object_is_type(v, json_type_int) || x < min || x > max) {
+        svc_reply_error(r, 400, "invalid", "member '%s' must be an integer from %lld to %lld", name, (long long)min,
+                        (long long)max);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+int svc_body_only(struct svc_req *r, json_object *o, const char *const *allowed)
+{
+    if (!o)
+        o = r->body;
+    if (!o)
+        return 0;
+    json_object_object_foreach(o, k, v)
+    {
+        size_t i;
+        (void)v;
+        for (i = 0; allowed[i] && strcmp(allowed[i], k) != 0; i++)
+            ;
+        if (!allowed[i]) {
+            svc_reply_error(r, 400, "invalid", "unknown member '%.64s'", k);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int svc_query_int(struct svc_req *r, const char *name, int64_t min, int64_t max, int64_t def, int64_t *out)
+{
+    const char *v = svc_query(r, name);
+    char *end;
+    long long x;
+
+    *out = def;
+    if (!v)
+        return 0;
+    errno = 0;
+    x = strtoll(v, &end, 10);
+    if (*v < '0' || *v > '9' || errno || *end || x < min || x > max) {
+        svc_reply_error(r, 400, "invalid", "query argument '%s' must be an integer from %lld to %lld", name,
+                        (long long)min, (long long)max);
+        return -1;
+    }
+    *out = x;
+    return 0;
 }

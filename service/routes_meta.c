@@ -40,6 +40,10 @@ static void get_metrics(struct svc_req *r)
 
 static void get_events(struct svc_req *r)
 {
+    if (svc_query(r, "vm")) {
+        svc_events_history(r);
+        return;
+    }
     r->status = 200;
     r->stream = true;
 }
@@ -48,6 +52,6 @@ const struct svc_route svc_routes_meta[] = {
     {SVC_GET, "/api", NULL, get_api, 0},
     {SVC_GET, "/api/openapi.json", NULL, get_openapi, 0},
     {SVC_GET, "/metrics", NULL, get_metrics, 0},
-    {SVC_GET, "/api/events", NULL, get_events, 0},
+    {SVC_GET, "/api/events", svc_events_parse, get_events, 0},
     {.pattern = NULL},
 };

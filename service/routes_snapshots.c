@@ -364,6 +364,16 @@ static void get_snapshot(struct svc_req *r)
     }
     json_object_object_add(o, "disks", disks);
     json_object_object_add(o, "memory_file", mem ? json_object_new_string(mem) : NULL);
+    /* qsnap's marks (protected, the schedule that took it): one snapshot's file, so here and not in listings */
+    {
+        char *sched = NULL;
+        bool prot = false;
+        if (engine_snapshot_marks(e, r->params[0], r->params[1], &prot, &sched, NULL) == 0) {
+            json_object_object_add(o, "protected", json_object_new_boolean(prot));
+            json_object_object_add(o, "schedule", sched ? json_object_new_string(sched) : NULL);
+        }
+        free(sched);
+    }
     if (xml)
         json_object_object_add(o, "xml", json_object_new_string(xml));
     svc_reply(r, 200, o, "snapshot");
@@ -562,8 +572,8 @@ static void post_snapshots(struct svc_req *r)
     const char *name = NULL;
 
     svc_body_string(r, "name", &name);
-    svc_reply_task(r, svc_task_submit(r->srv, "create", r->params[0], name,
-                                      r->body ? json_object_get(r->body) : json_object_new_object(), run_create));
+    svc_reply_task(r, svc_task_submit_as(r->srv, r->requester, "create", r->params[0], name,
+                                         r->body ? json_object_get(r->body) : json_object_new_object(), run_create));
 }
 
 /* ---- delete ---- */
@@ -604,7 +614,8 @@ static void delete_snapshot(struct svc_req *r)
         svc_query_bool(r, names[i], false, &b);
         json_object_object_add(args, names[i], json_object_new_boolean(b));
     }
-    svc_reply_task(r, svc_task_submit(r->srv, "delete", r->params[0], r->params[1], args, run_delete));
+    svc_reply_task(r, svc_task_submit_as(r->srv, r->requester, "delete", r->params[0], r->params[1], args,
+                                         run_delete));
 }
 
 /* ---- restore (revert) ---- */
@@ -652,8 +663,8 @@ static int run_restore(struct svc_task *t, struct engine *e, struct qs_error **e
 
 static void post_restore(struct svc_req *r)
 {
-    svc_reply_task(r, svc_task_submit(r->srv, "restore", r->params[0], r->params[1],
-                                      r->body ? json_object_get(r->body) : json_object_new_object(), run_restore));
+    svc_reply_task(r, svc_task_submit_as(r->srv, r->requester, "restore", r->params[0], r->params[1],
+                                         r->body ? json_object_get(r->body) : json_object_new_object(), run_restore));
 }
 
 /* ---- current ---- */
@@ -764,19 +775,20 @@ static void post_preview(struct svc_req *r)
 {
     json_object *snap = json_object_object_get(r->body, "snapshot");
     const char *id = json_object_get_string(json_object_object_get(snap, "id"));
-    svc_reply_task(r, svc_task_submit(r->srv, "preview", r->params[0], id, json_object_get(r->body), run_preview));
+    svc_reply_task(r, svc_task_submit_as(r->srv, r->requester, "preview", r->params[0], id, json_object_get(r->body),
+                                         run_preview));
 }
 
 static void post_commit(struct svc_req *r)
 {
-    svc_reply_task(r, svc_task_submit(r->srv, "commit", r->params[0], NULL,
-                                      r->body ? json_object_get(r->body) : json_object_new_object(), run_commit));
+    svc_reply_task(r, svc_task_submit_as(r->srv, r->requester, "commit", r->params[0], NULL,
+                                         r->body ? json_object_get(r->body) : json_object_new_object(), run_commit));
 }
 
 static void post_undo(struct svc_req *r)
 {
-    svc_reply_task(r, svc_task_submit(r->srv, "undo", r->params[0], NULL,
-                                      r->body ? json_object_get(r->body) : json_object_new_object(), run_undo));
+    svc_reply_task(r, svc_task_submit_as(r->srv, r->requester, "undo", r->params[0], NULL,
+                                         r->body ? json_object_get(r->body) : json_object_new_object(), run_undo));
 }
 
 static int parse_async_only(struct svc_req *r)

@@ -417,7 +417,7 @@ static int parse_path_task(struct svc_req *r)
 static void submit(struct svc_req *r, const char *kind, const char *vm, svc_task_fn fn)
 {
     json_object *args = r->body ? json_object_get(r->body) : json_object_new_object();
-    svc_reply_task(r, svc_task_submit(r->srv, kind, vm, NULL, args, fn));
+    svc_reply_task(r, svc_task_submit_as(r->srv, r->requester, kind, vm, NULL, args, fn));
 }
 
 static void post_start(struct svc_req *r) { submit(r, "start", r->params[0], run_start); }

@@ -55,6 +55,7 @@ struct svc_req {
     bool stream;
     struct engine *engine; /* svc_engine()'s, given back when the request ends */
     struct svc_body *shared; /* a body sent as is without a copy (a reference, dropped when sent) */
+    const char *requester; /* the token's name over TCP (recorded in the domain's event log); NULL otherwise */
 };
 
 /* A reply body several requests can send at once (a cached listing). */
@@ -86,6 +87,14 @@ int svc_query_bool(struct svc_req *r, const char *name, bool def, bool *out);
 /* Body members, with type checks: absent gives DEF (0 returned); a wrong type sets a 400 on r (-1). */
 int svc_body_bool(struct svc_req *r, const char *name, bool def, bool *out);
 int svc_body_string(struct svc_req *r, const char *name, const char **out);
+/* An integer member from MIN to MAX (absent: DEF); anything else is a 400 on r and -1. */
+int svc_body_int(struct svc_req *r, json_object *o, const char *name, int64_t min, int64_t max, int64_t def,
+                 int64_t *out);
+/* Refuses (400) a member of object O (the body when NULL) not named in ALLOWED (NULL-terminated): a typo in an
+ * optional member must not pass for its default. */
+int svc_body_only(struct svc_req *r, json_object *o, const char *const *allowed);
+/* A query argument as an integer from MIN to MAX (absent: DEF); 400 on r and -1 otherwise. */
+int svc_query_int(struct svc_req *r, const char *name, int64_t min, int64_t max, int64_t def, int64_t *out);
 
 /* Sets the response: JSON document DOC (taken over) with STATUS. ROOT names XML's root element. */
 void svc_reply(struct svc_req *r, int status, json_object *doc, const char *root);
@@ -126,6 +135,13 @@ extern const struct svc_route svc_routes_vms[];
 extern const struct svc_route svc_routes_snapshots[];
 extern const struct svc_route svc_routes_tasks[];
 extern const struct svc_route svc_routes_meta[];
+extern const struct svc_route svc_routes_schedules[]; /* routes_schedules.c: schedules, runs, prune, protect */
+extern const struct svc_route svc_routes_clone[];     /* routes_clone.c: export, clone */
+extern const struct svc_route svc_routes_qemu[];      /* routes_qemu.c: the QEMU behind a domain */
+
+/* GET /api/events?vm=NAME[&since=MS]: the domain's event log (routes_events.c); the stream without vm=. */
+int svc_events_parse(struct svc_req *r);
+void svc_events_history(struct svc_req *r);
 
 enum svc_match { SVC_MATCH_OK, SVC_MATCH_NONE, SVC_MATCH_METHOD };
 /*
@@ -158,6 +174,10 @@ typedef int (*svc_task_fn)(struct svc_task *t, struct engine *e, struct qs_error
  */
 struct svc_task *svc_task_submit(struct svc_server *srv, const char *kind, const char *vm, const char *snapshot,
                                  json_object *args, svc_task_fn fn);
+/* The same on behalf of REQUESTER (the request's token name, may be NULL): the task's engine records it in the
+ * domain's event log. */
+struct svc_task *svc_task_submit_as(struct svc_server *srv, const char *requester, const char *kind, const char *vm,
+                                    const char *snapshot, json_object *args, svc_task_fn fn);
 void svc_task_unref(struct svc_task *t);
 /* The task with ID, referenced (drop with svc_task_unref), or NULL. */
 struct svc_task *svc_task_find(struct svc_server *srv, const char *id);
@@ -200,6 +220,8 @@ void svc_events_release(struct svc_server *srv);
 void svc_metrics_op(struct svc_server *srv, const char *kind, bool ok, double seconds);
 /* Records the guest pause of a live snapshot just taken. */
 void svc_metrics_pause(struct svc_server *srv, int64_t pause_us);
+/* Records the outcomes of schedule runs (the runner's and the API's) for /metrics. */
+void svc_metrics_runs(struct svc_server *srv, const struct engine_run *runs, size_t n);
 /* Prometheus text format. Caller frees. */
 char *svc_metrics_text(struct svc_server *srv);
 
@@ -216,6 +238,19 @@ int svc_token_revoke(const char *root, const char *name, struct qs_error **err);
 int svc_token_list(const char *root, char **text, struct qs_error **err);
 /* Checks TOKEN: 1 and *read_only, *name (borrowed from a static per-thread buffer) when it is valid; 0 when not. */
 int svc_token_check(struct svc_server *srv, const char *token, bool *read_only, const char **name);
+
+/* ---- the schedule runner (scheduler.c) ----------------------------------------------------------------- */
+
+/* A task's work for "schedule-run": ARGS {due, schedule}; the task's domain, or every domain with schedules
+ * (each serialised with that domain's other writers). Its result {"run": [...]} is kept also when a run failed. */
+int svc_schedule_run_task(struct svc_task *t, struct engine *e, struct qs_error **err);
+/* The runner thread: a pass at start (a missed slot is caught up once) and one each minute, at second 30 of the
+ * engines' clock, queueing a schedule-run task for each domain with a due schedule. */
+int svc_scheduler_start(struct svc_server *srv);
+/* Stops the thread (its queued tasks run on); a no-op when it was not started. */
+void svc_scheduler_stop(struct svc_server *srv);
+/* The engines' clock: ms since the epoch. */
+int64_t svc_now_ms(const struct svc_server *srv);
 
 /* ---- the server ---------------------------------------------------------------------------------------- */
 
@@ -248,6 +283,16 @@ struct svc_server {
     size_t ntokens;
     int64_t tok_mtime_ns;
     bool tok_loaded;
+    /* the engines' clock (engine_options.clock; called with NULL); NULL: the system's */
+    engine_clock_fn clock;
+    /* where TCP clients with a read-write token may export to (--export-dir); NULL: nowhere */
+    const char *export_dir;
+    /* the schedule runner */
+    pthread_mutex_t run_mu;
+    pthread_cond_t run_cv;
+    pthread_t runner;
+    bool runner_started, runner_stop;
+    uint64_t schedule_runs[4]; /* by outcome: ok, failed, skipped, busy (under m_mu) */
 };
 
 #endif

@@ -19,6 +19,7 @@ struct svc_task {
     struct svc_server *srv;
     char id[40];
     char *kind, *vm, *snapshot;
+    char *requester; /* the token's name, for the event log; NULL: none */
     json_object *args, *result;
     svc_task_fn fn;
     enum task_state state;
@@ -51,6 +52,7 @@ static void task_free(struct svc_task *t)
     free(t->kind);
     free(t->vm);
     free(t->snapshot);
+    free(t->requester);
     free(t->phase);
     free(t->err_message);
     json_object_put(t->args);
@@ -148,6 +150,12 @@ static void publish_task(struct svc_task *t)
 struct svc_task *svc_task_submit(struct svc_server *srv, const char *kind, const char *vm, const char *snapshot,
                                  json_object *args, svc_task_fn fn)
 {
+    return svc_task_submit_as(srv, NULL, kind, vm, snapshot, args, fn);
+}
+
+struct svc_task *svc_task_submit_as(struct svc_server *srv, const char *requester, const char *kind, const char *vm,
+                                    const char *snapshot, json_object *args, svc_task_fn fn)
+{
     struct svc_task *t = qs_xcalloc(1, sizeof(*t)), **pp;
     unsigned char rnd[6] = {0};
     size_t kept = 0;
@@ -156,6 +164,7 @@ struct svc_task *svc_task_submit(struct svc_server *srv, const char *kind, const
     t->kind = qs_xstrdup(kind);
     t->vm = vm ? qs_xstrdup(vm) : NULL;
     t->snapshot = snapshot ? qs_xstrdup(snapshot) : NULL;
+    t->requester = requester ? qs_xstrdup(requester) : NULL;
     t->args = args;
     t->fn = fn;
     t->created = now_s();
@@ -358,7 +367,9 @@ static void *worker_main(void *opaque)
         if (t->vm)
             engine_session_write_begin(srv->session, t->vm);
         if ((e = engine_session_get(srv->session, task_progress, task_step, t, &err)) != NULL) {
+            engine_set_requester(e, t->requester);
             r = t->fn(t, e, &err);
+            engine_set_requester(e, NULL); /* engines are pooled */
             engine_session_put(srv->session, e);
         }
         if (t->vm)

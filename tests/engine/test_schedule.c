@@ -865,6 +865,56 @@ static void test_runner_overlap(void **state)
     free(path);
 }
 
+/* A due pass with nothing due never touches the runner lock: qsnapd's runner and the systemd timer ticking at
+ * once meet only over a slot that is due, not every minute (nothing is logged, nothing fails). */
+static void test_runner_nothing_due_no_lock(void **state)
+{
+    struct fix *f = *state;
+    struct engine_run *v = NULL;
+    struct engine_event *ev = NULL;
+    struct qs_error *err = NULL;
+    size_t n = 0, nev = 0, before;
+    char *path;
+    int fd;
+
+    now_ms = at("2024-01-01 00:10 +0100") * 1000;
+    schedule_set(f->e, "h", "0 * * * *", (struct engine_retention){.keep_last = 2});
+    assert_int_equal(engine_events_read(f->e, "vm", 0, &ev, &before, &err), 0);
+    engine_event_list_free(ev, before);
+    path = qs_asprintf("%s/schedule/vm.lock", engine_root(f->e));
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0);
+    now_ms = at("2024-01-01 00:30 +0100") * 1000;
+    assert_int_equal(engine_schedule_run(f->e, "vm", NULL, ENGINE_RUN_DUE, &v, &n, &err), 0);
+    assert_int_equal(n, 0);
+    engine_run_list_free(v, n);
+    assert_int_equal(engine_schedule_run(f->e, NULL, NULL, ENGINE_RUN_DUE, &v, &n, &err), 0);
+    assert_int_equal(n, 0);
+    engine_run_list_free(v, n);
+    assert_int_equal(engine_events_read(f->e, "vm", 0, &ev, &nev, &err), 0);
+    assert_int_equal(nev, before);
+    engine_event_list_free(ev, nev);
+    /* once the slot is due, the held lock is a refusal again */
+    now_ms = (at("2024-01-01 01:00 +0100") + 60) * 1000;
+    assert_int_equal(engine_schedule_run(f->e, "vm", NULL, ENGINE_RUN_DUE, &v, &n, &err), -1);
+    assert_int_equal(err->code, QS_ERR_BUSY);
+    qs_error_clear(&err);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].outcome, "busy");
+    engine_run_list_free(v, n);
+    assert_int_equal(nmade, 0);
+    close(fd);
+    /* a schedule that does not exist is still reported, due or not */
+    assert_int_equal(engine_schedule_run(f->e, "vm", "nope", ENGINE_RUN_DUE, &v, &n, &err), -1);
+    assert_int_equal(err->code, QS_ERR_NOTFOUND);
+    qs_error_clear(&err);
+    engine_run_list_free(v, n);
+    assert_int_equal(run_due(f->e, NULL, NULL), 1);
+    assert_int_equal(nmade, 1);
+    free(path);
+}
+
 /* A failed run is shown and retried at the next slot - not at once, and not for every slot it missed. */
 static void test_runner_failure_retried(void **state)
 {
@@ -1116,6 +1166,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_events_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune_groups, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runner_overlap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_runner_nothing_due_no_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runner_failure_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runner_skip_and_low_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runner_year, setup, teardown),

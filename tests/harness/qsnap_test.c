@@ -969,3 +969,14 @@ void qt_fault_release(struct qt_fixture *f)
     unsetenv("QSNAP_FAULT_PAUSE_UNTIL");
     free(release);
 }
+
+struct qmp_client *qt_clone_client(struct qt_fixture *f, const char *name)
+{
+    struct qs_error *err = NULL;
+    char *sock = qs_asprintf("%s/run/%s.qmp", f->root, name);
+    struct qmp_client *c = qmp_client_connect(sock, NULL, &err);
+
+    qt_check(c ? 0 : -1, &err, "connect to the clone", __FILE__, __LINE__);
+    free(sock);
+    return c;
+}

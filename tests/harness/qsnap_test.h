@@ -108,6 +108,9 @@ void qt_client_counter_advances(struct qmp_client *c);
 void qt_kill_started(struct qt_fixture *f);
 /* A client on the VM's test socket to a QEMU qsnap started; records its pid in f->daemon. Caller frees. */
 struct qmp_client *qt_daemon_client(struct qt_fixture *f);
+/* A client on clone NAME's QMP socket (qsnap's own, ROOT/run/NAME.qmp); fails the test when there is none.
+ * Caller frees. */
+struct qmp_client *qt_clone_client(struct qt_fixture *f, const char *name);
 
 /* The harness's VM. */
 uint64_t qt_counter(struct qt_fixture *f); /* qh_vm_read_counter */

@@ -25,18 +25,6 @@ static int teardown(void **state)
     return qt_teardown(state);
 }
 
-/* A client on clone NAME's QMP socket (qsnap's own). Caller frees. */
-static struct qmp_client *clone_client(struct qt_fixture *f, const char *name)
-{
-    struct qs_error *err = NULL;
-    char *sock = qs_asprintf("%s/run/%s.qmp", f->root, name);
-    struct qmp_client *c = qmp_client_connect(sock, NULL, &err);
-
-    qt_check(c ? 0 : -1, &err, "connect to the clone", __FILE__, __LINE__);
-    free(sock);
-    return c;
-}
-
 /* Writes PATTERN at OFF through the guest device of disk DEV of the QEMU on C (as the guest would). */
 static void client_disk_write(struct qmp_client *c, const char *dev, uint8_t pattern, uint64_t off)
 {
@@ -64,8 +52,9 @@ static char *qmp_string(struct qmp_client *c, const char *cmd, const char *membe
 /* Everything in the VM's directory and the state directory's domains, as "name size" lines. */
 static char *listing(struct qt_fixture *f)
 {
-    char *argv[] = {"find", (char *)qh_vm_dir(f->vm), "-path", "*/run", "-prune", "-o", "-name", ".qsnap-*",
-                    "-prune", "-o", "-printf", "%P %s\n", NULL};
+    /* the event log records refused clones too, as it records every operation: not state */
+    char *argv[] = {"find", (char *)qh_vm_dir(f->vm), "-path", "*/run", "-prune", "-o", "-path", "*/root/events",
+                    "-prune", "-o", "-name", ".qsnap-*", "-prune", "-o", "-printf", "%P %s\n", NULL};
     struct qs_proc_result res = {0};
     struct qs_error *err = NULL;
 
@@ -118,7 +107,7 @@ static void test_linked_internal(void **state)
     assert_null(qt_backing_of(base));
     assert_int_equal(qt_image_is(c1b, "qcow2", 0x11, OFF_A), 1);
     /* the clone boots and counts; the source runs on, its disk as it was */
-    c = clone_client(f, "c1");
+    c = qt_clone_client(f, "c1");
     qt_client_counter_advances(c);
     out = qmp_string(c, "query-name", "name");
     assert_string_equal(out, "c1");
@@ -176,7 +165,7 @@ static void test_full_and_linked_external(void **state)
     free(QSNAP_OK(f, "domain-clone", "vm", "e1", "c3", "--full", "--start"));
     assert_null(qt_backing_of(c3b));
     assert_int_equal(qt_image_is(c3b, "qcow2", 0x11, OFF_A), 1);
-    c = clone_client(f, "c3");
+    c = qt_clone_client(f, "c3");
     qt_client_counter_advances(c);
     qmp_client_free(c);
     /* linked: an overlay on the frozen image */
@@ -244,8 +233,8 @@ static void test_with_memory_internal(void **state)
     assert_string_equal(out, "Domain 'c5' cloned from snapshot m1 of domain 'vm', started from its memory\n\n");
     free(out);
     free(QSNAP_OK(f, "domain-clone", "vm", "m1", "c6", "--with-memory", "--full"));
-    c5 = clone_client(f, "c5");
-    c6 = clone_client(f, "c6");
+    c5 = qt_clone_client(f, "c5");
+    c6 = qt_clone_client(f, "c6");
     /* the snapshot was paused: both clones wait, holding its RAM to the count */
     qt_assert_status(c5, "paused");
     qt_assert_status(c6, "paused");
@@ -282,7 +271,7 @@ static void test_with_memory_external(void **state)
     prepare(f);
     at = paused_snapshot(f, "x1", mem);
     free(QSNAP_OK(f, "domain-clone", "vm", "x1", "c7", "--with-memory"));
-    c = clone_client(f, "c7");
+    c = qt_clone_client(f, "c7");
     qt_assert_status(c, "paused");
     assert_int_equal(qt_client_counter(c, true), at);
     qt_exec(c, "cont");
@@ -294,7 +283,7 @@ static void test_with_memory_external(void **state)
         uint64_t before = qt_counter(f), now;
         free(QSNAP_OK(f, "snapshot-create-as", "vm", "r1"));
         free(QSNAP_OK(f, "domain-clone", "vm", "r1", "c8", "--with-memory"));
-        c = clone_client(f, "c8");
+        c = qt_clone_client(f, "c8");
         qt_assert_status(c, "running");
         now = qt_client_counter(c, true);
         assert_true(now >= before);
@@ -373,7 +362,7 @@ static void test_nic_gets_new_mac(void **state)
     prepare(f);
     free(QSNAP_OK(f, "snapshot-create-as", "vm", "s1"));
     free(QSNAP_OK(f, "domain-clone", "vm", "s1", "n1", "--start"));
-    c = clone_client(f, "n1");
+    c = qt_clone_client(f, "n1");
     mac = qom_mac(c);
     assert_string_not_equal(mac, "52:54:00:aa:bb:cc");
     assert_int_equal(strncmp(mac, "52:54:00:", 9), 0);

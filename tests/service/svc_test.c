@@ -373,3 +373,82 @@ char *st_tree_hash(const char *dir)
     hash_dir(dir, &h);
     return qs_asprintf("%016llx", (unsigned long long)h);
 }
+
+void st_validate_replies(struct st_daemon *d)
+{
+    const char *src = getenv("QSNAP_SOURCE_DIR");
+    char *script = qs_asprintf("%s/tests/service/check_openapi.py", src);
+    char *doc = qs_asprintf("%s/service/openapi.json", src);
+    char *argv[] = {"/usr/bin/python3", script, doc, d->record, NULL};
+    struct qs_proc_result res = {0};
+    struct qs_error *err = NULL;
+
+    assert_non_null(d->record);
+    OK(qs_proc_run(argv, 120000, 0, &res, &err));
+    if (res.status != 0)
+        print_error("%s%s", res.out, res.errout);
+    assert_int_equal(res.status, 0);
+    assert_non_null(strstr(res.out, " 0 failures"));
+    qs_proc_result_release(&res);
+    free(script);
+    free(doc);
+}
+
+/* qsnap ARGV-tail AP on F's root (D NULL) or through D. */
+static int qsnap_va(struct qt_fixture *f, struct st_daemon *d, struct qs_proc_result *res, va_list ap)
+{
+    char *argv[64], *conn = d ? qs_asprintf("unix:%s", d->sock) : NULL;
+    struct qs_error *err = NULL;
+    size_t n = 3;
+
+    argv[0] = f->qsnap;
+    argv[1] = d ? "--connect" : "--root";
+    argv[2] = d ? conn : f->root;
+    for (char *x; (x = va_arg(ap, char *)) != NULL && n < 62;)
+        argv[n++] = x;
+    argv[n] = NULL;
+    memset(res, 0, sizeof(*res));
+    OK(qs_proc_run(argv, 300000, 0, res, &err));
+    free(conn);
+    return res->status;
+}
+
+int st_qsnap_run(struct qt_fixture *f, struct st_daemon *d, struct qs_proc_result *res, ...)
+{
+    va_list ap;
+    int st;
+
+    va_start(ap, res);
+    st = qsnap_va(f, d, res, ap);
+    va_end(ap);
+    return st;
+}
+
+int st_qsnap_both(struct qt_fixture *f, struct st_daemon *d, char **out, ...)
+{
+    struct qs_proc_result a = {0}, b = {0};
+    const char *what;
+    va_list ap;
+    int st;
+
+    va_start(ap, out);
+    what = va_arg(ap, const char *);
+    va_end(ap);
+    va_start(ap, out);
+    qsnap_va(f, NULL, &a, ap);
+    va_end(ap);
+    va_start(ap, out);
+    qsnap_va(f, d, &b, ap);
+    va_end(ap);
+    if (a.status != b.status || strcmp(a.out, b.out) != 0 || strcmp(a.errout, b.errout) != 0) {
+        print_error("qsnap %s ...: direct and --connect differ\n--- direct (%d)\n%s%s\n--- connect (%d)\n%s%s\n",
+                    what, a.status, a.out, a.errout, b.status, b.out, b.errout);
+        fail();
+    }
+    st = a.status;
+    if (out)
+        *out = qs_xstrdup(a.out);
+    qs_proc_result_release(&a);
+    qs_proc_result_release(&b);
+    return st;
+}

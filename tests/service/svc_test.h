@@ -60,6 +60,17 @@ json_object *st_task_wait(struct st_daemon *d, const char *location);
  * task JSON (caller puts it). */
 json_object *st_task(struct st_daemon *d, const char *method, const char *path, const char *body, const char *state);
 
+/* Every reply D recorded, checked against service/openapi.json by check_openapi.py (jsonschema): fails the test on a
+ * reply the document does not describe. */
+void st_validate_replies(struct st_daemon *d);
+/* Runs qsnap ARGS (NULL-terminated) directly on the fixture's root (D NULL) or through D (qsnap --connect) into
+ * *res (release with qs_proc_result_release); returns its exit status. */
+struct qs_proc_result;
+int st_qsnap_run(struct qt_fixture *f, struct st_daemon *d, struct qs_proc_result *res, ...);
+/* Runs qsnap ARGS (NULL-terminated) twice - directly on ROOT and through D (qsnap --connect) - and requires the same
+ * stdout, stderr and exit status; returns that status, and stdout in *out when OUT is not NULL (caller frees). */
+int st_qsnap_both(struct qt_fixture *f, struct st_daemon *d, char **out, ...);
+
 /* A hash of every file's name, size, mode and content under DIR (to prove nothing changed), but the listing
  * cache .qsnap-index, which reads refresh. Caller frees. */
 char *st_tree_hash(const char *dir);

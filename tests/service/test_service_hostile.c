@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -228,7 +229,7 @@ static void test_tokens_over_tls(void **state)
 {
     struct qt_fixture *f = qt_fixture_of(state);
     char *cert = qt_path_in(f, "cert.pem"), *key = qt_path_in(f, "key.pem"), *rw = NULL, *ro = NULL, *before;
-    char *port_arg, auth_rw[256], auth_ro[256];
+    char *port_arg, auth_rw[256], auth_ro[256], *exports;
     const char *h_rw[] = {auth_rw, NULL}, *h_ro[] = {auth_ro, NULL}, *h_bad[] = {"Authorization: Bearer qs_0000", NULL};
     struct qs_proc_result res = {0};
     struct qs_error *err = NULL;
@@ -286,8 +287,12 @@ static void test_tokens_over_tls(void **state)
     port_arg = qs_asprintf("tcp:127.0.0.1:%d", port);
     tcp_.url = qs_asprintf("https://127.0.0.1:%d", port);
     tcp_.ca = qs_xstrdup(cert);
+    /* exports over TCP go only into --export-dir */
+    exports = qt_path_in(f, "exports");
+    assert_int_equal(mkdir(exports, 0700), 0);
     {
-        const char *extra[] = {"--listen", port_arg, "--tls-cert", cert, "--tls-key", key, NULL};
+        const char *extra[] = {"--listen", port_arg, "--tls-cert", cert, "--tls-key", key, "--export-dir", exports,
+                               NULL};
         st_start(&tcp_, "qsnapd", f->root, qh_vm_dir(f->vm), extra);
     }
     {
@@ -324,11 +329,66 @@ static void test_tokens_over_tls(void **state)
     st_http(&tcp_, "POST", "/api/vms/vm/save", "{\"path\":\"/tmp/x\"}", h_rw, &r);
     expect_error(&r, 403);
     st_reply_release(&r);
+    /* an export's file: only a new one directly inside --export-dir, for a read-write token */
+    {
+        char *b1 = qs_asprintf("{\"disk\":\"vda\",\"to\":\"%s/../escape.qcow2\"}", exports);
+        char *b2 = qs_asprintf("{\"disk\":\"vda\",\"to\":\"%s/sub/x.qcow2\"}", exports);
+        char *b3 = qs_asprintf("{\"disk\":\"vda\",\"to\":\"%s/.hidden\"}", exports);
+        char *b4 = qs_asprintf("{\"disk\":\"vda\",\"to\":\"%s\"}", exports);
+        const char *bodies[] = {"{\"disk\":\"vda\",\"to\":\"/etc/cron.d/x\"}", "{\"disk\":\"vda\",\"to\":\"x.qcow2\"}",
+                                b1, b2, b3, b4};
+        for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+            st_http(&tcp_, "POST", "/api/vms/vm/snapshots/s1/export", bodies[i], h_rw, &r);
+            if (i == 4) {
+                expect_error(&r, 400); /* the name check of a file inside */
+            } else {
+                expect_error(&r, 403);
+                qt_assert_contains(st_str(r.json, "message"), "exports over TCP go only to a file directly inside");
+            }
+            st_reply_release(&r);
+        }
+        st_http(&tcp_, "POST", "/api/vms/vm/snapshots/s1/export", b4, h_ro, &r);
+        expect_error(&r, 403);
+        st_reply_release(&r);
+        free(b1);
+        free(b2);
+        free(b3);
+        free(b4);
+        assert_false(qt_exists("/etc/cron.d/x"));
+    }
     {
         char *now = st_tree_hash(f->root);
         assert_string_equal(before, now);
         free(now);
     }
+    {
+        char *b = qs_asprintf("{\"disk\":\"vdb\",\"to\":\"%s/vdb.qcow2\",\"async\":false}", exports);
+        char *img = qs_asprintf("%s/vdb.qcow2", exports);
+        st_http(&tcp_, "POST", "/api/vms/vm/snapshots/s1/export", b, h_rw, &r);
+        assert_string_equal(st_str(st_expect(&r, 200), "state"), "succeeded");
+        st_reply_release(&r);
+        assert_true(qt_exists(img));
+        free(img);
+        free(b);
+    }
+    /* who asked is the token's name in the event log */
+    st_http(&tcp_, "POST", "/api/vms/vm/snapshots/s1/protect", NULL, h_rw, &r);
+    st_expect(&r, 200);
+    st_reply_release(&r);
+    st_http(&tcp_, "GET", "/api/events?vm=vm", NULL, h_ro, &r);
+    {
+        json_object *a = json_object_object_get(st_expect(&r, 200), "event");
+        json_object *last = json_object_array_get_idx(a, json_object_array_length(a) - 1), *prev;
+        assert_string_equal(st_str(last, "op"), "protect");
+        assert_string_equal(st_str(last, "requester"), "admin");
+        prev = json_object_array_get_idx(a, json_object_array_length(a) - 2);
+        assert_string_equal(st_str(prev, "op"), "export");
+        assert_string_equal(st_str(prev, "requester"), "admin");
+    }
+    st_reply_release(&r);
+    st_http(&tcp_, "POST", "/api/vms/vm/snapshots/s1/unprotect", NULL, h_rw, &r);
+    st_expect(&r, 200);
+    st_reply_release(&r);
     /* and it works */
     st_http(&tcp_, "POST", "/api/vms/vm/snapshots", "{\"name\":\"t1\",\"async\":false}", h_rw, &r);
     assert_string_equal(st_str(st_expect(&r, 200), "state"), "succeeded");
@@ -374,6 +434,7 @@ static void test_tokens_over_tls(void **state)
         free(bin);
     }
     free(before);
+    free(exports);
     free(port_arg);
     free(rw);
     free(ro);

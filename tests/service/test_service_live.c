@@ -100,21 +100,7 @@ static void http(const char *method, const char *path, const char *body, struct 
 /* Every reply recorded so far, checked against the OpenAPI document by check_openapi.py (jsonschema). */
 static void validate_replies(void)
 {
-    const char *src = getenv("QSNAP_SOURCE_DIR");
-    char *script = qs_asprintf("%s/tests/service/check_openapi.py", src);
-    char *doc = qs_asprintf("%s/service/openapi.json", src);
-    char *argv[] = {"/usr/bin/python3", script, doc, daemon_.record, NULL};
-    struct qs_proc_result res = {0};
-    struct qs_error *err = NULL;
-
-    OK(qs_proc_run(argv, 120000, 0, &res, &err));
-    if (res.status != 0)
-        print_error("%s%s", res.out, res.errout);
-    assert_int_equal(res.status, 0);
-    assert_non_null(strstr(res.out, " 0 failures"));
-    qs_proc_result_release(&res);
-    free(script);
-    free(doc);
+    st_validate_replies(&daemon_);
 }
 
 static void test_every_endpoint(void **state)
