@@ -157,7 +157,7 @@ static int systemd_socket(bool *is_unix)
 static int listen_unix(const char *path, struct qs_error **err)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    char *dir = qs_xstrdup(path), *slash = strrchr(dir, '/');
+    char *dir = qs_xstrdup(path), *slash = strrchr(dir, '/'), *tmp = NULL;
     struct group *g;
     struct stat st;
     mode_t old;
@@ -190,7 +190,16 @@ static int listen_unix(const char *path, struct qs_error **err)
         qs_close(probe);
         unlink(path);
     }
-    memcpy(sa.sun_path, path, strlen(path) + 1);
+    /* bound and made ready under a temporary name, then renamed into place: whoever sees PATH can connect
+     * (a client waiting for the socket to appear met a bound socket that did not listen yet) */
+    tmp = qs_asprintf("%s.new", path);
+    if (strlen(tmp) >= sizeof(sa.sun_path)) {
+        qs_error_set(err, QS_ERR_INVALID, "socket path '%s' must be shorter than %zu bytes", path,
+                     sizeof(sa.sun_path) - 4);
+        goto fail;
+    }
+    unlink(tmp);
+    memcpy(sa.sun_path, tmp, strlen(tmp) + 1);
     if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
         qs_error_set_errno(err, QS_ERR_IO, errno, "socket");
         goto fail;
@@ -204,20 +213,24 @@ static int listen_unix(const char *path, struct qs_error **err)
     }
     umask(old);
     if ((g = getgrnam(SOCKET_GROUP)) != NULL) {
-        if (chown(path, (uid_t)-1, g->gr_gid) < 0)
+        if (chown(tmp, (uid_t)-1, g->gr_gid) < 0)
             fprintf(stderr, "qsnapd: warning: cannot give '%s' to group %s: %s\n", path, SOCKET_GROUP,
                     strerror(errno));
     } else if (getuid() == 0) {
         fprintf(stderr, "qsnapd: warning: no group '%s': only root can use '%s'\n", SOCKET_GROUP, path);
     }
-    if (chmod(path, 0660) < 0 || listen(fd, 64) < 0) {
+    if (chmod(tmp, 0660) < 0 || listen(fd, 64) < 0 || rename(tmp, path) < 0) {
         qs_error_set_errno(err, QS_ERR_IO, errno, "cannot listen on '%s'", path);
         goto fail;
     }
+    free(tmp);
     free(dir);
     return fd;
 fail:
+    if (fd >= 0)
+        unlink(tmp);
     qs_close(fd);
+    free(tmp);
     free(dir);
     return -1;
 }
