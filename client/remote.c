@@ -35,27 +35,6 @@ const char *engine_version(void)
     return QSNAP_VERSION;
 }
 
-void engine_strv_free(char **v, size_t n)
-{
-    for (size_t i = 0; v && i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
-/* The engine's state words, as virsh prints them (engine.c has the same table for the direct engine). */
-static const char *const state_names[] = {
-    [ENGINE_DOMAIN_NOSTATE] = "no state",     [ENGINE_DOMAIN_RUNNING] = "running",
-    [ENGINE_DOMAIN_BLOCKED] = "idle",         [ENGINE_DOMAIN_PAUSED] = "paused",
-    [ENGINE_DOMAIN_SHUTDOWN] = "in shutdown", [ENGINE_DOMAIN_SHUTOFF] = "shut off",
-    [ENGINE_DOMAIN_CRASHED] = "crashed",      [ENGINE_DOMAIN_PMSUSPENDED] = "pmsuspended",
-};
-_Static_assert(sizeof(state_names) / sizeof(state_names[0]) == ENGINE_DOMAIN_STATE__LAST, "state_names");
-
-const char *engine_domain_state_name(enum engine_domain_state s)
-{
-    return (unsigned)s < ENGINE_DOMAIN_STATE__LAST ? state_names[s] : "no state";
-}
-
 /*
  * $QSNAP_CONNECT: "unix:PATH", or "https://HOST:PORT" with $QSNAP_TOKEN (and $QSNAP_CACERT for a private
  * CA). The engine options' root and lock timeout belong to the service, not to its clients.
@@ -384,8 +363,9 @@ int engine_domain_get_state(struct engine *e, const char *name, enum engine_doma
     for (int i = 0; s && i < ENGINE_DOMAIN_STATE__LAST; i++) {
         char w[32];
         size_t k;
-        for (k = 0; state_names[i][k] && k + 1 < sizeof(w); k++)
-            w[k] = state_names[i][k] == ' ' ? '_' : state_names[i][k];
+        const char *word = engine_domain_state_name(i);
+        for (k = 0; word[k] && k + 1 < sizeof(w); k++)
+            w[k] = word[k] == ' ' ? '_' : word[k];
         w[k] = '\0';
         if (strcmp(w, s) == 0)
             *state = (enum engine_domain_state)i;
@@ -855,16 +835,6 @@ int engine_snapshot_preview_get(struct engine *e, const char *domain, enum engin
 
 /* ---- check ---- */
 
-struct engine_check_item {
-    char *kind, *snapshot, *disk, *message, *fix;
-    bool repaired, note;
-};
-
-struct engine_check_report {
-    struct engine_check_item *items;
-    size_t n;
-};
-
 int engine_snapshot_check(struct engine *e, const char *domain, unsigned flags, struct engine_check_report **out,
                           struct qs_error **err)
 {
@@ -891,35 +861,6 @@ int engine_snapshot_check(struct engine *e, const char *domain, unsigned flags, 
     return 0;
 }
 
-size_t engine_check_report_count(const struct engine_check_report *r) { return r->n; }
-
-const struct engine_check_item *engine_check_report_at(const struct engine_check_report *r, size_t i)
-{
-    return i < r->n ? &r->items[i] : NULL;
-}
-
-void engine_check_report_free(struct engine_check_report *r)
-{
-    if (!r)
-        return;
-    for (size_t i = 0; i < r->n; i++) {
-        free(r->items[i].kind);
-        free(r->items[i].snapshot);
-        free(r->items[i].disk);
-        free(r->items[i].message);
-        free(r->items[i].fix);
-    }
-    free(r->items);
-    free(r);
-}
-
-const char *engine_check_item_kind(const struct engine_check_item *it) { return it->kind; }
-const char *engine_check_item_snapshot(const struct engine_check_item *it) { return it->snapshot; }
-const char *engine_check_item_disk(const struct engine_check_item *it) { return it->disk; }
-const char *engine_check_item_message(const struct engine_check_item *it) { return it->message ? it->message : ""; }
-const char *engine_check_item_fix(const struct engine_check_item *it) { return it->fix; }
-bool engine_check_item_repaired(const struct engine_check_item *it) { return it->repaired; }
-bool engine_check_item_is_note(const struct engine_check_item *it) { return it->note; }
 
 /* ---- times ---- */
 

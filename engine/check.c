@@ -1,5 +1,6 @@
 /* check.c: snapshot-check - a domain's snapshot metadata reconciled with its images, files and QEMU. */
 #include "engine_priv.h"
+#include "pure.h"
 #include "disks.h"
 #include "files.h"
 #include "qargv.h"
@@ -26,50 +27,6 @@
 /* ------------------------------------------------------------------------------------------------ */
 /* The report. */
 
-struct engine_check_item {
-    char *kind;
-    char *snapshot;
-    char *disk;
-    char *message;
-    char *fix;
-    bool repaired;
-    bool note; /* a limitation to know of, nothing wrong */
-};
-
-struct engine_check_report {
-    struct engine_check_item *items;
-    size_t n, cap;
-};
-
-size_t engine_check_report_count(const struct engine_check_report *r) { return r ? r->n : 0; }
-
-const struct engine_check_item *engine_check_report_at(const struct engine_check_report *r, size_t i)
-{
-    return r && i < r->n ? &r->items[i] : NULL;
-}
-
-void engine_check_report_free(struct engine_check_report *r)
-{
-    if (!r)
-        return;
-    for (size_t i = 0; i < r->n; i++) {
-        free(r->items[i].kind);
-        free(r->items[i].snapshot);
-        free(r->items[i].disk);
-        free(r->items[i].message);
-        free(r->items[i].fix);
-    }
-    free(r->items);
-    free(r);
-}
-
-const char *engine_check_item_kind(const struct engine_check_item *it) { return it->kind; }
-const char *engine_check_item_snapshot(const struct engine_check_item *it) { return it->snapshot; }
-const char *engine_check_item_disk(const struct engine_check_item *it) { return it->disk; }
-const char *engine_check_item_message(const struct engine_check_item *it) { return it->message; }
-const char *engine_check_item_fix(const struct engine_check_item *it) { return it->fix; }
-bool engine_check_item_repaired(const struct engine_check_item *it) { return it->repaired; }
-bool engine_check_item_is_note(const struct engine_check_item *it) { return it->note; }
 
 /* Adds an item; FIX (may be NULL) is taken over. The message is formatted. Returns the item (valid until the
  * next add). */

@@ -68,26 +68,6 @@ const char *engine_root(const struct engine *e)
     return md_store_root(e->store);
 }
 
-void engine_strv_free(char **v, size_t n)
-{
-    for (size_t i = 0; v && i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
-static const char *const state_names[] = {
-    [ENGINE_DOMAIN_NOSTATE] = "no state",       [ENGINE_DOMAIN_RUNNING] = "running",
-    [ENGINE_DOMAIN_BLOCKED] = "idle",           [ENGINE_DOMAIN_PAUSED] = "paused",
-    [ENGINE_DOMAIN_SHUTDOWN] = "in shutdown",   [ENGINE_DOMAIN_SHUTOFF] = "shut off",
-    [ENGINE_DOMAIN_CRASHED] = "crashed",        [ENGINE_DOMAIN_PMSUSPENDED] = "pmsuspended",
-};
-_Static_assert(sizeof(state_names) / sizeof(state_names[0]) == ENGINE_DOMAIN_STATE__LAST, "state_names");
-
-const char *engine_domain_state_name(enum engine_domain_state s)
-{
-    return (unsigned)s < ENGINE_DOMAIN_STATE__LAST ? state_names[s] : "no state";
-}
-
 enum engine_domain_state engine_state_from_qemu(const char *status)
 {
     static const struct {

@@ -11,6 +11,63 @@
 #include <string.h>
 #include <time.h>
 
+/* ---- domains ---- */
+
+void engine_strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static const char *const state_names[] = {
+    [ENGINE_DOMAIN_NOSTATE] = "no state",       [ENGINE_DOMAIN_RUNNING] = "running",
+    [ENGINE_DOMAIN_BLOCKED] = "idle",           [ENGINE_DOMAIN_PAUSED] = "paused",
+    [ENGINE_DOMAIN_SHUTDOWN] = "in shutdown",   [ENGINE_DOMAIN_SHUTOFF] = "shut off",
+    [ENGINE_DOMAIN_CRASHED] = "crashed",        [ENGINE_DOMAIN_PMSUSPENDED] = "pmsuspended",
+};
+_Static_assert(sizeof(state_names) / sizeof(state_names[0]) == ENGINE_DOMAIN_STATE__LAST, "state_names");
+
+const char *engine_domain_state_name(enum engine_domain_state s)
+{
+    return (unsigned)s < ENGINE_DOMAIN_STATE__LAST ? state_names[s] : "no state";
+}
+
+/* ---- snapshot-check reports ---- */
+
+size_t engine_check_report_count(const struct engine_check_report *r)
+{
+    return r ? r->n : 0;
+}
+
+const struct engine_check_item *engine_check_report_at(const struct engine_check_report *r, size_t i)
+{
+    return r && i < r->n ? &r->items[i] : NULL;
+}
+
+void engine_check_report_free(struct engine_check_report *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n; i++) {
+        free(r->items[i].kind);
+        free(r->items[i].snapshot);
+        free(r->items[i].disk);
+        free(r->items[i].message);
+        free(r->items[i].fix);
+    }
+    free(r->items);
+    free(r);
+}
+
+const char *engine_check_item_kind(const struct engine_check_item *it) { return it->kind; }
+const char *engine_check_item_snapshot(const struct engine_check_item *it) { return it->snapshot; }
+const char *engine_check_item_disk(const struct engine_check_item *it) { return it->disk; }
+const char *engine_check_item_message(const struct engine_check_item *it) { return it->message ? it->message : ""; }
+const char *engine_check_item_fix(const struct engine_check_item *it) { return it->fix; }
+bool engine_check_item_repaired(const struct engine_check_item *it) { return it->repaired; }
+bool engine_check_item_is_note(const struct engine_check_item *it) { return it->note; }
+
 /* ---- schedules ---- */
 
 static const char *const kind_names[] = {
