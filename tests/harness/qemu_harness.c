@@ -1132,6 +1132,9 @@ out:
         qmp_args_free(args);
         args = qmp_args_new();
         qmp_args_set_str(args, "id", export_id);
+        /* qemu-io has exited, but QEMU may not have seen its connection close yet ("still in use" in
+           the default mode, seen on QEMU 10 under load): drop whatever is left */
+        qmp_args_set_str(args, "mode", "hard");
         /* deletion completes asynchronously: wait for it so the node is free again on return */
         if (qmp_client_execute(c, "block-export-del", args, NULL, &e2) == 0)
             qmp_client_event_wait(c, "BLOCK_EXPORT_DELETED", "id", export_id, 5000, &ev, &e2);
