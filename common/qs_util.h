@@ -2,6 +2,7 @@
 #ifndef QS_UTIL_H
 #define QS_UTIL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -59,6 +60,10 @@ int qs_fd_set_nonblock(int fd, bool on);
 int qs_write_all(int fd, const void *buf, size_t len);
 /* close() that keeps errno and ignores fd < 0. */
 void qs_close(int fd);
+
+/* pthread_create() of a thread with every signal blocked: a library's helper thread never takes a signal
+ * meant for its host (a daemon's sigwait() for SIGTERM, a tool's SIGINT handler). 0 or an errno value. */
+int qs_thread_start(pthread_t *th, void *(*fn)(void *), void *arg);
 
 #ifdef __cplusplus
 }

@@ -532,7 +532,7 @@ int clone_load(struct engine *e, struct qmp_client *c, const struct md_domain *d
         goto out;
     }
     f.fd = sv[1];
-    if ((errno = pthread_create(&th, NULL, feed, &f)) != 0) {
+    if ((errno = qs_thread_start(&th, feed, &f)) != 0) {
         qs_error_set_errno(err, QS_ERR_IO, errno, "cannot start a thread");
         goto out;
     }

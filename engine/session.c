@@ -616,7 +616,7 @@ int engine_session_set_qmp_keep(struct engine_session *s, int ms, struct qs_erro
     }
     s->qmp_keep_ms = ms;
     if (ms > 0) {
-        if (pthread_create(&s->reaper, NULL, reaper_main, s) != 0) {
+        if (qs_thread_start(&s->reaper, reaper_main, s) != 0) {
             s->qmp_keep_ms = 0;
             qs_error_set(err, QS_ERR_IO, "cannot start the QMP connection reaper");
             return -1;

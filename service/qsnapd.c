@@ -420,6 +420,15 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    /* the signals are waited for in main; blocked before any thread exists (the engine's QMP reaper, the
+       workers, the server's), so none can take a SIGTERM and die of it mid-operation */
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
     eo.root = root;
     if (test_clock_setup(&eo.clock) < 0)
         return 2;
@@ -465,13 +474,6 @@ int main(int argc, char **argv)
     pthread_cond_init(&srv.ev_cv, NULL);
     pthread_mutex_init(&srv.m_mu, NULL);
     pthread_mutex_init(&srv.tok_mu, NULL);
-    /* the signals are waited for here; every thread made from now on has them blocked */
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
 
     recover_all(srv.session);
     if (svc_tasks_start(&srv, workers) < 0) {

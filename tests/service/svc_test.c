@@ -125,9 +125,53 @@ static int reap(struct st_daemon *d, int sig, int grace_ms)
     return status;
 }
 
+/* Every thread of qsnapd but main has SIGTERM and SIGINT blocked (main waits for them with sigwait): one that
+ * has not would take one and the process would die of it, mid-operation. Read from /proc/PID/task/N/status. */
+static void assert_stop_signals_blocked(pid_t pid)
+{
+    char *dir = qs_asprintf("/proc/%d/task", (int)pid);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int threads = 0;
+
+    assert_non_null(d);
+    while ((e = readdir(d))) {
+        char *path, line[256];
+        FILE *f;
+        unsigned long long blk = 0;
+        bool seen = false;
+        /* main is in sigwait(), which unblocks what it waits for while it waits */
+        if (e->d_name[0] == '.' || atoi(e->d_name) == (int)pid)
+            continue;
+        path = qs_asprintf("%s/%s/status", dir, e->d_name);
+        if (!(f = fopen(path, "r"))) { /* a thread that just ended */
+            free(path);
+            continue;
+        }
+        while (fgets(line, sizeof(line), f))
+            if (sscanf(line, "SigBlk: %llx", &blk) == 1)
+                seen = true;
+        fclose(f);
+        assert_true(seen);
+        if (!(blk & (1ULL << (SIGTERM - 1))) || !(blk & (1ULL << (SIGINT - 1))))
+            print_error("qsnapd thread %s does not block SIGTERM/SIGINT (SigBlk %llx)\n", e->d_name, blk);
+        assert_true(blk & (1ULL << (SIGTERM - 1)));
+        assert_true(blk & (1ULL << (SIGINT - 1)));
+        threads++;
+        free(path);
+    }
+    closedir(d);
+    free(dir);
+    assert_true(threads > 0);
+}
+
 void st_stop(struct st_daemon *d)
 {
-    int status = reap(d, SIGTERM, 10000);
+    int status;
+
+    if (d->pid > 0)
+        assert_stop_signals_blocked(d->pid);
+    status = reap(d, SIGTERM, 10000);
 
     /* a clean stop exits 0: a sanitizer's report (in a sanitizer build) or a crash fails the test */
     if (status != -1 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
