@@ -402,10 +402,12 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
     r.query = q.v;
     if (h->unix_socket) {
         r.auth = SVC_AUTH_LOCAL;
-        if (st->uid_known)
+        if (st->uid_known) {
             snprintf(who, sizeof(who), "uid=%u", (unsigned)st->uid);
-        else
+            r.requester = who; /* the event log names the connecting user, not qsnapd's own uid */
+        } else {
             snprintf(who, sizeof(who), "uid=?");
+        }
     } else {
         const char *a = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"), *name = NULL;
         bool ro = false;

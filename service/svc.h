@@ -55,7 +55,9 @@ struct svc_req {
     bool stream;
     struct engine *engine; /* svc_engine()'s, given back when the request ends */
     struct svc_body *shared; /* a body sent as is without a copy (a reference, dropped when sent) */
-    const char *requester; /* the token's name over TCP (recorded in the domain's event log); NULL otherwise */
+    /* who asked, recorded in the domain's event log: the token's name over TCP, "uid=N" (SO_PEERCRED) on the
+       UNIX socket; NULL when unknown */
+    const char *requester;
 };
 
 /* A reply body several requests can send at once (a cached listing). */

@@ -18,6 +18,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <grp.h>
 #include <unistd.h>
 
 static struct st_daemon daemon_, tcp_;
@@ -74,6 +76,47 @@ static char *raw(const char *sock, const char *const *chunks, int gap_ms, int ti
     }
     close(fd);
     return out;
+}
+
+/* A process of uid/gid 65534 (nobody) protects s1 through the UNIX socket SOCK: the socket and its directory
+ * opened to it for the call (qsnapd makes the socket 0660 for its group). */
+static void peer_protects_as_nobody(struct qt_fixture *f, const char *sock)
+{
+    static const char req[] = "POST /api/vms/vm/snapshots/s1/protect HTTP/1.1\r\nHost: x\r\n"
+                              "Content-Length: 0\r\nConnection: close\r\n\r\n";
+    const char *dir = qh_vm_dir(f->vm);
+    struct stat dst, sst;
+    int status;
+    pid_t pid;
+
+    assert_int_equal(stat(dir, &dst), 0);
+    assert_int_equal(stat(sock, &sst), 0);
+    assert_int_equal(chmod(dir, 0711), 0);
+    assert_int_equal(chmod(sock, 0666), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        char buf[4096];
+        ssize_t n, got = 0;
+        int fd;
+        if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+            _exit(3);
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+            send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) != (ssize_t)sizeof(req) - 1)
+            _exit(4);
+        while (got < (ssize_t)sizeof(buf) - 1 && (n = recv(fd, buf + got, sizeof(buf) - 1 - (size_t)got, 0)) > 0)
+            got += n;
+        buf[got] = '\0';
+        _exit(strncmp(buf, "HTTP/1.1 200 ", 13) == 0 ? 0 : 5);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    chmod(sock, sst.st_mode & 07777);
+    chmod(dir, dst.st_mode & 07777);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 static void test_hostile_requests(void **state)
@@ -221,6 +264,25 @@ static void test_hostile_requests(void **state)
     st_expect(&r, 200);
     st_reply_release(&r);
     (void)body;
+
+    /* on the UNIX socket the event log names the connecting user (SO_PEERCRED), not qsnapd's uid */
+    peer_protects_as_nobody(f, daemon_.sock);
+    st_http(&daemon_, "POST", "/api/vms/vm/snapshots/s1/unprotect", NULL, NULL, &r);
+    st_expect(&r, 200);
+    st_reply_release(&r);
+    st_http(&daemon_, "GET", "/api/events?vm=vm", NULL, NULL, &r);
+    {
+        json_object *a = json_object_object_get(st_expect(&r, 200), "event");
+        size_t n = json_object_array_length(a);
+        json_object *last = json_object_array_get_idx(a, n - 1), *prev = json_object_array_get_idx(a, n - 2);
+        char *me = qs_asprintf("uid=%u", (unsigned)getuid());
+        assert_string_equal(st_str(prev, "op"), "protect");
+        assert_string_equal(st_str(prev, "requester"), "uid=65534");
+        assert_string_equal(st_str(last, "op"), "unprotect");
+        assert_string_equal(st_str(last, "requester"), me);
+        free(me);
+    }
+    st_reply_release(&r);
 }
 
 /* TCP: TLS only, a token on every request; read-only tokens GET; requests naming files stay local; revoked
