@@ -50,6 +50,9 @@ struct plan {
     char *nvram_was;             /* the source's, as the snapshot's command line opens them */
 };
 
+static int memory_file_open(const struct md_snapshot *snap, const char *domain, struct memstate_header *hout,
+                            struct qs_error **err);
+
 static void plan_release(struct plan *p)
 {
     for (size_t i = 0; i < p->n; i++) {
@@ -265,6 +268,18 @@ static int plan_domain(struct plan *p, struct qs_error **err)
             index_nvram(p, cargv, cwd, err) < 0)
             goto out;
     }
+    if ((p->flags & ENGINE_CLONE_WITH_MEMORY) && p->snap->memory == MD_LOCATION_EXTERNAL) {
+        /* the state loads only into the machine type it was written from: "-machine pc" names another type
+           once QEMU was upgraded, so the clone's command line names the file's, as a revert's does */
+        struct memstate_header h = {0};
+        int fd = memory_file_open(p->snap, NULL, &h, err);
+        int r = fd < 0 ? -1 : memstate_pin_machine(p->cdom, &h, err);
+        memstate_header_release(&h);
+        if (fd >= 0)
+            close(fd);
+        if (r < 0)
+            goto out;
+    }
     for (size_t i = 0; i < p->n; i++) {
         struct md_domain_disk dd;
         ssize_t at = -1;
@@ -428,7 +443,6 @@ static int find_vmstate(const struct md_snapshot *snap, struct vmstate **out, st
     return 0;
 }
 
-/* Opens external snapshot SNAP's memory file of DOMAIN, at its migration stream. */
 /* SNAP's memory file, read to its data; its header in *HOUT when HOUT is not NULL (the caller releases it). */
 static int memory_file_open(const struct md_snapshot *snap, const char *domain, struct memstate_header *hout,
                             struct qs_error **err)

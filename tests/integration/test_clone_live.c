@@ -271,6 +271,17 @@ static void test_with_memory_external(void **state)
     prepare(f);
     at = paused_snapshot(f, "x1", mem);
     free(QSNAP_OK(f, "domain-clone", "vm", "x1", "c7", "--with-memory"));
+    {
+        /* the source runs "-machine pc,...": the clone's command line names the type the state was written
+           from (pc-i440fx-X.Y), so an upgraded QEMU still loads it */
+        char *path = qs_asprintf("%s/qemu/c7.xml", f->root), *xml = qt_slurp(path);
+        assert_non_null(xml);
+        if (!strstr(xml, "value='pc-i440fx-") && !strstr(xml, "value=\"pc-i440fx-"))
+            print_error("c7's definition does not pin the machine type:\n%s\n", xml);
+        assert_true(strstr(xml, "value='pc-i440fx-") || strstr(xml, "value=\"pc-i440fx-"));
+        free(xml);
+        free(path);
+    }
     c = qt_clone_client(f, "c7");
     qt_assert_status(c, "paused");
     assert_int_equal(qt_client_counter(c, true), at);
