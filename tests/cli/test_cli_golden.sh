@@ -6,16 +6,19 @@
 #   QSNAP: the qsnap binary. Golden files: golden/ next to this script. QSNAP_GOLDEN_VERBOSE=1 lists every case.
 #
 # Each case gets a fresh state directory (qsnap --root), a copy of its fixture, built from metadata alone
-# (`define`, `snapshot-create --redefine`, `snapshot-current`): no QEMU, no disk images. The virsh command
-# string 'A; B' becomes one qsnap process per command, in the fixtures' directory, with TZ=UTC LC_ALL=C.UTF-8
-# and the case's environment and options; stdout and stderr are concatenated, the status is the last one's.
+# (`define`, `snapshot-create --redefine`, `snapshot-current`): no QEMU, and qcow2 images only for the REAL
+# cases (below). The virsh command string 'A; B' becomes one qsnap process per command, in the fixtures'
+# directory, with TZ=UTC LC_ALL=C.UTF-8 and the case's environment and options; stdout and stderr are
+# concatenated, the status is the last one's.
 #
 # A case is one of:
 #   compared   stdout, stderr and status must equal the golden files; USAGE_RC: status 2, not 1; ANY_ORDER:
-#              stdout's lines compared sorted; EXPECT_SED: stdout expected as the golden text after a sed edit;
-#              METADATA_ONLY: snapshot-delete run with --metadata (no disk images needed)
+#              stdout's lines compared sorted; EXPECT_SED: stdout expected as the golden text after a sed edit
 #   DEVIATE    qsnap differs from virsh by design; not compared, the reason is printed
-#   SKIP       needs what metadata cannot give (virsh's running 'test' domain, a running VM, real disks)
+#   SKIP       needs what metadata cannot give (virsh's running 'test' domain, a running VM)
+#   REAL       run on real qcow2 images (the fixture's disk paths pointed at them, internal snapshots as tags,
+#              external ones as overlays): compared as above, then the images checked - the tags left in
+#              vda and vdb must be the case's list, a revert must have brought back the snapshot's bytes
 #   PENDING    a known bug outside cli/ (engine/, metadata/); compared, must still FAIL - when it passes, the
 #              test fails until the entry is removed, so the list cannot go stale
 # The fixture 'test' is virsh's running built-in domain. qsnap gets a stand-in: a shut-off domain 'test' with
@@ -94,12 +97,11 @@ running="needs virsh's running 'test' domain (a running QEMU)"
 disks="takes a real snapshot: needs the domain's disk images"
 images="reverts or deletes internal snapshots: needs the qcow2 images at /var/lib/qsnap/vm1"
 declare -A SKIP=(
-    [create-as]=$disks [create-as-option]=$disks [create-as-spaces]=$disks [create-as-quiet]=$disks
-    [create-xml]=$disks [create-xml-then-list]=$disks [create-xml-invalid]=$disks
-    [revert]=$images [revert-current]=$images
+    [create-xml-invalid]="virsh's error is its test driver's (a running domain with no disk it can snapshot)"
+    [revert-current]="$images, and a running QEMU: 'after update' holds the guest's RAM"
     [create-as-disk-only]="$disks; virsh's test driver cannot do --disk-only (unsupported flags)"
     [create-as-no-metadata]="$disks; virsh's test driver cannot do --no-metadata (unsupported flags)"
-    [delete-metadata]="virsh's test driver cannot do --metadata (unsupported flags); qsnap can (the METADATA_ONLY cases)"
+    [delete-metadata]="virsh's test driver cannot do --metadata (unsupported flags); qsnap's is tested on real images in test_memspec_live"
     [revert-running]=$running
 )
 
@@ -110,12 +112,24 @@ declare -A ANY_ORDER=(
     [list-topological]=1 [list-topological-parent]=1 [list-name-topological]=1 [list-tree-topological]=1
 )
 
-# Deleting internal snapshots needs the qcow2 images; deleting their metadata alone (--metadata) does not and
-# leaves the same metadata behind, with the same message in virsh. These cases run with --metadata added to
-# their snapshot-delete.
-declare -A METADATA_ONLY=(
-    [delete]=1 [delete-middle]=1 [delete-current]=1 [delete-children]=1 [delete-children-only]=1 [delete-quiet]=1
+# Cases run on real images (see REAL above): the tags each must leave in vda.qcow2 and vdb.qcow2, sorted and
+# separated by '|' ('=base' for the revert: every tag kept, and the images read as they were at 'base'). The
+# fixture's images: vda and vdb with the tags of every internal snapshot of vm1 and test, the overlays of
+# 'ext-mem' and 'disk-only' beside them (a branch the domain no longer runs on), the memory file of 'ext-mem'.
+cafe=$'cafe\xcc\x81'
+all_tags="Beta|after update|alpha|base|$cafe|t1|t2|t3|快照-一"
+declare -A REAL=(
+    [delete]="Beta|after update|base|$cafe|t1|t2|t3|快照-一" [delete-quiet]="Beta|after update|base|$cafe|t1|t2|t3|快照-一"
+    [delete-middle]="Beta|alpha|base|$cafe|t1|t2|t3|快照-一" [delete-current]="Beta|alpha|base|$cafe|t1|t2|t3|快照-一"
+    [delete-children]="Beta|alpha|base|$cafe|t1|t2|t3" [delete-children-only]="Beta|base|t1|t2|t3"
+    [revert]="=base"
+    [create-as]="$all_tags|s1" [create-as-option]="$all_tags|s1" [create-as-quiet]="$all_tags|s1"
+    [create-as-spaces]="$all_tags|with space" [create-xml]="$all_tags|fromxml" [create-xml-then-list]="$all_tags|fromxml"
 )
+# and the files left beside them (default: all): deleting the external snapshots removes their overlays and
+# memory file, which nothing else uses
+all_files='ext-mem.mem vda.1700014400.qcow2 vda.1700018000.qcow2 vda.qcow2 vdb.1700014400.qcow2 vdb.1700018000.qcow2 vdb.qcow2'
+declare -A REAL_FILES=([delete-children]='vda.qcow2 vdb.qcow2' [delete-children-only]='vda.qcow2 vdb.qcow2')
 
 # Known differences whose fix belongs to engine/ or metadata/: each entry names where the fix goes (none now).
 declare -A PENDING=()
@@ -125,6 +139,8 @@ declare -A PENDING=()
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 files=$tmp/files
+files_img=$tmp/files.img
+cwd_files=$files
 mkdir -p "$files" "$tmp/tpl"
 
 # Splits a virsh command string at ';' outside quotes into the array CMDS.
@@ -163,10 +179,10 @@ run_qsnap() {
         rc=0
         if [ -n "${connect_sock:-}" ]; then
             # QSNAP_GOLDEN_QSNAPD: the same command through qsnapd serving ROOT (qsnap --connect)
-            (cd "$files" && env "${envv[@]}" "$qsnap" --connect "unix:$connect_sock" "${optv[@]}" "${argv[@]}") \
+            (cd "$cwd_files" && env "${envv[@]}" "$qsnap" --connect "unix:$connect_sock" "${optv[@]}" "${argv[@]}") \
                 >>"$out" 2>>"$err" </dev/null || rc=$?
         else
-            (cd "$files" && env "${envv[@]}" "$qsnap" --root "$root" "${optv[@]}" "${argv[@]}") \
+            (cd "$cwd_files" && env "${envv[@]}" "$qsnap" --root "$root" "${optv[@]}" "${argv[@]}") \
                 >>"$out" 2>>"$err" </dev/null || rc=$?
         fi
     done
@@ -186,6 +202,60 @@ qsnap_fixture_setup() {
     esac
 }
 
+# The images of the REAL cases, made once into $tmp/imgtpl and copied to $tmp/img before each case (the
+# fixture files in $files_img name $tmp/img where the others name /var/lib/qsnap/vm1). Internal snapshots are
+# tags made with qemu-img (no vmstate: nothing here loads one), 'base' holding bytes 0x11 that later writes
+# change; 'ext-mem' and 'disk-only' are overlays on vda/vdb, as their external snapshots left them.
+img() { qemu-img "$@" >/dev/null; }
+build_images() (
+    set -e
+    d=$tmp/imgtpl
+    mkdir -p "$d"
+    for t in vda vdb; do
+        img create -q -f qcow2 "$d/$t.qcow2" 1M
+        qemu-io -f qcow2 -c 'write -P 0x11 0 64k' "$d/$t.qcow2" >/dev/null
+        img snapshot -c base "$d/$t.qcow2"
+        qemu-io -f qcow2 -c 'write -P 0x22 0 64k' "$d/$t.qcow2" >/dev/null
+        for tag in 'after update' "$cafe" '快照-一' Beta alpha t1 t2 t3; do img snapshot -c "$tag" "$d/$t.qcow2"; done
+        img create -q -u -f qcow2 -F qcow2 -b "$tmp/img/$t.qcow2" "$d/$t.1700014400.qcow2" 1M
+        img create -q -u -f qcow2 -F qcow2 -b "$tmp/img/$t.1700014400.qcow2" "$d/$t.1700018000.qcow2" 1M
+    done
+    printf 'not loaded by these cases\n' >"$d/ext-mem.mem"
+)
+fresh_images() { rm -rf "$tmp/img" && cp -a "$tmp/imgtpl" "$tmp/img"; }
+
+# The tags of IMAGE, sorted (bytes), one per line.
+image_tags() {
+    qemu-img snapshot -l -U "$1" | awk 'NR > 2 { sub(/^[0-9]+ +/, ""); sub(/ +[0-9.]+ [KMG]?i?B .*$/, ""); sub(/ +0 B .*$/, ""); print }' |
+        LC_ALL=C sort
+}
+
+# check_images NAME: the REAL case's images after it ran; prints what differs, returns 1 then.
+check_images() {
+    local want=${REAL[$1]} t ok=0
+    for t in vda vdb; do
+        if [ "$want" = "=base" ]; then
+            if ! qemu-io -f qcow2 -c 'read -P 0x11 0 64k' "$tmp/img/$t.qcow2" >/dev/null 2>&1; then
+                echo "  $t.qcow2 does not read as at 'base' (0x11) after the revert"
+                ok=1
+            fi
+            want=$all_tags
+        fi
+        if ! diff <(tr '|' '\n' <<<"$want" | LC_ALL=C sort) <(image_tags "$tmp/img/$t.qcow2") >"$tmp/tags.diff"; then
+            echo "  the tags left in $t.qcow2 differ (- expected, + found):"
+            sed 's/^/    /' "$tmp/tags.diff"
+            ok=1
+        fi
+        [ "${REAL[$1]}" = "=base" ] && want="=base"
+    done
+    files_left=$(cd "$tmp/img" && LC_ALL=C ls | tr '\n' ' ')
+    if [ "${files_left% }" != "${REAL_FILES[$1]:-$all_files}" ]; then
+        echo "  files beside the images: expected '${REAL_FILES[$1]:-$all_files}', found '${files_left% }'"
+        ok=1
+    fi
+    return $ok
+}
+
 build_fixtures() {
     local f line root
     golden_make_fixtures "$files"
@@ -195,18 +265,26 @@ build_fixtures() {
     golden_snap "$files" t3.xml t3 t2 1700100120 running internal internal '' test 6695eb01-f6a4-8304-79aa-97f2502e193f
     # o2.xml without its parent: U+0085 (a C1 control) alone
     golden_snap "$files" nel.xml 'nel&#133;x' '' 1700000060 shutoff no internal ''
-    for f in none vm1 empty odd test; do
+    # the REAL cases' copies: vm1 and test with their disks on $tmp/img
+    mkdir -p "$files_img"
+    cp -a "$files/." "$files_img/"
+    sed -i "s|/var/lib/qsnap/vm1|$tmp/img|g" "$files_img"/*.xml
+    build_images || { echo "FAIL: cannot make the REAL cases' images" >&2; return 1; }
+    for f in none vm1 empty odd test vm1.img test.img; do
         root=$tmp/tpl/$f
         mkdir -p "$root"
         [ "$f" = none ] && continue
+        cwd_files=$files
+        [ "${f%.img}" != "$f" ] && cwd_files=$files_img
         while IFS= read -r line; do
             if ! run_qsnap "$root" "$tmp/setup.out" "$tmp/setup.err" '' '' "$line"; then
                 echo "FAIL fixture $f: qsnap $line" >&2
                 cat "$tmp/setup.err" >&2
                 return 1
             fi
-        done < <(qsnap_fixture_setup "$f")
+        done < <(qsnap_fixture_setup "${f%.img}")
     done
+    cwd_files=$files
 }
 
 # Byte comparison of one stream; on a difference, a unified diff with line ends marked '$'.
@@ -225,10 +303,16 @@ check() {
     local name=$1 fixture=$2 envs=$3 opts=$4 cmd=$5 want_out=$6 want_err=$7 want_rc=$8 root rc=0 ok=0
     root=$tmp/root.$name
     rm -rf "$root"
+    if [ -n "${REAL[$name]:-}" ]; then
+        fixture=$fixture.img
+        cwd_files=$files_img
+        fresh_images
+    fi
     cp -a "$tmp/tpl/$fixture" "$root"
     qsnapd_start "$root" "$envs"
     run_qsnap "$root" "$tmp/out" "$tmp/err" "$envs" "$opts" "$cmd" || rc=$?
     qsnapd_stop
+    cwd_files=$files
     if [ -n "${ANY_ORDER[$name]:-}" ]; then
         LC_ALL=C sort "$want_out" >"$tmp/want.sorted"
         LC_ALL=C sort -o "$tmp/out" "$tmp/out"
@@ -239,6 +323,9 @@ check() {
         compare stderr "$want_err" "$tmp/err" || ok=1
         if [ "$rc" != "$want_rc" ]; then
             echo "  exit status: virsh $want_rc (expected from qsnap), qsnap $rc"
+            ok=1
+        fi
+        if [ -n "${REAL[$name]:-}" ] && ! check_images "$name"; then
             ok=1
         fi
     } >"$tmp/report"
@@ -321,7 +408,6 @@ while IFS='|' read -r name fixture envs opts cmd; do
         result skip "$name" "${SKIP[$name]}"
         continue
     fi
-    [ -n "${METADATA_ONLY[$name]:-}" ] && cmd=$(sed 's/^snapshot-delete \([^;]*\)/snapshot-delete \1 --metadata/' <<<"$cmd")
     want_out=$golden/$name.out
     want_rc=$(cat "$golden/$name.rc")
     [ -n "${USAGE_RC[$name]:-}" ] && want_rc=2
