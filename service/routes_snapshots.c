@@ -236,6 +236,8 @@ static int parse_list(struct svc_req *r)
     for (size_t i = 0; i < sizeof(list_args) / sizeof(list_args[0]); i++)
         if (svc_query_bool(r, list_args[i].arg, false, &b) < 0)
             return -1;
+    if (svc_query_bool(r, "marks", false, &b) < 0)
+        return -1;
     return svc_query_bool(r, "all_content", false, &b);
 }
 
@@ -247,7 +249,7 @@ static void get_snapshots(struct svc_req *r)
     struct snap_ctx c = {0};
     json_object *a, *doc, *desc = NULL;
     unsigned flags = 0;
-    bool all = false;
+    bool all = false, marks = false;
     char *key = NULL, *pending = NULL;
     uint64_t version = 0;
 
@@ -260,6 +262,7 @@ static void get_snapshots(struct svc_req *r)
             flags |= list_args[i].flag;
     }
     svc_query_bool(r, "all_content", false, &all);
+    svc_query_bool(r, "marks", false, &marks);
     /* the JSON form of a listing is kept while the tree and what is under way stay the same: a second
      * listing of 10,000 snapshots is then a send, not 170,000 values formatted again */
     key = query_key(r);
@@ -294,6 +297,16 @@ static void get_snapshots(struct svc_req *r)
             if (engine_snapshot_get_xml(e, r->params[0], engine_snapshot_name(s), false, &xml, NULL) == 0)
                 json_object_object_add(o, "xml", json_object_new_string(xml));
             free(xml);
+        }
+        if (marks) {
+            /* qsnap's marks, asked for (the page shows them in its tree): a file per snapshot */
+            char *sched = NULL;
+            bool prot = false;
+            if (engine_snapshot_marks(e, r->params[0], engine_snapshot_name(s), &prot, &sched, NULL) == 0) {
+                json_object_object_add(o, "protected", json_object_new_boolean(prot));
+                json_object_object_add(o, "schedule", sched ? json_object_new_string(sched) : NULL);
+            }
+            free(sched);
         }
         json_object_array_add(a, o);
     }
