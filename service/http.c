@@ -321,6 +321,12 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, struct svc_req *r
         MHD_add_response_header(resp, "Content-Type", type);
     }
     MHD_add_response_header(resp, "Cache-Control", "no-store");
+    /* a browser never guesses a reply's type, runs or loads anything an API reply holds, shows one inside another
+       site's frame, or tells where a link from the page came from */
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "Content-Security-Policy", r->csp ? r->csp : SVC_CSP_API);
+    MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
     if (r->location)
         MHD_add_response_header(resp, "Location", r->location);
     if (r->status == 401)
@@ -354,6 +360,58 @@ static void peer_uid(struct MHD_Connection *conn, struct req_state *st)
         st->uid = cred.uid;
         st->uid_known = true;
     }
+}
+
+/* "localhost", "NAME.localhost", 127.x.x.x or [::1], with or without a port. */
+static bool loopback_host(const char *host)
+{
+    size_t len = host[0] == '[' ? strcspn(host, "]") + 1 : strcspn(host, ":");
+    char name[256];
+
+    if (len >= sizeof(name) || (host[len] != '\0' && host[len] != ':'))
+        return false;
+    memcpy(name, host, len);
+    name[len] = '\0';
+    if (strcasecmp(name, "localhost") == 0 || strcasecmp(name, "[::1]") == 0 ||
+        (len > 10 && strcasecmp(name + len - 10, ".localhost") == 0))
+        return true;
+    if (strncmp(name, "127.", 4) != 0)
+        return false;
+    for (size_t i = 4; i < len; i++)
+        if (name[i] != '.' && (name[i] < '0' || name[i] > '9'))
+            return false;
+    return true;
+}
+
+/*
+ * Another site can make the user's browser send simple requests here (a form's POST, a no-cors fetch); over a
+ * UNIX socket forwarded to a local port (ssh -L, socat), which needs no token, they would act as the user.
+ * Refused: what a browser marks as sent for another site (Sec-Fetch-Site, an Origin that is not this Host), and
+ * on the UNIX socket a Host that is not this machine (a page whose own name was rebound to 127.0.0.1). Clients
+ * that are not browsers send neither mark, and curl --unix-socket http://localhost/... names localhost.
+ */
+static int cross_site_check(struct http_server *h, struct MHD_Connection *conn, struct svc_req *r)
+{
+    const char *site = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-Fetch-Site");
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+    const char *o;
+
+    if (site && strcmp(site, "same-origin") != 0 && strcmp(site, "none") != 0) {
+        svc_reply_error(r, 403, "forbidden", "a request sent for another site (Sec-Fetch-Site: %.32s) is refused",
+                        site);
+        return -1;
+    }
+    if (origin && (!(o = strstr(origin, "://")) || !host || strcasecmp(o + 3, host) != 0)) {
+        svc_reply_error(r, 403, "forbidden", "a request from another origin ('%.200s') is refused", origin);
+        return -1;
+    }
+    if (h->unix_socket && host && !loopback_host(host)) {
+        svc_reply_error(r, 403, "forbidden",
+                        "host '%.200s' is not this machine: requests over the local socket name localhost", host);
+        return -1;
+    }
+    return 0;
 }
 
 static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -400,6 +458,13 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
     r.xml = accept_xml(conn) != NULL;
     MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, query_iter, &q);
     r.query = q.v;
+    if (cross_site_check(h, conn, &r) < 0) {
+        if (h->unix_socket && st->uid_known)
+            snprintf(who, sizeof(who), "uid=%u", (unsigned)st->uid);
+        else
+            snprintf(who, sizeof(who), "%s", h->unix_socket ? "uid=?" : "token=-");
+        goto reply;
+    }
     if (h->unix_socket) {
         r.auth = SVC_AUTH_LOCAL;
         if (st->uid_known) {

@@ -58,7 +58,12 @@ struct svc_req {
     /* who asked, recorded in the domain's event log: the token's name over TCP, "uid=N" (SO_PEERCRED) on the
        UNIX socket; NULL when unknown */
     const char *requester;
+    /* the reply's Content-Security-Policy (static text); NULL: SVC_CSP_API */
+    const char *csp;
 };
+
+/* What a reply may load when a browser renders it: an API reply nothing at all. */
+#define SVC_CSP_API "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 /* A reply body several requests can send at once (a cached listing). */
 struct svc_body {

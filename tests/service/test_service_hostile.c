@@ -82,7 +82,7 @@ static char *raw(const char *sock, const char *const *chunks, int gap_ms, int ti
  * opened to it for the call (qsnapd makes the socket 0660 for its group). */
 static void peer_protects_as_nobody(struct qt_fixture *f, const char *sock)
 {
-    static const char req[] = "POST /api/vms/vm/snapshots/s1/protect HTTP/1.1\r\nHost: x\r\n"
+    static const char req[] = "POST /api/vms/vm/snapshots/s1/protect HTTP/1.1\r\nHost: localhost\r\n"
                               "Content-Length: 0\r\nConnection: close\r\n\r\n";
     const char *dir = qh_vm_dir(f->vm);
     struct stat dst, sst;
