@@ -362,6 +362,20 @@ static void peer_uid(struct MHD_Connection *conn, struct req_state *st)
     }
 }
 
+/* Whether METHOD URL is a route served without a token (the page's files). */
+static bool public_route(const char *method, const char *url)
+{
+    struct svc_req probe = {0};
+    const struct svc_route *rt = NULL;
+    char *buf = qs_xmalloc(strlen(url) + 1);
+    int m = svc_method_parse(method);
+    bool pub = m >= 0 && svc_route_find((enum svc_method)m, url, buf, strlen(url) + 1, &rt, &probe) == SVC_MATCH_OK &&
+               (rt->flags & SVC_ROUTE_NO_AUTH);
+
+    free(buf);
+    return pub;
+}
+
 /* "localhost", "NAME.localhost", 127.x.x.x or [::1], with or without a port. */
 static bool loopback_host(const char *host)
 {
@@ -473,6 +487,10 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         } else {
             snprintf(who, sizeof(who), "uid=?");
         }
+    } else if (public_route(method, url)) {
+        /* the page's own files: no data in them, and a browser loads them before it has a token */
+        r.auth = SVC_AUTH_NONE;
+        snprintf(who, sizeof(who), "token=-");
     } else {
         const char *a = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"), *name = NULL;
         bool ro = false;
@@ -513,6 +531,11 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         goto reply;
     case SVC_MATCH_OK:
         break;
+    }
+    if (r.auth == SVC_AUTH_NONE && !(route->flags & SVC_ROUTE_NO_AUTH)) {
+        /* public_route() let it through without a token: never as far as data */
+        svc_reply_error(&r, 401, "unauthorized", "a valid bearer token is required");
+        goto reply;
     }
     if ((route->flags & SVC_ROUTE_LOCAL_ONLY) && svc_require_local(&r, "files or sockets") < 0)
         goto reply;

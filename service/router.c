@@ -20,6 +20,7 @@ static const struct svc_route *const route_tables[] = {
     svc_routes_schedules,
     svc_routes_clone,
     svc_routes_qemu,
+    svc_routes_web,
 };
 
 static const char *const method_names[] = {
@@ -47,6 +48,8 @@ static bool pattern_match(const char *pattern, char *const *segs, size_t nsegs, 
     const char *p = pattern;
 
     *np = 0;
+    if (strcmp(pattern, "/") == 0) /* the root: no segment at all */
+        return nsegs == 0;
     while (*p == '/') {
         const char *end;
         size_t len;

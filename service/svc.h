@@ -28,6 +28,7 @@ enum svc_auth {
     SVC_AUTH_LOCAL,     /* the UNIX socket: the peer is a local user of group qsnap */
     SVC_AUTH_TOKEN,     /* TCP, a read-write bearer token */
     SVC_AUTH_TOKEN_RO,  /* TCP, a read-only token: GET only */
+    SVC_AUTH_NONE,      /* TCP without a token: only a route flagged SVC_ROUTE_NO_AUTH (the page's files) */
 };
 
 #define SVC_MAX_PARAMS 4
@@ -62,8 +63,12 @@ struct svc_req {
     const char *csp;
 };
 
-/* What a reply may load when a browser renders it: an API reply nothing at all. */
+/* What a reply may load when a browser renders it: an API reply nothing at all; the page (web/) its own
+ * origin's script, style, images and API, and nothing inline. */
 #define SVC_CSP_API "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+#define SVC_CSP_PAGE                                                                                          \
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "           \
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 /* A reply body several requests can send at once (a cached listing). */
 struct svc_body {
@@ -145,6 +150,7 @@ extern const struct svc_route svc_routes_meta[];
 extern const struct svc_route svc_routes_schedules[]; /* routes_schedules.c: schedules, runs, prune, protect */
 extern const struct svc_route svc_routes_clone[];     /* routes_clone.c: export, clone */
 extern const struct svc_route svc_routes_qemu[];      /* routes_qemu.c: the QEMU behind a domain */
+extern const struct svc_route svc_routes_web[];       /* routes_web.c: the page (web/), served without a token */
 
 /* GET /api/events?vm=NAME[&since=MS]: the domain's event log (routes_events.c); the stream without vm=. */
 int svc_events_parse(struct svc_req *r);
