@@ -149,14 +149,15 @@ function needToken(message) {
 function renderVms(list) {
   const rows = list.map((v) => {
     const preview = v.preview && v.preview.state !== 'none'
-      ? `${v.preview.state === 'active' ? 'on' : 'interrupted:'} ${v.preview.snapshot || ''}` : '';
+      ? `${v.preview.state === 'active' ? 'preview of' : 'interrupted preview of'} ${v.preview.snapshot || ''}` : '';
     const tr = el('tr', { data: { vm: v.name }, class: v.name === ui.vm ? 'selected' : '' },
       el('td', { textContent: v.name }),
-      el('td', { textContent: v.state ? v.state.replace(/_/g, ' ') : 'busy', data: { field: 'state' } }),
+      el('td', null,
+        el('span', { textContent: v.state ? v.state.replace(/_/g, ' ') : 'busy', data: { field: 'state' } }),
+        preview && el('div', { class: 'muted', textContent: preview, data: { field: 'preview' } })),
       el('td', { textContent: v.snapshot_count !== undefined ? String(v.snapshot_count) : '',
         data: { field: 'count' } }),
-      el('td', { textContent: v.current_snapshot || '\u2014', data: { field: 'current' } }),
-      el('td', { textContent: preview, data: { field: 'preview' } }));
+      el('td', { textContent: v.current_snapshot || '\u2014', data: { field: 'current' } }));
     tr.addEventListener('click', () => selectVm(v.name));
     return tr;
   });

@@ -13,6 +13,8 @@ Over plain HTTP: the page's headers (Content-Security-Policy, nosniff, types), a
 OpenAPI document refused without a token. Then qsnapd on a UNIX socket reached through a TCP forward (as
 ssh -L gives it): the page works without a token, and a request naming another host is refused.
 
+$QSNAP_WEB_SCREENSHOT=FILE.png saves the page as it is at the end of the scenario, to look at.
+
 Exit 0 when everything passed; 1 on a failure; 77 (ctest's skip) when a tool is missing - a failure instead
 under $QSNAP_REQUIRE_QEMU=1 (scripts/test), as tests/doc/lib.sh does.
 """
@@ -372,7 +374,7 @@ def browser_session(page, base, token, vm, qsnapd, root, api):
     page.until('return document.querySelector(\'#vms tr[data-vm="vm"]\') !== null', 'the VM in the list')
     check(page.js('return sessionStorage.getItem("qsnap.token")') == token, 'the token is not in sessionStorage')
     check(page.js('return localStorage.length === 0 && document.cookie === ""'), 'the token went elsewhere too')
-    row = lambda f: page.js(f'return document.querySelector(\'#vms tr[data-vm="vm"] td[data-field="{f}"]\')'
+    row = lambda f: page.js(f'return document.querySelector(\'#vms tr[data-vm="vm"] [data-field="{f}"]\')'
                             '.textContent')
     check(row('state') == 'running' and row('count') == '0', f'VM row: {row("state")} {row("count")}')
     page.until('return document.querySelector(\'#schedules tr[data-schedule="nightly"]\') !== null', 'the schedule')
@@ -394,7 +396,7 @@ def browser_session(page, base, token, vm, qsnapd, root, api):
     page.no_alert()
     b = page.badges('s1')
     check('current:current' in b and 'location:internal' in b and 'memory:memory' in b, f's1 badges: {b}')
-    page.until('return document.querySelector(\'#vms tr[data-vm="vm"] td[data-field="count"]\').textContent === "1"',
+    page.until('return document.querySelector(\'#vms tr[data-vm="vm"] [data-field="count"]\').textContent === "1"',
                'the snapshot count')
     check(row('current') == 's1', f'current: {row("current")}')
 
@@ -407,7 +409,7 @@ def browser_session(page, base, token, vm, qsnapd, root, api):
     check(vm('status') == 'paused', 'not paused as s1 was')
     check(vm.counter() == c_snap, 'the RAM counter is not s1\'s after the revert')
     check(vm.reads('vdb', 0xaa), 'vdb does not read 0xaa after the revert')
-    page.until('return document.querySelector(\'#vms tr[data-vm="vm"] td[data-field="state"]\').textContent'
+    page.until('return document.querySelector(\'#vms tr[data-vm="vm"] [data-field="state"]\').textContent'
                ' === "paused"', 'the VM shown paused')
 
     # preview s1 from a later state, then undo: back to that state exactly
@@ -476,6 +478,8 @@ def browser_session(page, base, token, vm, qsnapd, root, api):
     check('web' in ev and 'revert' in ev and 'protect' in ev, f'events shown: {ev!r}')
 
     page.no_alert()
+    if os.environ.get('QSNAP_WEB_SCREENSHOT'):
+        d.save_screenshot(os.environ['QSNAP_WEB_SCREENSHOT'])
     # nothing refused by the policy, no script error, no failed load but the refused tokens' 401s
     logs = [e['message'] for e in d.get_log('browser')]
     bad = [m for m in logs if 'Content Security Policy' in m or 'Refused to' in m or 'Uncaught' in m or
