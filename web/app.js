@@ -17,7 +17,17 @@ const ui = {
   live: null,         // AbortController of the event stream
   timer: 0,           // periodic refresh
   pending: 0,         // a refresh asked for by an event, shortly
+  drawn: new Map(),   // what each part of the page was last drawn from (JSON)
 };
+
+// Whether DATA differs from what part WHAT was last drawn from: a refresh that finds nothing new leaves the page
+// alone, so a button is not replaced under the pointer of someone about to click it.
+function changed(what, data) {
+  const key = JSON.stringify(data);
+  if (ui.drawn.get(what) === key) return false;
+  ui.drawn.set(what, key);
+  return true;
+}
 
 // ---- building the page ------------------------------------------------------------------------------------
 
@@ -147,6 +157,7 @@ function needToken(message) {
 // ---- VMs ----------------------------------------------------------------------------------------------------
 
 function renderVms(list) {
+  if (!changed('vms', { list, vm: ui.vm })) return;
   const rows = list.map((v) => {
     const preview = v.preview && v.preview.state !== 'none'
       ? `${v.preview.state === 'active' ? 'preview of' : 'interrupted preview of'} ${v.preview.snapshot || ''}` : '';
@@ -171,6 +182,7 @@ function selectVm(name) {
   history.replaceState(null, '', `#${encodeURIComponent(name)}`);
   for (const tr of $('vms').tBodies[0].rows) tr.classList.toggle('selected', tr.dataset.vm === name);
   // another VM's tree must not stay on screen under this one's name
+  ui.drawn.clear();
   $('tree').replaceChildren();
   $('schedules').tBodies[0].replaceChildren();
   $('events').tBodies[0].replaceChildren();
@@ -181,6 +193,7 @@ function selectVm(name) {
 }
 
 function renderVm(v) {
+  if (!changed('vm', v)) return;
   const disks = (v.disks || []).map((d) => d.target).join(', ');
   const parts = [`state ${v.state.replace(/_/g, ' ')}`];
   if (v.pid) parts.push(`QEMU pid ${v.pid}`);
@@ -235,6 +248,7 @@ function snapNode(s) {
 
 // Parents before children without recursion (a chain can be thousands deep); siblings oldest first.
 function renderTree(list) {
+  if (!changed('tree', list)) return;
   const sorted = [...list].sort((a, b) => a.creation_time - b.creation_time || (a.name < b.name ? -1 : 1));
   const items = new Map();
   for (const s of sorted) items.set(s.name, el('li', { data: { snapshot: s.name } }, snapNode(s)));
@@ -264,6 +278,7 @@ function keepText(k) {
 }
 
 function renderSchedules(list) {
+  if (!changed('schedules', list)) return;
   $('schedules').tBodies[0].replaceChildren(...list.map((s) => el('tr', { data: { schedule: s.name } },
     el('td', { textContent: s.name }),
     el('td', { textContent: s.cron === s.expanded || !s.expanded ? s.cron : `${s.cron} (${s.expanded})` }),
@@ -279,6 +294,7 @@ function renderSchedules(list) {
 
 function renderEvents(list) {
   const recent = list.slice(-EVENTS_SHOWN).reverse();
+  if (!changed('events', recent)) return;
   $('events').tBodies[0].replaceChildren(...recent.map((e) => el('tr', { data: { op: e.op, outcome: e.outcome || '' } },
     el('td', { textContent: fmtTime(e.time_ms) }),
     el('td', { textContent: e.schedule ? `${e.op} (${e.schedule})` : e.op }),
@@ -589,6 +605,7 @@ async function start() {
   const names = vms.vm.map((v) => v.name);
   const wanted = decodeURIComponent(location.hash.slice(1));
   ui.vm = null;
+  ui.drawn.clear();
   renderVms(vms.vm);
   try {
     await loadTasks();

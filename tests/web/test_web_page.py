@@ -34,6 +34,12 @@ import traceback
 import urllib.error
 import urllib.request
 
+try:
+    from selenium.common.exceptions import TimeoutException, WebDriverException
+    from selenium.webdriver.support.ui import WebDriverWait
+except ImportError:  # reported in main(): a skip, or a failure under $QSNAP_REQUIRE_QEMU=1
+    pass
+
 HOSTILE = '<img src=x onerror=alert(1)><script>window.pwned=1</script> & "quotes"'
 POINT = 'qsnap-before-preview'
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -329,9 +335,28 @@ class Page:
         self.click(f'{self.snap_sel(name)} > .snap button[data-action="{action}"]')
         if confirm is None:
             return
-        self.until('return document.getElementById("confirm").open', 'the confirm dialog')
+        self.dialog(f'{self.snap_sel(name)} > .snap button[data-action="{action}"]')
         self.click('#confirm-ok' if confirm else '#confirm-cancel')
         self.until('return !document.getElementById("confirm").open', 'the dialog to close')
+
+    def dialog(self, selector):
+        """Waits for the confirm dialog that clicking SELECTOR opens. A click the browser delivered while the page
+        was drawing that part anew can reach no button: then (the dialog still closed after a while) once more."""
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            try:
+                WebDriverWait(self.d, 5, poll_frequency=0.1).until(
+                    lambda d: d.execute_script('return document.getElementById("confirm").open'))
+                return
+            except TimeoutException:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f'no confirm dialog after clicking {selector}')
+                print(f'note: no dialog 5 s after clicking {selector}: clicking again', flush=True)
+                try:
+                    # once: the dialog opening meanwhile makes this click land on its backdrop, harmlessly
+                    self.d.find_element('css selector', selector).click()
+                except WebDriverException:
+                    pass
 
     def task(self, kind, before, do):
         """Runs DO, then waits until one more task of KIND succeeded than BEFORE; the banner must stay empty."""
@@ -429,7 +454,7 @@ def browser_session(page, base, token, vm, qsnapd, root, api):
 
     def undo():
         page.click('#preview-undo')
-        page.until('return document.getElementById("confirm").open', 'the undo dialog')
+        page.dialog('#preview-undo')
         page.click('#confirm-ok')
     page.task('undo', 0, undo)
     page.until('return document.getElementById("preview-bar").hidden', 'the preview bar to go')
