@@ -462,6 +462,26 @@ def browser_session(page, base, token, vm, qsnapd, root, api):
     check(vm.counter() == c_now, 'the undo did not return to the RAM counter before the preview')
     check(vm.reads('vdb', 0xcc), 'the undo did not return to the disk before the preview')
 
+    # preview s1 again, running, and commit: the VM stays on s1's state, the kept one goes
+    def preview_running():
+        page.click(f'{page.snap_sel("s1")} > .snap button[data-action="preview"]')
+        page.dialog(f'{page.snap_sel("s1")} > .snap button[data-action="preview"]')
+        Select(d.find_element(By.CSS_SELECTOR, '#confirm-run')).select_by_value('start')
+        page.click('#confirm-ok')
+    page.task('preview', 1, preview_running)
+    check(vm('status') == 'running', 'the preview with "running" did not run the VM')
+    vm('write vdb ee 0 65536')
+
+    def commit():
+        page.click('#preview-commit')
+        page.dialog('#preview-commit')
+        page.click('#confirm-ok')
+    page.task('commit', 0, commit)
+    page.until('return document.getElementById("preview-bar").hidden', 'the preview bar to go after the commit')
+    page.until(f'return document.querySelector(\'{page.snap_sel(POINT)}\') === null', 'the kept state to go')
+    check(vm('status') == 'running' and vm.reads('vdb', 0xee), 'the commit did not keep the previewed VM as it ran')
+    vm('stop')
+
     # an external disk-only snapshot, under the current one; its delete: cancelled once, then done (a merge)
     page.type('#create-name', 's2')
     page.type('#create-description', 'overlay')
@@ -478,7 +498,7 @@ def browser_session(page, base, token, vm, qsnapd, root, api):
     check(page.has_snap('s2') and page.tasks_done('delete') == 0, 'a cancelled delete deleted')
     page.task('delete', 0, lambda: page.act('s2', 'delete'))
     page.until(f'return document.querySelector(\'{page.snap_sel("s2")}\') === null', 's2 to leave the tree')
-    check(vm.reads('vdb', 0xcc), 'vdb changed through the external snapshot\'s delete')
+    check(vm.reads('vdb', 0xee), 'vdb changed through the external snapshot\'s delete')
     check([s['name'] for s in api('GET', '/api/vms/vm/snapshots')['snapshot']] == ['s1'], 'snapshots left')
 
     # protect s1: its delete is refused, the page shows the API's message; unprotect
