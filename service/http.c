@@ -472,13 +472,6 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
     r.xml = accept_xml(conn) != NULL;
     MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, query_iter, &q);
     r.query = q.v;
-    if (cross_site_check(h, conn, &r) < 0) {
-        if (h->unix_socket && st->uid_known)
-            snprintf(who, sizeof(who), "uid=%u", (unsigned)st->uid);
-        else
-            snprintf(who, sizeof(who), "%s", h->unix_socket ? "uid=?" : "token=-");
-        goto reply;
-    }
     if (h->unix_socket) {
         r.auth = SVC_AUTH_LOCAL;
         if (st->uid_known) {
@@ -503,6 +496,8 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         r.auth = ro ? SVC_AUTH_TOKEN_RO : SVC_AUTH_TOKEN;
         r.requester = name;
     }
+    if (cross_site_check(h, conn, &r) < 0)
+        goto reply;
     if ((m = svc_method_parse(method)) < 0) {
         svc_reply_error(&r, 405, "invalid", "method '%.16s' is not allowed", method);
         goto reply;
