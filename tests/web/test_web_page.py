@@ -330,14 +330,21 @@ class Page:
         return self.js('return document.querySelectorAll(arguments[0]).length',
                        f'#tasks li[data-kind="{kind}"][data-state="{state}"]')
 
-    def act(self, name, action, confirm=True):
-        """Clicks ACTION on snapshot NAME and answers the confirm dialog."""
-        self.click(f'{self.snap_sel(name)} > .snap button[data-action="{action}"]')
+    def press(self, selector, confirm=True, run=None):
+        """Clicks SELECTOR and answers the confirm dialog it opens (OK or Cancel; RUN: what the VM is to be)."""
+        from selenium.webdriver.support.ui import Select
+        self.click(selector)
         if confirm is None:
             return
-        self.dialog(f'{self.snap_sel(name)} > .snap button[data-action="{action}"]')
+        self.dialog(selector)
+        if run:
+            Select(self.d.find_element('css selector', '#confirm-run')).select_by_value(run)
         self.click('#confirm-ok' if confirm else '#confirm-cancel')
         self.until('return !document.getElementById("confirm").open', 'the dialog to close')
+
+    def act(self, name, action, confirm=True, run=None):
+        """Clicks ACTION on snapshot NAME and answers the confirm dialog (None: it opens none)."""
+        self.press(f'{self.snap_sel(name)} > .snap button[data-action="{action}"]', confirm, run)
 
     def dialog(self, selector):
         """Waits for the confirm dialog that clicking SELECTOR opens. A click the browser delivered while the page
@@ -452,31 +459,18 @@ def browser_session(page, base, token, vm, qsnapd, root, api):
     vm('cont')
     vm('write vdb dd 0 65536')
 
-    def undo():
-        page.click('#preview-undo')
-        page.dialog('#preview-undo')
-        page.click('#confirm-ok')
-    page.task('undo', 0, undo)
+    page.task('undo', 0, lambda: page.press('#preview-undo'))
     page.until('return document.getElementById("preview-bar").hidden', 'the preview bar to go')
     page.until(f'return document.querySelector(\'{page.snap_sel(POINT)}\') === null', 'the kept state to go')
     check(vm.counter() == c_now, 'the undo did not return to the RAM counter before the preview')
     check(vm.reads('vdb', 0xcc), 'the undo did not return to the disk before the preview')
 
     # preview s1 again, running, and commit: the VM stays on s1's state, the kept one goes
-    def preview_running():
-        page.click(f'{page.snap_sel("s1")} > .snap button[data-action="preview"]')
-        page.dialog(f'{page.snap_sel("s1")} > .snap button[data-action="preview"]')
-        Select(d.find_element(By.CSS_SELECTOR, '#confirm-run')).select_by_value('start')
-        page.click('#confirm-ok')
-    page.task('preview', 1, preview_running)
+    page.task('preview', 1, lambda: page.act('s1', 'preview', run='start'))
     check(vm('status') == 'running', 'the preview with "running" did not run the VM')
     vm('write vdb ee 0 65536')
 
-    def commit():
-        page.click('#preview-commit')
-        page.dialog('#preview-commit')
-        page.click('#confirm-ok')
-    page.task('commit', 0, commit)
+    page.task('commit', 0, lambda: page.press('#preview-commit'))
     page.until('return document.getElementById("preview-bar").hidden', 'the preview bar to go after the commit')
     page.until(f'return document.querySelector(\'{page.snap_sel(POINT)}\') === null', 'the kept state to go')
     check(vm('status') == 'running' and vm.reads('vdb', 0xee), 'the commit did not keep the previewed VM as it ran')
