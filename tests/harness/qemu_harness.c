@@ -360,6 +360,68 @@ int qh_image_check_extents(const char *path, const char *format, const struct qh
     }
 }
 
+/*
+ * ARGV (qemu-io and its options, up to the image) run with "read -v OFF LEN": the hex dump it prints is
+ * parsed into BUF (LEN bytes, every one of them required).
+ */
+static int qemu_io_read_bytes(char *const argv[], uint64_t off, size_t len, uint8_t *buf, struct qs_error **err)
+{
+    size_t base = 0, got = 0;
+    char **full = NULL, *cmd = qs_asprintf("read -v %" PRIu64 " %zu", off, len);
+    struct qs_proc_result res = {0};
+    int ret = -1;
+
+    while (argv[base])
+        base++;
+    full = qs_xcalloc(base + 3, sizeof(*full));
+    memcpy(full, argv, base * sizeof(*full));
+    full[base] = "-c";
+    full[base + 1] = cmd;
+    if (qs_proc_run(full, TOOL_TIMEOUT_MS, 0, &res, err) < 0)
+        goto out;
+    if (res.status != 0 || !strstr(res.out, "read ")) {
+        qs_error_set(err, QS_ERR_IO, "'qemu-io' read failed with status %d: %s%s", res.status, res.errout,
+                     *res.errout ? "" : res.out);
+        goto out;
+    }
+    /* "00008000:  05 00 00 00 05 00 00 00 05 00 00 00 05 00 00 00  ................": 16 bytes a line after
+       the offset; the text column is not read */
+    for (const char *line = res.out; line && got < len;) {
+        unsigned long long at;
+        int used;
+        if (sscanf(line, "%llx:%n", &at, &used) == 1 && at == off + got) {
+            const char *p = line + used;
+            unsigned b;
+            for (int k = 0; k < 16 && got < len && sscanf(p, " %2x%n", &b, &used) == 1; k++, p += used)
+                buf[got++] = (uint8_t)b;
+        }
+        if ((line = strchr(line, '\n')))
+            line++;
+    }
+    if (got != len) {
+        qs_error_set(err, QS_ERR_PROTOCOL, "'qemu-io' printed %zu of %zu bytes: %s", got, len, res.out);
+        goto out;
+    }
+    ret = 0;
+out:
+    free(cmd);
+    free(full);
+    qs_proc_result_release(&res);
+    return ret;
+}
+
+int qh_image_read(const char *path, const char *format, uint64_t off, size_t len, uint8_t *buf,
+                  struct qs_error **err)
+{
+    format = format_or_default(format);
+    if (check_format(format, err) < 0)
+        return -1;
+    {
+        char *argv[] = {QEMU_IO, "-r", "-U", "-f", (char *)format, (char *)path, NULL};
+        return qemu_io_read_bytes(argv, off, len, buf, err);
+    }
+}
+
 /* ---------------------------------------------------------------------------------------------------
  * The VM object.
  */
@@ -1085,20 +1147,16 @@ out:
     return ret;
 }
 
-/* The extents of node NODE read through a temporary read-only NBD export (qh_vm_guest_check's result). */
-static int nbd_check(struct qh_vm *vm, const char *node, const struct qh_extent *ext, size_t n, bool *ok,
-                     struct qs_error **err)
+/* Node NODE exported read-only through QEMU's NBD server on DIR/nbd.sock: *export_id and *uri (the address
+ * qemu-io reads; caller frees) are set on success, and nbd_export_end() drops the export and the server
+ * again. On failure nothing is left. */
+static int nbd_export_begin(struct qh_vm *vm, struct qmp_client *c, const char *node, char **export_id, char **uri,
+                            struct qs_error **err)
 {
-    struct qmp_client *c = need_qmp(vm, err);
-    struct qmp_args *args = NULL;
-    char *export_id = NULL, *uri = NULL;
-    bool server = false, exported = false;
+    struct qmp_args *args = qmp_args_new();
     int ret = -1;
 
-    if (!c)
-        goto out;
     unlink(vm->nbd_path);
-    args = qmp_args_new();
     {
         struct qmp_args *addr = qmp_args_set_obj(args, "addr");
         qmp_args_set_str(addr, "type", "unix");
@@ -1106,57 +1164,76 @@ static int nbd_check(struct qh_vm *vm, const char *node, const struct qh_extent 
     }
     if (qmp_client_execute(c, "nbd-server-start", args, NULL, err) < 0)
         goto out;
-    server = true;
     qmp_args_free(args);
 
-    export_id = qs_asprintf("qh-check-%u", ++vm->nbd_seq);
+    *export_id = qs_asprintf("qh-check-%u", ++vm->nbd_seq);
     args = qmp_args_new();
     qmp_args_set_str(args, "type", "nbd");
-    qmp_args_set_str(args, "id", export_id);
+    qmp_args_set_str(args, "id", *export_id);
     qmp_args_set_str(args, "node-name", node);
-    qmp_args_set_str(args, "name", export_id);
+    qmp_args_set_str(args, "name", *export_id);
     qmp_args_set_bool(args, "writable", false);
-    if (qmp_client_execute(c, "block-export-add", args, NULL, err) < 0)
+    if (qmp_client_execute(c, "block-export-add", args, NULL, err) < 0) {
+        qmp_client_execute(c, "nbd-server-stop", NULL, NULL, NULL); /* best effort: the error is set */
+        free(*export_id);
+        *export_id = NULL;
         goto out;
-    exported = true;
+    }
+    *uri = qs_asprintf("nbd+unix:///%s?socket=%s", *export_id, vm->nbd_path);
+    ret = 0;
+out:
+    qmp_args_free(args);
+    return ret;
+}
 
-    uri = qs_asprintf("nbd+unix:///%s?socket=%s", export_id, vm->nbd_path);
+/* Drops the export EXPORT_ID and the server; an error of its own turns RET (the reading's result) into -1.
+ * Frees EXPORT_ID. */
+static int nbd_export_end(struct qmp_client *c, char *export_id, int ret, struct qs_error **err)
+{
+    struct qmp_args *args = qmp_args_new();
+    struct qmp_event *ev = NULL;
+    struct qs_error *e2 = NULL;
+
+    qmp_args_set_str(args, "id", export_id);
+    /* qemu-io has exited, but QEMU may not have seen its connection close yet ("still in use" in the default
+       mode, seen on QEMU 10 under load): drop whatever is left */
+    qmp_args_set_str(args, "mode", "hard");
+    /* deletion completes asynchronously: wait for it so the node is free again on return */
+    if (qmp_client_execute(c, "block-export-del", args, NULL, &e2) == 0)
+        qmp_client_event_wait(c, "BLOCK_EXPORT_DELETED", "id", export_id, 5000, &ev, &e2);
+    qmp_event_free(ev);
+    qmp_args_free(args);
+    if (e2 && ret >= 0) {
+        qs_error_propagate(err, &e2);
+        ret = -1;
+    }
+    qs_error_free(e2);
+    e2 = NULL;
+    if (qmp_client_execute(c, "nbd-server-stop", NULL, NULL, &e2) < 0 && ret >= 0) {
+        qs_error_propagate(err, &e2);
+        ret = -1;
+    }
+    qs_error_free(e2);
+    free(export_id);
+    return ret;
+}
+
+/* The extents of node NODE read through a temporary read-only NBD export (qh_vm_guest_check's result). */
+static int nbd_check(struct qh_vm *vm, const char *node, const struct qh_extent *ext, size_t n, bool *ok,
+                     struct qs_error **err)
+{
+    struct qmp_client *c = need_qmp(vm, err);
+    char *export_id = NULL, *uri = NULL;
+    int r;
+
+    if (!c || nbd_export_begin(vm, c, node, &export_id, &uri, err) < 0)
+        return -1;
     {
         char *argv[] = {QEMU_IO, "-r", "-f", "raw", uri, NULL};
-        ret = qemu_io_check_extents(argv, ext, n, ok, err);
+        r = qemu_io_check_extents(argv, ext, n, ok, err);
     }
-out:
-    if (exported) {
-        struct qs_error *e2 = NULL;
-        struct qmp_event *ev = NULL;
-        qmp_args_free(args);
-        args = qmp_args_new();
-        qmp_args_set_str(args, "id", export_id);
-        /* qemu-io has exited, but QEMU may not have seen its connection close yet ("still in use" in
-           the default mode, seen on QEMU 10 under load): drop whatever is left */
-        qmp_args_set_str(args, "mode", "hard");
-        /* deletion completes asynchronously: wait for it so the node is free again on return */
-        if (qmp_client_execute(c, "block-export-del", args, NULL, &e2) == 0)
-            qmp_client_event_wait(c, "BLOCK_EXPORT_DELETED", "id", export_id, 5000, &ev, &e2);
-        qmp_event_free(ev);
-        if (e2 && ret >= 0) {
-            qs_error_propagate(err, &e2);
-            ret = -1;
-        }
-        qs_error_free(e2);
-    }
-    if (server) {
-        struct qs_error *e2 = NULL;
-        if (qmp_client_execute(c, "nbd-server-stop", NULL, NULL, &e2) < 0 && ret >= 0) {
-            qs_error_propagate(err, &e2);
-            ret = -1;
-        }
-        qs_error_free(e2);
-    }
-    qmp_args_free(args);
-    free(export_id);
     free(uri);
-    return ret;
+    return nbd_export_end(c, export_id, r, err);
 }
 
 int qh_vm_disk_check(struct qh_vm *vm, const char *node, uint8_t pattern, uint64_t off, uint64_t len,
@@ -1697,6 +1774,27 @@ int qh_vm_guest_check(struct qh_vm *vm, const char *id, const struct qh_extent *
         goto out;
     ret = nbd_check(vm, node, ext, n, ok, err);
 out:
+    free(node);
+    return ret;
+}
+
+int qh_vm_guest_read(struct qh_vm *vm, const char *id, uint64_t off, size_t len, uint8_t *buf,
+                     struct qs_error **err)
+{
+    struct qmp_client *c = need_qmp(vm, err);
+    char *node = NULL, *export_id = NULL, *uri = NULL;
+    int ret = -1;
+
+    if (!c || qh_vm_disk_device(vm, id, NULL, &node, NULL, err) < 0 ||
+        nbd_export_begin(vm, c, node, &export_id, &uri, err) < 0)
+        goto out;
+    {
+        char *argv[] = {QEMU_IO, "-r", "-f", "raw", uri, NULL};
+        ret = qemu_io_read_bytes(argv, off, len, buf, err);
+    }
+    ret = nbd_export_end(c, export_id, ret, err);
+out:
+    free(uri);
     free(node);
     return ret;
 }

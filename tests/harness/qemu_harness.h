@@ -45,6 +45,13 @@ int qh_image_create_blank(const char *path, const char *format, uint64_t size, s
 int qh_image_check(const char *path, const char *format, uint8_t pattern, uint64_t off, uint64_t len,
                    struct qs_error **err);
 
+/*
+ * Reads LEN bytes at OFF of the image at PATH through FORMAT into BUF (qemu-io -r -U "read -v", so QEMU may
+ * hold the image; what QEMU has not flushed yet is not there: read images QEMU no longer writes).
+ */
+int qh_image_read(const char *path, const char *format, uint64_t off, size_t len, uint8_t *buf,
+                  struct qs_error **err);
+
 /* ---------------------------------------------------------------------------------------------------
  * A VM: a private temporary directory, its disks, and at most one QEMU process at a time.
  *
@@ -237,6 +244,13 @@ struct qh_extent {
  */
 int qh_vm_guest_check(struct qh_vm *vm, const char *id, const struct qh_extent *ext, size_t n, bool *ok,
                       struct qs_error **err);
+
+/*
+ * Reads LEN bytes at OFF of what the guest sees on disk ID into BUF (its device's top node through a
+ * temporary NBD export, as qh_vm_guest_check). Stop the guest first for bytes of one instant.
+ */
+int qh_vm_guest_read(struct qh_vm *vm, const char *id, uint64_t off, size_t len, uint8_t *buf,
+                     struct qs_error **err);
 
 /* The same for the image file at PATH (qemu-io -r -U, so QEMU may hold it). */
 int qh_image_check_extents(const char *path, const char *format, const struct qh_extent *ext, size_t n,
