@@ -1,10 +1,16 @@
-/* test_live_race_live.c: a live snapshot's RAM and disks are of one instant - the guest (diskcounter.asm)
- * writes its IDE disk without end and keeps in RAM what it wrote; after each `--live` snapshot the RAM
- * loaded back must match the disk frozen by the same snapshot. Fails if the guest runs between the disk
- * switch and QEMU's RAM capture, whichever order (integration; QEMU 7.2 and 10.0 alike). */
+/* test_guest_io_live.c: snapshots taken while the guest writes its own disk, of every kind that captures RAM
+ * or disk while the guest runs - internal, --memspec, --live, --disk-only - and save/restore (integration;
+ * QEMU 7.2 and 10.0 alike).
+ *
+ * The guest (diskcounter.asm) writes sector 64 of its IDE disk without end and keeps in RAM what it wrote:
+ * done, and pending while a write is in flight. RAM and disk of one instant therefore have the disk holding
+ * done or pending, never less than done, never more than pending; a snapshot where that fails let the guest
+ * run between the capture of the one and of the other. After each revert (or restore) the guest must run on
+ * from there: its writes reach the disk whole (every dword of the sector the same) and the value grows past
+ * the snapshot's. A disk-only snapshot has no RAM: the guest boots on the frozen disk and counts on from the
+ * value it finds there. Several rounds per kind, and a revert to the first snapshot after the later ones. */
 #include "qsnap_test.h"
 
-#include "qs_proc.h"
 #include "qs_util.h"
 
 #include <stdio.h>
@@ -13,167 +19,334 @@
 #include <unistd.h>
 
 #define SECTOR_OFF (64u * 512u) /* diskcounter.asm's LBA 64 */
+#define SECTOR 512u
 #define ROUNDS 3
+#define RUN_ON 20            /* writes the guest must finish past a snapshot's value after its revert */
+#define RUN_ON_TIMEOUT_MS 60000 /* against a hang only: a loaded machine writes far slower than an idle one */
 
-/* The IDE disk the guest writes, made in its own directory before QEMU starts (the harness's disks are
- * virtio). */
-static char ide_dir[] = "/tmp/qsnap-race-XXXXXX";
-static char ide_image[128], ide_file_arg[256];
-static const char *ide_args[] = {"-blockdev", ide_file_arg, "-blockdev", "driver=qcow2,file=file-hda,node-name=hda",
-                                 "-device", "ide-hd,drive=hda,id=hda,bus=ide.0,unit=0", NULL};
-static struct qh_vm_config cfg_ide;
+enum kind { KIND_INTERNAL, KIND_MEMSPEC, KIND_LIVE, KIND_DISK_ONLY };
 
-/* The dword at OFF of the qcow2 image PATH, read with qemu-io (-U: QEMU may hold the image). */
-static uint32_t image_dword(const char *path, uint64_t off)
+/* The guest boots from its IDE disk (primary master, which it writes) beside a second IDE disk: both in
+ * every snapshot. */
+static const struct qh_disk ide_disks[] = {
+    {.id = "hda", .boot = true, .size = 16u << 20},
+    {.id = "hdb", .size = 16u << 20},
+};
+static const struct qh_vm_config cfg_ide = {.disks = ide_disks, .n_disks = 2, .style = QH_STYLE_IDE_HD};
+
+/* What diskcounter.asm keeps at 0x9010. */
+struct guest {
+    uint32_t pending, done, bootval, torn;
+};
+
+/* A snapshot's instant as seen after its revert: RAM and the disk the guest sees. */
+struct instant {
+    uint32_t done, pending, disk;
+};
+
+static void guest_ram(struct qt_fixture *f, struct guest *g)
 {
     struct qs_error *err = NULL;
-    struct qs_proc_result res = {0};
-    char cmd[64];
-    char *argv[] = {"qemu-io", "-U", "-r", "-f", "qcow2", "-c", cmd, (char *)path, NULL};
-    unsigned b[4];
-    char *p;
+    char *out = NULL;
 
-    snprintf(cmd, sizeof(cmd), "read -v %llu 4", (unsigned long long)off);
-    OK(qs_proc_run(argv, 60000, 0, &res, &err));
-    assert_int_equal(res.status, 0);
-    /* "00008000:  05 00 00 00  ...." */
-    p = strstr(res.out, ":  ");
-    assert_non_null(p);
-    assert_int_equal(sscanf(p + 3, "%x %x %x %x", &b[0], &b[1], &b[2], &b[3]), 4);
-    qs_proc_result_release(&res);
-    return (uint32_t)(b[0] | b[1] << 8 | b[2] << 16 | (uint32_t)b[3] << 24);
+    OK(qmp_client_hmp(qh_vm_qmp(f->vm), "xp /4wx 0x9010", &out, &err));
+    assert_int_equal(sscanf(out, "%*x: %x %x %x %x", &g->pending, &g->done, &g->bootval, &g->torn), 4);
+    free(out);
 }
 
-/* A dword of guest RAM at ADDR through HMP xp on C. */
-static uint32_t ram_dword(struct qmp_client *c, unsigned addr)
+static uint32_t guest_done(struct qt_fixture *f)
 {
-    struct qs_error *err = NULL;
-    char cmd[32], *out = NULL, *p;
-    unsigned v;
+    struct guest g;
+    guest_ram(f, &g);
+    return g.done;
+}
 
-    snprintf(cmd, sizeof(cmd), "xp /1wx 0x%x", addr);
-    OK(qmp_client_hmp(c, cmd, &out, &err));
-    p = strstr(out, ": ");
-    assert_non_null(p);
-    assert_int_equal(sscanf(p + 2, "%x", &v), 1);
-    free(out);
+/* The value sector 64 holds in BUF: all its dwords alike, or the test fails (a torn or stray write). */
+static uint32_t sector_value(const uint8_t *buf, const char *where)
+{
+    uint32_t v = (uint32_t)buf[0] | (uint32_t)buf[1] << 8 | (uint32_t)buf[2] << 16 | (uint32_t)buf[3] << 24;
+
+    for (unsigned i = 4; i < SECTOR; i += 4) {
+        uint32_t w = (uint32_t)buf[i] | (uint32_t)buf[i + 1] << 8 | (uint32_t)buf[i + 2] << 16 |
+                     (uint32_t)buf[i + 3] << 24;
+        if (w != v)
+            fail_msg("%s: sector 64 is torn: dword 0 is %u, dword %u is %u", where, v, i / 4, w);
+    }
     return v;
 }
 
-/* The file image of the hda node QEMU runs on now. */
-static char *hda_top(struct qmp_client *c)
+/* Sector 64 as the guest sees it now (stop the guest first). */
+static uint32_t disk_now(struct qt_fixture *f)
 {
-    return qt_live_file(c, "hda");
-}
-
-/* A client on the QEMU that runs the domain now: the harness's own monitor until the first revert, then a
- * connection to the QEMU qsnap started (its one monitor: give it back before qsnap runs again). */
-static struct qmp_client *vm_client(struct qt_fixture *f, bool reverted, struct qmp_client **own)
-{
-    if (!reverted)
-        return qh_vm_qmp(f->vm);
-    return *own = qt_daemon_client(f);
-}
-
-static void vm_client_done(struct qmp_client **own)
-{
-    qmp_client_free(*own);
-    *own = NULL;
-}
-
-static void test_live_ram_and_disk_of_one_instant(void **state)
-{
-    struct qt_fixture *f = qt_fixture_of(state);
     struct qs_error *err = NULL;
-    struct qmp_client *c, *own = NULL;
-    uint32_t base_done = 0;
+    uint8_t buf[SECTOR];
 
+    OK(qh_vm_guest_read(f->vm, "hda", SECTOR_OFF, SECTOR, buf, &err));
+    return sector_value(buf, "the guest's disk");
+}
+
+/* Sector 64 of the image at PATH (one QEMU no longer writes: a frozen image, or the disk after QEMU quit). */
+static uint32_t image_value(const char *path)
+{
+    struct qs_error *err = NULL;
+    uint8_t buf[SECTOR];
+
+    OK(qh_image_read(path, "qcow2", SECTOR_OFF, SECTOR, buf, &err));
+    return sector_value(buf, path);
+}
+
+/* The image disk hda runs on now: what an external snapshot is about to freeze. Caller frees. */
+static char *hda_top(struct qt_fixture *f)
+{
+    struct qs_error *err = NULL;
+    char *file = NULL;
+
+    OK(qh_vm_disk_device(f->vm, "hda", NULL, NULL, &file, &err));
+    return file;
+}
+
+/* The instant a revert --paused (or restore --paused) left: RAM against the disk the guest sees. */
+static struct instant check_instant(struct qt_fixture *f, const char *name)
+{
+    struct guest g;
+    struct instant in;
+
+    qt_assert_status(qh_vm_qmp(f->vm), "paused");
+    guest_ram(f, &g);
+    in.done = g.done;
+    in.pending = g.pending;
+    in.disk = disk_now(f);
+    print_message("%s: RAM done=%u pending=%u, disk %u\n", name, in.done, in.pending, in.disk);
+    assert_int_equal(g.torn, 0);
+    assert_true(in.pending == in.done || in.pending == in.done + 1);
+    if (in.disk != in.done && in.disk != in.pending)
+        fail_msg("%s: RAM and disk are not of one instant: the disk holds %u, %s", name, in.disk,
+                 in.disk < in.done ? "less than the RAM says was written" : "more than the RAM had written");
+    return in;
+}
+
+/* The guest runs on from FROM: RUN_ON more writes finish, and, stopped, its disk holds what its RAM says it
+ * wrote (done or the write in flight) - no write lost, none torn, none left over from before the revert. */
+static void run_on(struct qt_fixture *f, uint32_t from)
+{
+    struct qmp_client *c = qh_vm_qmp(f->vm);
+    int64_t deadline = qs_now_ms() + RUN_ON_TIMEOUT_MS;
+    struct guest g;
+    uint32_t disk;
+
+    qt_exec(c, "cont");
+    while (guest_done(f) < from + RUN_ON && qs_now_ms() < deadline)
+        usleep(10 * 1000);
+    qt_exec(c, "stop");
+    guest_ram(f, &g);
+    disk = disk_now(f);
+    assert_int_equal(g.torn, 0);
+    if (g.done < from + RUN_ON)
+        fail_msg("the guest wrote only up to %u from %u in %d ms", g.done, from, RUN_ON_TIMEOUT_MS);
+    assert_true(g.pending == g.done || g.pending == g.done + 1);
+    if (disk != g.done && disk != g.pending)
+        fail_msg("after running on from %u: RAM done=%u pending=%u, but the disk holds %u", from, g.done,
+                 g.pending, disk);
+    qt_exec(c, "cont");
+}
+
+/* The guest has booted (the magic is there) and counts. */
+static void booted(struct qt_fixture *f)
+{
+    struct qs_error *err = NULL;
     OK(qh_vm_wait_counter_advancing(f->vm, 0, NULL, &err));
-    qt_attach(f);
-    for (int i = 0; i < ROUNDS; i++) {
-        char name[16], *frozen, *info, *p;
-        uint32_t pending, done, disk, later;
-        double pause = -1;
+}
 
-        snprintf(name, sizeof(name), "r%d", i);
-        c = vm_client(f, i > 0, &own);
-        frozen = hda_top(c); /* the image the snapshot will freeze */
-        vm_client_done(&own);
-        /* the guest writes on while qsnap works */
+static void create(struct qt_fixture *f, enum kind k, const char *name)
+{
+    char *mem, *spec;
+
+    switch (k) {
+    case KIND_INTERNAL:
+        free(QSNAP_OK(f, "snapshot-create-as", "vm", name));
+        break;
+    case KIND_MEMSPEC:
+        mem = qs_asprintf("%s/%s.mem", qh_vm_dir(f->vm), name);
+        spec = qs_asprintf("file=%s,snapshot=external", mem);
+        free(QSNAP_OK(f, "snapshot-create-as", "vm", name, "--memspec", spec));
+        free(spec);
+        free(mem);
+        break;
+    case KIND_LIVE:
         free(QSNAP_OK(f, "snapshot-create-as", "vm", name, "--live"));
-        c = vm_client(f, i > 0, &own);
-        later = ram_dword(c, 0x9014);
-        vm_client_done(&own);
-        info = QSNAP_OK(f, "snapshot-info", "vm", name);
-        if ((p = strstr(info, "Guest pause:    ")))
-            sscanf(p + strlen("Guest pause:    "), "%lf", &pause);
-        free(info);
-
-        /* the snapshot's RAM, loaded into a paused QEMU, against the disk it froze */
-        free(QSNAP_OK(f, "snapshot-revert", "vm", name, "--paused"));
-        if (i == 0)
-            OK(qh_vm_wait_exit(f->vm, 10000, NULL, &err));
-        c = vm_client(f, true, &own);
-        qt_assert_status(c, "paused");
-        pending = ram_dword(c, 0x9010);
-        done = ram_dword(c, 0x9014);
-        disk = image_dword(frozen, SECTOR_OFF);
-        print_message("snapshot %s: RAM done=%u pending=%u, frozen disk %u, guest at %u after the create; "
-                      "pause %.1f ms\n", name, done, pending, disk, later, pause);
-        /* the guest ran between create and now: it is a live snapshot, not of the end */
-        assert_true(done > base_done);
-        assert_true(done <= later);
-        /* one instant: the disk holds what the RAM says was written, or the write then in flight */
-        assert_true(pending == done || pending == done + 1);
-        assert_true(disk == done || disk == pending);
-        base_done = done;
-        free(frozen);
-        qt_exec(c, "cont");
-        /* let it write a while before the next round */
-        for (int k = 0; k < 200 && ram_dword(c, 0x9014) < done + 50; k++)
-            usleep(10 * 1000);
-        vm_client_done(&own);
+        break;
+    case KIND_DISK_ONLY:
+        free(QSNAP_OK(f, "snapshot-create-as", "vm", name, "--disk-only"));
+        break;
     }
 }
 
-static struct qt_fixture f1 = {.cfg = &cfg_ide};
+/* Snapshots of kind K with RAM, taken while the guest writes: each reverted (paused) at once and its RAM
+ * checked against its disk, then the guest runs on; at the end the first one again, which must give back
+ * exactly what it gave the first time. */
+static void ram_rounds(struct qt_fixture *f, enum kind k)
+{
+    struct instant at[ROUNDS], again;
+    uint32_t frozen[ROUNDS];
+
+    booted(f);
+    qt_attach(f);
+    for (int i = 0; i < ROUNDS; i++) {
+        char name[16], *top = NULL;
+        uint32_t before, later;
+
+        snprintf(name, sizeof(name), "s%d", i);
+        if (k != KIND_INTERNAL)
+            top = hda_top(f); /* the image the snapshot freezes */
+        before = guest_done(f);
+        create(f, k, name); /* the guest writes on while qsnap works */
+        later = guest_done(f);
+        frozen[i] = top ? image_value(top) : 0;
+        free(top);
+
+        free(QSNAP_OK(f, "snapshot-revert", "vm", name, "--paused"));
+        qt_follow(f);
+        at[i] = check_instant(f, name);
+        print_message("  guest at %u before the create, %u after it%s\n", before, later,
+                      k == KIND_INTERNAL ? "" : "; frozen image as read from the file too");
+        /* an instant inside the create, not one before it (nor after) */
+        assert_true(at[i].done >= before);
+        assert_true(at[i].done <= later);
+        if (k != KIND_INTERNAL)
+            assert_int_equal(at[i].disk, frozen[i]);
+        run_on(f, at[i].done);
+    }
+
+    /* back to the first, past the later ones */
+    free(QSNAP_OK(f, "snapshot-revert", "vm", "s0", "--paused"));
+    qt_follow(f);
+    again = check_instant(f, "s0 again");
+    assert_int_equal(again.done, at[0].done);
+    assert_int_equal(again.pending, at[0].pending);
+    assert_int_equal(again.disk, at[0].disk);
+    run_on(f, again.done);
+    qt_check_clean(f);
+}
+
+static void test_internal(void **state)
+{
+    ram_rounds(qt_fixture_of(state), KIND_INTERNAL);
+}
+
+static void test_memspec(void **state)
+{
+    ram_rounds(qt_fixture_of(state), KIND_MEMSPEC);
+}
+
+/* RAM and disks of one instant in a --live snapshot, whichever order QEMU captures them in (its RAM is written
+ * while the guest runs on). */
+static void test_live(void **state)
+{
+    ram_rounds(qt_fixture_of(state), KIND_LIVE);
+}
+
+/* The guest boots on a disk-only snapshot's disk (revert --paused, then cont): QEMU shows it the frozen
+ * value before it runs, and it counts on from exactly that value. */
+static uint32_t boot_on(struct qt_fixture *f, const char *name, uint32_t frozen)
+{
+    struct guest g;
+    uint32_t disk;
+
+    free(QSNAP_OK(f, "snapshot-revert", "vm", name, "--paused"));
+    qt_follow(f);
+    qt_assert_status(qh_vm_qmp(f->vm), "paused");
+    disk = disk_now(f);
+    assert_int_equal(disk, frozen);
+    qt_exec(qh_vm_qmp(f->vm), "cont");
+    booted(f);
+    guest_ram(f, &g);
+    print_message("%s: frozen disk %u, the guest booted on it read %u, now at %u\n", name, frozen, g.bootval,
+                  g.done);
+    assert_int_equal(g.torn, 0);
+    assert_int_equal(g.bootval, frozen);
+    assert_true(g.done >= frozen);
+    return frozen;
+}
+
+static void test_disk_only(void **state)
+{
+    struct qt_fixture *f = qt_fixture_of(state);
+    uint32_t frozen[ROUNDS];
+
+    booted(f);
+    qt_attach(f);
+    for (int i = 0; i < ROUNDS; i++) {
+        char name[16], *top = hda_top(f);
+        uint32_t before, later;
+
+        snprintf(name, sizeof(name), "d%d", i);
+        before = guest_done(f);
+        create(f, KIND_DISK_ONLY, name);
+        later = guest_done(f);
+        frozen[i] = image_value(top);
+        free(top);
+        print_message("%s: guest at %u before the create, %u after it, frozen disk %u\n", name, before, later,
+                      frozen[i]);
+        /* a value the guest wrote while qsnap worked: done at that instant or the write then in flight */
+        assert_true(frozen[i] >= before);
+        assert_true(frozen[i] <= later + 1);
+        run_on(f, boot_on(f, name, frozen[i]));
+    }
+    run_on(f, boot_on(f, "d0", frozen[0]));
+    qt_check_clean(f);
+}
+
+/* save stops the writing guest and writes its RAM; restore --paused gives that RAM on the disk as QEMU left
+ * it. */
+static void test_save_restore(void **state)
+{
+    struct qt_fixture *f = qt_fixture_of(state);
+    struct qs_error *err = NULL;
+
+    booted(f);
+    qt_attach(f);
+    for (int i = 0; i < 2; i++) {
+        char *file = qs_asprintf("%s/vm%d.save", qh_vm_dir(f->vm), i), *image = hda_top(f), name[16];
+        uint32_t before, disk;
+        struct instant in;
+
+        snprintf(name, sizeof(name), "save %d", i);
+        before = guest_done(f);
+        free(QSNAP_OK(f, "save", "vm", file));
+        OK(qh_vm_wait_exit(f->vm, 20000, NULL, &err));
+        disk = image_value(image);
+        free(QSNAP_OK(f, "restore", file, "--paused"));
+        qt_adopt(f);
+        in = check_instant(f, name);
+        assert_true(in.done >= before);
+        assert_int_equal(in.disk, disk);
+        run_on(f, in.done);
+        free(image);
+        free(file);
+    }
+}
+
+static struct qt_fixture f_internal = {.cfg = &cfg_ide}, f_memspec = {.cfg = &cfg_ide}, f_live = {.cfg = &cfg_ide},
+                         f_disk_only = {.cfg = &cfg_ide}, f_save = {.cfg = &cfg_ide};
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_prestate_setup_teardown(test_live_ram_and_disk_of_one_instant, qt_setup, qt_teardown, &f1),
+        cmocka_unit_test_prestate_setup_teardown(test_internal, qt_setup, qt_teardown, &f_internal),
+        cmocka_unit_test_prestate_setup_teardown(test_memspec, qt_setup, qt_teardown, &f_memspec),
+        cmocka_unit_test_prestate_setup_teardown(test_live, qt_setup, qt_teardown, &f_live),
+        cmocka_unit_test_prestate_setup_teardown(test_disk_only, qt_setup, qt_teardown, &f_disk_only),
+        cmocka_unit_test_prestate_setup_teardown(test_save_restore, qt_setup, qt_teardown, &f_save),
     };
     const char *build = getenv("QSNAP_BUILD_DIR");
-    struct qs_error *err = NULL;
-    char *guest;
-    int r;
 
-    if (!build || !qh_qemu_available())
-        return cmocka_run_group_tests(tests, NULL, NULL); /* skipped by qt_setup */
-    /* the harness boots whatever $QSNAP_GUEST is: the disk-writing guest, from vda */
-    guest = qs_asprintf("%s/tests/guest/diskcounter.bin", build);
-    setenv("QSNAP_GUEST", guest, 1);
-    free(guest);
-    if (!mkdtemp(ide_dir)) {
-        perror("mkdtemp");
-        return 1;
+    if (getenv("QSNAP_TEST_FILTER")) /* e.g. "test_live": one kind */
+        cmocka_set_test_filter(getenv("QSNAP_TEST_FILTER"));
+    if (build) {
+        /* the harness boots whatever $QSNAP_GUEST is: the disk-writing guest */
+        char *guest = qs_asprintf("%s/tests/guest/diskcounter.bin", build);
+        setenv("QSNAP_GUEST", guest, 1);
+        free(guest);
     }
-    snprintf(ide_image, sizeof(ide_image), "%s/hda.qcow2", ide_dir);
-    snprintf(ide_file_arg, sizeof(ide_file_arg), "driver=file,filename=%s,node-name=file-hda", ide_image);
-    if (qh_image_create_blank(ide_image, "qcow2", 16u << 20, &err) < 0) {
-        fprintf(stderr, "%s\n", err->message);
-        return 1;
-    }
-    cfg_ide = qt_cfg_two_disks;
-    cfg_ide.n_disks = 1; /* vda, the boot disk */
-    cfg_ide.extra_args = ide_args;
-    r = cmocka_run_group_tests(tests, NULL, NULL);
-    if (!getenv("QSNAP_KEEP_TMP")) {
-        char *rm[] = {"rm", "-rf", ide_dir, NULL};
-        struct qs_proc_result res = {0};
-        if (qs_proc_run(rm, 60000, 0, &res, &err) == 0)
-            qs_proc_result_release(&res);
-        qs_error_free(err);
-    }
-    return r;
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }
