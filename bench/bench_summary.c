@@ -622,7 +622,7 @@ static void stop_vm(struct bench *b)
 }
 
 /* Runs one timed qsnap operation: wall, pause and RSS into cell C (when C is non-NULL). */
-static int qsnap_cell(struct bench *b, struct cell *c, bool pause, ...)
+static int qsnap_cell(struct bench *b, struct cell *c, int pause, ...)
 {
     char *argv[20] = {(char *)b->qsnap, "--root", b->root};
     size_t n = 3;
