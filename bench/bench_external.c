@@ -224,7 +224,7 @@ int main(int argc, char **argv)
     bench_prog = "bench_external";
     if (!guest || !*guest)
         guest = QSNAP_BENCH_GUEST;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v)
             usage();
@@ -242,7 +242,6 @@ int main(int argc, char **argv)
             md = v;
         else
             usage();
-        i++;
     }
     if (b.n < 1 || b.n > MAX_ITER)
         usage();

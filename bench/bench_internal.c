@@ -945,7 +945,7 @@ int main(int argc, char **argv)
     if (!guest || !*guest)
         guest = QSNAP_BENCH_GUEST;
     b.n = 10;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v)
             usage();
@@ -969,7 +969,6 @@ int main(int argc, char **argv)
             md = v;
         else
             usage();
-        i++;
     }
     if (b.n < 1 || b.n > MAX_ITER)
         usage();

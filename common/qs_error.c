@@ -34,8 +34,9 @@ const char *qs_error_code_name(int code)
     return code_names[code];
 }
 
-static void error_setv(struct qs_error **err, int code, const char *qmp_class, const char *suffix,
-                       const char *fmt, va_list ap)
+__attribute__((format(printf, 5, 0))) static void error_setv(struct qs_error **err, int code,
+                                                          const char *qmp_class, const char *suffix,
+                                                          const char *fmt, va_list ap)
 {
     struct qs_error *e;
     char *msg;

@@ -552,7 +552,7 @@ reply:
     return ret;
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
     fputs("qsnapd: libmicrohttpd: ", stderr);
