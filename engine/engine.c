@@ -117,7 +117,10 @@ struct md_lock *engine_domain_lock(struct engine *e, const char *name, struct qs
 
     if (!lock) {
         /* say what the other process is doing, when its record says so */
-        if (local->code == QS_ERR_BUSY && intent_read(e, name, &it, NULL) > 0)
+        if (local->code == QS_ERR_BUSY && intent_read(e, name, &it, NULL) > 0 && !it.snapshot && it.target)
+            qs_error_set(err, QS_ERR_BUSY, "domain '%s' is busy: qsnap process %ld is running a %s of '%s'", name,
+                         it.pid, it.op, it.target); /* a save or restore: of a file */
+        else if (local->code == QS_ERR_BUSY && it.op)
             qs_error_set(err, QS_ERR_BUSY, "domain '%s' is busy: qsnap process %ld is running %s %s of snapshot "
                          "'%s'", name, it.pid, strchr("aeiou", it.op[0]) ? "an" : "a", it.op,
                          it.snapshot ? it.snapshot : "?");

@@ -20,10 +20,12 @@ struct intent_disk {
  * from QEMU, the images or the metadata themselves.
  */
 struct intent {
-    char *op;            /* "create", "revert", "delete", "redefine", "current", "export", "clone" */
-    char *kind;          /* "internal", "external", "metadata" */
+    char *op;            /* "create", "revert", "delete", "redefine", "current", "export", "clone", "save",
+                            "restore" */
+    char *kind;          /* "internal", "external", "metadata"; save, restore: "memory" */
     char *snapshot;      /* the snapshot concerned (delete: the first of names) */
-    char *phase;         /* "prepared"; revert: "loaded" once QEMU's load succeeded */
+    char *phase;         /* "prepared"; revert: "loaded" once QEMU's load succeeded; save: "written" once the
+                            temporary holds the whole state, "renamed" once the file does */
     char *vm;            /* QEMU's run state when the operation began, "shutoff" when none ran */
     bool want_running;   /* revert: the VM runs afterwards */
     bool halt;           /* create: QEMU is quit afterwards */
@@ -42,7 +44,8 @@ struct intent {
     char *snapshot_xml;  /* the snapshot metadata to write when finishing (on-disk form) */
     char *domain_xml;    /* the domain definition to store when finishing */
     char *undo_xml;      /* revert to another image: the definition to store back when undoing */
-    char *target;        /* export: the file being written; clone: the new domain */
+    char *target;        /* export, save: the file being written; restore: the file read; clone: the new
+                            domain */
 };
 
 void intent_release(struct intent *it);

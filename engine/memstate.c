@@ -1,6 +1,7 @@
 /* memstate.c: VM state to/from a file through fd: migration, the save file's header, virsh save/restore. */
 #include "memstate.h"
 #include "disks.h"
+#include "intent.h"
 #include "qs_buf.h"
 #include "qs_proc.h"
 #include "qs_util.h"
@@ -31,6 +32,8 @@
 #define MACHINE_HELP_TIMEOUT_MS 30000
 #define CAPTURE_QUERY_TIMEOUT_MS 300000
 #define CAPTURE_DEFAULT_TIMEOUT_MS 600000
+/* a migration QEMU still runs for a dead process: recovery lets it end */
+#define SETTLE_MS 600000
 
 /* ------------------------------------------------------------------------------------------------
  * Migration settings, set for one operation and set back after it
@@ -170,6 +173,56 @@ static int mig_setup(struct qmp_client *c, bool outgoing, bool background, bool 
                 saved->have_channels = true;
             }
         }
+    }
+    ret = 0;
+out:
+    qmp_reply_free(r);
+    return ret;
+}
+
+int memstate_leftovers_drop(struct qmp_client *c, struct qs_error **err)
+{
+    static const char *const caps[] = {CAP_BACKGROUND, CAP_MAPPED_RAM, CAP_MULTIFD};
+    static const char *const names[] = {SAVE_FDNAME, LOAD_FDNAME};
+    struct qmp_reply *r = NULL;
+    const struct qmp_value *sets;
+    int ret = -1;
+
+    for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+        bool present = false, on = false;
+        if (cap_get(c, caps[i], &present, &on, err) < 0 || (present && on && cap_set(c, caps[i], false, err) < 0))
+            goto out;
+    }
+    /* the file's descriptor: an fdset of add-fd stays as long as a monitor is connected, and keeps the file
+     * (a removed temporary's blocks too) open in QEMU */
+    if (qmp_client_execute(c, "query-fdsets", NULL, &r, err) < 0)
+        goto out;
+    sets = qmp_reply_value(r);
+    for (size_t i = 0; i < qmp_value_array_len(sets); i++) {
+        const struct qmp_value *set = qmp_value_array_at(sets, i), *fds = qmp_value_get(set, "fds");
+        bool ours = false;
+        int64_t id;
+        for (size_t k = 0; k < qmp_value_array_len(fds); k++) {
+            const char *o = qmp_value_get_string(qmp_value_array_at(fds, k), "opaque");
+            ours = ours || qs_str_equal(o, SAVE_FDNAME) || qs_str_equal(o, LOAD_FDNAME);
+        }
+        if (ours && qmp_value_int(qmp_value_get(set, "fdset-id"), &id)) {
+            struct qmp_args *a = qmp_args_new();
+            qmp_args_set_int(a, "fdset-id", id);
+            int rr = qmp_client_execute(c, "remove-fd", a, NULL, err);
+            qmp_args_free(a);
+            if (rr < 0)
+                goto out;
+        }
+    }
+    /* a getfd name no migration took: there may be none, which is not an error */
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        struct qmp_args *a = qmp_args_new();
+        struct qs_error *ignore = NULL;
+        qmp_args_set_str(a, "fdname", names[i]);
+        qmp_client_execute(c, "closefd", a, NULL, &ignore);
+        qmp_args_free(a);
+        qs_error_free(ignore);
     }
     ret = 0;
 out:
@@ -1106,6 +1159,26 @@ static int dir_sync_of(const char *path, struct qs_error **err)
     return ret;
 }
 
+/* The temporary a save writes before renaming it over PATH: named before it exists, so that the intent record
+ * names it before it is made (the process id and the clock make it unique; O_EXCL makes sure). Caller frees. */
+static char *save_tmp_name(const char *path)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return qs_asprintf("%s.qsnap-%ld-%llx", path, (long)getpid(),
+                       (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec);
+}
+
+/* Records the save's new phase ("written": the temporary holds the whole state; "renamed": PATH does). */
+static int save_phase(struct engine *e, const struct md_lock *lock, const char *name, struct intent *it,
+                      const char *phase, struct qs_error **err)
+{
+    free(it->phase);
+    it->phase = qs_xstrdup(phase);
+    return intent_update(e, lock, name, it, err);
+}
+
 int engine_domain_save(struct engine *e, const char *name, const char *path, unsigned flags,
                        struct qs_error **err)
 {
@@ -1114,8 +1187,9 @@ int engine_domain_save(struct engine *e, const char *name, const char *path, uns
     struct qmp_client *c = NULL;
     struct memstate_options o;
     struct memstate_save_ctx msave;
+    struct intent it = {0};
     char *xml = NULL, *status = NULL, *tmp = NULL;
-    bool was_running = false, stopped = false, run_after;
+    bool was_running = false, stopped = false, made = false, renamed = false, run_after;
     int fd = -1, ret = -1;
 
     if (flags_check(flags, err) < 0 || !(dom = engine_domain_load(e, name, err)) ||
@@ -1140,14 +1214,25 @@ int engine_domain_save(struct engine *e, const char *name, const char *path, uns
         goto out;
     run_after = flags & ENGINE_SAVE_RUNNING ? true : flags & ENGINE_SAVE_PAUSED ? false : was_running;
 
-    /* a temporary next to PATH: PATH appears whole or not at all, and an old file survives a failure */
-    tmp = qs_asprintf("%s.qsnap-XXXXXX", path);
-    if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) { /* mkostemp creates 0600 */
+    /* a temporary next to PATH: PATH appears whole or not at all, and an old file survives a failure. The
+     * record names it first: a crash leaves no file that nothing knows of */
+    tmp = save_tmp_name(path);
+    it.op = qs_xstrdup("save");
+    it.kind = qs_xstrdup("memory");
+    it.target = qs_xstrdup(path);
+    it.vm = qs_xstrdup(was_running ? "running" : "paused");
+    intent_add_file(&it, tmp);
+    if (intent_begin(e, lock, name, &it, err) < 0)
+        goto out;
+    if ((fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0) {
         qs_error_set_errno(err, errno == ENOENT ? QS_ERR_NOTFOUND : QS_ERR_IO, errno, "cannot create '%s'", path);
-        free(tmp);
-        tmp = NULL;
+        /* not qsnap's (or not there): the record must not name it for recovery to remove */
+        qs_strv_free(it.files);
+        it.files = NULL;
+        intent_update(e, lock, name, &it, NULL);
         goto out;
     }
+    made = true;
     if (memstate_header_write(fd, path, name, xml, run_after, c, err) < 0)
         goto out;
     if (was_running) {
@@ -1155,6 +1240,7 @@ int engine_domain_save(struct engine *e, const char *name, const char *path, uns
         if (vm_stop(c, err) < 0)
             goto out;
         stopped = true;
+        engine_step(e, "save", "stop");
     }
     options_for(e, "save", &o);
     if (memstate_save_begin(c, fd, &o, &msave, err) < 0 ||
@@ -1164,39 +1250,103 @@ int engine_domain_save(struct engine *e, const char *name, const char *path, uns
     }
     if (memstate_save_finish(c, &msave, true, &o, err) < 0)
         goto out;
+    engine_step(e, "save", "state");
     if (fsync(fd) < 0 || close(fd) < 0) {
         fd = -1;
         qs_error_set_errno(err, QS_ERR_IO, errno, "cannot write '%s'", path);
         goto out;
     }
     fd = -1;
+    if (save_phase(e, lock, name, &it, "written", err) < 0)
+        goto out;
+    engine_step(e, "save", "written");
     if (rename(tmp, path) < 0) {
         qs_error_set_errno(err, QS_ERR_IO, errno, "cannot rename the saved state to '%s'", path);
         goto out;
     }
-    free(tmp);
-    tmp = NULL;
-    if (dir_sync_of(path, err) < 0)
+    made = false;
+    renamed = true;
+    /* the state is safe on disk once the directory is: from then on QEMU goes whatever happens */
+    if (dir_sync_of(path, err) < 0 || save_phase(e, lock, name, &it, "renamed", err) < 0)
         goto out;
-    /* the state is safe on disk: from here on QEMU goes whatever happens */
-    ret = engine_qemu_quit(e, &c, err);
+    engine_step(e, "save", "renamed");
+    if (engine_qemu_quit(e, &c, err) < 0)
+        goto out;
+    engine_step(e, "save", "quit");
+    ret = 0;
 out:
-    if (ret < 0 && c) {
+    if (ret < 0 && c && !renamed) {
         /* a failed save gives the VM its run state back (cont also works from postmigrate) */
         struct qs_error *ignore = NULL;
         if (stopped)
             vm_cont(c, &ignore);
         qs_error_free(ignore);
     }
-    if (tmp)
+    if (made)
         unlink(tmp);
     qs_close(fd);
     qmp_client_free(c);
+    /* after a failure, recovery checks what is left against the record: a save renamed into place still has
+     * its QEMU to end, anything before that is undone */
+    if (it.pid)
+        intent_finish(e, lock, name, ret == 0);
+    intent_release(&it);
     free(tmp);
     free(xml);
     free(status);
     md_lock_free(lock);
     md_domain_free(dom);
+    return ret;
+}
+
+/* A save the process cut short (memstate_recover): before "written" the VM gets back its run state and the
+ * temporary goes; a written temporary is renamed into place; once PATH holds the state, QEMU is ended. */
+static int recover_save(struct engine *e, const struct intent *it, struct qmp_client **c, struct qs_error **err)
+{
+    const char *tmp = it->files ? it->files[0] : NULL;
+    bool written = qs_str_equal(it->phase, "written"), renamed = qs_str_equal(it->phase, "renamed");
+    char *mig = NULL, *status = NULL;
+    bool running = false;
+    int ret = -1;
+
+    if (*c && memstate_settle(*c, SETTLE_MS, &mig, err) < 0)
+        goto out; /* the migration QEMU still runs for the dead process ends first */
+    if (written && tmp && access(tmp, F_OK) == 0) {
+        /* the state is whole in the temporary (it was synced before the phase was written): finish */
+        if (rename(tmp, it->target) < 0) {
+            qs_error_set_errno(err, QS_ERR_IO, errno, "cannot rename the saved state to '%s'", it->target);
+            goto out;
+        }
+        if (dir_sync_of(it->target, err) < 0)
+            goto out;
+        renamed = true;
+    }
+    if (renamed) {
+        /* QEMU holds the saved state, stopped (a guest someone resumed since has moved on: it stays) */
+        if (*c && vm_status(*c, &status, &running, err) < 0)
+            goto out;
+        ret = *c && !running ? engine_qemu_quit(e, c, err) : 0;
+        goto out;
+    }
+    /* not in place: undone. (Written and no temporary: the process died between the rename and its record -
+     * QEMU still holds the RAM, so it runs on and PATH keeps a copy; or its own cleanup removed it.) */
+    if (tmp && unlink(tmp) < 0 && errno != ENOENT) {
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot remove '%s'", tmp);
+        goto out;
+    }
+    ret = 0;
+    if (!*c)
+        goto out;
+    if (memstate_leftovers_drop(*c, err) < 0 || vm_status(*c, &status, &running, err) < 0) {
+        ret = -1;
+        goto out;
+    }
+    if (qs_str_equal(it->vm, "running") && !running &&
+        (!strcmp(status, "paused") || !strcmp(status, "postmigrate") || !strcmp(status, "finish-migrate")))
+        ret = vm_cont(*c, err);
+out:
+    free(mig);
+    free(status);
     return ret;
 }
 
@@ -1247,6 +1397,7 @@ int engine_domain_restore(struct engine *e, const char *path, unsigned flags, ch
     struct md_lock *lock = NULL;
     struct qmp_client *c = NULL;
     struct memstate_options o;
+    struct intent it = {0};
     int fd = -1, ret = -1;
     bool run, started = false;
 
@@ -1268,6 +1419,17 @@ int engine_domain_restore(struct engine *e, const char *path, unsigned flags, ch
         qs_error_prefix(err, "cannot restore domain '%s' from '%s'", h.domain, path);
         goto out;
     }
+    run = flags & ENGINE_SAVE_RUNNING ? true : flags & ENGINE_SAVE_PAUSED ? false : h.running;
+    /* a QEMU started for the restore is qsnap's until the state is in: recorded, so that a crash does not
+     * leave it waiting for a state that never comes */
+    it.op = qs_xstrdup("restore");
+    it.kind = qs_xstrdup("memory");
+    it.target = qs_xstrdup(path);
+    it.vm = qs_xstrdup("shutoff");
+    it.want_running = run;
+    it.start = true;
+    if (intent_begin(e, lock, h.domain, &it, err) < 0)
+        goto out;
     if (engine_qemu_start_incoming(e, dom, lock, &c, err) < 0) {
         if (h.machine)
             qs_error_prefix(err, "cannot start QEMU for the state in '%s' (written by QEMU %s, machine type %s)",
@@ -1275,6 +1437,7 @@ int engine_domain_restore(struct engine *e, const char *path, unsigned flags, ch
         goto out;
     }
     started = true;
+    engine_step(e, "restore", "start");
     options_for(e, "restore", &o);
     o.header = &h;
     o.path = path;
@@ -1286,9 +1449,10 @@ int engine_domain_restore(struct engine *e, const char *path, unsigned flags, ch
         qs_error_prefix(err, "cannot restore domain '%s' from '%s'", h.domain, path);
         goto out;
     }
-    run = flags & ENGINE_SAVE_RUNNING ? true : flags & ENGINE_SAVE_PAUSED ? false : h.running;
+    engine_step(e, "restore", "load");
     if (run && vm_cont(c, err) < 0)
         goto out;
+    engine_step(e, "restore", "state");
     if (name)
         *name = qs_xstrdup(h.domain);
     ret = 0;
@@ -1298,9 +1462,48 @@ out:
         engine_qemu_quit(e, &c, NULL); /* best effort: the error that matters is already set */
     }
     qmp_client_free(c);
+    if (it.pid)
+        intent_finish(e, lock, h.domain, ret == 0);
+    intent_release(&it);
     memstate_header_release(&h);
     md_lock_free(lock);
     md_domain_free(dom);
     qs_close(fd);
     return ret;
+}
+
+/* A restore the process cut short: a QEMU whose state came in is given the run state asked for; one still
+ * waiting for it (or whose load failed) goes - the domain stays off and the file is untouched, for another
+ * restore. */
+static int recover_restore(struct engine *e, const struct intent *it, struct qmp_client **c, struct qs_error **err)
+{
+    char *mig = NULL, *status = NULL;
+    bool running = false;
+    int ret = -1;
+
+    if (!*c)
+        return 0;
+    if (memstate_settle(*c, SETTLE_MS, &mig, err) < 0 || vm_status(*c, &status, &running, err) < 0)
+        goto out;
+    /* the run state tells (a finished incoming migration's own status may be gone already): loaded, QEMU
+     * left "inmigrate" for "paused" (-S) */
+    if (!strcmp(status, "inmigrate"))
+        ret = engine_qemu_quit(e, c, err);
+    else if (memstate_leftovers_drop(*c, err) < 0)
+        ret = -1;
+    else if (it->want_running && !running)
+        ret = vm_cont(*c, err);
+    else
+        ret = 0;
+out:
+    free(mig);
+    free(status);
+    return ret;
+}
+
+int memstate_recover(struct engine *e, const struct intent *it, struct qmp_client **c, struct qs_error **err)
+{
+    if (qs_str_equal(it->op, "save"))
+        return recover_save(e, it, c, err);
+    return recover_restore(e, it, c, err);
 }

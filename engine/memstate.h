@@ -170,4 +170,21 @@ int memstate_pin_machine(struct md_domain *dom, const struct memstate_header *h,
 int memstate_load_check(struct qmp_client *c, const struct memstate_header *h, const char *path,
                         struct qs_error **err);
 
+/*
+ * What a migration whose process died leaves in C's QEMU, dropped: the capabilities a save or load turns on
+ * for itself (background-snapshot, mapped-ram, multifd) set back to off, QEMU's default - nothing knows any
+ * more what they were, and left on they break a later stream (fd:, a background snapshot) - and the file's
+ * descriptor (add-fd's fdset, a getfd name). Call it when no migration runs (memstate_settle).
+ */
+int memstate_leftovers_drop(struct qmp_client *c, struct qs_error **err);
+
+struct intent;
+/*
+ * Finishes or undoes a save or restore whose process died, from its record IT (recover.c calls it with the
+ * domain's QEMU in *c, or NULL; it may quit it): a save is finished once its file is whole (renamed into
+ * place, QEMU ended), else the temporary goes and the VM gets its run state back; a restore keeps a QEMU
+ * whose state came in (run as asked) and ends one still waiting for it.
+ */
+int memstate_recover(struct engine *e, const struct intent *it, struct qmp_client **c, struct qs_error **err);
+
 #endif

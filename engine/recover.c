@@ -320,8 +320,10 @@ static int recover_create_external(struct engine *e, const char *domain, const s
          * even when someone has started QEMU since */
         forward = switched_offline(e, domain, it) || (spec && snapshot_exists(e, domain, spec->name));
     } else if (*c) {
-        /* a memory save the dead process began runs on in QEMU: let it end first */
-        if (memstate_settle(*c, SETTLE_MS, &mig, err) < 0 || switched_live(it, *c, &all, &none, err) < 0)
+        /* a memory save the dead process began runs on in QEMU: let it end first, then drop what it left */
+        if (memstate_settle(*c, SETTLE_MS, &mig, err) < 0 ||
+            (spec && spec->memory == MD_LOCATION_EXTERNAL && memstate_leftovers_drop(*c, err) < 0) ||
+            switched_live(it, *c, &all, &none, err) < 0)
             goto out;
         forward = all;
     } else {
@@ -507,6 +509,8 @@ int intent_recover_op(struct engine *e, const char *domain, const struct md_lock
         r = export_recover(e, domain, lock, &it, err);
     else if (qs_str_equal(it.op, "clone"))
         r = clone_recover(e, domain, lock, &it, err);
+    else if (qs_str_equal(it.op, "save") || qs_str_equal(it.op, "restore"))
+        r = memstate_recover(e, &it, &c, err);
     else if (qs_str_equal(it.kind, "metadata"))
         r = recover_metadata(e, domain, lock, &it, err);
     else if (qs_str_equal(it.op, "create"))
@@ -529,7 +533,10 @@ int intent_recover_op(struct engine *e, const char *domain, const struct md_lock
     }
     ret = 0;
 out:
-    if (ret < 0)
+    if (ret < 0 && !it.snapshot && it.target) /* a save or restore: of a file */
+        qs_error_prefix(err, "domain '%s' has an unfinished %s of '%s' (qsnap process %ld) that could not be "
+                        "completed or undone", domain, it.op, it.target, it.pid);
+    else if (ret < 0)
         qs_error_prefix(err, "domain '%s' has an unfinished %s of snapshot '%s' (qsnap process %ld) that could "
                         "not be completed or undone", domain, it.op, it.snapshot ? it.snapshot : "?", it.pid);
     e->recovering = false;
