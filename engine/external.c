@@ -927,6 +927,65 @@ out:
 /* ------------------------------------------------------------------------------------------------ */
 /* Revert. */
 
+/* DOM as a revert leaves it: every disk of P on its new overlay (qsnap's), and GARBAGE no longer qsnap's to
+ * merge. For the switch itself and, before it, for the intent record (recovery may have to make it). */
+static int revert_switch_def(struct md_domain *dom, const struct xplan *p, char *const *garbage,
+                             struct qs_error **err)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (md_domain_set_disk_source(dom, p->d[i].target, p->d[i].overlay, err) < 0 ||
+            md_domain_set_disk_driver_type(dom, p->d[i].target, "qcow2", err) < 0 ||
+            md_domain_set_disk_node_name(dom, p->d[i].target, NULL, err) < 0 ||
+            md_domain_set_made(dom, p->d[i].overlay, true, err) < 0)
+            return -1;
+    for (size_t i = 0; garbage && garbage[i]; i++)
+        if (md_domain_set_made(dom, garbage[i], false, err) < 0)
+            return -1;
+    return 0;
+}
+
+int ext_revert_start(struct engine *e, struct md_domain *dom, const struct md_lock *lock,
+                     const struct md_snapshot *snap, bool start, bool want_running, struct qmp_client **c,
+                     struct qs_error **err)
+{
+    struct memstate_header h = {0};
+    int memfd = -1, ret = -1;
+
+    if (snap->memory != MD_LOCATION_EXTERNAL) {
+        if (!start)
+            return 0;
+        return engine_qemu_start(e, dom, lock, !want_running, c, err);
+    }
+    /* the saved RAM and devices on the frozen disks' content (the new overlays are empty) */
+    if (!snap->memory_file) {
+        qs_error_set(err, QS_ERR_INVALID, "snapshot '%s' records no memory state file", snap->name);
+        return -1;
+    }
+    if ((memfd = open(snap->memory_file, O_RDONLY | O_CLOEXEC)) < 0) {
+        qs_error_set_errno(err, errno == ENOENT ? QS_ERR_NOTFOUND : QS_ERR_IO, errno,
+                           "cannot open memory state file '%s' of snapshot '%s'", snap->memory_file, snap->name);
+        return -1;
+    }
+    {
+        struct memstate_options o = {.phase = "restore", .progress = e->progress, .opaque = e->opaque, .header = &h,
+                                     .path = snap->memory_file};
+        if (memstate_header_read(memfd, snap->memory_file, &h, err) < 0 || memstate_pin_machine(dom, &h, err) < 0 ||
+            engine_qemu_start_incoming(e, dom, lock, c, err) < 0 || memstate_load(*c, memfd, &o, err) < 0 ||
+            (want_running && vm_cont(*c, err) < 0)) {
+            qs_error_prefix(err, "cannot load memory state file '%s' of snapshot '%s' (the domain is left off on "
+                            "the snapshot's disks)", snap->memory_file, snap->name);
+            if (*c)
+                engine_qemu_quit(e, c, NULL);
+            goto out;
+        }
+    }
+    ret = 0;
+out:
+    qs_close(memfd);
+    memstate_header_release(&h);
+    return ret;
+}
+
 int ext_revert(struct engine *e, struct md_domain *dom, const struct md_lock *lock, const struct md_snapshot *snap,
                unsigned flags, struct intent *it, struct qmp_client **c, struct qs_error **err)
 {
@@ -1058,6 +1117,11 @@ int ext_revert(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     garbage = files_garbage(before, NULL, needed_after, it->files);
     for (size_t i = 0; garbage[i]; i++)
         intent_add_garbage(it, garbage[i]);
+    /* once QEMU is quit the old RAM is gone: recovery then goes forward, with this definition, and starts
+     * QEMU as the revert would (START) */
+    if (revert_switch_def(after, &p, garbage, err) < 0 || !(it->domain_xml = md_domain_format(after, err)))
+        goto fail;
+    it->start = mem || (flags & (ENGINE_REVERT_RUNNING | ENGINE_REVERT_PAUSED));
     if (intent_update(e, lock, md_domain_name(dom), it, err) < 0)
         goto fail;
     engine_step(e, "revert", "overlays");
@@ -1067,38 +1131,17 @@ int ext_revert(struct engine *e, struct md_domain *dom, const struct md_lock *lo
         quit = true;
         engine_step(e, "revert", "quit");
     }
-    for (size_t i = 0; i < p.n; i++)
-        if (md_domain_set_disk_source(dom, p.d[i].target, p.d[i].overlay, err) < 0 ||
-            md_domain_set_disk_driver_type(dom, p.d[i].target, "qcow2", err) < 0 ||
-            md_domain_set_disk_node_name(dom, p.d[i].target, NULL, err) < 0 ||
-            md_domain_set_made(dom, p.d[i].overlay, true, err) < 0)
-            goto fail;
-    for (size_t i = 0; it->garbage && it->garbage[i]; i++)
-        if (md_domain_set_made(dom, it->garbage[i], false, err) < 0)
-            goto fail;
-    if (md_store_domain_put(e->store, lock, dom, err) < 0)
+    if (revert_switch_def(dom, &p, it->garbage, err) < 0 || md_store_domain_put(e->store, lock, dom, err) < 0)
         goto fail;
     stored = true;
     engine_step(e, "revert", "switch");
-    if (mem) {
-        /* the saved RAM and devices on the frozen disks' content (the new overlays are empty) */
-        struct memstate_options o = {.phase = "restore", .progress = e->progress, .opaque = e->opaque, .header = &h,
-                                     .path = snap->memory_file};
-        if (memstate_pin_machine(dom, &h, err) < 0 || engine_qemu_start_incoming(e, dom, lock, c, err) < 0 ||
-            memstate_load(*c, memfd, &o, err) < 0 ||
-            (want_running && vm_cont(*c, err) < 0)) {
-            qs_error_prefix(err, "cannot load memory state file '%s' of snapshot '%s' (the domain is left off on "
-                            "the snapshot's disks)", snap->memory_file, snap->name);
-            if (*c)
-                engine_qemu_quit(e, c, NULL);
-            goto out;
-        }
+    /* a failed start or load: the revert stands, the domain is off on the snapshot's disks */
+    if (ext_revert_start(e, dom, lock, snap, it->start, want_running, c, err) < 0)
+        goto out;
+    if (mem)
         engine_step(e, "revert", "load");
-    } else if (flags & (ENGINE_REVERT_RUNNING | ENGINE_REVERT_PAUSED)) {
-        if (engine_qemu_start(e, dom, lock, flags & ENGINE_REVERT_PAUSED, c, err) < 0)
-            goto out; /* the revert stands: the domain is off on the snapshot's disks */
+    else if (it->start)
         engine_step(e, "revert", "start");
-    }
     ret = 0;
     goto out;
 

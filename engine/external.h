@@ -62,6 +62,15 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
 /* IT as for ext_create. */
 int ext_revert(struct engine *e, struct md_domain *dom, const struct md_lock *lock, const struct md_snapshot *snap,
                unsigned flags, struct intent *it, struct qmp_client **c, struct qs_error **err);
+/*
+ * The QEMU of DOM once it is on a revert's new overlays (ext_revert's last step, and recovery's after a crash
+ * that came between the quit and it): with SNAP's memory file a fresh QEMU loads it, then runs when
+ * WANT_RUNNING; a disk-only SNAP boots afresh, paused unless WANT_RUNNING, only when START. On failure the
+ * domain is left off and *c NULL.
+ */
+int ext_revert_start(struct engine *e, struct md_domain *dom, const struct md_lock *lock,
+                     const struct md_snapshot *snap, bool start, bool want_running, struct qmp_client **c,
+                     struct qs_error **err);
 
 /*
  * Merges external snapshot SNAP's frozen images with its overlays (block-commit live, qemu-img offline),

@@ -29,7 +29,7 @@ struct intent {
     char *vm;            /* QEMU's run state when the operation began, "shutoff" when none ran */
     bool want_running;   /* revert: the VM runs afterwards */
     bool halt;           /* create: QEMU is quit afterwards */
-    bool start;          /* revert: qsnap starts QEMU for the operation */
+    bool start;          /* revert: qsnap starts QEMU for the operation (external: after the switch) */
     long pid;            /* the qsnap process that wrote it */
     long long started;   /* wall clock, ms since the epoch */
     struct intent_disk *disks;

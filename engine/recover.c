@@ -378,28 +378,54 @@ out:
 static int recover_revert_external(struct engine *e, const char *domain, const struct md_lock *lock,
                                    const struct intent *it, struct qmp_client **c, struct qs_error **err)
 {
+    bool was_up = !qs_str_equal(it->vm, "shutoff");
+
     if (!switched_offline(e, domain, it)) {
-        /* the definition still names the old images: the new overlays go; a QEMU that was quit stays off
-         * (its memory is gone), one that still runs was not touched */
-        {
+        if (*c || !was_up || !it->domain_xml || e->after_undo) {
+            /* the definition still names the old images and their QEMU was not quit (or there was none, or the
+             * revert's own failure path gave it back): the new overlays go, and the domain is as it was */
             char *cwd = domain_cwd(e, domain);
             external_unwind(it, *c, cwd);
             free(cwd);
+            return 0;
         }
-        return 0;
+        /* QEMU was quit for the revert and its RAM is gone: going back could only boot the old disks afresh,
+         * so the revert goes forward - onto the overlays made before the quit */
+        if (domain_put_xml(e, lock, it->domain_xml, err) < 0)
+            return -1;
     }
     if (*c) {
-        /* the fresh QEMU of the revert: keep it only when its load completed */
-        char *status = NULL;
+        /* the fresh QEMU of the revert: a load the dead process began runs on in QEMU - let it end; keep the
+         * QEMU when the state came in, else start again below */
+        char *status = NULL, *mig = NULL;
         bool running = false;
         int r = vm_status(*c, &status, &running, err);
+        if (r == 0 && !strcmp(status, "inmigrate")) {
+            free(status);
+            status = NULL;
+            r = memstate_settle(*c, SETTLE_MS, &mig, err) < 0 ? -1 : vm_status(*c, &status, &running, err);
+        }
         if (r == 0 && !strcmp(status, "inmigrate"))
             r = engine_qemu_quit(e, c, err);
-        else if (r == 0 && it->want_running && !running)
+        else if (r == 0 && (r = memstate_leftovers_drop(*c, err)) == 0 && it->want_running && !running)
             r = vm_cont(*c, err);
         free(status);
+        free(mig);
         if (r < 0)
             return -1;
+    }
+    if (!*c && it->start && !e->after_undo) {
+        /* QEMU as the revert would have started it. Best effort, as in the revert itself: a start or load that
+         * fails leaves the domain off on the snapshot's disks, and the revert stands (retrying it at every
+         * command would leave the domain stuck) */
+        struct md_domain *dom = md_store_domain_get(e->store, domain, NULL);
+        struct md_snapshot *snap = md_store_snapshot_get(e->store, domain, it->snapshot, NULL);
+        struct qs_error *ignore = NULL;
+        if (dom && snap)
+            ext_revert_start(e, dom, lock, snap, true, it->want_running, c, &ignore);
+        qs_error_free(ignore);
+        md_snapshot_free(snap);
+        md_domain_free(dom);
     }
     if (md_store_snapshot_set_current(e->store, lock, domain, it->snapshot, err) < 0)
         return -1;
