@@ -1291,10 +1291,13 @@ static void test_totals(void **state)
     }
 }
 
-int main(void)
+/* The matrix runs as two ctest entries, in parallel and each well inside ctest's timeout: argument "a" runs
+ * the operations up to test_current and the QEMU-kill, ENOSPC and pending cases, "b" the rest (export, clone,
+ * running reverts, --children, save, restore, preview); no argument runs everything. */
+int main(int argc, char **argv)
 {
     static struct qt_fixture f = {.cfg = &qt_cfg_two_disks};
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest all[] = {
         cmocka_unit_test_prestate_setup_teardown(test_create_internal_running, qt_setup, qt_teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_revert_internal_running, qt_setup, qt_teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_delete_internal_running, qt_setup, qt_teardown, &f),
@@ -1309,6 +1312,14 @@ int main(void)
         cmocka_unit_test_prestate_setup_teardown(test_create_memspec_running, qt_setup, qt_teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_create_live_running, qt_setup, qt_teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_current, qt_setup, qt_teardown, &f),
+        cmocka_unit_test_prestate_setup_teardown(test_qemu_killed_during_save, qt_setup, qt_teardown, &f),
+        cmocka_unit_test_prestate_setup_teardown(test_qemu_killed_during_load, qt_setup, qt_teardown, &f),
+        cmocka_unit_test_prestate_setup_teardown(test_qemu_killed_during_commit, qt_setup, qt_teardown, &f),
+        cmocka_unit_test_prestate_setup_teardown(test_qsnap_killed_in_save_stream, qt_setup, qt_teardown, &f),
+        cmocka_unit_test_prestate_setup_teardown(test_enospc_metadata, qt_setup, qt_teardown, &f),
+        cmocka_unit_test_prestate_setup_teardown(test_enospc_overlay, qt_setup, qt_teardown, &f),
+        cmocka_unit_test_prestate_setup_teardown(test_pending_shown_and_refused, qt_setup, qt_teardown, &f),
+        /* part b from here */
         cmocka_unit_test_prestate_setup_teardown(test_export_internal, qt_setup, teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_export_external, qt_setup, teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_clone_linked_internal, qt_setup, teardown, &f),
@@ -1323,20 +1334,28 @@ int main(void)
         cmocka_unit_test_prestate_setup_teardown(test_preview, qt_setup, qt_teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_preview_commit, qt_setup, qt_teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_preview_undo, qt_setup, qt_teardown, &f),
-        cmocka_unit_test_prestate_setup_teardown(test_qemu_killed_during_save, qt_setup, qt_teardown, &f),
-        cmocka_unit_test_prestate_setup_teardown(test_qemu_killed_during_load, qt_setup, qt_teardown, &f),
-        cmocka_unit_test_prestate_setup_teardown(test_qemu_killed_during_commit, qt_setup, qt_teardown, &f),
-        cmocka_unit_test_prestate_setup_teardown(test_qsnap_killed_in_save_stream, qt_setup, qt_teardown, &f),
-        cmocka_unit_test_prestate_setup_teardown(test_enospc_metadata, qt_setup, qt_teardown, &f),
-        cmocka_unit_test_prestate_setup_teardown(test_enospc_overlay, qt_setup, qt_teardown, &f),
-        cmocka_unit_test_prestate_setup_teardown(test_pending_shown_and_refused, qt_setup, qt_teardown, &f),
-        cmocka_unit_test(test_totals),
     };
+    const size_t n_all = sizeof(all) / sizeof(all[0]), split = 21;
+    struct CMUnitTest sel[sizeof(all) / sizeof(all[0]) + 1];
+    size_t from = 0, to = n_all, n = 0;
+
+    if (argc > 1 && strcmp(argv[1], "a") == 0)
+        to = split;
+    else if (argc > 1 && strcmp(argv[1], "b") == 0)
+        from = split;
+    else if (argc > 1) {
+        fprintf(stderr, "usage: %s [a|b]\n", argv[0]);
+        return 2;
+    }
+    for (size_t i = from; i < to; i++)
+        sel[n++] = all[i];
+    sel[n++] = (struct CMUnitTest)cmocka_unit_test(test_totals);
     /* the matrix's scenarios are the tests run_matrix() ends: those named after an operation */
-    for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-        scenarios_total += strstr(tests[i].name, "killed") == NULL && strstr(tests[i].name, "enospc") == NULL &&
-                           strstr(tests[i].name, "pending") == NULL && strstr(tests[i].name, "totals") == NULL;
+    for (size_t i = 0; i < n; i++)
+        scenarios_total += strstr(sel[i].name, "killed") == NULL && strstr(sel[i].name, "enospc") == NULL &&
+                           strstr(sel[i].name, "pending") == NULL && strstr(sel[i].name, "totals") == NULL;
     if (getenv("QSNAP_TEST_FILTER")) /* e.g. "*delete_external*" */
         cmocka_set_test_filter(getenv("QSNAP_TEST_FILTER"));
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return _cmocka_run_group_tests(from == split ? "fault b" : to == split ? "fault a" : "fault", sel, n, NULL,
+                                   NULL);
 }
