@@ -22,6 +22,8 @@
 #define LOAD_FDNAME "qsnap-memstate-in"
 #define DEFAULT_POLL_MS 100
 #define CANCEL_WAIT_MS 10000
+/* QEMU's clean-up after a migration ended (mig_cleanup_wait) */
+#define CLEANUP_WAIT_MS 10000
 /* for a save to a file the 128 MiB/s default only slows things down */
 #define SAVE_BANDWIDTH ((int64_t)1 << 40)
 #define HEADER_FIXED_V1 32u
@@ -180,6 +182,43 @@ out:
     return ret;
 }
 
+/*
+ * Waits until QEMU has cleaned up after an outgoing migration that reached its end. QEMU's migration thread
+ * sets "completed" (or "failed", "cancelled") and only then schedules the clean-up, in the main loop, that
+ * joins the thread and shuts the multifd channels down - and that shutdown does nothing once multifd is off
+ * again (7.2 to 10.x: it asks migrate_multifd() first). A capability set back in between leaves multifd's
+ * state behind, and QEMU 10.0 aborts in the next multifd save ("multifd_device_state_send_setup: Assertion
+ * `!multifd_send_device_state' failed", seen in CI). The clean-up's last step drops the migration's yank
+ * instance, which query-yank (QEMU 6.0 on) shows. Best effort: after CLEANUP_WAIT_MS, or without
+ * query-yank, the settings are set back anyway.
+ */
+static void mig_cleanup_wait(struct qmp_client *c)
+{
+    int64_t deadline = qs_now_ms() + CLEANUP_WAIT_MS;
+
+    for (;;) {
+        struct qmp_reply *r = NULL;
+        struct qs_error *local = NULL;
+        const struct qmp_value *v;
+        bool pending = false;
+
+        if (qmp_client_execute(c, "query-yank", NULL, &r, &local) < 0) {
+            qs_error_free(local);
+            return;
+        }
+        v = qmp_reply_value(r);
+        for (size_t i = 0; i < qmp_value_array_len(v); i++)
+            pending = pending || qs_str_equal(qmp_value_get_string(qmp_value_array_at(v, i), "type"), "migration");
+        qmp_reply_free(r);
+        if (!pending || qs_now_ms() >= deadline)
+            return;
+        {
+            struct timespec ts = {0, 2 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
 int memstate_leftovers_drop(struct qmp_client *c, struct qs_error **err)
 {
     static const char *const caps[] = {CAP_BACKGROUND, CAP_MAPPED_RAM, CAP_MULTIFD};
@@ -188,6 +227,7 @@ int memstate_leftovers_drop(struct qmp_client *c, struct qs_error **err)
     const struct qmp_value *sets;
     int ret = -1;
 
+    mig_cleanup_wait(c); /* the dead process's migration ended; QEMU may not have cleaned up after it yet */
     for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
         bool present = false, on = false;
         if (cap_get(c, caps[i], &present, &on, err) < 0 || (present && on && cap_set(c, caps[i], false, err) < 0))
@@ -642,6 +682,8 @@ int memstate_save_finish(struct qmp_client *c, struct memstate_save_ctx *s, bool
         free(st);
     }
 out:
+    if (s->started)
+        mig_cleanup_wait(c);
     if (s->fd_sent)
         channel_close(c, s->chan);
     mig_restore(c, &s->saved, ret < 0 ? NULL : err);
