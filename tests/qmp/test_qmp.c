@@ -1083,6 +1083,56 @@ static void test_connect_timeout(void **state)
     tmpdir_remove(&t);
 }
 
+
+/* file: migration: with the mapped-ram capability (which works over file: only) it is known without the
+ * schema; without it, from query-qmp-schema (migrate's channels, whose addr has a "file" variant). A script
+ * that does not list query-qmp-schema fails if the client asks for it. */
+static void test_feature_file_migration(void **state)
+{
+#define FRET(v) "{\"return\": " v ", \"id\": \"@ID@\"}\r\n"
+    static const struct peer_step with_mapped[] = {
+        HELLO,
+        P_EXPECT("query-commands"), P_SEND(FRET("[{\"name\": \"add-fd\"}, {\"name\": \"migrate\"}]")),
+        P_EXPECT("query-migrate-capabilities"),
+        P_SEND(FRET("[{\"capability\": \"multifd\", \"state\": false}, {\"capability\": \"mapped-ram\", "
+                    "\"state\": false}]")),
+        P_END};
+    static const struct peer_step from_schema[] = {
+        HELLO,
+        P_EXPECT("query-commands"),
+        P_SEND(FRET("[{\"name\": \"add-fd\"}, {\"name\": \"migrate\"}, {\"name\": \"query-qmp-schema\"}]")),
+        P_EXPECT("query-migrate-capabilities"), P_SEND(FRET("[{\"capability\": \"multifd\", \"state\": false}]")),
+        P_EXPECT("query-qmp-schema"),
+        P_SEND(FRET("[{\"name\": \"migrate\", \"meta-type\": \"command\", \"arg-type\": \"1\"}, "
+                    "{\"name\": \"1\", \"meta-type\": \"object\", \"members\": [{\"name\": \"channels\", "
+                    "\"type\": \"[2]\"}]}, {\"name\": \"[2]\", \"meta-type\": \"array\", \"element-type\": \"2\"}, "
+                    "{\"name\": \"2\", \"meta-type\": \"object\", \"members\": [{\"name\": \"addr\", \"type\": "
+                    "\"3\"}]}, {\"name\": \"3\", \"meta-type\": \"object\", \"members\": [], \"variants\": "
+                    "[{\"case\": \"socket\", \"type\": \"4\"}, {\"case\": \"file\", \"type\": \"5\"}]}]")),
+        P_END};
+    static const struct peer_step no_add_fd[] = {
+        HELLO, P_EXPECT("query-commands"), P_SEND(FRET("[{\"name\": \"migrate\"}]")), P_END};
+#undef FRET
+    const struct peer_step *scripts[] = {with_mapped, from_schema, no_add_fd};
+    const bool want[] = {true, true, false};
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(scripts) / sizeof(scripts[0]); i++) {
+        struct fixture f;
+        struct qs_error *err = NULL;
+        bool has = !want[i];
+        struct qmp_client *c = start(&f, scripts[i]);
+        if (qmp_client_feature(c, QMP_FEATURE_FILE_MIGRATION, &has, &err) < 0)
+            fail_msg("case %zu: %s (peer: %s)", i, err->message, peer_join(f.peer));
+        assert_int_equal(has, want[i]);
+        /* asked once per connection */
+        has = !want[i];
+        assert_int_equal(qmp_client_feature(c, QMP_FEATURE_FILE_MIGRATION, &has, &err), 0);
+        assert_int_equal(has, want[i]);
+        finish(&f);
+    }
+}
+
 static void test_connect_no_greeting(void **state)
 {
     /* QEMU with a client already: connect() succeeds (the backlog takes it) and nothing is ever said */
@@ -1141,6 +1191,7 @@ int main(void)
         cmocka_unit_test(test_connect_retry),
         cmocka_unit_test(test_connect_timeout),
         cmocka_unit_test(test_connect_no_greeting),
+        cmocka_unit_test(test_feature_file_migration),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
