@@ -493,7 +493,8 @@ static void kept_close_all(struct engine_session *s)
     while (s->out) {
         struct kept_conn *k = s->out;
         s->out = k->next;
-        qmp_client_set_release(k->c, NULL, NULL);
+        if (k->c)
+            qmp_client_set_release(k->c, NULL, NULL);
         free(k->sock);
         free(k);
     }
@@ -521,8 +522,22 @@ static bool session_qmp_release(void *opaque, struct qmp_client *c)
             keep = true;
             break;
         }
+    pthread_cond_broadcast(&s->cv); /* a request waiting for this monitor (session_qmp_get) */
     pthread_mutex_unlock(&s->mu);
     return keep;
+}
+
+/* How long a request waits for the monitor another request of this process has: as long as a connect waits
+ * for QEMU's greeting (vm_connect), which is what it would wait otherwise. */
+#define SHARED_WAIT_MS 5000
+
+/* Whether a connection to SOCK is handed out; under s->mu. */
+static bool out_locked(const struct engine_session *s, const char *sock)
+{
+    for (const struct kept_conn *k = s->out; k; k = k->next)
+        if (strcmp(k->sock, sock) == 0)
+            return true;
+    return false;
 }
 
 static int session_qmp_get(void *opaque, const char *sock, int timeout_ms, struct qmp_client **c,
@@ -530,39 +545,80 @@ static int session_qmp_get(void *opaque, const char *sock, int timeout_ms, struc
 {
     struct engine_session *s = opaque;
     struct kept_conn *k = NULL;
+    struct timespec until;
+    bool busy = false;
 
+    /* QEMU's monitor serves one client at a time: while another request of this process has it (or is
+     * connecting to it), a second connection would get no greeting until the first is closed - which a kept
+     * one is not before its keep time. So one connection per socket: the entry goes into s->out before the
+     * connect, and a second request waits for it to come back. */
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += SHARED_WAIT_MS / 1000;
+    until.tv_nsec += (long)(SHARED_WAIT_MS % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L)
+        until.tv_sec++, until.tv_nsec -= 1000000000L;
     pthread_mutex_lock(&s->mu);
-    for (struct kept_conn **pp = &s->kept; *pp; pp = &(*pp)->next)
-        if (strcmp((*pp)->sock, sock) == 0) {
-            k = *pp;
-            *pp = k->next;
+    for (;;) {
+        for (struct kept_conn **pp = &s->kept; *pp; pp = &(*pp)->next)
+            if (strcmp((*pp)->sock, sock) == 0) {
+                k = *pp;
+                *pp = k->next;
+                break;
+            }
+        if (k || !out_locked(s, sock) || s->stopping)
+            break;
+        if (pthread_cond_timedwait(&s->cv, &s->mu, &until) != 0) {
+            busy = out_locked(s, sock);
             break;
         }
-    pthread_mutex_unlock(&s->mu);
+    }
+    if (!k && !busy) {
+        k = qs_xcalloc(1, sizeof(*k));
+        k->sock = qs_xstrdup(sock);
+    }
     if (k) {
+        k->next = s->out;
+        s->out = k;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (busy) {
+        qs_error_set(err, QS_ERR_BUSY, "QMP socket '%s' was in use by another request for %d ms", sock,
+                     SHARED_WAIT_MS);
+        return -1;
+    }
+    if (k->c) {
         /* still QEMU's: what it sent meanwhile is read (events: dropped), and a QEMU that went away shows */
         struct qs_error *gone = NULL;
         if (qmp_client_poll(k->c, &gone) < 0) {
             qs_error_free(gone);
-            kept_free(k);
-            k = NULL;
+            qmp_client_close(k->c);
+            k->c = NULL;
         } else {
             qmp_client_event_clear(k->c);
         }
     }
-    if (!k) {
-        k = qs_xcalloc(1, sizeof(*k));
-        if (vm_connect(sock, timeout_ms, &k->c, err) < 0) {
+    if (!k->c) {
+        struct qmp_client *nc = NULL;
+        int r = vm_connect(sock, timeout_ms, &nc, err);
+        pthread_mutex_lock(&s->mu);
+        if (r < 0) {
+            for (struct kept_conn **pp = &s->out; *pp; pp = &(*pp)->next)
+                if (*pp == k) {
+                    *pp = k->next;
+                    break;
+                }
+            pthread_cond_broadcast(&s->cv);
+        } else {
+            k->c = nc;
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (r < 0) {
+            free(k->sock);
             free(k);
             return -1;
         }
-        k->sock = qs_xstrdup(sock);
     }
     qmp_client_set_release(k->c, session_qmp_release, s);
-    pthread_mutex_lock(&s->mu);
-    k->next = s->out;
-    s->out = k;
-    pthread_mutex_unlock(&s->mu);
     *c = k->c;
     return 0;
 }
