@@ -20,6 +20,29 @@
 #define OK "{\"return\": {}, \"id\": \"@ID@\"}\r\n"
 #define RET(v) "{\"return\": " v ", \"id\": \"@ID@\"}\r\n"
 
+/* memstate_save of a plain save into a pipe, against SCRIPT; the peer's record of what it saw, for checks.
+ * Free with peer_free(). */
+static struct peer *save_against(const struct peer_step *script)
+{
+    struct memstate_options o = {.plain = true, .poll_ms = 1};
+    struct qs_error *err = NULL;
+    struct qmp_client *c;
+    struct peer *p;
+    int fd = -1, pipefd[2];
+
+    assert_int_equal(pipe(pipefd), 0);
+    p = peer_start_pair(script, &fd);
+    c = qmp_client_new_fd(fd, NULL, &err);
+    assert_non_null(c);
+    if (memstate_save(c, pipefd[1], &o, &err) < 0)
+        fail_msg("memstate_save: %s (peer: %s)", err->message, peer_join(p));
+    qmp_client_free(c);
+    assert_string_equal(peer_join(p), "");
+    close(pipefd[0]);
+    close(pipefd[1]);
+    return p;
+}
+
 /*
  * QEMU's migration thread says "completed" before the main loop has cleaned up after it (the multifd
  * shutdown in that clean-up does nothing once multifd is off again, and QEMU 10.0 then aborts in the next
@@ -47,27 +70,14 @@ static void test_save_waits_for_cleanup(void **state)
         P_EXPECT("migrate-set-capabilities"), P_SEND(OK),
         P_EXPECT("migrate-set-parameters"), P_SEND(OK),
         P_END};
-    struct memstate_options o = {.plain = true, .poll_ms = 1};
-    struct qs_error *err = NULL;
-    struct qmp_client *c;
     struct peer *p;
-    int fd = -1, pipefd[2];
     (void)state;
 
-    assert_int_equal(pipe(pipefd), 0);
-    p = peer_start_pair(script, &fd);
-    c = qmp_client_new_fd(fd, NULL, &err);
-    assert_non_null(c);
-    if (memstate_save(c, pipefd[1], &o, &err) < 0)
-        fail_msg("memstate_save: %s (peer: %s)", err->message, peer_join(p));
-    qmp_client_free(c);
-    assert_string_equal(peer_join(p), "");
+    p = save_against(script);
     /* the capability and bandwidth set back with what they were */
     assert_string_equal(p->args[p->ncommands - 2], "{\"capabilities\":[{\"capability\":\"events\",\"state\":false}]}");
     assert_string_equal(p->args[p->ncommands - 1], "{\"max-bandwidth\":134217728}");
     peer_free(p);
-    close(pipefd[0]);
-    close(pipefd[1]);
 }
 
 /* A QEMU without query-yank (before 6.0): nothing to wait for, the settings are set back at once. */
@@ -86,24 +96,9 @@ static void test_save_without_yank(void **state)
                "found\"}, \"id\": \"@ID@\"}\r\n"),
         P_EXPECT("closefd"), P_SEND(OK),
         P_END};
-    struct memstate_options o = {.plain = true, .poll_ms = 1};
-    struct qs_error *err = NULL;
-    struct qmp_client *c;
-    struct peer *p;
-    int fd = -1, pipefd[2];
     (void)state;
 
-    assert_int_equal(pipe(pipefd), 0);
-    p = peer_start_pair(script, &fd);
-    c = qmp_client_new_fd(fd, NULL, &err);
-    assert_non_null(c);
-    if (memstate_save(c, pipefd[1], &o, &err) < 0)
-        fail_msg("memstate_save: %s (peer: %s)", err->message, peer_join(p));
-    qmp_client_free(c);
-    assert_string_equal(peer_join(p), "");
-    peer_free(p);
-    close(pipefd[0]);
-    close(pipefd[1]);
+    peer_free(save_against(script));
 }
 
 int main(void)
