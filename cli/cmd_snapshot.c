@@ -198,7 +198,7 @@ static const struct cli_flag create_flag_map[] = {
     {"disk-only", ENGINE_CREATE_DISK_ONLY},     {"reuse-external", ENGINE_CREATE_REUSE_EXT},
     {"quiesce", ENGINE_CREATE_QUIESCE},         {"atomic", ENGINE_CREATE_ATOMIC},
     {"live", ENGINE_CREATE_LIVE},               {"validate", ENGINE_CREATE_VALIDATE},
-    {"live-fallback", ENGINE_CREATE_LIVE_FALLBACK},
+    {"live-fallback", ENGINE_CREATE_LIVE_FALLBACK}, {"precopy", ENGINE_CREATE_PRECOPY},
 };
 
 static unsigned create_flags(const struct cli_args *args)
@@ -872,6 +872,7 @@ out:
         {"atomic", CLI_OPT_BOOL, 0, "require atomic operation"},                                          \
         {"live", CLI_OPT_BOOL, 0, "take a live snapshot"},                                                \
         {"live-fallback", CLI_OPT_BOOL, 0, "with --live: save paused where live cannot work"},            \
+        {"precopy", CLI_OPT_BOOL, 0, "with --live: copy the RAM while the guest runs, pause at the end"}, \
         {"validate", CLI_OPT_BOOL, 0, "validate the XML against the schema"}
 
 static const struct cli_opt create_opts[] = {

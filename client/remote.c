@@ -724,7 +724,7 @@ static const struct {
     {ENGINE_CREATE_DISK_ONLY, "disk_only"},   {ENGINE_CREATE_REUSE_EXT, "reuse_external"},
     {ENGINE_CREATE_QUIESCE, "quiesce"},       {ENGINE_CREATE_ATOMIC, "atomic"},
     {ENGINE_CREATE_LIVE, "live"},             {ENGINE_CREATE_VALIDATE, "validate"},
-    {ENGINE_CREATE_LIVE_FALLBACK, "live_fallback"},
+    {ENGINE_CREATE_LIVE_FALLBACK, "live_fallback"}, {ENGINE_CREATE_PRECOPY, "precopy"},
 };
 
 int engine_snapshot_create(struct engine *e, const char *domain, const char *xml, unsigned flags, char **name,

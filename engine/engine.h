@@ -151,6 +151,7 @@ enum engine_create_flags {
     ENGINE_CREATE_VALIDATE = 1 << 9,     /* check the XML against the schema */
     ENGINE_CREATE_LIVE_FALLBACK = 1 << 10, /* with LIVE: where a live save cannot work, save with the guest
                                               paused instead of failing */
+    ENGINE_CREATE_PRECOPY = 1 << 11,     /* with LIVE: the RAM by pre-copy (QEMU's ordinary migration) */
 };
 
 enum engine_revert_flags {
@@ -247,6 +248,10 @@ QS_EXPORT int engine_snapshot_get_xml(struct engine *e, const char *domain, cons
  * file-backed or shared guest RAM) it fails with QS_ERR_UNSUPPORTED and QEMU's reason before anything is
  * created, unless LIVE_FALLBACK: then the ordinary save (guest paused throughout). A paused VM stays paused
  * (ordinary save). The pause is kept with the snapshot (engine_snapshot_pause_us).
+ * LIVE|PRECOPY: the RAM is copied while the guest runs, in passes (QEMU's ordinary migration, as libvirt's live
+ * external snapshot does), and the guest is paused only for what the last pass left, the devices and the disk
+ * switch - the snapshot's instant is the end of the copy, not its start. Needs no userfaultfd; a guest still
+ * dirtying its RAM after 20 passes is stopped for the rest of the copy.
  * With REDEFINE, only records metadata (libvirt's rules apply). *name (may be NULL) gets the snapshot's
  * name (generated from the time when the XML gives none). Caller frees.
  */

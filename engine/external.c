@@ -23,6 +23,11 @@
 
 /* how long to wait for the STOP / RESUME event of a pause qsnap caused (they come with or before the reply) */
 #define PAUSE_EVENT_WAIT_MS 5000
+/* --precopy: passes over the RAM before a guest that dirties it faster than the file takes it is stopped */
+#define PRECOPY_PASSES 20
+/* --precopy: QEMU's downtime-limit - it stops the guest only when the rest of the RAM takes no longer (by its
+ * own estimate of the file's speed) to write; QEMU's default, 300 ms, would end the first pass early */
+#define PRECOPY_DOWNTIME_MS 10
 
 /* One disk of an external operation. */
 struct xdisk {
@@ -510,10 +515,11 @@ out:
  * resumes the guest once its RAM is write-protected and writes it while the guest runs. */
 /* The memory file's header and every migration setting, before the pause (none of it needs one). */
 static int memfile_prepare(struct engine *e, struct qmp_client *c, int fd, const char *path, const char *domain,
-                           const char *xml, bool running, bool live, struct memstate_save_ctx *s,
+                           const char *xml, bool running, bool live, bool precopy, struct memstate_save_ctx *s,
                            struct qs_error **err)
 {
-    struct memstate_options o = {.phase = "save", .progress = e->progress, .opaque = e->opaque, .background = live};
+    struct memstate_options o = {.phase = "save", .progress = e->progress, .opaque = e->opaque, .background = live,
+                                 .downtime_ms = precopy ? PRECOPY_DOWNTIME_MS : 0};
 
     memset(s, 0, sizeof(*s));
     if (memstate_header_write(fd, path, domain, xml, running, c, err) < 0 || memstate_save_begin(c, fd, &o, s, err) < 0)
@@ -577,7 +583,8 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     struct md_domain *after = NULL;
     struct memstate_save_ctx msave = {0};
     bool switched = false, snap_stored = false, was_running = false, stopped = false, frozen = false;
-    bool mem_created = false, live = flags & ENGINE_CREATE_LIVE, background = false;
+    bool mem_created = false, live = flags & ENGINE_CREATE_LIVE, background = false, forced = false;
+    bool precopy = live && (flags & ENGINE_CREATE_PRECOPY);
     struct pause_clock pc = {-1, -1, -1, -1};
     size_t nd = md_domain_disk_count(dom);
     const struct md_entry *cur;
@@ -658,7 +665,7 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     }
     /* a paused guest does not run during the save anyway: the ordinary save keeps it paused (background-snapshot
      * would resume it) */
-    if (live && was_running) {
+    if (live && was_running && !precopy) {
         struct qs_error *local = NULL;
         if (memstate_live_check(*c, &local) == 0) {
             background = true;
@@ -784,12 +791,23 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
         }
         frozen = true;
     }
-    if (mem && memfile_prepare(e, *c, memfd, snap->memory_file, domain, before, was_running, background, &msave,
-                               err) < 0)
+    if (mem && memfile_prepare(e, *c, memfd, snap->memory_file, domain, before, was_running, background,
+                               precopy && was_running, &msave, err) < 0)
         goto fail;
     /* the pause: memory saved and disks switched at one instant of the guest */
     if (mem) {
-        if (was_running) {
+        if (was_running && precopy) {
+            /* pre-copy: the RAM goes to the file in passes while the guest runs; QEMU stops the guest for the
+             * last dirty pages and the devices, and the pause goes on until the disks are switched */
+            struct memstate_options o = {.phase = "save", .progress = e->progress, .opaque = e->opaque,
+                                         .converge_passes = PRECOPY_PASSES, .forced = &forced};
+            qmp_client_event_clear(*c);
+            stopped = true; /* from here a failure conts: harmless on a guest that still runs */
+            if (memstate_save_wait(*c, &msave, &o, err) < 0)
+                goto fail;
+            pc.stop_ms = qs_now_ms();
+            pc.stop_us = event_time_us(*c, "STOP", PAUSE_EVENT_WAIT_MS);
+        } else if (was_running) {
             qmp_client_event_clear(*c);
             pc.stop_ms = qs_now_ms();
             if (vm_stop(*c, err) < 0)
@@ -818,7 +836,9 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
             pc.resume_ms = qs_now_ms();
             stopped = false;
         }
-        if (memfile_save(e, *c, memfd, snap->memory_file, background, &msave, true, err) < 0)
+        /* a pre-copy is over already: its settings are set back after the pause */
+        if (!(precopy && was_running) &&
+            memfile_save(e, *c, memfd, snap->memory_file, background, &msave, true, err) < 0)
             goto fail;
     }
     if (*c && !switched && transaction_switch(*c, &p, err) < 0)
@@ -832,6 +852,8 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
         pc.resume_us = event_time_us(*c, "RESUME", PAUSE_EVENT_WAIT_MS);
         pc.resume_ms = qs_now_ms();
     }
+    if (mem && precopy && was_running && memfile_save(e, *c, memfd, snap->memory_file, false, &msave, true, err) < 0)
+        goto fail;
     if (frozen && !(stopped && halt)) {
         frozen = false;
         if (quiesce_thaw(agent, QUIESCE_TIMEOUT_MS, err) < 0) {

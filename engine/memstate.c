@@ -130,8 +130,8 @@ static int cap_on(struct qmp_client *c, const char *name, bool *old, bool *have,
 
 /* Turns MIGRATION events on (and, for a save, the bandwidth cap off, and background-snapshot on when asked;
  * with MAPPED, mapped-ram and multifd on), recording what to set back. */
-static int mig_setup(struct qmp_client *c, bool outgoing, bool background, bool mapped, struct mig_saved *saved,
-                     struct qs_error **err)
+static int mig_setup(struct qmp_client *c, bool outgoing, bool background, bool mapped, int downtime_ms,
+                     struct mig_saved *saved, struct qs_error **err)
 {
     struct qmp_reply *r = NULL;
     int ret = -1;
@@ -162,6 +162,13 @@ static int mig_setup(struct qmp_client *c, bool outgoing, bool background, bool 
             if (bandwidth_set(c, SAVE_BANDWIDTH, err) < 0)
                 goto out;
             saved->have_bandwidth = true;
+        }
+        if (outgoing && downtime_ms > 0 &&
+            qmp_value_int(qmp_value_get(qmp_reply_value(r), "downtime-limit"), &saved->downtime) &&
+            saved->downtime != downtime_ms) {
+            if (param_int(c, "downtime-limit", downtime_ms, err) < 0)
+                goto out;
+            saved->have_downtime = true;
         }
         if (mapped) {
             /* RAM pages at fixed offsets of the file, written (and read back) by parallel channels */
@@ -285,7 +292,9 @@ static void mig_restore(struct qmp_client *c, struct mig_saved *saved, struct qs
         cap_set(c, CAP_MULTIFD, saved->multifd, err);
     if (saved->have_channels)
         param_int(c, "multifd-channels", saved->channels, err);
-    saved->have_events = saved->have_background = saved->have_bandwidth = false;
+    if (saved->have_downtime)
+        param_int(c, "downtime-limit", saved->downtime, err);
+    saved->have_events = saved->have_background = saved->have_bandwidth = saved->have_downtime = false;
     saved->have_mapped = saved->have_multifd = saved->have_channels = false;
 }
 
@@ -386,8 +395,10 @@ static void channel_close(struct qmp_client *c, struct mig_channel *ch)
 }
 
 /* query-migrate: *status (caller frees), ram transferred / total and error-desc (caller frees, may be NULL). */
-static int mig_query(struct qmp_client *c, char **status, uint64_t *done, uint64_t *total, char **desc,
-                     struct qs_error **err)
+/* query-migrate: status, RAM progress, error-desc and (PASSES non-NULL) the dirty-bitmap syncs so far - one per
+ * pre-copy pass. */
+static int mig_query_passes(struct qmp_client *c, char **status, uint64_t *done, uint64_t *total, char **desc,
+                            int64_t *passes, struct qs_error **err)
 {
     struct qmp_reply *r = NULL;
     const struct qmp_value *v;
@@ -403,8 +414,16 @@ static int mig_query(struct qmp_client *c, char **status, uint64_t *done, uint64
     *total = qmp_value_int(qmp_value_path(v, "ram.total"), &n) && n > 0 ? (uint64_t)n : 0;
     s = qmp_value_get_string(v, "error-desc");
     *desc = s ? qs_xstrdup(s) : NULL;
+    if (passes && !qmp_value_int(qmp_value_path(v, "ram.dirty-sync-count"), passes))
+        *passes = 0;
     qmp_reply_free(r);
     return 0;
+}
+
+static int mig_query(struct qmp_client *c, char **status, uint64_t *done, uint64_t *total, char **desc,
+                     struct qs_error **err)
+{
+    return mig_query_passes(c, status, done, total, desc, NULL, err);
 }
 
 /*
@@ -421,6 +440,7 @@ static int mig_wait(struct qmp_client *c, const char *what, bool outgoing, const
     int ret = -1, why = 0; /* why: the code to fail with once a cancel we asked for is done */
     char *status = NULL, *desc = NULL;
     uint64_t done, total;
+    int64_t passes = 0;
 
     for (;;) {
         struct qmp_event *ev = NULL;
@@ -429,7 +449,7 @@ static int mig_wait(struct qmp_client *c, const char *what, bool outgoing, const
         free(status);
         free(desc);
         status = desc = NULL;
-        if (mig_query(c, &status, &done, &total, &desc, err) < 0) {
+        if (mig_query_passes(c, &status, &done, &total, &desc, &passes, err) < 0) {
             qs_error_prefix(err, "%s of the VM state", what);
             goto out;
         }
@@ -452,6 +472,14 @@ static int mig_wait(struct qmp_client *c, const char *what, bool outgoing, const
         }
         if (!why && o && o->progress && o->progress(o->opaque, phase, done, total) != 0 && outgoing)
             why = QS_ERR_CANCELLED;
+        /* a pre-copy that does not converge (the guest dirties its RAM faster than the file takes it): the
+         * guest is stopped, and the rest goes in that pause */
+        if (!why && outgoing && o && o->converge_passes > 0 && o->forced && !*o->forced &&
+            passes >= o->converge_passes && strcmp(status, "active") == 0) {
+            if (qmp_client_execute(c, "stop", NULL, NULL, err) < 0)
+                goto out;
+            *o->forced = true;
+        }
         if (!why && deadline && qs_now_ms() >= deadline)
             why = QS_ERR_TIMEOUT;
         if (why && !cancel_deadline) {
@@ -531,7 +559,7 @@ int memstate_save_begin(struct qmp_client *c, int fd, const struct memstate_opti
             return -1;
         s->mapped_ram = file && mapped; /* mapped-ram needs file: */
     }
-    if (mig_setup(c, true, opts && opts->background, s->mapped_ram, &s->saved, err) < 0 ||
+    if (mig_setup(c, true, opts && opts->background, s->mapped_ram, opts ? opts->downtime_ms : 0, &s->saved, err) < 0 ||
         channel_open(c, fd, true, SAVE_FDNAME, s->chan, err) < 0)
         return -1;
     s->fd_sent = true;
@@ -695,6 +723,17 @@ out:
     return ret;
 }
 
+int memstate_save_wait(struct qmp_client *c, struct memstate_save_ctx *s, const struct memstate_options *opts,
+                       struct qs_error **err)
+{
+    if ((!s->started && memstate_save_start(c, s, err) < 0) || mig_wait(c, "save", true, opts, err) < 0)
+        return -1;
+    /* QEMU's migration thread leaves "finish-migrate" for "postmigrate" after "completed": until then cont
+     * is refused ("Migration is not finalized yet"); the clean-up comes after that */
+    mig_cleanup_wait(c);
+    return 0;
+}
+
 int memstate_save(struct qmp_client *c, int fd, const struct memstate_options *opts, struct qs_error **err)
 {
     struct memstate_save_ctx s;
@@ -744,7 +783,7 @@ int memstate_load(struct qmp_client *c, int fd, const struct memstate_options *o
     if (opts && opts->header &&
         memstate_load_check(c, opts->header, opts->path ? opts->path : "(memory state)", err) < 0)
         goto out;
-    if (mig_setup(c, false, false, opts && opts->header && opts->header->mapped_ram, &saved, err) < 0 ||
+    if (mig_setup(c, false, false, opts && opts->header && opts->header->mapped_ram, 0, &saved, err) < 0 ||
         channel_open(c, fd, false, LOAD_FDNAME, &ch, err) < 0)
         goto out;
     fd_sent = true;

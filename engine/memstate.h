@@ -18,6 +18,11 @@ struct memstate_options {
     bool background;             /* save only: QEMU's background-snapshot capability (see memstate_save) */
     bool plain;                  /* save only: never mapped-ram (by default a save that is not background uses
                                     mapped-ram + multifd where QEMU has them, for disk speed) */
+    int downtime_ms;             /* save only, > 0: QEMU's downtime-limit for this save - a pre-copy ends (the
+                                    guest stopped) only once what is left takes no longer to write */
+    int converge_passes;         /* save only, > 0 with FORCED: a pre-copy of a running guest still active
+                                    after this many passes over its RAM stops the guest (*forced = true) */
+    bool *forced;
     const struct memstate_header *header; /* load only, may be NULL: the file's header, checked against the
                                              QEMU first (memstate_load_check) */
     const char *path;            /* load only: the file's name for messages */
@@ -60,6 +65,8 @@ struct memstate_save_ctx {
         bool multifd, have_multifd;
         int64_t channels;             /* multifd-channels */
         bool have_channels;
+        int64_t downtime;             /* downtime-limit, ms */
+        bool have_downtime;
     } saved;
     bool mapped_ram; /* the stream is written in mapped-ram form (mark the header: memstate_header_mark) */
 };
@@ -83,6 +90,15 @@ int memstate_save_start(struct qmp_client *c, struct memstate_save_ctx *s, struc
  * migration is QS_ERR_QEMU; TIMEOUT_MS (0: 10 minutes) passing is QS_ERR_TIMEOUT.
  */
 int memstate_capture_wait(struct qmp_client *c, int timeout_ms, int64_t *resume_us, struct qs_error **err);
+/*
+ * A begun save, started if it is not yet, run to its end while the guest runs (pre-copy): QEMU copies the RAM
+ * in passes, stops the guest for the last dirty pages and the devices, and ends in "postmigrate" - the guest
+ * stopped at the instant the file holds. opts->converge_passes / forced bound the passes. Settings are set
+ * back by memstate_save_finish (RUN: the migration is over by then), which the caller may leave until after
+ * the pause.
+ */
+int memstate_save_wait(struct qmp_client *c, struct memstate_save_ctx *s, const struct memstate_options *opts,
+                       struct qs_error **err);
 
 /*
  * Whether a background save can work on C's QEMU: it has the "background-snapshot" capability and accepts

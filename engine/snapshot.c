@@ -496,7 +496,7 @@ static int disk_set_from_snapshot(struct disk_set *ds, const struct md_domain *d
 #define SUPPORTED_CREATE                                                                                   \
     (ENGINE_CREATE_REDEFINE | ENGINE_CREATE_CURRENT | ENGINE_CREATE_NO_METADATA | ENGINE_CREATE_HALT |      \
      ENGINE_CREATE_ATOMIC | ENGINE_CREATE_VALIDATE | ENGINE_CREATE_DISK_ONLY | ENGINE_CREATE_REUSE_EXT |  \
-     ENGINE_CREATE_QUIESCE | ENGINE_CREATE_LIVE | ENGINE_CREATE_LIVE_FALLBACK)
+     ENGINE_CREATE_QUIESCE | ENGINE_CREATE_LIVE | ENGINE_CREATE_LIVE_FALLBACK | ENGINE_CREATE_PRECOPY)
 
 static int create_redefine(struct engine *e, const char *domain, struct md_snapshot *snap, unsigned flags,
                            struct qs_error **err)
@@ -574,7 +574,8 @@ int snapshot_create_op(struct engine *e, const char *domain, const char *xml, un
         return -1;
     }
     if ((flags & ENGINE_CREATE_REDEFINE) && (flags & (ENGINE_CREATE_HALT | ENGINE_CREATE_NO_METADATA |
-                                                      ENGINE_CREATE_QUIESCE | ENGINE_CREATE_LIVE))) {
+                                                      ENGINE_CREATE_QUIESCE | ENGINE_CREATE_LIVE |
+                                                      ENGINE_CREATE_PRECOPY))) {
         qs_error_set(err, QS_ERR_INVALID, "redefine cannot be combined with halt, no-metadata, quiesce or live");
         return -1;
     }
@@ -616,6 +617,10 @@ int snapshot_create_op(struct engine *e, const char *domain, const char *xml, un
         snap->memory = MD_LOCATION_EXTERNAL;
     if ((flags & ENGINE_CREATE_LIVE_FALLBACK) && !(flags & ENGINE_CREATE_LIVE)) {
         qs_error_set(err, QS_ERR_INVALID, "--live-fallback needs --live");
+        goto out;
+    }
+    if ((flags & ENGINE_CREATE_PRECOPY) && !(flags & ENGINE_CREATE_LIVE)) {
+        qs_error_set(err, QS_ERR_INVALID, "--precopy needs --live");
         goto out;
     }
     if (ext_wanted(snap, flags) || (flags & ENGINE_CREATE_LIVE)) {

@@ -406,6 +406,7 @@ static const struct {
 } create_members[] = {
     {"disk_only", ENGINE_CREATE_DISK_ONLY},   {"live", ENGINE_CREATE_LIVE},
     {"live_fallback", ENGINE_CREATE_LIVE_FALLBACK}, {"quiesce", ENGINE_CREATE_QUIESCE},
+    {"precopy", ENGINE_CREATE_PRECOPY},
     {"halt", ENGINE_CREATE_HALT},             {"no_metadata", ENGINE_CREATE_NO_METADATA},
     {"reuse_external", ENGINE_CREATE_REUSE_EXT}, {"atomic", ENGINE_CREATE_ATOMIC},
     {"validate", ENGINE_CREATE_VALIDATE},     {"redefine", ENGINE_CREATE_REDEFINE},

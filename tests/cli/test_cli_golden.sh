@@ -60,8 +60,9 @@ declare -A USAGE_RC=(
 # Help texts: qsnap adds --json to list, info, current and dumpxml, and lacks dumpxml's --xpath and --wrap.
 # The expectation is virsh's text with these edits (sed scripts).
 json_line='    --json           print JSON instead of text'
-# and it adds --live-fallback to the create commands, and --force (protected snapshots) to delete
+# and it adds --live-fallback and --precopy to the create commands, and --force (protected snapshots) to delete
 live_fallback_line='    --live-fallback  with --live: save paused where live cannot work'
+precopy_line='    --precopy        with --live: copy the RAM while the guest runs, pause at the end'
 force_line='    --force          also delete a protected snapshot (snapshot-protect)'
 declare -A EXPECT_SED=(
     [help-snapshot-list]="/^    snapshot-list </s/\$/ [--json]/; /^    --topological /a\\
@@ -74,10 +75,12 @@ $json_line"
 $json_line"
     [help-snapshot-dumpxml]="s/ \[--xpath <string>\] \[--wrap\]\$/ [--json]/; /^    --xpath /d; /^    --wrap /c\\
 $json_line"
-    [help-snapshot-create]="s/ \[--live\] / [--live] [--live-fallback] /; /^    --live /a\\
-$live_fallback_line"
-    [help-snapshot-create-as]="s/ \[--live\] / [--live] [--live-fallback] /; /^    --live /a\\
-$live_fallback_line"
+    [help-snapshot-create]="s/ \[--live\] / [--live] [--live-fallback] [--precopy] /; /^    --live /a\\
+$live_fallback_line\\
+$precopy_line"
+    [help-snapshot-create-as]="s/ \[--live\] / [--live] [--live-fallback] [--precopy] /; /^    --live /a\\
+$live_fallback_line\\
+$precopy_line"
     [help-snapshot-delete]="/^    snapshot-delete </s/\$/ [--force]/; /^    --metadata /a\\
 $force_line"
 )

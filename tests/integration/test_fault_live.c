@@ -770,6 +770,10 @@ SCENARIO(test_create_memspec_running, {.name = "create --memspec, running", .kin
 SCENARIO(test_create_live_running, {.name = "create --live (background snapshot), running", .kind = RUNNING,
                                     .external_base = true, .op = {"snapshot-create-as", "vm", "new", "--live"},
                                     .target = "new", .what = CREATE})
+SCENARIO(test_create_precopy_running, {.name = "create --live --precopy, running", .kind = RUNNING,
+                                       .external_base = true,
+                                       .op = {"snapshot-create-as", "vm", "new", "--live", "--precopy"},
+                                       .target = "new", .what = CREATE})
 SCENARIO(test_current, {.name = "snapshot-current", .kind = RUNNING, .victim = true,
                         .op = {"snapshot-current", "vm", "base"}, .target = "base", .what = CURRENT})
 SCENARIO(test_export_internal, {.name = "snapshot-export internal, running", .kind = RUNNING,
@@ -1311,6 +1315,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_prestate_setup_teardown(test_revert_external_offline, qt_setup, qt_teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_create_memspec_running, qt_setup, qt_teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_create_live_running, qt_setup, qt_teardown, &f),
+        cmocka_unit_test_prestate_setup_teardown(test_create_precopy_running, qt_setup, qt_teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_current, qt_setup, qt_teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_qemu_killed_during_save, qt_setup, qt_teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_qemu_killed_during_load, qt_setup, qt_teardown, &f),
@@ -1335,7 +1340,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_prestate_setup_teardown(test_preview_commit, qt_setup, qt_teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_preview_undo, qt_setup, qt_teardown, &f),
     };
-    const size_t n_all = sizeof(all) / sizeof(all[0]), split = 21;
+    const size_t n_all = sizeof(all) / sizeof(all[0]), split = 22;
     struct CMUnitTest sel[sizeof(all) / sizeof(all[0]) + 1];
     size_t from = 0, to = n_all, n = 0;
 

@@ -1,5 +1,5 @@
 /* test_guest_io_live.c: snapshots taken while the guest writes its own disk, of every kind that captures RAM
- * or disk while the guest runs - internal, --memspec, --live, --disk-only - and save/restore (integration;
+ * or disk while the guest runs - internal, --memspec, --live, --live --precopy, --disk-only - and save/restore (integration;
  * QEMU 7.2 and 10.0 alike).
  *
  * The guest (diskcounter.asm) writes sector 64 of its IDE disk without end and keeps in RAM what it wrote:
@@ -24,7 +24,7 @@
 #define RUN_ON 20            /* writes the guest must finish past a snapshot's value after its revert */
 #define RUN_ON_TIMEOUT_MS 60000 /* against a hang only: a loaded machine writes far slower than an idle one */
 
-enum kind { KIND_INTERNAL, KIND_MEMSPEC, KIND_LIVE, KIND_DISK_ONLY };
+enum kind { KIND_INTERNAL, KIND_MEMSPEC, KIND_LIVE, KIND_PRECOPY, KIND_DISK_ONLY };
 
 /* The guest boots from its IDE disk (primary master, which it writes) beside a second IDE disk: both in
  * every snapshot. */
@@ -175,6 +175,9 @@ static void create(struct qt_fixture *f, enum kind k, const char *name)
     case KIND_LIVE:
         free(QSNAP_OK(f, "snapshot-create-as", "vm", name, "--live"));
         break;
+    case KIND_PRECOPY:
+        free(QSNAP_OK(f, "snapshot-create-as", "vm", name, "--live", "--precopy"));
+        break;
     case KIND_DISK_ONLY:
         free(QSNAP_OK(f, "snapshot-create-as", "vm", name, "--disk-only"));
         break;
@@ -243,6 +246,13 @@ static void test_memspec(void **state)
 static void test_live(void **state)
 {
     ram_rounds(qt_fixture_of(state), KIND_LIVE);
+}
+
+/* --live --precopy: the RAM copied in passes while the guest writes, the guest stopped for the last of it and
+ * the disk switch - RAM and disks of that one instant. */
+static void test_precopy(void **state)
+{
+    ram_rounds(qt_fixture_of(state), KIND_PRECOPY);
 }
 
 /* The guest boots on a disk-only snapshot's disk (revert --paused, then cont): QEMU shows it the frozen
@@ -327,7 +337,7 @@ static void test_save_restore(void **state)
 }
 
 static struct qt_fixture f_internal = {.cfg = &cfg_ide}, f_memspec = {.cfg = &cfg_ide}, f_live = {.cfg = &cfg_ide},
-                         f_disk_only = {.cfg = &cfg_ide}, f_save = {.cfg = &cfg_ide};
+                         f_precopy = {.cfg = &cfg_ide}, f_disk_only = {.cfg = &cfg_ide}, f_save = {.cfg = &cfg_ide};
 
 int main(void)
 {
@@ -335,6 +345,7 @@ int main(void)
         cmocka_unit_test_prestate_setup_teardown(test_internal, qt_setup, qt_teardown, &f_internal),
         cmocka_unit_test_prestate_setup_teardown(test_memspec, qt_setup, qt_teardown, &f_memspec),
         cmocka_unit_test_prestate_setup_teardown(test_live, qt_setup, qt_teardown, &f_live),
+        cmocka_unit_test_prestate_setup_teardown(test_precopy, qt_setup, qt_teardown, &f_precopy),
         cmocka_unit_test_prestate_setup_teardown(test_disk_only, qt_setup, qt_teardown, &f_disk_only),
         cmocka_unit_test_prestate_setup_teardown(test_save_restore, qt_setup, qt_teardown, &f_save),
     };

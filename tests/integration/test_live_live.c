@@ -1,6 +1,7 @@
 /* test_live_live.c: live snapshots (--live, QEMU's background-snapshot) through the qsnap command on real QEMU -
  * the guest counts while its RAM is written, revert brings back RAM and disks of the pause, the pause is kept,
- * a paused VM stays paused, a refusal changes nothing and --live-fallback saves anyway (integration). */
+ * a paused VM stays paused, a refusal changes nothing and --live-fallback saves anyway; --live --precopy is live
+ * where background-snapshot is refused (integration). */
 #include "qsnap_test.h"
 
 #include "qs_util.h"
@@ -47,6 +48,44 @@ static void assert_ran_while_written(struct qt_fixture *f, bool ran)
         assert_true(resume < end); /* before the RAM was all written */
     else
         assert_true(resume > end);
+}
+
+/*
+ * A pre-copy (--live --precopy), from QEMU's events in the same way: the migration was active while the guest
+ * ran (its "active" before the guest's STOP), the guest was stopped once, and resumed only after the RAM was
+ * all written ("completed" before RESUME) - the pause is QEMU's last pass and the disk switch.
+ */
+static void assert_precopy_order(struct qt_fixture *f)
+{
+    struct qmp_client *c = qh_vm_qmp(f->vm);
+    struct qs_error *err = NULL;
+    struct qmp_event *done = NULL, *e;
+    int64_t active = 0, stop = 0, resume = 0, end;
+    int stops = 0;
+
+    OK(qmp_client_event_wait(c, "MIGRATION", "status", "completed", 60000, &done, &err));
+    end = qmp_event_timestamp_us(done);
+    qmp_event_free(done);
+    OK(qmp_client_poll(c, &err));
+    /* the events before "completed" were kept in the queue by the wait; RESUME came after it */
+    while ((e = qmp_client_event_pop(c))) {
+        const char *st = qmp_value_get_string(qmp_event_data(e), "status");
+        if (qs_str_equal(qmp_event_name(e), "MIGRATION") && qs_str_equal(st, "active") && !active)
+            active = qmp_event_timestamp_us(e);
+        if (qs_str_equal(qmp_event_name(e), "STOP")) {
+            stops++;
+            if (!stop)
+                stop = qmp_event_timestamp_us(e);
+        }
+        if (qs_str_equal(qmp_event_name(e), "RESUME") && !resume)
+            resume = qmp_event_timestamp_us(e);
+        qmp_event_free(e);
+    }
+    print_message("QEMU's stamps: migration active, STOP %+lld us, completed %+lld us, RESUME %+lld us\n",
+                  (long long)(stop - active), (long long)(end - active), (long long)(resume - active));
+    assert_int_equal(stops, 1);
+    assert_true(active > 0 && stop > active); /* the RAM was being written while the guest ran */
+    assert_true(end > stop && resume > end);  /* and the guest ran again only after all of it */
 }
 
 /* The background-snapshot capability's state and the bandwidth cap on the harness's monitor. */
@@ -284,6 +323,34 @@ static void test_live_refused_and_fallback(void **state)
     print_message("guest pause of the fallback (stop, save, cont): %.1f ms\n", ms);
     assert_true(ms >= 0);
     qt_validate_all(f, 1);
+
+    /* --precopy needs no userfaultfd: live on this VM too */
+    qt_qsnap_fail(f, "--precopy needs --live", "snapshot-create-as", "vm", "r2", "--precopy", (char *)NULL);
+    OK(qmp_client_poll(qh_vm_qmp(f->vm), &err));
+    qmp_client_event_clear(qh_vm_qmp(f->vm));
+    free(QSNAP_OK(f, "snapshot-create-as", "vm", "r2", "--live", "--precopy"));
+    assert_precopy_order(f);
+    s = qt_status_of(qh_vm_qmp(f->vm));
+    assert_string_equal(s, "running");
+    free(s);
+    OK(qh_vm_wait_counter_advancing(f->vm, 0, NULL, &err));
+    x = qt_snapshot_xml(f, "r2");
+    qt_assert_contains(x, "<state>running</state>");
+    free(x);
+    ms = info_pause_ms(f, "r2");
+    print_message("guest pause of --precopy: %.1f ms\n", ms);
+    assert_true(ms >= 0);
+    assert_false(background_cap_on(f));
+    qt_validate_all(f, 2);
+    /* its RAM and disks come back: the counter runs on from the snapshot's */
+    OK(qh_vm_read_counter(f->vm, &before, &err));
+    free(QSNAP_OK(f, "snapshot-revert", "vm", "r2"));
+    qt_follow(f);
+    OK(qh_vm_read_counter(f->vm, &after, &err));
+    print_message("counter %llu before the revert, %llu after it\n", (unsigned long long)before,
+                  (unsigned long long)after);
+    assert_true(after < before);
+    OK(qh_vm_wait_counter_advancing(f->vm, 0, NULL, &err));
     free(ova), free(ovb), free(mem), free(blk0), free(blk1);
 }
 
