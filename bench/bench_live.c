@@ -4,8 +4,10 @@
  * Guest: --mem MiB (default 1024) of ordinary anonymous RAM, --fill MiB (default 512) of it pseudo-random data.
  * Each part on a fresh QEMU process, N snapshots in a row in that process (a later background snapshot
  * differs from the first: see THP below):
- *   qsnap-live   `qsnap snapshot-create-as --live`: the guest's pause from QEMU's own STOP / RESUME event
+ *   qsnap-live   `qsnap snapshot-create-as --live` (and `--live --precopy`): the guest's pause from QEMU's own STOP / RESUME event
  *                stamps, and the whole process
+ *   precopy-raw  QEMU's own pre-copy to a file while the guest runs, cont at its "completed" event: the floor
+ *                of --precopy without disks switched
  *   bg-raw       QEMU's own background snapshot (migrate with background-snapshot, QEMU stops the guest
  *                itself): its pause and query-migrate's setup-time - the floor without disks switched
  *   bg-stopfirst stop, then the same migration (the disks could switch in that pause): the floor of a live
@@ -251,7 +253,7 @@ static void bg_once(struct bench *b, bool stop_first, struct row *row, int i)
     free(file);
 }
 
-static void qsnap_live_once(struct bench *b, struct row *row, int i)
+static void qsnap_live_once(struct bench *b, struct row *row, int i, bool precopy)
 {
     struct qmp_client *c = qh_vm_qmp(b->vm);
     char name[16], *out = qs_asprintf("%s/out", b->workdir), *errp = qs_asprintf("%s/err", b->workdir);
@@ -259,9 +261,13 @@ static void qsnap_live_once(struct bench *b, struct row *row, int i)
     struct bench_run run;
 
     *(i == 0 ? &row->thp_first : &row->thp_later) = anon_huge_kb(qh_vm_pid(b->vm));
-    snprintf(name, sizeof(name), "l%d", i);
+    snprintf(name, sizeof(name), "%s%d", precopy ? "p" : "l", i);
     qmp_client_event_clear(c);
-    bench_qsnap_run(b->qsnap, root, out, errp, &run, "snapshot-create-as", "vm", name, "--live", (char *)NULL);
+    if (precopy)
+        bench_qsnap_run(b->qsnap, root, out, errp, &run, "snapshot-create-as", "vm", name, "--live", "--precopy",
+                        (char *)NULL);
+    else
+        bench_qsnap_run(b->qsnap, root, out, errp, &run, "snapshot-create-as", "vm", name, "--live", (char *)NULL);
     bench_series_add(&row->whole, run.wall_ms);
     bench_series_add(&row->pause, pause_ms(c, 5000));
     free(out), free(errp), free(root);
@@ -284,6 +290,50 @@ static void stop_save_once(struct bench *b, struct row *row, int i)
     exec_ok(c, "cont", NULL, NULL);
     bench_series_add(&row->whole, (double)(bench_real_us() - t0) / 1000.0);
     bench_series_add(&row->pause, pause_ms(c, 5000));
+    uri_done(c, fdset);
+    close(fd);
+    unlink(file);
+    free(uri);
+    free(file);
+}
+
+/* QEMU's own pre-copy to a file: migrate while the guest runs, QEMU stops it for the last pass, cont at the
+ * "completed" event - the floor of --precopy without disks switched (plain stream, no mapped-ram). */
+static void precopy_raw_once(struct bench *b, struct row *row, int i)
+{
+    struct qmp_client *c = qh_vm_qmp(b->vm);
+    char *file = qs_asprintf("%s/pc-%d.mem", qh_vm_dir(b->vm), i), *uri;
+    int fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int64_t fdset, t0, setup = -1;
+    struct qmp_event *ev = NULL;
+    struct qs_error *err = NULL;
+
+    if (fd < 0)
+        bench_die(file, NULL);
+    uri = mig_uri(c, fd, &fdset);
+    cap(c, "events", true);
+    param(c, "downtime-limit", 10); /* as qsnap --precopy sets it */
+    qmp_client_event_clear(c);
+    t0 = bench_real_us();
+    migrate(c, uri);
+    if (qmp_client_event_wait(c, "MIGRATION", "status", "completed", 600000, &ev, &err) < 0)
+        bench_die("pre-copy", err);
+    qmp_event_free(ev);
+    /* QEMU refuses cont ("Migration is not finalized yet") until its migration thread has left the
+     * finish-migrate run state, a moment after "completed" */
+    while (qmp_client_execute(c, "cont", NULL, NULL, &err) < 0) {
+        if (!err->message || !strstr(err->message, "not finalized"))
+            bench_die("cont", err);
+        qs_error_free(err);
+        err = NULL;
+        bench_sleep_ms(1);
+    }
+    mig_wait_done(c, &setup);
+    fsync(fd);
+    bench_series_add(&row->whole, (double)(bench_real_us() - t0) / 1000.0);
+    bench_series_add(&row->pause, pause_ms(c, 5000));
+    cap(c, "events", false);
+    param(c, "downtime-limit", 300);
     uri_done(c, fdset);
     close(fd);
     unlink(file);
@@ -367,7 +417,7 @@ int main(int argc, char **argv)
     struct bench b = {.qsnap = getenv("QSNAP_BIN") ? getenv("QSNAP_BIN") : QSNAP_BENCH_QSNAP, .mem_mb = 1024,
                       .fill_mb = 512, .n = 3};
     const char *md = NULL, *json = NULL;
-    struct row live = {0}, raw = {0}, stopfirst = {0}, stopsave = {0};
+    struct row live = {0}, pre = {0}, preraw = {0}, raw = {0}, stopfirst = {0}, stopsave = {0};
     struct tput plain = {0}, mapped = {0};
     double dd;
     char tmpl[] = "/var/tmp/qsnap-bench-live-XXXXXX";
@@ -407,7 +457,24 @@ int main(int argc, char **argv)
         free(root), free(o);
     }
     for (int i = 0; i < b.n; i++)
-        qsnap_live_once(&b, &live, i);
+        qsnap_live_once(&b, &live, i, false);
+    vm_down(&b);
+    fprintf(stderr, "bench_live: qsnap --live --precopy x%d\n", b.n);
+    vm_up(&b);
+    {
+        char *root = qs_asprintf("%s/root", qh_vm_dir(b.vm)), *o = qs_asprintf("%s/out", tmpl);
+        struct bench_run run;
+        bench_qsnap_run(b.qsnap, root, o, o, &run, "attach", "vm", "--qmp", qh_vm_socket_path(b.vm), (char *)NULL);
+        free(root), free(o);
+    }
+    for (int i = 0; i < b.n; i++)
+        qsnap_live_once(&b, &pre, i, true);
+    vm_down(&b);
+    fprintf(stderr, "bench_live: QEMU's pre-copy to a file x%d\n", b.n);
+    vm_up(&b);
+    param(qh_vm_qmp(b.vm), "max-bandwidth", (int64_t)1 << 40);
+    for (int i = 0; i < b.n; i++)
+        precopy_raw_once(&b, &preraw, i);
     vm_down(&b);
     fprintf(stderr, "bench_live: QEMU's background snapshot x%d\n", b.n);
     vm_up(&b);
@@ -436,7 +503,8 @@ int main(int argc, char **argv)
     dd = dd_mbs(tmpl, b.mem_mb);
 
     if (md && (f = fopen(md, "w"))) {
-        struct { const char *name; struct row *r; } rows[] = {{"qsnap --live", &live}, {"QEMU background snapshot (no disks)", &raw},
+        struct { const char *name; struct row *r; } rows[] = {{"qsnap --live", &live}, {"qsnap --live --precopy", &pre},
+            {"QEMU pre-copy to a file, cont at completed (no disks)", &preraw}, {"QEMU background snapshot (no disks)", &raw},
             {"stop + QEMU background snapshot (floor with disks)", &stopfirst}, {"stop-and-save (stop, migrate, fsync, cont)", &stopsave}};
         fprintf(f, "# Live snapshots and memory files, QEMU %s\n\n", b.qemu);
         fprintf(f, "Guest: %d MiB RAM, %d MiB of it filled with data; %d in a row per QEMU process; medians "
@@ -453,8 +521,9 @@ int main(int argc, char **argv)
                 fprintf(f, "- |");
             fprintf(f, " %ld / %ld |\n", r->thp_first, b.n > 1 ? r->thp_later : -1);
         }
-        fprintf(f, "\nWhole live snapshot against a stop-and-save: %.2fx.\n\n",
-                bench_series_median(&live.whole) / bench_series_median(&stopsave.whole));
+        fprintf(f, "\nWhole live snapshot against a stop-and-save: %.2fx (--precopy: %.2fx).\n\n",
+                bench_series_median(&live.whole) / bench_series_median(&stopsave.whole),
+                bench_series_median(&pre.whole) / bench_series_median(&stopsave.whole));
         fprintf(f, "| memory file (%d MiB guest, stopped) | save MB/s | load MB/s |\n|---|---:|---:|\n", b.mem_mb);
         fprintf(f, "| plain stream | %.0f | %.0f |\n", plain.save_mbs, plain.load_mbs);
         if (mapped.done)
@@ -466,12 +535,12 @@ int main(int argc, char **argv)
     }
     if (json && (f = fopen(json, "w"))) {
         fprintf(f, "{\"qemu\": \"%s\", \"mem_mb\": %d, \"fill_mb\": %d, \"n\": %d,\n", b.qemu, b.mem_mb, b.fill_mb, b.n);
-        fprintf(f, " \"pause_ms\": {\"qsnap_live\": %.2f, \"bg_raw\": %.2f, \"bg_stopfirst\": %.2f, \"stop_save\": %.2f},\n",
-                bench_series_median(&live.pause), bench_series_median(&raw.pause), bench_series_median(&stopfirst.pause),
-                bench_series_median(&stopsave.pause));
-        fprintf(f, " \"whole_ms\": {\"qsnap_live\": %.1f, \"bg_raw\": %.1f, \"bg_stopfirst\": %.1f, \"stop_save\": %.1f},\n",
-                bench_series_median(&live.whole), bench_series_median(&raw.whole), bench_series_median(&stopfirst.whole),
-                bench_series_median(&stopsave.whole));
+        fprintf(f, " \"pause_ms\": {\"qsnap_live\": %.2f, \"qsnap_precopy\": %.2f, \"precopy_raw\": %.2f, \"bg_raw\": %.2f, \"bg_stopfirst\": %.2f, \"stop_save\": %.2f},\n",
+                bench_series_median(&live.pause), bench_series_median(&pre.pause), bench_series_median(&preraw.pause),
+                bench_series_median(&raw.pause), bench_series_median(&stopfirst.pause), bench_series_median(&stopsave.pause));
+        fprintf(f, " \"whole_ms\": {\"qsnap_live\": %.1f, \"qsnap_precopy\": %.1f, \"precopy_raw\": %.1f, \"bg_raw\": %.1f, \"bg_stopfirst\": %.1f, \"stop_save\": %.1f},\n",
+                bench_series_median(&live.whole), bench_series_median(&pre.whole), bench_series_median(&preraw.whole),
+                bench_series_median(&raw.whole), bench_series_median(&stopfirst.whole), bench_series_median(&stopsave.whole));
         fprintf(f, " \"setup_ms\": {\"bg_raw\": %.0f, \"bg_stopfirst\": %.0f},\n", bench_series_median(&raw.setup),
                 bench_series_median(&stopfirst.setup));
         fprintf(f, " \"file_mbs\": {\"plain_save\": %.0f, \"plain_load\": %.0f, \"mapped_save\": %s, \"mapped_load\": %s, \"dd\": %.0f}}\n",
