@@ -463,6 +463,7 @@ async function doCreate(ev) {
   if (description) body.description = description;
   if (kind === 'disk-only') body.disk_only = true;
   if (kind === 'live') body.live = true;
+  if (kind === 'precopy') body.live = body.precopy = true;
   if ($('create-quiesce').checked) body.quiesce = true;
   if ($('create-halt').checked) body.halt = true;
   $('create-submit').disabled = true;

@@ -493,6 +493,21 @@ def browser_session(page, base, token, vm, qsnapd, root, api):
     page.task('delete', 0, lambda: page.act('s2', 'delete'))
     page.until(f'return document.querySelector(\'{page.snap_sel("s2")}\') === null', 's2 to leave the tree')
     check(vm.reads('vdb', 0xee), 'vdb changed through the external snapshot\'s delete')
+
+    # a live snapshot by pre-copy of the running VM: its RAM in a memory file, the VM running on; its delete
+    vm('cont')
+    page.type('#create-name', 's3')
+    Select(d.find_element(By.CSS_SELECTOR, '#create-kind')).select_by_value('precopy')
+    page.task('create', 2, lambda: page.click('#create-submit'))
+    page.until(f'return document.querySelector(\'{page.snap_sel("s3")}\') !== null', 's3 in the tree')
+    s3 = api('GET', '/api/vms/vm/snapshots/s3')
+    check(s3['persist_memorystate'] is True and s3['state'] == 'running' and s3['location'] == 'external',
+          f's3: {s3}')
+    check(vm('status') == 'running', 'the VM did not run on after the live snapshot')
+    page.task('delete', 1, lambda: page.act('s3', 'delete'))
+    page.until(f'return document.querySelector(\'{page.snap_sel("s3")}\') === null', 's3 to leave the tree')
+    vm('stop')
+    check(vm.reads('vdb', 0xee), 'vdb changed through the live snapshot and its delete')
     check([s['name'] for s in api('GET', '/api/vms/vm/snapshots')['snapshot']] == ['s1'], 'snapshots left')
 
     # protect s1: its delete is refused, the page shows the API's message; unprotect
