@@ -96,6 +96,15 @@ static void vm_up(struct bench *b)
     snprintf(b->qemu, sizeof(b->qemu), "%s", qmp_client_version(qh_vm_qmp(b->vm)));
 }
 
+/* qsnap attach of the bench's VM (its state directory inside the VM's directory) */
+static void attach(struct bench *b)
+{
+    char *root = qs_asprintf("%s/root", qh_vm_dir(b->vm)), *o = qs_asprintf("%s/out", b->workdir);
+    struct bench_run run;
+    bench_qsnap_run(b->qsnap, root, o, o, &run, "attach", "vm", "--qmp", qh_vm_socket_path(b->vm), (char *)NULL);
+    free(root), free(o);
+}
+
 static void vm_down(struct bench *b)
 {
     qh_vm_free(b->vm);
@@ -450,23 +459,13 @@ int main(int argc, char **argv)
 
     fprintf(stderr, "bench_live: qsnap --live x%d\n", b.n);
     vm_up(&b);
-    {
-        char *root = qs_asprintf("%s/root", qh_vm_dir(b.vm)), *o = qs_asprintf("%s/out", tmpl);
-        struct bench_run run;
-        bench_qsnap_run(b.qsnap, root, o, o, &run, "attach", "vm", "--qmp", qh_vm_socket_path(b.vm), (char *)NULL);
-        free(root), free(o);
-    }
+    attach(&b);
     for (int i = 0; i < b.n; i++)
         qsnap_live_once(&b, &live, i, false);
     vm_down(&b);
     fprintf(stderr, "bench_live: qsnap --live --precopy x%d\n", b.n);
     vm_up(&b);
-    {
-        char *root = qs_asprintf("%s/root", qh_vm_dir(b.vm)), *o = qs_asprintf("%s/out", tmpl);
-        struct bench_run run;
-        bench_qsnap_run(b.qsnap, root, o, o, &run, "attach", "vm", "--qmp", qh_vm_socket_path(b.vm), (char *)NULL);
-        free(root), free(o);
-    }
+    attach(&b);
     for (int i = 0; i < b.n; i++)
         qsnap_live_once(&b, &pre, i, true);
     vm_down(&b);
