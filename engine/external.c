@@ -665,12 +665,13 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
     }
     /* a paused guest does not run during the save anyway: the ordinary save keeps it paused (background-snapshot
      * would resume it) */
-    if (live && was_running && !precopy) {
+    if (live && was_running) {
         struct qs_error *local = NULL;
-        if (memstate_live_check(*c, &local) == 0) {
-            background = true;
+        if ((precopy ? memstate_precopy_check(*c, &local) : memstate_live_check(*c, &local)) == 0) {
+            background = !precopy;
         } else if (local->code == QS_ERR_UNSUPPORTED && (flags & ENGINE_CREATE_LIVE_FALLBACK)) {
             qs_error_free(local); /* the guest is paused for the whole save, as asked */
+            precopy = false;
         } else {
             if (local->code == QS_ERR_UNSUPPORTED)
                 qs_error_set(err, QS_ERR_UNSUPPORTED, "a live snapshot of domain '%s' is not possible: %s (with "

@@ -772,6 +772,20 @@ int memstate_live_check(struct qmp_client *c, struct qs_error **err)
     return cap_set(c, CAP_BACKGROUND, false, err);
 }
 
+int memstate_precopy_check(struct qmp_client *c, struct qs_error **err)
+{
+    bool ok = false;
+
+    if (qmp_client_feature(c, QMP_FEATURE_PRECOPY_COHERENT, &ok, err) < 0)
+        return -1;
+    if (!ok) {
+        qs_error_set(err, QS_ERR_UNSUPPORTED, "QEMU %s without KVM loses guest writes from a pre-copy (QEMU 9.0 "
+                     "or newer can, or KVM)", qmp_client_version(c));
+        return -1;
+    }
+    return 0;
+}
+
 int memstate_load(struct qmp_client *c, int fd, const struct memstate_options *opts, struct qs_error **err)
 {
     struct mig_saved saved = {0};

@@ -107,6 +107,12 @@ int memstate_save_wait(struct qmp_client *c, struct memstate_save_ctx *s, const 
  * reason when not; other codes for a failed QMP exchange.
  */
 int memstate_live_check(struct qmp_client *c, struct qs_error **err);
+/*
+ * Whether a pre-copy save (memstate_save_wait while the guest runs) captures every guest write on C's QEMU
+ * (QMP_FEATURE_PRECOPY_COHERENT): QS_ERR_UNSUPPORTED with the reason when not (TCG before QEMU 9.0 loses
+ * writes), other codes for a failed QMP exchange. Changes nothing.
+ */
+int memstate_precopy_check(struct qmp_client *c, struct qs_error **err);
 
 /*
  * Loads a state written by memstate_save from FD's current offset into a QEMU started with -incoming defer

@@ -230,6 +230,9 @@ enum qmp_feature {
                                         resumes it) */
     QMP_FEATURE_SETUP_HOLDS_LOCK,    /* migration setup holds QEMU's big lock: QMP replies stall meanwhile (8.2+) */
     QMP_FEATURE_FD_FILE_DEPRECATED,  /* "fd:" migration to a regular file warns (9.1+; an error later) */
+    QMP_FEATURE_PRECOPY_COHERENT,    /* a pre-copy (a migration while the guest runs) sees every guest write: KVM's
+                                        dirty log, or TCG from 9.0 - before, TCG lost writes made while a pass
+                                        cleared the dirty bitmap (QEMU commit 03bfc2188f) */
     QMP_FEATURE_LAST
 };
 /* The feature's name for messages ("mapped-ram"), NULL for an unknown value. Borrowed. */

@@ -23,6 +23,7 @@ static const char *const feature_names[] = {
     [QMP_FEATURE_BG_KEEPS_PAUSED] = "background-snapshot-keeps-paused",
     [QMP_FEATURE_SETUP_HOLDS_LOCK] = "migration-setup-holds-lock",
     [QMP_FEATURE_FD_FILE_DEPRECATED] = "fd-file-migration-deprecated",
+    [QMP_FEATURE_PRECOPY_COHERENT] = "precopy-dirty-tracking",
 };
 static_assert(sizeof(feature_names) / sizeof(feature_names[0]) == QMP_FEATURE_LAST, "feature_names");
 
@@ -187,6 +188,19 @@ static int cap_known(struct qmp_client *c, struct qmp_features *f, const char *c
     return 0;
 }
 
+/* query-kvm: whether the guest runs under KVM (else TCG, on this host) */
+static int kvm_enabled(struct qmp_client *c, bool *on, struct qs_error **err)
+{
+    struct qmp_reply *r = NULL;
+
+    if (qmp_client_execute(c, "query-kvm", NULL, &r, err) < 0)
+        return -1;
+    if (!qmp_value_bool(qmp_value_get(qmp_reply_value(r), "enabled"), on))
+        *on = false;
+    qmp_reply_free(r);
+    return 0;
+}
+
 static bool version_at_least(const struct qmp_client *c, int major, int minor)
 {
     int ma = 0, mi = 0;
@@ -254,6 +268,13 @@ int qmp_client_feature(struct qmp_client *c, enum qmp_feature feat, bool *has, s
         break;
     case QMP_FEATURE_FD_FILE_DEPRECATED:
         h = version_at_least(c, 9, 1);
+        break;
+    case QMP_FEATURE_PRECOPY_COHERENT:
+        /* KVM keeps its own dirty log; TCG's dirty bitmap lost writes before 9.0 (its fast sync path left the
+         * vCPUs' TLB entries writable without marking) */
+        h = version_at_least(c, 9, 0);
+        if (!h && kvm_enabled(c, &h, err) < 0)
+            return -1;
         break;
     case QMP_FEATURE_LAST:
         break;

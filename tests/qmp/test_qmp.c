@@ -1133,6 +1133,38 @@ static void test_feature_file_migration(void **state)
     }
 }
 
+/* QMP_FEATURE_PRECOPY_COHERENT: QEMU 9.0+ without a question; before, only under KVM (query-kvm). */
+static void test_feature_precopy(void **state)
+{
+#define FRET(v) "{\"return\": " v ", \"id\": \"@ID@\"}\r\n"
+    static const struct peer_step tcg[] = {
+        HELLO, P_EXPECT("query-kvm"), P_SEND(FRET("{\"enabled\": false, \"present\": true}")), P_END};
+    static const struct peer_step kvm[] = {
+        HELLO, P_EXPECT("query-kvm"), P_SEND(FRET("{\"enabled\": true, \"present\": true}")), P_END};
+    static const struct peer_step nine[] = {
+        P_SEND("{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 0, \"major\": 9}, \"package\": "
+               "\"\"}, \"capabilities\": []}}\r\n"),
+        P_EXPECT("qmp_capabilities"), P_SEND(OK), P_END};
+#undef FRET
+    const struct peer_step *scripts[] = {tcg, kvm, nine};
+    const bool want[] = {false, true, true};
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(scripts) / sizeof(scripts[0]); i++) {
+        struct fixture f;
+        struct qs_error *err = NULL;
+        bool has = !want[i];
+        struct qmp_client *c = start(&f, scripts[i]);
+        if (qmp_client_feature(c, QMP_FEATURE_PRECOPY_COHERENT, &has, &err) < 0)
+            fail_msg("case %zu: %s (peer: %s)", i, err->message, peer_join(f.peer));
+        assert_int_equal(has, want[i]);
+        has = !want[i];
+        assert_int_equal(qmp_client_feature(c, QMP_FEATURE_PRECOPY_COHERENT, &has, &err), 0);
+        assert_int_equal(has, want[i]);
+        finish(&f);
+    }
+}
+
 static void test_connect_no_greeting(void **state)
 {
     /* QEMU with a client already: connect() succeeds (the backlog takes it) and nothing is ever said */
@@ -1192,6 +1224,7 @@ int main(void)
         cmocka_unit_test(test_connect_timeout),
         cmocka_unit_test(test_connect_no_greeting),
         cmocka_unit_test(test_feature_file_migration),
+        cmocka_unit_test(test_feature_precopy),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
