@@ -326,6 +326,21 @@ char *qt_status_of(struct qmp_client *c)
     return s;
 }
 
+bool qt_precopy_coherent(struct qmp_client *c)
+{
+    struct qmp_reply *r = NULL;
+    struct qs_error *err = NULL;
+    bool kvm = false;
+    int major = 0, minor = 0;
+
+    qmp_client_version_num(c, &major, &minor, NULL);
+    assert_true(major > 0);
+    OK(qmp_client_execute(c, "query-kvm", NULL, &r, &err));
+    assert_true(qmp_value_bool(qmp_value_get(qmp_reply_value(r), "enabled"), &kvm));
+    qmp_reply_free(r);
+    return kvm || major >= 9;
+}
+
 void qt_assert_status(struct qmp_client *c, const char *want)
 {
     char *s = qt_status_of(c);

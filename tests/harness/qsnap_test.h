@@ -92,6 +92,9 @@ bool qt_intent_pending(struct qt_fixture *f, const char *domain);
 char *qt_status_of(struct qmp_client *c); /* query-status's status; caller frees */
 void qt_assert_status(struct qmp_client *c, const char *want); /* "paused" also takes "prelaunch" */
 void qt_exec(struct qmp_client *c, const char *command); /* a command without arguments; must succeed */
+/* Whether a pre-copy on C's QEMU sees every guest write, asked of QEMU here (not through qsnap's feature code):
+ * KVM (query-kvm), or QEMU 9.0+ - TCG's dirty tracking before 9.0 loses writes (QEMU commit 03bfc2188f). */
+bool qt_precopy_coherent(struct qmp_client *c);
 /* Per device its top node, file and chain depth, then every node name (auto-named ones as "#auto"). */
 char *qt_query_block(struct qmp_client *c);
 char *qt_live_file(struct qmp_client *c, const char *dev); /* the top image file of device DEV */

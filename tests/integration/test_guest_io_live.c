@@ -24,7 +24,7 @@
 #define RUN_ON 20            /* writes the guest must finish past a snapshot's value after its revert */
 #define RUN_ON_TIMEOUT_MS 60000 /* against a hang only: a loaded machine writes far slower than an idle one */
 
-enum kind { KIND_INTERNAL, KIND_MEMSPEC, KIND_LIVE, KIND_PRECOPY, KIND_DISK_ONLY };
+enum kind { KIND_INTERNAL, KIND_MEMSPEC, KIND_LIVE, KIND_PRECOPY, KIND_PRECOPY_FALLBACK, KIND_DISK_ONLY };
 
 /* The guest boots from its IDE disk (primary master, which it writes) beside a second IDE disk: both in
  * every snapshot. */
@@ -178,6 +178,9 @@ static void create(struct qt_fixture *f, enum kind k, const char *name)
     case KIND_PRECOPY:
         free(QSNAP_OK(f, "snapshot-create-as", "vm", name, "--live", "--precopy"));
         break;
+    case KIND_PRECOPY_FALLBACK:
+        free(QSNAP_OK(f, "snapshot-create-as", "vm", name, "--live", "--precopy", "--live-fallback"));
+        break;
     case KIND_DISK_ONLY:
         free(QSNAP_OK(f, "snapshot-create-as", "vm", name, "--disk-only"));
         break;
@@ -187,13 +190,11 @@ static void create(struct qt_fixture *f, enum kind k, const char *name)
 /* Snapshots of kind K with RAM, taken while the guest writes: each reverted (paused) at once and its RAM
  * checked against its disk, then the guest runs on; at the end the first one again, which must give back
  * exactly what it gave the first time. */
-static void ram_rounds(struct qt_fixture *f, enum kind k)
+static void rounds(struct qt_fixture *f, enum kind k)
 {
     struct instant at[ROUNDS], again;
     uint32_t frozen[ROUNDS];
 
-    booted(f);
-    qt_attach(f);
     for (int i = 0; i < ROUNDS; i++) {
         char name[16], *top = NULL;
         uint32_t before, later;
@@ -231,6 +232,13 @@ static void ram_rounds(struct qt_fixture *f, enum kind k)
     qt_check_clean(f);
 }
 
+static void ram_rounds(struct qt_fixture *f, enum kind k)
+{
+    booted(f);
+    qt_attach(f);
+    rounds(f, k);
+}
+
 static void test_internal(void **state)
 {
     ram_rounds(qt_fixture_of(state), KIND_INTERNAL);
@@ -252,7 +260,28 @@ static void test_live(void **state)
  * the disk switch - RAM and disks of that one instant. */
 static void test_precopy(void **state)
 {
-    ram_rounds(qt_fixture_of(state), KIND_PRECOPY);
+    struct qt_fixture *f = qt_fixture_of(state);
+    enum kind k = KIND_PRECOPY;
+
+    booted(f);
+    qt_attach(f);
+    if (!qt_precopy_coherent(qh_vm_qmp(f->vm))) {
+        /* TCG before QEMU 9.0: a pre-copy's RAM missed the guest's last writes here (RAM done=4582, disk 4587) -
+         * refused, nothing made, the guest running on; --live-fallback saves it paused, of one instant */
+        char *top = hda_top(f), *mem = qs_asprintf("%s/hda.s0.mem", qh_vm_dir(f->vm)), *after, *list;
+        qt_qsnap_fail(f, "loses guest writes from a pre-copy (QEMU 9.0 or newer can, or KVM)", "snapshot-create-as",
+                      "vm", "s0", "--live", "--precopy", (char *)NULL);
+        after = hda_top(f);
+        assert_string_equal(after, top);
+        assert_false(qt_exists(mem));
+        list = QSNAP_OK(f, "snapshot-list", "vm", "--name");
+        assert_string_equal(list, "\n");
+        qt_assert_status(qh_vm_qmp(f->vm), "running");
+        print_message("--live --precopy refused on this QEMU (TCG before 9.0); --live-fallback instead\n");
+        free(list), free(after), free(mem), free(top);
+        k = KIND_PRECOPY_FALLBACK;
+    }
+    rounds(f, k);
 }
 
 /* The guest boots on a disk-only snapshot's disk (revert --paused, then cont): QEMU shows it the frozen
