@@ -463,7 +463,8 @@ async function doCreate(ev) {
   if (description) body.description = description;
   if (kind === 'disk-only') body.disk_only = true;
   if (kind === 'live') body.live = true;
-  if (kind === 'precopy') body.live = body.precopy = true;
+  // where QEMU's pre-copy would lose guest writes (TCG before QEMU 9.0) the guest is paused for the save instead
+  if (kind === 'precopy') body.live = body.precopy = body.live_fallback = true;
   if ($('create-quiesce').checked) body.quiesce = true;
   if ($('create-halt').checked) body.halt = true;
   $('create-submit').disabled = true;
