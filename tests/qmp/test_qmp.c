@@ -1087,6 +1087,25 @@ static void test_connect_timeout(void **state)
 /* file: migration: with the mapped-ram capability (which works over file: only) it is known without the
  * schema; without it, from query-qmp-schema (migrate's channels, whose addr has a "file" variant). A script
  * that does not list query-qmp-schema fails if the client asks for it. */
+/* FEAT asked of a fake peer per script: WANT[i] each time, the second time without asking QEMU again (the
+ * script would fail on a question it does not expect). */
+static void feature_cases(enum qmp_feature feat, const struct peer_step *const *scripts, const bool *want, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct fixture f;
+        struct qs_error *err = NULL;
+        bool has = !want[i];
+        struct qmp_client *c = start(&f, scripts[i]);
+        if (qmp_client_feature(c, feat, &has, &err) < 0)
+            fail_msg("case %zu: %s (peer: %s)", i, err->message, peer_join(f.peer));
+        assert_int_equal(has, want[i]);
+        has = !want[i];
+        assert_int_equal(qmp_client_feature(c, feat, &has, &err), 0);
+        assert_int_equal(has, want[i]);
+        finish(&f);
+    }
+}
+
 static void test_feature_file_migration(void **state)
 {
 #define FRET(v) "{\"return\": " v ", \"id\": \"@ID@\"}\r\n"
@@ -1117,20 +1136,7 @@ static void test_feature_file_migration(void **state)
     const bool want[] = {true, true, false};
     (void)state;
 
-    for (size_t i = 0; i < sizeof(scripts) / sizeof(scripts[0]); i++) {
-        struct fixture f;
-        struct qs_error *err = NULL;
-        bool has = !want[i];
-        struct qmp_client *c = start(&f, scripts[i]);
-        if (qmp_client_feature(c, QMP_FEATURE_FILE_MIGRATION, &has, &err) < 0)
-            fail_msg("case %zu: %s (peer: %s)", i, err->message, peer_join(f.peer));
-        assert_int_equal(has, want[i]);
-        /* asked once per connection */
-        has = !want[i];
-        assert_int_equal(qmp_client_feature(c, QMP_FEATURE_FILE_MIGRATION, &has, &err), 0);
-        assert_int_equal(has, want[i]);
-        finish(&f);
-    }
+    feature_cases(QMP_FEATURE_FILE_MIGRATION, scripts, want, sizeof(scripts) / sizeof(scripts[0]));
 }
 
 /* QMP_FEATURE_PRECOPY_COHERENT: QEMU 9.0+ without a question; before, only under KVM (query-kvm). */
@@ -1150,19 +1156,7 @@ static void test_feature_precopy(void **state)
     const bool want[] = {false, true, true};
     (void)state;
 
-    for (size_t i = 0; i < sizeof(scripts) / sizeof(scripts[0]); i++) {
-        struct fixture f;
-        struct qs_error *err = NULL;
-        bool has = !want[i];
-        struct qmp_client *c = start(&f, scripts[i]);
-        if (qmp_client_feature(c, QMP_FEATURE_PRECOPY_COHERENT, &has, &err) < 0)
-            fail_msg("case %zu: %s (peer: %s)", i, err->message, peer_join(f.peer));
-        assert_int_equal(has, want[i]);
-        has = !want[i];
-        assert_int_equal(qmp_client_feature(c, QMP_FEATURE_PRECOPY_COHERENT, &has, &err), 0);
-        assert_int_equal(has, want[i]);
-        finish(&f);
-    }
+    feature_cases(QMP_FEATURE_PRECOPY_COHERENT, scripts, want, sizeof(scripts) / sizeof(scripts[0]));
 }
 
 static void test_connect_no_greeting(void **state)
