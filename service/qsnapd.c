@@ -481,6 +481,9 @@ int main(int argc, char **argv)
         qs_error_set(&err, QS_ERR_IO, "cannot start the worker threads");
         goto fail;
     }
+    /* said before the first request can be served and logged: a client that saw an answer sees this line */
+    if (!scheduler)
+        fprintf(stderr, "qsnapd: the schedule runner is off (--no-scheduler)\n");
     if (!(h = http_server_start(&srv, &ho, &err)))
         goto fail;
     ho.listen_fd = -1; /* the server's now */
@@ -490,8 +493,6 @@ int main(int argc, char **argv)
         qs_error_set(&err, QS_ERR_IO, "cannot start the schedule runner");
         goto fail;
     }
-    if (!scheduler)
-        fprintf(stderr, "qsnapd: the schedule runner is off (--no-scheduler)\n");
     for (;;) {
         if (sigwait(&set, &sig) != 0)
             continue;
