@@ -138,6 +138,15 @@ struct md_lock *engine_domain_lock(struct engine *e, const char *name, struct qs
     return lock;
 }
 
+/* What only QEMU's schema tells is kept in ROOT/run per QEMU binary (qmp_client_set_feature_cache). */
+static void feature_cache(struct engine *e, struct qmp_client *c)
+{
+    char *dir = qs_asprintf("%s/run", engine_root(e));
+
+    qmp_client_set_feature_cache(c, dir);
+    free(dir);
+}
+
 int engine_domain_connect(struct engine *e, const struct md_domain *dom, struct qmp_client **c,
                           struct qs_error **err)
 {
@@ -157,6 +166,7 @@ int engine_domain_connect(struct engine *e, const struct md_domain *dom, struct 
         qs_error_propagate(err, &local);
         return -1;
     }
+    feature_cache(e, *c);
     return 0;
 }
 
@@ -658,6 +668,7 @@ static int qemu_start(struct engine *e, struct md_domain *dom, const struct md_l
             kill(pid, SIGKILL);
         goto out;
     }
+    feature_cache(e, *c);
     /* the socket when it is qsnap's own, and the process, so that no other domain attaches it */
     if ((!qs_str_equal(md_domain_qmp_socket(dom), sock) && md_domain_set_qmp_socket(dom, sock, err) < 0) ||
         record_process(dom, pid, NULL, err) < 0 || md_store_domain_put(e->store, lock, dom, err) < 0)

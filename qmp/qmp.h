@@ -241,6 +241,10 @@ const char *qmp_feature_to_string(enum qmp_feature f);
 int qmp_client_feature(struct qmp_client *c, enum qmp_feature feature, bool *has, struct qs_error **err);
 /* *has: whether C's QEMU knows command NAME (query-commands, asked once per connection). */
 int qmp_client_has_command(struct qmp_client *c, const char *name, bool *has, struct qs_error **err);
+/* Keeps what only the schema tells (file: migration, direct-io) in DIR (qsnap's ROOT/run), one file per QEMU
+ * binary (its /proc/PID/exe and version), so that the next connection to any QEMU of that binary need not ask
+ * for the schema. NULL: no such file is read or written. */
+void qmp_client_set_feature_cache(struct qmp_client *c, const char *dir);
 /* Drops what was learnt (for a connection whose QEMU could have changed: none today). */
 void qmp_client_features_forget(struct qmp_client *c);
 

@@ -3,15 +3,24 @@
 #include "qmp_priv.h"
 #include "qs_util.h"
 
+#include "qs_buf.h"
+#include "qs_file.h"
+
 #include <assert.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 struct qmp_features {
     json_object *commands;  /* name -> null, from query-commands; NULL until asked */
     json_object *caps;      /* capability -> state, from query-migrate-capabilities; NULL until asked */
     json_object *schema;    /* entity name -> SchemaInfo, from query-qmp-schema; NULL until asked */
     signed char known[QMP_FEATURE_LAST]; /* -1 not asked yet, else 0 / 1 */
+    char *cache_dir;        /* where the schema's answers are kept per QEMU binary; NULL: nowhere */
 };
 
 static const char *const feature_names[] = {
@@ -39,6 +48,7 @@ void qmp_features_free(struct qmp_features *f)
     json_object_put(f->commands);
     json_object_put(f->caps);
     json_object_put(f->schema);
+    free(f->cache_dir);
     free(f);
 }
 
@@ -209,11 +219,110 @@ static bool version_at_least(const struct qmp_client *c, int major, int minor)
     return ma > major || (ma == major && mi >= minor);
 }
 
+/* ---------------------------------------------------------------------------------------------------
+ * The schema's answers, kept per QEMU binary: query-qmp-schema (207 KB on 7.2) takes QEMU 22-73 ms here, on
+ * every memory operation of a QEMU without mapped-ram. A file CACHE_DIR/qemu-HASH.features holds them for
+ * one binary: /proc/PID/exe's device, inode, size and modification time and the greeting's version, written
+ * out in full on its second line and compared whole (the hash only names the file). A replaced binary is
+ * another key; a file that does not match, or any error, is a miss - the schema is asked as before.
+ */
+#define CACHE_MAGIC "qsnap-qemu-features 1"
+#define CACHE_MAX 4096
+
+/* Features the schema decides, the ones kept. */
+static bool cache_kept(enum qmp_feature feat)
+{
+    return feat == QMP_FEATURE_FILE_MIGRATION || feat == QMP_FEATURE_DIRECT_IO;
+}
+
+/* The binary's key and its file's name (caller frees both); false when the peer's binary cannot be told. */
+static bool cache_key(struct qmp_client *c, char **key, char **name)
+{
+    pid_t pid = qmp_client_peer_pid(c);
+    char exe[64];
+    struct stat st;
+    uint64_t h = 0xcbf29ce484222325ull;
+
+    if (pid <= 0 || !qmp_client_version(c) || strchr(qmp_client_version(c), '\n'))
+        return false;
+    snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)pid);
+    if (stat(exe, &st) < 0)
+        return false;
+    *key = qs_asprintf("%ju %ju %jd %jd.%09ld %s", (uintmax_t)st.st_dev, (uintmax_t)st.st_ino,
+                       (intmax_t)st.st_size, (intmax_t)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec,
+                       qmp_client_version(c));
+    for (const unsigned char *p = (const unsigned char *)*key; *p; p++)
+        h = (h ^ *p) * 0x100000001b3ull; /* FNV-1a */
+    *name = qs_asprintf("qemu-%016" PRIx64 ".features", h);
+    return true;
+}
+
+/* FEAT's kept answer: 1 / 0, or -1 when there is none. */
+static int cache_get(struct qmp_client *c, struct qmp_features *f, enum qmp_feature feat)
+{
+    char *key = NULL, *name = NULL, *data = NULL, *want = NULL, *path;
+    size_t len;
+    int ret = -1;
+
+    if (!f->cache_dir || !cache_key(c, &key, &name))
+        return -1;
+    path = qs_asprintf("%s/%s", f->cache_dir, name);
+    if (qs_file_read(AT_FDCWD, path, CACHE_MAX, &data, &len, NULL) == 0) {
+        char *head = qs_asprintf(CACHE_MAGIC "\nkey %s\n", key);
+        want = qs_asprintf("\n%s ", feature_names[feat]);
+        if (strncmp(data, head, strlen(head)) == 0) {
+            const char *at = strstr(data + strlen(head) - 1, want);
+            if (at && (at[strlen(want)] == '0' || at[strlen(want)] == '1') && at[strlen(want) + 1] == '\n')
+                ret = at[strlen(want)] == '1';
+        }
+        free(head);
+    }
+    free(want);
+    free(data);
+    free(path);
+    free(name);
+    free(key);
+    return ret;
+}
+
+/* Keeps the schema's answers known on C so far (errors ignored: a cache). */
+static void cache_put(struct qmp_client *c, struct qmp_features *f)
+{
+    char *key = NULL, *name = NULL, *text;
+    struct qs_buf b;
+    int dfd;
+
+    if (!f->cache_dir || !cache_key(c, &key, &name))
+        return;
+    qs_buf_init(&b, CACHE_MAX);
+    qs_buf_addf(&b, CACHE_MAGIC "\nkey %s\n", key);
+    for (int i = 0; i < QMP_FEATURE_LAST; i++)
+        if (cache_kept((enum qmp_feature)i) && f->known[i] >= 0)
+            qs_buf_addf(&b, "%s %d\n", feature_names[i], f->known[i]);
+    text = qs_buf_detach(&b, NULL);
+    if (text && (dfd = open(f->cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+        qs_file_write_atomic(dfd, name, text, strlen(text), 0600, NULL);
+        close(dfd);
+    }
+    free(text);
+    free(name);
+    free(key);
+}
+
+void qmp_client_set_feature_cache(struct qmp_client *c, const char *dir)
+{
+    struct qmp_features *f = features_of(c);
+
+    free(f->cache_dir);
+    f->cache_dir = dir ? qs_xstrdup(dir) : NULL;
+}
+
 int qmp_client_feature(struct qmp_client *c, enum qmp_feature feat, bool *has, struct qs_error **err)
 {
     struct qmp_features *f;
-    bool h = false, cmd = false;
+    bool h = false, cmd = false, asked = false;
     const char *t;
+    int kept;
 
     if ((unsigned)feat >= QMP_FEATURE_LAST) {
         qs_error_set(err, QS_ERR_INVALID, "unknown QEMU feature %d", (int)feat);
@@ -234,18 +343,28 @@ int qmp_client_feature(struct qmp_client *c, enum qmp_feature feat, bool *has, s
          * that QEMU takes 45-440 ms to produce here - need not be asked */
         if (cmd && cap_known(c, f, "mapped-ram", &h, err) < 0)
             return -1;
-        if (h)
+        if (h || !cmd)
             break;
-        if (cmd && schema_load(c, f, err) < 0)
+        if ((kept = cache_get(c, f, feat)) >= 0) {
+            h = kept;
+            break;
+        }
+        if (schema_load(c, f, err) < 0)
             return -1;
-        t = cmd ? schema_member_type(f, schema_command_type(f, "migrate", "arg-type"), "channels") : NULL;
+        t = schema_member_type(f, schema_command_type(f, "migrate", "arg-type"), "channels");
         t = t ? schema_member_type(f, t, "addr") : NULL;
         h = t && schema_has_variant(f, t, "file");
+        asked = true;
         break;
     case QMP_FEATURE_DIRECT_IO:
+        if ((kept = cache_get(c, f, feat)) >= 0) {
+            h = kept;
+            break;
+        }
         if (schema_load(c, f, err) < 0)
             return -1;
         h = schema_member_type(f, schema_command_type(f, "query-migrate-parameters", "ret-type"), "direct-io");
+        asked = true;
         break;
     case QMP_FEATURE_BACKGROUND_SNAPSHOT:
         if (cap_known(c, f, "background-snapshot", &h, err) < 0)
@@ -281,13 +400,19 @@ int qmp_client_feature(struct qmp_client *c, enum qmp_feature feat, bool *has, s
     }
     f->known[feat] = h;
     *has = h;
+    if (asked)
+        cache_put(c, f);
     return 0;
 }
 
 void qmp_client_features_forget(struct qmp_client *c)
 {
     struct qmp_features **slot = qmp_client_features_slot(c);
+    char *dir = *slot && (*slot)->cache_dir ? qs_xstrdup((*slot)->cache_dir) : NULL;
 
     qmp_features_free(*slot);
     *slot = NULL;
+    if (dir)
+        qmp_client_set_feature_cache(c, dir);
+    free(dir);
 }

@@ -5,7 +5,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,7 @@
 
 #include "fake_peer.h"
 #include "qmp.h"
+#include "qs_file.h"
 #include "qs_util.h"
 
 #define GREETING                                                                                                 \
@@ -1159,6 +1162,76 @@ static void test_feature_precopy(void **state)
     feature_cases(QMP_FEATURE_PRECOPY_COHERENT, scripts, want, sizeof(scripts) / sizeof(scripts[0]));
 }
 
+/* What the schema told is kept per QEMU binary: a second connection to the same binary (here this process, the
+ * peer's /proc/PID/exe) and version is answered from the file without query-qmp-schema; another version asks. */
+static void test_feature_cache(void **state)
+{
+#define FRET(v) "{\"return\": " v ", \"id\": \"@ID@\"}\r\n"
+#define CMDS                                                                                                    \
+    P_EXPECT("query-commands"),                                                                                 \
+        P_SEND(FRET("[{\"name\": \"add-fd\"}, {\"name\": \"migrate\"}, {\"name\": \"query-qmp-schema\"}]"))
+#define CAPS P_EXPECT("query-migrate-capabilities"), P_SEND(FRET("[{\"capability\": \"multifd\", \"state\": false}]"))
+#define SCHEMA                                                                                                  \
+    P_EXPECT("query-qmp-schema"),                                                                               \
+        P_SEND(FRET("[{\"name\": \"migrate\", \"meta-type\": \"command\", \"arg-type\": \"1\"}, {\"name\": \"1\", " \
+                    "\"meta-type\": \"object\", \"members\": [{\"name\": \"channels\", \"type\": \"[2]\"}]}, "     \
+                    "{\"name\": \"[2]\", \"meta-type\": \"array\", \"element-type\": \"2\"}, {\"name\": \"2\", "      \
+                    "\"meta-type\": \"object\", \"members\": [{\"name\": \"addr\", \"type\": \"3\"}]}, {\"name\": "   \
+                    "\"3\", \"meta-type\": \"object\", \"members\": [], \"variants\": [{\"case\": \"file\", "           \
+                    "\"type\": \"5\"}]}]"))
+    static const struct peer_step first[] = {HELLO, CMDS, CAPS, SCHEMA, P_END};
+    static const struct peer_step again[] = {HELLO, CMDS, CAPS, P_END};
+    static const struct peer_step other[] = {
+        P_SEND("{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 1, \"minor\": 2, \"major\": 8}, \"package\": "
+               "\"\"}, \"capabilities\": []}}\r\n"),
+        P_EXPECT("qmp_capabilities"), P_SEND(OK), CMDS, CAPS, SCHEMA, P_END};
+#undef SCHEMA
+#undef CAPS
+#undef CMDS
+#undef FRET
+    const struct peer_step *scripts[] = {first, again, other, again};
+    struct tmpdir t;
+    char *text = NULL;
+    size_t len = 0;
+    struct dirent *de;
+    DIR *d;
+    int files = 0;
+    (void)state;
+
+    tmpdir_make(&t);
+    for (size_t i = 0; i < sizeof(scripts) / sizeof(scripts[0]); i++) {
+        struct fixture f;
+        struct qs_error *err = NULL;
+        bool has = false;
+        struct qmp_client *c = start(&f, scripts[i]);
+        qmp_client_set_feature_cache(c, t.dir);
+        if (qmp_client_feature(c, QMP_FEATURE_FILE_MIGRATION, &has, &err) < 0)
+            fail_msg("case %zu: %s (peer: %s)", i, err->message, peer_join(f.peer));
+        if (!has)
+            fail_msg("case %zu: no file: migration", i);
+        finish(&f);
+    }
+    /* one file per binary and version, its key written out */
+    assert_non_null(d = opendir(t.dir));
+    while ((de = readdir(d))) {
+        char *path;
+        struct qs_error *err = NULL;
+        if (de->d_name[0] == '.')
+            continue;
+        files++;
+        path = qs_asprintf("%s/%s", t.dir, de->d_name);
+        assert_int_equal(qs_file_read(AT_FDCWD, path, 4096, &text, &len, &err), 0);
+        assert_non_null(strstr(text, "qsnap-qemu-features 1\nkey "));
+        assert_non_null(strstr(text, "\nfile-migration 1\n"));
+        free(text);
+        unlink(path);
+        free(path);
+    }
+    closedir(d);
+    assert_int_equal(files, 2);
+    tmpdir_remove(&t);
+}
+
 static void test_connect_no_greeting(void **state)
 {
     /* QEMU with a client already: connect() succeeds (the backlog takes it) and nothing is ever said */
@@ -1219,6 +1292,7 @@ int main(void)
         cmocka_unit_test(test_connect_no_greeting),
         cmocka_unit_test(test_feature_file_migration),
         cmocka_unit_test(test_feature_precopy),
+        cmocka_unit_test(test_feature_cache),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
