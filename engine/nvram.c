@@ -387,8 +387,8 @@ void nvram_tidy(struct engine *e, struct qmp_client *c, const char *domain, char
     DIR *d = NULL;
     struct dirent *de;
 
-    /* the snapshots named: as many look-ups - the directory holds every snapshot's metadata (a scan of 10,000
-     * entries took ~10 ms of each delete) */
+    /* the snapshots named: as many look-ups - the directory holds every snapshot's metadata (a scan read all
+     * 10,000 entries of a large domain, 14 getdents64 calls and a compare each, on every delete) */
     for (size_t i = 0; gone && gone[i]; i++) {
         char *copy = qs_asprintf("%s/%s%s", dir, gone[i], COPY_SUFFIX);
         if (!has_metadata(dir, gone[i]))
