@@ -103,6 +103,21 @@ struct md_domain *engine_domain_load(struct engine *e, const char *name, struct 
     return dom;
 }
 
+int engine_domain_exists(struct engine *e, const char *name, struct qs_error **err)
+{
+    struct qs_error *local = NULL;
+
+    if (md_store_domain_exists(e->store, name, &local) == 0)
+        return 0;
+    if (local->code == QS_ERR_NOTFOUND) {
+        qs_error_free(local);
+        qs_error_set(err, QS_ERR_NOTFOUND, "Domain not found: no domain with matching name '%s'", name);
+        return -1;
+    }
+    qs_error_propagate(err, &local);
+    return -1;
+}
+
 int engine_domain_lookup(struct engine *e, const char *name, struct qs_error **err)
 {
     /* a stat, not a parse: every command looks its domain up first, and then loads it anyway */

@@ -62,6 +62,8 @@ static inline void engine_step(struct engine *e, const char *op, const char *ste
 
 /* A domain's definition loaded for an operation. QS_ERR_NOTFOUND "domain 'X' is not defined". */
 struct md_domain *engine_domain_load(struct engine *e, const char *name, struct qs_error **err);
+/* 0 when domain NAME exists (a stat: its XML is not read); virsh's "Domain not found" otherwise. */
+int engine_domain_exists(struct engine *e, const char *name, struct qs_error **err);
 /* Takes the domain's lock with the engine's timeout. */
 struct md_lock *engine_domain_lock(struct engine *e, const char *name, struct qs_error **err);
 /*

@@ -125,23 +125,34 @@ struct md_tree {
     struct stat at_load; /* the snapshot directory the tree was read from (st_ino 0: none) */
 };
 
+/* SIZE bytes (rounded up to huge pages, *maplen) of fresh anonymous memory aligned to a huge page and asked to
+ * be backed by huge pages: one page fault for 2 MiB, where 512 small pages would each cost one (~2 us even
+ * prefaulted, on the virtual machines qsnap runs on, the first time each is touched). Unmap *maplen bytes. */
+static char *huge_map(size_t size, size_t *maplen)
+{
+    size_t len = (size + HUGE_SIZE - 1) & ~(HUGE_SIZE - 1);
+    char *p = mmap(NULL, len + HUGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), *a;
+
+    if (p == MAP_FAILED)
+        abort(); /* out of memory, as qs_xmalloc */
+    /* aligned to a huge page, the rest given back */
+    a = (char *)(((uintptr_t)p + HUGE_SIZE - 1) & ~(uintptr_t)(HUGE_SIZE - 1));
+    if (a > p)
+        munmap(p, (size_t)(a - p));
+    munmap(a + len, (size_t)(p + len + HUGE_SIZE - (a + len)));
+    madvise(a, len, MADV_HUGEPAGE);
+    *maplen = len;
+    return a;
+}
+
 static void *region_new(struct md_tree *t, size_t need)
 {
     struct region *r;
     size_t size = need + REGION_HDR;
 
     if (size >= HUGE_SIZE / 4) {
-        size_t len = (size + HUGE_SIZE - 1) & ~(HUGE_SIZE - 1);
-        char *p = mmap(NULL, len + HUGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), *a;
-        if (p == MAP_FAILED)
-            abort(); /* out of memory, as qs_xmalloc */
-        /* aligned to a huge page, the rest given back */
-        a = (char *)(((uintptr_t)p + HUGE_SIZE - 1) & ~(uintptr_t)(HUGE_SIZE - 1));
-        if (a > p)
-            munmap(p, (size_t)(a - p));
-        munmap(a + len, (size_t)(p + len + HUGE_SIZE - (a + len)));
-        madvise(a, len, MADV_HUGEPAGE);
-        r = (struct region *)a;
+        size_t len;
+        r = (struct region *)huge_map(size, &len);
         r->size = len - REGION_HDR;
         r->mapped = true;
     } else {
@@ -205,6 +216,8 @@ static struct md_tree *tree_new(const char *domain)
     return t;
 }
 
+static void ix_release(const char *data, size_t len);
+
 void md_tree_free(struct md_tree *t)
 {
     if (!t)
@@ -217,8 +230,7 @@ void md_tree_free(struct md_tree *t)
         else
             free(r);
     }
-    if (t->ixdata)
-        munmap((void *)t->ixdata, t->ixlen);
+    ix_release(t->ixdata, t->ixlen);
     free(t->domain);
     free(t);
 }
@@ -721,14 +733,43 @@ static bool ix_load(struct md_tree *t, const char *data, const struct ix_header 
     return !bad;
 }
 
-/* Maps ROOT/run/DOMAIN.index (read-only, populated: no page fault per page); NULL when there is none or it
- * is not a whole index. Unmap *len bytes. */
+/* An index this large is read into huge pages rather than mapped: hashing a mapped 1 MiB index (10,000
+ * snapshots) took 0.6-0.7 ms here, nearly all of it the first touch of its 264 pages, against 0.3-0.4 ms to
+ * read it into one huge page and 0.07 ms to hash it there. */
+#define IX_READ_MIN (HUGE_SIZE / 4)
+
+static bool read_whole(int fd, char *buf, size_t size)
+{
+    size_t off = 0;
+    while (off < size) {
+        ssize_t n = pread(fd, buf + off, size - off, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        off += (size_t)n;
+    }
+    return true;
+}
+
+static void ix_release(const char *data, size_t len)
+{
+    if (!data)
+        return;
+    if (len >= IX_READ_MIN)
+        len = (len + HUGE_SIZE - 1) & ~(HUGE_SIZE - 1); /* as huge_map() rounded it */
+    munmap((void *)data, len);
+}
+
+/* ROOT/run/DOMAIN.index in memory (a small one mapped read-only and populated, a large one read into huge
+ * pages); NULL when there is none or it is not a whole index. ix_release() it with *len. */
 static const char *ix_read(struct md_store *s, const char *domain, const struct ix_header **h, size_t *len)
 {
     char *name = qs_asprintf("run/%s.index", domain);
     int fd = openat(md_store_root_fd(s), name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     struct stat st;
-    void *p = MAP_FAILED;
+    char *p = MAP_FAILED;
+    size_t size = 0, maplen;
 
     *h = NULL;
     *len = 0;
@@ -736,16 +777,26 @@ static const char *ix_read(struct md_store *s, const char *domain, const struct 
     if (fd < 0)
         return NULL;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= (off_t)sizeof(struct ix_header) &&
-        st.st_size <= IX_MAX)
-        p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+        st.st_size <= IX_MAX) {
+        size = (size_t)st.st_size;
+        if (size < IX_READ_MIN) {
+            p = mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+        } else {
+            p = huge_map(size, &maplen);
+            if (!read_whole(fd, p, size)) { /* it changed under us: as if there were none */
+                munmap(p, maplen);
+                p = MAP_FAILED;
+            }
+        }
+    }
     close(fd);
     if (p == MAP_FAILED)
         return NULL;
-    if (!(*h = ix_header_ok(p, (size_t)st.st_size))) {
-        munmap(p, (size_t)st.st_size);
+    if (!(*h = ix_header_ok(p, size))) {
+        ix_release(p, size);
         return NULL;
     }
-    *len = (size_t)st.st_size;
+    *len = size;
     return p;
 }
 
@@ -993,8 +1044,7 @@ static struct md_tree *load_index(struct md_store *s, const char *domain, bool *
     free(rel);
     if (!data || r < 0 || !S_ISDIR(st.st_mode) || !stamp_ok(h) || !stamp_matches(&h->stamp, &st) ||
         stamp_racy(&h->stamp, &st)) {
-        if (data)
-            munmap((void *)data, len);
+        ix_release(data, len);
         return NULL;
     }
     t = tree_new(domain);
