@@ -471,6 +471,7 @@ int main(int argc, char **argv)
 
     pthread_mutex_init(&srv.mu, NULL);
     pthread_cond_init(&srv.cv, NULL);
+    pthread_cond_init(&srv.work_cv, NULL);
     pthread_mutex_init(&srv.ev_mu, NULL);
     pthread_cond_init(&srv.ev_cv, NULL);
     pthread_mutex_init(&srv.m_mu, NULL);
@@ -516,6 +517,7 @@ out:
     pthread_mutex_unlock(&srv.ev_mu);
     pthread_mutex_lock(&srv.mu);
     pthread_cond_broadcast(&srv.cv);
+    pthread_cond_broadcast(&srv.work_cv);
     pthread_mutex_unlock(&srv.mu);
     http_server_stop(h);
     srv.stopping = false;

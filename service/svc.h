@@ -273,7 +273,8 @@ struct svc_server {
     int request_timeout_s; /* a request's headers and body must arrive within this; 0: none */
     /* tasks */
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv;      /* a task's state or progress changed: its waiters (svc_task_wait) */
+    pthread_cond_t work_cv; /* a task became runnable, or the workers stop: one idle worker */
     struct svc_task *tasks; /* newest first */
     size_t ntasks;
     uint64_t next_task;
