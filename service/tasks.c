@@ -362,6 +362,11 @@ static void *worker_main(void *opaque)
         t->state = TASK_RUNNING;
         t->started = now_s();
         t->refs++;
+        /* still more to run: wake another worker. Idle workers looked before they slept, a new task signals
+         * one and a finish leaves its domain's next to the worker that finished, so this should find
+         * nothing; it is here so that no task ever waits on a sleeping worker if that reasoning is wrong */
+        if (next_runnable_locked(srv))
+            pthread_cond_signal(&srv->work_cv);
         pthread_mutex_unlock(&srv->mu);
         publish_task(t);
 

@@ -369,6 +369,41 @@ static void test_cli_beside_service(void **state)
         qs_proc_result_release(&b);
     }
     free(conn);
+
+    /* three tasks of one domain sent at once: the first runs, the others queue behind it, and each one's
+     * finish must start the next (a worker left asleep would leave a task queued until this gives up) */
+    {
+        char *loc[3];
+        double started[3];
+        for (int i = 0; i < 3; i++) {
+            char *body = qs_asprintf("{\"name\":\"q%d\"}", i);
+            http("POST", "/api/vms/vm/snapshots", body, &r);
+            st_expect(&r, 202);
+            assert_non_null(r.location);
+            loc[i] = qs_xstrdup(r.location);
+            st_reply_release(&r);
+            free(body);
+        }
+        for (int i = 0; i < 3; i++) {
+            const char *st = NULL;
+            char *path = qs_asprintf("%s?wait=1000", loc[i]);
+            for (int tries = 0; tries < 60 && !(st && strcmp(st, "queued") != 0 && strcmp(st, "running") != 0);
+                 tries++) {
+                st_reply_release(&r);
+                http("GET", path, NULL, &r);
+                st = st_str(st_expect(&r, 200), "state");
+            }
+            assert_string_equal(st, "succeeded");
+            started[i] = json_object_get_double(json_object_object_get(st_expect(&r, 200), "started"));
+            st_reply_release(&r);
+            free(path);
+            free(loc[i]);
+        }
+        assert_true(started[0] <= started[1] && started[1] <= started[2]); /* in the order they came */
+        out = QSNAP_OK(f, "snapshot-list", "vm", "--name");
+        assert_string_equal(out, "api1\ncli1\nq0\nq1\nq2\n\n");
+        free(out);
+    }
     validate_replies();
     st_stop(&daemon_);
     st_release(&daemon_);
