@@ -1593,12 +1593,20 @@ int ext_collapse(struct engine *e, struct md_domain *dom, const struct md_lock *
         for (size_t j = 0; chain[j] && chain[j + 1]; j++) {
             struct mdisk md = {0};
             struct img_info info = {0};
-            char **kids = files_children(needed, chain[j + 1]), **deps = files_dependents(dirs, chain[j + 1]);
+            char **kids = NULL, **deps = NULL;
             char *entry = qs_asprintf("/collapse:%s:%s", target, chain[j]);
-            /* only a file qsnap made goes: a user's own overlay (an image on a template) stays as it is */
-            bool ok = md_domain_made(dom, chain[j]) && kids[0] && !kids[1] && strcmp(kids[0], chain[j]) == 0 &&
-                      deps[0] && !deps[1] && strcmp(deps[0], chain[j]) == 0 && !qs_strv_has(frozen, chain[j + 1]);
+            /* only a file qsnap made goes: a user's own overlay (an image on a template) stays as it is. The
+             * cheap tests first: the last reads the header of every file in the images' directories */
+            bool ok = md_domain_made(dom, chain[j]) && !qs_strv_has(frozen, chain[j + 1]);
             int r = 0;
+            if (ok) {
+                kids = files_children(needed, chain[j + 1]);
+                ok = kids[0] && !kids[1] && strcmp(kids[0], chain[j]) == 0;
+            }
+            if (ok) {
+                deps = files_dependents(dirs, chain[j + 1]);
+                ok = deps[0] && !deps[1] && strcmp(deps[0], chain[j]) == 0;
+            }
             /* F's own tags stay with it; C's would go with C */
             if (ok && img_info_get(chain[j], true, &info, NULL) == 0)
                 ok = !(info.tags && info.tags[0]) && qs_str_equal(info.format, "qcow2");
