@@ -37,6 +37,7 @@ struct xdisk {
     char *top_node; /* live: QEMU's current top node of the disk */
     char *overlay;  /* the new top */
     char *node;     /* live: the overlay's node name */
+    int64_t size;   /* live: the top's virtual size (0: unknown) */
     bool created;   /* qsnap created the overlay file */
     bool added;     /* blockdev-add done */
 };
@@ -135,8 +136,9 @@ static void snap_disks_clear(struct md_snapshot *snap)
     snap->ndisks = 0;
 }
 
-/* Creates X's overlay file: O_EXCL 0600 (never over an existing file), then qemu-img writes the qcow2 into it. */
-static int overlay_create(struct xdisk *x, struct qs_error **err)
+/* Creates X's overlay file: O_EXCL 0600 (never over an existing file), then the QEMU behind C (a blockdev-create
+ * job; C NULL, or a size unknown: qemu-img) writes the qcow2 into it. */
+static int overlay_create(struct engine *e, struct qmp_client *c, struct xdisk *x, struct qs_error **err)
 {
     int fd = open(x->overlay, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 
@@ -150,7 +152,9 @@ static int overlay_create(struct xdisk *x, struct qs_error **err)
     }
     close(fd);
     x->created = true;
-    if (img_create_overlay(x->overlay, x->base, x->base_fmt, err) < 0) {
+    if (c && x->size > 0 ? vm_blockdev_create_qcow2(c, x->overlay, x->base, x->base_fmt, x->size, e->qmp_timeout_ms,
+                                                    err) < 0
+                         : img_create_overlay(x->overlay, x->base, x->base_fmt, err) < 0) {
         qs_error_prefix(err, "disk '%s'", x->target);
         return -1;
     }
@@ -348,6 +352,7 @@ static int create_plan(struct engine *e, const struct md_domain *dom, const stru
             }
             x->top_node = qs_xstrdup(b->node);
             x->base_fmt = qs_xstrdup(b->format);
+            x->size = b->virtual_size;
             /* the image QEMU runs on (disk_block found it as the definition's, or by the disk's device) */
             if (!(x->base = disk_block_image(b, dom)) && d.source)
                 x->base = canon(d.source);
@@ -754,7 +759,7 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
 
     /* everything that takes time and can be done while the guest runs comes first */
     for (size_t i = 0; i < p.n; i++)
-        if (!(flags & ENGINE_CREATE_REUSE_EXT) && overlay_create(&p.d[i], err) < 0)
+        if (!(flags & ENGINE_CREATE_REUSE_EXT) && overlay_create(e, *c, &p.d[i], err) < 0)
             goto fail;
     if (*c) {
         for (size_t i = 0; i < p.n; i++) {
@@ -1128,7 +1133,7 @@ int ext_revert(struct engine *e, struct md_domain *dom, const struct md_lock *lo
         goto out;
     /* the frozen images are not written to by anyone: the overlays can be made while QEMU still runs */
     for (size_t i = 0; i < p.n; i++)
-        if (overlay_create(&p.d[i], err) < 0)
+        if (overlay_create(e, NULL, &p.d[i], err) < 0)
             goto fail;
     /* made by qsnap (O_EXCL): from here on recovery may remove them. And what the state being left needed
      * that nothing needs afterwards (its overlays, unless a snapshot still needs them) goes once the revert

@@ -160,6 +160,7 @@ static int block_fill(struct vm_block *b, const struct qmp_value *dev, const str
     b->format = qs_xstrdup(drv);
     qmp_value_bool(qmp_value_get(ins, "ro"), &b->readonly);
     qmp_value_int(qmp_value_get(ins, "backing_file_depth"), &b->backing_depth);
+    qmp_value_int(qmp_value_path(ins, "image.virtual-size"), &b->virtual_size);
     b->tags = qs_xcalloc(nsnaps + 1, sizeof(char *));
     b->tag_ids = qs_xcalloc(nsnaps + 1, sizeof(char *));
     b->vmstate_sizes = qs_xcalloc(nsnaps + 1, sizeof(int64_t));
@@ -507,6 +508,28 @@ int vm_blockdev_add_qcow2(struct qmp_client *c, const char *node, const char *fi
     qmp_args_set_str(f, "filename", file);
     qmp_args_set_null(a, "backing");
     ret = qmp_client_execute(c, "blockdev-add", a, NULL, err);
+    qmp_args_free(a);
+    return ret;
+}
+
+int vm_blockdev_create_qcow2(struct qmp_client *c, const char *file, const char *backing, const char *backing_fmt,
+                             int64_t size, int timeout_ms, struct qs_error **err)
+{
+    struct qmp_args *a = qmp_args_new(), *o, *f;
+    struct qmp_job_options jo = {.timeout_ms = timeout_ms};
+    char job[64];
+    int ret;
+
+    snprintf(job, sizeof(job), "qsnap-create-%d", (int)getpid());
+    o = qmp_args_set_obj(a, "options");
+    qmp_args_set_str(o, "driver", "qcow2");
+    f = qmp_args_set_obj(o, "file"); /* opened for the job only, closed when it ends */
+    qmp_args_set_str(f, "driver", "file");
+    qmp_args_set_str(f, "filename", file);
+    qmp_args_set_int(o, "size", size);
+    qmp_args_set_str(o, "backing-file", backing);
+    qmp_args_set_str(o, "backing-fmt", backing_fmt);
+    ret = qmp_job_run(c, "blockdev-create", a, job, &jo, err);
     qmp_args_free(a);
     return ret;
 }

@@ -20,6 +20,7 @@ struct vm_block {
     char *format;   /* "qcow2", "raw", ... */
     bool readonly;
     int64_t backing_depth;
+    int64_t virtual_size; /* of the top node's image, bytes; 0 when QEMU did not say */
     char **tags;    /* internal snapshot names in the image, NULL-terminated */
     char **tag_ids; /* their QEMU ids ("1", "2", ...), same order */
     int64_t *vmstate_sizes; /* vm-state-size for each tag */
@@ -66,6 +67,11 @@ int vm_chain(struct qmp_client *c, const char *top, struct vm_chain_node **chain
 /* blockdev-add of a qcow2 image FILE as node NODE with no backing opened (backing: null). */
 int vm_blockdev_add_qcow2(struct qmp_client *c, const char *node, const char *file, struct qs_error **err);
 int vm_blockdev_del(struct qmp_client *c, const char *node, struct qs_error **err);
+/* Makes the (empty, existing) file FILE a qcow2 image of SIZE bytes on BACKING (format BACKING_FMT), written
+ * by QEMU itself: a blockdev-create job, the file opened only for the job. What `qemu-img create -f qcow2 -b
+ * BACKING -F BACKING_FMT FILE` makes, without starting a process (~20 ms of CPU here). */
+int vm_blockdev_create_qcow2(struct qmp_client *c, const char *file, const char *backing, const char *backing_fmt,
+                             int64_t size, int timeout_ms, struct qs_error **err);
 int vm_cont(struct qmp_client *c, struct qs_error **err);
 
 /*

@@ -578,6 +578,27 @@ bool qt_image_has_tag(const char *path, const char *tag)
     return found;
 }
 
+char *qt_image_field(const char *path, const char *key)
+{
+    char *argv[] = {"qemu-img", "info", "-U", "--output=json", (char *)path, NULL};
+    struct qs_error *err = NULL;
+    char *json = tool_ok(argv), *out = NULL;
+    const struct qmp_value *v;
+    struct qmp_reply *r;
+    int64_t n;
+
+    r = qmp_reply_parse(json, &err);
+    assert_non_null(r);
+    v = qmp_value_get(qmp_reply_value(r), key);
+    if (qmp_value_get_string(qmp_reply_value(r), key))
+        out = qs_xstrdup(qmp_value_get_string(qmp_reply_value(r), key));
+    else if (v && qmp_value_int(v, &n))
+        out = qs_asprintf("%lld", (long long)n);
+    qmp_reply_free(r);
+    free(json);
+    return out;
+}
+
 char *qt_backing_of(const char *path)
 {
     char *argv[] = {"qemu-img", "info", "-U", "--output=json", (char *)path, NULL};

@@ -129,6 +129,8 @@ void qt_offline_write(const char *path, uint8_t pattern, uint64_t off);         
 char *qt_image_tags(const char *path);                                           /* qemu-img snapshot -l */
 bool qt_image_has_tag(const char *path, const char *tag);
 char *qt_backing_of(const char *path); /* the backing file in the header; NULL when none */
+/* Field KEY of `qemu-img info` (a string, or an integer as its digits); NULL when absent. Caller frees. */
+char *qt_image_field(const char *path, const char *key);
 
 /* ------------------------------------------------------------------------------------------------
  * Every VM style (qh_vm_config.style), and what a user would check after a sequence of operations.

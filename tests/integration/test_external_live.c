@@ -47,6 +47,25 @@ static void test_create_atomic_then_commit_active(void **state)
     file = qt_live_file(qh_vm_qmp(f->vm), "vdb");
     assert_string_equal(file, ovb);
     free(file);
+    /* what `qemu-img create -f qcow2 -b BASE -F FMT` makes (QEMU wrote it, in a blockdev-create job) */
+    {
+        static const char *const keys[] = {"format", "backing-filename", "backing-filename-format", "virtual-size",
+                                           "cluster-size"};
+        for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+            char *want = qt_image_field(vdb, keys[k]), *got = qt_image_field(ovb, keys[k]);
+            if (k == 1) {
+                free(want);
+                want = qs_xstrdup(vdb);
+            } else if (k == 2) {
+                free(want);
+                want = qs_xstrdup("qcow2");
+            }
+            assert_non_null(got);
+            assert_string_equal(got, want);
+            free(want);
+            free(got);
+        }
+    }
     OK(qh_vm_wait_counter_advancing(f->vm, 0, NULL, &err));
 
     qt_disk_write(f, "vdb", 0xbb, OFF_A);
