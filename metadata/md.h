@@ -377,6 +377,9 @@ struct md_entry {
     bool current;
     size_t nchildren;
     size_t depth;            /* 0 for roots */
+    /* The engine's own data derived from this snapshot's file (md_tree_set_aux), kept in the index for as long
+     * as the file is unchanged; NULL: none (not worked out yet, or the file changed since). */
+    const char *aux;
 };
 
 struct md_tree;
@@ -392,6 +395,14 @@ struct md_tree;
  */
 struct md_tree *md_tree_load(struct md_store *store, const char *domain, const struct md_lock *lock,
                              struct qs_error **err);
+/*
+ * Gives E (an entry of T) the engine's data AUX derived from its file (copied; NULL: none). The entries of T
+ * stay where they are. md_tree_aux_store() then keeps it in the index, under LOCK (the domain's), if T came
+ * from the index alone and the snapshot directory is still as the index says; otherwise it is simply not
+ * kept (worked out again next time). Never an error: the index is a cache.
+ */
+void md_tree_set_aux(struct md_tree *t, const struct md_entry *e, const char *aux);
+void md_tree_aux_store(struct md_store *store, struct md_tree *t, const struct md_lock *lock);
 /* md_tree_load() that trusts no stamp: every file's size, mtime and inode are compared with the index. */
 struct md_tree *md_tree_load_checked(struct md_store *store, const char *domain, const struct md_lock *lock,
                                      struct qs_error **err);

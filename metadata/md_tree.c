@@ -35,7 +35,7 @@
  *
  * The index lives outside the snapshot directory so that writing it never changes the stamp it records.
  */
-#define IX_MAGIC "QSNAPIX2"
+#define IX_MAGIC "QSNAPIX3"
 #define IX_BOM 0x01020304u
 #define IX_NONE UINT32_MAX
 #define IX_MAX (1u << 30)
@@ -74,8 +74,10 @@ struct ix_rec {
     int64_t creation_time;
     int64_t size, mtime_ns; /* the file's stat when it was read; size -1: too recent to vouch for */
     uint64_t ino;
+    uint32_t aux; /* offset into the strings; IX_NONE: none */
+    uint32_t pad;
 };
-_Static_assert(sizeof(struct ix_rec) == 80, "ix_rec");
+_Static_assert(sizeof(struct ix_rec) == 88, "ix_rec");
 /* After the records: the children list (record numbers, each parent's children in name order: count -
  * nroots of them), the pre-order (count record numbers), the roots (nroots record numbers, by name), then
  * the strings. */
@@ -122,6 +124,9 @@ struct md_tree {
     bool index_written;
     bool broken;  /* a writer's note did not fit the tree: its commit drops the index */
     bool fine;    /* the directory's timestamps were seen finer than the clock tick */
+    bool aux_dirty;   /* md_tree_set_aux() gave a node new aux data */
+    bool have_stamp;  /* loaded from the index alone: its stamp is in stamp */
+    struct ix_stamp stamp;
     struct stat at_load; /* the snapshot directory the tree was read from (st_ino 0: none) */
 };
 
@@ -274,6 +279,7 @@ static void node_from_snapshot(struct md_tree *t, struct node *n, const struct m
         n->e.disk_locations |= 1u << s->disks[i].snapshot;
     n->e.external = md_snapshot_is_external(s);
     n->e.current = s->current;
+    n->e.aux = NULL; /* derived from the file as it was: worked out again */
 }
 
 /* ---- order and lookup ---- */
@@ -684,6 +690,7 @@ static bool ix_load(struct md_tree *t, const char *data, const struct ix_header 
         n->e.description = ix_str(strs, h->strings_size, r->description, &bad);
         n->e.file = ix_str(strs, h->strings_size, r->file, &bad);
         n->e.memory_file = ix_str(strs, h->strings_size, r->memory_file, &bad);
+        n->e.aux = ix_str(strs, h->strings_size, r->aux, &bad);
         if (!n->e.name || !*n->e.name || !n->e.file || r->state >= MD_STATE__LAST ||
             r->memory >= MD_LOCATION__LAST || (r->parent != IX_NONE && (r->parent >= cnt || r->parent == i)) ||
             r->children > npool || r->nchildren > npool - r->children || r->pre >= cnt || r->last >= cnt ||
@@ -870,12 +877,22 @@ static void ix_put_str(struct ixout *o, const char *str)
  * ROOT/run/DOMAIN.index, not synced - a crash may lose it or leave it torn, and the next load rebuilds it.
  * Layout: header, records in name order, strings (the first byte a NUL) in the records' order.
  */
-static int ix_write(struct md_store *s, struct md_tree *t, const struct stat *dir, int64_t observed, bool fine)
+/* Whether record I's aux data is record I-1's (the usual case: a domain's snapshots share their disks): then
+ * it is written once. */
+static bool aux_shared(const struct md_tree *t, size_t i)
+{
+    const char *a = t->by_name[i]->e.aux, *b = i ? t->by_name[i - 1]->e.aux : NULL;
+    return a && b && (a == b || strcmp(a, b) == 0);
+}
+
+static int ix_write(struct md_store *s, struct md_tree *t, const struct stat *dir, int64_t observed, bool fine,
+                    const struct ix_stamp *keep)
 {
     struct ix_header h;
     struct ixout *o = NULL;
     char *tmp = NULL, *name = NULL;
     size_t ssize = 1, off = 1;
+    uint32_t prev_aux = IX_NONE;
     int run = -1, ret = -1;
 
     for (size_t i = 0; i < t->n; i++) {
@@ -884,6 +901,8 @@ static int ix_write(struct md_store *s, struct md_tree *t, const struct stat *di
         ix_off(e->description, &ssize);
         ix_off(e->file, &ssize);
         ix_off(e->memory_file, &ssize);
+        if (!aux_shared(t, i))
+            ix_off(e->aux, &ssize);
     }
     memset(&h, 0, sizeof(h));
     memcpy(h.magic, IX_MAGIC, 8);
@@ -915,6 +934,7 @@ static int ix_write(struct md_store *s, struct md_tree *t, const struct stat *di
         r->description = ix_off(n->e.description, &off);
         r->file = ix_off(n->e.file, &off);
         r->memory_file = ix_off(n->e.memory_file, &off);
+        r->aux = prev_aux = aux_shared(t, i) ? prev_aux : ix_off(n->e.aux, &off);
         r->parent = n->parent ? n->parent->rank : IX_NONE;
         r->disk_locations = n->e.disk_locations;
         r->nchildren = (uint32_t)n->e.nchildren;
@@ -944,10 +964,18 @@ static int ix_write(struct md_store *s, struct md_tree *t, const struct stat *di
         ix_put_str(o, e->description);
         ix_put_str(o, e->file);
         ix_put_str(o, e->memory_file);
+        if (!aux_shared(t, i))
+            ix_put_str(o, e->aux);
     }
     ixout_flush(o);
     h.body_sum = h_final(&o->hs);
-    stamp_set(&h.stamp, dir, observed, fine, h.body_sum);
+    if (keep) { /* the same directory as before: only the body changed */
+        h.stamp = *keep;
+        h.stamp.body_sum = h.body_sum;
+        h.stamp.sum = stamp_sum(&h.stamp);
+    } else {
+        stamp_set(&h.stamp, dir, observed, fine, h.body_sum);
+    }
     if (!o->failed && pwrite(o->fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h) && close(o->fd) == 0 &&
         renameat(run, tmp, run, name) == 0)
         ret = 0;
@@ -1009,7 +1037,7 @@ static void index_store(struct md_store *s, struct md_tree *t, const struct stat
 
     if (!md_lock_covers(lock, s, t->domain) && !(own = md_lock_acquire(s, t->domain, 0, NULL)))
         return;
-    ix_write(s, t, dir, observed, t->fine);
+    ix_write(s, t, dir, observed, t->fine, NULL);
     md_lock_free(own);
 }
 
@@ -1050,6 +1078,8 @@ static struct md_tree *load_index(struct md_store *s, const char *domain, bool *
     t = tree_new(domain);
     t->fine = h->stamp.fine;
     t->at_load = st;
+    t->stamp = h->stamp;
+    t->have_stamp = true;
     t->ixdata = data; /* the tree unmaps it */
     t->ixlen = len;
     if (!ix_load(t, data, h, NULL)) {
@@ -1251,6 +1281,7 @@ static struct md_tree *load_scan(struct md_store *s, const char *domain, const s
                                   : ix_str(strs, h->strings_size, recs[r->parent].name, &bad);
                 n->e.description = ix_str(strs, h->strings_size, r->description, &bad);
                 n->e.memory_file = ix_str(strs, h->strings_size, r->memory_file, &bad);
+                n->e.aux = ix_str(strs, h->strings_size, r->aux, &bad);
                 if (!bad && n->e.name && *n->e.name && r->state < MD_STATE__LAST && r->memory < MD_LOCATION__LAST &&
                     (r->parent == IX_NONE || r->parent < h->count)) {
                     n->e.state = r->state;
@@ -1415,8 +1446,34 @@ void md_tree_commit(struct md_store *s, struct md_tree *t, const struct md_wstam
 {
     /* the tree is the directory as it was loaded plus this writer's own changes, and nothing else changed
      * it in between (as far as the stamps can tell: see the top of this file) */
-    if (t->broken || !w->ok || relink(t, NULL) < 0 || ix_write(s, t, &w->last, now_ns(), w->fine) < 0)
+    if (t->broken || !w->ok || relink(t, NULL) < 0 || ix_write(s, t, &w->last, now_ns(), w->fine, NULL) < 0)
         md_index_drop(s, t->domain); /* the next load reads the directory */
+}
+
+void md_tree_set_aux(struct md_tree *t, const struct md_entry *e, const char *aux)
+{
+    struct node *n = (struct node *)e;
+
+    n->e.aux = aux ? intern0(t, aux) : NULL;
+    t->aux_dirty = true;
+}
+
+void md_tree_aux_store(struct md_store *s, struct md_tree *t, const struct md_lock *lock)
+{
+    char *rel;
+    struct stat st;
+    int r;
+
+    if (!t->aux_dirty || !t->have_stamp || t->broken || !md_lock_covers(lock, s, t->domain))
+        return;
+    rel = qs_asprintf("snapshot/%s", t->domain);
+    r = fstatat(md_store_root_fd(s), rel, &st, AT_SYMLINK_NOFOLLOW);
+    free(rel);
+    /* the index this tree came from still vouches for the directory (the lock keeps writers out): the same
+     * stamp over the records with their aux data */
+    if (r == 0 && stat_same(&st, &t->at_load) && stamp_matches(&t->stamp, &st) && ix_write(s, t, &st, 0, t->fine,
+                                                                                           &t->stamp) == 0)
+        t->aux_dirty = false;
 }
 
 int md_tree_load_path(const struct md_tree *t) { return t->path; }

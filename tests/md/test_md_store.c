@@ -537,7 +537,7 @@ static void test_index_staleness(void **state)
 
     /* a damaged, truncated or foreign index is ignored and rebuilt */
     data = t_read(idx, &len);
-    assert_true(qs_str_has_prefix(data, "QSNAPIX2"));
+    assert_true(qs_str_has_prefix(data, "QSNAPIX3"));
     t_write(idx, data, len / 2);
     t = load(f, "vm1");
     assert_int_equal(md_tree_files_parsed(t), 5);
@@ -835,6 +835,87 @@ static int load_agrees(struct fx *f, size_t *count, size_t *parsed)
         assert_int_not_equal(path_, MD_LOAD_STAT);                                                                 \
     } while (0)
 
+static const char *aux_of(struct md_tree *t, const char *name)
+{
+    const struct md_entry *e = md_tree_find(t, name);
+    assert_non_null(e);
+    return e->aux;
+}
+
+/* The engine's data kept with each entry: stored under the lock, read back from the index alone, shared by
+ * neighbours, dropped for a file that changed, never kept without the lock or for a directory that moved on. */
+static void test_index_aux(void **state)
+{
+    struct fx *f = *state;
+    struct qs_error *err = NULL;
+    struct md_lock *l = md_lock_acquire(f->store, "vm1", 0, &err);
+    struct md_domain *d = md_domain_new("vm1", UUID1, 65536, 1, &err);
+    struct md_snapshot *s;
+    struct md_tree *t;
+    const char *names[] = {"a", "b", "c"};
+
+    assert_int_equal(md_store_domain_put(f->store, l, d, &err), 0);
+    md_domain_free(d);
+    for (size_t i = 0; i < 3; i++) {
+        s = mk_snap(names[i], i ? names[i - 1] : NULL, MD_STATE_RUNNING, UUID1);
+        s->current = i == 2;
+        put_ok(f, l, s);
+        md_snapshot_free(s);
+        md_tree_free(load(f, "vm1"));
+    }
+    ASSERT_FRESH(f, 3);
+    t = md_tree_load(f->store, "vm1", l, &err);
+    assert_int_equal(md_tree_load_path(t), MD_LOAD_INDEX);
+    assert_null(aux_of(t, "a"));
+    md_tree_set_aux(t, md_tree_find(t, "a"), "same\tline\n");
+    md_tree_set_aux(t, md_tree_find(t, "b"), "same\tline\n");
+    md_tree_set_aux(t, md_tree_find(t, "c"), "other");
+    /* without the lock nothing is kept */
+    md_tree_aux_store(f->store, t, NULL);
+    md_tree_free(t);
+    t = load(f, "vm1");
+    assert_null(aux_of(t, "a"));
+    md_tree_free(t);
+
+    t = md_tree_load(f->store, "vm1", l, &err);
+    md_tree_set_aux(t, md_tree_find(t, "a"), "same\tline\n");
+    md_tree_set_aux(t, md_tree_find(t, "b"), "same\tline\n");
+    md_tree_set_aux(t, md_tree_find(t, "c"), "other");
+    md_tree_aux_store(f->store, t, l);
+    md_tree_free(t);
+    ASSERT_FRESH(f, 3); /* the same stamp: still vouches for the directory */
+    t = load(f, "vm1");
+    assert_string_equal(aux_of(t, "a"), "same\tline\n");
+    assert_string_equal(aux_of(t, "b"), "same\tline\n");
+    assert_string_equal(aux_of(t, "c"), "other");
+    md_tree_free(t);
+
+    /* a writer's change: its file's aux goes (worked out anew), the others' stay */
+    assert_int_equal(md_store_snapshot_set_current(f->store, l, "vm1", "b", &err), 0);
+    ASSERT_FRESH(f, 3);
+    t = load(f, "vm1");
+    assert_string_equal(aux_of(t, "a"), "same\tline\n");
+    assert_null(aux_of(t, "b"));
+    assert_null(aux_of(t, "c"));
+    md_tree_free(t);
+
+    /* the directory changed behind the tree's back: not kept over an index that no longer vouches */
+    t = md_tree_load(f->store, "vm1", l, &err);
+    md_tree_set_aux(t, md_tree_find(t, "b"), "late");
+    s = mk_snap("z", "a", MD_STATE_RUNNING, UUID1);
+    put_ok(f, l, s);
+    md_snapshot_free(s);
+    md_tree_aux_store(f->store, t, l);
+    md_tree_free(t);
+    t = load(f, "vm1");
+    assert_int_equal(md_tree_count(t), 4);
+    assert_null(aux_of(t, "b"));
+    assert_null(aux_of(t, "z"));
+    assert_string_equal(aux_of(t, "a"), "same\tline\n");
+    md_tree_free(t);
+    md_lock_free(l);
+}
+
 static void test_index_writers(void **state)
 {
     struct fx *f = *state;
@@ -1104,6 +1185,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_put_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_and_current, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_writers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_aux, setup, teardown),
         cmocka_unit_test_setup_teardown(test_intent_frames, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_dirs, setup, teardown),
     };
