@@ -1570,23 +1570,13 @@ int ext_collapse(struct engine *e, struct md_domain *dom, const struct md_lock *
     const char *domain = md_domain_name(dom);
     struct md_snapshot **others = NULL;
     char **needed = NULL, **dirs = NULL, **frozen = NULL, **mine = NULL;
-    size_t nothers = 0, nfrozen = 0, nmine = 0;
+    size_t nothers = 0, nmine = 0;
     bool changed = false;
     int ret = -1;
 
-    if (others_load(e, domain, lock, "", &others, &nothers, err) < 0 ||
-        files_needed(e, domain, lock, dom, NULL, &needed, err) < 0)
+    /* from the snapshots' entries (kept in the index): the snapshots themselves are read only for a merge */
+    if (files_needed(e, domain, lock, dom, NULL, &needed, err) < 0 || files_frozen(e, domain, lock, &frozen, err) < 0)
         goto out;
-    frozen = qs_xcalloc(1, sizeof(char *));
-    for (size_t k = 0; k < nothers; k++)
-        for (size_t i = 0; i < others[k]->ndisks; i++) {
-            char *f = frozen_of(others[k], others[k]->disks[i].name);
-            if (f) {
-                frozen = qs_xrealloc(frozen, (nfrozen + 2) * sizeof(char *));
-                frozen[nfrozen++] = f;
-                frozen[nfrozen] = NULL;
-            }
-        }
     dirs = files_dirs(needed, NULL, NULL);
     for (size_t k = 0; k < md_domain_disk_count(dom); k++) {
         struct md_domain_disk d;
@@ -1618,7 +1608,9 @@ int ext_collapse(struct engine *e, struct md_domain *dom, const struct md_lock *
             else
                 ok = false;
             img_info_release(&info);
-            if (ok && img_info_get(chain[j + 1], true, &info, NULL) == 0) {
+            if (ok && !others && others_load(e, domain, lock, "", &others, &nothers, err) < 0)
+                r = -1;
+            else if (ok && img_info_get(chain[j + 1], true, &info, NULL) == 0) {
                 md = (struct mdisk){target, chain[j + 1], info.format, chain[j], MERGE_OFFLINE};
                 info.format = NULL;
                 if (it && intent_has_merged(it, entry))

@@ -140,13 +140,155 @@ char **files_users(struct engine *e, const char *domain, const char *file)
     return v;
 }
 
+/*
+ * What one snapshot's disks need, as files_needed() and files_frozen() use it: per disk of the snapshot, its
+ * kind - 'e' external, the image its <domain> names (what it froze); 'o' external, its <domain> names none
+ * (its overlay stands in); 'i' internal, the image its <domain> names (holding its tag); 'j' internal, its
+ * <domain> names none (the disk's current image then) - the target, that path as written, and (for 'e') the
+ * path made absolute from the domain's directory.
+ *
+ * Working it out parses the snapshot's file and its <domain> (~0.1 ms here: every delete of a domain with
+ * external snapshots took 1,000 of them, 175 ms, at 1,000 snapshots), so it is kept with the snapshot's
+ * entry in the tree's index (md_tree_set_aux) while the file is unchanged, as lines "K\tTARGET\tPATH\tABS\n"
+ * after the tag line below. Paths with a tab or a newline are not kept: worked out again each time.
+ */
+#define IMAGES_TAG "images1\n"
+
+struct simg {
+    char kind;
+    char *target, *path, *abs;
+};
+
+static void simgs_free(struct simg *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].target);
+        free(v[i].path);
+        free(v[i].abs);
+    }
+    free(v);
+}
+
+static struct simg *simg_add(struct simg **v, size_t *n, char kind, const char *target, const char *path,
+                             const char *abs)
+{
+    struct simg *g;
+    *v = qs_xrealloc(*v, (*n + 1) * sizeof(**v));
+    g = &(*v)[(*n)++];
+    g->kind = kind;
+    g->target = qs_xstrdup(target ? target : "");
+    g->path = qs_xstrdup(path ? path : "");
+    g->abs = qs_xstrdup(abs ? abs : "");
+    return g;
+}
+
+static bool aux_clean(const char *s)
+{
+    return !strpbrk(s, "\t\n");
+}
+
+/* V from an entry's kept lines; false when they are not ours or do not parse. */
+static bool simgs_from_aux(const char *aux, struct simg **v, size_t *n)
+{
+    const char *p;
+
+    if (!aux || strncmp(aux, IMAGES_TAG, strlen(IMAGES_TAG)) != 0)
+        return false;
+    for (p = aux + strlen(IMAGES_TAG); *p;) {
+        const char *f[4], *nl = strchr(p, '\n');
+        size_t len[4];
+        char *field[4];
+        if (!nl)
+            goto bad;
+        f[0] = p;
+        for (int k = 1; k < 4; k++) {
+            const char *tab = memchr(f[k - 1], '\t', (size_t)(nl - f[k - 1]));
+            if (!tab)
+                goto bad;
+            len[k - 1] = (size_t)(tab - f[k - 1]);
+            f[k] = tab + 1;
+        }
+        len[3] = (size_t)(nl - f[3]);
+        if (len[0] != 1 || !strchr("eoij", f[0][0]))
+            goto bad;
+        for (int k = 1; k < 4; k++)
+            field[k] = qs_xstrndup(f[k], len[k]);
+        simg_add(v, n, f[0][0], field[1], field[2], field[3]);
+        for (int k = 1; k < 4; k++)
+            free(field[k]);
+        p = nl + 1;
+    }
+    return true;
+bad:
+    simgs_free(*v, *n);
+    *v = NULL;
+    *n = 0;
+    return false;
+}
+
+/* The images snapshot EN of tree T needs, from its kept lines or from its file (then kept: see above). */
+static int snapshot_images(struct engine *e, const char *domain, struct md_tree *t, const struct md_entry *en,
+                           struct simg **out, size_t *nout, struct qs_error **err)
+{
+    struct md_snapshot *s;
+    struct md_domain *sd = NULL;
+    struct simg *v = NULL;
+    size_t n = 0;
+    bool clean = true;
+
+    *out = NULL;
+    *nout = 0;
+    if (simgs_from_aux(en->aux, out, nout))
+        return 0;
+    if (!(s = md_store_snapshot_get(e->store, domain, en->name, err)))
+        return -1;
+    if (s->domain_xml)
+        sd = md_domain_parse(s->domain_xml, strlen(s->domain_xml), NULL);
+    for (size_t j = 0; j < s->ndisks; j++) {
+        const struct md_snapshot_disk *x = &s->disks[j];
+        char *img = NULL, *abs = NULL;
+        struct simg *g = NULL;
+        if (x->snapshot == MD_LOCATION_EXTERNAL) {
+            if ((img = source_in(sd, x->name))) {
+                abs = qargv_path_abs(img, md_domain_cwd(sd));
+                g = simg_add(&v, &n, 'e', x->name, img, abs);
+            } else if (x->source) {
+                /* without its <domain> the frozen image is unknown: the overlay at least stays */
+                g = simg_add(&v, &n, 'o', x->name, x->source, NULL);
+            }
+        } else if (x->snapshot == MD_LOCATION_INTERNAL) {
+            img = source_in(sd, x->name);
+            g = simg_add(&v, &n, img ? 'i' : 'j', x->name, img, NULL);
+        }
+        if (g)
+            clean = clean && aux_clean(g->target) && aux_clean(g->path) && aux_clean(g->abs);
+        free(img);
+        free(abs);
+    }
+    if (clean) {
+        char *aux = qs_xstrdup(IMAGES_TAG);
+        for (size_t i = 0; i < n; i++) {
+            char *next = qs_asprintf("%s%c\t%s\t%s\t%s\n", aux, v[i].kind, v[i].target, v[i].path, v[i].abs);
+            free(aux);
+            aux = next;
+        }
+        md_tree_set_aux(t, en, aux);
+        free(aux);
+    }
+    md_domain_free(sd);
+    md_snapshot_free(s);
+    *out = v;
+    *nout = n;
+    return 0;
+}
+
 int files_needed(struct engine *e, const char *domain, const struct md_lock *lock, const struct md_domain *dom,
                  const char *except, char ***out, struct qs_error **err)
 {
     struct md_tree *t = md_tree_load(e->store, domain, lock, err);
     const struct md_entry **all = NULL;
-    char **v = qs_xcalloc(1, sizeof(char *));
-    size_t n = 0, count = 0;
+    char **v = qs_xcalloc(1, sizeof(char *)), **seen = qs_xcalloc(1, sizeof(char *));
+    size_t n = 0, count = 0, nseen = 0;
     int ret = -1;
 
     if (!t)
@@ -163,33 +305,57 @@ int files_needed(struct engine *e, const char *domain, const struct md_lock *loc
     if (md_tree_list(t, NULL, MD_LIST_TOPOLOGICAL, &all, &count, err) < 0)
         goto out;
     for (size_t i = 0; i < count; i++) {
-        struct md_snapshot *s;
-        struct md_domain *sd = NULL;
+        struct simg *g = NULL;
+        size_t ng = 0;
         if (except && strcmp(all[i]->name, except) == 0)
             continue;
-        if (!(s = md_store_snapshot_get(e->store, domain, all[i]->name, err)))
+        if (snapshot_images(e, domain, t, all[i], &g, &ng, err) < 0)
             goto out;
-        if (s->domain_xml)
-            sd = md_domain_parse(s->domain_xml, strlen(s->domain_xml), NULL);
-        for (size_t j = 0; j < s->ndisks; j++) {
-            const struct md_snapshot_disk *x = &s->disks[j];
-            char *img = NULL;
-            if (x->snapshot == MD_LOCATION_EXTERNAL) {
-                img = source_in(sd, x->name);
-                /* without its <domain> the frozen image is unknown: the overlay at least stays */
-                if (!img && x->source)
-                    img = qs_xstrdup(x->source);
-            } else if (x->snapshot == MD_LOCATION_INTERNAL) {
-                if (!(img = source_in(sd, x->name)))
-                    img = source_in(dom, x->name);
-            }
-            if (img)
+        for (size_t j = 0; j < ng; j++) {
+            char *img = g[j].kind == 'j' ? source_in(dom, g[j].target) : qs_xstrdup(g[j].path);
+            /* most snapshots name the same few images: each is resolved (readlink per component) once */
+            if (img && *img && !has(seen, img)) {
                 add_chain(&v, &n, img);
+                push(&seen, &nseen, img);
+            }
             free(img);
         }
-        md_domain_free(sd);
-        md_snapshot_free(s);
+        simgs_free(g, ng);
     }
+    md_tree_aux_store(e->store, t, lock);
+    *out = v;
+    v = NULL;
+    ret = 0;
+out:
+    free(all);
+    md_tree_free(t);
+    qs_strv_free(v);
+    qs_strv_free(seen);
+    return ret;
+}
+
+int files_frozen(struct engine *e, const char *domain, const struct md_lock *lock, char ***out,
+                 struct qs_error **err)
+{
+    struct md_tree *t = md_tree_load(e->store, domain, lock, err);
+    const struct md_entry **all = NULL;
+    char **v = qs_xcalloc(1, sizeof(char *));
+    size_t n = 0, count = 0;
+    int ret = -1;
+
+    if (!t || md_tree_list(t, NULL, MD_LIST_TOPOLOGICAL, &all, &count, err) < 0)
+        goto out;
+    for (size_t i = 0; i < count; i++) {
+        struct simg *g = NULL;
+        size_t ng = 0;
+        if (snapshot_images(e, domain, t, all[i], &g, &ng, err) < 0)
+            goto out;
+        for (size_t j = 0; j < ng; j++)
+            if (g[j].kind == 'e' && !has(v, g[j].abs))
+                push(&v, &n, g[j].abs);
+        simgs_free(g, ng);
+    }
+    md_tree_aux_store(e->store, t, lock);
     *out = v;
     v = NULL;
     ret = 0;

@@ -19,6 +19,11 @@
 int files_needed(struct engine *e, const char *domain, const struct md_lock *lock, const struct md_domain *dom,
                  const char *except, char ***out, struct qs_error **err);
 
+/* The images DOMAIN's external snapshots froze (what their <domain>s name for their external disks), canonical;
+ * NULL-terminated, caller frees with qs_strv_free. */
+int files_frozen(struct engine *e, const char *domain, const struct md_lock *lock, char ***out,
+                 struct qs_error **err);
+
 /* The defined domains other than DOMAIN whose disks' backing chains hold FILE (canonical): a linked clone
  * built on DOMAIN's images. NULL-terminated; caller frees with qs_strv_free. */
 char **files_users(struct engine *e, const char *domain, const char *file);
