@@ -12,6 +12,8 @@
 #include <time.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -532,6 +534,63 @@ int vm_blockdev_create_qcow2(struct qmp_client *c, const char *file, const char 
     ret = qmp_job_run(c, "blockdev-create", a, job, &jo, err);
     qmp_args_free(a);
     return ret;
+}
+
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+
+long long vm_ram_collapse(struct qmp_client *c)
+{
+    pid_t pid = qmp_client_peer_pid(c);
+    unsigned long long hva = 0, lo, hi, start = 0, end = 0;
+    char *out = NULL, *p, path[64], line[512];
+    struct iovec iov;
+    long long ret = -1;
+    FILE *maps;
+    int pidfd, mem;
+
+#if defined(SYS_pidfd_open) && defined(SYS_process_madvise)
+    if (pid <= 0 || qmp_client_hmp(c, "gpa2hva 0x100000", &out, NULL) < 0)
+        goto out;
+    /* "Host virtual address for 0x100000 (pc.ram) is 0x7f..." */
+    if (!(p = strstr(out, " is 0x")) || sscanf(p + 4, "%llx", &hva) != 1)
+        goto out;
+    snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+    if (!(maps = fopen(path, "re")))
+        goto out;
+    while (fgets(line, sizeof(line), maps))
+        if (sscanf(line, "%llx-%llx", &lo, &hi) == 2 && lo <= hva && hva < hi) {
+            start = lo;
+            end = hi;
+            break;
+        }
+    fclose(maps);
+    if (end <= start)
+        goto out;
+    /* RAM the guest never touched has no page table yet: the collapse skips it, and QEMU's setup then
+     * populates it page by page in the pause. A read of one byte per 2 MiB maps the huge zero page there. */
+    snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+    if ((mem = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+        char byte;
+        for (unsigned long long a = start; a < end; a += 2ull << 20)
+            if (pread(mem, &byte, 1, (off_t)a) != 1)
+                break;
+        close(mem);
+    }
+    if ((pidfd = (int)syscall(SYS_pidfd_open, pid, 0)) < 0)
+        goto out;
+    iov.iov_base = (void *)(uintptr_t)start;
+    iov.iov_len = (size_t)(end - start);
+    ret = syscall(SYS_process_madvise, pidfd, &iov, 1, MADV_COLLAPSE, 0);
+    close(pidfd);
+#else
+    (void)pid, (void)hva, (void)lo, (void)hi, (void)start, (void)end, (void)p, (void)path, (void)line, (void)iov,
+        (void)maps, (void)pidfd, (void)mem;
+#endif
+out:
+    free(out);
+    return ret < 0 ? -1 : ret;
 }
 
 int vm_blockdev_del(struct qmp_client *c, const char *node, struct qs_error **err)
