@@ -44,8 +44,8 @@ struct engine *cli_domain_engine(struct cli_ctx *ctx, const char *domain)
  * both given is an error; otherwise NAME wins (snapshot-edit, where --current also means "make current").
  * Caller frees.
  */
-static char *resolve_snapshot(struct cli_ctx *ctx, struct engine *e, const struct cli_args *args,
-                              const char *domain, bool exclusive)
+static char *resolve_snapshot_found(struct cli_ctx *ctx, struct engine *e, const struct cli_args *args,
+                                    const char *domain, bool exclusive, struct engine_snapshot_list **found)
 {
     const char *name = cli_args_str(args, "snapshotname");
     bool current = cli_args_bool(args, "current");
@@ -62,7 +62,10 @@ static char *resolve_snapshot(struct cli_ctx *ctx, struct engine *e, const struc
             cli_fail(ctx, &err);
             return NULL;
         }
-        engine_snapshot_list_free(l);
+        if (found)
+            *found = l; /* the caller shows it: no second lookup */
+        else
+            engine_snapshot_list_free(l);
         return qs_xstrdup(name);
     }
     if (!current) {
@@ -76,6 +79,12 @@ static char *resolve_snapshot(struct cli_ctx *ctx, struct engine *e, const struc
     if (!out)
         cli_failf("%s", VSH_ERR_NO_CURRENT);
     return out;
+}
+
+static char *resolve_snapshot(struct cli_ctx *ctx, struct engine *e, const struct cli_args *args,
+                              const char *domain, bool exclusive)
+{
+    return resolve_snapshot_found(ctx, e, args, domain, exclusive, NULL);
 }
 
 static int print_buf(const struct qs_buf *b)
@@ -108,16 +117,16 @@ static void json_snapshot(struct json_out *j, const char *domain, const struct e
     json_out_object_end(j);
 }
 
-/* Prints one snapshot's info block or JSON. */
-static int show_info(struct cli_ctx *ctx, struct engine *e, const char *domain, const char *name, bool json)
+/* Prints one snapshot's info block or JSON; L: its lookup already made (taken over), or NULL. */
+static int show_info(struct cli_ctx *ctx, struct engine *e, const char *domain, const char *name, bool json,
+                     struct engine_snapshot_list *l)
 {
-    struct engine_snapshot_list *l = NULL;
     struct qs_error *err = NULL;
     struct qs_buf out;
     const struct engine_snapshot *s;
     int ret;
 
-    if (engine_snapshot_lookup(e, domain, name, &l, &err) < 0)
+    if (!l && engine_snapshot_lookup(e, domain, name, &l, &err) < 0)
         return cli_fail(ctx, &err);
     s = engine_snapshot_list_at(l, 0);
     qs_buf_init(&out, 0);
@@ -604,12 +613,13 @@ static int cmd_info(struct cli_ctx *ctx, const struct cli_args *args)
 {
     const char *domain = cli_args_str(args, "domain");
     struct engine *e = cli_domain_engine(ctx, domain);
+    struct engine_snapshot_list *l = NULL;
     char *name;
     int ret;
 
-    if (!e || !(name = resolve_snapshot(ctx, e, args, domain, true)))
+    if (!e || !(name = resolve_snapshot_found(ctx, e, args, domain, true, &l)))
         return CLI_EXIT_FAILED;
-    ret = show_info(ctx, e, domain, name, cli_args_bool(args, "json"));
+    ret = show_info(ctx, e, domain, name, cli_args_bool(args, "json"), l);
     free(name);
     return ret;
 }
@@ -634,7 +644,7 @@ static int cmd_current(struct cli_ctx *ctx, const struct cli_args *args)
     if (!name)
         return cli_failf(VSH_ERR_NO_CURRENT_NAME, domain);
     if (cli_args_bool(args, "json"))
-        ret = show_info(ctx, e, domain, name, true);
+        ret = show_info(ctx, e, domain, name, true, NULL);
     else if (cli_args_bool(args, "name"))
         ret = fputs(name, stdout) < 0 ? CLI_EXIT_FAILED : CLI_EXIT_OK;
     else
