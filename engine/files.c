@@ -282,17 +282,66 @@ static int snapshot_images(struct engine *e, const char *domain, struct md_tree 
     return 0;
 }
 
-int files_needed(struct engine *e, const char *domain, const struct md_lock *lock, const struct md_domain *dom,
-                 const char *except, char ***out, struct qs_error **err)
+/* Calls FN for every disk image of every snapshot of DOMAIN but EXCEPT (may be NULL), in topological order,
+ * then keeps in the index what had to be worked out. */
+static int each_image(struct engine *e, const char *domain, const struct md_lock *lock, const char *except,
+                      void (*fn)(void *opaque, const struct simg *g), void *opaque, struct qs_error **err)
 {
     struct md_tree *t = md_tree_load(e->store, domain, lock, err);
     const struct md_entry **all = NULL;
-    char **v = qs_xcalloc(1, sizeof(char *)), **seen = qs_xcalloc(1, sizeof(char *));
-    size_t n = 0, count = 0, nseen = 0;
+    size_t count = 0;
     int ret = -1;
 
-    if (!t)
+    if (!t || md_tree_list(t, NULL, MD_LIST_TOPOLOGICAL, &all, &count, err) < 0)
         goto out;
+    for (size_t i = 0; i < count; i++) {
+        struct simg *g = NULL;
+        size_t ng = 0;
+        if (except && strcmp(all[i]->name, except) == 0)
+            continue;
+        if (snapshot_images(e, domain, t, all[i], &g, &ng, err) < 0)
+            goto out;
+        for (size_t j = 0; j < ng; j++)
+            fn(opaque, &g[j]);
+        simgs_free(g, ng);
+    }
+    md_tree_aux_store(e->store, t, lock);
+    ret = 0;
+out:
+    free(all);
+    md_tree_free(t);
+    return ret;
+}
+
+struct needed_acc {
+    char ***v;
+    size_t *n;
+    char **seen; /* the paths as the snapshots write them, each resolved once */
+    size_t nseen;
+    const struct md_domain *dom;
+};
+
+static void add_needed(void *opaque, const struct simg *g)
+{
+    struct needed_acc *a = opaque;
+    char *img = g->kind == 'j' ? source_in(a->dom, g->target) : qs_xstrdup(g->path);
+
+    /* most snapshots name the same few images: each is resolved (readlink per component) once */
+    if (img && *img && !has(a->seen, img)) {
+        add_chain(a->v, a->n, img);
+        push(&a->seen, &a->nseen, img);
+    }
+    free(img);
+}
+
+int files_needed(struct engine *e, const char *domain, const struct md_lock *lock, const struct md_domain *dom,
+                 const char *except, char ***out, struct qs_error **err)
+{
+    char **v = qs_xcalloc(1, sizeof(char *));
+    size_t n = 0;
+    struct needed_acc acc = {&v, &n, qs_xcalloc(1, sizeof(char *)), 0, dom};
+    int ret = -1;
+
     for (size_t k = 0; k < md_domain_disk_count(dom); k++) {
         struct md_domain_disk d;
         if (md_domain_disk_get(dom, k, &d, NULL) == 0 && d.source && qs_str_equal(d.device, "disk"))
@@ -302,68 +351,41 @@ int files_needed(struct engine *e, const char *domain, const struct md_lock *loc
         struct chain_acc a = {&v, &n, NULL};
         others_each(e, domain, add_other, &a);
     }
-    if (md_tree_list(t, NULL, MD_LIST_TOPOLOGICAL, &all, &count, err) < 0)
-        goto out;
-    for (size_t i = 0; i < count; i++) {
-        struct simg *g = NULL;
-        size_t ng = 0;
-        if (except && strcmp(all[i]->name, except) == 0)
-            continue;
-        if (snapshot_images(e, domain, t, all[i], &g, &ng, err) < 0)
-            goto out;
-        for (size_t j = 0; j < ng; j++) {
-            char *img = g[j].kind == 'j' ? source_in(dom, g[j].target) : qs_xstrdup(g[j].path);
-            /* most snapshots name the same few images: each is resolved (readlink per component) once */
-            if (img && *img && !has(seen, img)) {
-                add_chain(&v, &n, img);
-                push(&seen, &nseen, img);
-            }
-            free(img);
-        }
-        simgs_free(g, ng);
+    if (each_image(e, domain, lock, except, add_needed, &acc, err) == 0) {
+        *out = v;
+        v = NULL;
+        ret = 0;
     }
-    md_tree_aux_store(e->store, t, lock);
-    *out = v;
-    v = NULL;
-    ret = 0;
-out:
-    free(all);
-    md_tree_free(t);
     qs_strv_free(v);
-    qs_strv_free(seen);
+    qs_strv_free(acc.seen);
     return ret;
+}
+
+struct frozen_acc {
+    char ***v;
+    size_t n;
+};
+
+static void add_frozen(void *opaque, const struct simg *g)
+{
+    struct frozen_acc *a = opaque;
+
+    if (g->kind == 'e' && !has(*a->v, g->abs))
+        push(a->v, &a->n, g->abs);
 }
 
 int files_frozen(struct engine *e, const char *domain, const struct md_lock *lock, char ***out,
                  struct qs_error **err)
 {
-    struct md_tree *t = md_tree_load(e->store, domain, lock, err);
-    const struct md_entry **all = NULL;
     char **v = qs_xcalloc(1, sizeof(char *));
-    size_t n = 0, count = 0;
-    int ret = -1;
+    struct frozen_acc acc = {&v, 0};
 
-    if (!t || md_tree_list(t, NULL, MD_LIST_TOPOLOGICAL, &all, &count, err) < 0)
-        goto out;
-    for (size_t i = 0; i < count; i++) {
-        struct simg *g = NULL;
-        size_t ng = 0;
-        if (snapshot_images(e, domain, t, all[i], &g, &ng, err) < 0)
-            goto out;
-        for (size_t j = 0; j < ng; j++)
-            if (g[j].kind == 'e' && !has(v, g[j].abs))
-                push(&v, &n, g[j].abs);
-        simgs_free(g, ng);
+    if (each_image(e, domain, lock, NULL, add_frozen, &acc, err) < 0) {
+        qs_strv_free(v);
+        return -1;
     }
-    md_tree_aux_store(e->store, t, lock);
     *out = v;
-    v = NULL;
-    ret = 0;
-out:
-    free(all);
-    md_tree_free(t);
-    qs_strv_free(v);
-    return ret;
+    return 0;
 }
 
 char **files_children(char *const *needed, const char *file)
