@@ -498,31 +498,36 @@ static int client_reply_error(struct qmp_client *c, const char *command, json_ob
 }
 
 /* Runs COMMAND; FD >= 0 is passed along with it; timeout_ms <= 0 is the client default. */
-static int client_execute(struct qmp_client *c, const char *command, json_object *args, int fd, int timeout_ms,
-                          struct qmp_reply **ret, struct qs_error **err)
+/* Sends COMMAND (ARGS, FD passed with it when >= 0) under a fresh id, copied to ID, before DEADLINE. */
+static int client_request(struct qmp_client *c, const char *command, json_object *args, int fd, int64_t deadline,
+                          char id[32], struct qs_error **err)
 {
-    json_object *cmd = NULL, *reply = NULL, *v = NULL;
-    char *line = NULL;
-    char id[32];
-    int64_t deadline;
-    bool queued;
-    int r = -1;
+    json_object *cmd;
+    char *line;
+    int r;
 
-    if (client_check(c, err) < 0)
-        goto out;
-    if (timeout_ms <= 0)
-        timeout_ms = c->timeout_ms;
-    deadline = qs_now_ms() + timeout_ms;
-    snprintf(id, sizeof(id), "qsnap-%" PRIu64, ++c->last_id);
+    snprintf(id, 32, "qsnap-%" PRIu64, ++c->last_id);
     cmd = qmp_json_check(json_object_new_object());
     qmp_json_set(cmd, "execute", qmp_json_check(json_object_new_string(command)));
     if (args)
         qmp_json_set(cmd, "arguments", json_object_get(args));
     qmp_json_set(cmd, "id", qmp_json_check(json_object_new_string(id)));
     line = qs_asprintf("%s\n", json_object_to_json_string_ext(cmd, JSON_C_TO_STRING_PLAIN |
-                                                                       JSON_C_TO_STRING_NOSLASHESCAPE));
-    if (client_send(c, line, strlen(line), fd, deadline, err) < 0)
-        goto out;
+                                                                        JSON_C_TO_STRING_NOSLASHESCAPE));
+    r = client_send(c, line, strlen(line), fd, deadline, err);
+    free(line);
+    json_object_put(cmd);
+    return r;
+}
+
+/* Waits until DEADLINE (TIMEOUT_MS from the request) for the reply to request ID (COMMAND) and takes it. */
+static int client_await(struct qmp_client *c, const char *command, const char *id, int64_t deadline, int timeout_ms,
+                        struct qmp_reply **ret, struct qs_error **err)
+{
+    json_object *reply = NULL, *v = NULL;
+    bool queued;
+    int r = -1;
+
     while (!reply) {
         queued = false;
         if ((r = client_step(c, deadline, id, &reply, &queued, err)) == 0) {
@@ -543,10 +548,54 @@ static int client_execute(struct qmp_client *c, const char *command, json_object
         *ret = qmp_reply_wrap(json_object_get(v));
     r = 0;
 out:
-    free(line);
-    json_object_put(cmd);
     json_object_put(reply);
     return r;
+}
+
+static int client_execute(struct qmp_client *c, const char *command, json_object *args, int fd, int timeout_ms,
+                          struct qmp_reply **ret, struct qs_error **err)
+{
+    char id[32];
+    int64_t deadline;
+
+    if (client_check(c, err) < 0)
+        return -1;
+    if (timeout_ms <= 0)
+        timeout_ms = c->timeout_ms;
+    deadline = qs_now_ms() + timeout_ms;
+    if (client_request(c, command, args, fd, deadline, id, err) < 0)
+        return -1;
+    return client_await(c, command, id, deadline, timeout_ms, ret, err);
+}
+
+/*
+ * Two commands in one round trip: FIRST and SECOND are sent together and their replies read in order (QEMU's
+ * monitor runs a client's commands one after the other and answers each in turn). SECOND is sent whatever
+ * FIRST's outcome: only for pairs where that is harmless. ret1, err1 and ret2, err2 (both NULL on entry)
+ * are each command's reply or error; -1 when the connection itself failed (the reason in *err1).
+ */
+int qmp_client_execute_pair(struct qmp_client *c, const char *first, const struct qmp_args *args1,
+                            struct qmp_reply **ret1, struct qs_error **err1, const char *second,
+                            const struct qmp_args *args2, struct qmp_reply **ret2, struct qs_error **err2)
+{
+    char id1[32], id2[32];
+    int timeout_ms = c->timeout_ms, r1;
+    int64_t deadline = qs_now_ms() + timeout_ms;
+
+    if (client_check(c, err1) < 0 || client_request(c, first, qmp_json(args1), -1, deadline, id1, err1) < 0)
+        return -1;
+    if (client_request(c, second, qmp_json(args2), -1, deadline, id2, err1) < 0)
+        return -1;
+    r1 = client_await(c, first, id1, deadline, timeout_ms, ret1, err1);
+    if (r1 < 0 && client_check(c, NULL) < 0)
+        return -1;
+    if (client_await(c, second, id2, deadline, timeout_ms, ret2, err2) < 0 && client_check(c, NULL) < 0) {
+        qs_error_free(*err1);
+        *err1 = NULL;
+        qs_error_propagate(err1, err2);
+        return -1;
+    }
+    return 0;
 }
 
 int qmp_client_execute_timeout(struct qmp_client *c, const char *command, const struct qmp_args *args,
@@ -655,6 +704,7 @@ static struct qmp_client *client_start(int fd, const char *name, int64_t deadlin
      * fault costs ~30 us on the virtual machines qsnap runs on (16 of them for a calloc) */
     struct qmp_client *c = qs_xmalloc(sizeof(*c));
     json_object *greeting = NULL;
+    char caps_id[32];
     struct ucred cred;
     socklen_t len = sizeof(cred);
     int wait_ms, r, ret = -1;
@@ -669,15 +719,18 @@ static struct qmp_client *client_start(int fd, const char *name, int64_t deadlin
     c->max_events = opts && opts->max_events > 0 ? opts->max_events : DEFAULT_MAX_EVENTS;
     c->peer_pid = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid > 0 ? cred.pid : -1;
 
-    /* QEMU greets at once, unless another client holds the monitor: then connect() works but nothing comes */
+    /* The capabilities go out at once: QEMU greets a client before it reads what the client sent, so the
+     * greeting and the reply come in one round trip instead of two. QEMU greets at once, unless another client
+     * holds the monitor: then connect() works but nothing comes. */
     wait_ms = ms_left(deadline);
+    if (client_request(c, "qmp_capabilities", NULL, -1, deadline, caps_id, err) < 0)
+        goto out;
     if ((r = client_read(c, deadline, &greeting, err)) == 0)
         qs_error_set(err, QS_ERR_BUSY, "QMP socket '%s' gave no greeting within %d ms: is another client connected?",
                      name, wait_ms);
     if (r <= 0 || client_greeting(c, greeting, err) < 0)
         goto out;
-    if (client_execute(c, "qmp_capabilities", NULL, -1, ms_left(deadline) > 0 ? ms_left(deadline) : 1, NULL,
-                       err) < 0) {
+    if (client_await(c, "qmp_capabilities", caps_id, deadline, wait_ms, NULL, err) < 0) {
         qs_error_prefix(err, "cannot negotiate QMP capabilities on '%s'", name);
         goto out;
     }

@@ -127,6 +127,11 @@ void qmp_client_set_timeout(struct qmp_client *c, int timeout_ms);
  */
 int qmp_client_execute(struct qmp_client *c, const char *command, const struct qmp_args *args,
                        struct qmp_reply **ret, struct qs_error **err);
+/* FIRST and SECOND in one round trip, SECOND sent whatever FIRST's outcome: each reply or error in
+ * ret1, err1 and ret2, err2 (NULL on entry); -1 when the connection failed (the reason in *err1). */
+int qmp_client_execute_pair(struct qmp_client *c, const char *first, const struct qmp_args *args1,
+                            struct qmp_reply **ret1, struct qs_error **err1, const char *second,
+                            const struct qmp_args *args2, struct qmp_reply **ret2, struct qs_error **err2);
 int qmp_client_execute_timeout(struct qmp_client *c, const char *command, const struct qmp_args *args,
                                int timeout_ms, struct qmp_reply **ret, struct qs_error **err);
 

@@ -32,19 +32,14 @@ static void job_info_release(struct job_info *ji)
     memset(ji, 0, sizeof(*ji));
 }
 
-/* Fills JI with job ID's entry in query-jobs (ji->found false when there is none). */
-static int job_query(struct qmp_client *c, const char *id, struct job_info *ji, struct qs_error **err)
+/* Fills JI with job ID's entry in REPLY, query-jobs' (ji->found false when there is none). */
+static void job_find(const struct qmp_reply *reply, const char *id, struct job_info *ji)
 {
-    struct qmp_reply *reply = NULL;
-    const struct qmp_value *jobs, *j;
+    const struct qmp_value *jobs = qmp_reply_value(reply), *j;
     const char *status, *error;
     int64_t n;
-    int ret = -1;
 
     job_info_release(ji);
-    if (qmp_client_execute(c, "query-jobs", NULL, &reply, err) < 0)
-        goto out;
-    jobs = qmp_reply_value(reply);
     for (size_t i = 0; i < qmp_value_array_len(jobs) && !ji->found; i++) {
         j = qmp_value_array_at(jobs, i);
         if (!qs_str_equal(qmp_value_get_string(j, "id"), id))
@@ -59,10 +54,19 @@ static int job_query(struct qmp_client *c, const char *id, struct job_info *ji, 
         if (qmp_value_int(qmp_value_get(j, "total-progress"), &n) && n > 0)
             ji->total = (uint64_t)n;
     }
-    ret = 0;
-out:
+}
+
+/* Fills JI with job ID's entry in query-jobs (ji->found false when there is none). */
+static int job_query(struct qmp_client *c, const char *id, struct job_info *ji, struct qs_error **err)
+{
+    struct qmp_reply *reply = NULL;
+
+    job_info_release(ji);
+    if (qmp_client_execute(c, "query-jobs", NULL, &reply, err) < 0)
+        return -1;
+    job_find(reply, id, ji);
     qmp_reply_free(reply);
-    return ret;
+    return 0;
 }
 
 static int ms_until(int64_t t)
@@ -100,6 +104,41 @@ static int job_act(struct qmp_client *c, const char *verb, const char *id, struc
         ret = 0;
     }
     qs_error_propagate(err, &local);
+    return ret;
+}
+
+/* query-jobs and job-dismiss of concluded job ID in one round trip: JI as query-jobs told it. */
+static int job_read_and_dismiss(struct qmp_client *c, const char *job_id, struct job_info *ji, struct qs_error **err)
+{
+    struct qmp_args *a = qmp_args_new();
+    struct qmp_reply *jobs = NULL;
+    struct qs_error *qerr = NULL, *derr = NULL;
+    int ret = -1;
+
+    qmp_args_set_str(a, "id", job_id);
+    if (qmp_client_execute_pair(c, "query-jobs", NULL, &jobs, &qerr, "job-dismiss", a, NULL, &derr) < 0) {
+        qs_error_propagate(err, &qerr);
+        goto out;
+    }
+    if (qerr) {
+        qs_error_propagate(err, &qerr);
+        goto out;
+    }
+    job_find(jobs, job_id, ji);
+    if (!ji->found) {
+        qs_error_set(err, QS_ERR_STATE, "job '%s' was dismissed by someone else before its result was read", job_id);
+        goto out;
+    }
+    if (derr) {
+        qs_error_propagate(err, &derr);
+        goto out;
+    }
+    ret = 0;
+out:
+    qs_error_free(qerr);
+    qs_error_free(derr);
+    qmp_reply_free(jobs);
+    qmp_args_free(a);
     return ret;
 }
 
@@ -203,16 +242,22 @@ int qmp_job_run(struct qmp_client *c, const char *command, const struct qmp_args
         next_poll = qs_now_ms() + poll_ms;
     }
     /* a failed job's reason is only in query-jobs, and only until job-dismiss */
-    if (job_query(c, job_id, &ji, err) < 0)
-        goto out;
-    if (!ji.found) {
-        qs_error_set(err, QS_ERR_STATE, "job '%s' was dismissed by someone else before its result was read", job_id);
+    if (opts->concluded) {
+        /* the caller notes the outcome while the job still tells it (a crash before the note leaves the job
+         * for recovery to read) */
+        if (job_query(c, job_id, &ji, err) < 0)
+            goto out;
+        if (!ji.found) {
+            qs_error_set(err, QS_ERR_STATE, "job '%s' was dismissed by someone else before its result was read",
+                         job_id);
+            goto out;
+        }
+        opts->concluded(opts->opaque, job_id, !failure && !timed_out && !cancelled && !ji.error);
+        if (job_verb(c, "job-dismiss", job_id, err) < 0)
+            goto out;
+    } else if (job_read_and_dismiss(c, job_id, &ji, err) < 0) {
         goto out;
     }
-    if (opts->concluded)
-        opts->concluded(opts->opaque, job_id, !failure && !timed_out && !cancelled && !ji.error);
-    if (job_verb(c, "job-dismiss", job_id, err) < 0)
-        goto out;
     qmp_client_event_drop(c, "JOB_STATUS_CHANGE", "id", job_id);
     if (failure)
         qs_error_propagate(err, &failure);

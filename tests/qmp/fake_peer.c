@@ -119,6 +119,7 @@ static void peer_expect(struct peer *p, const char *name)
         peer_fail(p, "peer: command '%s' has no string id", name);
         goto out;
     }
+    memcpy(p->prev_id, p->last_id, sizeof(p->prev_id));
     snprintf(p->last_id, sizeof(p->last_id), "%s", json_object_get_string(v));
     if (p->ncommands < PEER_MAX_COMMANDS) {
         p->names[p->ncommands] = strdup(name);
@@ -134,20 +135,30 @@ out:
     memmove(p->buf, p->buf + linelen, p->len);
 }
 
-/* ARG with every @ID@ replaced by the id of the last command. Caller frees. */
+/* ARG with every @ID@ replaced by the id of the last command, every @PREV@ by the one before. Caller frees. */
 static char *peer_subst(struct peer *p, const char *arg)
 {
     size_t cap = strlen(arg) + 1, len = 0;
-    const char *at;
+    const char *at, *id, *prev;
     char *out;
 
-    for (at = arg; (at = strstr(at, "@ID@")); at += 4)
+    for (at = arg; (at = strchr(at, '@')); at++)
         cap += sizeof(p->last_id);
     out = malloc(cap);
 
-    while ((at = strstr(arg, "@ID@"))) {
-        len += (size_t)snprintf(out + len, cap - len, "%.*s%s", (int)(at - arg), arg, p->last_id);
-        arg = at + 4;
+    for (;;) {
+        at = strstr(arg, "@ID@");
+        prev = strstr(arg, "@PREV@");
+        if (!at && !prev)
+            break;
+        if (prev && (!at || prev < at)) {
+            at = prev;
+            id = p->prev_id;
+        } else {
+            id = p->last_id;
+        }
+        len += (size_t)snprintf(out + len, cap - len, "%.*s%s", (int)(at - arg), arg, id);
+        arg = at + (id == p->prev_id ? 6 : 4);
     }
     snprintf(out + len, cap - len, "%s", arg);
     return out;

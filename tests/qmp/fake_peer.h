@@ -7,7 +7,8 @@
 
 enum peer_op {
     PEER_END,    /* script over: wait for the client to close; anything it still sends is a failure */
-    PEER_EXPECT, /* read one command; it must be named ARG. Later SENDs say @ID@ for its id */
+    PEER_EXPECT, /* read one command; it must be named ARG. Later SENDs say @ID@ for its id (@PREV@: the one
+                    before) */
     PEER_SEND,   /* write ARG in one write, @ID@ replaced; or its first N bytes as they are when N > 0 */
     PEER_SPLIT,  /* write ARG N bytes at a time with a pause between writes */
     PEER_SLEEP,  /* do nothing for N ms (read nothing, send nothing) */
@@ -49,6 +50,7 @@ struct peer {
     char *args[PEER_MAX_COMMANDS];   /* compact JSON of "arguments", "" when absent */
     int fds_before[PEER_MAX_COMMANDS]; /* fds received up to the end of that command */
     char last_id[64];
+    char prev_id[64];                /* the id of the command before the last (@PREV@) */
     int fds[8];
     int nfds;
     char namebuf[2048];

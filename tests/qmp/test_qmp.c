@@ -259,7 +259,9 @@ static void test_greeting(void **state)
 
 static void test_bad_greeting(void **state)
 {
-    static const struct peer_step not_qmp[] = {P_SEND("{\"event\": \"STOP\", \"data\": {}}\r\n"), P_END};
+    /* the client asks for capabilities at once: read, never answered */
+    static const struct peer_step not_qmp[] = {P_SEND("{\"event\": \"STOP\", \"data\": {}}\r\n"),
+                                               P_EXPECT("qmp_capabilities"), P_END};
     static const struct peer_step refused[] = {
         P_SEND(GREETING), P_EXPECT("qmp_capabilities"),
         P_SEND("{\"id\": \"@ID@\", \"error\": {\"class\": \"CommandNotFound\", \"desc\": \"nope\"}}\r\n"), P_END};
@@ -281,6 +283,23 @@ static void test_bad_greeting(void **state)
     assert_error(&err, QS_ERR_QEMU, "cannot negotiate QMP capabilities on 'fd ");
     assert_string_equal(peer_join(p), "");
     peer_free(p);
+}
+
+/* The client sends qmp_capabilities without waiting for the greeting: a peer that reads it before greeting still
+ * gets a client (one that waited for the greeting first would wait here until its timeout). */
+static void test_capabilities_with_greeting(void **state)
+{
+    static const struct peer_step script[] = {P_EXPECT("qmp_capabilities"), P_SEND(GREETING OK),
+                                              P_EXPECT("query-status"), P_SEND(OK), P_END};
+    struct fixture f;
+    (void)state;
+
+    start(&f, script);
+    assert_string_equal(qmp_client_version(f.c), "7.2.22");
+    execute_ok(f.c, "query-status");
+    end(&f);
+    assert_string_equal(peer_names(f.peer), "qmp_capabilities query-status");
+    peer_free(f.peer);
 }
 
 static void test_split_frames(void **state)
@@ -781,6 +800,33 @@ static void test_job_failed(void **state)
     qmp_args_free(a);
 }
 
+/* A job with nothing to note at its end is read and dismissed in one round trip: the peer gets both commands
+ * before it answers either (a client that waited for query-jobs' reply first would wait here until its
+ * timeout), and the error read is the job's. */
+static void test_job_read_and_dismiss(void **state)
+{
+    static const struct peer_step script[] = {
+        HELLO, P_EXPECT("snapshot-delete"),
+        P_SEND(OK JOB("del0", "created") JOB("del0", "running") JOB("del0", "aborting") JOB("del0", "concluded")),
+        P_EXPECT("query-jobs"), P_EXPECT("job-dismiss"),
+        P_SEND("{\"return\": [{\"id\": \"del0\", \"type\": \"snapshot-delete\", \"status\": \"concluded\", "
+               "\"error\": \"Snapshot 's1' does not exist\"}], \"id\": \"@PREV@\"}\r\n" OK),
+        P_END};
+    struct qmp_args *a = qmp_args_new();
+    struct fixture f;
+    struct qs_error *err = NULL;
+    (void)state;
+
+    qmp_args_set_str(a, "tag", "s1");
+    start(&f, script);
+    assert_int_equal(qmp_job_run(f.c, "snapshot-delete", a, "del0", NULL, &err), -1);
+    assert_error(&err, QS_ERR_QEMU, "Snapshot 's1' does not exist");
+    end(&f);
+    assert_string_equal(peer_names(f.peer), "qmp_capabilities snapshot-delete query-jobs job-dismiss");
+    peer_free(f.peer);
+    qmp_args_free(a);
+}
+
 static void test_job_command_refused(void **state)
 {
     static const struct peer_step script[] = {
@@ -1262,6 +1308,7 @@ int main(void)
         cmocka_unit_test(test_values),
         cmocka_unit_test(test_greeting),
         cmocka_unit_test(test_bad_greeting),
+        cmocka_unit_test(test_capabilities_with_greeting),
         cmocka_unit_test(test_split_frames),
         cmocka_unit_test(test_many_in_one_write),
         cmocka_unit_test(test_events_before_reply),
@@ -1279,6 +1326,7 @@ int main(void)
         cmocka_unit_test(test_job_success),
         cmocka_unit_test(test_job_events_before_reply),
         cmocka_unit_test(test_job_failed),
+        cmocka_unit_test(test_job_read_and_dismiss),
         cmocka_unit_test(test_job_command_refused),
         cmocka_unit_test(test_job_cancelled),
         cmocka_unit_test(test_job_commit_ready),
