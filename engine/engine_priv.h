@@ -82,11 +82,12 @@ struct intent;
  * Deletes snapshot NAME of DOMAIN: its data (internal tags; an external snapshot merged where its image has
  * one successor), its metadata, then the image files nothing needs any more (noted in IT's garbage first).
  * C is the running QEMU or NULL. RECOVERING: finishing a delete a crash cut short (tags removed where still
- * there; merges IT notes as done are not done again).
+ * there; merges IT notes as done are not done again). T: the caller's tree loaded under LOCK, or NULL
+ * (md_store_snapshot_delete_tree).
  */
 int engine_snapshot_delete_one(struct engine *e, struct qmp_client *c, struct md_domain *dom,
-                               const struct md_lock *lock, const char *domain, const char *name, struct intent *it,
-                               bool recovering, struct qs_error **err);
+                               const struct md_lock *lock, struct md_tree *t, const char *domain, const char *name,
+                               struct intent *it, bool recovering, struct qs_error **err);
 /* Whether engine_qemu_start can build DOM's command line (every disk's option found and pointable): asked
  * before QEMU is quit, so that an operation that could not start it again changes nothing. */
 int engine_qemu_check_start(const struct md_domain *dom, struct qs_error **err);

@@ -475,7 +475,7 @@ static int recover_delete(struct engine *e, const char *domain, const struct md_
         }
         if (!(dom = engine_domain_load(e, domain, err)))
             goto out;
-        r = engine_snapshot_delete_one(e, *c, dom, lock, domain, name, it, true, &local);
+        r = engine_snapshot_delete_one(e, *c, dom, lock, NULL, domain, name, it, true, &local);
         md_domain_free(dom);
         if (r < 0 && external && qs_strv_len(it->merged) == merged && !any_merged(it, name) &&
             (local->code == QS_ERR_UNSUPPORTED || local->code == QS_ERR_INVALID)) {

@@ -728,7 +728,7 @@ int snapshot_create_op(struct engine *e, const char *domain, const char *xml, un
         engine_note_pause(e, engine_pause_from_events(c));
     engine_step(e, "create", "save");
     if (!(flags & ENGINE_CREATE_NO_METADATA)) {
-        if (md_store_snapshot_put(e->store, lock, domain, snap, MD_PUT_NO_REPLACE, err) < 0)
+        if (md_store_snapshot_put_tree(e->store, lock, domain, t, snap, MD_PUT_NO_REPLACE, err) < 0)
             goto undo;
         engine_step(e, "create", "metadata");
     }
@@ -1271,15 +1271,15 @@ out:
 }
 
 int engine_snapshot_delete_one(struct engine *e, struct qmp_client *c, struct md_domain *dom,
-                               const struct md_lock *lock, const char *domain, const char *name, struct intent *it,
-                               bool recovering, struct qs_error **err)
+                               const struct md_lock *lock, struct md_tree *t, const char *domain, const char *name,
+                               struct intent *it, bool recovering, struct qs_error **err)
 {
     bool files_moved = false;
 
     if (delete_data(e, c, dom, lock, domain, name, it, recovering, &files_moved, err) < 0)
         return -1;
     engine_step(e, "delete", "data");
-    if (md_store_snapshot_delete(e->store, lock, domain, name, 0, err) < 0)
+    if (md_store_snapshot_delete_tree(e->store, lock, domain, t, name, 0, err) < 0)
         return -1;
     engine_step(e, "delete", "metadata");
     /* the record keeps the list: a crash before this removes them in recovery */
@@ -1352,8 +1352,8 @@ int snapshot_delete_op(struct engine *e, const char *domain, const char *name, u
         names[i] = qs_xstrdup(doomed[i]->name);
         intent_add_name(&it, names[i]);
     }
-    md_tree_free(t);
-    t = NULL;
+    /* T goes on to the metadata deletes, which keep it in step (or load their own when something else
+     * changed the directory meanwhile); its entries are not looked at again here */
     if (n == 0) {
         ret = 0;
         goto out;
@@ -1366,7 +1366,7 @@ int snapshot_delete_op(struct engine *e, const char *domain, const char *name, u
                       (flags & ENGINE_DELETE_CHILDREN_ONLY ? MD_DELETE_CHILDREN_ONLY : 0);
         if (intent_begin(e, lock, domain, &it, err) < 0)
             goto out;
-        ret = md_store_snapshot_delete(e->store, lock, domain, name, mf, err);
+        ret = md_store_snapshot_delete_tree(e->store, lock, domain, t, name, mf, err);
         if (ret == 0)
             engine_step(e, "delete", "metadata");
         goto out;
@@ -1380,7 +1380,7 @@ int snapshot_delete_op(struct engine *e, const char *domain, const char *name, u
     for (size_t i = 0; i < n; i++) {
         size_t merged = qs_strv_len(it.merged);
         struct qs_error *local = NULL;
-        if (engine_snapshot_delete_one(e, c, dom, lock, domain, names[i], &it, false, &local) < 0) {
+        if (engine_snapshot_delete_one(e, c, dom, lock, t, domain, names[i], &it, false, &local) < 0) {
             /* a refusal comes before this snapshot's data is touched: nothing is left to finish */
             untouched = qs_strv_len(it.merged) == merged && !it.garbage &&
                         (local->code == QS_ERR_UNSUPPORTED || local->code == QS_ERR_INVALID ||

@@ -275,6 +275,7 @@ int md_domain_add_disk(struct md_domain *dom, const char *type, const char *devi
 struct md_store;
 /* A held per-domain lock. Opaque. */
 struct md_lock;
+struct md_tree;
 
 /*
  * The state directory: EXPLICIT if non-NULL, else ENV_ROOT (the value of $QSNAP_ROOT) if non-empty, else
@@ -342,6 +343,19 @@ int md_store_snapshot_delete(struct md_store *store, const struct md_lock *lock,
 /* Makes NAME the current snapshot (NULL: none). */
 int md_store_snapshot_set_current(struct md_store *store, const struct md_lock *lock, const char *domain,
                                   const char *name, struct qs_error **err);
+/*
+ * The same three with the caller's TREE, loaded under LOCK (md_tree_load): a writer works on it instead of
+ * loading its own when the snapshot directory is still as TREE saw it (else it loads one, and TREE goes
+ * stale), and keeps it in step with its change, so that TREE can go to the next writer. At 10,000 snapshots
+ * a load is ~0.8 ms of a command's time.
+ */
+int md_store_snapshot_put_tree(struct md_store *store, const struct md_lock *lock, const char *domain,
+                               struct md_tree *tree, const struct md_snapshot *snap, unsigned flags,
+                               struct qs_error **err);
+int md_store_snapshot_delete_tree(struct md_store *store, const struct md_lock *lock, const char *domain,
+                                  struct md_tree *tree, const char *name, unsigned flags, struct qs_error **err);
+int md_store_snapshot_set_current_tree(struct md_store *store, const struct md_lock *lock, const char *domain,
+                                       struct md_tree *tree, const char *name, struct qs_error **err);
 
 /*
  * The domain's intent record: ROOT/snapshot/DOMAIN/.qsnap-intent (libvirt ignores it: no .xml), an opaque

@@ -129,6 +129,10 @@ int md_tree_note_file(struct md_tree *tree, int dirfd, const char *file, const s
 void md_tree_note_removed(struct md_tree *tree, const char *name);
 /* Writes the index of TREE stamped with W's last look at the directory, or removes it when W or a note
  * failed. */
+/* Whether TREE, loaded under LOCK, still describes DOMAIN's snapshot directory as it is now (nothing changed
+ * it since the load or since TREE's last commit), so that a writer under LOCK may work on it. */
+bool md_tree_still(struct md_store *store, const struct md_tree *tree, const struct md_lock *lock,
+                   const char *domain);
 void md_tree_commit(struct md_store *store, struct md_tree *tree, const struct md_wstamp *w);
 /* Removes DOMAIN's index (the next load reads the directory). */
 void md_index_drop(struct md_store *store, const char *domain);

@@ -646,8 +646,24 @@ static int rewrite(struct change *c, const char *file, bool set_parent, const ch
     return ret;
 }
 
+/* The tree a writer works on: the caller's MINE when it still describes the directory, else one of its own
+ * (*owned: free it). */
+static struct md_tree *writer_tree(struct md_store *s, const char *domain, const struct md_lock *lock,
+                                   struct md_tree *mine, bool *owned, struct qs_error **err)
+{
+    *owned = !md_tree_still(s, mine, lock, domain);
+    return *owned ? md_tree_load_internal(s, domain, lock, false, err) : mine;
+}
+
 int md_store_snapshot_put(struct md_store *s, const struct md_lock *lock, const char *domain,
                           const struct md_snapshot *snap, unsigned flags, struct qs_error **err)
+{
+    return md_store_snapshot_put_tree(s, lock, domain, NULL, snap, flags, err);
+}
+
+int md_store_snapshot_put_tree(struct md_store *s, const struct md_lock *lock, const char *domain,
+                               struct md_tree *mine, const struct md_snapshot *snap, unsigned flags,
+                               struct qs_error **err)
 {
     struct md_tree *t = NULL;
     struct md_domain *def = NULL;
@@ -655,7 +671,7 @@ int md_store_snapshot_put(struct md_store *s, const struct md_lock *lock, const 
     struct qs_error *e = NULL;
     struct change c;
     char *file = NULL;
-    bool begun = false;
+    bool begun = false, owned = true;
     int dir = -1, ret = -1;
 
     if (md_lock_check(lock, s, domain, err) < 0)
@@ -666,7 +682,7 @@ int md_store_snapshot_put(struct md_store *s, const struct md_lock *lock, const 
     }
     if (qs_name_check(snap->name, "snapshot", err) < 0)
         return -1;
-    if (!(t = md_tree_load_internal(s, domain, lock, false, err)))
+    if (!(t = writer_tree(s, domain, lock, mine, &owned, err)))
         goto out;
     old = md_tree_find(t, snap->name);
     if (old && (flags & MD_PUT_NO_REPLACE)) {
@@ -703,7 +719,8 @@ out:
     md_domain_free(def);
     qs_close(dir);
     free(file);
-    md_tree_free(t);
+    if (owned)
+        md_tree_free(t);
     return ret;
 }
 
@@ -721,11 +738,17 @@ static void collect_subtree(const struct md_tree *t, const struct md_entry *e, c
 int md_store_snapshot_delete(struct md_store *s, const struct md_lock *lock, const char *domain, const char *name,
                              unsigned flags, struct qs_error **err)
 {
+    return md_store_snapshot_delete_tree(s, lock, domain, NULL, name, flags, err);
+}
+
+int md_store_snapshot_delete_tree(struct md_store *s, const struct md_lock *lock, const char *domain,
+                                  struct md_tree *mine, const char *name, unsigned flags, struct qs_error **err)
+{
     struct md_tree *t = NULL;
     const struct md_entry *e, *cur, **doomed = NULL, *new_current = NULL;
     struct change c;
     size_t ndoomed = 0;
-    bool lose_current = false, begun = false;
+    bool lose_current = false, begun = false, owned = true;
     int dir = -1, ret = -1;
 
     if (md_lock_check(lock, s, domain, err) < 0 || qs_name_check(name, "snapshot", err) < 0)
@@ -736,7 +759,7 @@ int md_store_snapshot_delete(struct md_store *s, const struct md_lock *lock, con
                      "are mutually exclusive");
         return -1;
     }
-    if (!(t = md_tree_load_internal(s, domain, lock, false, err)))
+    if (!(t = writer_tree(s, domain, lock, mine, &owned, err)))
         goto out;
     if (!(e = md_tree_find(t, name))) {
         qs_error_set(err, QS_ERR_NOTFOUND, "snapshot '%s' not found in domain '%s'", name, domain);
@@ -786,24 +809,31 @@ out:
     }
     free(doomed);
     qs_close(dir);
-    md_tree_free(t);
+    if (owned)
+        md_tree_free(t);
     return ret;
 }
 
 int md_store_snapshot_set_current(struct md_store *s, const struct md_lock *lock, const char *domain,
                                   const char *name, struct qs_error **err)
 {
+    return md_store_snapshot_set_current_tree(s, lock, domain, NULL, name, err);
+}
+
+int md_store_snapshot_set_current_tree(struct md_store *s, const struct md_lock *lock, const char *domain,
+                                       struct md_tree *mine, const char *name, struct qs_error **err)
+{
     struct md_tree *t = NULL;
     const struct md_entry *e = NULL, *cur;
     struct change c;
-    bool begun = false;
+    bool begun = false, owned = true;
     int dir = -1, ret = -1;
 
     if (md_lock_check(lock, s, domain, err) < 0)
         return -1;
     if (name && qs_name_check(name, "snapshot", err) < 0)
         return -1;
-    if (!(t = md_tree_load_internal(s, domain, lock, false, err)))
+    if (!(t = writer_tree(s, domain, lock, mine, &owned, err)))
         goto out;
     if (name && !(e = md_tree_find(t, name))) {
         qs_error_set(err, QS_ERR_NOTFOUND, "snapshot '%s' not found in domain '%s'", name, domain);
@@ -830,7 +860,8 @@ out:
         md_tree_commit(s, t, &c.w);
     }
     qs_close(dir);
-    md_tree_free(t);
+    if (owned)
+        md_tree_free(t);
     return ret;
 }
 

@@ -1446,8 +1446,36 @@ void md_tree_commit(struct md_store *s, struct md_tree *t, const struct md_wstam
 {
     /* the tree is the directory as it was loaded plus this writer's own changes, and nothing else changed
      * it in between (as far as the stamps can tell: see the top of this file) */
-    if (t->broken || !w->ok || relink(t, NULL) < 0 || ix_write(s, t, &w->last, now_ns(), w->fine, NULL) < 0)
+    t->have_stamp = false; /* the index it came from is replaced */
+    if (t->broken || !w->ok || relink(t, NULL) < 0 || ix_write(s, t, &w->last, now_ns(), w->fine, NULL) < 0) {
         md_index_drop(s, t->domain); /* the next load reads the directory */
+        t->at_load.st_ino = 0;       /* and the tree vouches for nothing */
+        return;
+    }
+    /* the tree is the directory as the writer left it: the next writer under the same lock may go on with it */
+    t->at_load = w->last;
+    t->fine = w->fine;
+}
+
+bool md_tree_still(struct md_store *s, const struct md_tree *t, const struct md_lock *lock, const char *domain)
+{
+    struct stat st;
+    int64_t last;
+    char *rel;
+    int r;
+
+    if (!t || t->broken || t->at_load.st_ino == 0 || strcmp(t->domain, domain) != 0 ||
+        !md_lock_covers(lock, s, domain))
+        return false;
+    rel = qs_asprintf("snapshot/%s", domain);
+    r = fstatat(md_store_root_fd(s), rel, &st, AT_SYMLINK_NOFOLLOW);
+    free(rel);
+    if (r < 0 || !stat_same(&st, &t->at_load))
+        return false;
+    /* a change later in the tick of the directory's last one would not show (see stamp_racy): a load of
+     * its own compares the files then */
+    last = ts_ns(st.st_mtim) > ts_ns(st.st_ctim) ? ts_ns(st.st_mtim) : ts_ns(st.st_ctim);
+    return t->fine || now_ns() - last >= granularity_ns(&st);
 }
 
 void md_tree_set_aux(struct md_tree *t, const struct md_entry *e, const char *aux)

@@ -1022,6 +1022,79 @@ static void test_index_writers(void **state)
     md_lock_free(l);
 }
 
+/* Writers given the caller's tree work on it and keep it in step, so that it goes from one writer to the
+ * next with the index fresh; once something else changed the directory, a writer loads its own and leaves
+ * the caller's (stale) tree alone. */
+static void test_writer_tree(void **state)
+{
+    struct fx *f = *state;
+    struct qs_error *err = NULL;
+    struct md_lock *l = md_lock_acquire(f->store, "vm1", 0, &err);
+    struct md_domain *d = md_domain_new("vm1", UUID1, 65536, 1, &err);
+    struct md_snapshot *s;
+    struct md_tree *t;
+    char *dir = snapdir(f, "vm1");
+
+    assert_int_equal(md_store_domain_put(f->store, l, d, &err), 0);
+    md_domain_free(d);
+    s = mk_snap("a", NULL, MD_STATE_RUNNING, UUID1);
+    s->current = true;
+    put_ok(f, l, s);
+    md_snapshot_free(s);
+    md_tree_free(load(f, "vm1"));
+    settle();
+    t = md_tree_load(f->store, "vm1", l, &err);
+    assert_non_null(t);
+
+    s = mk_snap("b", "a", MD_STATE_RUNNING, UUID1);
+    s->current = true;
+    assert_int_equal(md_store_snapshot_put_tree(f->store, l, "vm1", t, s, MD_PUT_NO_REPLACE, &err), 0);
+    md_snapshot_free(s);
+    assert_int_equal(md_tree_count(t), 2);
+    assert_string_equal(md_tree_current(t)->name, "b");
+    assert_string_equal(md_tree_find(t, "a")->file, "a.xml");
+    assert_int_equal(md_tree_find(t, "a")->nchildren, 1);
+    ASSERT_FRESH(f, 2);
+
+    settle();
+    assert_int_equal(md_store_snapshot_set_current_tree(f->store, l, "vm1", t, "a", &err), 0);
+    assert_string_equal(md_tree_current(t)->name, "a");
+    ASSERT_FRESH(f, 2);
+    settle();
+    assert_int_equal(md_store_snapshot_delete_tree(f->store, l, "vm1", t, "b", 0, &err), 0);
+    assert_int_equal(md_tree_count(t), 1);
+    assert_null(md_tree_find(t, "b"));
+    ASSERT_FRESH(f, 1);
+
+    /* a snapshot file from elsewhere (libvirt's, say) after the tree was loaded */
+    {
+        char *other = qs_asprintf("%s/z.xml", dir), *src = qs_asprintf("%s/a.xml", dir), *xml, *renamed, *nocur;
+        size_t len;
+        xml = t_read(src, &len);
+        renamed = with_state(xml, "<name>a</name>", "<name>z</name>");
+        nocur = with_state(renamed, "<active>1</active>", "<active>0</active>");
+        t_write(other, nocur, strlen(nocur));
+        free(nocur);
+        free(renamed);
+        free(xml);
+        free(src);
+        free(other);
+    }
+    settle();
+    s = mk_snap("c", "a", MD_STATE_RUNNING, UUID1);
+    assert_int_equal(md_store_snapshot_put_tree(f->store, l, "vm1", t, s, MD_PUT_NO_REPLACE, &err), 0);
+    md_snapshot_free(s);
+    /* the writer's own tree had z: the index it wrote knows all three */
+    ASSERT_FRESH(f, 3);
+    md_tree_free(load(f, "vm1"));
+    assert_int_equal(md_tree_count(t), 1);
+    assert_null(md_tree_find(t, "c"));
+    md_tree_free(t);
+
+    free(dir);
+    md_lock_free(l);
+}
+
 static char *intent_text(struct fx *f)
 {
     struct qs_error *err = NULL;
@@ -1186,6 +1259,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_and_current, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_writers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_aux, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writer_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_intent_frames, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_dirs, setup, teardown),
     };
