@@ -700,6 +700,10 @@ int clone_check_delete(struct engine *e, const char *domain, char *const *names,
 {
     int ret = 0;
 
+    /* no other domain, no clone: the snapshots' files need not be read */
+    if (!files_others_exist(e, domain))
+        return 0;
+
     for (size_t i = 0; names && names[i] && ret == 0; i++) {
         struct md_snapshot *s = md_store_snapshot_get(e->store, domain, names[i], NULL);
         for (size_t k = 0; s && k < s->ndisks && ret == 0; k++) {

@@ -140,6 +140,19 @@ char **files_users(struct engine *e, const char *domain, const char *file)
     return v;
 }
 
+bool files_others_exist(struct engine *e, const char *domain)
+{
+    char **names = NULL;
+    bool any = false;
+
+    if (md_store_domain_list(e->store, &names, NULL) < 0)
+        return true; /* unknown: the caller looks */
+    for (size_t i = 0; names[i] && !any; i++)
+        any = strcmp(names[i], domain) != 0;
+    qs_strv_free(names);
+    return any;
+}
+
 /*
  * What one snapshot's disks need, as files_needed() and files_frozen() use it: per disk of the snapshot, its
  * kind - 'e' external, the image its <domain> names (what it froze); 'o' external, its <domain> names none

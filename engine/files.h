@@ -27,6 +27,8 @@ int files_frozen(struct engine *e, const char *domain, const struct md_lock *loc
 /* The defined domains other than DOMAIN whose disks' backing chains hold FILE (canonical): a linked clone
  * built on DOMAIN's images. NULL-terminated; caller frees with qs_strv_free. */
 char **files_users(struct engine *e, const char *domain, const char *file);
+/* Whether a domain other than DOMAIN is defined (one that could use DOMAIN's files: a linked clone). */
+bool files_others_exist(struct engine *e, const char *domain);
 
 /* Whether NEEDED (from files_needed) holds a file backed by FILE (canonical): FILE is frozen under it. */
 bool files_has_child(char *const *needed, const char *file);

@@ -355,9 +355,11 @@ static bool has_metadata(const char *dir, const char *name)
 
 /* qcow2 variables: the tags of the snapshots GONE names whose metadata is gone are removed (through QEMU when
  * it runs). */
-static void tidy_tags(struct engine *e, struct qmp_client *c, const char *domain, const char *dir, char *const *gone)
+static void tidy_tags(struct engine *e, struct qmp_client *c, const struct md_domain *known, const char *domain,
+                      const char *dir, char *const *gone)
 {
-    struct md_domain *dom = md_store_domain_get(e->store, domain, NULL);
+    struct md_domain *mine = known ? NULL : md_store_domain_get(e->store, domain, NULL);
+    const struct md_domain *dom = known ? known : mine;
     struct md_domain_nvram nv;
     struct img_info info = {0};
     struct qmp_client *own = NULL;
@@ -378,10 +380,11 @@ out:
     free(node);
     qmp_client_free(own);
     img_info_release(&info);
-    md_domain_free(dom);
+    md_domain_free(mine);
 }
 
-void nvram_tidy(struct engine *e, struct qmp_client *c, const char *domain, char *const *gone)
+void nvram_tidy(struct engine *e, struct qmp_client *c, const struct md_domain *dom, const char *domain,
+                char *const *gone)
 {
     char *dir = copy_dir(e, domain);
     DIR *d = NULL;
@@ -411,7 +414,7 @@ void nvram_tidy(struct engine *e, struct qmp_client *c, const char *domain, char
     }
     if (d)
         closedir(d);
-    tidy_tags(e, c, domain, dir, gone);
+    tidy_tags(e, c, dom, domain, dir, gone);
     free(dir);
 }
 

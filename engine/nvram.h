@@ -66,7 +66,8 @@ int nvram_copy_for_clone(struct engine *e, const struct md_domain *dom, const ch
  * scan of its directory) whose metadata is gone (a create undone, a delete done), and in qcow2 variables the
  * tags of the snapshots GONE names when their metadata is gone - only those: a tag qsnap did not just drop may
  * be the user's own. C: DOMAIN's QEMU when the caller
- * holds its client (QEMU serves one), else NULL. */
-void nvram_tidy(struct engine *e, struct qmp_client *c, const char *domain, char *const *gone);
+ * holds its client (QEMU serves one), else NULL. DOM: DOMAIN's definition when the caller has it, else NULL. */
+void nvram_tidy(struct engine *e, struct qmp_client *c, const struct md_domain *dom, const char *domain,
+                char *const *gone);
 
 #endif

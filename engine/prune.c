@@ -3,10 +3,12 @@
 #include "events.h"
 #include "pure.h"
 #include "qs_buf.h"
+#include "qs_file.h"
 #include "qs_util.h"
 #include "retention.h"
 #include "schedule.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +72,21 @@ out:
     return ret;
 }
 
+/* Whether the snapshot file at PATH may carry marks: its text names one of their elements (a snapshot with
+ * none, as nearly all are, then needs no parse; a file that cannot be read is parsed, to say why). */
+static bool mentions_marks(const char *path)
+{
+    char *data = NULL;
+    size_t len = 0;
+    bool r = true;
+
+    if (qs_file_read(AT_FDCWD, path, MD_FILE_MAX, &data, &len, NULL) == 0)
+        r = memmem(data, len, SCHED_COOKIE_SCHEDULE, strlen(SCHED_COOKIE_SCHEDULE)) ||
+            memmem(data, len, SCHED_COOKIE_PROTECTED, strlen(SCHED_COOKIE_PROTECTED));
+    free(data);
+    return r;
+}
+
 /* NAME's marks; FILE (may be NULL: NAME.xml) is its file in the snapshot directory. */
 static int marks_read_file(struct engine *e, const char *domain, const char *name, const char *file, struct marks *m,
                            struct qs_error **err)
@@ -79,7 +96,7 @@ static int marks_read_file(struct engine *e, const char *domain, const char *nam
     struct marks_cache *c;
     struct marks_entry *hit = NULL;
     struct stat st;
-    bool known = stat(path, &st) == 0;
+    bool known = stat(path, &st) == 0, plain = known && !mentions_marks(path);
     int r;
 
     free(path);
@@ -95,7 +112,9 @@ static int marks_read_file(struct engine *e, const char *domain, const char *nam
         m->protect = hit->m.protect;
         return 0;
     }
-    if ((r = marks_parse(e, domain, name, m, err)) < 0 || !known)
+    if (plain)
+        memset(m, 0, sizeof(*m));
+    else if ((r = marks_parse(e, domain, name, m, err)) < 0 || !known)
         return r;
     if (!hit) {
         qs_xgrow((void **)&c->v, &c->cap, c->n + 1, sizeof(*c->v));

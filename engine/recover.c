@@ -555,7 +555,7 @@ int intent_recover_op(struct engine *e, const char *domain, const struct md_lock
     {
         /* a create undone leaves no copy or tag of its UEFI variables */
         char *one[] = {it.snapshot, NULL};
-        nvram_tidy(e, c, domain, it.names ? it.names : one);
+        nvram_tidy(e, c, NULL, domain, it.names ? it.names : one);
     }
     ret = 0;
 out:

@@ -728,7 +728,7 @@ int snapshot_create_op(struct engine *e, const char *domain, const char *xml, un
         engine_note_pause(e, engine_pause_from_events(c));
     engine_step(e, "create", "save");
     if (!(flags & ENGINE_CREATE_NO_METADATA)) {
-        if (md_store_snapshot_put_tree(e->store, lock, domain, t, snap, MD_PUT_NO_REPLACE, err) < 0)
+        if (md_store_snapshot_put_tree(e->store, lock, domain, t, dom, snap, MD_PUT_NO_REPLACE, err) < 0)
             goto undo;
         engine_step(e, "create", "metadata");
     }
@@ -1397,7 +1397,7 @@ out:
     if (it.pid)
         intent_finish(e, lock, domain, ret == 0 || untouched);
     if (ret == 0)
-        nvram_tidy(e, NULL, domain, names); /* the UEFI variables of the snapshots gone */
+        nvram_tidy(e, NULL, dom, domain, names); /* the UEFI variables of the snapshots gone */
     intent_release(&it);
     qs_strv_free(names);
     free(doomed);

@@ -347,11 +347,11 @@ int md_store_snapshot_set_current(struct md_store *store, const struct md_lock *
  * The same three with the caller's TREE, loaded under LOCK (md_tree_load): a writer works on it instead of
  * loading its own when the snapshot directory is still as TREE saw it (else it loads one, and TREE goes
  * stale), and keeps it in step with its change, so that TREE can go to the next writer. At 10,000 snapshots
- * a load is ~0.8 ms of a command's time.
+ * a load is ~0.8 ms of a command's time. DEF: the domain's definition when the caller has it (NULL: read).
  */
 int md_store_snapshot_put_tree(struct md_store *store, const struct md_lock *lock, const char *domain,
-                               struct md_tree *tree, const struct md_snapshot *snap, unsigned flags,
-                               struct qs_error **err);
+                               struct md_tree *tree, const struct md_domain *def, const struct md_snapshot *snap,
+                               unsigned flags, struct qs_error **err);
 int md_store_snapshot_delete_tree(struct md_store *store, const struct md_lock *lock, const char *domain,
                                   struct md_tree *tree, const char *name, unsigned flags, struct qs_error **err);
 int md_store_snapshot_set_current_tree(struct md_store *store, const struct md_lock *lock, const char *domain,

@@ -658,12 +658,12 @@ static struct md_tree *writer_tree(struct md_store *s, const char *domain, const
 int md_store_snapshot_put(struct md_store *s, const struct md_lock *lock, const char *domain,
                           const struct md_snapshot *snap, unsigned flags, struct qs_error **err)
 {
-    return md_store_snapshot_put_tree(s, lock, domain, NULL, snap, flags, err);
+    return md_store_snapshot_put_tree(s, lock, domain, NULL, NULL, snap, flags, err);
 }
 
 int md_store_snapshot_put_tree(struct md_store *s, const struct md_lock *lock, const char *domain,
-                               struct md_tree *mine, const struct md_snapshot *snap, unsigned flags,
-                               struct qs_error **err)
+                               struct md_tree *mine, const struct md_domain *known, const struct md_snapshot *snap,
+                               unsigned flags, struct qs_error **err)
 {
     struct md_tree *t = NULL;
     struct md_domain *def = NULL;
@@ -689,11 +689,11 @@ int md_store_snapshot_put_tree(struct md_store *s, const struct md_lock *lock, c
         qs_error_set(err, QS_ERR_EXISTS, "snapshot '%s' already exists in domain '%s'", snap->name, domain);
         goto out;
     }
-    if (!(def = md_store_domain_get(s, domain, &e)) && e->code != QS_ERR_NOTFOUND) {
+    if (!known && !(def = md_store_domain_get(s, domain, &e)) && e->code != QS_ERR_NOTFOUND) {
         qs_error_propagate(err, &e);
         goto out;
     }
-    if (md_tree_check_redefine(t, def ? md_domain_uuid(def) : NULL, snap, err) < 0)
+    if (md_tree_check_redefine(t, known ? md_domain_uuid(known) : def ? md_domain_uuid(def) : NULL, snap, err) < 0)
         goto out;
     if ((dir = md_store_snapdir_open(s, domain, true, err)) < 0)
         goto out;

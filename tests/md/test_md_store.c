@@ -1048,7 +1048,7 @@ static void test_writer_tree(void **state)
 
     s = mk_snap("b", "a", MD_STATE_RUNNING, UUID1);
     s->current = true;
-    assert_int_equal(md_store_snapshot_put_tree(f->store, l, "vm1", t, s, MD_PUT_NO_REPLACE, &err), 0);
+    assert_int_equal(md_store_snapshot_put_tree(f->store, l, "vm1", t, NULL, s, MD_PUT_NO_REPLACE, &err), 0);
     md_snapshot_free(s);
     assert_int_equal(md_tree_count(t), 2);
     assert_string_equal(md_tree_current(t)->name, "b");
@@ -1082,7 +1082,7 @@ static void test_writer_tree(void **state)
     }
     settle();
     s = mk_snap("c", "a", MD_STATE_RUNNING, UUID1);
-    assert_int_equal(md_store_snapshot_put_tree(f->store, l, "vm1", t, s, MD_PUT_NO_REPLACE, &err), 0);
+    assert_int_equal(md_store_snapshot_put_tree(f->store, l, "vm1", t, NULL, s, MD_PUT_NO_REPLACE, &err), 0);
     md_snapshot_free(s);
     /* the writer's own tree had z: the index it wrote knows all three */
     ASSERT_FRESH(f, 3);
