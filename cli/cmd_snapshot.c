@@ -569,6 +569,7 @@ static int cmd_list(struct cli_ctx *ctx, const struct cli_args *args)
         size_t pn = 0;
         int64_t pstarted = 0;
         struct vsh_snap_row *rows;
+        int written;
         /* an operation under way (another qsnap): snapshots being deleted say so in the State column, one
          * being created gets its row - in the tables only, as --name lists what exists */
         if (mode != VSH_LIST_NAMES && !from && !flags &&
@@ -593,10 +594,14 @@ static int cmd_list(struct cli_ctx *ctx, const struct cli_args *args)
         }
         if (!(flags & ENGINE_LIST_TOPOLOGICAL))
             vsh_snap_rows_sort(rows, n);
-        vsh_snap_list_format(rows, n, mode, ctx->quiet, &out);
+        written = vsh_snap_list_format_to(rows, n, mode, ctx->quiet, &out, stdout);
         free(rows);
         free(pop);
         engine_strv_free(pnames, pn);
+        if (written < 0) {
+            ret = cli_failf("cannot write output: %s", strerror(errno));
+            goto out;
+        }
     }
     ret = print_buf(&out);
 out:

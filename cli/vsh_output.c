@@ -235,8 +235,23 @@ typedef const char *(*table_cell_fn)(const void *src, size_t row, size_t col, st
  * twice - to measure, then to write - and never kept: a table of 10,000 snapshots would otherwise hold a few
  * MB of copies, and every page costs a fault.
  */
+/* What a listing has of OUT goes to FP once it holds this much (FP NULL: nothing goes): the same 64 KiB are
+ * written again and again instead of a buffer of the whole listing (0.7 MB for 10,000 snapshots: ~170 pages,
+ * each a page fault). */
+#define FLUSH_AT ((size_t)64 << 10)
+
+static int flush_full(struct qs_buf *out, FILE *fp)
+{
+    if (!fp || out->len < FLUSH_AT)
+        return 0;
+    if (fwrite(out->data, 1, out->len, fp) != out->len)
+        return -1;
+    qs_buf_reset(out);
+    return 0;
+}
+
 static int table_render(const void *src, size_t nrows, size_t ncols, table_cell_fn cell, bool header,
-                        struct qs_buf *out)
+                        struct qs_buf *out, FILE *fp)
 {
     size_t colw[8] = {0}, w, i, j;
     struct qs_buf scratch, measure;
@@ -273,6 +288,8 @@ static int table_render(const void *src, size_t nrows, size_t ncols, table_cell_
             if (r == 0)
                 r = qs_buf_adds(out, "\n");
         }
+        if (r == 0)
+            r = flush_full(out, fp);
     }
     vsh_ctype_leave(&ct);
     qs_buf_release(&scratch);
@@ -290,7 +307,7 @@ static const char *table_cell(const void *src, size_t row, size_t col, struct qs
 
 int vsh_table_format(const struct vsh_table *t, bool header, struct qs_buf *out)
 {
-    return table_render(t, t->nrows, t->ncols, table_cell, header, out);
+    return table_render(t, t->nrows, t->ncols, table_cell, header, out, NULL);
 }
 
 int vsh_table_print(const struct vsh_table *t, FILE *fp)
@@ -398,14 +415,20 @@ static const char *snap_cell(const void *src, size_t row, size_t col, struct qs_
 }
 
 static int snap_list_table(const struct vsh_snap_row *rows, size_t n, bool with_parent, bool quiet,
-                           struct qs_buf *out)
+                           struct qs_buf *out, FILE *fp)
 {
     struct snap_table st = {rows};
-    return table_render(&st, n + 1, with_parent ? 4 : 3, snap_cell, !quiet, out);
+    return table_render(&st, n + 1, with_parent ? 4 : 3, snap_cell, !quiet, out, fp);
 }
 
 int vsh_snap_list_format(const struct vsh_snap_row *rows, size_t n, enum vsh_list_mode mode, bool quiet,
                          struct qs_buf *out)
+{
+    return vsh_snap_list_format_to(rows, n, mode, quiet, out, NULL);
+}
+
+int vsh_snap_list_format_to(const struct vsh_snap_row *rows, size_t n, enum vsh_list_mode mode, bool quiet,
+                            struct qs_buf *out, FILE *fp)
 {
     struct vsh_tree_node *nodes = NULL;
     int r = 0;
@@ -413,11 +436,16 @@ int vsh_snap_list_format(const struct vsh_snap_row *rows, size_t n, enum vsh_lis
     switch (mode) {
     case VSH_LIST_TABLE:
     case VSH_LIST_TABLE_PARENT:
-        r = snap_list_table(rows, n, mode == VSH_LIST_TABLE_PARENT, quiet, out);
+        r = snap_list_table(rows, n, mode == VSH_LIST_TABLE_PARENT, quiet, out, fp);
         break;
     case VSH_LIST_NAMES:
-        for (size_t i = 0; i < n && r == 0; i++)
-            r = qs_buf_addf(out, "%s\n", rows[i].name);
+        for (size_t i = 0; i < n && r == 0; i++) {
+            r = qs_buf_adds(out, rows[i].name);
+            if (r == 0)
+                r = qs_buf_adds(out, "\n");
+            if (r == 0)
+                r = flush_full(out, fp);
+        }
         break;
     case VSH_LIST_TREE:
         nodes = qs_xcalloc(n ? n : 1, sizeof(*nodes));

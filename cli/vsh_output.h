@@ -85,6 +85,10 @@ enum vsh_list_mode {
  */
 int vsh_snap_list_format(const struct vsh_snap_row *rows, size_t n, enum vsh_list_mode mode, bool quiet,
                          struct qs_buf *out);
+/* The same, writing what OUT holds to FP (not flushed) whenever it holds 64 KiB, so that a long listing does
+ * not sit whole in memory: the rest stays in OUT. -1 (errno set) when a write failed. */
+int vsh_snap_list_format_to(const struct vsh_snap_row *rows, size_t n, enum vsh_list_mode mode, bool quiet,
+                            struct qs_buf *out, FILE *fp);
 
 /* virsh's name order: ASCII case-insensitive (strcasecmp), ties broken by plain byte order (strcmp). */
 int vsh_snap_name_cmp(const char *a, const char *b);

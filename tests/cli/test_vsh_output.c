@@ -355,6 +355,44 @@ static void test_list_escapes(void **state)
     qs_buf_release(&out);
 }
 
+/* A long listing written out as it is made comes out byte for byte as the whole one, in every mode, and
+ * never holds much more than 64 KiB. */
+static void test_list_streamed(void **state)
+{
+    enum { N = 5000 };
+    static const enum vsh_list_mode modes[] = {VSH_LIST_TABLE, VSH_LIST_TABLE_PARENT, VSH_LIST_NAMES};
+    struct vsh_snap_row *rows = calloc(N, sizeof(*rows));
+    char (*names)[32] = calloc(N, sizeof(*names));
+    (void)state;
+
+    for (size_t i = 0; i < N; i++) {
+        snprintf(names[i], sizeof(names[i]), "snapshot-number-%05zu", i);
+        rows[i] = (struct vsh_snap_row){names[i], 1700000000 + (long long)i, "running", i ? names[i - 1] : NULL};
+    }
+    for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+        struct qs_buf whole, part;
+        char *got = NULL;
+        size_t gotlen = 0;
+        FILE *fp = open_memstream(&got, &gotlen);
+
+        qs_buf_init(&whole, 0);
+        qs_buf_init(&part, 0);
+        assert_int_equal(vsh_snap_list_format(rows, N, modes[m], false, &whole), 0);
+        assert_int_equal(vsh_snap_list_format_to(rows, N, modes[m], false, &part, fp), 0);
+        assert_true(part.len < ((size_t)64 << 10) + 256);
+        assert_true(whole.len > part.len);
+        assert_int_equal(fwrite(part.data, 1, part.len, fp), part.len);
+        assert_int_equal(fclose(fp), 0);
+        assert_int_equal(gotlen, whole.len);
+        assert_memory_equal(got, whole.data, whole.len);
+        free(got);
+        qs_buf_release(&whole);
+        qs_buf_release(&part);
+    }
+    free(names);
+    free(rows);
+}
+
 static void info_case(const char *name, const char *snap, const char *current)
 {
     const struct vsh_snap_row *r = vm1_find(snap);
@@ -633,6 +671,7 @@ int main(void)
         cmocka_unit_test(test_messages),
         cmocka_unit_test(test_delete_then_tree),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_list_streamed),
         cmocka_unit_test(test_print_xml),
     };
     return cmocka_run_group_tests(tests, setup_utc, NULL);
