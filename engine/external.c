@@ -576,7 +576,7 @@ static int64_t pause_us_of(const struct pause_clock *pc)
     return -1;
 }
 
-int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lock, const struct md_tree *t,
+int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lock, struct md_tree *t,
                struct md_snapshot *snap, unsigned flags, struct intent *it, struct qmp_client **c,
                struct qs_error **err)
 {
@@ -893,7 +893,7 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
             if (md_snapshot_cookie_set(snap, EXT_COOKIE_PAUSE, num, err) < 0)
                 goto fail;
         }
-        if (md_store_snapshot_put(e->store, lock, domain, snap, MD_PUT_NO_REPLACE, err) < 0)
+        if (md_store_snapshot_put_tree(e->store, lock, domain, t, dom, snap, MD_PUT_NO_REPLACE, err) < 0)
             goto fail;
         snap_stored = true;
         engine_step(e, "create", "metadata");

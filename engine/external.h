@@ -46,7 +46,7 @@ bool ext_wanted(const struct md_snapshot *spec, unsigned flags);
 struct intent;
 /* IT: the operation's intent record (op, kind and snapshot set by the caller), filled and written here
  * before anything is created; the caller ends it (intent_finish) after freeing *c. */
-int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lock, const struct md_tree *t,
+int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lock, struct md_tree *t,
                struct md_snapshot *snap, unsigned flags, struct intent *it, struct qmp_client **c,
                struct qs_error **err);
 

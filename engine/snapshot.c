@@ -290,7 +290,7 @@ int engine_snapshot_set_current(struct engine *e, const char *domain, const char
     it.snapshot = qs_xstrdup(name);
     /* two files change (the old current, the new): the record finishes the pair after a crash */
     if (intent_begin(e, lock, domain, &it, err) < 0 ||
-        md_store_snapshot_set_current(e->store, lock, domain, name, err) < 0)
+        md_store_snapshot_set_current_tree(e->store, lock, domain, t, name, err) < 0)
         goto out;
     engine_step(e, "current", "metadata");
     ret = 0;
@@ -522,7 +522,7 @@ static int create_redefine(struct engine *e, const char *domain, struct md_snaps
             intent_begin(e, lock, domain, &it, err) < 0)
             goto out;
     }
-    ret = md_store_snapshot_put(e->store, lock, domain, snap, 0, err);
+    ret = md_store_snapshot_put_tree(e->store, lock, domain, t, dom, snap, 0, err);
     if (ret == 0)
         engine_step(e, "redefine", "metadata");
 out:
