@@ -544,7 +544,8 @@ long long vm_ram_collapse(struct qmp_client *c)
 {
     pid_t pid = qmp_client_peer_pid(c);
     unsigned long long hva = 0, lo, hi, start = 0, end = 0;
-    char *out = NULL, *p, path[64], line[512];
+    char *out = NULL, *p, path[64], *line = NULL;
+    size_t cap = 0;
     struct iovec iov;
     long long ret = -1;
     FILE *maps;
@@ -559,12 +560,14 @@ long long vm_ram_collapse(struct qmp_client *c)
     snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
     if (!(maps = fopen(path, "re")))
         goto out;
-    while (fgets(line, sizeof(line), maps))
+    /* whole lines: a mapped file's long path must not be read as the start of one */
+    while (getline(&line, &cap, maps) > 0)
         if (sscanf(line, "%llx-%llx", &lo, &hi) == 2 && lo <= hva && hva < hi) {
             start = lo;
             end = hi;
             break;
         }
+    free(line);
     fclose(maps);
     if (end <= start)
         goto out;
@@ -585,8 +588,8 @@ long long vm_ram_collapse(struct qmp_client *c)
     ret = syscall(SYS_process_madvise, pidfd, &iov, 1, MADV_COLLAPSE, 0);
     close(pidfd);
 #else
-    (void)pid, (void)hva, (void)lo, (void)hi, (void)start, (void)end, (void)p, (void)path, (void)line, (void)iov,
-        (void)maps, (void)pidfd, (void)mem;
+    (void)pid, (void)hva, (void)lo, (void)hi, (void)start, (void)end, (void)p, (void)path, (void)line, (void)cap,
+        (void)iov, (void)maps, (void)pidfd, (void)mem;
 #endif
 out:
     free(out);
