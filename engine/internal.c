@@ -131,7 +131,9 @@ static int run_job_ex(struct qmp_client *c, const char *cmd, const char *phase, 
                       struct qs_error **err)
 {
     struct progress_ctx p = {progress, opaque, phase, concluded};
-    struct qmp_job_options o = {.progress = job_progress, .opaque = &p, .concluded = job_concluded};
+    /* without an outcome to note, the job's result is read and dismissed in one round trip */
+    struct qmp_job_options o = {.progress = job_progress, .opaque = &p,
+                                .concluded = concluded ? job_concluded : NULL};
     return qmp_job_run(c, cmd, a, JOB_ID, &o, err);
 }
 

@@ -653,7 +653,7 @@ int snapshot_create_op(struct engine *e, const char *domain, const char *xml, un
         struct vm_block *blocks = NULL;
         size_t nb = 0;
         int r;
-        if (vm_status(c, &status, &running, err) < 0 || vm_blocks(c, &blocks, &nb, err) < 0)
+        if (vm_status_blocks(c, &status, &running, &blocks, &nb, err) < 0)
             goto out;
         r = disk_set_bind(&ds, dom, blocks, nb, err);
         if (r == 0)
@@ -811,7 +811,7 @@ static int revert_live(struct revert_ctx *rc, struct qmp_client *c, struct disk_
     bool running = false;
     int ret = -1;
 
-    if (vm_status(c, &status, &running, err) < 0 || vm_blocks(c, &blocks, &nb, err) < 0 ||
+    if (vm_status_blocks(c, &status, &running, &blocks, &nb, err) < 0 ||
         disk_set_bind(ds, rc->dom, blocks, nb, err) < 0 ||
         isnap_check_live(blocks, nb, ds->disks, ds->n, tag, ISNAP_LOAD, err) < 0)
         goto out;

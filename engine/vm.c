@@ -97,16 +97,13 @@ int vm_connect(const char *socket_path, int timeout_ms, struct qmp_client **c, s
     }
 }
 
-int vm_status(struct qmp_client *c, char **status, bool *running, struct qs_error **err)
+/* query-status' reply R (freed) as vm_status tells it. */
+static int status_take(struct qmp_reply *r, char **status, bool *running, struct qs_error **err)
 {
-    struct qmp_reply *r = NULL;
-    const char *s;
+    const char *s = qmp_value_get_string(qmp_reply_value(r), "status");
     bool run = false;
     int ret = -1;
 
-    if (qmp_client_execute(c, "query-status", NULL, &r, err) < 0)
-        return -1;
-    s = qmp_value_get_string(qmp_reply_value(r), "status");
     if (!s || !qmp_value_bool(qmp_value_get(qmp_reply_value(r), "running"), &run)) {
         qs_error_set(err, QS_ERR_PROTOCOL, "query-status reply lacks 'status' or 'running'");
         goto out;
@@ -119,6 +116,15 @@ int vm_status(struct qmp_client *c, char **status, bool *running, struct qs_erro
 out:
     qmp_reply_free(r);
     return ret;
+}
+
+int vm_status(struct qmp_client *c, char **status, bool *running, struct qs_error **err)
+{
+    struct qmp_reply *r = NULL;
+
+    if (qmp_client_execute(c, "query-status", NULL, &r, err) < 0)
+        return -1;
+    return status_take(r, status, running, err);
 }
 
 /* "/machine/peripheral/vda/virtio-backend" -> "vda"; other qdev paths have no user id. */
@@ -180,16 +186,14 @@ static int block_fill(struct vm_block *b, const struct qmp_value *dev, const str
     return 0;
 }
 
-int vm_blocks(struct qmp_client *c, struct vm_block **blocks, size_t *n, struct qs_error **err)
+/* query-block's reply R (freed) as vm_blocks tells it. */
+static int blocks_take(struct qmp_reply *r, struct vm_block **blocks, size_t *n, struct qs_error **err)
 {
-    struct qmp_reply *r = NULL;
     const struct qmp_value *list;
     struct vm_block *out = NULL;
     size_t count = 0, len;
     int ret = -1;
 
-    if (qmp_client_execute(c, "query-block", NULL, &r, err) < 0)
-        return -1;
     list = qmp_reply_value(r);
     len = qmp_value_array_len(list);
     out = qs_xcalloc(len + 1, sizeof(*out));
@@ -212,6 +216,44 @@ out:
     vm_blocks_free(out, count);
     qmp_reply_free(r);
     return ret;
+}
+
+int vm_blocks(struct qmp_client *c, struct vm_block **blocks, size_t *n, struct qs_error **err)
+{
+    struct qmp_reply *r = NULL;
+
+    if (qmp_client_execute(c, "query-block", NULL, &r, err) < 0)
+        return -1;
+    return blocks_take(r, blocks, n, err);
+}
+
+int vm_status_blocks(struct qmp_client *c, char **status, bool *running, struct vm_block **blocks, size_t *n,
+                     struct qs_error **err)
+{
+    struct qmp_reply *rs = NULL, *rb = NULL;
+    struct qs_error *es = NULL, *eb = NULL;
+
+    if (qmp_client_execute_pair(c, "query-status", NULL, &rs, &es, "query-block", NULL, &rb, &eb) < 0 || es ||
+        eb) {
+        qs_error_propagate(err, es ? &es : &eb);
+        qs_error_free(es);
+        qs_error_free(eb);
+        qmp_reply_free(rs);
+        qmp_reply_free(rb);
+        return -1;
+    }
+    if (status_take(rs, status, running, err) < 0) {
+        qmp_reply_free(rb);
+        return -1;
+    }
+    if (blocks_take(rb, blocks, n, err) < 0) {
+        if (status) {
+            free(*status);
+            *status = NULL;
+        }
+        return -1;
+    }
+    return 0;
 }
 
 const struct vm_block *vm_blocks_find(const struct vm_block *b, size_t n, const char *name)

@@ -38,6 +38,9 @@ int vm_connect(const char *socket_path, int timeout_ms, struct qmp_client **c, s
 int vm_status(struct qmp_client *c, char **status, bool *running, struct qs_error **err);
 /* query-block: every device with a medium. Caller frees with vm_blocks_free(). */
 int vm_blocks(struct qmp_client *c, struct vm_block **blocks, size_t *n, struct qs_error **err);
+/* vm_status and vm_blocks in one round trip. */
+int vm_status_blocks(struct qmp_client *c, char **status, bool *running, struct vm_block **blocks, size_t *n,
+                     struct qs_error **err);
 /* The block whose device id or node name is NAME, or NULL. */
 const struct vm_block *vm_blocks_find(const struct vm_block *b, size_t n, const char *name);
 /* Whether TAG is among b's internal snapshots. */
