@@ -916,6 +916,29 @@ static void test_index_aux(void **state)
     md_lock_free(l);
 }
 
+/* A snapshot file written behind qsnap's back (libvirt's, say): DIR/TO.xml, snapshot FROM's renamed TO and
+ * not current. */
+static void write_foreign(const char *dir, const char *from, const char *to)
+{
+    char *src = qs_asprintf("%s/%s.xml", dir, from), *dst = qs_asprintf("%s/%s.xml", dir, to);
+    char *was = qs_asprintf("<name>%s</name>", from), *now = qs_asprintf("<name>%s</name>", to), *xml, *renamed,
+         *plain;
+    size_t len;
+
+    xml = t_read(src, &len);
+    renamed = with_state(xml, was, now);
+    plain = strstr(renamed, "<active>1</active>") ? with_state(renamed, "<active>1</active>", "<active>0</active>")
+                                                  : qs_xstrdup(renamed);
+    t_write(dst, plain, strlen(plain));
+    free(plain);
+    free(renamed);
+    free(xml);
+    free(now);
+    free(was);
+    free(dst);
+    free(src);
+}
+
 static void test_index_writers(void **state)
 {
     struct fx *f = *state;
@@ -987,20 +1010,7 @@ static void test_index_writers(void **state)
     /* something else changed the directory since the writer loaded its tree: the writer's index would
      * not know it, so it drops the index and the next reader reads the directory */
     t = md_tree_load(f->store, "vm1", l, &err);
-    {
-        char *other = qs_asprintf("%s/z.xml", dir), *src = qs_asprintf("%s/x.xml", dir), *xml;
-        size_t len;
-        xml = t_read(src, &len);
-        char *renamed = with_state(xml, "<name>x</name>", "<name>z</name>");
-        char *nocur = strstr(renamed, "<active>1</active>") ? with_state(renamed, "<active>1</active>", "<active>0</active>")
-                                                            : qs_xstrdup(renamed);
-        t_write(other, nocur, strlen(nocur));
-        free(nocur);
-        free(renamed);
-        free(xml);
-        free(src);
-        free(other);
-    }
+    write_foreign(dir, "x", "z");
     {
         struct md_wstamp w;
         int dfd = open(dir, O_RDONLY | O_DIRECTORY);
@@ -1067,19 +1077,7 @@ static void test_writer_tree(void **state)
     ASSERT_FRESH(f, 1);
 
     /* a snapshot file from elsewhere (libvirt's, say) after the tree was loaded */
-    {
-        char *other = qs_asprintf("%s/z.xml", dir), *src = qs_asprintf("%s/a.xml", dir), *xml, *renamed, *nocur;
-        size_t len;
-        xml = t_read(src, &len);
-        renamed = with_state(xml, "<name>a</name>", "<name>z</name>");
-        nocur = with_state(renamed, "<active>1</active>", "<active>0</active>");
-        t_write(other, nocur, strlen(nocur));
-        free(nocur);
-        free(renamed);
-        free(xml);
-        free(src);
-        free(other);
-    }
+    write_foreign(dir, "a", "z");
     settle();
     s = mk_snap("c", "a", MD_STATE_RUNNING, UUID1);
     assert_int_equal(md_store_snapshot_put_tree(f->store, l, "vm1", t, NULL, s, MD_PUT_NO_REPLACE, &err), 0);
