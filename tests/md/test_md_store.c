@@ -613,18 +613,29 @@ static void put_ok(struct fx *f, struct md_lock *l, struct md_snapshot *s)
         fail_msg("put %s: %s", s->name, err->message);
 }
 
+/* The lock of domain vm1, defined. */
+static struct md_lock *vm1_defined(struct fx *f)
+{
+    struct qs_error *err = NULL;
+    struct md_lock *l = md_lock_acquire(f->store, "vm1", 0, &err);
+    struct md_domain *d = md_domain_new("vm1", UUID1, 65536, 1, &err);
+
+    assert_non_null(l);
+    assert_non_null(d);
+    assert_int_equal(md_store_domain_put(f->store, l, d, &err), 0);
+    md_domain_free(d);
+    return l;
+}
+
 static void test_put_rules(void **state)
 {
     struct fx *f = *state;
     struct qs_error *err = NULL;
-    struct md_lock *l = md_lock_acquire(f->store, "vm1", 0, &err);
-    struct md_domain *d = md_domain_new("vm1", UUID1, 65536, 1, &err);
+    struct md_lock *l = vm1_defined(f);
     struct md_snapshot *s;
     struct md_tree *t;
     char *p;
 
-    assert_int_equal(md_store_domain_put(f->store, l, d, &err), 0);
-    md_domain_free(d);
 
     s = mk_snap("s1", NULL, MD_STATE_RUNNING, UUID1);
     s->current = true;
@@ -848,14 +859,11 @@ static void test_index_aux(void **state)
 {
     struct fx *f = *state;
     struct qs_error *err = NULL;
-    struct md_lock *l = md_lock_acquire(f->store, "vm1", 0, &err);
-    struct md_domain *d = md_domain_new("vm1", UUID1, 65536, 1, &err);
+    struct md_lock *l = vm1_defined(f);
     struct md_snapshot *s;
     struct md_tree *t;
     const char *names[] = {"a", "b", "c"};
 
-    assert_int_equal(md_store_domain_put(f->store, l, d, &err), 0);
-    md_domain_free(d);
     for (size_t i = 0; i < 3; i++) {
         s = mk_snap(names[i], i ? names[i - 1] : NULL, MD_STATE_RUNNING, UUID1);
         s->current = i == 2;
@@ -943,15 +951,12 @@ static void test_index_writers(void **state)
 {
     struct fx *f = *state;
     struct qs_error *err = NULL;
-    struct md_lock *l = md_lock_acquire(f->store, "vm1", 0, &err);
-    struct md_domain *d = md_domain_new("vm1", UUID1, 65536, 1, &err);
+    struct md_lock *l = vm1_defined(f);
     struct md_snapshot *s;
     struct md_tree *t;
     char *dir = snapdir(f, "vm1"), *legacy, *idx = qs_asprintf("%s/run/vm1.index", f->root);
     struct stat st;
 
-    assert_int_equal(md_store_domain_put(f->store, l, d, &err), 0);
-    md_domain_free(d);
     /* a chain a <- b <- c, then d on a; c current */
     const char *names[] = {"a", "b", "c", "d"}, *parents[] = {NULL, "a", "b", "a"};
     for (size_t i = 0; i < 4; i++) {
@@ -1039,14 +1044,11 @@ static void test_writer_tree(void **state)
 {
     struct fx *f = *state;
     struct qs_error *err = NULL;
-    struct md_lock *l = md_lock_acquire(f->store, "vm1", 0, &err);
-    struct md_domain *d = md_domain_new("vm1", UUID1, 65536, 1, &err);
+    struct md_lock *l = vm1_defined(f);
     struct md_snapshot *s;
     struct md_tree *t;
     char *dir = snapdir(f, "vm1");
 
-    assert_int_equal(md_store_domain_put(f->store, l, d, &err), 0);
-    md_domain_free(d);
     s = mk_snap("a", NULL, MD_STATE_RUNNING, UUID1);
     s->current = true;
     put_ok(f, l, s);
