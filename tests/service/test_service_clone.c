@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static struct st_daemon daemon_;
@@ -46,6 +47,7 @@ static void test_export_clone(void **state)
     json_object *t, *res;
     char *out, *file = qt_path_in(f, "e.qcow2"), *raw = qt_path_in(f, "e.raw"), *body;
     uint64_t at;
+    time_t s2_at;
 
     OK(qh_vm_wait_counter_advancing(f->vm, 0, NULL, &err));
     qt_attach(f);
@@ -196,6 +198,7 @@ static void test_export_clone(void **state)
     /* qsnap's own commands on the real VM, byte for byte both ways (each pair leaves the state as the second
      * found it: setting the same again, reads, refusals) */
     free(QSNAP_OK(f, "snapshot-create-as", "vm", "s2"));
+    s2_at = time(NULL);
     assert_int_equal(BOTH(f, NULL, "schedule-set", "vm", "h", "--cron", "@hourly", "--keep-last", "1"), 0);
     assert_int_equal(BOTH(f, NULL, "schedule-list"), 0);
     assert_int_equal(BOTH(f, NULL, "schedule-list", "vm", "--json"), 0);
@@ -218,7 +221,11 @@ static void test_export_clone(void **state)
     assert_int_equal(BOTH(f, NULL, "events", "vm", "--since", "1h"), 0);
     assert_int_equal(BOTH(f, NULL, "events", "vm", "--json"), 0);
     assert_int_equal(BOTH(f, NULL, "events", "vm", "--since", "soon"), 2);
-    /* through qsnapd alone, a prune that removes (the linked clones keep their own copy of s1's disks) */
+    /* through qsnapd alone, a prune that removes (the linked clones keep their own copy of s1's disks). A
+     * snapshot is older than 1s once a whole second lies between its creation second and now's: wait for it
+     * rather than count on the commands above taking that long */
+    while (time(NULL) < s2_at + 2)
+        usleep(50 * 1000);
     {
         struct qs_proc_result b;
         assert_int_equal(st_qsnap_run(f, &daemon_, &b, "snapshot-prune", "vm", "--manual", "--max-age", "1s", NULL), 0);
