@@ -36,6 +36,7 @@ struct qmp_client {
     size_t rpos, rlen;   /* unparsed bytes are rbuf[rpos..rlen) */
     struct qmp_event *ev_head, *ev_tail;
     size_t ev_count;
+    uint64_t ev_dropped; /* events dropped past the cap, ever */
     char version[40];
     int major, minor, micro;
     char *package;
@@ -169,6 +170,7 @@ static int event_queue(struct qmp_client *c, json_object *msg, struct qs_error *
         struct qmp_event *oldest = c->ev_head;
         event_unlink(c, NULL, oldest);
         qmp_event_free(oldest);
+        c->ev_dropped++;
     }
     if (c->ev_tail)
         c->ev_tail->next = e;
@@ -852,6 +854,11 @@ pid_t qmp_client_peer_pid(const struct qmp_client *c)
 void qmp_client_set_timeout(struct qmp_client *c, int timeout_ms)
 {
     c->timeout_ms = timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS;
+}
+
+uint64_t qmp_client_events_dropped(const struct qmp_client *c)
+{
+    return c->ev_dropped;
 }
 
 int qmp_client_timeout(const struct qmp_client *c)

@@ -3,6 +3,7 @@
 #include "qs_util.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -174,7 +175,9 @@ int qmp_job_run(struct qmp_client *c, const char *command, const struct qmp_args
     struct qmp_event *ev = NULL;
     json_object *a = NULL;
     int64_t start = qs_now_ms(), deadline, next_poll, now;
-    bool cancelled = false, completed = false, finalized = false, timed_out = false;
+    bool cancelled = false, completed = false, finalized = false, timed_out = false, clean = false;
+    uint64_t dropped = qmp_client_events_dropped(c);
+    char before[16] = ""; /* the job's status before its last event */
     const char *status;
     int poll_ms, r, ret = -1;
 
@@ -198,8 +201,16 @@ int qmp_job_run(struct qmp_client *c, const char *command, const struct qmp_args
             goto out;
         status = r > 0 ? qmp_value_get_string(qmp_event_data(ev), "status") : NULL;
         /* "null": someone else dismissed it; the query below says so */
-        if (qs_str_equal(status, "concluded") || qs_str_equal(status, "null"))
+        if (qs_str_equal(status, "concluded") || qs_str_equal(status, "null")) {
+            /* QEMU moves a job that fails to "aborting" before it concludes (job_update_rc in every path),
+             * so one that concludes right from "pending" ended well: nothing to read before dismissing it,
+             * as long as none of its events can have been dropped */
+            clean = qs_str_equal(status, "concluded") && strcmp(before, "pending") == 0 &&
+                    qmp_client_events_dropped(c) == dropped;
             break;
+        }
+        if (status)
+            snprintf(before, sizeof(before), "%s", status);
         if (qs_str_equal(status, "ready") && opts->complete_on_ready && !completed && !cancelled) {
             completed = true;
             if (job_act(c, "job-complete", job_id, &failure, err) < 0)
@@ -242,7 +253,12 @@ int qmp_job_run(struct qmp_client *c, const char *command, const struct qmp_args
         next_poll = qs_now_ms() + poll_ms;
     }
     /* a failed job's reason is only in query-jobs, and only until job-dismiss */
-    if (opts->concluded) {
+    if (clean && !failure && !timed_out && !cancelled) {
+        if (opts->concluded)
+            opts->concluded(opts->opaque, job_id, true);
+        if (job_verb(c, "job-dismiss", job_id, err) < 0)
+            goto out;
+    } else if (opts->concluded) {
         /* the caller notes the outcome while the job still tells it (a crash before the note leaves the job
          * for recovery to read) */
         if (job_query(c, job_id, &ji, err) < 0)

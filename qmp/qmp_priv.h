@@ -44,6 +44,8 @@ int qmp_client_event_take(struct qmp_client *c, const char *name, const char *ke
                           int timeout_ms, struct qmp_event **ev, struct qs_error **err);
 /* Drops the queued events matching as in qmp_client_event_wait; never reads the socket. */
 void qmp_client_event_drop(struct qmp_client *c, const char *name, const char *key, const char *val);
+/* How many events the client dropped past its cap so far. */
+uint64_t qmp_client_events_dropped(const struct qmp_client *c);
 /* The client's default reply timeout in ms. */
 int qmp_client_timeout(const struct qmp_client *c);
 
