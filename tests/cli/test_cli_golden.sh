@@ -268,6 +268,9 @@ build_fixtures() {
     golden_snap "$files" t3.xml t3 t2 1700100120 running internal internal '' test 6695eb01-f6a4-8304-79aa-97f2502e193f
     # o2.xml without its parent: U+0085 (a C1 control) alone
     golden_snap "$files" nel.xml 'nel&#133;x' '' 1700000060 shutoff no internal ''
+    # a document in ISO-8859-15 (0xa4 is the euro sign there): the static qsnap reads it as the shared one did
+    golden_snap "$files" latin9.xml latin9 '' 1700000120 shutoff no internal $'price \xa4 5'
+    sed -i '1i <?xml version="1.0" encoding="ISO-8859-15"?>' "$files/latin9.xml"
     # the REAL cases' copies: vm1 and test with their disks on $tmp/img
     mkdir -p "$files_img"
     cp -a "$files/." "$files_img/"
@@ -463,6 +466,24 @@ own odd-nel-accepted empty '' 'snapshot-create vm1 nel.xml --redefine; snapshot-
 -----------------------------------------------------
  nel\\xff\\xffx   2023-11-14 22:14:20 +0000   shutoff
 
+" ''
+own encoding-latin9 empty '' 'snapshot-create vm1 latin9.xml --redefine; snapshot-list vm1 --json' 0 \
+    "Domain snapshot latin9 created from 'latin9.xml'
+[
+  {
+    \"name\": \"latin9\",
+    \"domain\": \"vm1\",
+    \"description\": \"price € 5\",
+    \"state\": \"shutoff\",
+    \"location\": \"internal\",
+    \"creation_time\": 1700000120,
+    \"parent\": null,
+    \"current\": false,
+    \"children\": 0,
+    \"descendants\": 0,
+    \"metadata\": true
+  }
+]
 " ''
 # snapshot-edit changing the name: virsh's text for drivers that get that far; qsnap cannot rename at all
 own edit-rename-refused-qsnap vm1 'EDITOR=$TMP/ed-rename' 'snapshot-edit vm1 base' 1 $'\n' \

@@ -75,7 +75,9 @@ int qt_setup(void **state)
         return -1;
     }
     f->root = qs_asprintf("%s/root", qh_vm_dir(f->vm));
-    f->qsnap = qs_asprintf("%s/cli/qsnap", build);
+    /* $QSNAP_TEST_QSNAP: another build of the command (the valgrind tests' qsnap-shared) */
+    f->qsnap = getenv("QSNAP_TEST_QSNAP") && *getenv("QSNAP_TEST_QSNAP") ? qs_xstrdup(getenv("QSNAP_TEST_QSNAP"))
+                                                                       : qs_asprintf("%s/cli/qsnap", build);
     f->daemon = -1;
     return 0;
 }
