@@ -48,7 +48,7 @@ extern char **environ;
 #define MAX_COUNTS 8
 #define DOMAIN "bench"
 #define RAW_JOB "bench-raw"
-#define QSNAP_JOB "qsnap-snapshot" /* engine/internal.c's job id: events with it are qsnap's */
+#define QSNAP_JOB "qsnap" /* engine/internal.c's job id: events with it are qsnap's */
 #define SETTLE_MS 20               /* before every timed operation, untimed: QEMU done with the last one */
 #define EVENT_TIMEOUT_MS 10000
 

@@ -292,7 +292,7 @@ int main(int argc, char **argv)
         t0 = qs_now_ns();
         req(c, "POST", "/api/vms/vm/snapshots/s1/restore", "{\"async\":false}", NULL);
         t1 = qs_now_ns();
-        span = job_span_ms("qsnap-snapshot");
+        span = job_span_ms("qsnap");
         if (i >= 0) {
             bench_series_add(&api, (double)(t1 - t0) / 1e6);
             bench_series_add(&api_job, span);

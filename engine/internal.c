@@ -7,8 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define JOB_ID "qsnap-snapshot"
-
 static int check_tag(const char *target, bool has, const char *clash, const char *tag, enum isnap_op op,
                      struct qs_error **err)
 {
@@ -94,7 +92,7 @@ static struct qmp_args *job_args(const struct isnap_disk *disks, size_t n, const
 {
     struct qmp_args *a = qmp_args_new(), *devs;
 
-    qmp_args_set_str(a, "job-id", JOB_ID);
+    qmp_args_set_str(a, "job-id", ISNAP_JOB);
     qmp_args_set_str(a, "tag", tag);
     if (vmstate)
         qmp_args_set_str(a, "vmstate", disks[0].node);
@@ -134,7 +132,7 @@ static int run_job_ex(struct qmp_client *c, const char *cmd, const char *phase, 
     /* without an outcome to note, the job's result is read and dismissed in one round trip */
     struct qmp_job_options o = {.progress = job_progress, .opaque = &p,
                                 .concluded = concluded ? job_concluded : NULL};
-    return qmp_job_run(c, cmd, a, JOB_ID, &o, err);
+    return qmp_job_run(c, cmd, a, ISNAP_JOB, &o, err);
 }
 
 static int run_job(struct qmp_client *c, const char *cmd, const char *phase, struct qmp_args *a,

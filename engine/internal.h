@@ -9,6 +9,12 @@
 #include "qs_error.h"
 #include "vm.h"
 
+/* The job id of qsnap's snapshot-save/-load/-delete: short, as QEMU's monitor reads a request byte by byte
+ * (it goes out twice: with the command and with job-dismiss). Before 2026-12 it was ISNAP_JOB_OLD, which
+ * recovery still looks for. */
+#define ISNAP_JOB "qsnap"
+#define ISNAP_JOB_OLD "qsnap-snapshot"
+
 /* One disk of a domain as an internal-snapshot operation sees it. */
 struct isnap_disk {
     const char *target; /* "vda": the name users and metadata use */

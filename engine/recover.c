@@ -17,7 +17,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define INTERNAL_JOB "qsnap-snapshot"
 #define SETTLE_MS 600000 /* a job or migration QEMU still runs for the dead process: let it end */
 
 /* ---- what QEMU and the images say ---- */
@@ -33,6 +32,14 @@ static int job_settle(struct qmp_client *c, const char *job, bool complete, bool
     *present = o != QMP_JOB_ABSENT;
     *ok = o == QMP_JOB_SUCCEEDED;
     return 0;
+}
+
+/* job_settle for the snapshot-* job of the dead process, under its name now or its name before. */
+static int internal_job_settle(struct qmp_client *c, bool *present, bool *ok, struct qs_error **err)
+{
+    if (job_settle(c, ISNAP_JOB, false, present, ok, err) < 0)
+        return -1;
+    return *present ? 0 : job_settle(c, ISNAP_JOB_OLD, false, present, ok, err);
 }
 
 /* Resumes the guest when the operation found it running and QEMU now holds it stopped. */
@@ -114,7 +121,7 @@ static int recover_create_internal(struct engine *e, const char *domain, const s
     size_t n = 0, nall = 0;
     int ret = -1;
 
-    if (*c && job_settle(*c, INTERNAL_JOB, false, &present, &ok, err) < 0)
+    if (*c && internal_job_settle(*c, &present, &ok, err) < 0)
         goto out;
     all_disks = isnap_disks(it, NULL, &nall);
     if (isnap_which(*c, all_disks, nall, it->snapshot, has, &n, err) < 0)
@@ -193,7 +200,7 @@ static int recover_revert_internal(struct engine *e, const char *domain, const s
         return revert_finished(e, domain, lock, it, err);
     }
     if (*c) {
-        if (job_settle(*c, INTERNAL_JOB, false, &present, &ok, err) < 0)
+        if (internal_job_settle(*c, &present, &ok, err) < 0)
             return -1;
         loaded = loaded || ok;
     }
@@ -452,7 +459,7 @@ static int recover_delete(struct engine *e, const char *domain, const struct md_
     bool present = false, ok = false, data = !qs_str_equal(it->kind, "metadata");
     int ret = -1;
 
-    if (*c && (job_settle(*c, INTERNAL_JOB, false, &present, &ok, err) < 0 ||
+    if (*c && (internal_job_settle(*c, &present, &ok, err) < 0 ||
                job_settle(*c, job, true, &present, &ok, err) < 0))
         goto out;
     for (size_t i = 0; it->names && it->names[i]; i++) {

@@ -253,7 +253,7 @@ static void test_greeting(void **state)
     p = end(&f);
     assert_string_equal(peer_names(p), "qmp_capabilities");
     assert_string_equal(p->args[0], "");
-    assert_string_equal(p->last_id, "qsnap-1");
+    assert_string_equal(p->last_id, "q1");
     peer_free(p);
 }
 
@@ -534,7 +534,7 @@ static void test_garbage(void **state)
 static void test_nul_byte(void **state)
 {
     static const struct peer_step script[] = {
-        HELLO, P_EXPECT("query-status"), P_SEND_RAW("{\"return\": {}, \"id\": \"qsnap-2\"\x00}\r\n"), P_END};
+        HELLO, P_EXPECT("query-status"), P_SEND_RAW("{\"return\": {}, \"id\": \"q2\"\x00}\r\n"), P_END};
     struct fixture f;
     struct qs_error *err = NULL;
     (void)state;
@@ -566,8 +566,8 @@ static void test_oversize(void **state)
     (void)state;
 
     assert_true(strlen(GREETING) < 200);
-    padded_reply(fits, "qsnap-2", 200);
-    padded_reply(big, "qsnap-3", 201);
+    padded_reply(fits, "q2", 200);
+    padded_reply(big, "q3", 201);
     assert_int_equal(strlen(big), 203);
     start_opts(&f, script, &opts);
     execute_ok(f.c, "query-status");
