@@ -58,6 +58,11 @@ static char *resolve_snapshot_found(struct cli_ctx *ctx, struct engine *e, const
         return NULL;
     }
     if (name) {
+        /* a command that only needs the name: its own lookup under the lock says whether the snapshot is
+         * there (an interrupted operation recovered first); this one is for virsh's message alone, which a
+         * file that is there cannot need (at 10,000 snapshots the lookup was ~0.8 ms of a delete) */
+        if (!found && engine_snapshot_file_present(e, domain, name))
+            return qs_xstrdup(name);
         if (engine_snapshot_lookup(e, domain, name, &l, &err) < 0) {
             cli_fail(ctx, &err);
             return NULL;

@@ -221,6 +221,9 @@ QS_EXPORT int engine_snapshot_list(struct engine *e, const char *domain, unsigne
 /* One snapshot's summary (a list of one). */
 QS_EXPORT int engine_snapshot_lookup(struct engine *e, const char *domain, const char *name,
                                      struct engine_snapshot_list **out, struct qs_error **err);
+/* Whether snapshot NAME of DOMAIN has its file where libvirt and qsnap put it: a stat, no parse, no tree. True
+ * lets a command that looks NAME up under its lock anyway skip a lookup before; false tells nothing. */
+QS_EXPORT bool engine_snapshot_file_present(struct engine *e, const char *domain, const char *name);
 /* The current snapshot's name, or *name = NULL when there is none. Caller frees. */
 QS_EXPORT int engine_snapshot_current_name(struct engine *e, const char *domain, char **name,
                                            struct qs_error **err);

@@ -262,6 +262,11 @@ int engine_snapshot_lookup(struct engine *e, const char *domain, const char *nam
     return 0;
 }
 
+bool engine_snapshot_file_present(struct engine *e, const char *domain, const char *name)
+{
+    return md_store_snapshot_file_present(e->store, domain, name);
+}
+
 int engine_snapshot_current_name(struct engine *e, const char *domain, char **name, struct qs_error **err)
 {
     struct md_tree *t = tree_load(e, domain, NULL, err);

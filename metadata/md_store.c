@@ -482,6 +482,23 @@ static int write_snapshot(int dir, const char *file, const struct md_snapshot *s
     return ret;
 }
 
+bool md_store_snapshot_file_present(struct md_store *s, const char *domain, const char *name)
+{
+    struct stat st;
+    char *file;
+    bool present;
+    int dir;
+
+    if (qs_name_check(domain, "domain", NULL) < 0 || qs_name_check(name, "snapshot", NULL) < 0 ||
+        (dir = md_store_snapdir_open(s, domain, false, NULL)) < 0)
+        return false;
+    file = qs_asprintf("%s.xml", name);
+    present = fstatat(dir, file, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+    free(file);
+    qs_close(dir);
+    return present;
+}
+
 struct md_snapshot *md_store_snapshot_get(struct md_store *s, const char *domain, const char *name,
                                           struct qs_error **err)
 {
