@@ -114,13 +114,16 @@ static void peer_expect(struct peer *p, const char *name)
         peer_fail(p, "peer: expected command '%s', got '%s'", name, json_object_get_string(v));
         goto out;
     }
-    if (!json_object_object_get_ex(cmd, "id", &v) || !json_object_is_type(v, json_type_string) ||
-        strlen(json_object_get_string(v)) >= sizeof(p->last_id)) {
-        peer_fail(p, "peer: command '%s' has no string id", name);
+    /* qsnap sends no ids (QEMU answers in order): "" then, and the replies' "id" members go (peer_subst) */
+    if (!json_object_object_get_ex(cmd, "id", &v))
+        v = NULL;
+    else if (!json_object_is_type(v, json_type_string) || strlen(json_object_get_string(v)) >= sizeof(p->last_id) ||
+             !*json_object_get_string(v)) {
+        peer_fail(p, "peer: command '%s' has an id that is not a short string", name);
         goto out;
     }
     memcpy(p->prev_id, p->last_id, sizeof(p->prev_id));
-    snprintf(p->last_id, sizeof(p->last_id), "%s", json_object_get_string(v));
+    snprintf(p->last_id, sizeof(p->last_id), "%s", v ? json_object_get_string(v) : "");
     if (p->ncommands < PEER_MAX_COMMANDS) {
         p->names[p->ncommands] = strdup(name);
         p->args[p->ncommands] = strdup(json_object_object_get_ex(cmd, "arguments", &v)
@@ -135,12 +138,41 @@ out:
     memmove(p->buf, p->buf + linelen, p->len);
 }
 
-/* ARG with every @ID@ replaced by the id of the last command, every @PREV@ by the one before. Caller frees. */
-static char *peer_subst(struct peer *p, const char *arg)
+/* Removes every member "id": "MARK" (with the comma or space that joins it) from S, in place. */
+static void drop_id_member(char *s, const char *mark)
 {
-    size_t cap = strlen(arg) + 1, len = 0;
+    char pat[32], *at;
+
+    snprintf(pat, sizeof(pat), "\"id\": \"%s\"", mark);
+    while ((at = strstr(s, pat))) {
+        char *from = at, *to = at + strlen(pat);
+        if (*to == ',') { /* the first member: the comma and space after it go */
+            to++;
+            while (*to == ' ')
+                to++;
+        } else { /* a later one: the comma and space before it */
+            while (from > s && from[-1] == ' ')
+                from--;
+            if (from > s && from[-1] == ',')
+                from--;
+        }
+        memmove(from, to, strlen(to) + 1);
+    }
+}
+
+/* ARG with every @ID@ replaced by the id of the last command, every @PREV@ by the one before; where that
+ * command had no id, a reply's "id" member with it goes. Caller frees. */
+static char *peer_subst(struct peer *p, const char *orig)
+{
+    size_t cap = strlen(orig) + 1, len = 0;
     const char *at, *id, *prev;
-    char *out;
+    char *out, *copy = strdup(orig);
+    const char *arg = copy;
+
+    if (!p->last_id[0])
+        drop_id_member(copy, "@ID@");
+    if (!p->prev_id[0])
+        drop_id_member(copy, "@PREV@");
 
     for (at = arg; (at = strchr(at, '@')); at++)
         cap += sizeof(p->last_id);
@@ -161,6 +193,7 @@ static char *peer_subst(struct peer *p, const char *arg)
         arg = at + (id == p->prev_id ? 6 : 4);
     }
     snprintf(out + len, cap - len, "%s", arg);
+    free(copy);
     return out;
 }
 
