@@ -317,10 +317,10 @@ enum md_domain_delete_flags {
 int md_store_domain_delete(struct md_store *store, const struct md_lock *lock, const char *domain,
                            unsigned flags, struct qs_error **err);
 
-/* One snapshot, fully parsed (subtrees included). Caller frees with md_snapshot_free(). */
 /* Whether DOMAIN's snapshot directory holds NAME.xml, as libvirt and qsnap name snapshot files: one stat, no
  * parse. A hint for callers that look NAME up under the lock anyway; false also for a name that is no file. */
 bool md_store_snapshot_file_present(struct md_store *store, const char *domain, const char *name);
+/* One snapshot, fully parsed (subtrees included). Caller frees with md_snapshot_free(). */
 struct md_snapshot *md_store_snapshot_get(struct md_store *store, const char *domain, const char *name,
                                           struct qs_error **err);
 enum md_put_flags {

@@ -3,7 +3,6 @@
 #include "qs_util.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdio.h>
@@ -306,10 +305,9 @@ static int client_read(struct qmp_client *c, int64_t deadline, json_object **msg
 
 /*
  * Files MSG (taken over): an event is queued (*queued set), a reply is handed back in *reply when a request
- * awaits one (ID not NULL), any other reply is dropped. 0 or -1 (a message that is neither breaks the
- * client).
+ * AWAITS one, any other reply is dropped. 0 or -1 (a message that is neither breaks the client).
  */
-static int client_file(struct qmp_client *c, json_object *msg, const char *id, json_object **reply, bool *queued,
+static int client_file(struct qmp_client *c, json_object *msg, bool awaits, json_object **reply, bool *queued,
                        struct qs_error **err)
 {
     json_object *v = NULL;
@@ -325,7 +323,7 @@ static int client_file(struct qmp_client *c, json_object *msg, const char *id, j
         /* qsnap's requests carry no id (client_request): QEMU answers a client's requests one by one, in
          * order, so a reply is the oldest outstanding request's - and a client that gives one up (a timeout)
          * is broken for good. A reply that carries an id answers no request of ours: dropped. */
-        ours = id && !json_object_object_get_ex(msg, "id", &v);
+        ours = awaits && !json_object_object_get_ex(msg, "id", &v);
         if (ours) {
             *reply = msg;
             msg = NULL;
@@ -339,7 +337,7 @@ static int client_file(struct qmp_client *c, json_object *msg, const char *id, j
 }
 
 /* Reads and files one message (see client_file): 1, 0 when DEADLINE passed, -1 error. */
-static int client_step(struct qmp_client *c, int64_t deadline, const char *id, json_object **reply, bool *queued,
+static int client_step(struct qmp_client *c, int64_t deadline, bool awaits, json_object **reply, bool *queued,
                        struct qs_error **err)
 {
     json_object *msg = NULL;
@@ -347,7 +345,7 @@ static int client_step(struct qmp_client *c, int64_t deadline, const char *id, j
 
     if ((r = client_read(c, deadline, &msg, err)) <= 0)
         return r;
-    return client_file(c, msg, id, reply, queued, err) < 0 ? -1 : 1;
+    return client_file(c, msg, awaits, reply, queued, err) < 0 ? -1 : 1;
 }
 
 int qmp_client_poll(struct qmp_client *c, struct qs_error **err)
@@ -370,7 +368,7 @@ int qmp_client_poll(struct qmp_client *c, struct qs_error **err)
         if ((r = client_parse(c, &msg, err)) < 0)
             return -1;
         if (r > 0) {
-            if (client_file(c, msg, NULL, &reply, &queued, err) < 0)
+            if (client_file(c, msg, false, &reply, &queued, err) < 0)
                 return -1;
             continue;
         }
@@ -403,7 +401,7 @@ int qmp_client_event_take(struct qmp_client *c, const char *name, const char *ke
     deadline = qs_now_ms() + (timeout_ms < 0 ? c->timeout_ms : timeout_ms);
     for (;;) {
         queued = false;
-        if ((r = client_step(c, deadline, NULL, &reply, &queued, err)) <= 0)
+        if ((r = client_step(c, deadline, false, &reply, &queued, err)) <= 0)
             return r;
         if (queued && (*ev = event_queue_take(c, name, key, val)))
             return 1;
@@ -497,9 +495,9 @@ static int client_reply_error(struct qmp_client *c, const char *command, json_ob
     return -1;
 }
 
-/* Sends COMMAND (ARGS, FD passed with it when >= 0) before DEADLINE; ID is set to what client_await takes. */
+/* Sends COMMAND (ARGS, FD passed with it when >= 0) before DEADLINE. */
 static int client_request(struct qmp_client *c, const char *command, json_object *args, int fd, int64_t deadline,
-                          char id[32], struct qs_error **err)
+                          struct qs_error **err)
 {
     json_object *cmd;
     char *line;
@@ -507,7 +505,6 @@ static int client_request(struct qmp_client *c, const char *command, json_object
 
     /* No "id": QEMU's monitor reads a request one byte per main-loop iteration (monitor_can_read() allows 1),
      * ~16 us a byte on the machines qsnap is measured on (more under load), and answers in order anyway */
-    id[0] = '\0';
     cmd = qmp_json_check(json_object_new_object());
     qmp_json_set(cmd, "execute", qmp_json_check(json_object_new_string(command)));
     if (args)
@@ -520,8 +517,9 @@ static int client_request(struct qmp_client *c, const char *command, json_object
     return r;
 }
 
-/* Waits until DEADLINE (TIMEOUT_MS from the request) for the reply to request ID (COMMAND) and takes it. */
-static int client_await(struct qmp_client *c, const char *command, const char *id, int64_t deadline, int timeout_ms,
+/* Waits until DEADLINE (TIMEOUT_MS from the request) for the reply to the oldest request (COMMAND) and takes
+ * it. */
+static int client_await(struct qmp_client *c, const char *command, int64_t deadline, int timeout_ms,
                         struct qmp_reply **ret, struct qs_error **err)
 {
     json_object *reply = NULL, *v = NULL;
@@ -530,7 +528,7 @@ static int client_await(struct qmp_client *c, const char *command, const char *i
 
     while (!reply) {
         queued = false;
-        if ((r = client_step(c, deadline, id, &reply, &queued, err)) == 0) {
+        if ((r = client_step(c, deadline, true, &reply, &queued, err)) == 0) {
             qs_error_set(err, QS_ERR_TIMEOUT, "QEMU did not reply to '%s' within %d ms", command, timeout_ms);
             client_fail(c);
         }
@@ -555,7 +553,6 @@ out:
 static int client_execute(struct qmp_client *c, const char *command, json_object *args, int fd, int timeout_ms,
                           struct qmp_reply **ret, struct qs_error **err)
 {
-    char id[32];
     int64_t deadline;
 
     if (client_check(c, err) < 0)
@@ -563,9 +560,9 @@ static int client_execute(struct qmp_client *c, const char *command, json_object
     if (timeout_ms <= 0)
         timeout_ms = c->timeout_ms;
     deadline = qs_now_ms() + timeout_ms;
-    if (client_request(c, command, args, fd, deadline, id, err) < 0)
+    if (client_request(c, command, args, fd, deadline, err) < 0)
         return -1;
-    return client_await(c, command, id, deadline, timeout_ms, ret, err);
+    return client_await(c, command, deadline, timeout_ms, ret, err);
 }
 
 /*
@@ -578,18 +575,17 @@ int qmp_client_execute_pair(struct qmp_client *c, const char *first, const struc
                             struct qmp_reply **ret1, struct qs_error **err1, const char *second,
                             const struct qmp_args *args2, struct qmp_reply **ret2, struct qs_error **err2)
 {
-    char id1[32], id2[32];
     int timeout_ms = c->timeout_ms, r1;
     int64_t deadline = qs_now_ms() + timeout_ms;
 
-    if (client_check(c, err1) < 0 || client_request(c, first, qmp_json(args1), -1, deadline, id1, err1) < 0)
+    if (client_check(c, err1) < 0 || client_request(c, first, qmp_json(args1), -1, deadline, err1) < 0)
         return -1;
-    if (client_request(c, second, qmp_json(args2), -1, deadline, id2, err1) < 0)
+    if (client_request(c, second, qmp_json(args2), -1, deadline, err1) < 0)
         return -1;
-    r1 = client_await(c, first, id1, deadline, timeout_ms, ret1, err1);
+    r1 = client_await(c, first, deadline, timeout_ms, ret1, err1);
     if (r1 < 0 && client_check(c, NULL) < 0)
         return -1;
-    if (client_await(c, second, id2, deadline, timeout_ms, ret2, err2) < 0 && client_check(c, NULL) < 0) {
+    if (client_await(c, second, deadline, timeout_ms, ret2, err2) < 0 && client_check(c, NULL) < 0) {
         qs_error_free(*err1);
         *err1 = NULL;
         qs_error_propagate(err1, err2);
@@ -704,7 +700,6 @@ static struct qmp_client *client_start(int fd, const char *name, int64_t deadlin
      * fault costs ~30 us on the virtual machines qsnap runs on (16 of them for a calloc) */
     struct qmp_client *c = qs_xmalloc(sizeof(*c));
     json_object *greeting = NULL;
-    char caps_id[32];
     struct ucred cred;
     socklen_t len = sizeof(cred);
     int wait_ms, r, ret = -1;
@@ -723,14 +718,14 @@ static struct qmp_client *client_start(int fd, const char *name, int64_t deadlin
      * greeting and the reply come in one round trip instead of two. QEMU greets at once, unless another client
      * holds the monitor: then connect() works but nothing comes. */
     wait_ms = ms_left(deadline);
-    if (client_request(c, "qmp_capabilities", NULL, -1, deadline, caps_id, err) < 0)
+    if (client_request(c, "qmp_capabilities", NULL, -1, deadline, err) < 0)
         goto out;
     if ((r = client_read(c, deadline, &greeting, err)) == 0)
         qs_error_set(err, QS_ERR_BUSY, "QMP socket '%s' gave no greeting within %d ms: is another client connected?",
                      name, wait_ms);
     if (r <= 0 || client_greeting(c, greeting, err) < 0)
         goto out;
-    if (client_await(c, "qmp_capabilities", caps_id, deadline, wait_ms, NULL, err) < 0) {
+    if (client_await(c, "qmp_capabilities", deadline, wait_ms, NULL, err) < 0) {
         qs_error_prefix(err, "cannot negotiate QMP capabilities on '%s'", name);
         goto out;
     }
