@@ -129,7 +129,8 @@ static int run_job_ex(struct qmp_client *c, const char *cmd, const char *phase, 
                       struct qs_error **err)
 {
     struct progress_ctx p = {progress, opaque, phase, concluded};
-    /* without an outcome to note, the job's result is read and dismissed in one round trip */
+    /* without an outcome to note, a job that failed is read and dismissed in one round trip (one that ended
+     * well is only dismissed: qmp_job_run) */
     struct qmp_job_options o = {.progress = job_progress, .opaque = &p,
                                 .concluded = concluded ? job_concluded : NULL};
     return qmp_job_run(c, cmd, a, ISNAP_JOB, &o, err);
