@@ -550,8 +550,9 @@ out:
     return r;
 }
 
-static int client_execute(struct qmp_client *c, const char *command, json_object *args, int fd, int timeout_ms,
-                          struct qmp_reply **ret, struct qs_error **err)
+static int client_execute_sent(struct qmp_client *c, const char *command, json_object *args, int fd,
+                               int timeout_ms, void (*sent)(void *), void *opaque, struct qmp_reply **ret,
+                               struct qs_error **err)
 {
     int64_t deadline;
 
@@ -562,7 +563,22 @@ static int client_execute(struct qmp_client *c, const char *command, json_object
     deadline = qs_now_ms() + timeout_ms;
     if (client_request(c, command, args, fd, deadline, err) < 0)
         return -1;
+    if (sent)
+        sent(opaque);
     return client_await(c, command, deadline, timeout_ms, ret, err);
+}
+
+static int client_execute(struct qmp_client *c, const char *command, json_object *args, int fd, int timeout_ms,
+                          struct qmp_reply **ret, struct qs_error **err)
+{
+    return client_execute_sent(c, command, args, fd, timeout_ms, NULL, NULL, ret, err);
+}
+
+int qmp_client_execute_sent(struct qmp_client *c, const char *command, const struct qmp_args *args,
+                            void (*sent)(void *opaque), void *opaque, struct qmp_reply **ret,
+                            struct qs_error **err)
+{
+    return client_execute_sent(c, command, qmp_json(args), -1, -1, sent, opaque, ret, err);
 }
 
 /*

@@ -89,6 +89,31 @@ static int job_verb(struct qmp_client *c, const char *verb, const char *id, stru
     return ret;
 }
 
+struct dismiss_ctx {
+    const struct qmp_job_options *opts;
+    const char *id;
+};
+
+static void dismiss_sent(void *opaque)
+{
+    struct dismiss_ctx *d = opaque;
+    d->opts->dismissing(d->opts->opaque, d->id);
+}
+
+/* job-dismiss of job ID after OPTS->concluded told its outcome, OPTS->dismissing called while it goes. */
+static int job_dismiss(struct qmp_client *c, const char *id, const struct qmp_job_options *opts,
+                       struct qs_error **err)
+{
+    struct dismiss_ctx d = {opts, id};
+    struct qmp_args *a = qmp_args_new();
+    int ret;
+
+    qmp_args_set_str(a, "id", id);
+    ret = qmp_client_execute_sent(c, "job-dismiss", a, opts->concluded && opts->dismissing ? dismiss_sent : NULL, &d, NULL, err);
+    qmp_args_free(a);
+    return ret;
+}
+
 /*
  * job_verb for verbs that race with the job moving on by itself (a cancel as it concludes): QEMU refusing
  * is not fatal and goes to *refused (dropped when refused is NULL); other errors fail.
@@ -256,7 +281,7 @@ int qmp_job_run(struct qmp_client *c, const char *command, const struct qmp_args
     if (clean && !failure && !timed_out && !cancelled) {
         if (opts->concluded)
             opts->concluded(opts->opaque, job_id, true);
-        if (job_verb(c, "job-dismiss", job_id, err) < 0)
+        if (job_dismiss(c, job_id, opts, err) < 0)
             goto out;
     } else if (opts->concluded) {
         /* the caller notes the outcome while the job still tells it (a crash before the note leaves the job
@@ -269,7 +294,7 @@ int qmp_job_run(struct qmp_client *c, const char *command, const struct qmp_args
             goto out;
         }
         opts->concluded(opts->opaque, job_id, !failure && !timed_out && !cancelled && !ji.error);
-        if (job_verb(c, "job-dismiss", job_id, err) < 0)
+        if (job_dismiss(c, job_id, opts, err) < 0)
             goto out;
     } else if (job_read_and_dismiss(c, job_id, &ji, err) < 0) {
         goto out;

@@ -46,6 +46,11 @@ int qmp_client_event_take(struct qmp_client *c, const char *name, const char *ke
 void qmp_client_event_drop(struct qmp_client *c, const char *name, const char *key, const char *val);
 /* How many events the client dropped past its cap so far. */
 uint64_t qmp_client_events_dropped(const struct qmp_client *c);
+/* qmp_client_execute(), calling SENT(OPAQUE) (when not NULL) once the request is written and before its reply
+ * is awaited: local work done there overlaps QEMU's reading of the request. SENT must not use C. */
+int qmp_client_execute_sent(struct qmp_client *c, const char *command, const struct qmp_args *args,
+                            void (*sent)(void *opaque), void *opaque, struct qmp_reply **ret,
+                            struct qs_error **err);
 /* The client's default reply timeout in ms. */
 int qmp_client_timeout(const struct qmp_client *c);
 

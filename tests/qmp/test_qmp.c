@@ -808,6 +808,78 @@ static void concluded_cb(void *opaque, const char *job_id, bool ok)
     *(int *)opaque = ok ? 1 : 2;
 }
 
+/* The order a caller hears a load end in: concluded (it notes the outcome), then dismissing once job-dismiss
+ * is written (it syncs the note while QEMU reads the command), then the reply. */
+struct heard {
+    char order[8];
+    size_t n;
+};
+
+static void heard_concluded(void *opaque, const char *job_id, bool ok)
+{
+    struct heard *h = opaque;
+    assert_string_equal(job_id, "load0");
+    if (h->n + 1 < sizeof(h->order))
+        h->order[h->n++] = ok ? 'c' : 'f';
+}
+
+static void heard_dismissing(void *opaque, const char *job_id)
+{
+    struct heard *h = opaque;
+    assert_string_equal(job_id, "load0");
+    if (h->n + 1 < sizeof(h->order))
+        h->order[h->n++] = 'd';
+}
+
+static void test_job_dismissing(void **state)
+{
+    static const struct peer_step ok_script[] = {
+        HELLO, P_EXPECT("snapshot-load"),
+        P_SEND(OK JOB("load0", "created") JOB("load0", "running") JOB("load0", "waiting") JOB("load0", "pending")
+                   JOB("load0", "concluded")),
+        P_EXPECT("job-dismiss"), P_SEND(OK), P_END};
+    static const struct peer_step failed_script[] = {
+        HELLO, P_EXPECT("snapshot-load"),
+        P_SEND(OK JOB("load0", "created") JOB("load0", "running") JOB("load0", "aborting") JOB("load0", "concluded")),
+        P_EXPECT("query-jobs"), P_SEND(JOBS("{\"id\": \"load0\", \"status\": \"concluded\", \"error\": \"bad tag\"}")),
+        P_EXPECT("job-dismiss"), P_SEND(OK), P_END};
+    struct heard h = {{0}, 0};
+    struct qmp_job_options opts = {.concluded = heard_concluded, .dismissing = heard_dismissing, .opaque = &h};
+    struct qmp_args *a = qmp_args_new();
+    struct fixture f;
+    struct qs_error *err = NULL;
+    (void)state;
+
+    qmp_args_set_str(a, "tag", "s1");
+    start(&f, ok_script);
+    if (qmp_job_run(f.c, "snapshot-load", a, "load0", &opts, &err) < 0)
+        fail_msg("job: %s", err->message);
+    end(&f);
+    assert_string_equal(h.order, "cd");
+    assert_string_equal(peer_names(f.peer), "qmp_capabilities snapshot-load job-dismiss");
+    peer_free(f.peer);
+
+    /* a failed load: the same order, the outcome read first */
+    memset(&h, 0, sizeof(h));
+    start(&f, failed_script);
+    assert_int_equal(qmp_job_run(f.c, "snapshot-load", a, "load0", &opts, &err), -1);
+    assert_error(&err, QS_ERR_QEMU, "bad tag");
+    end(&f);
+    assert_string_equal(h.order, "fd");
+    peer_free(f.peer);
+
+    /* dismissing goes with concluded only */
+    memset(&h, 0, sizeof(h));
+    opts.concluded = NULL;
+    start(&f, ok_script);
+    if (qmp_job_run(f.c, "snapshot-load", a, "load0", &opts, &err) < 0)
+        fail_msg("job: %s", err->message);
+    end(&f);
+    assert_string_equal(h.order, "");
+    peer_free(f.peer);
+    qmp_args_free(a);
+}
+
 static void test_job_events_dropped(void **state)
 {
     static const struct peer_step script[] = {
@@ -1335,6 +1407,7 @@ int main(void)
         cmocka_unit_test(test_job_events_before_reply),
         cmocka_unit_test(test_job_failed),
         cmocka_unit_test(test_job_events_dropped),
+        cmocka_unit_test(test_job_dismissing),
         cmocka_unit_test(test_job_command_refused),
         cmocka_unit_test(test_job_cancelled),
         cmocka_unit_test(test_job_commit_ready),
