@@ -369,6 +369,14 @@ int md_store_snapshot_set_current_tree(struct md_store *store, const struct md_l
  */
 int md_store_intent_put(struct md_store *store, const struct md_lock *lock, const char *domain, const char *text,
                         struct qs_error **err);
+/* put, or with MD_INTENT_NOSYNC only written (as visible to another process as a synced one, not proof
+ * against the machine's crash: for a record whose loss then changes nothing, or one synced later with
+ * md_store_intent_sync()). A record that creates the file is synced whatever the flags. */
+#define MD_INTENT_NOSYNC 1u
+int md_store_intent_write(struct md_store *store, const struct md_lock *lock, const char *domain, const char *text,
+                          unsigned flags, struct qs_error **err);
+int md_store_intent_sync(struct md_store *store, const struct md_lock *lock, const char *domain,
+                         struct qs_error **err);
 int md_store_intent_get(struct md_store *store, const char *domain, char **text, struct qs_error **err);
 int md_store_intent_clear(struct md_store *store, const struct md_lock *lock, const char *domain,
                           struct qs_error **err);

@@ -892,7 +892,8 @@ out:
  * write and one fdatasync of blocks the file already has - no new file, no rename, no directory to sync
  * (on this machine's ext4: ~1 ms against ~20 ms for the temporary-and-rename it replaces).
  *
- * Crash safety: a put returns only once its frame is on disk, before the caller touches QEMU or an image.
+ * Crash safety: a put returns only once its frame is on disk, before the caller touches QEMU or an image
+ * (a write with MD_INTENT_NOSYNC leaves the sync to its caller, for the records md.h says).
  * A frame cut short by a crash fails its hash and ends the chain there, so what counts is the last frame
  * written whole: for a first frame none (the operation had not started), for an update the record before
  * it (as when the update had not been made). A clear is a frame with no text (not synced: if it is lost,
@@ -958,6 +959,12 @@ static int intent_load(int dir, char **data, size_t *len, struct qs_error **err)
 int md_store_intent_put(struct md_store *s, const struct md_lock *lock, const char *domain, const char *text,
                         struct qs_error **err)
 {
+    return md_store_intent_write(s, lock, domain, text, 0, err);
+}
+
+int md_store_intent_write(struct md_store *s, const struct md_lock *lock, const char *domain, const char *text,
+                          unsigned flags, struct qs_error **err)
+{
     struct intent_frame f = {INTENT_MAGIC, 0, 0, 0};
     const char *cur;
     char *data = NULL, *buf = NULL;
@@ -1002,7 +1009,8 @@ int md_store_intent_put(struct md_store *s, const struct md_lock *lock, const ch
                            domain);
         goto out;
     }
-    if ((created ? fsync(fd) : fdatasync(fd)) < 0) {
+    /* a new file is always synced, its name with it */
+    if ((created ? fsync(fd) : (flags & MD_INTENT_NOSYNC) ? 0 : fdatasync(fd)) < 0) {
         qs_error_set_errno(err, QS_ERR_IO, errno, "cannot sync the intent record of domain '%s'", domain);
         goto out;
     }
@@ -1020,6 +1028,21 @@ out:
     qs_close(dir);
     free(buf);
     free(data);
+    return ret;
+}
+
+int md_store_intent_sync(struct md_store *s, const struct md_lock *lock, const char *domain, struct qs_error **err)
+{
+    int dir, fd = -1, ret = -1;
+
+    if (md_lock_check(lock, s, domain, err) < 0 || (dir = md_store_snapdir_open(s, domain, false, err)) < 0)
+        return -1;
+    if ((fd = openat(dir, INTENT_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0 || fdatasync(fd) < 0)
+        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot sync the intent record of domain '%s'", domain);
+    else
+        ret = 0;
+    qs_close(fd);
+    qs_close(dir);
     return ret;
 }
 

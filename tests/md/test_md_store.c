@@ -1190,8 +1190,27 @@ static void test_intent_frames(void **state)
     assert_int_equal(md_store_intent_clear(f->store, l, "vm1", &err), 0);
     ASSERT_INTENT(f, NULL);
 
+    /* written unsynced: the same chain, readable at once (another process sees the page cache), synced later */
+    assert_int_equal(md_store_intent_write(f->store, l, "vm1", "begun, unsynced\n", MD_INTENT_NOSYNC, &err), 0);
+    ASSERT_INTENT(f, "begun, unsynced\n");
+    assert_int_equal(md_store_intent_write(f->store, l, "vm1", "loaded\n", MD_INTENT_NOSYNC, &err), 0);
+    ASSERT_INTENT(f, "loaded\n");
+    assert_int_equal(md_store_intent_sync(f->store, l, "vm1", &err), 0);
+    ASSERT_INTENT(f, "loaded\n");
+    assert_int_equal(md_store_intent_clear(f->store, l, "vm1", &err), 0);
+    ASSERT_INTENT(f, NULL);
+    /* the first record of a domain creates the file: synced (with its name) whatever the flags */
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(md_store_intent_write(f->store, l, "vm1", "new file\n", MD_INTENT_NOSYNC, &err), 0);
+    ASSERT_INTENT(f, "new file\n");
+    assert_int_equal(md_store_intent_clear(f->store, l, "vm1", &err), 0);
+
     /* without the lock: refused */
     assert_int_equal(md_store_intent_put(f->store, NULL, "vm1", "x", &err), -1);
+    qs_error_clear(&err);
+    assert_int_equal(md_store_intent_write(f->store, NULL, "vm1", "x", MD_INTENT_NOSYNC, &err), -1);
+    qs_error_clear(&err);
+    assert_int_equal(md_store_intent_sync(f->store, NULL, "vm1", &err), -1);
     qs_error_clear(&err);
     free(path);
     md_lock_free(l);
