@@ -290,6 +290,12 @@ out:
 int intent_begin(struct engine *e, const struct md_lock *lock, const char *domain, struct intent *it,
                  struct qs_error **err)
 {
+    return intent_begin_ex(e, lock, domain, it, 0, err);
+}
+
+int intent_begin_ex(struct engine *e, const struct md_lock *lock, const char *domain, struct intent *it,
+                    unsigned flags, struct qs_error **err)
+{
     struct timespec ts;
 
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -297,7 +303,7 @@ int intent_begin(struct engine *e, const struct md_lock *lock, const char *domai
     it->started = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     if (!it->phase)
         it->phase = qs_xstrdup("prepared");
-    if (intent_update(e, lock, domain, it, err) < 0)
+    if (intent_write(e, lock, domain, it, flags, err) < 0)
         return -1;
     engine_step(e, it->op, "intent");
     return 0;
@@ -306,11 +312,22 @@ int intent_begin(struct engine *e, const struct md_lock *lock, const char *domai
 int intent_update(struct engine *e, const struct md_lock *lock, const char *domain, const struct intent *it,
                   struct qs_error **err)
 {
+    return intent_write(e, lock, domain, it, 0, err);
+}
+
+int intent_write(struct engine *e, const struct md_lock *lock, const char *domain, const struct intent *it,
+                 unsigned flags, struct qs_error **err)
+{
     char *text = intent_format(it);
-    int r = md_store_intent_put(e->store, lock, domain, text, err);
+    int r = md_store_intent_write(e->store, lock, domain, text, flags, err);
 
     free(text);
     return r;
+}
+
+int intent_sync(struct engine *e, const struct md_lock *lock, const char *domain, struct qs_error **err)
+{
+    return md_store_intent_sync(e->store, lock, domain, err);
 }
 
 void intent_end(struct engine *e, const struct md_lock *lock, const char *domain)

@@ -68,6 +68,14 @@ int intent_begin(struct engine *e, const struct md_lock *lock, const char *domai
 /* Rewrites the record after IT changed (a new phase). */
 int intent_update(struct engine *e, const struct md_lock *lock, const char *domain, const struct intent *it,
                   struct qs_error **err);
+/* begin and update with md_store_intent_write()'s FLAGS: MD_INTENT_NOSYNC only for a record whose loss in a
+ * crash of the machine changes nothing recovery does, or one the caller syncs itself (intent_sync) before it
+ * goes on past what the record must survive. */
+int intent_begin_ex(struct engine *e, const struct md_lock *lock, const char *domain, struct intent *it,
+                    unsigned flags, struct qs_error **err);
+int intent_write(struct engine *e, const struct md_lock *lock, const char *domain, const struct intent *it,
+                 unsigned flags, struct qs_error **err);
+int intent_sync(struct engine *e, const struct md_lock *lock, const char *domain, struct qs_error **err);
 /* Removes the record: the operation is complete (or undone). Best effort: a record left behind is
  * recovered again, which finds nothing left to do. */
 void intent_end(struct engine *e, const struct md_lock *lock, const char *domain);

@@ -107,6 +107,7 @@ struct progress_ctx {
     void *opaque;
     const char *phase;
     void (*concluded)(void *opaque, bool ok);
+    void (*dismissing)(void *opaque);
 };
 
 static int job_progress(void *opaque, const char *job_id, uint64_t cur, uint64_t total)
@@ -124,22 +125,30 @@ static void job_concluded(void *opaque, const char *job_id, bool ok)
         p->concluded(p->opaque, ok);
 }
 
+static void job_dismissing(void *opaque, const char *job_id)
+{
+    struct progress_ctx *p = opaque;
+    (void)job_id;
+    p->dismissing(p->opaque);
+}
+
 static int run_job_ex(struct qmp_client *c, const char *cmd, const char *phase, struct qmp_args *a,
                       isnap_progress_fn progress, void *opaque, void (*concluded)(void *, bool),
-                      struct qs_error **err)
+                      void (*dismissing)(void *), struct qs_error **err)
 {
-    struct progress_ctx p = {progress, opaque, phase, concluded};
+    struct progress_ctx p = {progress, opaque, phase, concluded, dismissing};
     /* without an outcome to note, a job that failed is read and dismissed in one round trip (one that ended
      * well is only dismissed: qmp_job_run) */
     struct qmp_job_options o = {.progress = job_progress, .opaque = &p,
-                                .concluded = concluded ? job_concluded : NULL};
+                                .concluded = concluded ? job_concluded : NULL,
+                                .dismissing = dismissing ? job_dismissing : NULL};
     return qmp_job_run(c, cmd, a, ISNAP_JOB, &o, err);
 }
 
 static int run_job(struct qmp_client *c, const char *cmd, const char *phase, struct qmp_args *a,
                    isnap_progress_fn progress, void *opaque, struct qs_error **err)
 {
-    return run_job_ex(c, cmd, phase, a, progress, opaque, NULL, err);
+    return run_job_ex(c, cmd, phase, a, progress, opaque, NULL, NULL, err);
 }
 
 int isnap_which(struct qmp_client *c, const struct isnap_disk *disks, size_t n, const char *tag, bool *has,
@@ -212,10 +221,10 @@ int isnap_save(struct qmp_client *c, const struct isnap_disk *disks, size_t n, c
 
 int isnap_load(struct qmp_client *c, const struct isnap_disk *disks, size_t n, const char *tag,
                isnap_progress_fn progress, void *opaque, void (*loaded)(void *opaque, bool ok),
-               struct qs_error **err)
+               void (*dismissing)(void *opaque), struct qs_error **err)
 {
     struct qmp_args *a = job_args(disks, n, tag, true);
-    int r = run_job_ex(c, "snapshot-load", "load", a, progress, opaque, loaded, err);
+    int r = run_job_ex(c, "snapshot-load", "load", a, progress, opaque, loaded, dismissing, err);
     qmp_args_free(a);
     return r;
 }

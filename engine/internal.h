@@ -44,10 +44,11 @@ int isnap_check_offline(const struct isnap_disk *disks, size_t n, const char *ta
  */
 int isnap_save(struct qmp_client *c, const struct isnap_disk *disks, size_t n, const char *tag,
                isnap_progress_fn progress, void *opaque, struct qs_error **err);
-/* LOADED (may be NULL) hears, with OPAQUE, how the load ended before its job is dismissed. */
+/* LOADED (may be NULL) hears, with OPAQUE, how the load ended before its job is dismissed; DISMISSING (may
+ * be NULL; only with LOADED) is called while job-dismiss goes to QEMU (qmp_job_options.dismissing). */
 int isnap_load(struct qmp_client *c, const struct isnap_disk *disks, size_t n, const char *tag,
                isnap_progress_fn progress, void *opaque, void (*loaded)(void *opaque, bool ok),
-               struct qs_error **err);
+               void (*dismissing)(void *opaque), struct qs_error **err);
 int isnap_delete(struct qmp_client *c, const struct isnap_disk *disks, size_t n, const char *tag,
                  struct qs_error **err);
 

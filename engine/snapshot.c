@@ -782,6 +782,7 @@ struct revert_ctx {
     struct intent *it;
     const struct md_domain *dom;
     struct md_domain *owned; /* a definition the revert switched to (freed with the context) */
+    bool loaded_written;     /* the record says "loaded", not synced yet */
 };
 
 static int revert_progress(void *opaque, const char *phase, uint64_t done, uint64_t total)
@@ -790,6 +791,14 @@ static int revert_progress(void *opaque, const char *phase, uint64_t done, uint6
     return progress_adapter(r->e, phase, done, total);
 }
 
+/*
+ * The record's "loaded" tells recovery the snapshot's state is in QEMU (and its disks) once the job that
+ * said so is dismissed. It must be readable before job-dismiss goes (a crash of this process leaves QEMU
+ * running): written here, unsynced. It must also survive a crash of the machine, which takes QEMU and its
+ * job along: synced in revert_dismissing(), while QEMU reads job-dismiss, and before anything after the
+ * load. Best effort, both: without it, recovery still finds the concluded job in QEMU unless it was
+ * dismissed.
+ */
 static void revert_loaded(void *opaque, bool ok)
 {
     struct revert_ctx *r = opaque;
@@ -798,8 +807,15 @@ static void revert_loaded(void *opaque, bool ok)
         return;
     free(r->it->phase);
     r->it->phase = qs_xstrdup("loaded");
-    /* best effort: without it, recovery still finds the concluded job in QEMU unless it was dismissed */
-    intent_update(r->e, r->lock, r->domain, r->it, NULL);
+    r->loaded_written = intent_write(r->e, r->lock, r->domain, r->it, MD_INTENT_NOSYNC, NULL) == 0;
+}
+
+static void revert_dismissing(void *opaque)
+{
+    struct revert_ctx *r = opaque;
+
+    if (r->loaded_written)
+        intent_sync(r->e, r->lock, r->domain, NULL);
 }
 
 /*
@@ -822,14 +838,20 @@ static int revert_live(struct revert_ctx *rc, struct qmp_client *c, struct disk_
         goto out;
     if (!rc->it->vm)
         rc->it->vm = qs_xstrdup(running ? "running" : status);
-    if (intent_begin(e, rc->lock, rc->domain, rc->it, err) < 0)
+    /*
+     * Not synced: what this record makes recovery do needs the QEMU it is about, which a crash of the machine
+     * takes along (no QEMU: nothing loaded is undone, and a run state has none to give back); a crash of this
+     * process finds it written. A record that started QEMU or switched the definition was synced before that,
+     * with the same content. "loaded", which does count then, is synced (revert_loaded()).
+     */
+    if (intent_begin_ex(e, rc->lock, rc->domain, rc->it, MD_INTENT_NOSYNC, err) < 0)
         goto out;
     if (!want_running && running) {
         if (vm_stop(c, err) < 0)
             goto out;
         engine_step(e, "revert", "stop");
     }
-    if (isnap_load(c, ds->disks, ds->n, tag, revert_progress, rc, revert_loaded, err) < 0) {
+    if (isnap_load(c, ds->disks, ds->n, tag, revert_progress, rc, revert_loaded, revert_dismissing, err) < 0) {
         /* QEMU stays stopped (restore-vm) after a failed load: give back the run state we found. The
          * checks above catch the failures that come before any RAM is touched. */
         struct qs_error *ignore = NULL;
@@ -1039,7 +1061,7 @@ int snapshot_revert_op(struct engine *e, const char *domain, const char *name, u
     struct qmp_client *c = NULL;
     struct disk_set ds = {0};
     struct intent it = {0};
-    struct revert_ctx rc = {e, NULL, domain, &it, NULL, NULL};
+    struct revert_ctx rc = {e, NULL, domain, &it, NULL, NULL, false};
     bool started = false, want_running;
     int ret = -1;
 
