@@ -218,7 +218,8 @@ int main(int argc, char **argv)
     struct cfg cf = {.n = 15, .mem_mb = 256, .list_n = 10000, .readers = 50, .seconds = 5};
     struct qh_disk disk = {.id = "vda", .boot = true};
     struct qh_vm_config vc = {.disks = &disk, .n_disks = 1};
-    struct bench_series api = {0}, raw = {0}, list_warm = {0}, api_job = {0}, api_over = {0}, connect = {0};
+    struct bench_series api = {0}, raw = {0}, list_warm = {0}, api_job = {0}, api_over = {0}, connect = {0},
+                        checks = {0};
     struct qs_error *err = NULL;
     struct reader *rd;
     pthread_t *th;
@@ -310,6 +311,21 @@ int main(int argc, char **argv)
         qmp_args_free(a);
         if (i >= 0)
             bench_series_add(&raw, (double)(t1 - t0) / 1e6);
+        /* what a revert asks QEMU before its load (run state, and the disks' nodes and tags to check the
+         * snapshot is in each), in the one round trip qsnap makes of it */
+        {
+            struct qmp_reply *r1 = NULL, *r2 = NULL;
+            struct qs_error *e1 = NULL, *e2 = NULL;
+            t0 = qs_now_ns();
+            if (qmp_client_execute_pair(qh_vm_qmp(vm), "query-status", NULL, &r1, &e1, "query-block", NULL, &r2,
+                                        &e2) < 0 || e1 || e2)
+                bench_die("query-status + query-block", e1 ? e1 : e2);
+            t1 = qs_now_ns();
+            qmp_reply_free(r1);
+            qmp_reply_free(r2);
+            if (i >= 0)
+                bench_series_add(&checks, (double)(t1 - t0) / 1e6);
+        }
     }
 
     /* 10,000 snapshots of a defined domain: the first listing loads them (and builds the index), the next
@@ -365,6 +381,11 @@ int main(int argc, char **argv)
             bench_series_median(&raw), bench_series_min(&raw));
     fprintf(out, "| API over raw (target <= +3 ms) | %+.2f ms (%.2fx) |\n",
             bench_series_median(&api) - bench_series_median(&raw), bench_series_median(&api) / bench_series_median(&raw));
+    fprintf(out, "| raw query-status + query-block (the checks before a load, one round trip), interleaved, median | "
+                 "%.2f ms |\n",
+            bench_series_median(&checks));
+    fprintf(out, "| API over raw load + raw checks | %+.2f ms |\n",
+            bench_series_median(&api) - bench_series_median(&raw) - bench_series_median(&checks));
     fprintf(out, "| QEMU's load job inside the API's revert (median, from QEMU's event stamps) | %.2f ms |\n",
             bench_series_median(&api_job));
     fprintf(out, "| qsnapd's own time per revert: request minus QEMU's job, median | %.2f ms (min %.2f) |\n",
@@ -383,12 +404,12 @@ int main(int argc, char **argv)
         FILE *j = fopen(cf.out_json, "w");
         if (j) {
             fprintf(j,
-                    "{\"revert_api_ms\":%.3f,\"revert_raw_ms\":%.3f,\"revert_delta_ms\":%.3f,\"revert_overhead_ms\":%.3f,\"list_n\":%d,"
+                    "{\"revert_api_ms\":%.3f,\"revert_raw_ms\":%.3f,\"revert_delta_ms\":%.3f,\"revert_overhead_ms\":%.3f,\"checks_raw_ms\":%.3f,\"list_n\":%d,"
                     "\"list_cold_ms\":%.3f,\"list_warm_ms\":%.3f,\"list_bytes\":%zu,\"readers\":%d,\"rps\":%.1f,"
                     "\"rss_idle_kib\":%ld,\"rss_load_kib\":%ld,\"rss_peak_kib\":%ld,\"samples\":%d,\"mem_mb\":%d}\n",
                     bench_series_median(&api), bench_series_median(&raw),
                     bench_series_median(&api) - bench_series_median(&raw), bench_series_median(&api_over),
-                    cf.list_n, list_cold,
+                    bench_series_median(&checks), cf.list_n, list_cold,
                     bench_series_median(&list_warm), list_bytes, cf.readers, rps, idle_rss, load_rss, load_hwm, cf.n,
                     cf.mem_mb);
             fclose(j);
