@@ -808,6 +808,7 @@ static void revert_loaded(void *opaque, bool ok)
     free(r->it->phase);
     r->it->phase = qs_xstrdup("loaded");
     r->loaded_written = intent_write(r->e, r->lock, r->domain, r->it, MD_INTENT_NOSYNC, NULL) == 0;
+    engine_step(r->e, "revert", "loaded"); /* the job concluded, not dismissed yet */
 }
 
 static void revert_dismissing(void *opaque)
