@@ -968,6 +968,84 @@ static void test_qemu_killed_during_commit(void **state)
     qemu_killed_during(state, op, true);
 }
 
+/*
+ * qsnap before 2026-12 named its QEMU job "qsnap-snapshot" (now "qsnap"), and one killed while that job ran left
+ * it for the next command - an upgrade in between must not strand it. Emulated on a real QEMU: qsnap-fault killed
+ * right after the intent record of an internal create, then the job the older qsnap would have run (snapshot-save
+ * "qsnap-snapshot" of the record's tag on the record's nodes, vmstate on the first) left concluded in QEMU, not
+ * dismissed. The next command settles it by that name and finishes the create: the snapshot is listed, QEMU has
+ * no job left, the guest runs, and reverting to it gives back the disk it had then.
+ */
+static void test_old_qsnap_killed_in_its_job(void **state)
+{
+    struct qt_fixture *f = qt_fixture_of(state);
+    struct scenario sc = {.name = "old job name", .kind = RUNNING, .op = {"snapshot-create-as", "vm", "new"},
+                          .target = "new", .what = CREATE};
+    struct qs_error *err = NULL;
+    struct qmp_reply *r = NULL;
+    struct qmp_args *a = qmp_args_new();
+    struct qmp_args *devices;
+    char *step = NULL, *text, *line, *save = NULL, *op;
+    bool vmstate = false, concluded = false;
+
+    reset(f);
+    prestate(f, &sc);
+    assert_int_equal(run_faulty(f, &sc, 1, &step), 128 + SIGKILL);
+    assert_string_equal(step, "create intent");
+    op = intent_op(f);
+    assert_string_equal(op, "create");
+    free(op);
+    /* the job as the record describes it */
+    qmp_args_set_str(a, "job-id", "qsnap-snapshot");
+    qmp_args_set_str(a, "tag", "new");
+    devices = qmp_args_set_list(a, "devices");
+    text = intent_record(f);
+    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char target[64], node[128];
+        if (sscanf(line, "disk %63s %127s", target, node) != 2)
+            continue;
+        if (!vmstate) {
+            qmp_args_set_str(a, "vmstate", node);
+            vmstate = true;
+        }
+        qmp_args_push_str(devices, node);
+    }
+    free(text);
+    assert_true(vmstate);
+    OK(qmp_client_execute(qh_vm_qmp(f->vm), "snapshot-save", a, NULL, &err));
+    qmp_args_free(a);
+    for (int i = 0; i < 3000 && !concluded; i++) {
+        const struct qmp_value *jobs;
+        OK(qmp_client_execute(qh_vm_qmp(f->vm), "query-jobs", NULL, &r, &err));
+        jobs = qmp_reply_value(r);
+        for (size_t k = 0; k < qmp_value_array_len(jobs); k++) {
+            const struct qmp_value *j = qmp_value_array_at(jobs, k);
+            if (qs_str_equal(qmp_value_get_string(j, "id"), "qsnap-snapshot")) {
+                assert_null(qmp_value_get_string(j, "error"));
+                concluded = qs_str_equal(qmp_value_get_string(j, "status"), "concluded");
+            }
+        }
+        qmp_reply_free(r);
+        r = NULL;
+        if (!concluded)
+            usleep(20000);
+    }
+    assert_true(concluded);
+
+    /* the next command: a listing recovers it */
+    assert_true(exists(f, "new"));
+    assert_null(intent_record(f));
+    OK(qmp_client_execute(qh_vm_qmp(f->vm), "query-jobs", NULL, &r, &err));
+    assert_int_equal(qmp_value_array_len(qmp_reply_value(r)), 0);
+    qmp_reply_free(r);
+    qt_assert_status(qh_vm_qmp(f->vm), "running");
+    free(QSNAP_OK(f, "snapshot-revert", "vm", "base"));
+    assert_int_equal(reads(f, RUNNING, 0x11), 1);
+    free(QSNAP_OK(f, "snapshot-revert", "vm", "new"));
+    assert_int_equal(reads(f, RUNNING, 0x22), 1);
+    free(step);
+}
+
 /* Whether migration capability NAME is on in the harness's QEMU (false when it has none of that name). */
 static bool capability_on(struct qt_fixture *f, const char *name)
 {
@@ -1323,6 +1401,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_prestate_setup_teardown(test_qemu_killed_during_save, qt_setup, qt_teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_qemu_killed_during_load, qt_setup, qt_teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_qemu_killed_during_commit, qt_setup, qt_teardown, &f),
+        cmocka_unit_test_prestate_setup_teardown(test_old_qsnap_killed_in_its_job, qt_setup, qt_teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_qsnap_killed_in_save_stream, qt_setup, qt_teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_enospc_metadata, qt_setup, qt_teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_enospc_overlay, qt_setup, qt_teardown, &f),
@@ -1343,7 +1422,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_prestate_setup_teardown(test_preview_commit, qt_setup, qt_teardown, &f),
         cmocka_unit_test_prestate_setup_teardown(test_preview_undo, qt_setup, qt_teardown, &f),
     };
-    const size_t n_all = sizeof(all) / sizeof(all[0]), split = 22;
+    const size_t n_all = sizeof(all) / sizeof(all[0]), split = 23;
     struct CMUnitTest sel[sizeof(all) / sizeof(all[0]) + 1];
     size_t from = 0, to = n_all, n = 0;
 
