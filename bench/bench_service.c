@@ -404,7 +404,8 @@ int main(int argc, char **argv)
         FILE *j = fopen(cf.out_json, "w");
         if (j) {
             fprintf(j,
-                    "{\"revert_api_ms\":%.3f,\"revert_raw_ms\":%.3f,\"revert_delta_ms\":%.3f,\"revert_overhead_ms\":%.3f,\"checks_raw_ms\":%.3f,\"list_n\":%d,"
+                    "{\"revert_api_ms\":%.3f,\"revert_raw_ms\":%.3f,\"revert_delta_ms\":%.3f,"
+                    "\"revert_overhead_ms\":%.3f,\"checks_raw_ms\":%.3f,\"list_n\":%d,"
                     "\"list_cold_ms\":%.3f,\"list_warm_ms\":%.3f,\"list_bytes\":%zu,\"readers\":%d,\"rps\":%.1f,"
                     "\"rss_idle_kib\":%ld,\"rss_load_kib\":%ld,\"rss_peak_kib\":%ld,\"samples\":%d,\"mem_mb\":%d}\n",
                     bench_series_median(&api), bench_series_median(&raw),

@@ -192,9 +192,9 @@ struct qmp_job_options {
     /* may be NULL: called once the job has concluded and before job-dismiss, OK telling whether it
      * succeeded - the last moment a crash of the caller still leaves the result readable in query-jobs */
     void (*concluded)(void *opaque, const char *job_id, bool ok);
-    /* may be NULL (taken only with concluded): called after concluded, once job-dismiss is written and before its reply is read (QEMU
-     * reads a request a byte at a time: local work done here, a sync of what concluded wrote, costs the
-     * caller nothing it would not wait for anyway). Must not use the client. */
+    /* may be NULL (taken only with concluded): called after concluded, once job-dismiss is written and
+     * before its reply is read (QEMU reads a request a byte at a time: local work done here, a sync of what
+     * concluded wrote, costs the caller nothing it would not wait for anyway). Must not use the client. */
     void (*dismissing)(void *opaque, const char *job_id);
 };
 

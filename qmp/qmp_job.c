@@ -77,16 +77,22 @@ static int ms_until(int64_t t)
     return left <= 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left;
 }
 
-/* Runs VERB ("job-dismiss", ...) on job ID. */
-static int job_verb(struct qmp_client *c, const char *verb, const char *id, struct qs_error **err)
+/* Runs VERB ("job-dismiss", ...) on job ID, SENT(OPAQUE) (may be NULL) called once it is written. */
+static int job_verb_sent(struct qmp_client *c, const char *verb, const char *id, void (*sent)(void *), void *opaque,
+                         struct qs_error **err)
 {
     struct qmp_args *a = qmp_args_new();
     int ret;
 
     qmp_args_set_str(a, "id", id);
-    ret = qmp_client_execute(c, verb, a, NULL, err);
+    ret = qmp_client_execute_sent(c, verb, a, sent, opaque, NULL, err);
     qmp_args_free(a);
     return ret;
+}
+
+static int job_verb(struct qmp_client *c, const char *verb, const char *id, struct qs_error **err)
+{
+    return job_verb_sent(c, verb, id, NULL, NULL, err);
 }
 
 struct dismiss_ctx {
@@ -105,13 +111,8 @@ static int job_dismiss(struct qmp_client *c, const char *id, const struct qmp_jo
                        struct qs_error **err)
 {
     struct dismiss_ctx d = {opts, id};
-    struct qmp_args *a = qmp_args_new();
-    int ret;
 
-    qmp_args_set_str(a, "id", id);
-    ret = qmp_client_execute_sent(c, "job-dismiss", a, opts->concluded && opts->dismissing ? dismiss_sent : NULL, &d, NULL, err);
-    qmp_args_free(a);
-    return ret;
+    return job_verb_sent(c, "job-dismiss", id, opts->concluded && opts->dismissing ? dismiss_sent : NULL, &d, err);
 }
 
 /*
