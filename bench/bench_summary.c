@@ -1338,9 +1338,9 @@ static void run_lists(struct bench *b)
                               NULL);
             }
         } else {
-            l->c.na[S_V] = qs_xstrdup(b->virsh_hung  ? "n/a (libvirtd did not answer after its restart)"
-                                      : b->virsh ? "n/a (libvirtd not managed by this run)"
-                                                 : "n/a (no --virsh)");
+            l->c.na[S_V] = qs_xstrdup(b->virsh_hung ? "n/a (libvirtd did not answer after its restart)"
+                                      : b->virsh    ? "n/a (libvirtd not managed by this run)"
+                                                    : "n/a (no --virsh)");
         }
         l->c.na[S_R] = qs_xstrdup("- (metadata only: no QEMU work)");
     }
