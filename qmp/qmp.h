@@ -117,13 +117,12 @@ pid_t qmp_client_peer_pid(const struct qmp_client *c);
 void qmp_client_set_timeout(struct qmp_client *c, int timeout_ms);
 
 /*
- * Runs COMMAND with ARGS (NULL for none) and waits for its reply (the next one: requests go without an id,
- * and QEMU answers them in order; events that arrive meanwhile are queued). On success *ret (when ret is non-NULL) holds the "return" value; caller
- * frees with qmp_reply_free(). An error reply is QS_ERR_QEMU with the QMP class in err->qmp_class and
- * QEMU's desc as the message. EOF/ECONNRESET/EPIPE are QS_ERR_DISCONNECTED; no reply in time is
- * QS_ERR_TIMEOUT; bytes that are not QMP are QS_ERR_PROTOCOL, a message over opts->max_message
- * QS_ERR_TOOBIG. After any of these the client is unusable: later calls fail with QS_ERR_DISCONNECTED.
- * timeout_ms <= 0 uses the client default.
+ * Runs COMMAND with ARGS (NULL for none) and waits for its reply (the next one: requests go without an id, and QEMU
+ * answers them in order; events that arrive meanwhile are queued). On success *ret (when ret is non-NULL) holds the
+ * "return" value; caller frees with qmp_reply_free(). An error reply is QS_ERR_QEMU with the QMP class in
+ * err->qmp_class and QEMU's desc as the message. EOF/ECONNRESET/EPIPE are QS_ERR_DISCONNECTED; no reply in time is
+ * QS_ERR_TIMEOUT; bytes that are not QMP are QS_ERR_PROTOCOL, a message over opts->max_message QS_ERR_TOOBIG. After any
+ * of these the client is unusable: later calls fail with QS_ERR_DISCONNECTED. timeout_ms <= 0 uses the client default.
  */
 int qmp_client_execute(struct qmp_client *c, const char *command, const struct qmp_args *args,
                        struct qmp_reply **ret, struct qs_error **err);
