@@ -512,7 +512,20 @@ static int create_redefine(struct engine *e, const char *domain, struct md_snaps
     struct intent it = {0};
     int ret = -1;
 
-    if (!dom || !(lock = engine_domain_lock(e, domain, err)) || !(t = md_tree_load(e->store, domain, lock, err)))
+    if (!dom || !(lock = engine_domain_lock(e, domain, err)))
+        goto out;
+    /* a new snapshot that is not to be current needs no tree: what adding it costs does not grow with the
+     * snapshots there */
+    if (!(flags & ENGINE_CREATE_CURRENT) &&
+        (ret = md_store_snapshot_add_quick(e->store, lock, domain, dom, snap, err)) != 0) {
+        if (ret > 0) {
+            ret = 0;
+            engine_step(e, "redefine", "metadata");
+        }
+        goto out;
+    }
+    ret = -1;
+    if (!(t = md_tree_load(e->store, domain, lock, err)))
         goto out;
     old = md_tree_find(t, snap->name);
     /* redefining the current snapshot keeps it current, as libvirt does */

@@ -355,6 +355,14 @@ int md_store_snapshot_set_current(struct md_store *store, const struct md_lock *
 int md_store_snapshot_put_tree(struct md_store *store, const struct md_lock *lock, const char *domain,
                                struct md_tree *tree, const struct md_domain *def, const struct md_snapshot *snap,
                                unsigned flags, struct qs_error **err);
+/*
+ * The quick way to add SNAP, when it needs no tree: a name the domain does not have, not current, its parent
+ * (if any) there, the index vouching for the directory (see md_tree.c's journal). DEF: the domain's
+ * definition. 1: added; 0: that way does not apply, nothing changed (take md_store_snapshot_put_tree(),
+ * which also gives the errors); -1: writing failed (ERR).
+ */
+int md_store_snapshot_add_quick(struct md_store *store, const struct md_lock *lock, const char *domain,
+                                const struct md_domain *def, const struct md_snapshot *snap, struct qs_error **err);
 int md_store_snapshot_delete_tree(struct md_store *store, const struct md_lock *lock, const char *domain,
                                   struct md_tree *tree, const char *name, unsigned flags, struct qs_error **err);
 int md_store_snapshot_set_current_tree(struct md_store *store, const struct md_lock *lock, const char *domain,

@@ -104,10 +104,10 @@ struct md_tree *md_tree_load_internal(struct md_store *store, const char *domain
 #define MD_INDEX_NAME_V1 ".qsnap-index"
 /* Tree internals for tests: whether the last md_tree_load parsed N files and rewrote the index, and how it
  * read the directory: the index alone, the index checked against the entries' inode numbers (a racy stamp),
- * or every file's stat. */
+ * every file's stat, or the index and the files its journal adds. */
 size_t md_tree_files_parsed(const struct md_tree *tree);
 bool md_tree_index_written(const struct md_tree *tree);
-enum { MD_LOAD_INDEX = 1, MD_LOAD_INODES, MD_LOAD_STAT };
+enum { MD_LOAD_INDEX = 1, MD_LOAD_INODES, MD_LOAD_STAT, MD_LOAD_JOURNAL };
 int md_tree_load_path(const struct md_tree *tree);
 
 /*
@@ -142,6 +142,29 @@ void md_index_drop(struct md_store *store, const char *domain);
  * now. Lock held.
  */
 void md_index_restamp(struct md_store *store, const char *domain, int dirfd, const struct stat *before);
+/*
+ * A writer adding one snapshot without loading the tree (lock held): md_index_quick() says whether DOMAIN's
+ * index, with its journal, vouches for the snapshot directory DIRFD as it is now, has every snapshot in the
+ * file NAME.xml (so that the directory alone tells which names exist) and has room for one more record;
+ * md_index_quick_done() then records that FILE (inode INO) was written, W the writer's stamps from q->dir on,
+ * or drops the index when W saw anything else change the directory.
+ */
+/* Records a journal holds before a quick writer takes the long way (which writes a new index). */
+#define MD_JOURNAL_MAX 128
+struct md_quick {
+    struct stat dir;
+    uint64_t base_body, base_stamp; /* the index vouched by */
+    size_t jl_len;                  /* its journal's good length (0: none about this index) */
+    bool fine;
+};
+bool md_index_quick(struct md_store *store, const char *domain, int dirfd, struct md_quick *q);
+/* For tests: the good records of DOMAIN's journal about its index (0: none). */
+size_t md_index_journal_records(struct md_store *store, const char *domain);
+void md_index_quick_done(struct md_store *store, const char *domain, const struct md_quick *q, const char *file,
+                         uint64_t ino, const struct md_wstamp *w);
+/* md_tree_check_redefine() without the tree: the snapshot valid, and its domain's uuid DOMAIN_UUID (NULL:
+ * not checked). */
+int md_snapshot_check_redefine(const char *domain_uuid, const struct md_snapshot *snap, struct qs_error **err);
 /* A fast 64-bit hash of N bytes (to tell a whole file from a torn or damaged one; not cryptographic). */
 uint64_t md_hash(const void *p, size_t n);
 /* Whether two stats of a directory around one change show timestamps finer than the clock tick. */

@@ -741,6 +741,52 @@ out:
     return ret;
 }
 
+int md_store_snapshot_add_quick(struct md_store *s, const struct md_lock *lock, const char *domain,
+                                const struct md_domain *def, const struct md_snapshot *snap, struct qs_error **err)
+{
+    struct md_quick q;
+    struct change c = {0};
+    struct stat st;
+    char *file = NULL, *pfile = NULL;
+    int dir = -1, ret = 0;
+
+    if (!def || !snap->name || snap->current || md_lock_check(lock, s, domain, NULL) < 0 ||
+        qs_name_check(snap->name, "snapshot", NULL) < 0 ||
+        (snap->parent &&
+         (strcmp(snap->parent, snap->name) == 0 || qs_name_check(snap->parent, "snapshot", NULL) < 0)) ||
+        (dir = md_store_snapdir_open(s, domain, false, NULL)) < 0)
+        goto out;
+    file = qs_asprintf("%s.xml", snap->name);
+    pfile = snap->parent ? qs_asprintf("%s.xml", snap->parent) : NULL;
+    /* the index vouches for the directory and says every snapshot is in NAME.xml: no such file, no snapshot
+     * of that name; the parent's file there, the parent there */
+    if (!md_index_quick(s, domain, dir, &q) || fstatat(dir, file, &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT ||
+        (pfile && (fstatat(dir, pfile, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))) ||
+        md_snapshot_check_redefine(md_domain_uuid(def), snap, NULL) < 0)
+        goto out;
+    /* from here on the directory changes: the answer is 1 or -1 */
+    ret = -1;
+    c.dir = dir;
+    c.w.last = q.dir;
+    c.w.ok = true;
+    c.w.fine = q.fine;
+    gen_begin(&c);
+    md_wstamp_before(&c.w, dir);
+    if (write_snapshot(dir, file, snap, err) == 0)
+        ret = 1;
+    md_wstamp_after(&c.w, dir);
+    gen_end(&c);
+    if (ret == 1 && fstatat(dir, file, &st, AT_SYMLINK_NOFOLLOW) == 0)
+        md_index_quick_done(s, domain, &q, file, (uint64_t)st.st_ino, &c.w);
+    else
+        md_index_drop(s, domain);
+out:
+    qs_close(dir);
+    free(file);
+    free(pfile);
+    return ret;
+}
+
 static void collect_subtree(const struct md_tree *t, const struct md_entry *e, const struct md_entry ***v,
                             size_t *n)
 {

@@ -41,13 +41,16 @@
 #define IX_MAX (1u << 30)
 /* Files changed this recently are not vouched for by their own stat in the full check ("racy git"). */
 #define RACY_NS (2ll * 1000 * 1000 * 1000)
+/* Every snapshot of the index is in the file NAME.xml (as qsnap and libvirt name them): a writer may then
+ * tell from the directory alone whether a snapshot of a name exists (md_index_quick). */
+#define IXS_NAMED 1u
 
 struct ix_stamp {
     uint64_t dev, ino;
     int64_t mtime_ns, ctime_ns;
     int64_t written_ns; /* CLOCK_REALTIME when the stamp was taken */
     uint32_t fine;      /* the directory's timestamps were seen finer than the clock tick */
-    uint32_t pad;
+    uint32_t flags;     /* IXS_* */
     uint64_t body_sum;  /* the body this stamp vouches for */
     uint64_t sum;       /* of the fields above */
 };
@@ -326,6 +329,18 @@ static struct node *find(const struct md_tree *t, const char *name)
     return name && found ? t->by_name[i] : NULL;
 }
 
+/* Whether FILE is NAME.xml, as qsnap and libvirt name a snapshot's file. */
+static bool named_file(const char *name, const char *file)
+{
+    size_t n = strlen(name);
+    return strncmp(file, name, n) == 0 && strcmp(file + n, ".xml") == 0;
+}
+
+static bool named(const struct md_entry *e)
+{
+    return named_file(e->name, e->file);
+}
+
 /* ---- structure ---- */
 
 /*
@@ -568,6 +583,12 @@ static int64_t ts_ns(struct timespec ts)
     return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
 }
 
+static bool stat_same(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && ts_ns(a->st_mtim) == ts_ns(b->st_mtim) &&
+           ts_ns(a->st_ctim) == ts_ns(b->st_ctim);
+}
+
 static int64_t now_ns(void)
 {
     struct timespec ts;
@@ -609,9 +630,11 @@ static bool stamp_racy(const struct ix_stamp *st, const struct stat *dir)
 }
 
 /* OBSERVED: when the content the stamp vouches for was seen (at or after DIR was taken). */
-static void stamp_set(struct ix_stamp *st, const struct stat *dir, int64_t observed, bool fine, uint64_t body_sum)
+static void stamp_set(struct ix_stamp *st, const struct stat *dir, int64_t observed, bool fine, uint64_t body_sum,
+                      uint32_t flags)
 {
     memset(st, 0, sizeof(*st));
+    st->flags = flags;
     st->dev = (uint64_t)dir->st_dev;
     st->ino = (uint64_t)dir->st_ino;
     st->mtime_ns = ts_ns(dir->st_mtim);
@@ -808,6 +831,136 @@ static const char *ix_read(struct md_store *s, const char *domain, const struct 
     return p;
 }
 
+/*
+ * The journal: ROOT/run/DOM.ixlog, the snapshots a writer added without loading the tree since the index
+ * was written (md_store_snapshot_add_quick: a new snapshot, not current, its parent there), so that adding
+ * one costs the same at 10 and at 100,000 snapshots. Each record names the file written and carries the
+ * directory's stamp after the change. A reader whose directory has the last record's stamp loads the index,
+ * then the few files the records name, and writes them into a new index when it may; a writer that loads
+ * the tree does the same. Every index written removes the journal: one that is not about the index there
+ * (by the index's sums) is ignored. A record appended is whole or ignored: each has a sum, and the first bad
+ * one ends the journal (the directory then no longer has the last good stamp: the load reads it).
+ */
+#define JL_MAGIC "QSNAPJL1"
+#define JL_MAX MD_JOURNAL_MAX
+
+struct jl_header {
+    char magic[8];
+    uint32_t bom, pad;
+    uint64_t base_body, base_stamp; /* the index it is about: its body's sum, its stamp's sum */
+    uint64_t sum;                   /* of the fields above */
+};
+
+struct jl_rec {
+    uint32_t size;         /* the record with its file name, padded to 8 bytes */
+    uint32_t file_len;     /* 0: a new stamp only (md_index_restamp) */
+    uint64_t ino;          /* the file's inode number */
+    uint64_t sum;          /* of the record and its file name with this field 0 */
+    struct ix_stamp stamp; /* the directory after the change */
+};
+#define JL_REC_MAX (sizeof(struct jl_rec) + QS_NAME_MAX + 16)
+#define JL_FILE_MAX (sizeof(struct jl_header) + (size_t)(JL_MAX + 1) * JL_REC_MAX)
+
+struct jl {
+    char *data;
+    size_t len;                   /* up to the end of the last good record */
+    size_t nrec, nfiles;
+    const struct ix_stamp *last;  /* the last good record's stamp (NULL: none) */
+};
+
+static char *jl_name(const char *domain)
+{
+    return qs_asprintf("%s.ixlog", domain);
+}
+
+static void jl_remove(int run, const char *domain)
+{
+    char *name = jl_name(domain);
+    unlinkat(run, name, 0);
+    free(name);
+}
+
+static uint64_t jl_header_sum(const struct jl_header *jh)
+{
+    return ix_hash(jh, offsetof(struct jl_header, sum));
+}
+
+static uint64_t jl_rec_sum(const struct jl_rec *r)
+{
+    char buf[JL_REC_MAX] __attribute__((aligned(8)));
+    memcpy(buf, r, r->size);
+    ((struct jl_rec *)buf)->sum = 0;
+    return ix_hash(buf, r->size);
+}
+
+/* The record at OFF of J when it is a whole one (a file name without '/' or NUL ending in .xml). */
+static const struct jl_rec *jl_rec_at(const char *data, size_t len, size_t off)
+{
+    const struct jl_rec *r = (const struct jl_rec *)(data + off);
+    const char *f = (const char *)(r + 1);
+
+    if (len - off < sizeof(*r) || r->size < sizeof(*r) || r->size > len - off || r->size % 8 ||
+        r->file_len > QS_NAME_MAX + 4 || r->size < sizeof(*r) + r->file_len ||
+        r->size - sizeof(*r) - r->file_len >= 8 ||
+        r->sum != jl_rec_sum(r) || r->stamp.sum != stamp_sum(&r->stamp))
+        return NULL;
+    if (r->file_len && (r->file_len < 5 || memchr(f, '/', r->file_len) || memchr(f, '\0', r->file_len) ||
+                        memcmp(f + r->file_len - 4, ".xml", 4) != 0 || f[0] == '.'))
+        return NULL;
+    return r;
+}
+
+/* DOMAIN's journal when it is about the index H (its records up to the first bad one); false when there is
+ * none about H. jl_free() it either way. */
+static bool jl_read(int run, const char *domain, const struct ix_header *h, struct jl *j)
+{
+    char *name = jl_name(domain);
+    const struct jl_header *jh;
+    size_t off;
+
+    memset(j, 0, sizeof(*j));
+    if (qs_file_read(run, name, JL_FILE_MAX, &j->data, &j->len, NULL) < 0) {
+        free(name);
+        j->data = NULL;
+        j->len = 0;
+        return false;
+    }
+    free(name);
+    jh = (const struct jl_header *)j->data;
+    if (j->len < sizeof(*jh) || memcmp(jh->magic, JL_MAGIC, 8) != 0 || jh->bom != IX_BOM ||
+        jh->sum != jl_header_sum(jh) || jh->base_body != h->body_sum || jh->base_stamp != h->stamp.sum)
+        return false;
+    for (off = sizeof(*jh); off < j->len;) {
+        const struct jl_rec *r = jl_rec_at(j->data, j->len, off);
+        if (!r)
+            break;
+        j->nrec++;
+        j->nfiles += r->file_len != 0;
+        j->last = &r->stamp;
+        off += r->size;
+    }
+    j->len = off;
+    return true;
+}
+
+static void jl_free(struct jl *j)
+{
+    free(j->data);
+    memset(j, 0, sizeof(*j));
+}
+
+/* Whether DOMAIN's journal about the index H ends with the stamp of the directory as DIR. */
+static bool jl_matches(struct md_store *s, const char *domain, const struct ix_header *h, const struct stat *dir)
+{
+    int run = md_store_run_open(s);
+    struct jl j = {0};
+    bool ok = run >= 0 && jl_read(run, domain, h, &j) && j.last && stamp_matches(j.last, dir);
+
+    jl_free(&j);
+    qs_close(run);
+    return ok;
+}
+
 /* Buffered writes of the index body, hashed on the way (the body is never whole in memory: a 10,000-snapshot
  * index is 0.8 MB, and every page a command touches costs it). */
 struct ixout {
@@ -893,11 +1046,13 @@ static int ix_write(struct md_store *s, struct md_tree *t, const struct stat *di
     struct ixout *o = NULL;
     char *tmp = NULL, *name = NULL;
     size_t ssize = 1, off = 1;
-    uint32_t prev_aux = IX_NONE;
+    uint32_t prev_aux = IX_NONE, flags = IXS_NAMED;
     int run = -1, ret = -1;
 
     for (size_t i = 0; i < t->n; i++) {
         const struct md_entry *e = &t->by_name[i]->e;
+        if (!named(e))
+            flags &= ~IXS_NAMED;
         ix_off(e->name, &ssize);
         ix_off(e->description, &ssize);
         ix_off(e->file, &ssize);
@@ -973,14 +1128,16 @@ static int ix_write(struct md_store *s, struct md_tree *t, const struct stat *di
     if (keep) { /* the same directory as before: only the body changed */
         h.stamp = *keep;
         h.stamp.body_sum = h.body_sum;
+        h.stamp.flags = flags;
         h.stamp.sum = stamp_sum(&h.stamp);
     } else {
-        stamp_set(&h.stamp, dir, observed, fine, h.body_sum);
+        stamp_set(&h.stamp, dir, observed, fine, h.body_sum, flags);
     }
     if (!o->failed && pwrite(o->fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h) && close(o->fd) == 0 &&
-        renameat(run, tmp, run, name) == 0)
+        renameat(run, tmp, run, name) == 0) {
         ret = 0;
-    else
+        jl_remove(run, t->domain); /* what it added is in the index now, or it was about another one */
+    } else
         unlinkat(run, tmp, 0);
     o->fd = -1;
 out:
@@ -1000,28 +1157,166 @@ void md_index_drop(struct md_store *s, const char *domain)
     int run = md_store_run_open(s);
     char *name = qs_asprintf("%s.index", domain);
 
-    if (run >= 0)
+    if (run >= 0) {
         unlinkat(run, name, 0);
+        jl_remove(run, domain);
+    }
     qs_close(run);
     free(name);
+}
+
+/* What vouches for DOMAIN's snapshot directory as DIR (a writer's view, the lock held): the index's own
+ * stamp, or the last record of its journal (q->jl_len: the journal's length; 0 when there is none about this
+ * index). *H: the index's header. */
+static bool vouched(int run, const char *domain, const struct stat *dir, struct ix_header *h, struct md_quick *q,
+                    size_t *nfiles)
+{
+    char *name = qs_asprintf("%s.index", domain);
+    int fd = openat(run, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    const struct ix_stamp *v = NULL;
+    struct jl j = {0};
+    bool ok = false;
+
+    free(name);
+    memset(q, 0, sizeof(*q));
+    *nfiles = 0;
+    if (fd < 0)
+        return false;
+    if (pread(fd, h, sizeof(*h), 0) != (ssize_t)sizeof(*h) || memcmp(h->magic, IX_MAGIC, 8) != 0 ||
+        h->bom != IX_BOM || h->header_size != sizeof(*h) || !stamp_ok(h))
+        goto out;
+    if (stamp_matches(&h->stamp, dir)) {
+        v = &h->stamp;
+    } else if (jl_read(run, domain, h, &j) && j.last && stamp_matches(j.last, dir)) {
+        v = j.last;
+        q->jl_len = j.len;
+        *nfiles = j.nfiles;
+    }
+    if (!v || stamp_racy(v, dir))
+        goto out;
+    q->dir = *dir;
+    q->fine = v->fine;
+    q->base_body = h->body_sum;
+    q->base_stamp = h->stamp.sum;
+    ok = true;
+out:
+    jl_free(&j);
+    close(fd);
+    return ok;
+}
+
+/* Appends to DOMAIN's journal (Q: as vouched() found it) that FILE (NULL: nothing) was written, leaving the
+ * directory as AFTER; or starts the journal. False when it could not. */
+static bool jl_add(int run, const char *domain, const struct md_quick *q, const char *file, uint64_t ino,
+                   const struct stat *after, bool fine)
+{
+    char buf[sizeof(struct jl_header) + JL_REC_MAX] __attribute__((aligned(8)));
+    struct jl_header *jh = (struct jl_header *)buf;
+    struct jl_rec *r;
+    size_t flen = file ? strlen(file) : 0, hlen = q->jl_len ? 0 : sizeof(*jh), size;
+    char *name = jl_name(domain), *tmp = NULL;
+    bool ok = false;
+    int fd = -1;
+
+    if (flen > QS_NAME_MAX + 4)
+        goto out;
+    size = (sizeof(*r) + flen + 7) & ~(size_t)7;
+    memset(buf, 0, hlen + size);
+    r = (struct jl_rec *)(buf + hlen);
+    r->size = (uint32_t)size;
+    r->file_len = (uint32_t)flen;
+    r->ino = ino;
+    stamp_set(&r->stamp, after, now_ns(), fine, 0, 0);
+    memcpy(r + 1, file ? file : "", flen);
+    r->sum = jl_rec_sum(r);
+    if (q->jl_len) { /* after the last good record, over whatever a writer that died left */
+        if ((fd = openat(run, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)) >= 0 &&
+            pwrite(fd, r, size, (off_t)q->jl_len) == (ssize_t)size && ftruncate(fd, (off_t)(q->jl_len + size)) == 0)
+            ok = true;
+        goto out;
+    }
+    memcpy(jh->magic, JL_MAGIC, 8);
+    jh->bom = IX_BOM;
+    jh->base_body = q->base_body;
+    jh->base_stamp = q->base_stamp;
+    jh->sum = jl_header_sum(jh);
+    tmp = qs_asprintf("%s.ixlog.tmp", domain);
+    unlinkat(run, tmp, 0);
+    if ((fd = openat(run, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0)
+        goto out;
+    ok = qs_write_all(fd, buf, hlen + size) == 0 && close(fd) == 0;
+    fd = -1;
+    ok = ok && renameat(run, tmp, run, name) == 0;
+    if (!ok)
+        unlinkat(run, tmp, 0);
+out:
+    if (fd >= 0 && close(fd) < 0)
+        ok = false;
+    free(name);
+    free(tmp);
+    return ok;
+}
+
+bool md_index_quick(struct md_store *s, const char *domain, int dirfd, struct md_quick *q)
+{
+    struct ix_header h;
+    struct stat dir;
+    size_t nfiles = 0;
+    int run = md_store_run_open(s);
+    bool ok = run >= 0 && fstat(dirfd, &dir) == 0 && vouched(run, domain, &dir, &h, q, &nfiles) &&
+              (h.stamp.flags & IXS_NAMED) && nfiles < JL_MAX;
+
+    qs_close(run);
+    return ok;
+}
+
+size_t md_index_journal_records(struct md_store *s, const char *domain)
+{
+    const struct ix_header *h;
+    size_t len, n = 0;
+    const char *data = ix_read(s, domain, &h, &len);
+    int run = md_store_run_open(s);
+    struct jl j = {0};
+
+    if (data && run >= 0 && jl_read(run, domain, h, &j))
+        n = j.nrec;
+    jl_free(&j);
+    qs_close(run);
+    ix_release(data, len);
+    return n;
+}
+
+void md_index_quick_done(struct md_store *s, const char *domain, const struct md_quick *q, const char *file,
+                         uint64_t ino, const struct md_wstamp *w)
+{
+    int run = md_store_run_open(s);
+
+    if (run >= 0 && !(w->ok && jl_add(run, domain, q, file, ino, &w->last, w->fine)))
+        md_index_drop(s, domain); /* the next load reads the directory */
+    qs_close(run);
 }
 
 void md_index_restamp(struct md_store *s, const char *domain, int dirfd, const struct stat *before)
 {
     struct ix_header h;
+    struct md_quick q;
     struct stat after;
+    size_t nfiles;
     char *name = qs_asprintf("%s.index", domain);
     int run = md_store_run_open(s), fd = -1;
 
-    if (run < 0 || (fd = openat(run, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) < 0)
-        goto out;
-    if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) || memcmp(h.magic, IX_MAGIC, 8) != 0 ||
-        h.bom != IX_BOM || !stamp_ok(&h) || !stamp_matches(&h.stamp, before) || stamp_racy(&h.stamp, before) ||
-        fstat(dirfd, &after) < 0)
+    if (run < 0 || !vouched(run, domain, before, &h, &q, &nfiles) || fstat(dirfd, &after) < 0)
         goto out;
     /* the index held for the directory as it was just before the caller's change, which it does not
      * describe (not a snapshot file): it holds for the directory as it is now */
-    stamp_set(&h.stamp, &after, now_ns(), h.stamp.fine || md_stamp_fine(before, &after), h.body_sum);
+    if (q.jl_len) {
+        if (!jl_add(run, domain, &q, NULL, 0, &after, q.fine || md_stamp_fine(before, &after)))
+            md_index_drop(s, domain);
+        goto out;
+    }
+    if ((fd = openat(run, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) < 0)
+        goto out;
+    stamp_set(&h.stamp, &after, now_ns(), h.stamp.fine || md_stamp_fine(before, &after), h.body_sum, h.stamp.flags);
     if (pwrite(fd, &h.stamp, sizeof(h.stamp), offsetof(struct ix_header, stamp)) != (ssize_t)sizeof(h.stamp))
         unlinkat(run, name, 0); /* half a stamp: its sum fails, but say so plainly */
 out:
@@ -1055,40 +1350,105 @@ enum scan_mode { SCAN_INODES, SCAN_STAT };
 static struct md_tree *load_scan(struct md_store *s, const char *domain, const struct md_lock *lock,
                                  bool write_index, bool checked, struct qs_error **err);
 
+/* The snapshots J's records add to T (loaded from the index J is about): each file parsed, a new name whose
+ * parent T has, the inode the record names. False when anything does not fit (the load reads the directory). */
+static bool jl_apply(struct md_store *s, struct md_tree *t, const struct jl *j)
+{
+    int dir = md_store_snapdir_open(s, t->domain, false, NULL);
+    bool ok = dir >= 0;
+
+    for (size_t off = sizeof(struct jl_header); ok && off < j->len;) {
+        const struct jl_rec *r = (const struct jl_rec *)(j->data + off);
+        char *file = qs_xstrndup((const char *)(r + 1), r->file_len), *data = NULL;
+        struct md_snapshot *snap = NULL;
+        size_t len;
+
+        off += r->size;
+        if (r->file_len) {
+            ok = qs_file_read(dir, file, MD_FILE_MAX, &data, &len, NULL) == 0 &&
+                 (snap = md_snapshot_parse(data, len, MD_PARSE_ON_DISK | MD_PARSE_SKIP_SUBTREES, NULL)) &&
+                 !snap->current && named_file(snap->name, file) && !find(t, snap->name) &&
+                 md_tree_note_file(t, dir, file, snap) == 0 && (uint64_t)find(t, snap->name)->ino == r->ino;
+            t->parsed++;
+        }
+        md_snapshot_free(snap);
+        free(data);
+        free(file);
+    }
+    qs_close(dir);
+    return ok && !t->broken && relink(t, NULL) == 0;
+}
+
 /*
- * The fast way: the index alone, when the snapshot directory still has the stamp the index records (and it
+ * The fast way: the index alone, when the snapshot directory still has the stamp the index records, or the
+ * index and the few files its journal adds, when the directory has the journal's last stamp (and that stamp
  * is not racy). NULL (and no error) when it does not apply; *missing when there is no snapshot directory.
  */
 static struct md_tree *load_index(struct md_store *s, const char *domain, bool *missing)
 {
     const struct ix_header *h;
+    const struct ix_stamp *v = NULL;
     struct md_tree *t = NULL;
+    struct jl j = {0};
     struct stat st;
     size_t len;
     const char *data = ix_read(s, domain, &h, &len);
     char *rel = qs_asprintf("snapshot/%s", domain);
-    int r = fstatat(md_store_root_fd(s), rel, &st, AT_SYMLINK_NOFOLLOW);
+    int r = fstatat(md_store_root_fd(s), rel, &st, AT_SYMLINK_NOFOLLOW), run;
 
     *missing = r < 0 && errno == ENOENT;
     free(rel);
-    if (!data || r < 0 || !S_ISDIR(st.st_mode) || !stamp_ok(h) || !stamp_matches(&h->stamp, &st) ||
-        stamp_racy(&h->stamp, &st)) {
+    if (data && r == 0 && S_ISDIR(st.st_mode) && stamp_ok(h)) {
+        if (stamp_matches(&h->stamp, &st)) {
+            v = &h->stamp;
+        } else if ((run = md_store_run_open(s)) >= 0) {
+            if (jl_read(run, domain, h, &j) && j.last && stamp_matches(j.last, &st))
+                v = j.last;
+            qs_close(run);
+        }
+    }
+    if (!v || stamp_racy(v, &st)) {
+        jl_free(&j);
         ix_release(data, len);
         return NULL;
     }
     t = tree_new(domain);
-    t->fine = h->stamp.fine;
+    t->fine = v->fine;
     t->at_load = st;
-    t->stamp = h->stamp;
+    t->stamp = *v;
     t->have_stamp = true;
     t->ixdata = data; /* the tree unmaps it */
     t->ixlen = len;
-    if (!ix_load(t, data, h, NULL)) {
+    t->path = MD_LOAD_INDEX;
+    if (!ix_load(t, data, h, NULL) || (v != &h->stamp && !jl_apply(s, t, &j))) {
+        jl_free(&j);
         md_tree_free(t);
         return NULL;
     }
-    t->path = MD_LOAD_INDEX;
+    if (v != &h->stamp) {
+        t->path = MD_LOAD_JOURNAL;
+        t->shape_dirty = false;
+    }
+    jl_free(&j);
     return t;
+}
+
+/* A tree read through the journal becomes the index (the same stamp, the journal's snapshots in it) when we
+ * may: under the caller's lock, or the domain lock if it is free right now, the directory as it was. */
+static void jl_fold(struct md_store *s, struct md_tree *t, const struct md_lock *lock)
+{
+    struct md_lock *own = NULL;
+    struct stat st;
+    char *rel;
+
+    if (!md_lock_covers(lock, s, t->domain) && !(own = md_lock_acquire(s, t->domain, 0, NULL)))
+        return;
+    rel = qs_asprintf("snapshot/%s", t->domain);
+    if (fstatat(md_store_root_fd(s), rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && stat_same(&st, &t->at_load) &&
+        stamp_matches(&t->stamp, &st))
+        ix_write(s, t, &st, 0, t->fine, &t->stamp);
+    free(rel);
+    md_lock_free(own);
 }
 
 static struct md_tree *load_once(struct md_store *s, const char *domain, const struct md_lock *lock,
@@ -1097,8 +1457,11 @@ static struct md_tree *load_once(struct md_store *s, const char *domain, const s
     bool missing = false;
     struct md_tree *t = checked ? NULL : load_index(s, domain, &missing);
 
-    if (t)
+    if (t) {
+        if (t->path == MD_LOAD_JOURNAL && write_index)
+            jl_fold(s, t, lock);
         return t;
+    }
     if (missing) {
         t = tree_new(domain);
         t->path = MD_LOAD_INDEX;
@@ -1136,7 +1499,8 @@ static struct md_tree *load_guarded(struct md_store *s, const char *domain, cons
             continue;
         }
         t = load_once(s, domain, NULL, write_index, checked, &local);
-        if (t && t->path == MD_LOAD_INDEX) { /* the index matched the directory: nothing was half-read */
+        if (t && (t->path == MD_LOAD_INDEX || t->path == MD_LOAD_JOURNAL)) {
+            /* the index (and its journal) matched the directory: nothing was half-read */
             qs_error_free(local);
             return t;
         }
@@ -1225,7 +1589,7 @@ static struct md_tree *load_scan(struct md_store *s, const char *domain, const s
         }
         /* the directory as recorded, only the tick unsure: entries renamed, added or removed show in
          * their inode numbers, nothing else can have happened */
-        if (!checked && stamp_ok(h) && stamp_matches(&h->stamp, &dst))
+        if (!checked && stamp_ok(h) && (stamp_matches(&h->stamp, &dst) || jl_matches(s, domain, h, &dst)))
             mode = SCAN_INODES;
         t->fine = stamp_ok(h) && h->stamp.dev == (uint64_t)dst.st_dev && h->stamp.ino == (uint64_t)dst.st_ino &&
                   h->stamp.fine;
@@ -1415,12 +1779,6 @@ void md_tree_note_removed(struct md_tree *t, const char *name)
     for (size_t i = 0; i < t->n; i++)
         if (t->by_name[i]->up == gone)
             t->broken = true;
-}
-
-static bool stat_same(const struct stat *a, const struct stat *b)
-{
-    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && ts_ns(a->st_mtim) == ts_ns(b->st_mtim) &&
-           ts_ns(a->st_ctim) == ts_ns(b->st_ctim);
 }
 
 void md_wstamp_begin(struct md_wstamp *w, const struct md_tree *t, int dirfd)
@@ -1653,11 +2011,8 @@ int md_tree_list(const struct md_tree *t, const char *from, unsigned flags, cons
     return 0;
 }
 
-int md_tree_check_redefine(const struct md_tree *t, const char *domain_uuid, const struct md_snapshot *snap,
-                           struct qs_error **err)
+int md_snapshot_check_redefine(const char *domain_uuid, const struct md_snapshot *snap, struct qs_error **err)
 {
-    const struct node *other, *p;
-
     if (md_snapshot_validate(snap, err) < 0)
         return -1;
     if (domain_uuid) {
@@ -1675,6 +2030,16 @@ int md_tree_check_redefine(const struct md_tree *t, const char *domain_uuid, con
             return -1;
         }
     }
+    return 0;
+}
+
+int md_tree_check_redefine(const struct md_tree *t, const char *domain_uuid, const struct md_snapshot *snap,
+                           struct qs_error **err)
+{
+    const struct node *other, *p;
+
+    if (md_snapshot_check_redefine(domain_uuid, snap, err) < 0)
+        return -1;
     if (snap->parent) {
         if (strcmp(snap->parent, snap->name) == 0) {
             qs_error_set(err, QS_ERR_INVALID, "cannot set snapshot '%s' as its own parent", snap->name);

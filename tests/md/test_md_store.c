@@ -1037,6 +1037,191 @@ static void test_index_writers(void **state)
     md_lock_free(l);
 }
 
+/* Whether this file system's directory timestamps are finer than the clock tick (Linux 6.13's multigrain
+ * timestamps; a busy machine may hide it once, not five times): else a stamp taken right after a change is
+ * racy, and neither the quick way nor a reader trusts it until a load took a new one a tick later. */
+static bool fine_stamps(struct fx *f)
+{
+    char *d = qs_asprintf("%s/probe", f->root), *p = qs_asprintf("%s/probe/x", f->root);
+    struct stat a, b;
+    bool fine = false;
+
+    assert_int_equal(mkdir(d, 0700), 0);
+    for (int i = 0; i < 5 && !fine; i++) {
+        assert_int_equal(stat(d, &a), 0);
+        t_write(p, "x", 1);
+        assert_int_equal(stat(d, &b), 0);
+        fine = md_stamp_fine(&a, &b);
+        unlink(p);
+    }
+    rmdir(d);
+    free(p);
+    free(d);
+    return fine;
+}
+
+/* A tick later, a load under the lock: the index vouches for the directory again with a stamp that is not
+ * racy, the journal folded into it. */
+static void settle_load(struct fx *f, struct md_lock *l)
+{
+    struct qs_error *err = NULL;
+    struct md_tree *t;
+
+    settle();
+    if (!(t = md_tree_load(f->store, "vm1", l, &err)))
+        fail_msg("load: %s", err->message);
+    md_tree_free(t);
+}
+
+/* The quick way for a new snapshot: 1 added, 0 declined - and then nothing on disk changed. */
+static int quick(struct fx *f, struct md_lock *l, const struct md_domain *def, const char *name,
+                 const char *parent, const char *uuid, bool current)
+{
+    struct qs_error *err = NULL;
+    struct md_snapshot *s = mk_snap(name, parent, MD_STATE_SHUTOFF, uuid);
+    uint64_t before = t_hash_dir(f->root);
+    int r;
+
+    s->current = current;
+    r = md_store_snapshot_add_quick(f->store, l, "vm1", def, s, &err);
+    if (r < 0)
+        fail_msg("quick %s: %s", name, err->message);
+    if (r == 0)
+        assert_true(t_hash_dir(f->root) == before);
+    md_snapshot_free(s);
+    return r;
+}
+
+/* Added the quick way, after the tick a racy stamp (a busy machine hid the timestamps' grain) may need. */
+static void quick_ok(struct fx *f, struct md_lock *l, const struct md_domain *def, const char *name,
+                     const char *parent)
+{
+    for (int i = 0; i < 5; i++) {
+        if (quick(f, l, def, name, parent, UUID1, false) == 1)
+            return;
+        settle_load(f, l);
+    }
+    fail_msg("%s: the quick way declined five times", name);
+}
+
+/*
+ * A new snapshot added without the tree (a redefine): a journal record instead of a new index. A reader
+ * loads the index and the files the journal names, and, when it may take the lock, folds them into the
+ * index; whatever the journal cannot vouch for (a foreign change, a torn record) is read from the
+ * directory. The quick way declines, changing nothing, whenever the directory alone cannot tell enough.
+ */
+static void test_quick_add(void **state)
+{
+    struct fx *f = *state;
+    struct qs_error *err = NULL;
+    struct md_lock *l = vm1_defined(f);
+    struct md_domain *def = md_store_domain_get(f->store, "vm1", &err);
+    char *dir = snapdir(f, "vm1"), *jl = qs_asprintf("%s/run/vm1.ixlog", f->root), *p, *xml, *other;
+    bool fine = fine_stamps(f), full = false;
+    struct md_snapshot *s;
+    struct stat st;
+    size_t n, parsed, len, count = 6;
+    int path;
+
+    assert_non_null(def);
+    /* no snapshot directory, no index: the long way */
+    assert_int_equal(quick(f, l, def, "a", NULL, UUID1, false), 0);
+    s = mk_snap("a", NULL, MD_STATE_SHUTOFF, UUID1);
+    put_ok(f, l, s);
+    md_snapshot_free(s);
+    settle_load(f, l);
+
+    /* b on a, then c on b: journal records, the index as it was */
+    quick_ok(f, l, def, "b", "a");
+    assert_int_equal(stat(jl, &st), 0);
+    assert_true(md_index_journal_records(f->store, "vm1") >= 1);
+    quick_ok(f, l, def, "c", "b");
+    /* a reader without the lock (this test holds it): the index and the journal's files, no fold */
+    path = load_agrees(f, &n, &parsed);
+    assert_int_equal(n, 3);
+    if (fine) {
+        assert_int_equal(path, MD_LOAD_JOURNAL);
+        assert_int_equal(parsed, md_index_journal_records(f->store, "vm1"));
+        assert_int_equal(stat(jl, &st), 0);
+    }
+    /* under the lock the journal goes into the index */
+    settle_load(f, l);
+    assert_int_equal(stat(jl, &st), -1);
+    ASSERT_FRESH(f, 3);
+
+    /* what the directory alone cannot tell, or that the long way must refuse: declined */
+    assert_int_equal(quick(f, l, def, "b", "a", UUID1, false), 0);      /* exists */
+    assert_int_equal(quick(f, l, def, "x", "nothere", UUID1, false), 0); /* no parent */
+    assert_int_equal(quick(f, l, def, "x", "x", UUID1, false), 0);       /* its own parent */
+    assert_int_equal(quick(f, l, def, "x", "a", "00000000-0000-0000-0000-000000000001", false), 0);
+    assert_int_equal(quick(f, l, def, "x", "a", UUID1, true), 0); /* current: another file changes */
+    /* a snapshot in a file not named after it: a missing NAME.xml no longer means no such snapshot */
+    p = qs_asprintf("%s/a.xml", dir);
+    xml = t_read(p, &len);
+    free(p);
+    other = with_state(xml, "<name>a</name>", "<name>g</name>");
+    p = qs_asprintf("%s/gfile.xml", dir);
+    t_write(p, other, strlen(other));
+    settle_load(f, l);
+    assert_int_equal(quick(f, l, def, "g", "a", UUID1, false), 0);
+    unlink(p);
+    free(p);
+    free(other);
+    free(xml);
+    settle_load(f, l);
+
+    /* a change by something else since the last stamp: declined, and the next load reads the directory */
+    quick_ok(f, l, def, "d", "c");
+    write_foreign(dir, "a", "z");
+    assert_int_equal(quick(f, l, def, "e", "d", UUID1, false), 0);
+    assert_int_not_equal(load_agrees(f, &n, &parsed), MD_LOAD_JOURNAL);
+    assert_int_equal(n, 5);
+    settle_load(f, l);
+
+    /* a torn record: the journal ends before it, the directory is read, nothing is lost */
+    quick_ok(f, l, def, "e", "d");
+    assert_int_equal(stat(jl, &st), 0);
+    assert_int_equal(truncate(jl, st.st_size - 8), 0);
+    assert_int_not_equal(load_agrees(f, &n, &parsed), MD_LOAD_JOURNAL);
+    assert_int_equal(n, 6);
+    settle_load(f, l);
+
+    /* an intent record coming (a change that is no snapshot file) keeps the journal good */
+    quick_ok(f, l, def, "f", "e");
+    count++;
+    assert_int_equal(md_store_intent_put(f->store, l, "vm1", "record\n", &err), 0);
+    if (fine && md_index_journal_records(f->store, "vm1") == 2)
+        assert_int_equal(load_agrees(f, &n, &parsed), MD_LOAD_JOURNAL);
+    assert_int_equal(md_store_intent_clear(f->store, l, "vm1", &err), 0);
+    settle_load(f, l);
+
+    /* a full journal: the quick way declines, the long way writes a new index */
+    for (int i = 0; i < 4 * MD_JOURNAL_MAX && !full; i++) {
+        char name[16], parent[16];
+        snprintf(name, sizeof(name), "j%03d", i);
+        snprintf(parent, sizeof(parent), i ? "j%03d" : "f", i - 1);
+        if (quick(f, l, def, name, parent, UUID1, false) == 1) {
+            count++;
+            continue;
+        }
+        full = md_index_journal_records(f->store, "vm1") == MD_JOURNAL_MAX;
+        s = mk_snap(name, parent, MD_STATE_SHUTOFF, UUID1);
+        put_ok(f, l, s);
+        md_snapshot_free(s);
+        count++;
+        assert_int_equal(stat(jl, &st), -1);
+        if (!full)
+            settle_load(f, l); /* declined for a racy stamp: a tick later */
+    }
+    assert_true(full || !fine);
+    ASSERT_FRESH(f, count);
+
+    md_domain_free(def);
+    free(jl);
+    free(dir);
+    md_lock_free(l);
+}
+
 /* Writers given the caller's tree work on it and keep it in step, so that it goes from one writer to the
  * next with the index fresh; once something else changed the directory, a writer loads its own and leaves
  * the caller's (stale) tree alone. */
@@ -1279,6 +1464,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_index_writers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_aux, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer_tree, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quick_add, setup, teardown),
         cmocka_unit_test_setup_teardown(test_intent_frames, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_dirs, setup, teardown),
     };
