@@ -58,21 +58,7 @@ const char *engine_snapshot_location(const struct engine_snapshot *s)
 
 size_t engine_snapshot_descendants(const struct engine_snapshot *s)
 {
-    size_t count = 0, top = 0, cap = 0;
-    const struct md_entry **stack = NULL;
-
-    qs_xgrow((void **)&stack, &cap, 1, sizeof(*stack));
-    stack[top++] = s->entry;
-    while (top > 0) {
-        const struct md_entry *e = stack[--top];
-        for (size_t i = 0; i < e->nchildren; i++) {
-            qs_xgrow((void **)&stack, &cap, top + 1, sizeof(*stack));
-            stack[top++] = md_tree_child(s->tree, e, i);
-            count++;
-        }
-    }
-    free(stack);
-    return count;
+    return md_tree_descendants(s->tree, s->entry);
 }
 
 size_t engine_snapshot_list_count(const struct engine_snapshot_list *l) { return l->n; }

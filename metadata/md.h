@@ -448,6 +448,8 @@ const struct md_entry *md_tree_parent(const struct md_tree *tree, const struct m
 const struct md_entry *md_tree_child(const struct md_tree *tree, const struct md_entry *e, size_t i);
 size_t md_tree_root_count(const struct md_tree *tree);
 const struct md_entry *md_tree_root(const struct md_tree *tree, size_t i);
+/* How many snapshots are built on E, at any depth. */
+size_t md_tree_descendants(const struct md_tree *tree, const struct md_entry *e);
 /* True when ANCESTOR is a proper ancestor of E. */
 bool md_tree_is_ancestor(const struct md_tree *tree, const struct md_entry *ancestor, const struct md_entry *e);
 

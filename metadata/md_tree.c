@@ -1923,6 +1923,13 @@ const struct md_entry *md_tree_root(const struct md_tree *t, size_t i)
     return i < t->nroots ? &t->roots[i]->e : NULL;
 }
 
+size_t md_tree_descendants(const struct md_tree *t, const struct md_entry *e)
+{
+    const struct node *n = (const struct node *)e;
+    (void)t;
+    return n ? n->last - n->pre : 0; /* a subtree's pre-order numbers are one run */
+}
+
 bool md_tree_is_ancestor(const struct md_tree *t, const struct md_entry *a, const struct md_entry *e)
 {
     const struct node *x = (const struct node *)a, *y = (const struct node *)e;

@@ -366,6 +366,15 @@ static void test_libvirt_dir(void **state)
     qs_error_clear(&err);
 }
 
+/* Descendants counted by walking the children. */
+static size_t walk_count(const struct md_tree *t, const struct md_entry *e)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < e->nchildren; i++)
+        n += 1 + walk_count(t, md_tree_child(t, e, i));
+    return n;
+}
+
 static void test_filters(void **state)
 {
     struct fx *f = *state;
@@ -376,6 +385,16 @@ static void test_filters(void **state)
 
     copy_libvirt_dir(f, "vm1");
     t = load(f, "vm1");
+    assert_int_equal(md_tree_descendants(t, md_tree_find(t, "before-upgrade")), 4);
+    assert_int_equal(md_tree_descendants(t, md_tree_find(t, "offline")), 2);
+    assert_int_equal(md_tree_descendants(t, md_tree_find(t, "with-memory")), 0);
+    for (size_t i = 0; i < md_tree_count(t); i++) {
+        const struct md_entry **all = NULL;
+        size_t nall = 0;
+        assert_int_equal(md_tree_list(t, NULL, 0, &all, &nall, &err), 0);
+        assert_int_equal(md_tree_descendants(t, all[i]), walk_count(t, all[i]));
+        free(all);
+    }
     /* before-upgrade(running, int) -> Branch(paused, int), offline(shutoff, int) -> disk-only(disk, ext)
      * -> with-memory(running, ext) */
     ASSERT_LIST(t, NULL, 0, "before-upgrade,Branch,disk-only,offline,with-memory");
