@@ -136,8 +136,12 @@ int engine_domain_pending(struct engine *e, const char *name, char **op, char **
     return 1;
 }
 
-static struct md_tree *tree_load(struct engine *e, const char *domain, const struct md_lock *lock,
-                                 struct qs_error **err)
+/* Snapshots from which looking one up reads its index record and file rather than the whole index. */
+#define PEEK_MIN 512
+
+/* The tree, or with ONLY a tree of snapshot ONLY alone when that is quicker to get (md_tree_peek). */
+static struct md_tree *tree_load_for(struct engine *e, const char *domain, const struct md_lock *lock,
+                                     const char *only, struct qs_error **err)
 {
     struct md_tree *t;
 
@@ -146,8 +150,15 @@ static struct md_tree *tree_load(struct engine *e, const char *domain, const str
         return NULL;
     if (!lock)
         recover_if_free(e, domain);
-    t = md_tree_load(e->store, domain, lock, err);
-    return t;
+    if (only && !lock && (t = md_tree_peek(e->store, domain, only, PEEK_MIN)))
+        return t;
+    return md_tree_load(e->store, domain, lock, err);
+}
+
+static struct md_tree *tree_load(struct engine *e, const char *domain, const struct md_lock *lock,
+                                 struct qs_error **err)
+{
+    return tree_load_for(e, domain, lock, NULL, err);
 }
 
 static void snapshot_not_found(const char *name, struct qs_error **err)
@@ -217,7 +228,7 @@ int engine_snapshot_lookup(struct engine *e, const char *domain, const char *nam
     struct engine_snapshot_list *l = qs_xcalloc(1, sizeof(*l));
     const struct md_entry *en;
 
-    if (!(l->tree = tree_load(e, domain, NULL, err)) || !(en = tree_find(l->tree, name, err))) {
+    if (!(l->tree = tree_load_for(e, domain, NULL, name, err)) || !(en = tree_find(l->tree, name, err))) {
         engine_snapshot_list_free(l);
         return -1;
     }

@@ -448,6 +448,13 @@ const struct md_entry *md_tree_parent(const struct md_tree *tree, const struct m
 const struct md_entry *md_tree_child(const struct md_tree *tree, const struct md_entry *e, size_t i);
 size_t md_tree_root_count(const struct md_tree *tree);
 const struct md_entry *md_tree_root(const struct md_tree *tree, size_t i);
+/*
+ * A tree of snapshot NAME alone, when DOMAIN's index vouches for the directory, holds at least MIN_COUNT
+ * snapshots and has a sound record of NAME for its file as it is: the entry as a load gives it (its parent's
+ * name, children, descendants, depth), read without the whole index. Only for looking at that entry (no
+ * list, no writer, no other entry, md_tree_current() only when NAME is current). NULL: load the tree.
+ */
+struct md_tree *md_tree_peek(struct md_store *store, const char *domain, const char *name, size_t min_count);
 /* How many snapshots are built on E, at any depth. */
 size_t md_tree_descendants(const struct md_tree *tree, const struct md_entry *e);
 /* True when ANCESTOR is a proper ancestor of E. */

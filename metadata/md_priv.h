@@ -107,7 +107,7 @@ struct md_tree *md_tree_load_internal(struct md_store *store, const char *domain
  * every file's stat, or the index and the files its journal adds. */
 size_t md_tree_files_parsed(const struct md_tree *tree);
 bool md_tree_index_written(const struct md_tree *tree);
-enum { MD_LOAD_INDEX = 1, MD_LOAD_INODES, MD_LOAD_STAT, MD_LOAD_JOURNAL };
+enum { MD_LOAD_INDEX = 1, MD_LOAD_INODES, MD_LOAD_STAT, MD_LOAD_JOURNAL, MD_LOAD_PEEK };
 int md_tree_load_path(const struct md_tree *tree);
 
 /*

@@ -556,7 +556,7 @@ static void test_index_staleness(void **state)
 
     /* a damaged, truncated or foreign index is ignored and rebuilt */
     data = t_read(idx, &len);
-    assert_true(qs_str_has_prefix(data, "QSNAPIX3"));
+    assert_true(qs_str_has_prefix(data, "QSNAPIX4"));
     t_write(idx, data, len / 2);
     t = load(f, "vm1");
     assert_int_equal(md_tree_files_parsed(t), 5);
@@ -1241,6 +1241,112 @@ static void test_quick_add(void **state)
     md_lock_free(l);
 }
 
+/* Whether P (from md_tree_peek) has NAME as T (a whole load) has it; P may be NULL (declined). */
+static void peek_agrees(const struct md_tree *t, struct md_tree *p, const char *name)
+{
+    const struct md_entry *a = md_tree_find(t, name), *b;
+
+    if (!p)
+        return;
+    assert_int_equal(md_tree_load_path(p), MD_LOAD_PEEK);
+    b = md_tree_find(p, name);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_string_equal(a->name, b->name);
+    assert_true(qs_str_equal(a->parent, b->parent));
+    assert_true(qs_str_equal(a->description, b->description));
+    assert_string_equal(a->file, b->file);
+    assert_true(qs_str_equal(a->memory_file, b->memory_file));
+    assert_int_equal(a->state, b->state);
+    assert_int_equal(a->memory, b->memory);
+    assert_int_equal(a->creation_time, b->creation_time);
+    assert_int_equal(a->disk_locations, b->disk_locations);
+    assert_int_equal(a->external, b->external);
+    assert_int_equal(a->current, b->current);
+    assert_int_equal(a->nchildren, b->nchildren);
+    assert_int_equal(a->depth, b->depth);
+    assert_int_equal(md_tree_descendants(t, a), md_tree_descendants(p, b));
+}
+
+/*
+ * md_tree_peek: one snapshot read from its index record and its file. It gives the entry a whole load gives,
+ * and NULL - never a wrong entry - when the index cannot vouch on its own (too few snapshots, a foreign
+ * change, a journal), for a name not there, or with any byte of the index damaged.
+ */
+static void test_peek(void **state)
+{
+    static const char *const names[] = {"before-upgrade", "offline", "Branch", "disk-only", "with-memory"};
+    struct fx *f = *state;
+    struct qs_error *err = NULL;
+    char *dir = snapdir(f, "vm1"), *idx = qs_asprintf("%s/run/vm1.index", f->root), *data;
+    struct md_tree *t, *pk;
+    struct md_lock *l;
+    struct md_domain *def;
+    size_t len;
+    int declined = 0;
+
+    copy_libvirt_dir(f, "vm1");
+    settle();
+    t = load(f, "vm1");
+    for (size_t i = 0; i < 5; i++) {
+        pk = md_tree_peek(f->store, "vm1", names[i], 0);
+        assert_non_null(pk);
+        peek_agrees(t, pk, names[i]);
+        md_tree_free(pk);
+    }
+    assert_null(md_tree_peek(f->store, "vm1", "offline", 6)); /* fewer than asked for: load instead */
+    assert_null(md_tree_peek(f->store, "vm1", "nothere", 0));
+    assert_null(md_tree_peek(f->store, "vm1", "../vm1", 0));
+
+    /* every byte of the index damaged in turn: each peek declines or is right */
+    data = t_read(idx, &len);
+    for (size_t off = 0; off < len; off++) {
+        char *bad = qs_xmalloc(len);
+        memcpy(bad, data, len);
+        bad[off] ^= 0x5a;
+        replace_file(idx, bad, len);
+        for (size_t i = 0; i < 5; i++) {
+            pk = md_tree_peek(f->store, "vm1", names[i], 0);
+            if (!pk) {
+                declined++;
+                continue;
+            }
+            peek_agrees(t, pk, names[i]); /* fails the test on a wrong entry */
+            md_tree_free(pk);
+        }
+        free(bad);
+    }
+    assert_true(declined > 0);
+    replace_file(idx, data, len);
+    free(data);
+    pk = md_tree_peek(f->store, "vm1", "offline", 0);
+    assert_non_null(pk);
+    md_tree_free(pk);
+
+    /* a foreign change of the directory, then a journal: the index alone no longer vouches */
+    write_foreign(dir, "Branch", "foreign");
+    assert_null(md_tree_peek(f->store, "vm1", "Branch", 0));
+    md_tree_free(t);
+    settle();
+    t = load(f, "vm1");
+    assert_non_null((pk = md_tree_peek(f->store, "vm1", "foreign", 0)));
+    peek_agrees(t, pk, "foreign");
+    md_tree_free(pk);
+    l = md_lock_acquire(f->store, "vm1", 0, &err);
+    assert_non_null(l);
+    def = md_domain_new("vm1", UUID1, 65536, 1, &err);
+    assert_int_equal(md_store_domain_put(f->store, l, def, &err), 0);
+    settle();
+    md_tree_free(md_tree_load(f->store, "vm1", l, &err));
+    if (quick(f, l, def, "late", "offline", UUID1, false) == 1)
+        assert_null(md_tree_peek(f->store, "vm1", "offline", 0));
+    md_domain_free(def);
+    md_lock_free(l);
+    md_tree_free(t);
+    free(idx);
+    free(dir);
+}
+
 /* Writers given the caller's tree work on it and keep it in step, so that it goes from one writer to the
  * next with the index fresh; once something else changed the directory, a writer loads its own and leaves
  * the caller's (stale) tree alone. */
@@ -1484,6 +1590,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_index_aux, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quick_add, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peek, setup, teardown),
         cmocka_unit_test_setup_teardown(test_intent_frames, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_dirs, setup, teardown),
     };

@@ -1,0 +1,60 @@
+#!/bin/bash
+# test_cli_scale.sh: what qsnap says of a domain with 700 snapshots, where its commands take their quick ways:
+# the redefines append to the index's journal (run/DOM.ixlog) and snapshot-info reads one index record
+# (md_tree_peek, from 512 snapshots on). Every answer is checked against what the construction makes true:
+# a chain c1 <- ... <- c600 and a branch b1 <- ... <- b100 on c300, b100 redefined --current last.
+#
+# Usage: test_cli_scale.sh QSNAP
+set -uo pipefail
+qsnap=${1:?usage: test_cli_scale.sh QSNAP}
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/qsnap-scale.XXXXXX")
+trap '[ -n "${QSNAP_KEEP_TMP:-}" ] || rm -rf "$tmp"' EXIT
+root=$tmp/root
+fails=0
+q() { "$qsnap" --root "$root" "$@"; }
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+mkdir -p "$root/qemu" "$tmp/in"
+cat >"$root/qemu/vm1.xml" <<'XML'
+<domain type='qemu'>
+  <name>vm1</name>
+  <uuid>11111111-2222-3333-4444-555555555555</uuid>
+  <memory unit='KiB'>65536</memory>
+</domain>
+XML
+snap() { # NAME PARENT TIME
+    local parent=""
+    [ -n "$2" ] && parent="  <parent><name>$2</name></parent>"
+    printf '<domainsnapshot>\n  <name>%s</name>\n  <state>shutoff</state>\n%s\n  <creationTime>%s</creationTime>\n  <memory snapshot="no"/>\n  <domain type="qemu"><name>vm1</name><uuid>11111111-2222-3333-4444-555555555555</uuid><memory unit="KiB">65536</memory></domain>\n</domainsnapshot>\n' \
+        "$1" "$parent" "$3" >"$tmp/in/$1.xml"
+}
+for i in $(seq 1 600); do snap "c$i" "$([ "$i" -gt 1 ] && echo "c$((i - 1))")" $((1700000000 + i)); done
+for i in $(seq 1 100); do snap "b$i" "$([ "$i" -gt 1 ] && echo "b$((i - 1))" || echo c300)" $((1700001000 + i)); done
+for i in $(seq 1 600); do q snapshot-create vm1 "$tmp/in/c$i.xml" --redefine >/dev/null || fail "redefine c$i"; done
+for i in $(seq 1 99); do q snapshot-create vm1 "$tmp/in/b$i.xml" --redefine >/dev/null || fail "redefine b$i"; done
+q snapshot-create vm1 "$tmp/in/b100.xml" --redefine --current >/dev/null || fail "redefine b100 --current"
+# the redefines that did not load the tree left records behind them, or none when the last one folded them
+[ "$(q snapshot-list vm1 --name | grep -c .)" = 700 ] || fail "list: not 700 snapshots"
+
+info() { # NAME CURRENT PARENT CHILDREN DESCENDANTS
+    local want
+    want=$(printf 'Name:           %s\nDomain:         vm1\nCurrent:        %s\nState:          shutoff\nLocation:       internal\nParent:         %s\nChildren:       %s\nDescendants:    %s\nMetadata:       yes' \
+        "$1" "$2" "$3" "$4" "$5")
+    [ "$(q snapshot-info vm1 "$1")" = "$want" ] || fail "snapshot-info $1: $(q snapshot-info vm1 "$1" | tr '\n' ' ')"
+}
+info c1 no - 1 699
+info c299 no c298 1 401
+info c300 no c299 2 400
+info c301 no c300 1 299
+info c600 no c599 0 0
+info b1 no c300 1 99
+info b100 yes b99 0 0
+[ "$(q snapshot-parent vm1 b1)" = c300 ] || fail "snapshot-parent b1"
+[ "$(q snapshot-current vm1 --name)" = b100 ] || fail "snapshot-current"
+q snapshot-info vm1 nothere >"$tmp/out" 2>"$tmp/err" && fail "snapshot-info of a missing snapshot succeeded"
+grep -q "no domain snapshot with matching name 'nothere'" "$tmp/err" || fail "snapshot-info nothere: $(cat "$tmp/err")"
+j=$(q snapshot-info vm1 c300 --json)
+for kv in '"children":2' '"descendants":400' '"parent":"c299"' '"current":false'; do
+    [[ $j == *"${kv//:/: }"* || $j == *"$kv"* ]] || fail "snapshot-info --json c300 lacks $kv: $j"
+done
+[ $fails -eq 0 ] && echo "test_cli_scale: 700 snapshots, every answer right" || exit 1
