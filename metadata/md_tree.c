@@ -647,9 +647,22 @@ static void stamp_set(struct ix_stamp *st, const struct stat *dir, int64_t obser
     st->sum = stamp_sum(st);
 }
 
+/* A record's sum: its 88 bytes before the sum in two lanes, without the streaming hash's set-up (it is worked
+ * out for every record of every index written: 10,000 of them at 10,000 snapshots). */
+_Static_assert(offsetof(struct ix_rec, sum) == 88, "ix_rec sum");
 static uint64_t rec_sum(const struct ix_rec *r)
 {
-    return ix_hash(r, offsetof(struct ix_rec, sum));
+    uint64_t w[11], a = 0x243f6a8885a308d3ull, b = 0x13198a2e03707344ull, h;
+
+    memcpy(w, r, sizeof(w));
+    for (size_t i = 0; i < 10; i += 2) {
+        a = h_lane(a, w[i]);
+        b = h_lane(b, w[i + 1]);
+    }
+    a = h_lane(a, w[10]);
+    h = a ^ (b << 29 | b >> 35);
+    h = (h ^ (h >> 33)) * 0xc4ceb9fe1a85ec53ull;
+    return h ^ (h >> 29);
 }
 
 /* The header of DATA when it is a whole index of this build's layout (stamp not checked). */
