@@ -1553,7 +1553,6 @@ static const char *peek_str(const char *strs, uint32_t size, uint32_t off)
  * stamp shows, shows here with its new content, in a whole load with its old until snapshot-check or the
  * directory's next change. NULL when any of that does not hold: the caller loads the tree.
  */
-
 struct md_tree *md_tree_peek(struct md_store *s, const char *domain, const char *name, size_t min_count)
 {
     char *ixname = qs_asprintf("run/%s.index", domain), *rel = qs_asprintf("snapshot/%s", domain);
