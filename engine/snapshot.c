@@ -620,7 +620,7 @@ int snapshot_create_op(struct engine *e, const char *domain, const char *xml, un
     if (qs_name_check(snap->name, "snapshot", err) < 0)
         goto out;
     if (!(dom = engine_domain_load(e, domain, err)) || !(lock = engine_domain_lock(e, domain, err)) ||
-        !(t = md_tree_load(e->store, domain, lock, err)))
+        !(t = md_tree_load_for_write(e->store, domain, lock, err)))
         goto out;
     if (md_tree_find(t, snap->name)) {
         qs_error_set(err, QS_ERR_EXISTS, "operation failed: domain moment %s already exists", snap->name);
@@ -1370,8 +1370,13 @@ int snapshot_delete_op(struct engine *e, const char *domain, const char *name, u
                      "are mutually exclusive");
         return -1;
     }
-    if (!(dom = engine_domain_load(e, domain, err)) || !(lock = engine_domain_lock(e, domain, err)) ||
-        !(t = md_tree_load(e->store, domain, lock, err)) || !(en = tree_find(t, name, err)))
+    if (!(dom = engine_domain_load(e, domain, err)) || !(lock = engine_domain_lock(e, domain, err)))
+        goto out;
+    /* a snapshot nothing is built on, from its index record: the metadata delete then neither loads the tree
+     * nor rewrites the index */
+    if (!(flags & (ENGINE_DELETE_CHILDREN | ENGINE_DELETE_CHILDREN_ONLY)))
+        t = md_tree_peek_leaf(e->store, domain, lock, name, PEEK_MIN);
+    if ((!t && !(t = md_tree_load_for_write(e->store, domain, lock, err))) || !(en = tree_find(t, name, err)))
         goto out;
     if (flags & (ENGINE_DELETE_CHILDREN | ENGINE_DELETE_CHILDREN_ONLY))
         collect_descendants(t, en, &doomed, &n, &cap);

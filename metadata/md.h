@@ -428,6 +428,10 @@ struct md_tree;
  */
 struct md_tree *md_tree_load(struct md_store *store, const char *domain, const struct md_lock *lock,
                              struct qs_error **err);
+/* md_tree_load() for a writer that goes on to change the directory under LOCK: the index is left to that
+ * change (a journal is applied, not written into a new index first). */
+struct md_tree *md_tree_load_for_write(struct md_store *store, const char *domain, const struct md_lock *lock,
+                                       struct qs_error **err);
 /*
  * Gives E (an entry of T) the engine's data AUX derived from its file (copied; NULL: none). The entries of T
  * stay where they are. md_tree_aux_store() then keeps it in the index, under LOCK (the domain's), if T came
@@ -455,6 +459,14 @@ const struct md_entry *md_tree_root(const struct md_tree *tree, size_t i);
  * list, no writer, no other entry, md_tree_current() only when NAME is current). NULL: load the tree.
  */
 struct md_tree *md_tree_peek(struct md_store *store, const char *domain, const char *name, size_t min_count);
+/*
+ * md_tree_peek() for deleting NAME under LOCK (the domain's) when no snapshot is built on it: with this tree
+ * md_store_snapshot_delete_tree() removes its file (and makes its parent current when it was) and records that
+ * in the index's journal, neither loading the tree nor rewriting the index, when the index still vouches for
+ * the directory then; else it loads the tree itself. NULL: load the tree.
+ */
+struct md_tree *md_tree_peek_leaf(struct md_store *store, const char *domain, const struct md_lock *lock,
+                                  const char *name, size_t min_count);
 /* How many snapshots are built on E, at any depth. */
 size_t md_tree_descendants(const struct md_tree *tree, const struct md_entry *e);
 /* True when ANCESTOR is a proper ancestor of E. */

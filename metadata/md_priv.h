@@ -143,11 +143,12 @@ void md_index_drop(struct md_store *store, const char *domain);
  */
 void md_index_restamp(struct md_store *store, const char *domain, int dirfd, const struct stat *before);
 /*
- * A writer adding one snapshot without loading the tree (lock held): md_index_quick() says whether DOMAIN's
+ * Writers changing the directory without loading the tree (lock held): md_index_quick() says whether DOMAIN's
  * index, with its journal, vouches for the snapshot directory DIRFD as it is now, has every snapshot in the
- * file NAME.xml (so that the directory alone tells which names exist) and has room for one more record;
- * md_index_quick_done() then records that FILE (inode INO) was written, W the writer's stamps from q->dir on,
- * or drops the index when W saw anything else change the directory.
+ * file NAME.xml (so that the directory alone tells which names exist) and has room for more records;
+ * md_index_quick_done() then records that FILES[i] were written (their inode INOS[i]) or removed (0), in that
+ * order, W the writer's stamps from q->dir on - or drops the index when W saw anything else change the
+ * directory.
  */
 /* Records a journal holds before a quick writer takes the long way (which writes a new index). */
 #define MD_JOURNAL_MAX 128
@@ -155,13 +156,16 @@ struct md_quick {
     struct stat dir;
     uint64_t base_body, base_stamp; /* the index vouched by */
     size_t jl_len;                  /* its journal's good length (0: none about this index) */
+    size_t nfiles;                  /* the files its records name */
     bool fine;
 };
 bool md_index_quick(struct md_store *store, const char *domain, int dirfd, struct md_quick *q);
 /* For tests: the good records of DOMAIN's journal about its index (0: none). */
 size_t md_index_journal_records(struct md_store *store, const char *domain);
-void md_index_quick_done(struct md_store *store, const char *domain, const struct md_quick *q, const char *file,
-                         uint64_t ino, const struct md_wstamp *w);
+void md_index_quick_done(struct md_store *store, const char *domain, const struct md_quick *q,
+                         const char *const *files, const uint64_t *inos, size_t n, const struct md_wstamp *w);
+/* Whether T came from md_tree_peek_leaf(): then *BODY_SUM is the index's it was read from. */
+bool md_tree_peeked_leaf(const struct md_tree *t, uint64_t *body_sum);
 /* md_tree_check_redefine() without the tree: the snapshot valid, and its domain's uuid DOMAIN_UUID (NULL:
  * not checked). */
 int md_snapshot_check_redefine(const char *domain_uuid, const struct md_snapshot *snap, struct qs_error **err);

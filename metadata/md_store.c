@@ -565,7 +565,7 @@ static int change_write(struct change *c, const char *file, const struct md_snap
     md_wstamp_before(&c->w, c->dir);
     r = write_snapshot(c->dir, file, snap, err);
     md_wstamp_after(&c->w, c->dir);
-    if (r == 0)
+    if (r == 0 && c->t) /* a quick writer has no tree */
         md_tree_note_file(c->t, c->dir, file, snap);
     return r;
 }
@@ -777,7 +777,8 @@ int md_store_snapshot_add_quick(struct md_store *s, const struct md_lock *lock, 
     md_wstamp_after(&c.w, dir);
     gen_end(&c);
     if (ret == 1 && fstatat(dir, file, &st, AT_SYMLINK_NOFOLLOW) == 0)
-        md_index_quick_done(s, domain, &q, file, (uint64_t)st.st_ino, &c.w);
+        md_index_quick_done(s, domain, &q, (const char *const *)&file, (const uint64_t[]){(uint64_t)st.st_ino}, 1,
+                            &c.w);
     else
         md_index_drop(s, domain);
 out:
@@ -804,6 +805,64 @@ int md_store_snapshot_delete(struct md_store *s, const struct md_lock *lock, con
     return md_store_snapshot_delete_tree(s, lock, domain, NULL, name, flags, err);
 }
 
+/*
+ * The quick way to delete NAME, a snapshot no other one is built on, with T from md_tree_peek_leaf(): its file
+ * removed, its parent's rewritten as current when it was, both recorded in the index's journal. 1 done, 0
+ * declined (nothing changed: the index no longer vouches for the directory as T was read, or it is not that
+ * index any more), -1 failed (the next load reads the directory).
+ */
+static int delete_quick(struct md_store *s, const char *domain, const struct md_tree *t, const char *name,
+                        struct qs_error **err)
+{
+    const struct md_entry *e = md_tree_find(t, name);
+    const char *files[2];
+    uint64_t inos[2] = {0, 0}, body;
+    struct md_quick q;
+    struct change c = {0};
+    struct stat st;
+    char *file = NULL, *pfile = NULL;
+    size_t n = 1;
+    int dir = -1, ret = 0;
+
+    if (!e || e->nchildren || !md_tree_peeked_leaf(t, &body) ||
+        (dir = md_store_snapdir_open(s, domain, false, NULL)) < 0)
+        goto out;
+    file = qs_asprintf("%s.xml", name);
+    pfile = e->current && e->parent ? qs_asprintf("%s.xml", e->parent) : NULL;
+    /* the index T was read from, vouching for the directory now with no file of its journal in between: what
+     * T says of NAME (no children, its parent, current or not) still holds */
+    if (strcmp(e->file, file) != 0 || !md_index_quick(s, domain, dir, &q) || q.base_body != body || q.nfiles ||
+        (pfile && (fstatat(dir, pfile, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))))
+        goto out;
+    /* from here on the directory changes: the answer is 1 or -1 */
+    ret = -1;
+    c.dir = dir;
+    c.w.last = q.dir;
+    c.w.ok = true;
+    c.w.fine = q.fine;
+    gen_begin(&c);
+    files[0] = file;
+    /* as the long way: the file goes, then the parent becomes current (a crash in between leaves none) */
+    if (change_remove(&c, file, NULL, err) == 0 &&
+        (!pfile ||
+         (rewrite(&c, pfile, false, NULL, 1, err) == 0 && fstatat(dir, pfile, &st, AT_SYMLINK_NOFOLLOW) == 0)))
+        ret = 1;
+    if (ret == 1 && pfile) {
+        files[n] = pfile;
+        inos[n++] = (uint64_t)st.st_ino;
+    }
+    gen_end(&c);
+    if (ret == 1)
+        md_index_quick_done(s, domain, &q, files, inos, n, &c.w);
+    else
+        md_index_drop(s, domain);
+out:
+    qs_close(dir);
+    free(file);
+    free(pfile);
+    return ret;
+}
+
 int md_store_snapshot_delete_tree(struct md_store *s, const struct md_lock *lock, const char *domain,
                                   struct md_tree *mine, const char *name, unsigned flags, struct qs_error **err)
 {
@@ -812,7 +871,7 @@ int md_store_snapshot_delete_tree(struct md_store *s, const struct md_lock *lock
     struct change c;
     size_t ndoomed = 0;
     bool lose_current = false, begun = false, owned = true;
-    int dir = -1, ret = -1;
+    int dir = -1, ret = -1, quick;
 
     if (md_lock_check(lock, s, domain, err) < 0 || qs_name_check(name, "snapshot", err) < 0)
         return -1;
@@ -822,6 +881,8 @@ int md_store_snapshot_delete_tree(struct md_store *s, const struct md_lock *lock
                      "are mutually exclusive");
         return -1;
     }
+    if (!flags && mine && (quick = delete_quick(s, domain, mine, name, err)) != 0)
+        return quick < 0 ? -1 : 0;
     if (!(t = writer_tree(s, domain, lock, mine, &owned, err)))
         goto out;
     if (!(e = md_tree_find(t, name))) {

@@ -132,6 +132,8 @@ struct md_tree {
     bool shape_dirty; /* a writer's note added, removed or re-parented a snapshot: the commit relinks */
     bool have_stamp;  /* loaded from the index alone: its stamp is in stamp */
     bool partial;     /* md_tree_peek(): one snapshot, no writer may use it */
+    bool leaf;        /* md_tree_peek_leaf(): one snapshot without children, for a quick delete */
+    uint64_t peek_body; /* the body sum of the index it was peeked from */
     struct ix_stamp stamp;
     struct stat at_load; /* the snapshot directory the tree was read from (st_ino 0: none) */
 };
@@ -852,16 +854,19 @@ static const char *ix_read(struct md_store *s, const char *domain, const struct 
 }
 
 /*
- * The journal: ROOT/run/DOM.ixlog, the snapshots a writer added without loading the tree since the index
- * was written (md_store_snapshot_add_quick: a new snapshot, not current, its parent there), so that adding
- * one costs the same at 10 and at 100,000 snapshots. Each record names the file written and carries the
- * directory's stamp after the change. A reader whose directory has the last record's stamp loads the index,
- * then the few files the records name, and writes them into a new index when it may; a writer that loads
- * the tree does the same. Every index written removes the journal: one that is not about the index there
- * (by the index's sums) is ignored. A record appended is whole or ignored: each has a sum, and the first bad
- * one ends the journal (the directory then no longer has the last good stamp: the load reads it).
+ * The journal: ROOT/run/DOM.ixlog, the changes writers made without loading the tree or rewriting the index
+ * since it was written, so that they cost the same at 10 and at 100,000 snapshots: a new snapshot, not
+ * current, its parent there (md_store_snapshot_add_quick), and a snapshot without children gone, with its
+ * parent made current when it was (md_store_snapshot_delete_tree with md_tree_peek_leaf's tree). Each record
+ * names a file written (its inode) or removed (inode 0, which no file has) and carries the directory's stamp
+ * after the change. A reader whose directory has the last record's stamp loads the index, then applies the
+ * records in order (the files written parsed, the ones removed taken out), and writes the result into a new
+ * index when it may take the lock; a writer that loads the tree applies them and leaves the index to its own
+ * change. Every index written removes the journal: one that is not about the index there (by the index's
+ * sums) is ignored. A record appended is whole or ignored: each has a sum, and the first bad one ends the
+ * journal (the directory then no longer has the last good stamp: the load reads it).
  */
-#define JL_MAGIC "QSNAPJL1"
+#define JL_MAGIC "QSNAPJL2"
 #define JL_MAX MD_JOURNAL_MAX
 
 struct jl_header {
@@ -874,7 +879,7 @@ struct jl_header {
 struct jl_rec {
     uint32_t size;         /* the record with its file name, padded to 8 bytes */
     uint32_t file_len;     /* 0: a new stamp only (md_index_restamp) */
-    uint64_t ino;          /* the file's inode number */
+    uint64_t ino;          /* the file's inode number; 0: the file was removed */
     uint64_t sum;          /* of the record and its file name with this field 0 */
     struct ix_stamp stamp; /* the directory after the change */
 };
@@ -1211,7 +1216,7 @@ static bool vouched(int run, const char *domain, const struct stat *dir, struct 
     } else if (jl_read(run, domain, h, &j) && j.last && stamp_matches(j.last, dir)) {
         v = j.last;
         q->jl_len = j.len;
-        *nfiles = j.nfiles;
+        q->nfiles = *nfiles = j.nfiles;
     }
     if (!v || stamp_racy(v, dir))
         goto out;
@@ -1226,33 +1231,36 @@ out:
     return ok;
 }
 
-/* Appends to DOMAIN's journal (Q: as vouched() found it) that FILE (NULL: nothing) was written, leaving the
- * directory as AFTER; or starts the journal. False when it could not. */
-static bool jl_add(int run, const char *domain, const struct md_quick *q, const char *file, uint64_t ino,
-                   const struct stat *after, bool fine)
+/* Appends to DOMAIN's journal (Q: as vouched() found it) that FILES[i] were written (inode INOS[i]) or removed
+ * (0), leaving the directory as AFTER (N 0: a record of the stamp alone); or starts the journal with them.
+ * False when it could not. */
+static bool jl_add(int run, const char *domain, const struct md_quick *q, const char *const *files,
+                   const uint64_t *inos, size_t n, const struct stat *after, bool fine)
 {
-    char buf[sizeof(struct jl_header) + JL_REC_MAX] __attribute__((aligned(8)));
+    size_t hlen = q->jl_len ? 0 : sizeof(struct jl_header), cap = hlen + (n ? n : 1) * JL_REC_MAX, len = hlen;
+    char *buf = qs_xmalloc(cap), *name = jl_name(domain), *tmp = NULL;
     struct jl_header *jh = (struct jl_header *)buf;
-    struct jl_rec *r;
-    size_t flen = file ? strlen(file) : 0, hlen = q->jl_len ? 0 : sizeof(*jh), size;
-    char *name = jl_name(domain), *tmp = NULL;
     bool ok = false;
     int fd = -1;
 
-    if (flen > QS_NAME_MAX + 4)
-        goto out;
-    size = (sizeof(*r) + flen + 7) & ~(size_t)7;
-    memset(buf, 0, hlen + size);
-    r = (struct jl_rec *)(buf + hlen);
-    r->size = (uint32_t)size;
-    r->file_len = (uint32_t)flen;
-    r->ino = ino;
-    stamp_set(&r->stamp, after, now_ns(), fine, 0, 0);
-    memcpy(r + 1, file ? file : "", flen);
-    r->sum = jl_rec_sum(r);
+    memset(buf, 0, cap);
+    for (size_t i = 0; i < (n ? n : 1); i++) {
+        const char *file = n ? files[i] : "";
+        size_t flen = strlen(file), size = (sizeof(struct jl_rec) + flen + 7) & ~(size_t)7;
+        struct jl_rec *r = (struct jl_rec *)(buf + len);
+        if (flen > QS_NAME_MAX + 4)
+            goto out;
+        r->size = (uint32_t)size;
+        r->file_len = (uint32_t)flen;
+        r->ino = n ? inos[i] : 0;
+        stamp_set(&r->stamp, after, now_ns(), fine, 0, 0);
+        memcpy(r + 1, file, flen);
+        r->sum = jl_rec_sum(r);
+        len += size;
+    }
     if (q->jl_len) { /* after the last good record, over whatever a writer that died left */
         if ((fd = openat(run, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)) >= 0 &&
-            pwrite(fd, r, size, (off_t)q->jl_len) == (ssize_t)size && ftruncate(fd, (off_t)(q->jl_len + size)) == 0)
+            pwrite(fd, buf, len, (off_t)q->jl_len) == (ssize_t)len && ftruncate(fd, (off_t)(q->jl_len + len)) == 0)
             ok = true;
         goto out;
     }
@@ -1265,7 +1273,7 @@ static bool jl_add(int run, const char *domain, const struct md_quick *q, const 
     unlinkat(run, tmp, 0);
     if ((fd = openat(run, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0)
         goto out;
-    ok = qs_write_all(fd, buf, hlen + size) == 0 && close(fd) == 0;
+    ok = qs_write_all(fd, buf, len) == 0 && close(fd) == 0;
     fd = -1;
     ok = ok && renameat(run, tmp, run, name) == 0;
     if (!ok)
@@ -1273,6 +1281,7 @@ static bool jl_add(int run, const char *domain, const struct md_quick *q, const 
 out:
     if (fd >= 0 && close(fd) < 0)
         ok = false;
+    free(buf);
     free(name);
     free(tmp);
     return ok;
@@ -1307,12 +1316,12 @@ size_t md_index_journal_records(struct md_store *s, const char *domain)
     return n;
 }
 
-void md_index_quick_done(struct md_store *s, const char *domain, const struct md_quick *q, const char *file,
-                         uint64_t ino, const struct md_wstamp *w)
+void md_index_quick_done(struct md_store *s, const char *domain, const struct md_quick *q, const char *const *files,
+                         const uint64_t *inos, size_t n, const struct md_wstamp *w)
 {
     int run = md_store_run_open(s);
 
-    if (run >= 0 && !(w->ok && jl_add(run, domain, q, file, ino, &w->last, w->fine)))
+    if (run >= 0 && !(w->ok && jl_add(run, domain, q, files, inos, n, &w->last, w->fine)))
         md_index_drop(s, domain); /* the next load reads the directory */
     qs_close(run);
 }
@@ -1331,7 +1340,7 @@ void md_index_restamp(struct md_store *s, const char *domain, int dirfd, const s
     /* the index held for the directory as it was just before the caller's change, which it does not
      * describe (not a snapshot file): it holds for the directory as it is now */
     if (q.jl_len) {
-        if (!jl_add(run, domain, &q, NULL, 0, &after, q.fine || md_stamp_fine(before, &after)))
+        if (!jl_add(run, domain, &q, NULL, NULL, 0, &after, q.fine || md_stamp_fine(before, &after)))
             md_index_drop(s, domain);
         goto out;
     }
@@ -1371,8 +1380,9 @@ enum scan_mode { SCAN_INODES, SCAN_STAT };
 static struct md_tree *load_scan(struct md_store *s, const char *domain, const struct md_lock *lock,
                                  bool write_index, bool checked, struct qs_error **err);
 
-/* The snapshots J's records add to T (loaded from the index J is about): each file parsed, a new name whose
- * parent T has, the inode the record names. False when anything does not fit (the load reads the directory). */
+/* J's records applied to T (loaded from the index J is about), in order: a file written parsed (a new snapshot
+ * or a new version of one, the inode the record names), a file removed taken out (a snapshot no other one is
+ * built on). False when anything does not fit (the load reads the directory). */
 static bool jl_apply(struct md_store *s, struct md_tree *t, const struct jl *j)
 {
     int dir = md_store_snapdir_open(s, t->domain, false, NULL);
@@ -1382,14 +1392,21 @@ static bool jl_apply(struct md_store *s, struct md_tree *t, const struct jl *j)
         const struct jl_rec *r = (const struct jl_rec *)(j->data + off);
         char *file = qs_xstrndup((const char *)(r + 1), r->file_len), *data = NULL;
         struct md_snapshot *snap = NULL;
+        struct node *n;
         size_t len;
 
         off += r->size;
-        if (r->file_len) {
+        if (r->file_len && !r->ino) {
+            /* NAME.xml: jl_rec_at() saw the suffix */
+            file[r->file_len - 4] = '\0';
+            ok = (n = find(t, file)) && named(&n->e);
+            if (ok)
+                md_tree_note_removed(t, file);
+        } else if (r->file_len) {
             ok = qs_file_read(dir, file, MD_FILE_MAX, &data, &len, NULL) == 0 &&
                  (snap = md_snapshot_parse(data, len, MD_PARSE_ON_DISK | MD_PARSE_SKIP_SUBTREES, NULL)) &&
-                 !snap->current && named_file(snap->name, file) && !find(t, snap->name) &&
-                 md_tree_note_file(t, dir, file, snap) == 0 && (uint64_t)find(t, snap->name)->ino == r->ino;
+                 named_file(snap->name, file) && md_tree_note_file(t, dir, file, snap) == 0 &&
+                 (uint64_t)find(t, snap->name)->ino == r->ino;
             t->parsed++;
         }
         md_snapshot_free(snap);
@@ -1553,7 +1570,7 @@ static const char *peek_str(const char *strs, uint32_t size, uint32_t off)
  * stamp shows, shows here with its new content, in a whole load with its old until snapshot-check or the
  * directory's next change. NULL when any of that does not hold: the caller loads the tree.
  */
-struct md_tree *md_tree_peek(struct md_store *s, const char *domain, const char *name, size_t min_count)
+static struct md_tree *peek(struct md_store *s, const char *domain, const char *name, size_t min_count, bool leaf)
 {
     char *ixname = qs_asprintf("run/%s.index", domain), *rel = qs_asprintf("snapshot/%s", domain);
     char *file = NULL, *data = NULL;
@@ -1601,7 +1618,8 @@ struct md_tree *md_tree_peek(struct md_store *s, const char *domain, const char 
         (dir = md_store_snapdir_open(s, domain, false, NULL)) < 0 ||
         qs_file_read(dir, file, MD_FILE_MAX, &data, &len, NULL) < 0 ||
         !(snap = md_snapshot_parse(data, len, MD_PARSE_ON_DISK | MD_PARSE_SKIP_SUBTREES, NULL)) ||
-        strcmp(snap->name, name) != 0 || !qs_str_equal(snap->parent, pname) || snap->current != (r->current != 0))
+        strcmp(snap->name, name) != 0 || !qs_str_equal(snap->parent, pname) || snap->current != (r->current != 0) ||
+        (leaf && r->nchildren))
         goto out;
     t = tree_new(domain);
     {
@@ -1621,6 +1639,8 @@ struct md_tree *md_tree_peek(struct md_store *s, const char *domain, const char 
     }
     t->partial = true;
     t->path = MD_LOAD_PEEK;
+    t->leaf = leaf;
+    t->peek_body = h.body_sum;
 out:
     if (map != MAP_FAILED)
         munmap((void *)map, (size_t)ist.st_size);
@@ -1634,10 +1654,35 @@ out:
     return t;
 }
 
+struct md_tree *md_tree_peek(struct md_store *s, const char *domain, const char *name, size_t min_count)
+{
+    return peek(s, domain, name, min_count, false);
+}
+
+struct md_tree *md_tree_peek_leaf(struct md_store *s, const char *domain, const struct md_lock *lock,
+                                  const char *name, size_t min_count)
+{
+    return md_lock_covers(lock, s, domain) ? peek(s, domain, name, min_count, true) : NULL;
+}
+
+bool md_tree_peeked_leaf(const struct md_tree *t, uint64_t *body_sum)
+{
+    if (!t || !t->leaf)
+        return false;
+    *body_sum = t->peek_body;
+    return true;
+}
+
 struct md_tree *md_tree_load_internal(struct md_store *s, const char *domain, const struct md_lock *lock,
                                       bool write_index, struct qs_error **err)
 {
     return load_guarded(s, domain, lock, write_index, false, err);
+}
+
+struct md_tree *md_tree_load_for_write(struct md_store *s, const char *domain, const struct md_lock *lock,
+                                       struct qs_error **err)
+{
+    return load_guarded(s, domain, lock, false, false, err);
 }
 
 struct md_tree *md_tree_load_checked(struct md_store *s, const char *domain, const struct md_lock *lock,

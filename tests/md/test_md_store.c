@@ -1241,6 +1241,156 @@ static void test_quick_add(void **state)
     md_lock_free(l);
 }
 
+/* Deletes NAME with md_tree_peek_leaf's tree when it gives one (*quick: it did, and the delete went into the
+ * journal) - else as the engine does, with a tree loaded for writing. */
+static void delete_peeked(struct fx *f, struct md_lock *l, const char *name, bool *quick)
+{
+    struct qs_error *err = NULL;
+    size_t before = md_index_journal_records(f->store, "vm1");
+    struct md_tree *t = md_tree_peek_leaf(f->store, "vm1", l, name, 0);
+
+    if (!t)
+        t = md_tree_load_for_write(f->store, "vm1", l, &err);
+    assert_non_null(t);
+    if (md_store_snapshot_delete_tree(f->store, l, "vm1", t, name, 0, &err) < 0)
+        fail_msg("delete %s: %s", name, err->message);
+    *quick = md_tree_load_path(t) == MD_LOAD_PEEK && md_index_journal_records(f->store, "vm1") > before;
+    md_tree_free(t);
+}
+
+static const char *current_name(struct fx *f)
+{
+    static char buf[64];
+    struct md_tree *t = load(f, "vm1");
+    const struct md_entry *c = md_tree_current(t);
+
+    snprintf(buf, sizeof(buf), "%s", c ? c->name : "-");
+    md_tree_free(t);
+    return buf;
+}
+
+/*
+ * A snapshot nothing is built on, deleted with md_tree_peek_leaf's tree: its file removed, its parent made
+ * current when it was, the index left as it was and the journal saying so - a reader applies it, a writer's
+ * load for writing leaves it to the writer's change. Whatever the index no longer vouches for takes the long
+ * way, which comes to the same snapshots.
+ */
+static void test_quick_delete(void **state)
+{
+    struct fx *f = *state;
+    struct qs_error *err = NULL;
+    struct md_lock *l = vm1_defined(f), *other;
+    static const char *const chain[][2] = {{"a", NULL}, {"b", "a"}, {"c", "b"}, {"d", "a"}, {"e", "d"},
+                                           {"f", "b"}, {"g", "a"}};
+    char *dir = snapdir(f, "vm1"), *jl = qs_asprintf("%s/run/vm1.ixlog", f->root);
+    bool fine = fine_stamps(f), quick;
+    struct md_snapshot *s;
+    struct md_tree *t;
+    struct stat st;
+    size_t n, parsed, count = 7;
+    int path;
+
+    for (size_t i = 0; i < count; i++) {
+        s = mk_snap(chain[i][0], chain[i][1], MD_STATE_SHUTOFF, UUID1);
+        s->current = strcmp(chain[i][0], "c") == 0;
+        put_ok(f, l, s);
+        md_snapshot_free(s);
+    }
+    settle_load(f, l);
+    /* only a snapshot nothing is built on, under the domain's own lock */
+    assert_null(md_tree_peek_leaf(f->store, "vm1", l, "b", 0));
+    assert_null(md_tree_peek_leaf(f->store, "vm1", l, "a", 0));
+    assert_null(md_tree_peek_leaf(f->store, "vm1", l, "nothere", 0));
+    assert_null(md_tree_peek_leaf(f->store, "vm1", NULL, "c", 0));
+    assert_null(md_tree_peek_leaf(f->store, "vm1", l, "c", 8));
+    other = md_lock_acquire(f->store, "vm2", 0, &err);
+    assert_null(md_tree_peek_leaf(f->store, "vm1", other, "c", 0));
+    md_lock_free(other);
+
+    /* the current one: its parent becomes current; two records, the index as it was */
+    delete_peeked(f, l, "c", &quick);
+    count--;
+    assert_string_equal(current_name(f), "b");
+    if (fine) {
+        assert_true(quick);
+        assert_int_equal(md_index_journal_records(f->store, "vm1"), 2);
+        /* a reader: the index and the one file written, the removal applied */
+        path = load_agrees(f, &n, &parsed);
+        assert_int_equal(path, MD_LOAD_JOURNAL);
+        assert_int_equal(parsed, 1);
+        assert_int_equal(n, count);
+        /* the index no longer vouches alone: the next delete loads the tree, and its index takes the journal */
+        assert_null(md_tree_peek_leaf(f->store, "vm1", l, "e", 0));
+        assert_null(md_tree_peek(f->store, "vm1", "e", 0));
+        /* a load for writing applies the journal and leaves it */
+        t = md_tree_load_for_write(f->store, "vm1", l, &err);
+        assert_non_null(t);
+        assert_int_equal(md_tree_load_path(t), MD_LOAD_JOURNAL);
+        assert_int_equal(md_tree_count(t), count);
+        assert_null(md_tree_find(t, "c"));
+        assert_string_equal(md_tree_current(t)->name, "b");
+        md_tree_free(t);
+        assert_int_equal(stat(jl, &st), 0);
+    }
+    delete_peeked(f, l, "e", &quick);
+    count--;
+    assert_false(quick);
+    assert_int_equal(stat(jl, &st), -1);
+    ASSERT_FRESH(f, count);
+    settle_load(f, l);
+
+    /* one that is not current: one record */
+    delete_peeked(f, l, "g", &quick);
+    count--;
+    if (fine)
+        assert_int_equal(md_index_journal_records(f->store, "vm1"), 1);
+    assert_string_equal(current_name(f), "b");
+    ASSERT_FRESH(f, count);
+    settle_load(f, l);
+
+    /* a torn record: the journal ends before it, the directory is read, nothing comes back */
+    delete_peeked(f, l, "f", &quick);
+    count--;
+    if (quick) {
+        assert_int_equal(stat(jl, &st), 0);
+        assert_int_equal(truncate(jl, st.st_size - 8), 0);
+        assert_int_not_equal(load_agrees(f, &n, &parsed), MD_LOAD_JOURNAL);
+        assert_int_equal(n, count);
+    }
+    settle_load(f, l);
+
+    /* a change by something else after the peek: the long way, the same snapshots */
+    s = mk_snap("h", "d", MD_STATE_SHUTOFF, UUID1);
+    put_ok(f, l, s);
+    md_snapshot_free(s);
+    count++;
+    settle_load(f, l);
+    t = md_tree_peek_leaf(f->store, "vm1", l, "h", 0);
+    write_foreign(dir, "a", "z");
+    count++;
+    assert_int_equal(md_store_snapshot_delete_tree(f->store, l, "vm1", t, "h", 0, &err), 0);
+    count--;
+    md_tree_free(t);
+    assert_int_equal(stat(jl, &st), -1);
+    ASSERT_FRESH(f, count);
+    assert_null(md_tree_find(t = load(f, "vm1"), "h"));
+    assert_non_null(md_tree_find(t, "z"));
+    md_tree_free(t);
+
+    /* the last current one, a root: none is current after it */
+    settle_load(f, l);
+    assert_int_equal(md_store_snapshot_set_current(f->store, l, "vm1", "z", &err), 0);
+    settle_load(f, l);
+    delete_peeked(f, l, "z", &quick);
+    count--;
+    assert_string_equal(current_name(f), "-");
+    ASSERT_FRESH(f, count);
+
+    free(jl);
+    free(dir);
+    md_lock_free(l);
+}
+
 /* Whether P (from md_tree_peek) has NAME as T (a whole load) has it; P may be NULL (declined). */
 static void peek_agrees(const struct md_tree *t, struct md_tree *p, const char *name)
 {
@@ -1591,6 +1741,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_writer_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quick_add, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peek, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quick_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_intent_frames, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_dirs, setup, teardown),
     };
