@@ -219,7 +219,7 @@ int main(int argc, char **argv)
     struct qh_disk disk = {.id = "vda", .boot = true};
     struct qh_vm_config vc = {.disks = &disk, .n_disks = 1};
     struct bench_series api = {0}, raw = {0}, list_warm = {0}, api_job = {0}, api_over = {0}, connect = {0},
-                        checks = {0};
+                        checks = {0}, synced = {0};
     struct qs_error *err = NULL;
     struct reader *rd;
     pthread_t *th;
@@ -228,6 +228,7 @@ int main(int argc, char **argv)
     long idle_rss, idle_hwm, load_rss = 0, load_hwm, tmp_hwm, total = 0;
     size_t list_bytes = 0;
     char *root, *log, *body;
+    int syncfd = -1;
     CURL *c;
     FILE *out;
     int opt;
@@ -282,6 +283,13 @@ int main(int argc, char **argv)
     free(body);
     req(c, "POST", "/api/vms/vm/snapshots", "{\"name\":\"s1\",\"async\":false}", NULL);
     rss(&idle_rss, &idle_hwm);
+    {
+        char *p = qs_asprintf("%s/bench-sync", root), block[4096] = {0};
+        if ((syncfd = open(p, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0 ||
+            write(syncfd, block, sizeof(block)) != (ssize_t)sizeof(block) || fsync(syncfd) < 0)
+            bench_die("bench-sync", NULL);
+        free(p);
+    }
 
     /* revert: the API on a keep-alive connection, and QEMU's own snapshot-load job on the harness's open
      * monitor, interleaved; two warm-ups each */
@@ -325,6 +333,18 @@ int main(int argc, char **argv)
             qmp_reply_free(r2);
             if (i >= 0)
                 bench_series_add(&checks, (double)(t1 - t0) / 1e6);
+        }
+        /* the one synced write of a revert (its "loaded" record: a frame written in place into the intent
+         * file, then fdatasync), raw, on the same file system: the disk's floor under the API */
+        {
+            char frame[256];
+            memset(frame, i & 0xff, sizeof(frame));
+            t0 = qs_now_ns();
+            if (pwrite(syncfd, frame, sizeof(frame), 0) != (ssize_t)sizeof(frame) || fdatasync(syncfd) < 0)
+                bench_die("synced write", NULL);
+            t1 = qs_now_ns();
+            if (i >= 0)
+                bench_series_add(&synced, (double)(t1 - t0) / 1e6);
         }
     }
 
@@ -386,6 +406,12 @@ int main(int argc, char **argv)
             bench_series_median(&checks));
     fprintf(out, "| API over raw load + raw checks | %+.2f ms |\n",
             bench_series_median(&api) - bench_series_median(&raw) - bench_series_median(&checks));
+    fprintf(out, "| one synced in-place write (a 256-byte frame and fdatasync, qsnapd's state directory), interleaved, "
+                 "median | %.2f ms (min %.2f) |\n",
+            bench_series_median(&synced), bench_series_min(&synced));
+    fprintf(out, "| API over raw load + raw checks + one synced write | %+.2f ms |\n",
+            bench_series_median(&api) - bench_series_median(&raw) - bench_series_median(&checks) -
+                bench_series_median(&synced));
     fprintf(out, "| QEMU's load job inside the API's revert (median, from QEMU's event stamps) | %.2f ms |\n",
             bench_series_median(&api_job));
     fprintf(out, "| qsnapd's own time per revert: request minus QEMU's job, median | %.2f ms (min %.2f) |\n",
@@ -405,17 +431,18 @@ int main(int argc, char **argv)
         if (j) {
             fprintf(j,
                     "{\"revert_api_ms\":%.3f,\"revert_raw_ms\":%.3f,\"revert_delta_ms\":%.3f,"
-                    "\"revert_overhead_ms\":%.3f,\"checks_raw_ms\":%.3f,\"list_n\":%d,"
+                    "\"revert_overhead_ms\":%.3f,\"checks_raw_ms\":%.3f,\"synced_write_ms\":%.3f,\"list_n\":%d,"
                     "\"list_cold_ms\":%.3f,\"list_warm_ms\":%.3f,\"list_bytes\":%zu,\"readers\":%d,\"rps\":%.1f,"
                     "\"rss_idle_kib\":%ld,\"rss_load_kib\":%ld,\"rss_peak_kib\":%ld,\"samples\":%d,\"mem_mb\":%d}\n",
                     bench_series_median(&api), bench_series_median(&raw),
                     bench_series_median(&api) - bench_series_median(&raw), bench_series_median(&api_over),
-                    bench_series_median(&checks), cf.list_n, list_cold,
+                    bench_series_median(&checks), bench_series_median(&synced), cf.list_n, list_cold,
                     bench_series_median(&list_warm), list_bytes, cf.readers, rps, idle_rss, load_rss, load_hwm, cf.n,
                     cf.mem_mb);
             fclose(j);
         }
     }
+    close(syncfd);
     curl_easy_cleanup(c);
     stop_qsnapd();
     qh_vm_free(vm);
