@@ -741,6 +741,17 @@ out:
     return ret;
 }
 
+/* A quick writer's change of the directory DIR (no tree), from where Q (md_index_quick) found it. */
+static void quick_begin(struct change *c, int dir, const struct md_quick *q)
+{
+    c->dir = dir;
+    c->t = NULL;
+    c->w.last = q->dir;
+    c->w.ok = true;
+    c->w.fine = q->fine;
+    gen_begin(c);
+}
+
 int md_store_snapshot_add_quick(struct md_store *s, const struct md_lock *lock, const char *domain,
                                 const struct md_domain *def, const struct md_snapshot *snap, struct qs_error **err)
 {
@@ -766,11 +777,7 @@ int md_store_snapshot_add_quick(struct md_store *s, const struct md_lock *lock, 
         goto out;
     /* from here on the directory changes: the answer is 1 or -1 */
     ret = -1;
-    c.dir = dir;
-    c.w.last = q.dir;
-    c.w.ok = true;
-    c.w.fine = q.fine;
-    gen_begin(&c);
+    quick_begin(&c, dir, &q);
     md_wstamp_before(&c.w, dir);
     if (write_snapshot(dir, file, snap, err) == 0)
         ret = 1;
@@ -836,11 +843,7 @@ static int delete_quick(struct md_store *s, const char *domain, const struct md_
         goto out;
     /* from here on the directory changes: the answer is 1 or -1 */
     ret = -1;
-    c.dir = dir;
-    c.w.last = q.dir;
-    c.w.ok = true;
-    c.w.fine = q.fine;
-    gen_begin(&c);
+    quick_begin(&c, dir, &q);
     files[0] = file;
     /* as the long way: the file goes, then the parent becomes current (a crash in between leaves none) */
     if (change_remove(&c, file, NULL, err) == 0 &&
