@@ -124,7 +124,7 @@ struct pausept {
 
 struct bench {
     const char *qsnap, *workdir, *shmdir;
-    int n, n_slow;
+    int n, n_slow, n_scale;
     bool virsh, manage_libvirtd, skip_live;
     bool virsh_hung; /* libvirtd did not answer after a restart: virsh is not run again */
     int live_ok; /* -1 unknown, 0 unsupported, 1 supported */
@@ -1404,8 +1404,8 @@ static void run_scale(struct bench *b)
         sc->cold_ms = r.wall_ms;
         progress("  %zu snapshots: first listing %.0f ms", sc->count, r.wall_ms);
     }
-    for (int i = 0; i < b->n; i++) {
-        progress("  round %d/%d", i + 1, b->n);
+    for (int i = 0; i < b->n_scale; i++) {
+        progress("  round %d/%d", i + 1, b->n_scale);
         for (size_t j = 0; j < b->nscale; j++) {
             size_t k = (j + (size_t)i) % b->nscale;
             struct scaleres *sc = &b->scale[k];
@@ -1741,9 +1741,11 @@ static void write_md(const struct bench *b, FILE *f)
             fprintf(f, " %.0f | %.1f / %.1f / %.1f |\n", sc->cold_ms, med(&sc->op[SC_CREATE].cpu),
                     med(&sc->op[SC_INFO].cpu), med(&sc->op[SC_LIST].cpu));
         }
-        fputs("\nOne real snapshot per domain, the others metadata only (a chain, as libvirt leaves its files); "
-              "all the domains attached to one VM, the counts taking turns round by round.\n\n",
-              f);
+        fprintf(f,
+                "\nOne real snapshot per domain, the others metadata only (a chain, as libvirt leaves its files); "
+                "all the domains attached to one VM, the counts taking turns round by round; medians of %d "
+                "rounds.\n\n",
+                b->n_scale);
     }
     if (b->nredef) {
         fputs("## Redefining one by one\n\n| snapshots | total | per snapshot | qsnap CPU total |\n|---:|---:|---:|---:|\n",
@@ -1872,8 +1874,9 @@ static void write_json(const struct bench *b, FILE *f)
     json_str(f, b->virsh ? b->libvirt_version : "");
     fputs(", \"libvirt_qemu\": ", f);
     json_str(f, b->virsh_qemu);
-    fprintf(f, ", \"n\": %d, \"n_slow\": %d, \"virsh\": %s, \"load_before\": %.2f, \"load_after\": %.2f,\n", b->n,
-            b->n_slow, b->virsh ? "true" : "false", b->load_before, b->load_after);
+    fprintf(f, ", \"n\": %d, \"n_slow\": %d, \"n_scale\": %d, \"virsh\": %s, \"load_before\": %.2f, "
+               "\"load_after\": %.2f,\n",
+            b->n, b->n_slow, b->n_scale, b->virsh ? "true" : "false", b->load_before, b->load_after);
     fputs("  \"qsnap_live\": ", f);
     if (b->live_ok == 1)
         fputs("\"supported\"", f);
@@ -1992,12 +1995,12 @@ static size_t parse_list(const char *s, int *out, size_t max)
 
 static void usage(void)
 {
-    fputs("usage: bench_summary [--qsnap PATH] [--guest PATH] [-n N] [--n-slow N] [--sizes MIB,...]\n"
+    fputs("usage: bench_summary [--qsnap PATH] [--guest PATH] [-n N] [--n-slow N] [--n-scale N] [--sizes MIB,...]\n"
           "                     [--pause-sizes MIB,...] [--list-counts N,...] [--virsh] [--manage-libvirtd]\n"
           "                     [--idle-revert MIB] [--scale-counts N,...] [--redefine-counts N,...]\n"
           "                     [--libvirt-root DIR] [--skip-live] [--md FILE] [--json FILE] [--pause-dat FILE]\n"
-          "Defaults: -n 5 --n-slow 3 --sizes 256,1024 --pause-sizes 128,256,512,1024 --list-counts 10,1000,10000\n"
-          "--idle-revert 256 (0: none) --scale-counts 1,10000,100000 --redefine-counts 1000,10000 (\"\": none).\n"
+          "Defaults: -n 5 --n-slow 3 --n-scale 21 --sizes 256,1024 --pause-sizes 128,256,512,1024\n"
+          "--list-counts 10,1000,10000 --idle-revert 256 (0: none) --scale-counts 1,10000,100000 --redefine-counts 1000,10000 (\"\": none).\n"
           "--libvirt-root: virsh and libvirtd of the root scripts/libvirt11 made (libvirt 11.3, QEMU 10.0).\n"
           "--virsh: also time virsh (libvirtd must be running, qemu:///system); --manage-libvirtd: this run may\n"
           "stop and start libvirtd (pid in /run/libvirtd.pid) to load 10,000 snapshot files for virsh's list.\n",
@@ -2024,6 +2027,7 @@ int main(int argc, char **argv)
         guest = QSNAP_BENCH_GUEST;
     b.n = 5;
     b.n_slow = 3;
+    b.n_scale = 21; /* tens of ms each: QEMU's own jitter needs more rounds than the file counts change */
     b.idle_mb = 256;
     b.live_ok = -1;
     for (int i = 1; i < argc; i++) {
@@ -2052,6 +2056,8 @@ int main(int argc, char **argv)
             b.n = atoi(v);
         else if (strcmp(a, "--n-slow") == 0)
             b.n_slow = atoi(v);
+        else if (strcmp(a, "--n-scale") == 0)
+            b.n_scale = atoi(v);
         else if (strcmp(a, "--sizes") == 0)
             sizes = v;
         else if (strcmp(a, "--pause-sizes") == 0)
@@ -2076,7 +2082,8 @@ int main(int argc, char **argv)
             usage();
         i++;
     }
-    if (b.n < 1 || b.n > BENCH_MAX_SAMPLES || b.n_slow < 1 || b.n_slow > BENCH_MAX_SAMPLES)
+    if (b.n < 1 || b.n > BENCH_MAX_SAMPLES || b.n_slow < 1 || b.n_slow > BENCH_MAX_SAMPLES ||
+        b.n_scale < 1 || b.n_scale > BENCH_MAX_SAMPLES)
         usage();
     if (access(b.qsnap, X_OK) < 0)
         bench_die(qs_asprintf("qsnap binary '%s' not found", b.qsnap), NULL);
