@@ -9,6 +9,7 @@
 
 #include "md.h"
 #include "qs_buf.h"
+#include "qs_util.h"
 
 /* Byte range [start, end) of one element in the source text; hung on xmlNode->_private. */
 struct md_range {
@@ -164,6 +165,23 @@ bool md_index_quick(struct md_store *store, const char *domain, int dirfd, struc
 size_t md_index_journal_records(struct md_store *store, const char *domain);
 void md_index_quick_done(struct md_store *store, const char *domain, const struct md_quick *q,
                          const char *const *files, const uint64_t *inos, size_t n, const struct md_wstamp *w);
+/*
+ * A writer making NAME current without the tree (lock held): md_index_current() says whether DOMAIN's index
+ * vouches on its own for the snapshot directory DIRFD as it is now, every snapshot in NAME.xml, and has
+ * NAME; then C holds the current snapshot's name (if any). Once the writer rewrote the files (the old
+ * current one first), md_index_current_done() patches the index in place, W the writer's stamps from c->dir
+ * on - or drops it when W saw anything else change the directory.
+ */
+struct md_ixcur {
+    struct stat dir;
+    uint64_t body_sum, stamp_sum; /* the index looked at */
+    uint32_t rec, old;            /* NAME's record and the current one's (UINT32_MAX: none) */
+    char old_name[QS_NAME_MAX + 1];
+    bool has_old, fine;
+};
+bool md_index_current(struct md_store *store, const char *domain, int dirfd, const char *name, struct md_ixcur *c);
+void md_index_current_done(struct md_store *store, const char *domain, const struct md_ixcur *c,
+                           const struct md_wstamp *w);
 /* Whether T came from md_tree_peek_leaf(): then *BODY_SUM is the index's it was read from. */
 bool md_tree_peeked_leaf(const struct md_tree *t, uint64_t *body_sum);
 /* md_tree_check_redefine() without the tree: the snapshot valid, and its domain's uuid DOMAIN_UUID (NULL:

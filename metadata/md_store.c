@@ -741,14 +741,14 @@ out:
     return ret;
 }
 
-/* A quick writer's change of the directory DIR (no tree), from where Q (md_index_quick) found it. */
-static void quick_begin(struct change *c, int dir, const struct md_quick *q)
+/* A quick writer's change of the directory DIR (no tree), from LAST, as the index vouched for it. */
+static void quick_begin(struct change *c, int dir, const struct stat *last, bool fine)
 {
     c->dir = dir;
     c->t = NULL;
-    c->w.last = q->dir;
+    c->w.last = *last;
     c->w.ok = true;
-    c->w.fine = q->fine;
+    c->w.fine = fine;
     gen_begin(c);
 }
 
@@ -777,7 +777,7 @@ int md_store_snapshot_add_quick(struct md_store *s, const struct md_lock *lock, 
         goto out;
     /* from here on the directory changes: the answer is 1 or -1 */
     ret = -1;
-    quick_begin(&c, dir, &q);
+    quick_begin(&c, dir, &q.dir, q.fine);
     md_wstamp_before(&c.w, dir);
     if (write_snapshot(dir, file, snap, err) == 0)
         ret = 1;
@@ -843,7 +843,7 @@ static int delete_quick(struct md_store *s, const char *domain, const struct md_
         goto out;
     /* from here on the directory changes: the answer is 1 or -1 */
     ret = -1;
-    quick_begin(&c, dir, &q);
+    quick_begin(&c, dir, &q.dir, q.fine);
     files[0] = file;
     /* as the long way: the file goes, then the parent becomes current (a crash in between leaves none) */
     if (change_remove(&c, file, NULL, err) == 0 &&
@@ -947,6 +947,42 @@ int md_store_snapshot_set_current(struct md_store *s, const struct md_lock *lock
     return md_store_snapshot_set_current_tree(s, lock, domain, NULL, name, err);
 }
 
+/*
+ * The quick way to make NAME current (md_index_current): the current snapshot's file rewritten as not current,
+ * then NAME's as current - as the long way does - and the index patched in place. 1 done (or NAME was current
+ * already), 0 declined (nothing changed), -1 failed (the next load reads the directory).
+ */
+static int set_current_quick(struct md_store *s, const char *domain, const char *name, struct qs_error **err)
+{
+    struct md_ixcur ic;
+    struct change c = {0};
+    char *file = NULL, *ofile = NULL;
+    int dir = md_store_snapdir_open(s, domain, false, NULL), ret = 0;
+
+    if (dir < 0 || !md_index_current(s, domain, dir, name, &ic))
+        goto out;
+    if (ic.has_old && strcmp(ic.old_name, name) == 0) {
+        ret = 1;
+        goto out;
+    }
+    file = qs_asprintf("%s.xml", name);
+    ofile = ic.has_old ? qs_asprintf("%s.xml", ic.old_name) : NULL;
+    ret = -1;
+    quick_begin(&c, dir, &ic.dir, ic.fine);
+    if ((!ofile || rewrite(&c, ofile, false, NULL, 0, err) == 0) && rewrite(&c, file, false, NULL, 1, err) == 0)
+        ret = 1;
+    gen_end(&c);
+    if (ret == 1)
+        md_index_current_done(s, domain, &ic, &c.w);
+    else
+        md_index_drop(s, domain);
+out:
+    qs_close(dir);
+    free(file);
+    free(ofile);
+    return ret;
+}
+
 int md_store_snapshot_set_current_tree(struct md_store *s, const struct md_lock *lock, const char *domain,
                                        struct md_tree *mine, const char *name, struct qs_error **err)
 {
@@ -954,12 +990,14 @@ int md_store_snapshot_set_current_tree(struct md_store *s, const struct md_lock 
     const struct md_entry *e = NULL, *cur;
     struct change c;
     bool begun = false, owned = true;
-    int dir = -1, ret = -1;
+    int dir = -1, ret = -1, quick;
 
     if (md_lock_check(lock, s, domain, err) < 0)
         return -1;
     if (name && qs_name_check(name, "snapshot", err) < 0)
         return -1;
+    if (!mine && name && (quick = set_current_quick(s, domain, name, err)) != 0)
+        return quick < 0 ? -1 : 0;
     if (!(t = writer_tree(s, domain, lock, mine, &owned, err)))
         goto out;
     if (name && !(e = md_tree_find(t, name))) {

@@ -35,7 +35,7 @@
  *
  * The index lives outside the snapshot directory so that writing it never changes the stamp it records.
  */
-#define IX_MAGIC "QSNAPIX4"
+#define IX_MAGIC "QSNAPIX5"
 #define IX_BOM 0x01020304u
 #define IX_NONE UINT32_MAX
 #define IX_MAX (1u << 30)
@@ -59,9 +59,10 @@ struct ix_header {
     char magic[8];
     uint32_t bom, header_size;
     uint64_t total_size;
-    uint64_t body_sum; /* of everything after the header */
+    uint64_t body_sum; /* of everything after the header (ix_body_sum) */
     uint32_t count, rec_size;
     uint32_t strings_size, nroots;
+    uint32_t current, pad; /* the current snapshot's record number; IX_NONE: none */
     struct ix_stamp stamp;
 };
 
@@ -685,6 +686,36 @@ static const char *ix_strings(const char *data, const struct ix_header *h)
     return data + sizeof(*h) + (size_t)h->count * (sizeof(struct ix_rec) + 2 * sizeof(uint32_t));
 }
 
+/* A record's part of the body's sum: its own sum mixed with its place (records cannot trade places). */
+static uint64_t rec_mix(uint32_t i, uint64_t sum)
+{
+    uint64_t h = sum ^ ((uint64_t)(i + 1) * 0x9e3779b97f4a7c15ull);
+    h = (h ^ (h >> 33)) * 0xff51afd7ed558ccdull;
+    return h ^ (h >> 33);
+}
+
+/*
+ * The body's sum: the records' own sums, each mixed with its place and combined by XOR, with the hash of what
+ * follows the records. A byte changed in a record changes that record's sum and so the body's; and a writer
+ * that rewrites records in place (md_index_current_done) works out the new sum from their old and new sums
+ * alone. *RECS_OK: every record carries its own sum.
+ */
+static uint64_t ix_body_sum(const char *data, const struct ix_header *h, bool *recs_ok)
+{
+    const struct ix_rec *recs = (const struct ix_rec *)(data + sizeof(*h));
+    const char *rest = (const char *)(recs + h->count);
+    uint64_t x = 0;
+    bool ok = true;
+
+    for (uint32_t i = 0; i < h->count; i++) {
+        uint64_t sum = rec_sum(&recs[i]);
+        ok = ok && sum == recs[i].sum;
+        x ^= rec_mix(i, sum);
+    }
+    *recs_ok = ok;
+    return x ^ ix_hash(rest, h->total_size - (size_t)(rest - data));
+}
+
 static bool stamp_ok(const struct ix_header *h)
 {
     return h->stamp.sum == stamp_sum(&h->stamp) && h->stamp.body_sum == h->body_sum;
@@ -710,10 +741,10 @@ static bool ix_load(struct md_tree *t, const char *data, const struct ix_header 
     const uint32_t *pool = (const uint32_t *)(recs + cnt), *topo = pool + npool, *roots = topo + cnt;
     const char *strs = ix_strings(data, h);
     struct node **v;
-    bool bad = false;
+    bool bad = false, recs_ok;
 
     (void)err;
-    if (strs[h->strings_size - 1] != '\0' || ix_hash(data + sizeof(*h), h->total_size - sizeof(*h)) != h->body_sum)
+    if (strs[h->strings_size - 1] != '\0' || ix_body_sum(data, h, &recs_ok) != h->body_sum || !recs_ok)
         return false;
     /* one region for the nodes and their arrays, with room for a writer's additions */
     t_reserve(t, (size_t)cnt * (sizeof(struct node) + 6 * sizeof(void *)) + 64 * sizeof(void *) + 4096);
@@ -783,6 +814,9 @@ static bool ix_load(struct md_tree *t, const char *data, const struct ix_header 
         else
             t->roots[i] = v[roots[i]];
     }
+    /* the header names the current snapshot as the records do */
+    if (!bad && (h->current == IX_NONE ? t->current != NULL : h->current >= cnt || v[h->current] != t->current))
+        bad = true;
     return !bad;
 }
 
@@ -990,7 +1024,7 @@ static bool jl_matches(struct md_store *s, const char *domain, const struct ix_h
  * index is 0.8 MB, and every page a command touches costs it). */
 struct ixout {
     int fd;
-    bool failed;
+    bool failed, hashing; /* the records are summed one by one (ix_body_sum), not hashed here */
     size_t len;
     struct hstate hs;
     char buf[16384] __attribute__((aligned(16)));
@@ -998,7 +1032,8 @@ struct ixout {
 
 static void ixout_flush(struct ixout *o)
 {
-    h_add(&o->hs, o->buf, o->len); /* whole chunks: the hash's fast path */
+    if (o->hashing)
+        h_add(&o->hs, o->buf, o->len); /* whole chunks: the hash's fast path */
     if (o->len && !o->failed && qs_write_all(o->fd, o->buf, o->len) < 0)
         o->failed = true;
     o->len = 0;
@@ -1071,6 +1106,7 @@ static int ix_write(struct md_store *s, struct md_tree *t, const struct stat *di
     struct ixout *o = NULL;
     char *tmp = NULL, *name = NULL;
     size_t ssize = 1, off = 1;
+    uint64_t recs_x = 0;
     uint32_t prev_aux = IX_NONE, flags = IXS_NAMED;
     int run = -1, ret = -1;
 
@@ -1098,10 +1134,12 @@ static int ix_write(struct md_store *s, struct md_tree *t, const struct stat *di
         goto out;
     name = qs_asprintf("%s.index", t->domain);
     tmp = qs_asprintf("%s.index.tmp", t->domain);
+    h.current = t->current ? t->current->rank : IX_NONE;
     o = qs_xmalloc(sizeof(*o));
     o->len = 0;
     o->failed = false;
-    h_init(&o->hs, h.total_size - sizeof(h));
+    o->hashing = false;
+    h_init(&o->hs, h.total_size - sizeof(h) - t->n * sizeof(struct ix_rec));
     unlinkat(run, tmp, 0);
     if ((o->fd = openat(run, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0)
         goto out;
@@ -1132,7 +1170,10 @@ static int ix_write(struct md_store *s, struct md_tree *t, const struct stat *di
         r->external = n->e.external;
         r->current = n->e.current;
         r->sum = rec_sum(r);
+        recs_x ^= rec_mix((uint32_t)i, r->sum);
     }
+    ixout_flush(o);
+    o->hashing = true;
     for (size_t i = 0; i < t->n - t->nroots; i++)
         *(uint32_t *)ixout_room(o, sizeof(uint32_t)) = t->child_pool[i]->rank;
     for (size_t i = 0; i < t->n; i++)
@@ -1150,7 +1191,7 @@ static int ix_write(struct md_store *s, struct md_tree *t, const struct stat *di
             ix_put_str(o, e->aux);
     }
     ixout_flush(o);
-    h.body_sum = h_final(&o->hs);
+    h.body_sum = h_final(&o->hs) ^ recs_x;
     if (keep) { /* the same directory as before: only the body changed */
         h.stamp = *keep;
         h.stamp.body_sum = h.body_sum;
@@ -1560,6 +1601,33 @@ static const char *peek_str(const char *strs, uint32_t size, uint32_t off)
     return off < size && memchr(strs + off, '\0', size - off) ? strs + off : NULL;
 }
 
+/* NAME's record in the index MAP (header H) by binary search (*AT: its number), or NULL. A torn record met on
+ * the way only sends the search astray: not found. The record's own sum is the caller's to check. */
+static const struct ix_rec *ix_find(const char *map, const struct ix_header *h, const char *name, uint32_t *at)
+{
+    const struct ix_rec *recs = (const struct ix_rec *)(map + sizeof(*h));
+    const char *strs = ix_strings(map, h);
+    size_t lo = 0, hi = h->count;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const char *nm = peek_str(strs, h->strings_size, recs[mid].name);
+        int c;
+        if (!nm)
+            return NULL;
+        c = name_order(name, nm);
+        if (c == 0) {
+            *at = (uint32_t)mid;
+            return &recs[mid];
+        }
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
 /*
  * One snapshot without reading the whole index (snapshot-info at 10,000 snapshots: reading, summing and
  * loading 1 MB was most of its time): the index mapped, only its header and the records a binary search by
@@ -1580,7 +1648,8 @@ static struct md_tree *peek(struct md_store *s, const char *domain, const char *
     struct stat ist, dst;
     const struct ix_rec *recs, *r = NULL;
     const char *map = MAP_FAILED, *strs, *pname = NULL;
-    size_t len = 0, lo = 0, hi;
+    size_t len = 0;
+    uint32_t at;
     int fd = openat(md_store_root_fd(s), ixname, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), dir = -1;
 
     if (fd < 0 || fstat(fd, &ist) < 0 || !S_ISREG(ist.st_mode) || ist.st_size < (off_t)sizeof(h) ||
@@ -1596,20 +1665,7 @@ static struct md_tree *peek(struct md_store *s, const char *domain, const char *
         goto out;
     recs = (const struct ix_rec *)(map + sizeof(h));
     strs = ix_strings(map, &h);
-    for (hi = h.count; lo < hi && !r;) { /* a torn record met here only sends the search astray: not found */
-        size_t mid = lo + (hi - lo) / 2;
-        const char *nm = peek_str(strs, h.strings_size, recs[mid].name);
-        int c;
-        if (!nm)
-            goto out;
-        c = name_order(name, nm);
-        if (c == 0)
-            r = &recs[mid];
-        else if (c < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
+    r = ix_find(map, &h, name, &at);
     file = qs_asprintf("%s.xml", name);
     if (!r || r->sum != rec_sum(r) || strcmp(strs + r->name, name) != 0 || r->state >= MD_STATE__LAST ||
         r->pre >= h.count || r->last >= h.count || r->last < r->pre ||
@@ -1652,6 +1708,104 @@ out:
     free(rel);
     free(ixname);
     return t;
+}
+
+/*
+ * Moving "current" without the tree (md_store_snapshot_set_current under the lock): two files rewritten, the
+ * tree's shape unchanged, so the index is patched in place - the two records (their current byte and sum),
+ * then the header (the current record, the body's sum worked out from the old and new record sums, the
+ * directory's new stamp). Only an index that vouches for the directory on its own (no journal: its records
+ * would be lost from the patched body) is patched. A reader that meets a half-patched index sees sums that do
+ * not agree (a record's own, or the body's) and reads the directory; a crash leaves the same for the next
+ * load. The records keep the stat of the files as they were read: a scan parses the two rewritten files.
+ */
+bool md_index_current(struct md_store *s, const char *domain, int dirfd, const char *name, struct md_ixcur *c)
+{
+    char *ixname = qs_asprintf("run/%s.index", domain);
+    int fd = openat(md_store_root_fd(s), ixname, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    const struct ix_rec *r, *o;
+    const char *map = MAP_FAILED, *nm;
+    struct ix_header h;
+    struct stat ist, dir;
+    uint32_t at;
+    bool ok = false;
+
+    memset(c, 0, sizeof(*c));
+    free(ixname);
+    if (fd < 0 || fstat(fd, &ist) < 0 || !S_ISREG(ist.st_mode) || ist.st_size < (off_t)sizeof(h) ||
+        ist.st_size > IX_MAX || fstat(dirfd, &dir) < 0 ||
+        (map = mmap(NULL, (size_t)ist.st_size, PROT_READ, MAP_SHARED, fd, 0)) == MAP_FAILED ||
+        !ix_header_ok(map, (size_t)ist.st_size))
+        goto out;
+    memcpy(&h, map, sizeof(h));
+    if (!stamp_ok(&h) || !(h.stamp.flags & IXS_NAMED) || !stamp_matches(&h.stamp, &dir) ||
+        stamp_racy(&h.stamp, &dir) || !(r = ix_find(map, &h, name, &at)) || r->sum != rec_sum(r) ||
+        (r->current != 0) != (h.current == at))
+        goto out;
+    if (h.current != IX_NONE) {
+        if (h.current >= h.count)
+            goto out;
+        o = (const struct ix_rec *)(map + sizeof(h)) + h.current;
+        if (o->sum != rec_sum(o) || !o->current || !(nm = peek_str(ix_strings(map, &h), h.strings_size, o->name)) ||
+            strlen(nm) > QS_NAME_MAX)
+            goto out;
+        memcpy(c->old_name, nm, strlen(nm) + 1);
+        c->has_old = true;
+    }
+    c->dir = dir;
+    c->body_sum = h.body_sum;
+    c->stamp_sum = h.stamp.sum;
+    c->rec = at;
+    c->old = h.current;
+    c->fine = h.stamp.fine != 0;
+    ok = true;
+out:
+    if (map != MAP_FAILED)
+        munmap((void *)map, (size_t)ist.st_size);
+    qs_close(fd);
+    return ok;
+}
+
+void md_index_current_done(struct md_store *s, const char *domain, const struct md_ixcur *c,
+                           const struct md_wstamp *w)
+{
+    char *ixname = qs_asprintf("run/%s.index", domain);
+    int fd = w->ok ? openat(md_store_root_fd(s), ixname, O_RDWR | O_CLOEXEC | O_NOFOLLOW) : -1;
+    const uint32_t at[2] = {c->old, c->rec};
+    struct ix_header h;
+    uint64_t body;
+    bool ok = false;
+
+    free(ixname);
+    /* the index the caller looked at, as it was */
+    if (fd < 0 || pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) || memcmp(h.magic, IX_MAGIC, 8) != 0 ||
+        h.bom != IX_BOM || h.header_size != sizeof(h) || h.body_sum != c->body_sum || h.stamp.sum != c->stamp_sum ||
+        h.current != c->old)
+        goto out;
+    body = h.body_sum;
+    for (int k = 0; k < 2; k++) {
+        struct ix_rec r;
+        off_t off = (off_t)sizeof(h) + (off_t)at[k] * (off_t)sizeof(r);
+        if (at[k] == IX_NONE)
+            continue;
+        if (at[k] >= h.count || pread(fd, &r, sizeof(r), off) != (ssize_t)sizeof(r) || r.sum != rec_sum(&r))
+            goto out;
+        body ^= rec_mix(at[k], r.sum);
+        r.current = k == 1;
+        r.aux = IX_NONE; /* a file rewritten: the engine works its data out anew, as after the long way */
+        r.sum = rec_sum(&r);
+        body ^= rec_mix(at[k], r.sum);
+        if (pwrite(fd, &r, sizeof(r), off) != (ssize_t)sizeof(r))
+            goto out;
+    }
+    h.body_sum = body;
+    h.current = c->rec;
+    stamp_set(&h.stamp, &w->last, now_ns(), w->fine, body, h.stamp.flags);
+    ok = pwrite(fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h);
+out:
+    qs_close(fd);
+    if (!ok)
+        md_index_drop(s, domain); /* the next load reads the directory */
 }
 
 struct md_tree *md_tree_peek(struct md_store *s, const char *domain, const char *name, size_t min_count)
@@ -1705,7 +1859,7 @@ static struct md_tree *load_scan(struct md_store *s, const char *domain, const s
     const struct ix_rec *recs = NULL;
     const char *strs = NULL;
     struct md_map files = {0};
-    bool *used = NULL, dirty = false;
+    bool *used = NULL, dirty = false, recs_ok = false;
     const char *ix = NULL;
     char *data = NULL;
     enum scan_mode mode = SCAN_STAT;
@@ -1737,8 +1891,7 @@ static struct md_tree *load_scan(struct md_store *s, const char *domain, const s
     /* strings of reused records will point into the index mapped */
     t->ixdata = ix;
     t->ixlen = ixlen;
-    if (ix && ix_hash(ix + sizeof(*h), h->total_size - sizeof(*h)) == h->body_sum &&
-        ix[h->total_size - 1] == '\0') {
+    if (ix && ix_body_sum(ix, h, &recs_ok) == h->body_sum && recs_ok && ix[h->total_size - 1] == '\0') {
         recs = (const struct ix_rec *)(ix + sizeof(*h));
         strs = ix_strings(ix, h);
         t_reserve(t, (size_t)h->count * (sizeof(struct node) + 6 * sizeof(void *)) + 65536);
