@@ -51,6 +51,8 @@ struct ix_stamp {
     int64_t written_ns; /* CLOCK_REALTIME when the stamp was taken */
     uint32_t fine;      /* the directory's timestamps were seen finer than the clock tick */
     uint32_t flags;     /* IXS_* */
+    uint32_t current;   /* the index's current snapshot, a record number (IX_NONE: none; 0 in a journal) */
+    uint32_t pad;
     uint64_t body_sum;  /* the body this stamp vouches for */
     uint64_t sum;       /* of the fields above */
 };
@@ -62,8 +64,7 @@ struct ix_header {
     uint64_t body_sum; /* of everything after the header (ix_body_sum) */
     uint32_t count, rec_size;
     uint32_t strings_size, nroots;
-    uint32_t current, pad; /* the current snapshot's record number; IX_NONE: none */
-    struct ix_stamp stamp;
+    struct ix_stamp stamp; /* with the current record, under the stamp's sum */
 };
 
 /* One snapshot, with its place in the tree worked out by the writer (relink()), so that a reader has
@@ -636,10 +637,11 @@ static bool stamp_racy(const struct ix_stamp *st, const struct stat *dir)
 
 /* OBSERVED: when the content the stamp vouches for was seen (at or after DIR was taken). */
 static void stamp_set(struct ix_stamp *st, const struct stat *dir, int64_t observed, bool fine, uint64_t body_sum,
-                      uint32_t flags)
+                      uint32_t flags, uint32_t current)
 {
     memset(st, 0, sizeof(*st));
     st->flags = flags;
+    st->current = current;
     st->dev = (uint64_t)dir->st_dev;
     st->ino = (uint64_t)dir->st_ino;
     st->mtime_ns = ts_ns(dir->st_mtim);
@@ -815,7 +817,8 @@ static bool ix_load(struct md_tree *t, const char *data, const struct ix_header 
             t->roots[i] = v[roots[i]];
     }
     /* the header names the current snapshot as the records do */
-    if (!bad && (h->current == IX_NONE ? t->current != NULL : h->current >= cnt || v[h->current] != t->current))
+    if (!bad && (h->stamp.current == IX_NONE ? t->current != NULL
+                                             : h->stamp.current >= cnt || v[h->stamp.current] != t->current))
         bad = true;
     return !bad;
 }
@@ -1134,7 +1137,6 @@ static int ix_write(struct md_store *s, struct md_tree *t, const struct stat *di
         goto out;
     name = qs_asprintf("%s.index", t->domain);
     tmp = qs_asprintf("%s.index.tmp", t->domain);
-    h.current = t->current ? t->current->rank : IX_NONE;
     o = qs_xmalloc(sizeof(*o));
     o->len = 0;
     o->failed = false;
@@ -1196,9 +1198,10 @@ static int ix_write(struct md_store *s, struct md_tree *t, const struct stat *di
         h.stamp = *keep;
         h.stamp.body_sum = h.body_sum;
         h.stamp.flags = flags;
+        h.stamp.current = t->current ? t->current->rank : IX_NONE;
         h.stamp.sum = stamp_sum(&h.stamp);
     } else {
-        stamp_set(&h.stamp, dir, observed, fine, h.body_sum, flags);
+        stamp_set(&h.stamp, dir, observed, fine, h.body_sum, flags, t->current ? t->current->rank : IX_NONE);
     }
     if (!o->failed && pwrite(o->fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h) && close(o->fd) == 0 &&
         renameat(run, tmp, run, name) == 0) {
@@ -1294,7 +1297,7 @@ static bool jl_add(int run, const char *domain, const struct md_quick *q, const 
         r->size = (uint32_t)size;
         r->file_len = (uint32_t)flen;
         r->ino = n ? inos[i] : 0;
-        stamp_set(&r->stamp, after, now_ns(), fine, 0, 0);
+        stamp_set(&r->stamp, after, now_ns(), fine, 0, 0, 0);
         memcpy(r + 1, file, flen);
         r->sum = jl_rec_sum(r);
         len += size;
@@ -1387,7 +1390,8 @@ void md_index_restamp(struct md_store *s, const char *domain, int dirfd, const s
     }
     if ((fd = openat(run, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) < 0)
         goto out;
-    stamp_set(&h.stamp, &after, now_ns(), h.stamp.fine || md_stamp_fine(before, &after), h.body_sum, h.stamp.flags);
+    stamp_set(&h.stamp, &after, now_ns(), h.stamp.fine || md_stamp_fine(before, &after), h.body_sum, h.stamp.flags,
+              h.stamp.current);
     if (pwrite(fd, &h.stamp, sizeof(h.stamp), offsetof(struct ix_header, stamp)) != (ssize_t)sizeof(h.stamp))
         unlinkat(run, name, 0); /* half a stamp: its sum fails, but say so plainly */
 out:
@@ -1740,12 +1744,12 @@ bool md_index_current(struct md_store *s, const char *domain, int dirfd, const c
     memcpy(&h, map, sizeof(h));
     if (!stamp_ok(&h) || !(h.stamp.flags & IXS_NAMED) || !stamp_matches(&h.stamp, &dir) ||
         stamp_racy(&h.stamp, &dir) || !(r = ix_find(map, &h, name, &at)) || r->sum != rec_sum(r) ||
-        (r->current != 0) != (h.current == at))
+        (r->current != 0) != (h.stamp.current == at))
         goto out;
-    if (h.current != IX_NONE) {
-        if (h.current >= h.count)
+    if (h.stamp.current != IX_NONE) {
+        if (h.stamp.current >= h.count)
             goto out;
-        o = (const struct ix_rec *)(map + sizeof(h)) + h.current;
+        o = (const struct ix_rec *)(map + sizeof(h)) + h.stamp.current;
         if (o->sum != rec_sum(o) || !o->current || !(nm = peek_str(ix_strings(map, &h), h.strings_size, o->name)) ||
             strlen(nm) > QS_NAME_MAX)
             goto out;
@@ -1756,7 +1760,7 @@ bool md_index_current(struct md_store *s, const char *domain, int dirfd, const c
     c->body_sum = h.body_sum;
     c->stamp_sum = h.stamp.sum;
     c->rec = at;
-    c->old = h.current;
+    c->old = h.stamp.current;
     c->fine = h.stamp.fine != 0;
     ok = true;
 out:
@@ -1780,7 +1784,7 @@ void md_index_current_done(struct md_store *s, const char *domain, const struct 
     /* the index the caller looked at, as it was */
     if (fd < 0 || pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) || memcmp(h.magic, IX_MAGIC, 8) != 0 ||
         h.bom != IX_BOM || h.header_size != sizeof(h) || h.body_sum != c->body_sum || h.stamp.sum != c->stamp_sum ||
-        h.current != c->old)
+        h.stamp.current != c->old)
         goto out;
     body = h.body_sum;
     for (int k = 0; k < 2; k++) {
@@ -1799,8 +1803,7 @@ void md_index_current_done(struct md_store *s, const char *domain, const struct 
             goto out;
     }
     h.body_sum = body;
-    h.current = c->rec;
-    stamp_set(&h.stamp, &w->last, now_ns(), w->fine, body, h.stamp.flags);
+    stamp_set(&h.stamp, &w->last, now_ns(), w->fine, body, h.stamp.flags, c->rec);
     ok = pwrite(fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h);
 out:
     qs_close(fd);

@@ -1487,6 +1487,25 @@ static void test_quick_current(void **state)
     assert_string_equal(current_name(f), "d");
     ASSERT_FRESH(f, count);
 
+    /* the index's word for which record is current is under its stamp's sum: changed (to "none"), the index
+     * no longer vouches, and the move cannot leave two current snapshots */
+    settle_load(f, l);
+    {
+        char *idx = qs_asprintf("%s/run/vm1.index", f->root), *data;
+        size_t len;
+        uint32_t cur, none = UINT32_MAX;
+        data = t_read(idx, &len);
+        memcpy(&cur, data + 96, sizeof(cur)); /* the stamp's current field: header 48 bytes, stamp's 48 on */
+        assert_true(cur < count);
+        memcpy(data + 96, &none, sizeof(none));
+        replace_file(idx, data, len);
+        free(data);
+        free(idx);
+    }
+    assert_int_equal(md_store_snapshot_set_current(f->store, l, "vm1", "b", &err), 0);
+    assert_string_equal(current_name(f), "b");
+    ASSERT_FRESH(f, count);
+
     /* a snapshot not there: refused, nothing changed */
     settle();
     before = t_hash_dir(f->root);
