@@ -39,6 +39,7 @@ struct qmp_client {
     int major, minor, micro;
     char *package;
     pid_t peer_pid;
+    unsigned owed;       /* replies to qmp_client_send's requests not read yet (they come before any other) */
     qmp_release_fn release; /* qmp_client_set_release */
     void *release_opaque;
     struct qmp_features *features; /* qmp_features.c's per-connection cache; NULL until first asked */
@@ -323,8 +324,10 @@ static int client_file(struct qmp_client *c, json_object *msg, bool awaits, json
         /* qsnap's requests carry no id (client_request): QEMU answers a client's requests one by one, in
          * order, so a reply is the oldest outstanding request's - and a client that gives one up (a timeout)
          * is broken for good. A reply that carries an id answers no request of ours: dropped. */
-        ours = awaits && !json_object_object_get_ex(msg, "id", &v);
-        if (ours) {
+        ours = !json_object_object_get_ex(msg, "id", &v);
+        if (ours && c->owed) {
+            c->owed--; /* a qmp_client_send's: nobody waits for it */
+        } else if (ours && awaits) {
             *reply = msg;
             msg = NULL;
         }
@@ -610,6 +613,40 @@ int qmp_client_execute_pair(struct qmp_client *c, const char *first, const struc
     return 0;
 }
 
+int qmp_client_send(struct qmp_client *c, const char *command, const struct qmp_args *args, struct qs_error **err)
+{
+    if (client_check(c, err) < 0 ||
+        client_request(c, command, qmp_json(args), -1, qs_now_ms() + c->timeout_ms, err) < 0)
+        return -1;
+    c->owed++;
+    return 0;
+}
+
+int qmp_client_settle(struct qmp_client *c, struct qs_error **err)
+{
+    int64_t deadline = qs_now_ms() + c->timeout_ms;
+    json_object *reply = NULL;
+    bool queued;
+    int r;
+
+    while (c->owed) {
+        if (client_check(c, err) < 0)
+            return -1;
+        if ((r = client_step(c, deadline, false, &reply, &queued, err)) == 0) {
+            qs_error_set(err, QS_ERR_TIMEOUT, "QEMU did not reply on '%s' within %d ms", c->name, c->timeout_ms);
+            return client_fail(c);
+        }
+        if (r < 0)
+            return -1;
+    }
+    return 0;
+}
+
+bool qmp_client_kept(const struct qmp_client *c)
+{
+    return c->release != NULL;
+}
+
 int qmp_client_execute_timeout(struct qmp_client *c, const char *command, const struct qmp_args *args,
                                int timeout_ms, struct qmp_reply **ret, struct qs_error **err)
 {
@@ -826,6 +863,10 @@ void qmp_client_free(struct qmp_client *c)
     /* a pool that keeps healthy connections takes this one over instead */
     if (c->release && !c->broken && c->release(c->release_opaque, c))
         return;
+    /* what qmp_client_send wrote is read first: a QEMU that sees the socket close may drop a request it
+     * has not read yet */
+    if (!c->broken && c->owed)
+        qmp_client_settle(c, NULL);
     qmp_client_event_clear(c);
     qmp_features_free(c->features);
     qs_close(c->fd);

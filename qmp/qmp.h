@@ -133,6 +133,17 @@ int qmp_client_execute_pair(struct qmp_client *c, const char *first, const struc
                             const struct qmp_args *args2, struct qmp_reply **ret2, struct qs_error **err2);
 int qmp_client_execute_timeout(struct qmp_client *c, const char *command, const struct qmp_args *args,
                                int timeout_ms, struct qmp_reply **ret, struct qs_error **err);
+/*
+ * Sends COMMAND without waiting for its reply: the client reads that reply (and drops it, an error too)
+ * before the reply of its next request, in qmp_client_poll, or in qmp_client_free before it closes. For
+ * housekeeping nobody waits on, on a connection that outlives the operation (qmp_client_kept).
+ */
+int qmp_client_send(struct qmp_client *c, const char *command, const struct qmp_args *args, struct qs_error **err);
+/* Reads the replies qmp_client_send left owed, within the client's timeout (events that come with them are
+ * queued, as every event). */
+int qmp_client_settle(struct qmp_client *c, struct qs_error **err);
+/* Whether qmp_client_free gives C to a keeper (qmp_client_set_release) rather than closing it. */
+bool qmp_client_kept(const struct qmp_client *c);
 
 /*
  * HMP passthrough (human-monitor-command). *output (may be NULL) gets the text as QEMU sent it (lines end

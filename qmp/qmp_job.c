@@ -106,13 +106,30 @@ static void dismiss_sent(void *opaque)
     d->opts->dismissing(d->opts->opaque, d->id);
 }
 
-/* job-dismiss of job ID after OPTS->concluded told its outcome, OPTS->dismissing called while it goes. */
+/*
+ * job-dismiss of job ID after its outcome was read, OPTS->dismissing called while it goes. On a connection
+ * that outlives the operation (qsnapd's kept monitors) its reply is not waited for: QEMU runs the dismiss
+ * before anything sent after it, the client reads the reply before the next one, and the next job on it
+ * starts by reading it (qmp_job_run). A dismiss lost after all (the process dies before QEMU read it)
+ * leaves a concluded job of that name, which the next qmp_job_run dismisses.
+ */
 static int job_dismiss(struct qmp_client *c, const char *id, const struct qmp_job_options *opts,
                        struct qs_error **err)
 {
     struct dismiss_ctx d = {opts, id};
+    void (*sent)(void *) = opts->concluded && opts->dismissing ? dismiss_sent : NULL;
+    struct qmp_args *a;
+    int ret;
 
-    return job_verb_sent(c, "job-dismiss", id, opts->concluded && opts->dismissing ? dismiss_sent : NULL, &d, err);
+    if (!qmp_client_kept(c))
+        return job_verb_sent(c, "job-dismiss", id, sent, &d, err);
+    a = qmp_args_new();
+    qmp_args_set_str(a, "id", id);
+    ret = qmp_client_send(c, "job-dismiss", a, err);
+    qmp_args_free(a);
+    if (ret == 0 && sent)
+        sent(&d);
+    return ret;
 }
 
 /*
@@ -192,6 +209,32 @@ static json_object *job_args(const char *command, const struct qmp_args *args, c
     return a;
 }
 
+/*
+ * Starts COMMAND (A: job-id set). A refusal while a concluded job of that name is still there (its dismiss
+ * lost with the process that sent it) dismisses that one and tries once more: nobody reads its outcome any
+ * more (an interrupted operation's recovery, which would, runs before a new one).
+ */
+static int job_start(struct qmp_client *c, const char *command, json_object *a, const char *job_id, int timeout_ms,
+                     struct qs_error **err)
+{
+    struct qs_error *refused = NULL;
+    struct job_info ji = {0};
+    bool stale;
+
+    if (qmp_client_execute_timeout(c, command, (const struct qmp_args *)a, timeout_ms, NULL, &refused) == 0)
+        return 0;
+    stale = refused->code == QS_ERR_QEMU && job_query(c, job_id, &ji, NULL) == 0 && ji.found &&
+            strcmp(ji.status, "concluded") == 0;
+    job_info_release(&ji);
+    if (!stale || job_verb(c, "job-dismiss", job_id, NULL) < 0) {
+        qs_error_propagate(err, &refused);
+        return -1;
+    }
+    qs_error_free(refused);
+    qmp_client_event_drop(c, "JOB_STATUS_CHANGE", "id", job_id);
+    return qmp_client_execute_timeout(c, command, (const struct qmp_args *)a, timeout_ms, NULL, err);
+}
+
 int qmp_job_run(struct qmp_client *c, const char *command, const struct qmp_args *args, const char *job_id,
                 const struct qmp_job_options *opts, struct qs_error **err)
 {
@@ -213,11 +256,14 @@ int qmp_job_run(struct qmp_client *c, const char *command, const struct qmp_args
     deadline = opts->timeout_ms > 0 ? start + opts->timeout_ms : INT64_MAX;
     if (!(a = job_args(command, args, job_id, err)))
         goto out;
-    /* events of an earlier job of the same name must not be taken for this one's */
+    /* events of an earlier job of the same name must not be taken for this one's: its dismiss, when not
+     * waited for (job_dismiss), is read first, with the events it brought */
+    if (qmp_client_settle(c, err) < 0)
+        goto out;
     qmp_client_event_drop(c, "JOB_STATUS_CHANGE", "id", job_id);
     /* in QEMU 7.2 snapshot-save replies only when its work is done: the job's whole budget goes to the reply,
      * and its status events may all be queued by then */
-    if (qmp_client_execute_timeout(c, command, (const struct qmp_args *)a, opts->timeout_ms, NULL, err) < 0)
+    if (job_start(c, command, a, job_id, opts->timeout_ms, err) < 0)
         goto out;
     next_poll = qs_now_ms() + poll_ms;
     for (;;) {

@@ -912,7 +912,8 @@ static void test_job_command_refused(void **state)
     static const struct peer_step script[] = {
         HELLO, P_EXPECT("snapshot-delete"),
         P_SEND("{\"id\": \"@ID@\", \"error\": {\"class\": \"GenericError\", \"desc\": \"Job ID 'del0' in use\"}}\r\n"),
-        P_END};
+        /* a job of that name that is not concluded stays, and so does the refusal */
+        P_EXPECT("query-jobs"), P_SEND(JOBS("{\"id\": \"del0\", \"status\": \"running\"}")), P_END};
     struct qmp_args *a = qmp_args_new();
     struct fixture f;
     struct qs_error *err = NULL;
@@ -926,6 +927,93 @@ static void test_job_command_refused(void **state)
     assert_int_equal(qmp_job_run(f.c, "snapshot-delete", a, "del0", NULL, &err), -1);
     assert_error(&err, QS_ERR_QEMU, "Job ID 'del0' in use");
     finish(&f);
+    qmp_args_free(a);
+}
+
+/* A concluded job of the same name (its dismiss lost with the process that sent it) is dismissed, and the
+ * job started again. */
+static void test_job_stale(void **state)
+{
+    static const struct peer_step script[] = {
+        HELLO, P_EXPECT("snapshot-save"),
+        P_SEND("{\"error\": {\"class\": \"GenericError\", \"desc\": \"Job ID 'save0' in use\"}}\r\n"),
+        P_EXPECT("query-jobs"), P_SEND(JOBS("{\"id\": \"save0\", \"status\": \"concluded\"}")),
+        P_EXPECT("job-dismiss"), P_SEND(JOB("save0", "null") OK), P_EXPECT("snapshot-save"),
+        P_SEND(OK JOB("save0", "created") JOB("save0", "running") JOB("save0", "waiting") JOB("save0", "pending")
+                   JOB("save0", "concluded")),
+        P_EXPECT("job-dismiss"), P_SEND(OK), P_END};
+    struct qmp_args *a = save_args("save0");
+    struct fixture f;
+    struct qs_error *err = NULL;
+    (void)state;
+
+    start(&f, script);
+    if (qmp_job_run(f.c, "snapshot-save", a, "save0", NULL, &err) < 0)
+        fail_msg("job: %s", err->message);
+    end(&f);
+    assert_string_equal(peer_names(f.peer),
+                        "qmp_capabilities snapshot-save query-jobs job-dismiss snapshot-save job-dismiss");
+    peer_free(f.peer);
+    qmp_args_free(a);
+}
+
+static bool keep_client(void *opaque, struct qmp_client *c)
+{
+    (void)opaque;
+    (void)c;
+    return true;
+}
+
+/*
+ * On a kept connection the dismiss's reply is not waited for: here the peer answers it only after the next
+ * command came (a client that waited would time out). That reply and its "null" event are read before the
+ * next command's reply, and before the next job of the same name starts (its "null" taken for the new job's
+ * would end that one early).
+ */
+static void test_job_kept_dismiss(void **state)
+{
+    static const struct peer_step script[] = {
+        HELLO, P_EXPECT("snapshot-load"),
+        P_SEND(OK JOB("load0", "created") JOB("load0", "running") JOB("load0", "waiting") JOB("load0", "pending")
+                   JOB("load0", "concluded")),
+        P_EXPECT("job-dismiss"), P_EXPECT("query-status"),
+        P_SEND(JOB("load0", "null") OK "{\"return\": {\"status\": \"running\", \"running\": true}}\r\n"),
+        P_EXPECT("snapshot-load"),
+        P_SEND(OK JOB("load0", "created") JOB("load0", "running") JOB("load0", "waiting") JOB("load0", "pending")
+                   JOB("load0", "concluded")),
+        P_EXPECT("job-dismiss"), P_SEND(JOB("load0", "null") OK), P_EXPECT("snapshot-save"),
+        P_SEND(OK JOB("load0", "created") JOB("load0", "running") JOB("load0", "waiting") JOB("load0", "pending")
+                   JOB("load0", "concluded")),
+        P_EXPECT("job-dismiss"), P_SEND(OK), P_END};
+    struct qmp_options o = {.timeout_ms = 3000};
+    struct heard h = {{0}, 0};
+    struct qmp_job_options opts = {.concluded = heard_concluded, .dismissing = heard_dismissing, .opaque = &h};
+    struct qmp_args *a = qmp_args_new();
+    struct qmp_reply *r = NULL;
+    struct fixture f;
+    struct qs_error *err = NULL;
+    (void)state;
+
+    qmp_args_set_str(a, "tag", "s1");
+    start_opts(&f, script, &o);
+    qmp_client_set_release(f.c, keep_client, NULL);
+    assert_true(qmp_client_kept(f.c));
+    if (qmp_job_run(f.c, "snapshot-load", a, "load0", &opts, &err) < 0)
+        fail_msg("job: %s", err->message);
+    assert_string_equal(h.order, "cd");
+    if (qmp_client_execute(f.c, "query-status", NULL, &r, &err) < 0)
+        fail_msg("query-status: %s", err->message);
+    assert_string_equal(qmp_value_get_string(qmp_reply_value(r), "status"), "running");
+    qmp_reply_free(r);
+    /* the next job of the same name, right after a dismiss not waited for */
+    if (qmp_job_run(f.c, "snapshot-load", a, "load0", &opts, &err) < 0)
+        fail_msg("job: %s", err->message);
+    if (qmp_job_run(f.c, "snapshot-save", a, "load0", NULL, &err) < 0)
+        fail_msg("job: %s", err->message);
+    /* freed for good: the owed reply is read before the socket closes */
+    qmp_client_set_release(f.c, NULL, NULL);
+    end(&f);
+    peer_free(f.peer);
     qmp_args_free(a);
 }
 
@@ -1409,6 +1497,8 @@ int main(void)
         cmocka_unit_test(test_job_events_dropped),
         cmocka_unit_test(test_job_dismissing),
         cmocka_unit_test(test_job_command_refused),
+        cmocka_unit_test(test_job_stale),
+        cmocka_unit_test(test_job_kept_dismiss),
         cmocka_unit_test(test_job_cancelled),
         cmocka_unit_test(test_job_commit_ready),
         cmocka_unit_test(test_job_pending_finalize),
