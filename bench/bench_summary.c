@@ -682,7 +682,8 @@ static int qsnap_cell(struct bench *b, struct cell *c, int pause, ...)
     return 0;
 }
 
-static void raw_cell(struct bench *b, struct cell *c, enum rawop op, const char *name, bool pause)
+/* One raw operation timed into side SD of cell C (C NULL: untimed). */
+static void raw_cell_side(struct bench *b, struct cell *c, enum rawop op, const char *name, bool pause, enum side sd)
 {
     double ms, p, job = NAN;
 
@@ -690,11 +691,16 @@ static void raw_cell(struct bench *b, struct cell *c, enum rawop op, const char 
     ms = raw_op(b, op, name);
     p = mon_pause_job(qh_vm_qmp(b->vm), pause, &job);
     if (c) {
-        cell_job(c, S_R, ms, job);
-        bench_series_add(&c->t[S_R], ms);
+        cell_job(c, sd, ms, job);
+        bench_series_add(&c->t[sd], ms);
         if (pause)
-            bench_series_add(&c->pause[S_R], p);
+            bench_series_add(&c->pause[sd], p);
     }
+}
+
+static void raw_cell(struct bench *b, struct cell *c, enum rawop op, const char *name, bool pause)
+{
+    raw_cell_side(b, c, op, name, pause, S_R);
 }
 
 #define QOK(b, st, what) must((b), (st), (what))
@@ -755,20 +761,6 @@ static void qsnap_live_runs(struct bench *b, struct cell *c, int n, int mb)
     }
 }
 
-static void raw_cell_side(struct bench *b, struct cell *c, enum rawop op, const char *name, enum side sd)
-{
-    double ms, p, job = NAN;
-
-    mon_drain(qh_vm_qmp(b->vm));
-    ms = raw_op(b, op, name);
-    p = mon_pause_job(qh_vm_qmp(b->vm), true, &job);
-    if (c) {
-        cell_job(c, sd, ms, job);
-        bench_series_add(&c->t[sd], ms);
-        bench_series_add(&c->pause[sd], p);
-    }
-}
-
 /* One round of the internal rows on qsnap's side (Q) or raw's, timed into S's cells (S NULL: untimed). */
 static void internal_round(struct bench *b, struct sizeres *s, int i, bool q)
 {
@@ -781,12 +773,12 @@ static void internal_round(struct bench *b, struct sizeres *s, int i, bool q)
     snprintf(fresh, sizeof(fresh), "%cf%s%d", q ? 'q' : 'r', s ? "" : "w", i < 0 ? 0 : i);
     raw_cell(b, NULL, RAW_LOAD, "rbase", true);
     if (q && b->aa) { /* the control: raw's operations in qsnap's turn */
-        raw_cell_side(b, c ? &c[R_CREATE] : NULL, RAW_SAVE, name, S_Q);
-        raw_cell_side(b, c ? &c[R_CREATE_FRESH] : NULL, RAW_SAVE, fresh, S_Q);
-        raw_cell_side(b, c ? &c[R_REVERT] : NULL, RAW_LOAD, "qbase", S_Q);
-        raw_cell_side(b, c ? &c[R_DELETE] : NULL, RAW_DEL, name, S_Q);
+        raw_cell_side(b, c ? &c[R_CREATE] : NULL, RAW_SAVE, name, true, S_Q);
+        raw_cell_side(b, c ? &c[R_CREATE_FRESH] : NULL, RAW_SAVE, fresh, true, S_Q);
+        raw_cell_side(b, c ? &c[R_REVERT] : NULL, RAW_LOAD, "qbase", true, S_Q);
+        raw_cell_side(b, c ? &c[R_DELETE] : NULL, RAW_DEL, name, false, S_Q);
         raw_cell(b, NULL, RAW_DEL, fresh, false);
-        raw_cell_side(b, c ? &c[R_LIST] : NULL, RAW_LIST, NULL, S_Q);
+        raw_cell_side(b, c ? &c[R_LIST] : NULL, RAW_LIST, NULL, false, S_Q);
     } else if (q) {
         QOK(b, qsnap_cell(b, c ? &c[R_CREATE] : NULL, true, "snapshot-create-as", DOMAIN, name, (char *)NULL),
             "qsnap snapshot-create-as");
