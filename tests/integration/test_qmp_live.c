@@ -396,6 +396,86 @@ static void test_job_failure(void **state)
     qmp_args_free(load);
 }
 
+static bool keep_client(void *opaque, struct qmp_client *c)
+{
+    (void)opaque;
+    (void)c;
+    return true;
+}
+
+static size_t job_count(struct qmp_client *c)
+{
+    struct qs_error *err = NULL;
+    struct qmp_reply *r = NULL;
+    size_t n;
+
+    OK(qmp_client_execute(c, "query-jobs", NULL, &r, &err));
+    n = qmp_value_array_len(qmp_reply_value(r));
+    qmp_reply_free(r);
+    return n;
+}
+
+/*
+ * A concluded job left undismissed (its dismiss lost with the process that sent it) does not block the next
+ * job of its name; and on a kept connection (qsnapd's) a dismiss not waited for is done before anything
+ * after it, the next job of the same name included, and its late events are not taken for that job's.
+ */
+static void test_job_stale_and_kept(void **state)
+{
+    struct fixture *f = fixture_of(state);
+    struct qs_error *err = NULL;
+    struct qmp_args *a0 = snapshot_args("qsnap", "t0"), *a1 = snapshot_args("qsnap", "t1"),
+                    *a3 = snapshot_args("qsnap", "t3"), *load = snapshot_args("qsnap", "t1");
+    struct qmp_event *ev = NULL;
+    uint64_t c1 = 0, restored = 0, later = 0;
+
+    OK(qh_vm_wait_counter_advancing(f->vm, 0, NULL, &err));
+    OK(qmp_client_execute(f->c, "snapshot-save", a0, NULL, &err));
+    do {
+        qmp_event_free(ev);
+        ev = NULL;
+        OK(qmp_client_event_wait(f->c, "JOB_STATUS_CHANGE", "id", "qsnap", 10000, &ev, &err));
+    } while (!qs_str_equal(qmp_value_get_string(qmp_event_data(ev), "status"), "concluded"));
+    qmp_event_free(ev);
+    assert_int_equal(job_count(f->c), 1);
+    /* the same name again: the stale job goes, this one runs (paused: its counter is known) */
+    run_simple(f->c, "stop");
+    OK(qh_vm_read_counter(f->vm, &c1, &err));
+    OK(qmp_job_run(f->c, "snapshot-save", a1, "qsnap", NULL, &err));
+    assert_int_equal(job_count(f->c), 0);
+    assert_true(snapshot_vmstate_size(f->c, "vda", "t0") > 0);
+    assert_true(snapshot_vmstate_size(f->c, "vda", "t1") > 0);
+    run_simple(f->c, "cont");
+    OK(qh_vm_wait_counter_advancing(f->vm, 0, &later, &err));
+    assert_true(later > c1);
+    run_simple(f->c, "stop");
+
+    /* kept: each job's dismiss goes unwaited, and the next job of the name comes right after it */
+    qmp_client_set_release(f->c, keep_client, NULL);
+    assert_true(qmp_client_kept(f->c));
+    OK(qmp_job_run(f->c, "snapshot-load", load, "qsnap", NULL, &err));
+    OK(qmp_job_run(f->c, "snapshot-save", a3, "qsnap", NULL, &err));
+    OK(qmp_job_run(f->c, "snapshot-load", load, "qsnap", NULL, &err));
+    assert_int_equal(job_count(f->c), 0); /* every dismiss done before it: their replies were read first */
+    OK(qh_vm_read_counter(f->vm, &restored, &err));
+    assert_true(restored == c1);
+    assert_true(snapshot_vmstate_size(f->c, "vda", "t3") > 0);
+    qmp_args_free(a3);
+    a3 = qmp_args_new();
+    qmp_args_set_str(a3, "tag", "t3");
+    qmp_args_push_str(qmp_args_set_list(a3, "devices"), "vda");
+    OK(qmp_job_run(f->c, "snapshot-delete", a3, "qsnap", NULL, &err));
+    qmp_client_set_release(f->c, NULL, NULL);
+    run_simple(f->c, "cont");
+    OK(qh_vm_wait_counter_advancing(f->vm, 0, NULL, &err));
+    assert_int_equal(snapshot_vmstate_size(f->c, "vda", "t3"), -1);
+    assert_int_equal(job_count(f->c), 0);
+    qmp_args_free(a0);
+    qmp_args_free(a1);
+    qmp_args_free(a3);
+    qmp_args_free(load);
+}
+
 static void test_hmp(void **state)
 {
     struct fixture *f = fixture_of(state);
@@ -695,6 +775,7 @@ int main(void)
         VM_TEST(test_snapshot_save_job_events, cfg_default),
         VM_TEST(test_job_run_save_load, cfg_default),
         VM_TEST(test_job_failure, cfg_default),
+        VM_TEST(test_job_stale_and_kept, cfg_default),
         VM_TEST(test_hmp, cfg_default),
         VM_TEST(test_fd_passing, cfg_default),
         VM_TEST(test_killed_while_waiting, cfg_default),
