@@ -795,6 +795,72 @@ out:
     return ret;
 }
 
+int md_store_snapshot_create_peek(struct md_store *s, const struct md_lock *lock, const char *domain,
+                                  const char *name, size_t min_count, char *cur, size_t cur_size)
+{
+    struct md_ixnew n;
+    int dir = -1, ret = 0;
+
+    if (md_lock_check(lock, s, domain, NULL) < 0 || qs_name_check(name, "snapshot", NULL) < 0 ||
+        (dir = md_store_snapdir_open(s, domain, false, NULL)) < 0 ||
+        !md_index_create_peek(s, domain, dir, name, min_count, &n) || strlen(n.cur) >= cur_size)
+        goto out;
+    memcpy(cur, n.cur, strlen(n.cur) + 1);
+    ret = 1;
+out:
+    qs_close(dir);
+    return ret;
+}
+
+int md_store_snapshot_create_quick(struct md_store *s, const struct md_lock *lock, const char *domain,
+                                   const struct md_domain *def, const struct md_snapshot *snap, size_t min_count,
+                                   struct qs_error **err)
+{
+    struct md_ixnew n;
+    struct change c = {0};
+    struct stat st;
+    const char *files[2];
+    uint64_t inos[2];
+    char *file = NULL, *ofile = NULL;
+    size_t k = 0;
+    int dir = -1, ret = 0;
+
+    if (!def || !snap->name || !snap->current || md_lock_check(lock, s, domain, NULL) < 0 ||
+        qs_name_check(snap->name, "snapshot", NULL) < 0 || (dir = md_store_snapdir_open(s, domain, false, NULL)) < 0 ||
+        !md_index_create_peek(s, domain, dir, snap->name, min_count, &n) ||
+        (n.has_cur ? !snap->parent || strcmp(snap->parent, n.cur) != 0 : snap->parent != NULL) ||
+        md_snapshot_check_redefine(md_domain_uuid(def), snap, NULL) < 0)
+        goto out;
+    file = qs_asprintf("%s.xml", snap->name);
+    ofile = n.has_cur ? qs_asprintf("%s.xml", n.cur) : NULL;
+    /* from here on the directory changes: the answer is 1 or -1. As the long way: the old current first (a
+     * crash in between leaves none current, never two), then the new file; both go to the journal. */
+    ret = -1;
+    quick_begin(&c, dir, &n.q.dir, n.q.fine);
+    if (ofile) {
+        if (rewrite(&c, ofile, false, NULL, 0, err) < 0 || fstatat(dir, ofile, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            goto done;
+        files[k] = ofile;
+        inos[k++] = (uint64_t)st.st_ino;
+    }
+    if (change_write(&c, file, snap, err) < 0 || fstatat(dir, file, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        goto done;
+    files[k] = file;
+    inos[k++] = (uint64_t)st.st_ino;
+    ret = 1;
+done:
+    gen_end(&c);
+    if (ret == 1)
+        md_index_quick_done(s, domain, &n.q, files, inos, k, &c.w);
+    else
+        md_index_drop(s, domain);
+out:
+    qs_close(dir);
+    free(file);
+    free(ofile);
+    return ret;
+}
+
 static void collect_subtree(const struct md_tree *t, const struct md_entry *e, const struct md_entry ***v,
                             size_t *n)
 {

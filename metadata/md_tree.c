@@ -1811,6 +1811,101 @@ out:
         md_index_drop(s, domain); /* the next load reads the directory */
 }
 
+/* Whether FILE in DIRFD says its snapshot is current: 1 (its name in NAME), 0 (or no such file), -1 unreadable. */
+static int file_current(int dirfd, const char *file, char name[QS_NAME_MAX + 1])
+{
+    struct md_snapshot *snap = NULL;
+    struct stat st;
+    char *data = NULL;
+    size_t len;
+    int r = -1;
+
+    if (fstatat(dirfd, file, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? 0 : -1;
+    if (S_ISREG(st.st_mode) && qs_file_read(dirfd, file, MD_FILE_MAX, &data, &len, NULL) == 0 &&
+        (snap = md_snapshot_parse(data, len, MD_PARSE_ON_DISK | MD_PARSE_SKIP_SUBTREES, NULL)) && snap->name &&
+        named_file(snap->name, file) && strlen(snap->name) <= QS_NAME_MAX) {
+        r = snap->current ? 1 : 0;
+        if (r)
+            memcpy(name, snap->name, strlen(snap->name) + 1);
+    }
+    md_snapshot_free(snap);
+    free(data);
+    return r;
+}
+
+bool md_index_create_peek(struct md_store *s, const char *domain, int dirfd, const char *name, size_t min_count,
+                          struct md_ixnew *n)
+{
+    char *ixname = qs_asprintf("%s.index", domain), *file = qs_asprintf("%s.xml", name), *cand[1 + JL_CREATE_MAX];
+    int run = md_store_run_open(s), fd = -1;
+    const char *map = MAP_FAILED;
+    struct ix_header h;
+    struct stat dir, ist, st;
+    struct jl j = {0};
+    size_t nfiles = 0, ncand = 0, ncur = 0;
+    bool ok = false;
+
+    memset(n, 0, sizeof(*n));
+    /* the index (and its journal) vouching for the directory as it is, every snapshot in NAME.xml, and none
+     * in NAME's file */
+    if (run < 0 || fstat(dirfd, &dir) < 0 || !vouched(run, domain, &dir, &h, &n->q, &nfiles) ||
+        !(h.stamp.flags & IXS_NAMED) || nfiles > JL_CREATE_MAX || h.count < min_count ||
+        fstatat(dirfd, file, &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)
+        goto out;
+    /* who can be current: the index's current snapshot and the files its journal wrote since (the others are
+     * as the index has them); each file says whether it is */
+    if (h.stamp.current != IX_NONE) {
+        const struct ix_rec *r;
+        const char *nm;
+        if ((fd = openat(run, ixname, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0 || fstat(fd, &ist) < 0 ||
+            !S_ISREG(ist.st_mode) || ist.st_size < (off_t)sizeof(h) || ist.st_size > IX_MAX ||
+            (map = mmap(NULL, (size_t)ist.st_size, PROT_READ, MAP_SHARED, fd, 0)) == MAP_FAILED ||
+            !ix_header_ok(map, (size_t)ist.st_size) || memcmp(map, &h, sizeof(h)) != 0 || h.stamp.current >= h.count)
+            goto out;
+        r = (const struct ix_rec *)(map + sizeof(h)) + h.stamp.current;
+        if (r->sum != rec_sum(r) || !r->current || !(nm = peek_str(ix_strings(map, &h), h.strings_size, r->name)))
+            goto out;
+        cand[ncand++] = qs_asprintf("%s.xml", nm);
+    }
+    if (n->q.jl_len && !jl_read(run, domain, &h, &j))
+        goto out;
+    for (size_t off = sizeof(struct jl_header); j.data && off < j.len;) {
+        const struct jl_rec *r = (const struct jl_rec *)(j.data + off);
+        char *f = qs_xstrndup((const char *)(r + 1), r->file_len);
+        bool seen = !r->file_len || !r->ino;
+        off += r->size;
+        for (size_t k = 0; k < ncand && !seen; k++)
+            seen = strcmp(cand[k], f) == 0;
+        if (seen || ncand == sizeof(cand) / sizeof(cand[0]))
+            free(f);
+        else
+            cand[ncand++] = f;
+    }
+    for (size_t k = 0; k < ncand; k++) {
+        char nm[QS_NAME_MAX + 1];
+        int r = file_current(dirfd, cand[k], nm);
+        if (r < 0 || (r > 0 && ncur++))
+            goto out;
+        if (r > 0) {
+            memcpy(n->cur, nm, sizeof(nm));
+            n->has_cur = true;
+        }
+    }
+    ok = true;
+out:
+    for (size_t k = 0; k < ncand; k++)
+        free(cand[k]);
+    jl_free(&j);
+    if (map != MAP_FAILED)
+        munmap((void *)map, (size_t)ist.st_size);
+    qs_close(fd);
+    qs_close(run);
+    free(ixname);
+    free(file);
+    return ok;
+}
+
 struct md_tree *md_tree_peek(struct md_store *s, const char *domain, const char *name, size_t min_count)
 {
     return peek(s, domain, name, min_count, false);
