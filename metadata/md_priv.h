@@ -166,20 +166,6 @@ size_t md_index_journal_records(struct md_store *store, const char *domain);
 void md_index_quick_done(struct md_store *store, const char *domain, const struct md_quick *q,
                          const char *const *files, const uint64_t *inos, size_t n, const struct md_wstamp *w);
 /*
- * A create without the tree (lock held): md_index_create_peek() says whether DOMAIN's index (with at least
- * MIN_COUNT records) and its journal (at most JL_CREATE_MAX files, each read to see which is current) vouch for
- * the snapshot directory DIRFD as it is now, every snapshot in NAME.xml, and there is no NAME; then N holds
- * the current snapshot's name (if any) and what md_index_quick_done() needs.
- */
-#define JL_CREATE_MAX 16
-struct md_ixnew {
-    struct md_quick q;
-    char cur[QS_NAME_MAX + 1];
-    bool has_cur;
-};
-bool md_index_create_peek(struct md_store *store, const char *domain, int dirfd, const char *name, size_t min_count,
-                          struct md_ixnew *n);
-/*
  * A writer making NAME current without the tree (lock held): md_index_current() says whether DOMAIN's index
  * vouches on its own for the snapshot directory DIRFD as it is now, every snapshot in NAME.xml, and has
  * NAME; then C holds the current snapshot's name (if any). Once the writer rewrote the files (the old
