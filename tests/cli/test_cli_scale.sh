@@ -3,7 +3,8 @@
 # the redefines append to the index's journal (run/DOM.ixlog) and snapshot-info reads one index record
 # (md_tree_peek, from 512 snapshots on), and a delete of a snapshot nothing is built on appends to the journal
 # too (md_tree_peek_leaf). Every answer is checked against what the construction makes true:
-# a chain c1 <- ... <- c600 and a branch b1 <- ... <- b100 on c300, b100 redefined --current last.
+# a chain c1 <- ... <- c600 and a branch b1 <- ... <- b100 on c300, b100 redefined --current last. Then the
+# domain gets a qcow2 disk and, shut off, takes 22 internal snapshots in a row (a create rewrites the index).
 #
 # Usage: test_cli_scale.sh QSNAP
 set -uo pipefail
@@ -79,5 +80,49 @@ info b1 no c299 1 98
 info c301 no c299 1 298
 [ "$(q snapshot-list vm1 --name | grep -c .)" = 697 ] || fail "list: not 697 snapshots"
 [ "$(q snapshot-list vm1 --leaves --name | grep . | sort | tr '\n' ' ')" = "b99 c599 " ] || fail "leaves: $(q snapshot-list vm1 --leaves --name | tr '\n' ' ')"
-[ "$(q snapshot-current vm1 --name)" = b99 ] || fail "snapshot-current at the end"
-[ $fails -eq 0 ] && echo "test_cli_scale: 700 snapshots, every answer right" || exit 1
+[ "$(q snapshot-current vm1 --name)" = b99 ] || fail "snapshot-current after the deletes"
+
+# internal creates of the shut-off domain, now with a disk
+qemu-img create -q -f qcow2 "$tmp/disk.qcow2" 16M || fail "qemu-img create"
+cat >"$root/qemu/vm1.xml" <<XML
+<domain type='qemu'>
+  <name>vm1</name>
+  <uuid>11111111-2222-3333-4444-555555555555</uuid>
+  <memory unit='KiB'>65536</memory>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='$tmp/disk.qcow2'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+  </devices>
+</domain>
+XML
+rm -f "$root/run/vm1.ixlog"
+q snapshot-list vm1 --name >/dev/null # the index again, for the directory as it is
+q snapshot-create-as vm1 n1 >/dev/null || fail "create n1"
+[ "$(q snapshot-current vm1 --name)" = n1 ] || fail "snapshot-current after creating n1"
+info n1 yes b99 0 0
+info b99 no b98 1 1
+# in a row, no reader between them
+for i in $(seq 2 22); do
+    q snapshot-create-as vm1 "n$i" >/dev/null || fail "create n$i"
+done
+prev=n1
+for i in $(seq 2 22); do
+    [ "$(q snapshot-parent vm1 "n$i")" = "$prev" ] || fail "parent of n$i: $(q snapshot-parent vm1 "n$i" 2>&1)"
+    prev=n$i
+done
+[ "$(q snapshot-current vm1 --name)" = n22 ] || fail "snapshot-current after creating n22"
+info n22 yes n21 0 0
+info n10 no n9 1 12
+info b99 no b98 1 22
+q snapshot-create-as vm1 n5 >/dev/null 2>"$tmp/err" && fail "a second n5 was created"
+grep -q "already exists" "$tmp/err" || fail "create n5 again: $(cat "$tmp/err")"
+[ "$(qemu-img snapshot -l "$tmp/disk.qcow2" | grep -c ' n[0-9]')" = 22 ] || fail "the disk lacks tags: $(qemu-img snapshot -l "$tmp/disk.qcow2")"
+# exactly one file says current
+[ "$(grep -l '<active>1</active>' "$root/snapshot/vm1/"*.xml 2>/dev/null | wc -l)" -le 1 ] || fail "more than one current file"
+q snapshot-check vm1 >"$tmp/out" 2>&1 || fail "snapshot-check: $(cat "$tmp/out")"
+[ "$(q snapshot-list vm1 --name | grep -c .)" = 719 ] || fail "list: not 719 snapshots"
+[ "$(q snapshot-current vm1 --name)" = n22 ] || fail "snapshot-current at the end"
+[ $fails -eq 0 ] && echo "test_cli_scale: 719 snapshots, every answer right" || exit 1
