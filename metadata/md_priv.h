@@ -124,6 +124,9 @@ struct md_wstamp {
 void md_wstamp_begin(struct md_wstamp *w, const struct md_tree *tree, int dirfd);
 void md_wstamp_before(struct md_wstamp *w, int dirfd);
 void md_wstamp_after(struct md_wstamp *w, int dirfd);
+/* MID, a stat of the directory between two changes of this writer right after each other (W's last look the
+ * later): whether they show timestamps finer than the tick. */
+void md_wstamp_grain(struct md_wstamp *w, const struct stat *mid);
 /* FILE (in the snapshot directory DIRFD) now holds SNAP: added to or replaced in the tree (by name). */
 int md_tree_note_file(struct md_tree *tree, int dirfd, const char *file, const struct md_snapshot *snap);
 /* Snapshot NAME is gone (its children were noted with their new parent before). */

@@ -598,40 +598,51 @@ static uint64_t gen_get(int dir)
     return v;
 }
 
-/* Visible to other processes at once (rename), not synced: it orders readers, it protects no data. */
-static void gen_set(int dir, uint64_t v)
+/*
+ * Visible to other processes at once (rename), not synced: it orders readers, it protects no data. Its two
+ * changes of the directory (the new file, then the rename) come microseconds apart, a stat between them:
+ * the writer's clearest look at the grain of the directory's timestamps (its other looks span a file's
+ * fsync, which a busy disk stretches past half a tick).
+ */
+static void gen_set(struct change *c, uint64_t v)
 {
     char buf[32];
     int n = snprintf(buf, sizeof(buf), "%llu\n", (unsigned long long)v), fd;
+    struct stat mid;
+    bool have_mid;
 
-    fd = openat(dir, GEN_FILE ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
+    md_wstamp_before(&c->w, c->dir);
+    fd = openat(c->dir, GEN_FILE ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        md_wstamp_after(&c->w, c->dir);
         return;
+    }
+    have_mid = fstat(c->dir, &mid) == 0;
     if (write(fd, buf, (size_t)n) == n) {
-        if (close(fd) == 0 && renameat(dir, GEN_FILE ".tmp", dir, GEN_FILE) == 0)
-            return;
+        if (close(fd) == 0 && renameat(c->dir, GEN_FILE ".tmp", c->dir, GEN_FILE) == 0)
+            goto out;
     } else {
         close(fd);
     }
     /* a full disk, say: readers lose the ordering of this one change, nothing is left behind */
-    unlinkat(dir, GEN_FILE ".tmp", 0);
+    unlinkat(c->dir, GEN_FILE ".tmp", 0);
+out:
+    md_wstamp_after(&c->w, c->dir);
+    if (have_mid)
+        md_wstamp_grain(&c->w, &mid);
 }
 
 /* Before a change of several files: odd (a writer that died left it odd: moved on all the same). */
 static void gen_begin(struct change *c)
 {
     uint64_t v = gen_get(c->dir);
-    md_wstamp_before(&c->w, c->dir);
-    gen_set(c->dir, (v & 1) ? v + 2 : v + 1);
-    md_wstamp_after(&c->w, c->dir);
+    gen_set(c, (v & 1) ? v + 2 : v + 1);
 }
 
 static void gen_end(struct change *c)
 {
     uint64_t v = gen_get(c->dir);
-    md_wstamp_before(&c->w, c->dir);
-    gen_set(c->dir, (v & 1) ? v + 1 : v + 2);
-    md_wstamp_after(&c->w, c->dir);
+    gen_set(c, (v & 1) ? v + 1 : v + 2);
 }
 
 uint64_t md_store_gen_read(struct md_store *s, const char *domain)

@@ -2124,6 +2124,12 @@ void md_wstamp_after(struct md_wstamp *w, int dirfd)
         w->fine = true;
 }
 
+void md_wstamp_grain(struct md_wstamp *w, const struct stat *mid)
+{
+    if (md_stamp_fine(mid, &w->last))
+        w->fine = true;
+}
+
 /* relink() for a tree whose snapshots and parents are as it last worked them out (a writer only rewrote
  * files in place, as moving "current" does): only which one is current is looked at again. At 10,000
  * snapshots a relink takes 0.3-0.7 ms, most of it the fresh memory of its arrays. */
