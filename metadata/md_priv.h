@@ -166,14 +166,27 @@ struct md_quick {
 bool md_index_quick(struct md_store *store, const char *domain, int dirfd, struct md_quick *q);
 /* For tests: the good records of DOMAIN's journal about its index (0: none). */
 size_t md_index_journal_records(struct md_store *store, const char *domain);
+/*
+ * A create without the tree (lock held): md_index_create_peek() says whether DOMAIN's index (with at least
+ * MIN_COUNT records) and its journal vouch for the snapshot directory DIRFD as it is now, every snapshot in
+ * NAME.xml, and there is no NAME; then N holds the current snapshot's name ("" for none) and what
+ * md_index_quick_done() needs.
+ */
+struct md_ixnew {
+    struct md_quick q;
+    char cur[QS_NAME_MAX + 1];
+};
+bool md_index_create_peek(struct md_store *store, const char *domain, int dirfd, const char *name, size_t min_count,
+                          struct md_ixnew *n);
 void md_index_quick_done(struct md_store *store, const char *domain, const struct md_quick *q,
                          const char *const *files, const uint64_t *inos, size_t n, const struct md_wstamp *w);
 /*
  * A writer making NAME current without the tree (lock held): md_index_current() says whether DOMAIN's index
- * vouches on its own for the snapshot directory DIRFD as it is now, every snapshot in NAME.xml, and has
+ * (and its journal) vouch for the snapshot directory DIRFD as it is now, every snapshot in NAME.xml, and have
  * NAME; then C holds the current snapshot's name (if any). Once the writer rewrote the files (the old
  * current one first), md_index_current_done() patches the index in place, W the writer's stamps from c->dir
- * on - or drops it when W saw anything else change the directory.
+ * on - or drops it when W saw anything else change the directory. With a journal (c->journal) the writer
+ * records the two files there instead.
  */
 struct md_ixcur {
     struct stat dir;
@@ -181,12 +194,16 @@ struct md_ixcur {
     uint32_t rec, old;            /* NAME's record and the current one's (UINT32_MAX: none) */
     char old_name[QS_NAME_MAX + 1];
     bool has_old, fine;
+    /* the index has a journal: the two files go into it (md_index_quick_done with Q), nothing is patched */
+    bool journal;
+    struct md_quick q;
 };
 bool md_index_current(struct md_store *store, const char *domain, int dirfd, const char *name, struct md_ixcur *c);
 void md_index_current_done(struct md_store *store, const char *domain, const struct md_ixcur *c,
                            const struct md_wstamp *w);
-/* Whether T came from md_tree_peek_leaf(): then *BODY_SUM is the index's it was read from. */
-bool md_tree_peeked_leaf(const struct md_tree *t, uint64_t *body_sum);
+/* Whether T came from md_tree_peek_leaf(): then *BODY_SUM is the index's it was read from, *JL_LEN the length
+ * of that index's journal then (0: none). */
+bool md_tree_peeked_leaf(const struct md_tree *t, uint64_t *body_sum, size_t *jl_len);
 /* md_tree_check_redefine() without the tree: the snapshot valid, and its domain's uuid DOMAIN_UUID (NULL:
  * not checked). */
 int md_snapshot_check_redefine(const char *domain_uuid, const struct md_snapshot *snap, struct qs_error **err);

@@ -806,6 +806,72 @@ out:
     return ret;
 }
 
+int md_store_snapshot_create_peek(struct md_store *s, const struct md_lock *lock, const char *domain,
+                                  const char *name, size_t min_count, char *cur, size_t cur_size)
+{
+    struct md_ixnew n;
+    int dir = -1, ret = 0;
+
+    if (md_lock_check(lock, s, domain, NULL) < 0 || qs_name_check(name, "snapshot", NULL) < 0 ||
+        (dir = md_store_snapdir_open(s, domain, false, NULL)) < 0 ||
+        !md_index_create_peek(s, domain, dir, name, min_count, &n) || strlen(n.cur) >= cur_size)
+        goto out;
+    memcpy(cur, n.cur, strlen(n.cur) + 1);
+    ret = 1;
+out:
+    qs_close(dir);
+    return ret;
+}
+
+int md_store_snapshot_create_quick(struct md_store *s, const struct md_lock *lock, const char *domain,
+                                   const struct md_domain *def, const struct md_snapshot *snap, size_t min_count,
+                                   struct qs_error **err)
+{
+    struct md_ixnew n;
+    struct change c = {0};
+    struct stat st;
+    const char *files[2];
+    uint64_t inos[2];
+    char *file = NULL, *ofile = NULL;
+    size_t k = 0;
+    int dir = -1, ret = 0;
+
+    if (!def || !snap->name || !snap->current || md_lock_check(lock, s, domain, NULL) < 0 ||
+        qs_name_check(snap->name, "snapshot", NULL) < 0 || (dir = md_store_snapdir_open(s, domain, false, NULL)) < 0 ||
+        !md_index_create_peek(s, domain, dir, snap->name, min_count, &n) ||
+        (n.cur[0] ? !snap->parent || strcmp(snap->parent, n.cur) != 0 : snap->parent != NULL) ||
+        md_snapshot_check_redefine(md_domain_uuid(def), snap, NULL) < 0)
+        goto out;
+    file = qs_asprintf("%s.xml", snap->name);
+    ofile = n.cur[0] ? qs_asprintf("%s.xml", n.cur) : NULL;
+    /* from here on the directory changes: the answer is 1 or -1. As the long way: the old current first (a
+     * crash in between leaves none current, never two), then the new file; both go to the journal. */
+    ret = -1;
+    quick_begin(&c, dir, &n.q.dir, n.q.fine);
+    if (ofile) {
+        if (rewrite(&c, ofile, false, NULL, 0, err) < 0 || fstatat(dir, ofile, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            goto done;
+        files[k] = ofile;
+        inos[k++] = (uint64_t)st.st_ino;
+    }
+    if (change_write(&c, file, snap, err) < 0 || fstatat(dir, file, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        goto done;
+    files[k] = file;
+    inos[k++] = (uint64_t)st.st_ino;
+    ret = 1;
+done:
+    gen_end(&c);
+    if (ret == 1)
+        md_index_quick_done(s, domain, &n.q, files, inos, k, &c.w);
+    else
+        md_index_drop(s, domain);
+out:
+    qs_close(dir);
+    free(file);
+    free(ofile);
+    return ret;
+}
+
 static void collect_subtree(const struct md_tree *t, const struct md_entry *e, const struct md_entry ***v,
                             size_t *n)
 {
@@ -835,6 +901,7 @@ static int delete_quick(struct md_store *s, const char *domain, const struct md_
     const struct md_entry *e = md_tree_find(t, name);
     const char *files[2];
     uint64_t inos[2] = {0, 0}, body;
+    size_t jl_len;
     struct md_quick q;
     struct change c = {0};
     struct stat st;
@@ -842,14 +909,15 @@ static int delete_quick(struct md_store *s, const char *domain, const struct md_
     size_t n = 1;
     int dir = -1, ret = 0;
 
-    if (!e || e->nchildren || !md_tree_peeked_leaf(t, &body) ||
+    if (!e || e->nchildren || !md_tree_peeked_leaf(t, &body, &jl_len) ||
         (dir = md_store_snapdir_open(s, domain, false, NULL)) < 0)
         goto out;
     file = qs_asprintf("%s.xml", name);
     pfile = e->current && e->parent ? qs_asprintf("%s.xml", e->parent) : NULL;
-    /* the index T was read from, vouching for the directory now with no file of its journal in between: what
-     * T says of NAME (no children, its parent, current or not) still holds */
-    if (strcmp(e->file, file) != 0 || !md_index_quick(s, domain, dir, &q) || q.base_body != body || q.nfiles ||
+    /* the index T was read from, and its journal as it was then, vouching for the directory now: what T says
+     * of NAME (no children, its parent, current or not) still holds */
+    if (strcmp(e->file, file) != 0 || !md_index_quick(s, domain, dir, &q) || q.base_body != body ||
+        q.jl_len != jl_len || q.nfiles + 2 >= MD_JOURNAL_MAX ||
         (pfile && (fstatat(dir, pfile, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))))
         goto out;
     /* from here on the directory changes: the answer is 1 or -1 */
@@ -967,7 +1035,11 @@ static int set_current_quick(struct md_store *s, const char *domain, const char 
 {
     struct md_ixcur ic;
     struct change c = {0};
+    struct stat st;
+    const char *files[2];
+    uint64_t inos[2];
     char *file = NULL, *ofile = NULL;
+    size_t n = 0;
     int dir = md_store_snapdir_open(s, domain, false, NULL), ret = 0;
 
     if (dir < 0 || !md_index_current(s, domain, dir, name, &ic))
@@ -980,10 +1052,22 @@ static int set_current_quick(struct md_store *s, const char *domain, const char 
     ofile = ic.has_old ? qs_asprintf("%s.xml", ic.old_name) : NULL;
     ret = -1;
     quick_begin(&c, dir, &ic.dir, ic.fine);
-    if ((!ofile || rewrite(&c, ofile, false, NULL, 0, err) == 0) && rewrite(&c, file, false, NULL, 1, err) == 0)
-        ret = 1;
+    if (ofile && (rewrite(&c, ofile, false, NULL, 0, err) < 0 || fstatat(dir, ofile, &st, AT_SYMLINK_NOFOLLOW) < 0))
+        goto done;
+    if (ofile) {
+        files[n] = ofile;
+        inos[n++] = (uint64_t)st.st_ino;
+    }
+    if (rewrite(&c, file, false, NULL, 1, err) < 0 || fstatat(dir, file, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        goto done;
+    files[n] = file;
+    inos[n++] = (uint64_t)st.st_ino;
+    ret = 1;
+done:
     gen_end(&c);
-    if (ret == 1)
+    if (ret == 1 && ic.journal)
+        md_index_quick_done(s, domain, &ic.q, files, inos, n, &c.w);
+    else if (ret == 1)
         md_index_current_done(s, domain, &ic, &c.w);
     else
         md_index_drop(s, domain);

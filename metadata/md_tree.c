@@ -136,6 +136,7 @@ struct md_tree {
     bool partial;     /* md_tree_peek(): one snapshot, no writer may use it */
     bool leaf;        /* md_tree_peek_leaf(): one snapshot without children, for a quick delete */
     uint64_t peek_body; /* the body sum of the index it was peeked from */
+    size_t peek_jl;     /* and its journal's length then (0: none) */
     struct ix_stamp stamp;
     struct stat at_load; /* the snapshot directory the tree was read from (st_ino 0: none) */
 };
@@ -1011,18 +1012,6 @@ static void jl_free(struct jl *j)
     memset(j, 0, sizeof(*j));
 }
 
-/* Whether DOMAIN's journal about the index H ends with the stamp of the directory as DIR. */
-static bool jl_matches(struct md_store *s, const char *domain, const struct ix_header *h, const struct stat *dir)
-{
-    int run = md_store_run_open(s);
-    struct jl j = {0};
-    bool ok = run >= 0 && jl_read(run, domain, h, &j) && j.last && stamp_matches(j.last, dir);
-
-    jl_free(&j);
-    qs_close(run);
-    return ok;
-}
-
 /* Buffered writes of the index body, hashed on the way (the body is never whole in memory: a 10,000-snapshot
  * index is 0.8 MB, and every page a command touches costs it). */
 struct ixout {
@@ -1428,36 +1417,84 @@ static struct md_tree *load_scan(struct md_store *s, const char *domain, const s
 /* J's records applied to T (loaded from the index J is about), in order: a file written parsed (a new snapshot
  * or a new version of one, the inode the record names), a file removed taken out (a snapshot no other one is
  * built on). False when anything does not fit (the load reads the directory). */
+/* Whether a record of J between offsets FROM and TO names the file of record R too. */
+static bool jl_names(const struct jl *j, size_t from, size_t to, const struct jl_rec *r)
+{
+    while (from < to) {
+        const struct jl_rec *q = (const struct jl_rec *)(j->data + from);
+        if (q != r && q->file_len == r->file_len && memcmp(q + 1, r + 1, r->file_len) == 0)
+            return true;
+        from += q->size;
+    }
+    return false;
+}
+
+/*
+ * The journal's files as they are now (the last record of each file says how) into T: the ones written,
+ * each once its parent is there, then the ones removed, in the journal's order (each was a leaf when it went).
+ */
 static bool jl_apply(struct md_store *s, struct md_tree *t, const struct jl *j)
 {
     int dir = md_store_snapdir_open(s, t->domain, false, NULL);
-    bool ok = dir >= 0;
+    const struct jl_rec **last = qs_xcalloc(j->nrec + 1, sizeof(*last));
+    struct md_snapshot **snaps = qs_xcalloc(j->nrec + 1, sizeof(*snaps));
+    size_t n = 0, left = 0;
+    bool ok = dir >= 0, progress = true;
 
-    for (size_t off = sizeof(struct jl_header); ok && off < j->len;) {
+    for (size_t off = sizeof(struct jl_header); off < j->len;) {
         const struct jl_rec *r = (const struct jl_rec *)(j->data + off);
-        char *file = qs_xstrndup((const char *)(r + 1), r->file_len), *data = NULL;
-        struct md_snapshot *snap = NULL;
-        struct node *n;
-        size_t len;
-
         off += r->size;
-        if (r->file_len && !r->ino) {
-            /* NAME.xml: jl_rec_at() saw the suffix */
-            file[r->file_len - 4] = '\0';
-            ok = (n = find(t, file)) && named(&n->e);
-            if (ok)
-                md_tree_note_removed(t, file);
-        } else if (r->file_len) {
+        if (r->file_len && !jl_names(j, off, j->len, r))
+            last[n++] = r;
+    }
+    for (size_t i = 0; ok && i < n; i++) {
+        char *file = qs_xstrndup((const char *)(last[i] + 1), last[i]->file_len), *data = NULL;
+        size_t len;
+        if (last[i]->ino) {
             ok = qs_file_read(dir, file, MD_FILE_MAX, &data, &len, NULL) == 0 &&
-                 (snap = md_snapshot_parse(data, len, MD_PARSE_ON_DISK | MD_PARSE_SKIP_SUBTREES, NULL)) &&
-                 named_file(snap->name, file) && md_tree_note_file(t, dir, file, snap) == 0 &&
-                 (uint64_t)find(t, snap->name)->ino == r->ino;
+                 (snaps[i] = md_snapshot_parse(data, len, MD_PARSE_ON_DISK | MD_PARSE_SKIP_SUBTREES, NULL)) &&
+                 named_file(snaps[i]->name, file);
             t->parsed++;
+            left++;
         }
-        md_snapshot_free(snap);
         free(data);
         free(file);
     }
+    while (ok && left && progress) {
+        progress = false;
+        for (size_t i = 0; ok && i < n; i++) {
+            struct md_snapshot *sn = snaps[i];
+            char *file;
+            if (!sn || (sn->parent && !find(t, sn->parent)))
+                continue;
+            file = qs_asprintf("%s.xml", sn->name);
+            ok = md_tree_note_file(t, dir, file, sn) == 0 && (uint64_t)find(t, sn->name)->ino == last[i]->ino;
+            free(file);
+            md_snapshot_free(sn);
+            snaps[i] = NULL;
+            left--;
+            progress = true;
+        }
+    }
+    ok = ok && !left;
+    for (size_t i = 0; ok && i < n; i++) {
+        char *name;
+        struct node *nd;
+        if (last[i]->ino)
+            continue;
+        name = qs_xstrndup((const char *)(last[i] + 1), last[i]->file_len - 4); /* NAME.xml: jl_rec_at() */
+        /* not there: written earlier in the journal, gone by its end */
+        if ((nd = find(t, name))) {
+            ok = named(&nd->e);
+            if (ok)
+                md_tree_note_removed(t, name);
+        }
+        free(name);
+    }
+    for (size_t i = 0; i < n; i++)
+        md_snapshot_free(snaps[i]);
+    free(snaps);
+    free(last);
     qs_close(dir);
     return ok && !t->broken && relink(t, NULL) == 0;
 }
@@ -1633,66 +1670,366 @@ static const struct ix_rec *ix_find(const char *map, const struct ix_header *h, 
 }
 
 /*
+ * ---- the index and its journal as one, for a few snapshots ----
+ *
+ * What touches one or two snapshots (snapshot-info, a delete of a leaf, a create or a move of "current" under
+ * the lock) reads neither the whole index nor folds its journal: the index is mapped (only its header and the
+ * records a binary search touches are read) and the snapshots the journal's files hold now are read, each file
+ * once (at most JV_MAX of them). The journal may only have added snapshots, removed ones nothing else hangs on,
+ * and rewritten files with their parent unchanged (what qsnap's quick writers journal); anything else, or a
+ * file not as its last record has it, and the caller takes the whole tree.
+ */
+#define JV_MAX 16
+
+struct jv_ent {
+    char *name;
+    struct md_snapshot *snap; /* its file now; NULL: removed */
+    uint32_t rec;             /* its index record; IX_NONE: not in the index */
+    uint64_t ino;             /* its file's inode by the journal's last record of it (0: removed) */
+};
+
+struct ixview {
+    const char *map;
+    size_t maplen;
+    struct ix_header h; /* a copy: a restamp rewrites the stamp in place */
+    const struct ix_rec *recs;
+    const char *strs;
+    struct md_quick q; /* what vouched: for a writer's journal records (md_index_quick_done) */
+    struct jv_ent ent[JV_MAX];
+    size_t nent;
+};
+
+/* A snapshot's place as the index and the journal have it together. */
+struct jv_place {
+    const char *parent;
+    size_t nchildren, descendants, depth;
+    uint32_t rec;                   /* IX_NONE: added by the journal */
+    const struct md_snapshot *snap; /* its file as the journal's reading had it; NULL: not in the journal */
+};
+
+static void jv_close(struct ixview *v)
+{
+    if (v->map)
+        munmap((void *)v->map, v->maplen);
+    for (size_t i = 0; i < v->nent; i++) {
+        free(v->ent[i].name);
+        md_snapshot_free(v->ent[i].snap);
+    }
+    memset(v, 0, sizeof(*v));
+}
+
+static const struct jv_ent *jv_ent(const struct ixview *v, const char *name)
+{
+    for (size_t i = 0; i < v->nent; i++)
+        if (strcmp(v->ent[i].name, name) == 0)
+            return &v->ent[i];
+    return NULL;
+}
+
+/* NAME's index record when it is there and whole (its place checked), else IX_NONE. */
+static uint32_t jv_rec(const struct ixview *v, const char *name)
+{
+    uint32_t at;
+    const struct ix_rec *r = ix_find(v->map, &v->h, name, &at);
+
+    if (!r || r->sum != rec_sum(r) || r->state >= MD_STATE__LAST || r->pre >= v->h.count ||
+        r->last >= v->h.count || r->last < r->pre || (r->parent != IX_NONE && r->parent >= v->h.count))
+        return IX_NONE;
+    return at;
+}
+
+/* The name of record AT's parent: *OK false when that record is not whole. */
+static const char *jv_rec_parent(const struct ixview *v, uint32_t at, bool *ok)
+{
+    const struct ix_rec *p;
+    const char *nm = NULL;
+
+    *ok = true;
+    if (v->recs[at].parent == IX_NONE)
+        return NULL;
+    p = &v->recs[v->recs[at].parent];
+    if (p->sum != rec_sum(p) || !(nm = peek_str(v->strs, v->h.strings_size, p->name)))
+        *ok = false;
+    return nm;
+}
+
+/* The journal's files read, each as its last record has it, and checked against the index (see above). */
+static bool jv_files(struct ixview *v, int dirfd, const struct jl *j)
+{
+    for (size_t off = sizeof(struct jl_header); j->data && off < j->len;) {
+        const struct jl_rec *r = (const struct jl_rec *)(j->data + off);
+        struct jv_ent *e;
+        char *name;
+
+        off += r->size;
+        if (!r->file_len)
+            continue;
+        name = qs_xstrndup((const char *)(r + 1), r->file_len - 4); /* jl_rec_at: NAME.xml */
+        if (!(e = (struct jv_ent *)jv_ent(v, name))) {
+            if (v->nent == JV_MAX) {
+                free(name);
+                return false;
+            }
+            e = &v->ent[v->nent++];
+            e->name = name;
+        } else {
+            free(name);
+        }
+        e->ino = r->ino;
+    }
+    for (size_t i = 0; i < v->nent; i++) {
+        struct jv_ent *e = &v->ent[i];
+        char *file = qs_asprintf("%s.xml", e->name), *data = NULL;
+        const char *pname;
+        struct stat st;
+        size_t len;
+        bool ok;
+
+        e->rec = jv_rec(v, e->name);
+        if (!e->ino) { /* removed: gone still */
+            ok = fstatat(dirfd, file, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT;
+        } else {
+            ok = fstatat(dirfd, file, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+                 (uint64_t)st.st_ino == e->ino && qs_file_read(dirfd, file, MD_FILE_MAX, &data, &len, NULL) == 0 &&
+                 (e->snap = md_snapshot_parse(data, len, MD_PARSE_ON_DISK | MD_PARSE_SKIP_SUBTREES, NULL)) &&
+                 e->snap->name && strcmp(e->snap->name, e->name) == 0;
+            /* rewritten: under the same parent */
+            if (ok && e->rec != IX_NONE) {
+                pname = jv_rec_parent(v, e->rec, &ok);
+                ok = ok && qs_str_equal(pname, e->snap->parent);
+            }
+        }
+        free(data);
+        free(file);
+        if (!ok)
+            return false;
+    }
+    for (size_t i = 0; i < v->nent; i++) {
+        const struct jv_ent *e = &v->ent[i];
+        const char *p;
+        size_t gone = 0;
+
+        if (!e->snap && e->rec != IX_NONE) {
+            /* removed: every child it had in the index removed too, none added under it */
+            for (size_t k = 0; k < v->nent; k++) {
+                const struct jv_ent *f = &v->ent[k];
+                if (f->snap && qs_str_equal(f->snap->parent, e->name))
+                    return false;
+                gone += !f->snap && f->rec != IX_NONE && v->recs[f->rec].parent == e->rec;
+            }
+            if (gone != v->recs[e->rec].nchildren)
+                return false;
+        } else if (e->snap && e->rec == IX_NONE) {
+            /* added: its parents up to the index or a root are there */
+            p = e->snap->parent;
+            for (size_t k = 0; p; k++) {
+                const struct jv_ent *f = jv_ent(v, p);
+                if (k > v->nent || (f && !f->snap) || (!f && jv_rec(v, p) == IX_NONE))
+                    return false;
+                if (!f || f->rec != IX_NONE)
+                    break;
+                p = f->snap->parent;
+            }
+        }
+    }
+    return true;
+}
+
+/*
+ * DOMAIN's index (at least MIN_COUNT records, every snapshot in NAME.xml) and its journal, when together they
+ * vouch for the snapshot directory DIRFD as it is now (a stamp that is not racy). False: take the tree.
+ */
+static bool jv_open(struct md_store *s, const char *domain, int dirfd, size_t min_count, struct ixview *v)
+{
+    char *ixname = qs_asprintf("%s.index", domain);
+    int run = md_store_run_open(s), fd = -1;
+    const struct ix_stamp *st = NULL;
+    struct stat ist, dir;
+    struct jl j = {0};
+    bool ok = false;
+
+    memset(v, 0, sizeof(*v));
+    if (run < 0 || fstat(dirfd, &dir) < 0 || (fd = openat(run, ixname, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0 ||
+        fstat(fd, &ist) < 0 || !S_ISREG(ist.st_mode) || ist.st_size < (off_t)sizeof(v->h) || ist.st_size > IX_MAX)
+        goto out;
+    v->maplen = (size_t)ist.st_size;
+    if ((v->map = mmap(NULL, v->maplen, PROT_READ, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+        v->map = NULL;
+        goto out;
+    }
+    if (!ix_header_ok(v->map, v->maplen))
+        goto out;
+    memcpy(&v->h, v->map, sizeof(v->h));
+    if (v->h.count < min_count || v->h.count == 0 || !stamp_ok(&v->h) || !(v->h.stamp.flags & IXS_NAMED))
+        goto out;
+    v->recs = (const struct ix_rec *)(v->map + sizeof(v->h));
+    v->strs = ix_strings(v->map, &v->h);
+    if (stamp_matches(&v->h.stamp, &dir)) {
+        st = &v->h.stamp;
+    } else if (jl_read(run, domain, &v->h, &j) && j.last && stamp_matches(j.last, &dir)) {
+        st = j.last;
+        v->q.jl_len = j.len;
+        v->q.nfiles = j.nfiles;
+    }
+    if (!st || stamp_racy(st, &dir))
+        goto out;
+    v->q.dir = dir;
+    v->q.fine = st->fine;
+    v->q.base_body = v->h.body_sum;
+    v->q.base_stamp = v->h.stamp.sum;
+    ok = jv_files(v, dirfd, &j);
+out:
+    jl_free(&j);
+    qs_close(fd);
+    qs_close(run);
+    free(ixname);
+    if (!ok)
+        jv_close(v);
+    return ok;
+}
+
+/* Whether NAME (record REC, IX_NONE: added) is a proper ancestor of E, a snapshot the journal added. */
+static bool jv_above(const struct ixview *v, const char *name, uint32_t rec, const struct jv_ent *e)
+{
+    const char *p = e->snap->parent;
+
+    for (size_t k = 0; p && k <= v->nent; k++) {
+        const struct jv_ent *f = jv_ent(v, p);
+        uint32_t a;
+        if (strcmp(p, name) == 0)
+            return true;
+        if (f && f->rec == IX_NONE) {
+            p = f->snap->parent;
+            continue;
+        }
+        /* in the index from here up: its pre-order numbers tell (the journal moves no snapshot) */
+        a = f ? f->rec : jv_rec(v, p);
+        return rec != IX_NONE && a != IX_NONE && v->recs[rec].pre <= v->recs[a].pre &&
+               v->recs[a].pre <= v->recs[rec].last;
+    }
+    return false;
+}
+
+/* NAME's place; false when it is not there (or the index cannot tell). */
+static bool jv_lookup(const struct ixview *v, const char *name, struct jv_place *pl)
+{
+    const struct jv_ent *e = jv_ent(v, name);
+    long long children, desc;
+    bool ok = true;
+
+    memset(pl, 0, sizeof(*pl));
+    if (e && !e->snap)
+        return false;
+    pl->rec = e ? e->rec : jv_rec(v, name);
+    pl->snap = e ? e->snap : NULL;
+    if (pl->rec != IX_NONE) {
+        const struct ix_rec *r = &v->recs[pl->rec];
+        children = r->nchildren;
+        desc = r->last - r->pre;
+        pl->depth = r->depth;
+        pl->parent = jv_rec_parent(v, pl->rec, &ok);
+        if (!ok)
+            return false;
+    } else if (e) {
+        const char *p = e->snap->parent;
+        size_t d = 0;
+        children = desc = 0;
+        pl->parent = p;
+        for (; p; d++) {
+            const struct jv_ent *f = jv_ent(v, p);
+            if (!f || f->rec != IX_NONE) { /* jv_files checked it is in the index */
+                d += v->recs[f ? f->rec : jv_rec(v, p)].depth + 1;
+                break;
+            }
+            p = f->snap->parent;
+        }
+        pl->depth = d;
+    } else {
+        return false;
+    }
+    for (size_t i = 0; i < v->nent; i++) {
+        const struct jv_ent *f = &v->ent[i];
+        if (f->snap && f->rec == IX_NONE) {
+            children += qs_str_equal(f->snap->parent, name);
+            desc += jv_above(v, name, pl->rec, f);
+        } else if (!f->snap && f->rec != IX_NONE && pl->rec != IX_NONE) {
+            children -= v->recs[f->rec].parent == pl->rec;
+            desc -= v->recs[pl->rec].pre < v->recs[f->rec].pre && v->recs[f->rec].pre <= v->recs[pl->rec].last;
+        }
+    }
+    if (children < 0 || desc < 0)
+        return false;
+    pl->nchildren = (size_t)children;
+    pl->descendants = (size_t)desc;
+    return true;
+}
+
+/* The current snapshot's name into CUR ("" for none); false when more than one claims to be. */
+static bool jv_current(const struct ixview *v, char cur[QS_NAME_MAX + 1])
+{
+    size_t n = 0;
+    const char *nm;
+
+    cur[0] = '\0';
+    for (size_t i = 0; i < v->nent; i++)
+        if (v->ent[i].snap && v->ent[i].snap->current && n++ == 0)
+            snprintf(cur, QS_NAME_MAX + 1, "%s", v->ent[i].name);
+    if (v->h.stamp.current != IX_NONE) {
+        const struct ix_rec *r = v->h.stamp.current < v->h.count ? &v->recs[v->h.stamp.current] : NULL;
+        if (!r || r->sum != rec_sum(r) || !r->current || !(nm = peek_str(v->strs, v->h.strings_size, r->name)) ||
+            strlen(nm) > QS_NAME_MAX)
+            return false;
+        /* a file the journal rewrote says itself */
+        if (!jv_ent(v, nm) && n++ == 0)
+            snprintf(cur, QS_NAME_MAX + 1, "%s", nm);
+    }
+    return n <= 1;
+}
+
+/*
  * One snapshot without reading the whole index (snapshot-info at 10,000 snapshots: reading, summing and
- * loading 1 MB was most of its time): the index mapped, only its header and the records a binary search by
- * name touches read. The record found (and its parent's) must pass its own sum; its place in the tree
- * (children, descendants, depth) comes from it, the rest from the file, parsed, which must agree with it on
- * the parent and on being current. The index must vouch for the directory on its own (no journal) and hold
- * at least MIN_COUNT snapshots (below that a whole load is as quick). A file rewritten in place, which no
- * stamp shows, shows here with its new content, in a whole load with its old until snapshot-check or the
- * directory's next change. NULL when any of that does not hold: the caller loads the tree.
+ * loading 1 MB was most of its time): its place in the tree (children, descendants, depth) from the index and
+ * its journal (jv_lookup), the rest from its file, parsed, which must agree with its record on the parent and
+ * on being current when the journal did not rewrite it. A file rewritten in place, which no stamp shows,
+ * shows here with its new content, in a whole load with its old until snapshot-check or the directory's next
+ * change. NULL when any of that does not hold: the caller loads the tree.
  */
 static struct md_tree *peek(struct md_store *s, const char *domain, const char *name, size_t min_count, bool leaf)
 {
-    char *ixname = qs_asprintf("run/%s.index", domain), *rel = qs_asprintf("snapshot/%s", domain);
     char *file = NULL, *data = NULL;
-    struct md_snapshot *snap = NULL;
+    struct md_snapshot *own = NULL;
+    const struct md_snapshot *snap;
     struct md_tree *t = NULL;
-    struct ix_header h;
-    struct stat ist, dst;
-    const struct ix_rec *recs, *r = NULL;
-    const char *map = MAP_FAILED, *strs, *pname = NULL;
+    struct ixview v = {0};
+    struct jv_place pl;
     size_t len = 0;
-    uint32_t at;
-    int fd = openat(md_store_root_fd(s), ixname, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), dir = -1;
+    int dir = -1;
 
-    if (fd < 0 || fstat(fd, &ist) < 0 || !S_ISREG(ist.st_mode) || ist.st_size < (off_t)sizeof(h) ||
-        ist.st_size > IX_MAX || qs_name_check(name, "snapshot", NULL) < 0)
+    if (qs_name_check(name, "snapshot", NULL) < 0 || (dir = md_store_snapdir_open(s, domain, false, NULL)) < 0 ||
+        !jv_open(s, domain, dir, min_count, &v) || !jv_lookup(&v, name, &pl) || (leaf && pl.nchildren))
         goto out;
-    len = (size_t)ist.st_size;
-    if ((map = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0)) == MAP_FAILED || !ix_header_ok(map, len))
-        goto out;
-    memcpy(&h, map, sizeof(h)); /* a restamp rewrites the stamp in place */
-    if (h.count < min_count || h.count == 0 || !stamp_ok(&h) || !(h.stamp.flags & IXS_NAMED) ||
-        fstatat(md_store_root_fd(s), rel, &dst, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(dst.st_mode) ||
-        !stamp_matches(&h.stamp, &dst) || stamp_racy(&h.stamp, &dst))
-        goto out;
-    recs = (const struct ix_rec *)(map + sizeof(h));
-    strs = ix_strings(map, &h);
-    r = ix_find(map, &h, name, &at);
     file = qs_asprintf("%s.xml", name);
-    if (!r || r->sum != rec_sum(r) || strcmp(strs + r->name, name) != 0 || r->state >= MD_STATE__LAST ||
-        r->pre >= h.count || r->last >= h.count || r->last < r->pre ||
-        (r->parent != IX_NONE && (r->parent >= h.count || recs[r->parent].sum != rec_sum(&recs[r->parent]) ||
-                                  !(pname = peek_str(strs, h.strings_size, recs[r->parent].name)))) ||
-        (dir = md_store_snapdir_open(s, domain, false, NULL)) < 0 ||
-        qs_file_read(dir, file, MD_FILE_MAX, &data, &len, NULL) < 0 ||
-        !(snap = md_snapshot_parse(data, len, MD_PARSE_ON_DISK | MD_PARSE_SKIP_SUBTREES, NULL)) ||
-        strcmp(snap->name, name) != 0 || !qs_str_equal(snap->parent, pname) || snap->current != (r->current != 0) ||
-        (leaf && r->nchildren))
-        goto out;
+    if (!(snap = pl.snap)) {
+        if (qs_file_read(dir, file, MD_FILE_MAX, &data, &len, NULL) < 0 ||
+            !(own = md_snapshot_parse(data, len, MD_PARSE_ON_DISK | MD_PARSE_SKIP_SUBTREES, NULL)) ||
+            strcmp(own->name, name) != 0 || !qs_str_equal(own->parent, pl.parent) ||
+            own->current != (v.recs[pl.rec].current != 0))
+            goto out;
+        snap = own;
+    }
     t = tree_new(domain);
     {
         struct node *n = node_alloc(t);
+        const struct ix_rec *r = pl.snap ? NULL : &v.recs[pl.rec];
         node_from_snapshot(t, n, snap);
         n->e.file = intern0(t, file);
-        n->e.nchildren = r->nchildren;
-        n->e.depth = r->depth;
-        n->pre = r->pre;
-        n->last = r->last;
-        n->size = r->size;
-        n->mtime_ns = r->mtime_ns;
-        n->ino = (long long)r->ino;
+        n->e.nchildren = pl.nchildren;
+        n->e.depth = pl.depth;
+        n->pre = 0;
+        n->last = pl.descendants; /* md_tree_descendants() */
+        n->size = r ? r->size : -1;
+        n->mtime_ns = r ? r->mtime_ns : 0;
+        n->ino = r ? (long long)r->ino : 0;
         by_name_push(t, n);
         if (n->e.current)
             t->current = n;
@@ -1700,17 +2037,14 @@ static struct md_tree *peek(struct md_store *s, const char *domain, const char *
     t->partial = true;
     t->path = MD_LOAD_PEEK;
     t->leaf = leaf;
-    t->peek_body = h.body_sum;
+    t->peek_body = v.h.body_sum;
+    t->peek_jl = v.q.jl_len;
 out:
-    if (map != MAP_FAILED)
-        munmap((void *)map, (size_t)ist.st_size);
-    qs_close(fd);
+    jv_close(&v);
     qs_close(dir);
-    md_snapshot_free(snap);
+    md_snapshot_free(own);
     free(data);
     free(file);
-    free(rel);
-    free(ixname);
     return t;
 }
 
@@ -1731,6 +2065,8 @@ bool md_index_current(struct md_store *s, const char *domain, int dirfd, const c
     const char *map = MAP_FAILED, *nm;
     struct ix_header h;
     struct stat ist, dir;
+    struct ixview v;
+    struct jv_place pl;
     uint32_t at;
     bool ok = false;
 
@@ -1742,6 +2078,19 @@ bool md_index_current(struct md_store *s, const char *domain, int dirfd, const c
         !ix_header_ok(map, (size_t)ist.st_size))
         goto out;
     memcpy(&h, map, sizeof(h));
+    if (stamp_ok(&h) && !stamp_matches(&h.stamp, &dir)) {
+        /* a journal after the index: the current one and NAME as the two have them */
+        if (jv_open(s, domain, dirfd, 1, &v)) {
+            ok = v.q.jl_len && v.q.nfiles + 2 < JL_MAX && jv_lookup(&v, name, &pl) && jv_current(&v, c->old_name);
+            c->has_old = c->old_name[0] != '\0';
+            c->journal = true;
+            c->q = v.q;
+            c->dir = v.q.dir;
+            c->fine = v.q.fine;
+            jv_close(&v);
+        }
+        goto out;
+    }
     if (!stamp_ok(&h) || !(h.stamp.flags & IXS_NAMED) || !stamp_matches(&h.stamp, &dir) ||
         stamp_racy(&h.stamp, &dir) || !(r = ix_find(map, &h, name, &at)) || r->sum != rec_sum(r) ||
         (r->current != 0) != (h.stamp.current == at))
@@ -1767,6 +2116,25 @@ out:
     if (map != MAP_FAILED)
         munmap((void *)map, (size_t)ist.st_size);
     qs_close(fd);
+    return ok;
+}
+
+bool md_index_create_peek(struct md_store *s, const char *domain, int dirfd, const char *name, size_t min_count,
+                          struct md_ixnew *n)
+{
+    char *file = qs_asprintf("%s.xml", name);
+    struct ixview v;
+    struct stat st;
+    bool ok = false;
+
+    memset(n, 0, sizeof(*n));
+    /* every snapshot in NAME.xml (jv_open): no such file, no snapshot of that name */
+    if (fstatat(dirfd, file, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT && jv_open(s, domain, dirfd, min_count, &v)) {
+        ok = v.q.nfiles < JL_MAX - 2 && jv_current(&v, n->cur);
+        n->q = v.q;
+        jv_close(&v);
+    }
+    free(file);
     return ok;
 }
 
@@ -1822,11 +2190,12 @@ struct md_tree *md_tree_peek_leaf(struct md_store *s, const char *domain, const 
     return md_lock_covers(lock, s, domain) ? peek(s, domain, name, min_count, true) : NULL;
 }
 
-bool md_tree_peeked_leaf(const struct md_tree *t, uint64_t *body_sum)
+bool md_tree_peeked_leaf(const struct md_tree *t, uint64_t *body_sum, size_t *jl_len)
 {
     if (!t || !t->leaf)
         return false;
     *body_sum = t->peek_body;
+    *jl_len = t->peek_jl;
     return true;
 }
 
@@ -1907,8 +2276,9 @@ static struct md_tree *load_scan(struct md_store *s, const char *domain, const s
                 md_map_put(&files, f, (void *)&recs[i]);
         }
         /* the directory as recorded, only the tick unsure: entries renamed, added or removed show in
-         * their inode numbers, nothing else can have happened */
-        if (!checked && stamp_ok(h) && (stamp_matches(&h->stamp, &dst) || jl_matches(s, domain, h, &dst)))
+         * their inode numbers, nothing else can have happened. Not so after a journal: a file it rewrote
+         * keeps its old record, and a file rewritten twice may get its first inode number back. */
+        if (!checked && stamp_ok(h) && stamp_matches(&h->stamp, &dst))
             mode = SCAN_INODES;
         t->fine = stamp_ok(h) && h->stamp.dev == (uint64_t)dst.st_dev && h->stamp.ino == (uint64_t)dst.st_ino &&
                   h->stamp.fine;

@@ -1284,6 +1284,8 @@ static const char *current_name(struct fx *f)
     return buf;
 }
 
+static void peek_agrees(const struct md_tree *t, struct md_tree *p, const char *name);
+
 /*
  * A snapshot nothing is built on, deleted with md_tree_peek_leaf's tree: its file removed, its parent made
  * current when it was, the index left as it was and the journal saying so - a reader applies it, a writer's
@@ -1334,9 +1336,17 @@ static void test_quick_delete(void **state)
         assert_int_equal(path, MD_LOAD_JOURNAL);
         assert_int_equal(parsed, 1);
         assert_int_equal(n, count);
-        /* the index no longer vouches alone: the next delete loads the tree, and its index takes the journal */
-        assert_null(md_tree_peek_leaf(f->store, "vm1", l, "e", 0));
-        assert_null(md_tree_peek(f->store, "vm1", "e", 0));
+        /* the index and its journal vouch together: peeks read through the journal (b rewritten as current,
+         * a with one descendant fewer) */
+        t = load(f, "vm1");
+        for (size_t i = 0; i < 3; i++) {
+            const char *nm = (const char *[]){"b", "a", "e"}[i];
+            struct md_tree *pk = i == 2 ? md_tree_peek_leaf(f->store, "vm1", l, nm, 0) : md_tree_peek(f->store, "vm1", nm, 0);
+            assert_non_null(pk);
+            peek_agrees(t, pk, nm);
+            md_tree_free(pk);
+        }
+        md_tree_free(t);
         /* a load for writing applies the journal and leaves it */
         t = md_tree_load_for_write(f->store, "vm1", l, &err);
         assert_non_null(t);
@@ -1347,12 +1357,17 @@ static void test_quick_delete(void **state)
         md_tree_free(t);
         assert_int_equal(stat(jl, &st), 0);
     }
+    /* the next delete too: one more record */
     delete_peeked(f, l, "e", &quick);
     count--;
-    assert_false(quick);
-    assert_int_equal(stat(jl, &st), -1);
-    ASSERT_FRESH(f, count);
+    if (fine) {
+        assert_true(quick);
+        assert_int_equal(md_index_journal_records(f->store, "vm1"), 3);
+    }
+    assert_int_not_equal(load_agrees(f, &n, &parsed), MD_LOAD_STAT);
+    assert_int_equal(n, count);
     settle_load(f, l);
+    ASSERT_FRESH(f, count);
 
     /* one that is not current: one record */
     delete_peeked(f, l, "g", &quick);
@@ -1524,12 +1539,22 @@ static void test_quick_current(void **state)
     ASSERT_FRESH(f, count);
     assert_true(index_ino(f) != ino);
 
-    /* a journal there (a quick redefine): its snapshot would be lost from a patched index - the long way */
+    /* a journal there (a quick redefine): its snapshot would be lost from a patched index - the two files go
+     * into the journal, the index as it was */
     settle_load(f, l);
     if (quick(f, l, def, "j", "e", UUID1, false) == 1) {
+        size_t records = md_index_journal_records(f->store, "vm1");
         count++;
+        ino = index_ino(f);
         assert_int_equal(md_store_snapshot_set_current(f->store, l, "vm1", "j", &err), 0);
         assert_string_equal(current_name(f), "j");
+        if (fine) {
+            assert_true(index_ino(f) == ino);
+            assert_int_equal(md_index_journal_records(f->store, "vm1"), records + 2);
+        }
+        assert_int_not_equal(load_agrees(f, &n, &parsed), MD_LOAD_STAT);
+        assert_int_equal(n, count);
+        settle_load(f, l);
         ASSERT_FRESH(f, count);
     }
 
@@ -1567,8 +1592,8 @@ static void peek_agrees(const struct md_tree *t, struct md_tree *p, const char *
 
 /*
  * md_tree_peek: one snapshot read from its index record and its file. It gives the entry a whole load gives,
- * and NULL - never a wrong entry - when the index cannot vouch on its own (too few snapshots, a foreign
- * change, a journal), for a name not there, or with any byte of the index damaged.
+ * and NULL - never a wrong entry - when the index cannot vouch (too few snapshots, a foreign change), for a
+ * name not there, or with any byte of the index damaged; through the index's journal, what a whole load gives.
  */
 static void test_peek(void **state)
 {
@@ -1581,6 +1606,7 @@ static void test_peek(void **state)
     struct md_domain *def;
     size_t len;
     int declined = 0;
+    bool fine = fine_stamps(f);
 
     copy_libvirt_dir(f, "vm1");
     settle();
@@ -1635,13 +1661,175 @@ static void test_peek(void **state)
     assert_int_equal(md_store_domain_put(f->store, l, def, &err), 0);
     settle();
     md_tree_free(md_tree_load(f->store, "vm1", l, &err));
-    if (quick(f, l, def, "late", "offline", UUID1, false) == 1)
-        assert_null(md_tree_peek(f->store, "vm1", "offline", 0));
+    /* a journal: the peek reads through it (offline gains a child) */
+    if (quick(f, l, def, "late", "offline", UUID1, false) == 1) {
+        struct md_tree *w = load(f, "vm1");
+        for (size_t i = 0; i < 2; i++) {
+            const char *nm = i ? "late" : "offline";
+            pk = md_tree_peek(f->store, "vm1", nm, 0);
+            assert_true(pk || !fine);
+            peek_agrees(w, pk, nm);
+            md_tree_free(pk);
+        }
+        md_tree_free(w);
+    }
     md_domain_free(def);
     md_lock_free(l);
     md_tree_free(t);
     free(idx);
     free(dir);
+}
+
+/*
+ * The quick writers in a random order (redefines, creates, moves of "current", deletes of leaves), each
+ * through the index's journal where it can: after every step each snapshot's peek agrees with a model kept
+ * here (parent, current, children, descendants, depth), and a whole load with the model's count. Folds now
+ * and then (a load under the lock, a tick later).
+ */
+#define PJ_MAX 64
+struct pj_model {
+    char name[PJ_MAX][16];
+    int parent[PJ_MAX]; /* -1: a root */
+    bool alive[PJ_MAX];
+    int n, current;     /* current -1: none */
+};
+
+static size_t pj_children(const struct pj_model *m, int k)
+{
+    size_t c = 0;
+    for (int i = 0; i < m->n; i++)
+        c += m->alive[i] && m->parent[i] == k;
+    return c;
+}
+
+static size_t pj_descendants(const struct pj_model *m, int k)
+{
+    size_t c = 0;
+    for (int i = 0; i < m->n; i++)
+        if (m->alive[i] && m->parent[i] == k)
+            c += 1 + pj_descendants(m, i);
+    return c;
+}
+
+static size_t pj_depth(const struct pj_model *m, int k)
+{
+    return m->parent[k] < 0 ? 0 : 1 + pj_depth(m, m->parent[k]);
+}
+
+/* Every live snapshot peeked; the peeks that read a journal counted into *THROUGH. */
+static void pj_check(struct fx *f, const struct pj_model *m, size_t *through)
+{
+    size_t live = 0, n, parsed;
+    bool journal = md_index_journal_records(f->store, "vm1") > 0;
+
+    for (int k = 0; k < m->n; k++) {
+        struct md_tree *p;
+        const struct md_entry *e;
+        if (!m->alive[k])
+            continue;
+        live++;
+        if (!(p = md_tree_peek(f->store, "vm1", m->name[k], 0)))
+            continue;
+        *through += journal;
+        e = md_tree_find(p, m->name[k]);
+        assert_non_null(e);
+        if (m->parent[k] < 0)
+            assert_null(e->parent);
+        else
+            assert_string_equal(e->parent, m->name[m->parent[k]]);
+        assert_int_equal(e->current, k == m->current);
+        assert_int_equal(e->nchildren, pj_children(m, k));
+        assert_int_equal(md_tree_descendants(p, e), pj_descendants(m, k));
+        assert_int_equal(e->depth, pj_depth(m, k));
+        md_tree_free(p);
+    }
+    if (m->current >= 0)
+        assert_string_equal(current_name(f), m->name[m->current]);
+    else
+        assert_string_equal(current_name(f), "-");
+    assert_int_not_equal(load_agrees(f, &n, &parsed), MD_LOAD_STAT);
+    assert_int_equal(n, live);
+}
+
+static void test_peek_journal(void **state)
+{
+    struct fx *f = *state;
+    struct qs_error *err = NULL;
+    struct md_lock *l = vm1_defined(f);
+    struct md_domain *def = md_store_domain_get(f->store, "vm1", &err);
+    struct pj_model m = {.current = -1};
+    size_t through = 0, quick_ops = 0;
+    uint64_t seed = 0x9e3779b97f4a7c15ull;
+    bool fine = fine_stamps(f);
+
+    assert_non_null(def);
+    /* a start of four, the long way */
+    for (int i = 0; i < 4; i++) {
+        struct md_snapshot *s = mk_snap((const char *[]){"r0", "r1", "r2", "r3"}[i], i ? "r0" : NULL,
+                                        MD_STATE_SHUTOFF, UUID1);
+        snprintf(m.name[i], sizeof(m.name[i]), "r%d", i);
+        m.parent[i] = i ? 0 : -1;
+        m.alive[i] = true;
+        m.n++;
+        put_ok(f, l, s);
+        md_snapshot_free(s);
+    }
+    assert_int_equal(md_store_snapshot_set_current(f->store, l, "vm1", "r2", &err), 0);
+    m.current = 2;
+    settle_load(f, l);
+
+    for (int step = 0; step < 120 && m.n < PJ_MAX; step++) {
+        int op, k, tries = 0;
+        size_t before = md_index_journal_records(f->store, "vm1");
+        bool quick_way;
+
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        op = (int)((seed >> 33) % 10);
+        do { /* a live snapshot */
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            k = (int)((seed >> 33) % (uint64_t)m.n);
+        } while (!m.alive[k] && ++tries < 1000);
+        if (op < 3) { /* a redefine under K */
+            struct md_snapshot *s;
+            snprintf(m.name[m.n], sizeof(m.name[m.n]), "d%d", step);
+            s = mk_snap(m.name[m.n], m.name[k], MD_STATE_SHUTOFF, UUID1);
+            if (md_store_snapshot_add_quick(f->store, l, "vm1", def, s, &err) != 1)
+                put_ok(f, l, s);
+            md_snapshot_free(s);
+            m.parent[m.n] = k;
+            m.alive[m.n++] = true;
+        } else if (op < 6) { /* a create: on the current one, current from now on */
+            struct md_snapshot *s;
+            snprintf(m.name[m.n], sizeof(m.name[m.n]), "c%d", step);
+            s = mk_snap(m.name[m.n], m.current >= 0 ? m.name[m.current] : NULL, MD_STATE_SHUTOFF, UUID1);
+            s->current = true;
+            if (md_store_snapshot_create_quick(f->store, l, "vm1", def, s, 0, &err) == 1) {
+                m.parent[m.n] = m.current;
+                m.alive[m.n] = true;
+                m.current = m.n++;
+            }
+            md_snapshot_free(s);
+        } else if (op < 8) { /* K current */
+            assert_int_equal(md_store_snapshot_set_current(f->store, l, "vm1", m.name[k], &err), 0);
+            m.current = k;
+        } else if (pj_children(&m, k) == 0) { /* K deleted */
+            delete_peeked(f, l, m.name[k], &quick_way);
+            m.alive[k] = false;
+            if (m.current == k)
+                m.current = m.parent[k];
+        }
+        quick_ops += md_index_journal_records(f->store, "vm1") > before;
+        pj_check(f, &m, &through);
+        if (step % 17 == 16)
+            settle_load(f, l);
+    }
+    /* on a file system whose stamps say what changed, most steps went through the journal */
+    if (fine) {
+        assert_true(quick_ops > 60);
+        assert_true(through > 1000);
+    }
+    md_domain_free(def);
+    md_lock_free(l);
 }
 
 /* Writers given the caller's tree work on it and keep it in step, so that it goes from one writer to the
@@ -1888,6 +2076,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_writer_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quick_add, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peek, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peek_journal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quick_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quick_current, setup, teardown),
         cmocka_unit_test_setup_teardown(test_intent_frames, setup, teardown),
