@@ -577,10 +577,10 @@ int snapshot_create_op(struct engine *e, const char *domain, const char *xml, un
     struct qmp_client *c = NULL;
     struct disk_set ds = {0};
     const struct md_entry *cur;
-    char *status = NULL;
+    char *status = NULL, qcur[QS_NAME_MAX + 1] = "";
     struct intent it = {0};
     struct nvram_capture nvc = {0};
-    bool taken = false, recorded = false, running = false;
+    bool taken = false, recorded = false, running = false, quick = false;
     int ret = -1;
 
     if (flags & ~SUPPORTED_CREATE) {
@@ -619,10 +619,15 @@ int snapshot_create_op(struct engine *e, const char *domain, const char *xml, un
         snap->name = qs_asprintf("%lld", (long long)(engine_now_ms(e) / 1000)); /* libvirt's default name */
     if (qs_name_check(snap->name, "snapshot", err) < 0)
         goto out;
-    if (!(dom = engine_domain_load(e, domain, err)) || !(lock = engine_domain_lock(e, domain, err)) ||
-        !(t = md_tree_load_for_write(e->store, domain, lock, err)))
+    if (!(dom = engine_domain_load(e, domain, err)) || !(lock = engine_domain_lock(e, domain, err)))
         goto out;
-    if (md_tree_find(t, snap->name)) {
+    /* an internal create at scale needs of the tree only the current snapshot and that the name is free: both
+     * peeked, and the metadata written without the tree (md_store_snapshot_create_quick) */
+    quick = !(flags & (ENGINE_CREATE_LIVE | ENGINE_CREATE_NO_METADATA)) && !ext_wanted(snap, flags) &&
+            md_store_snapshot_create_peek(e->store, lock, domain, snap->name, PEEK_MIN, qcur, sizeof(qcur)) == 1;
+    if (!quick && !(t = md_tree_load_for_write(e->store, domain, lock, err)))
+        goto out;
+    if (t && md_tree_find(t, snap->name)) {
         qs_error_set(err, QS_ERR_EXISTS, "operation failed: domain moment %s already exists", snap->name);
         goto out;
     }
@@ -708,9 +713,9 @@ int snapshot_create_op(struct engine *e, const char *domain, const char *xml, un
             sd->name = qs_xstrdup(d.target);
             sd->snapshot = in ? MD_LOCATION_INTERNAL : MD_LOCATION_NO;
         }
-        cur = md_tree_current(t);
+        cur = t ? md_tree_current(t) : NULL;
         free(snap->parent);
-        snap->parent = cur ? qs_xstrdup(cur->name) : NULL;
+        snap->parent = cur ? qs_xstrdup(cur->name) : qcur[0] ? qs_xstrdup(qcur) : NULL;
         snap->creation_time = (long long)(engine_now_ms(e) / 1000);
         free(snap->domain_xml);
         if (!(snap->domain_xml = md_domain_format_copy(dom, err)))
@@ -743,7 +748,11 @@ int snapshot_create_op(struct engine *e, const char *domain, const char *xml, un
         engine_note_pause(e, engine_pause_from_events(c));
     engine_step(e, "create", "save");
     if (!(flags & ENGINE_CREATE_NO_METADATA)) {
-        if (md_store_snapshot_put_tree(e->store, lock, domain, t, dom, snap, MD_PUT_NO_REPLACE, err) < 0)
+        int q = quick ? md_store_snapshot_create_quick(e->store, lock, domain, dom, snap, PEEK_MIN, err) : 0;
+        /* declined (nothing changed): the long way, with the tree */
+        if (q < 0 || (q == 0 && ((!t && !(t = md_tree_load_for_write(e->store, domain, lock, err))) ||
+                                 md_store_snapshot_put_tree(e->store, lock, domain, t, dom, snap, MD_PUT_NO_REPLACE,
+                                                            err) < 0)))
             goto undo;
         engine_step(e, "create", "metadata");
     }

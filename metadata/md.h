@@ -356,6 +356,23 @@ int md_store_snapshot_put_tree(struct md_store *store, const struct md_lock *loc
                                struct md_tree *tree, const struct md_domain *def, const struct md_snapshot *snap,
                                unsigned flags, struct qs_error **err);
 /*
+ * The quick way to create SNAP as the new current snapshot, its parent the current one (or none when there is
+ * none), when it needs no tree: DOMAIN has at least MIN_COUNT snapshots, no snapshot SNAP's name, and the index
+ * and its journal vouch for the directory. The old current snapshot's file is rewritten as not current, then SNAP's written,
+ * both recorded in the index's journal. DEF: the domain's definition. 1: created; 0: that way does not apply or
+ * SNAP's parent is not the current snapshot, nothing changed (take md_store_snapshot_put_tree()); -1: writing
+ * failed (ERR; the next load reads the directory).
+ */
+int md_store_snapshot_create_quick(struct md_store *store, const struct md_lock *lock, const char *domain,
+                                   const struct md_domain *def, const struct md_snapshot *snap, size_t min_count,
+                                   struct qs_error **err);
+/*
+ * What md_store_snapshot_create_quick() would take as SNAP's parent: 1 when it applies (LOCK held; NAME not
+ * there), with CUR the current snapshot's name ("" for none); 0: load the tree.
+ */
+int md_store_snapshot_create_peek(struct md_store *store, const struct md_lock *lock, const char *domain,
+                                  const char *name, size_t min_count, char *cur, size_t cur_size);
+/*
  * The quick way to add SNAP, when it needs no tree: a name the domain does not have, not current, its parent
  * (if any) there, the index vouching for the directory (see md_tree.c's journal). DEF: the domain's
  * definition. 1: added; 0: that way does not apply, nothing changed (take md_store_snapshot_put_tree(),
