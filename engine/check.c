@@ -515,7 +515,7 @@ static const struct cimage *tag_image(struct check *k, const struct cdisk *d, co
     return im ? im : &d->chain[0];
 }
 
-/* A tag in an image other images are built on (an external snapshot froze it): it stays usable, but a revert
+/* A tag in an image other images are built on or an external snapshot froze: it stays usable, but a revert
  * to it waits for that snapshot's delete, and while QEMU reads the image (a backing file of its disk) so
  * does a delete. Said once, as a note. */
 static void note_frozen_tag(struct check *k, const struct cdisk *d, const struct md_snapshot *s,
@@ -526,16 +526,17 @@ static void note_frozen_tag(struct check *k, const struct cdisk *d, const struct
     const char *by = NULL;
     char *wait;
 
-    if (!k->needed || !files_has_child(k->needed, im->file))
-        return;
-    for (size_t j = 1; j < d->nchain && !backing; j++)
-        backing = &d->chain[j] == im;
     for (size_t i = 0; i < k->nsnaps && !by; i++) {
         char *f = md_snapshot_is_external(k->snaps[i]) ? files_snapshot_image(k->snaps[i], d->target) : NULL;
         if (f && strcmp(f, im->file) == 0)
             by = k->snaps[i]->name;
         free(f);
     }
+    /* the frozen image of an external snapshot is its state even when nothing is built on it any more */
+    if (!by && (!k->needed || !files_has_child(k->needed, im->file)))
+        return;
+    for (size_t j = 1; j < d->nchain && !backing; j++)
+        backing = &d->chain[j] == im;
     wait = by ? qs_asprintf("snapshot '%s' deleted first (its changes are then merged into the image)", by)
               : qs_xstrdup("the snapshots inside the images built on it deleted first");
     it = item_add(k->r, "tag-below-overlay", s->name, d->target, NULL,

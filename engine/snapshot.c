@@ -982,6 +982,7 @@ static int revert_moved(struct revert_ctx *rc, const struct md_snapshot *snap, s
     for (size_t i = 0; i < ds->n; i++) {
         const struct isnap_disk *d = &ds->disks[i];
         struct img_info info = {0};
+        char *by = NULL;
         if (!d->file || qs_str_equal(d->file, ds->now[i]))
             continue;
         if (access(d->file, F_OK) < 0) {
@@ -989,7 +990,10 @@ static int revert_moved(struct revert_ctx *rc, const struct md_snapshot *snap, s
                          d->file, d->target);
             goto out;
         }
-        if (files_has_child(before, d->file)) {
+        /* built on, or itself the state of an external snapshot taken after this one (what runs no longer
+         * being built on it does not free it): loading the tag would change that snapshot */
+        if (files_has_child(before, d->file) || (by = frozen_by(e, rc->domain, d->target, d->file))) {
+            free(by);
             tag_frozen_error(e, rc->domain, snap->name, d->target, d->file, false, err);
             goto out;
         }

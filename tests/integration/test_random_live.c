@@ -56,6 +56,9 @@ static const struct {
     {RUNNING, 1786081863211077, 3, NULL, "a revert to a disk-only snapshot boots the guest afresh: the next "
                                          "operation read the guest's counter before the boot sector had run"},
     {RUNNING, 1773135946388536, 20, NULL, "the same after three reverts to one disk-only snapshot in a row"},
+    {SHUTOFF, 1774061258206839, 14, NULL, "r1 disk-only, r2 internal, r3 disk-only, revert to r1 (nothing needs r3's "
+                                          "overlay any more): a revert to r2 ran the disk on r2's image, r3's frozen "
+                                          "image, and the next write changed what r3 reverts to"},
 };
 #define N_REGRESSIONS (sizeof(regressions) / sizeof(regressions[0]))
 
