@@ -894,13 +894,15 @@ static const char *ix_read(struct md_store *s, const char *domain, const struct 
 /*
  * The journal: ROOT/run/DOM.ixlog, the changes writers made without loading the tree or rewriting the index
  * since it was written, so that they cost the same at 10 and at 100,000 snapshots: a new snapshot, not
- * current, its parent there (md_store_snapshot_add_quick), and a snapshot without children gone, with its
- * parent made current when it was (md_store_snapshot_delete_tree with md_tree_peek_leaf's tree). Each record
+ * current, its parent there (md_store_snapshot_add_quick); a new current snapshot on the current one, which is
+ * rewritten as not current (md_store_snapshot_create_quick); a snapshot without children gone, with its
+ * parent made current when it was (md_store_snapshot_delete_tree with md_tree_peek_leaf's tree); and "current"
+ * moved, two files rewritten, when a journal is there already (md_store_snapshot_set_current). Each record
  * names a file written (its inode) or removed (inode 0, which no file has) and carries the directory's stamp
  * after the change. A reader whose directory has the last record's stamp loads the index, then applies the
- * records in order (the files written parsed, the ones removed taken out), and writes the result into a new
- * index when it may take the lock; a writer that loads the tree applies them and leaves the index to its own
- * change. Every index written removes the journal: one that is not about the index there (by the index's
+ * files as the last record of each has them (jl_apply), and writes the result into a new index when it may
+ * take the lock; a writer that loads the tree applies them and leaves the index to its own change; what
+ * needs one or two snapshots reads the index and the journal's files without the tree (struct ixview). Every index written removes the journal: one that is not about the index there (by the index's
  * sums) is ignored. A record appended is whole or ignored: each has a sum, and the first bad one ends the
  * journal (the directory then no longer has the last good stamp: the load reads it).
  */
