@@ -806,6 +806,40 @@ out:
     return ret;
 }
 
+/*
+ * "current" moving to FILE without the tree, in the snapshot directory DIR as SEEN (a quick writer's change,
+ * see quick_begin): the current snapshot's file OFILE (NULL: none) rewritten as not current first (a crash in
+ * between leaves none current, never two), then FILE written - SNAP, or (NULL) its file rewritten as current.
+ * The files and their new inodes go into FILES and INOS (*N of them) for the journal. 1 done, -1 failed.
+ */
+static int current_pair(struct change *c, int dir, const struct stat *seen, bool fine, const char *ofile,
+                        const char *file, const struct md_snapshot *snap, const char **files, uint64_t *inos,
+                        size_t *n, struct qs_error **err)
+{
+    const char *f[2] = {ofile, file};
+    struct stat st;
+    int ret = 1;
+
+    *n = 0;
+    quick_begin(c, dir, seen, fine);
+    for (int i = ofile ? 0 : 1; i < 2 && ret == 1; i++) {
+        int r = i == 0 ? rewrite(c, ofile, false, NULL, 0, err)
+                       : snap ? change_write(c, file, snap, err) : rewrite(c, file, false, NULL, 1, err);
+        if (r == 0 && fstatat(dir, f[i], &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            qs_error_set_errno(err, QS_ERR_IO, errno, "cannot stat snapshot file '%s'", f[i]);
+            r = -1;
+        }
+        if (r < 0) {
+            ret = -1;
+            break;
+        }
+        files[*n] = f[i];
+        inos[(*n)++] = (uint64_t)st.st_ino;
+    }
+    gen_end(c);
+    return ret;
+}
+
 int md_store_snapshot_create_peek(struct md_store *s, const struct md_lock *lock, const char *domain,
                                   const char *name, size_t min_count, char *cur, size_t cur_size)
 {
@@ -829,7 +863,6 @@ int md_store_snapshot_create_quick(struct md_store *s, const struct md_lock *loc
 {
     struct md_ixnew n;
     struct change c = {0};
-    struct stat st;
     const char *files[2];
     uint64_t inos[2];
     char *file = NULL, *ofile = NULL;
@@ -844,24 +877,8 @@ int md_store_snapshot_create_quick(struct md_store *s, const struct md_lock *loc
         goto out;
     file = qs_asprintf("%s.xml", snap->name);
     ofile = n.cur[0] ? qs_asprintf("%s.xml", n.cur) : NULL;
-    /* from here on the directory changes: the answer is 1 or -1. As the long way: the old current first (a
-     * crash in between leaves none current, never two), then the new file; both go to the journal. */
-    ret = -1;
-    quick_begin(&c, dir, &n.q.dir, n.q.fine);
-    if (ofile) {
-        if (rewrite(&c, ofile, false, NULL, 0, err) < 0 || fstatat(dir, ofile, &st, AT_SYMLINK_NOFOLLOW) < 0)
-            goto done;
-        files[k] = ofile;
-        inos[k++] = (uint64_t)st.st_ino;
-    }
-    if (change_write(&c, file, snap, err) < 0 || fstatat(dir, file, &st, AT_SYMLINK_NOFOLLOW) < 0)
-        goto done;
-    files[k] = file;
-    inos[k++] = (uint64_t)st.st_ino;
-    ret = 1;
-done:
-    gen_end(&c);
-    if (ret == 1)
+    /* from here on the directory changes: the answer is 1 or -1; both files go to the journal */
+    if ((ret = current_pair(&c, dir, &n.q.dir, n.q.fine, ofile, file, snap, files, inos, &k, err)) == 1)
         md_index_quick_done(s, domain, &n.q, files, inos, k, &c.w);
     else
         md_index_drop(s, domain);
@@ -1028,14 +1045,14 @@ int md_store_snapshot_set_current(struct md_store *s, const struct md_lock *lock
 
 /*
  * The quick way to make NAME current (md_index_current): the current snapshot's file rewritten as not current,
- * then NAME's as current - as the long way does - and the index patched in place. 1 done (or NAME was current
+ * then NAME's as current - as the long way does - and the index patched in place (or, with a journal, both
+ * files appended to it). 1 done (or NAME was current
  * already), 0 declined (nothing changed), -1 failed (the next load reads the directory).
  */
 static int set_current_quick(struct md_store *s, const char *domain, const char *name, struct qs_error **err)
 {
     struct md_ixcur ic;
     struct change c = {0};
-    struct stat st;
     const char *files[2];
     uint64_t inos[2];
     char *file = NULL, *ofile = NULL;
@@ -1050,21 +1067,7 @@ static int set_current_quick(struct md_store *s, const char *domain, const char 
     }
     file = qs_asprintf("%s.xml", name);
     ofile = ic.has_old ? qs_asprintf("%s.xml", ic.old_name) : NULL;
-    ret = -1;
-    quick_begin(&c, dir, &ic.dir, ic.fine);
-    if (ofile && (rewrite(&c, ofile, false, NULL, 0, err) < 0 || fstatat(dir, ofile, &st, AT_SYMLINK_NOFOLLOW) < 0))
-        goto done;
-    if (ofile) {
-        files[n] = ofile;
-        inos[n++] = (uint64_t)st.st_ino;
-    }
-    if (rewrite(&c, file, false, NULL, 1, err) < 0 || fstatat(dir, file, &st, AT_SYMLINK_NOFOLLOW) < 0)
-        goto done;
-    files[n] = file;
-    inos[n++] = (uint64_t)st.st_ino;
-    ret = 1;
-done:
-    gen_end(&c);
+    ret = current_pair(&c, dir, &ic.dir, ic.fine, ofile, file, NULL, files, inos, &n, err);
     if (ret == 1 && ic.journal)
         md_index_quick_done(s, domain, &ic.q, files, inos, n, &c.w);
     else if (ret == 1)
