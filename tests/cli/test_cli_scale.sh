@@ -4,7 +4,9 @@
 # (md_tree_peek, from 512 snapshots on), and a delete of a snapshot nothing is built on appends to the journal
 # too (md_tree_peek_leaf). Every answer is checked against what the construction makes true:
 # a chain c1 <- ... <- c600 and a branch b1 <- ... <- b100 on c300, b100 redefined --current last. Then the
-# domain gets a qcow2 disk and, shut off, takes 22 internal snapshots in a row (a create rewrites the index).
+# domain gets a qcow2 disk and, shut off, takes 22 internal snapshots in a row (into the journal; once it
+# names 16 files a create takes the long way, which folds it), then creates, reverts and deletes with
+# snapshot-info between each.
 #
 # Usage: test_cli_scale.sh QSNAP
 set -uo pipefail
@@ -119,6 +121,30 @@ info n10 no n9 1 12
 info b99 no b98 1 22
 q snapshot-create-as vm1 n5 >/dev/null 2>"$tmp/err" && fail "a second n5 was created"
 grep -q "already exists" "$tmp/err" || fail "create n5 again: $(cat "$tmp/err")"
+# the benchmark's round twice, no listing between (a listing folds the journal): create, info, revert,
+# delete - each write into the journal when the stamps allow, each answer read through it
+rm -f "$root/run/vm1.ixlog"
+q snapshot-list vm1 --name >/dev/null
+q snapshot-create-as vm1 r1 >/dev/null || fail "create r1"
+[ $fine = 0 ] || [ -e "$root/run/vm1.ixlog" ] || fail "create r1: no journal record"
+info r1 yes n22 0 0
+info n22 no n21 1 1
+q snapshot-revert vm1 n10 >/dev/null || fail "revert n10"
+info n10 yes n9 1 13
+info r1 no n22 0 0
+q snapshot-delete vm1 r1 >/dev/null || fail "delete r1"
+info n22 no n21 0 0
+info n10 yes n9 1 12
+q snapshot-create-as vm1 r2 >/dev/null || fail "create r2"
+info r2 yes n10 0 0
+info n10 no n9 2 13
+info b99 no b98 1 23
+q snapshot-revert vm1 n22 >/dev/null || fail "revert n22"
+info n22 yes n21 0 0
+info r2 no n10 0 0
+q snapshot-delete vm1 r2 >/dev/null || fail "delete r2"
+info n10 no n9 1 12
+[ $fine = 0 ] || [ -e "$root/run/vm1.ixlog" ] || fail "the round left no journal"
 [ "$(qemu-img snapshot -l "$tmp/disk.qcow2" | grep -c ' n[0-9]')" = 22 ] || fail "the disk lacks tags: $(qemu-img snapshot -l "$tmp/disk.qcow2")"
 # exactly one file says current, n22's
 [ "$(grep -l '<active>1</active>' "$root/snapshot/vm1/"*.xml 2>/dev/null)" = "$root/snapshot/vm1/n22.xml" ] ||
