@@ -634,10 +634,20 @@ static void check_external(struct check *k, const struct md_snapshot *s)
 {
     for (size_t i = 0; i < s->ndisks; i++) {
         const struct md_snapshot_disk *sd = &s->disks[i];
+        const struct cdisk *d;
         char *frozen, *backing = NULL, *cb = NULL;
         if (sd->snapshot != MD_LOCATION_EXTERNAL || !sd->source)
             continue;
         frozen = files_snapshot_image(s, sd->name);
+        /* the domain runs on the image itself (a revert to an internal snapshot inside it did so before
+         * qsnap refused that): every write changes the snapshot's state */
+        if (frozen && (d = disk_find(k, sd->name)) && d->known && d->nchain && strcmp(d->chain[0].file, frozen) == 0)
+            item_add(k->r, "frozen-written", s->name, sd->name,
+                     qs_xstrdup("take a disk-only snapshot (snapshot-create-as --disk-only) so that writes go to "
+                                "an overlay; what was written since is in this snapshot's state already"),
+                     "snapshot '%s': disk '%s' runs on image '%s', which the snapshot froze: what the domain "
+                     "writes changes the snapshot",
+                     s->name, sd->name, frozen);
         if (frozen && !path_exists(frozen))
             item_add(k->r, "frozen-missing", s->name, sd->name,
                      qs_xstrdup("restore the image from a backup; without it the snapshot and its overlays are "

@@ -416,6 +416,33 @@ static void test_external_files(void **state)
     check_clean(f);
     destroy(f);
     check_clean(f);
+    /* the definition on x2's frozen image of vda (what a revert into it left before qsnap refused that):
+     * reported, and clean again once it is back on the overlay */
+    {
+        char *x = qt_domain_xml(f), *ova2 = qt_path_in(f, "vda.x2"), *xmlpath = qt_path_in(f, "def.xml");
+        char *src = qs_asprintf("<source file='%s'/>", ova2), *p = strstr(x, src), *y;
+        FILE *fp;
+        assert_non_null(p);
+        y = qs_asprintf("%.*s<source file='%s'/>%s", (int)(p - x), x, ova1, p + strlen(src));
+        assert_non_null(fp = fopen(xmlpath, "w"));
+        fputs(y, fp);
+        fclose(fp);
+        free(QSNAP_OK(f, "define", xmlpath));
+        assert_int_equal(check(f, false, true, &out), 1);
+        assert_int_equal(items(out, "frozen-written", "x2", false), 1);
+        assert_int_equal(items(out, "frozen-written", "x1", false), 0);
+        free(out);
+        assert_non_null(fp = fopen(xmlpath, "w"));
+        fputs(x, fp);
+        fclose(fp);
+        free(QSNAP_OK(f, "define", xmlpath));
+        check_clean(f);
+        free(y);
+        free(src);
+        free(xmlpath);
+        free(ova2);
+        free(x);
+    }
 
     assert_int_equal(unlink(mem), 0);
     assert_int_equal(unlink(ovb1), 0); /* x1's overlay of vdb, which x2 froze */
