@@ -2061,63 +2061,31 @@ out:
  */
 bool md_index_current(struct md_store *s, const char *domain, int dirfd, const char *name, struct md_ixcur *c)
 {
-    char *ixname = qs_asprintf("run/%s.index", domain);
-    int fd = openat(md_store_root_fd(s), ixname, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    const struct ix_rec *r, *o;
-    const char *map = MAP_FAILED, *nm;
-    struct ix_header h;
-    struct stat ist, dir;
     struct ixview v;
     struct jv_place pl;
-    uint32_t at;
-    bool ok = false;
+    bool ok;
 
     memset(c, 0, sizeof(*c));
-    free(ixname);
-    if (fd < 0 || fstat(fd, &ist) < 0 || !S_ISREG(ist.st_mode) || ist.st_size < (off_t)sizeof(h) ||
-        ist.st_size > IX_MAX || fstat(dirfd, &dir) < 0 ||
-        (map = mmap(NULL, (size_t)ist.st_size, PROT_READ, MAP_SHARED, fd, 0)) == MAP_FAILED ||
-        !ix_header_ok(map, (size_t)ist.st_size))
-        goto out;
-    memcpy(&h, map, sizeof(h));
-    if (stamp_ok(&h) && !stamp_matches(&h.stamp, &dir)) {
-        /* a journal after the index: the current one and NAME as the two have them */
-        if (jv_open(s, domain, dirfd, 1, &v)) {
-            ok = v.q.jl_len && v.q.nfiles + 2 < JL_MAX && jv_lookup(&v, name, &pl) && jv_current(&v, c->old_name);
-            c->has_old = c->old_name[0] != '\0';
-            c->journal = true;
-            c->q = v.q;
-            c->dir = v.q.dir;
-            c->fine = v.q.fine;
-            jv_close(&v);
-        }
-        goto out;
+    if (!jv_open(s, domain, dirfd, 1, &v))
+        return false;
+    c->dir = v.q.dir;
+    c->fine = v.q.fine;
+    if (v.q.jl_len) {
+        /* a journal after the index: NAME and the current one as the two have them; the files go into it */
+        ok = v.q.nfiles + 2 < JL_MAX && jv_lookup(&v, name, &pl) && jv_current(&v, c->old_name);
+        c->journal = true;
+        c->q = v.q;
+    } else {
+        /* the index alone: NAME's record and the current one's, patched in place (md_index_current_done) */
+        c->rec = jv_rec(&v, name);
+        ok = c->rec != IX_NONE && (v.recs[c->rec].current != 0) == (v.h.stamp.current == c->rec) &&
+             jv_current(&v, c->old_name);
+        c->body_sum = v.h.body_sum;
+        c->stamp_sum = v.h.stamp.sum;
+        c->old = v.h.stamp.current;
     }
-    if (!stamp_ok(&h) || !(h.stamp.flags & IXS_NAMED) || !stamp_matches(&h.stamp, &dir) ||
-        stamp_racy(&h.stamp, &dir) || !(r = ix_find(map, &h, name, &at)) || r->sum != rec_sum(r) ||
-        (r->current != 0) != (h.stamp.current == at))
-        goto out;
-    if (h.stamp.current != IX_NONE) {
-        if (h.stamp.current >= h.count)
-            goto out;
-        o = (const struct ix_rec *)(map + sizeof(h)) + h.stamp.current;
-        if (o->sum != rec_sum(o) || !o->current || !(nm = peek_str(ix_strings(map, &h), h.strings_size, o->name)) ||
-            strlen(nm) > QS_NAME_MAX)
-            goto out;
-        memcpy(c->old_name, nm, strlen(nm) + 1);
-        c->has_old = true;
-    }
-    c->dir = dir;
-    c->body_sum = h.body_sum;
-    c->stamp_sum = h.stamp.sum;
-    c->rec = at;
-    c->old = h.stamp.current;
-    c->fine = h.stamp.fine != 0;
-    ok = true;
-out:
-    if (map != MAP_FAILED)
-        munmap((void *)map, (size_t)ist.st_size);
-    qs_close(fd);
+    c->has_old = c->old_name[0] != '\0';
+    jv_close(&v);
     return ok;
 }
 
