@@ -522,7 +522,8 @@ static int create_redefine(struct engine *e, const char *domain, struct md_snaps
         goto out;
     }
     ret = -1;
-    if (!(t = md_tree_load(e->store, domain, lock, err)))
+    /* the write below writes the index: a journal is applied to the tree, not first written into one */
+    if (!(t = md_tree_load_for_write(e->store, domain, lock, err)))
         goto out;
     old = md_tree_find(t, snap->name);
     /* redefining the current snapshot keeps it current, as libvirt does */
