@@ -117,9 +117,10 @@ struct scaleres {
 
 struct redefres {
     size_t count;
-    double op_median_ms;    /* one redefine (one process), median over every round's COUNT */
-    double wall_ms, cpu_ms; /* totals over the rounds' COUNT processes each */
-    double round_ms[MAX_REDEF_ROUNDS]; /* each round's total */
+    size_t runs;                       /* of COUNT redefines each, over all rounds */
+    double op_median_ms;               /* one redefine (one process), median over them all */
+    double wall_ms, cpu_ms;            /* totals over all runs */
+    double round_ms[MAX_REDEF_ROUNDS]; /* one run's mean time in each round */
 };
 
 struct pausept {
@@ -1491,9 +1492,11 @@ static void run_scale(struct bench *b)
 
 /*
  * snapshot-create --redefine one by one into an empty domain, COUNT times (a chain, as a copy of libvirt's
- * metadata would be recreated): total wall and CPU time of the qsnap processes. Linear in COUNT when a
- * redefine costs the same at 1 and at 10,000 snapshots. The counts take turns, round after round, so that
- * what else the machine does lands on each in proportion to its time, not on whichever ran during it.
+ * metadata would be recreated): wall and CPU time of the qsnap processes. Linear in COUNT when a redefine
+ * costs the same at 1 and at 10,000 snapshots. Every count redefines as many snapshots per round as the
+ * largest (1,000 ten times for 10,000 once), in turns of the smallest count's size: each stretch of the
+ * machine's time, and whatever else it did then, lands on every count alike. A count's time is the mean of
+ * its runs.
  */
 static int cmp_double(const void *a, const void *b)
 {
@@ -1518,61 +1521,85 @@ static void redefine_inputs(const struct bench *b, const char *in, size_t count)
     }
 }
 
-/* One round of COUNT redefines into a fresh root; each process's wall time into OPS. */
-static void redefine_round(struct bench *b, struct redefres *rd, const char *in, int round, double *ops)
+struct redefrun {
+    char *in, *root; /* the inputs; the run's root (NULL between runs) */
+    size_t done;     /* redefined in this run */
+    double *ops;     /* every redefine's wall time */
+    size_t nops;
+};
+
+/* STEP more redefines of RD's current run (a fresh root when it starts); the time into RD. */
+static double redefine_step(struct bench *b, struct redefres *rd, struct redefrun *x, size_t step)
 {
-    char *root = qs_asprintf("%s/redefine-%zu-%d", b->shmdir, rd->count, round), *p, *saved = b->root;
+    char *p, *saved = b->root;
     int64_t t0;
     double ms;
 
-    progress("redefine %zu snapshots one by one (round %d/%d)", rd->count, round + 1, b->redef_rounds);
-    make_dir(root, 0700);
-    p = qs_asprintf("%s/qemu", root), make_dir(p, 0700), free(p);
-    p = qs_asprintf("%s/qemu/%s.xml", root, DOMAIN), write_text(p, b->qsnap_domxml, 0), free(p);
-    b->root = root;
+    if (!x->root) {
+        x->root = qs_asprintf("%s/redefine-%zu", b->shmdir, rd->count);
+        make_dir(x->root, 0700);
+        p = qs_asprintf("%s/qemu", x->root), make_dir(p, 0700), free(p);
+        p = qs_asprintf("%s/qemu/%s.xml", x->root, DOMAIN), write_text(p, b->qsnap_domxml, 0), free(p);
+    }
+    b->root = x->root;
     t0 = qs_now_ns();
-    for (size_t i = 1; i <= rd->count; i++) {
+    for (size_t i = x->done + 1; i <= x->done + step; i++) {
         struct bench_run r;
-        p = qs_asprintf("%s/d%06zu.xml", in, i);
+        p = qs_asprintf("%s/d%06zu.xml", x->in, i);
         QOK(b, qsnap_try(b, &r, "snapshot-create", DOMAIN, p, "--redefine", (char *)NULL),
             "qsnap snapshot-create --redefine");
         rd->cpu_ms += r.cpu_ms;
-        ops[i - 1] = r.wall_ms;
+        x->ops[x->nops++] = r.wall_ms;
         free(p);
-        if (i % 1000 == 0)
-            progress("  %zu/%zu", i, rd->count);
     }
     ms = (double)(qs_now_ns() - t0) / 1e6;
-    rd->round_ms[round] = ms;
-    rd->wall_ms += ms;
-    progress("  %zu redefined in %.1f s", rd->count, ms / 1e3);
     b->root = saved;
-    remove_tree(root);
-    free(root);
+    rd->wall_ms += ms;
+    if ((x->done += step) == rd->count) {
+        remove_tree(x->root);
+        free(x->root);
+        x->root = NULL;
+        x->done = 0;
+        rd->runs++;
+    }
+    return ms;
 }
 
 static void run_redefine(struct bench *b)
 {
-    char *in[MAX_COUNTS] = {0};
-    double *ops[MAX_COUNTS] = {0};
+    struct redefrun x[MAX_COUNTS] = {0};
+    size_t small = SIZE_MAX, big = 0;
 
     if (!b->nredef || !b->qsnap_template || !b->qsnap_domxml)
         return;
     for (size_t k = 0; k < b->nredef; k++) {
-        in[k] = qs_asprintf("%s/redefine-in-%zu", b->shmdir, b->redef[k].count);
-        redefine_inputs(b, in[k], b->redef[k].count);
-        ops[k] = qs_xcalloc(b->redef[k].count * (size_t)b->redef_rounds, sizeof(double));
+        small = b->redef[k].count < small ? b->redef[k].count : small;
+        big = b->redef[k].count > big ? b->redef[k].count : big;
     }
-    for (int round = 0; round < b->redef_rounds; round++)
-        for (size_t k = 0; k < b->nredef; k++)
-            redefine_round(b, &b->redef[k], in[k], round, ops[k] + b->redef[k].count * (size_t)round);
     for (size_t k = 0; k < b->nredef; k++) {
-        size_t n = b->redef[k].count * (size_t)b->redef_rounds;
-        qsort(ops[k], n, sizeof(double), cmp_double);
-        b->redef[k].op_median_ms = ops[k][n / 2];
-        free(ops[k]);
-        remove_tree(in[k]);
-        free(in[k]);
+        x[k].in = qs_asprintf("%s/redefine-in-%zu", b->shmdir, b->redef[k].count);
+        redefine_inputs(b, x[k].in, b->redef[k].count);
+        x[k].ops = qs_xcalloc(big * (size_t)b->redef_rounds, sizeof(double));
+    }
+    for (int round = 0; round < b->redef_rounds; round++) {
+        progress("redefine one by one: round %d/%d, %zu snapshots per count in turns of %zu", round + 1,
+                 b->redef_rounds, big, small);
+        for (size_t j = 0; j < big / small; j++)
+            for (size_t i = 0; i < b->nredef; i++) {
+                size_t k = (i + j) % b->nredef;
+                b->redef[k].round_ms[round] += redefine_step(b, &b->redef[k], &x[k], small);
+            }
+        for (size_t k = 0; k < b->nredef; k++)
+            b->redef[k].round_ms[round] /= (double)(big / b->redef[k].count);
+    }
+    for (size_t k = 0; k < b->nredef; k++) {
+        qsort(x[k].ops, x[k].nops, sizeof(double), cmp_double);
+        b->redef[k].op_median_ms = x[k].ops[x[k].nops / 2];
+        progress("  %zu: %zu runs, %.2f s each", b->redef[k].count, b->redef[k].runs,
+                 b->redef[k].wall_ms / 1e3 / (double)b->redef[k].runs);
+        free(x[k].ops);
+        remove_tree(x[k].in);
+        free(x[k].in);
     }
 }
 
@@ -1679,7 +1706,8 @@ static const char table_head[] =
 
 /* One target: what, the measured value, and met / missed. */
 #define QEMU_JOB 2   /* missed by no more than the same QEMU job ran longer on qsnap's turn */
-#define QEMU_FLOOR 3 /* missed where QEMU's own figure (the raw side) misses it too, and qsnap is no worse */
+#define QEMU_FLOOR 3 /* missed where QEMU's own figure (the raw side) misses it too, and qsnap is within */
+#define FLOOR_SLACK 1.1 /* 10% of it (qsnap's live snapshot also takes the disks', which raw's leaves out) */
 
 struct target {
     char what[200], measured[128];
@@ -1781,15 +1809,17 @@ static void compute_targets(const struct bench *b, struct targets *ts)
             target_add(ts, hundred->op[SC_LIST].t[S_Q].n ? 1 : -1, m, "100,000 snapshots in one domain work");
         }
     }
-    if (b->nredef >= 2 && b->redef[0].count && b->redef[0].wall_ms > 0 && b->redef[1].wall_ms > 0) {
+    if (b->nredef >= 2 && b->redef[0].runs && b->redef[1].runs) {
         const struct redefres *x = &b->redef[0], *y = &b->redef[1];
-        double ratio = y->wall_ms / x->wall_ms, cratio = y->cpu_ms / x->cpu_ms, allowed = (double)y->count / x->count;
+        double xr = x->wall_ms / (double)x->runs, yr = y->wall_ms / (double)y->runs;
+        double ratio = yr / xr, cratio = (y->cpu_ms / (double)y->runs) / (x->cpu_ms / (double)x->runs);
+        double allowed = (double)y->count / (double)x->count;
         char rounds[64] = "";
         for (int r = 0; r < b->redef_rounds && b->redef_rounds > 1; r++)
-            snprintf(rounds + strlen(rounds), sizeof(rounds) - strlen(rounds), "%s%.1f", r ? ", " : "; rounds ",
+            snprintf(rounds + strlen(rounds), sizeof(rounds) - strlen(rounds), "%s%.2f", r ? ", " : "; rounds ",
                      y->round_ms[r] / x->round_ms[r]);
-        snprintf(m, sizeof(m), "%.2fx (%.1f vs %.1f s%s; CPU %.2fx; one redefine's median %.2f vs %.2f ms)", ratio,
-                 y->wall_ms / 1e3, x->wall_ms / 1e3, rounds, cratio, y->op_median_ms, x->op_median_ms);
+        snprintf(m, sizeof(m), "%.2fx (%.2f vs %.3f s a run%s; CPU %.2fx; one redefine's median %.2f vs %.2f ms)",
+                 ratio, yr / 1e3, xr / 1e3, rounds, cratio, y->op_median_ms, x->op_median_ms);
         target_add(ts, ratio <= allowed, m, "redefining %zu one by one <= %.0fx redefining %zu", y->count, allowed,
                    x->count);
     }
@@ -1803,13 +1833,13 @@ static void compute_targets(const struct bench *b, struct targets *ts)
             continue;
         snprintf(m, sizeof(m), "raw %.1f ms, qsnap %.1f ms", raw, q);
         met = isnan(q) ? -1 : q <= 10 ? 1 : 0;
-        if (met == 0 && raw > 10 && q <= raw)
+        if (met == 0 && raw > 10 && q <= raw * FLOOR_SLACK)
             met = QEMU_FLOOR;
         target_add(ts, met, m, "live snapshot pause <= 10 ms at 1 GiB");
         snprintf(m, sizeof(m), "%.1fx (%.0f vs %.0f ms; QEMU's own background snapshot %.0f ms: %.1fx)", lq / save, lq,
                  save, lr, lr / save);
         met = isnan(lq / save) ? -1 : lq / save <= 1.5 ? 1 : 0;
-        if (met == 0 && lr / save > 1.5 && lq <= lr)
+        if (met == 0 && lr / save > 1.5 && lq <= lr * FLOOR_SLACK)
             met = QEMU_FLOOR;
         target_add(ts, met, m, "whole live snapshot <= 1.5x a stop-and-save (raw), 1 GiB");
     }
@@ -1908,21 +1938,22 @@ static void write_md(const struct bench *b, FILE *f)
                 b->n_scale);
     }
     if (b->nredef) {
-        fprintf(f, "## Redefining one by one\n\n%d rounds, the counts taking turns.\n\n| snapshots | total | each "
-                   "round | per snapshot: mean / median | qsnap CPU total |\n|---:|---:|---|---:|---:|\n",
-                b->redef_rounds);
+        fprintf(f, "## Redefining one by one\n\n%d rounds; in each, every count redefines as many snapshots as the "
+                   "largest, the counts taking turns %zu redefines at a time.\n\n| snapshots | runs | one run: mean "
+                   "| in each round | per snapshot: mean / median | qsnap CPU, one run |\n|---:|---:|---:|---|---:|---:|\n",
+                b->redef_rounds, b->redef[0].count);
         for (size_t i = 0; i < b->nredef; i++) {
             const struct redefres *rd = &b->redef[i];
-            if (!(rd->wall_ms > 0))
+            if (!rd->runs)
                 continue;
-            fprintf(f, "| %zu | %.1f s | ", rd->count, rd->wall_ms / 1e3);
+            fprintf(f, "| %zu | %zu | %.3f s | ", rd->count, rd->runs, rd->wall_ms / 1e3 / (double)rd->runs);
             for (int r = 0; r < b->redef_rounds; r++)
-                fprintf(f, "%s%.2f s", r ? ", " : "", rd->round_ms[r] / 1e3);
-            fprintf(f, " | %.3f / %.3f ms | %.1f s |\n", rd->wall_ms / ((double)rd->count * b->redef_rounds),
-                    rd->op_median_ms, rd->cpu_ms / 1e3);
+                fprintf(f, "%s%.3f s", r ? ", " : "", rd->round_ms[r] / 1e3);
+            fprintf(f, " | %.3f / %.3f ms | %.2f s |\n", rd->wall_ms / ((double)rd->count * (double)rd->runs),
+                    rd->op_median_ms, rd->cpu_ms / 1e3 / (double)rd->runs);
         }
-        fputs("\nA flat cost per redefine makes the totals' ratio the counts' ratio, give or take the machine's "
-              "noise over the run; the median says what one redefine costs.\n\n",
+        fputs("\nA flat cost per redefine makes the ratio of the runs' times the counts' ratio, give or take the "
+              "machine's noise; the median says what one redefine costs.\n\n",
               f);
     }
     if (b->nlists) {
@@ -2090,7 +2121,8 @@ static void write_json(const struct bench *b, FILE *f)
     }
     fputs("  ],\n  \"redefine\": [", f);
     for (size_t i = 0; i < b->nredef; i++) {
-        fprintf(f, "%s{\"snapshots\": %zu, \"wall_ms\": ", i ? ", " : "", b->redef[i].count);
+        fprintf(f, "%s{\"snapshots\": %zu, \"runs\": %zu, \"wall_ms\": ", i ? ", " : "", b->redef[i].count,
+                b->redef[i].runs);
         json_num(f, b->redef[i].wall_ms);
         fputs(", \"qsnap_cpu_ms\": ", f);
         json_num(f, b->redef[i].cpu_ms);
@@ -2187,7 +2219,7 @@ static void usage(void)
           "                     [--redefine-rounds N] [--libvirt-root DIR] [--skip-live] [--aa] [--md FILE] [--json FILE] [--pause-dat FILE]\n"
           "Defaults: -n 5 --n-slow 3 --n-scale 21 --sizes 256,1024 --pause-sizes 128,256,512,1024\n"
           "--list-counts 10,1000,10000 --idle-revert 256 (0: none) --scale-counts 1,10000,100000 --redefine-counts 1000,10000 (\"\": none)\n"
-          "--redefine-rounds 3 (the counts take turns).\n"
+          "--redefine-rounds 3 (each count redefines the largest count's number per round, in turns).\n"
           "--libvirt-root: virsh and libvirtd of the root scripts/libvirt11 made (libvirt 11.3, QEMU 10.0).\n"
           "--virsh: also time virsh (libvirtd must be running, qemu:///system); --manage-libvirtd: this run may\n"
           "stop and start libvirtd (pid in /run/libvirtd.pid) to load 10,000 snapshot files for virsh's list.\n"
@@ -2323,6 +2355,11 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < n; i++)
             if (cnt_s[i] > 0)
                 b.redef[b.nredef++].count = (size_t)cnt_s[i];
+        /* in turns of the first (smallest) count, each count a divisor of the last (largest) */
+        for (size_t i = 1; i < b.nredef; i++)
+            if (b.redef[i].count < b.redef[i - 1].count || b.redef[i].count % b.redef[0].count ||
+                b.redef[b.nredef - 1].count % b.redef[i].count)
+                bench_die("--redefine-counts: ascending, each a multiple of the first and a divisor of the last", NULL);
     }
     if (b.virsh)
         virsh_versions(&b);
