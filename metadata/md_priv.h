@@ -150,9 +150,8 @@ void md_index_restamp(struct md_store *store, const char *domain, int dirfd, con
  * Writers changing the directory without loading the tree (lock held): md_index_quick() says whether DOMAIN's
  * index, with its journal, vouches for the snapshot directory DIRFD as it is now, has every snapshot in the
  * file NAME.xml (so that the directory alone tells which names exist) and has room for more records;
- * md_index_quick_done() then records that FILES[i] were written (their inode INOS[i]) or removed (0), in that
- * order, W the writer's stamps from q->dir on - or drops the index when W saw anything else change the
- * directory.
+ * md_index_quick_done() then records the N FILES written or removed, in that order, W the writer's stamps
+ * from q->dir on - or drops the index when W saw anything else change the directory.
  */
 /* Records a journal holds before a quick writer takes the long way (which writes a new index). */
 #define MD_JOURNAL_MAX 128
@@ -178,8 +177,17 @@ struct md_ixnew {
 };
 bool md_index_create_peek(struct md_store *store, const char *domain, int dirfd, const char *name, size_t min_count,
                           struct md_ixnew *n);
+/* A file a quick writer wrote (INO: its inode now) or removed (INO 0), as its journal record has it: a written
+ * one's snapshot's PARENT (NULL: a root) unless SAME_PARENT (rewritten, its parent unchanged), and whether it
+ * is CURRENT. */
+struct md_jfile {
+    const char *file;
+    uint64_t ino;
+    const char *parent;
+    bool same_parent, current;
+};
 void md_index_quick_done(struct md_store *store, const char *domain, const struct md_quick *q,
-                         const char *const *files, const uint64_t *inos, size_t n, const struct md_wstamp *w);
+                         const struct md_jfile *files, size_t n, const struct md_wstamp *w);
 /*
  * A writer making NAME current without the tree (lock held): md_index_current() says whether DOMAIN's index
  * (and its journal) vouch for the snapshot directory DIRFD as it is now, every snapshot in NAME.xml, and have

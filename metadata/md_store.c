@@ -795,8 +795,8 @@ int md_store_snapshot_add_quick(struct md_store *s, const struct md_lock *lock, 
     md_wstamp_after(&c.w, dir);
     gen_end(&c);
     if (ret == 1 && fstatat(dir, file, &st, AT_SYMLINK_NOFOLLOW) == 0)
-        md_index_quick_done(s, domain, &q, (const char *const *)&file, (const uint64_t[]){(uint64_t)st.st_ino}, 1,
-                            &c.w);
+        md_index_quick_done(s, domain, &q, &(struct md_jfile){file, (uint64_t)st.st_ino, snap->parent, false, false},
+                            1, &c.w);
     else
         md_index_drop(s, domain);
 out:
@@ -810,11 +810,11 @@ out:
  * "current" moving to FILE without the tree, in the snapshot directory DIR as SEEN (a quick writer's change,
  * see quick_begin): the current snapshot's file OFILE (NULL: none) rewritten as not current first (a crash in
  * between leaves none current, never two), then FILE written - SNAP, or (NULL) its file rewritten as current.
- * The files and their new inodes go into FILES and INOS (*N of them) for the journal. 1 done, -1 failed.
+ * The files go into JF (*N of them) for the journal. 1 done, -1 failed.
  */
 static int current_pair(struct change *c, int dir, const struct stat *seen, bool fine, const char *ofile,
-                        const char *file, const struct md_snapshot *snap, const char **files, uint64_t *inos,
-                        size_t *n, struct qs_error **err)
+                        const char *file, const struct md_snapshot *snap, struct md_jfile *jf, size_t *n,
+                        struct qs_error **err)
 {
     const char *f[2] = {ofile, file};
     struct stat st;
@@ -833,8 +833,9 @@ static int current_pair(struct change *c, int dir, const struct stat *seen, bool
             ret = -1;
             break;
         }
-        files[*n] = f[i];
-        inos[(*n)++] = (uint64_t)st.st_ino;
+        /* the old current one and a file rewritten keep their parent; a new snapshot says its own */
+        jf[(*n)++] = (struct md_jfile){f[i], (uint64_t)st.st_ino, i == 1 && snap ? snap->parent : NULL,
+                                       i == 0 || !snap, i == 1};
     }
     gen_end(c);
     return ret;
@@ -863,8 +864,7 @@ int md_store_snapshot_create_quick(struct md_store *s, const struct md_lock *loc
 {
     struct md_ixnew n;
     struct change c = {0};
-    const char *files[2];
-    uint64_t inos[2];
+    struct md_jfile jf[2];
     char *file = NULL, *ofile = NULL;
     size_t k = 0;
     int dir = -1, ret = 0;
@@ -878,8 +878,8 @@ int md_store_snapshot_create_quick(struct md_store *s, const struct md_lock *loc
     file = qs_asprintf("%s.xml", snap->name);
     ofile = n.cur[0] ? qs_asprintf("%s.xml", n.cur) : NULL;
     /* from here on the directory changes: the answer is 1 or -1; both files go to the journal */
-    if ((ret = current_pair(&c, dir, &n.q.dir, n.q.fine, ofile, file, snap, files, inos, &k, err)) == 1)
-        md_index_quick_done(s, domain, &n.q, files, inos, k, &c.w);
+    if ((ret = current_pair(&c, dir, &n.q.dir, n.q.fine, ofile, file, snap, jf, &k, err)) == 1)
+        md_index_quick_done(s, domain, &n.q, jf, k, &c.w);
     else
         md_index_drop(s, domain);
 out:
@@ -916,8 +916,8 @@ static int delete_quick(struct md_store *s, const char *domain, const struct md_
                         struct qs_error **err)
 {
     const struct md_entry *e = md_tree_find(t, name);
-    const char *files[2];
-    uint64_t inos[2] = {0, 0}, body;
+    struct md_jfile jf[2] = {{0}};
+    uint64_t body;
     size_t jl_len;
     struct md_quick q;
     struct change c = {0};
@@ -940,19 +940,17 @@ static int delete_quick(struct md_store *s, const char *domain, const struct md_
     /* from here on the directory changes: the answer is 1 or -1 */
     ret = -1;
     quick_begin(&c, dir, &q.dir, q.fine);
-    files[0] = file;
+    jf[0].file = file;
     /* as the long way: the file goes, then the parent becomes current (a crash in between leaves none) */
     if (change_remove(&c, file, NULL, err) == 0 &&
         (!pfile ||
          (rewrite(&c, pfile, false, NULL, 1, err) == 0 && fstatat(dir, pfile, &st, AT_SYMLINK_NOFOLLOW) == 0)))
         ret = 1;
-    if (ret == 1 && pfile) {
-        files[n] = pfile;
-        inos[n++] = (uint64_t)st.st_ino;
-    }
+    if (ret == 1 && pfile) /* the parent, rewritten as current */
+        jf[n++] = (struct md_jfile){pfile, (uint64_t)st.st_ino, NULL, true, true};
     gen_end(&c);
     if (ret == 1)
-        md_index_quick_done(s, domain, &q, files, inos, n, &c.w);
+        md_index_quick_done(s, domain, &q, jf, n, &c.w);
     else
         md_index_drop(s, domain);
 out:
@@ -1053,8 +1051,7 @@ static int set_current_quick(struct md_store *s, const char *domain, const char 
 {
     struct md_ixcur ic;
     struct change c = {0};
-    const char *files[2];
-    uint64_t inos[2];
+    struct md_jfile jf[2];
     char *file = NULL, *ofile = NULL;
     size_t n = 0;
     int dir = md_store_snapdir_open(s, domain, false, NULL), ret = 0;
@@ -1067,9 +1064,9 @@ static int set_current_quick(struct md_store *s, const char *domain, const char 
     }
     file = qs_asprintf("%s.xml", name);
     ofile = ic.has_old ? qs_asprintf("%s.xml", ic.old_name) : NULL;
-    ret = current_pair(&c, dir, &ic.dir, ic.fine, ofile, file, NULL, files, inos, &n, err);
+    ret = current_pair(&c, dir, &ic.dir, ic.fine, ofile, file, NULL, jf, &n, err);
     if (ret == 1 && ic.journal)
-        md_index_quick_done(s, domain, &ic.q, files, inos, n, &c.w);
+        md_index_quick_done(s, domain, &ic.q, jf, n, &c.w);
     else if (ret == 1)
         md_index_current_done(s, domain, &ic, &c.w);
     else

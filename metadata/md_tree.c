@@ -898,15 +898,17 @@ static const char *ix_read(struct md_store *s, const char *domain, const struct 
  * rewritten as not current (md_store_snapshot_create_quick); a snapshot without children gone, with its
  * parent made current when it was (md_store_snapshot_delete_tree with md_tree_peek_leaf's tree); and "current"
  * moved, two files rewritten, when a journal is there already (md_store_snapshot_set_current). Each record
- * names a file written (its inode) or removed (inode 0, which no file has) and carries the directory's stamp
- * after the change. A reader whose directory has the last record's stamp loads the index, then applies the
- * files as the last record of each has them (jl_apply), and writes the result into a new index when it may
- * take the lock; a writer that loads the tree applies them and leaves the index to its own change; what
- * needs one or two snapshots reads the index and the journal's files without the tree (struct ixview). Every index written removes the journal: one that is not about the index there (by the index's
- * sums) is ignored. A record appended is whole or ignored: each has a sum, and the first bad one ends the
- * journal (the directory then no longer has the last good stamp: the load reads it).
+ * names a file written (its inode, its snapshot's parent - or "the one it had", for a file rewritten - and
+ * whether it is current) or removed (inode 0, which no file has) and carries the directory's stamp after the
+ * change. A reader whose directory has the last record's stamp loads the index, then applies the files as the
+ * last record of each has them (jl_apply: each file parsed), and writes the result into a new index when it
+ * may take the lock; a writer that loads the tree applies them and leaves the index to its own change; what
+ * needs one or two snapshots reads the index and the journal's records, not its files (struct ixview). Every
+ * index written removes the journal: one that is not about the index there (by the index's sums), or of
+ * another format, is ignored. A record appended is whole or ignored: each has a sum, and the first bad one ends
+ * the journal (the directory then no longer has the last good stamp: the load reads it).
  */
-#define JL_MAGIC "QSNAPJL2"
+#define JL_MAGIC "QSNAPJL3"
 #define JL_MAX MD_JOURNAL_MAX
 
 struct jl_header {
@@ -917,13 +919,18 @@ struct jl_header {
 };
 
 struct jl_rec {
-    uint32_t size;         /* the record with its file name, padded to 8 bytes */
+    uint32_t size;         /* the record with its file name and parent's name, padded to 8 bytes */
     uint32_t file_len;     /* 0: a new stamp only (md_index_restamp) */
     uint64_t ino;          /* the file's inode number; 0: the file was removed */
-    uint64_t sum;          /* of the record and its file name with this field 0 */
+    uint64_t sum;          /* of the record and its names with this field 0 */
     struct ix_stamp stamp; /* the directory after the change */
+    uint32_t parent_len;   /* a file written: its snapshot's parent's name (after the file's), or JL_ROOT, JL_SAME */
+    uint32_t flags;        /* a file written: JL_CURRENT */
 };
-#define JL_REC_MAX (sizeof(struct jl_rec) + QS_NAME_MAX + 16)
+#define JL_ROOT UINT32_MAX        /* a root */
+#define JL_SAME (UINT32_MAX - 1) /* the parent it had (the file rewritten) */
+#define JL_CURRENT 1u
+#define JL_REC_MAX (sizeof(struct jl_rec) + 2 * (QS_NAME_MAX + 4) + 16)
 #define JL_FILE_MAX (sizeof(struct jl_header) + (size_t)(JL_MAX + 1) * JL_REC_MAX)
 
 struct jl {
@@ -958,19 +965,30 @@ static uint64_t jl_rec_sum(const struct jl_rec *r)
     return ix_hash(buf, r->size);
 }
 
-/* The record at OFF of J when it is a whole one (a file name without '/' or NUL ending in .xml). */
+static size_t jl_parent_len(const struct jl_rec *r)
+{
+    return r->parent_len < JL_SAME ? r->parent_len : 0;
+}
+
+/* The record at OFF of J when it is a whole one (a file name without '/' or NUL ending in .xml; for a file
+ * written, its parent's name without NUL, or none). */
 static const struct jl_rec *jl_rec_at(const char *data, size_t len, size_t off)
 {
     const struct jl_rec *r = (const struct jl_rec *)(data + off);
     const char *f = (const char *)(r + 1);
+    size_t plen;
 
     if (len - off < sizeof(*r) || r->size < sizeof(*r) || r->size > len - off || r->size % 8 ||
-        r->file_len > QS_NAME_MAX + 4 || r->size < sizeof(*r) + r->file_len ||
-        r->size - sizeof(*r) - r->file_len >= 8 ||
-        r->sum != jl_rec_sum(r) || r->stamp.sum != stamp_sum(&r->stamp))
+        r->file_len > QS_NAME_MAX + 4 || (r->parent_len < JL_SAME && (r->parent_len > QS_NAME_MAX || !r->parent_len)))
+        return NULL;
+    plen = jl_parent_len(r);
+    if (r->size < sizeof(*r) + r->file_len + plen || r->size - sizeof(*r) - r->file_len - plen >= 8 ||
+        (r->flags & ~JL_CURRENT) || r->sum != jl_rec_sum(r) || r->stamp.sum != stamp_sum(&r->stamp))
         return NULL;
     if (r->file_len && (r->file_len < 5 || memchr(f, '/', r->file_len) || memchr(f, '\0', r->file_len) ||
                         memcmp(f + r->file_len - 4, ".xml", 4) != 0 || f[0] == '.'))
+        return NULL;
+    if (plen && memchr(f + r->file_len, '\0', plen))
         return NULL;
     return r;
 }
@@ -1266,11 +1284,11 @@ out:
     return ok;
 }
 
-/* Appends to DOMAIN's journal (Q: as vouched() found it) that FILES[i] were written (inode INOS[i]) or removed
- * (0), leaving the directory as AFTER (N 0: a record of the stamp alone); or starts the journal with them.
- * False when it could not. */
-static bool jl_add(int run, const char *domain, const struct md_quick *q, const char *const *files,
-                   const uint64_t *inos, size_t n, const struct stat *after, bool fine)
+/* Appends to DOMAIN's journal (Q: as vouched() found it) that FILES[i] were written or removed, leaving the
+ * directory as AFTER (N 0: a record of the stamp alone); or starts the journal with them. False when it could
+ * not. */
+static bool jl_add(int run, const char *domain, const struct md_quick *q, const struct md_jfile *files, size_t n,
+                   const struct stat *after, bool fine)
 {
     size_t hlen = q->jl_len ? 0 : sizeof(struct jl_header), cap = hlen + (n ? n : 1) * JL_REC_MAX, len = hlen;
     char *buf = qs_xmalloc(cap), *name = jl_name(domain), *tmp = NULL;
@@ -1280,16 +1298,21 @@ static bool jl_add(int run, const char *domain, const struct md_quick *q, const 
 
     memset(buf, 0, cap);
     for (size_t i = 0; i < (n ? n : 1); i++) {
-        const char *file = n ? files[i] : "";
-        size_t flen = strlen(file), size = (sizeof(struct jl_rec) + flen + 7) & ~(size_t)7;
+        const struct md_jfile *jf = n ? &files[i] : NULL;
+        const char *file = jf ? jf->file : "", *parent = jf && jf->ino && !jf->same_parent ? jf->parent : NULL;
+        size_t flen = strlen(file), plen = parent ? strlen(parent) : 0, size;
         struct jl_rec *r = (struct jl_rec *)(buf + len);
-        if (flen > QS_NAME_MAX + 4)
+        if (flen > QS_NAME_MAX + 4 || plen > QS_NAME_MAX || (parent && !plen))
             goto out;
+        size = (sizeof(struct jl_rec) + flen + plen + 7) & ~(size_t)7;
         r->size = (uint32_t)size;
         r->file_len = (uint32_t)flen;
-        r->ino = n ? inos[i] : 0;
+        r->ino = jf ? jf->ino : 0;
         stamp_set(&r->stamp, after, now_ns(), fine, 0, 0, 0);
+        r->parent_len = parent ? (uint32_t)plen : jf && jf->ino && !jf->same_parent ? JL_ROOT : JL_SAME;
+        r->flags = jf && jf->ino && jf->current ? JL_CURRENT : 0;
         memcpy(r + 1, file, flen);
+        memcpy((char *)(r + 1) + flen, parent ? parent : "", plen);
         r->sum = jl_rec_sum(r);
         len += size;
     }
@@ -1351,12 +1374,12 @@ size_t md_index_journal_records(struct md_store *s, const char *domain)
     return n;
 }
 
-void md_index_quick_done(struct md_store *s, const char *domain, const struct md_quick *q, const char *const *files,
-                         const uint64_t *inos, size_t n, const struct md_wstamp *w)
+void md_index_quick_done(struct md_store *s, const char *domain, const struct md_quick *q,
+                         const struct md_jfile *files, size_t n, const struct md_wstamp *w)
 {
     int run = md_store_run_open(s);
 
-    if (run >= 0 && !(w->ok && jl_add(run, domain, q, files, inos, n, &w->last, w->fine)))
+    if (run >= 0 && !(w->ok && jl_add(run, domain, q, files, n, &w->last, w->fine)))
         md_index_drop(s, domain); /* the next load reads the directory */
     qs_close(run);
 }
@@ -1375,7 +1398,7 @@ void md_index_restamp(struct md_store *s, const char *domain, int dirfd, const s
     /* the index held for the directory as it was just before the caller's change, which it does not
      * describe (not a snapshot file): it holds for the directory as it is now */
     if (q.jl_len) {
-        if (!jl_add(run, domain, &q, NULL, NULL, 0, &after, q.fine || md_stamp_fine(before, &after)))
+        if (!jl_add(run, domain, &q, NULL, 0, &after, q.fine || md_stamp_fine(before, &after)))
             md_index_drop(s, domain);
         goto out;
     }
@@ -1676,18 +1699,21 @@ static const struct ix_rec *ix_find(const char *map, const struct ix_header *h, 
  *
  * What touches one or two snapshots (snapshot-info, a delete of a leaf, a create or a move of "current" under
  * the lock) reads neither the whole index nor folds its journal: the index is mapped (only its header and the
- * records a binary search touches are read) and the snapshots the journal's files hold now are read, each file
- * once (at most JV_MAX of them). The journal may only have added snapshots, removed ones nothing else hangs on,
- * and rewritten files with their parent unchanged (what qsnap's quick writers journal); anything else, or a
- * file not as its last record has it, and the caller takes the whole tree.
+ * records a binary search touches are read) and the journal's records say what its files hold now - each
+ * written file's parent and whether it is current, as the writer wrote it (the file must still be that one:
+ * its inode) - at most JV_MAX files. The journal may only have added snapshots, removed ones nothing else hangs
+ * on, and rewritten files with their parent unchanged (what qsnap's quick writers journal); anything else, or
+ * a file not as its last record has it, and the caller takes the whole tree.
  */
 #define JV_MAX 16
 
 struct jv_ent {
     char *name;
-    struct md_snapshot *snap; /* its file now; NULL: removed */
-    uint32_t rec;             /* its index record; IX_NONE: not in the index */
-    uint64_t ino;             /* its file's inode by the journal's last record of it (0: removed) */
+    char *parent;       /* written: its parent (NULL: a root) */
+    bool written;       /* its file there now (false: removed) */
+    bool known, current; /* written: the parent known (not only "the one it had"); current */
+    uint32_t rec;       /* its index record; IX_NONE: not in the index */
+    uint64_t ino;       /* its file's inode by the journal's last record of it (0: removed) */
 };
 
 struct ixview {
@@ -1705,8 +1731,9 @@ struct ixview {
 struct jv_place {
     const char *parent;
     size_t nchildren, descendants, depth;
-    uint32_t rec;                   /* IX_NONE: added by the journal */
-    const struct md_snapshot *snap; /* its file as the journal's reading had it; NULL: not in the journal */
+    uint32_t rec;  /* IX_NONE: added by the journal */
+    bool current;  /* as its last journal record, or else its index record, has it */
+    bool journal;  /* its file written by the journal */
 };
 
 static void jv_close(struct ixview *v)
@@ -1715,7 +1742,7 @@ static void jv_close(struct ixview *v)
         munmap((void *)v->map, v->maplen);
     for (size_t i = 0; i < v->nent; i++) {
         free(v->ent[i].name);
-        md_snapshot_free(v->ent[i].snap);
+        free(v->ent[i].parent);
     }
     memset(v, 0, sizeof(*v));
 }
@@ -1755,7 +1782,7 @@ static const char *jv_rec_parent(const struct ixview *v, uint32_t at, bool *ok)
     return nm;
 }
 
-/* The journal's files read, each as its last record has it, and checked against the index (see above). */
+/* The journal's files, each as its last record has it, checked against the directory and the index (see above). */
 static bool jv_files(struct ixview *v, int dirfd, const struct jl *j)
 {
     for (size_t off = sizeof(struct jl_header); j->data && off < j->len;) {
@@ -1778,30 +1805,38 @@ static bool jv_files(struct ixview *v, int dirfd, const struct jl *j)
             free(name);
         }
         e->ino = r->ino;
+        e->written = r->ino != 0;
+        e->current = e->written && (r->flags & JL_CURRENT);
+        if (!e->written || r->parent_len != JL_SAME) { /* a rewrite keeps what an earlier record said */
+            free(e->parent);
+            e->parent = r->parent_len < JL_SAME ? qs_xstrndup((const char *)(r + 1) + r->file_len, r->parent_len) : NULL;
+            e->known = e->written;
+        }
     }
     for (size_t i = 0; i < v->nent; i++) {
         struct jv_ent *e = &v->ent[i];
-        char *file = qs_asprintf("%s.xml", e->name), *data = NULL;
+        char *file = qs_asprintf("%s.xml", e->name);
         const char *pname;
         struct stat st;
-        size_t len;
         bool ok;
 
         e->rec = jv_rec(v, e->name);
-        if (!e->ino) { /* removed: gone still */
+        if (!e->written) { /* removed: gone still */
             ok = fstatat(dirfd, file, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT;
         } else {
             ok = fstatat(dirfd, file, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
-                 (uint64_t)st.st_ino == e->ino && qs_file_read(dirfd, file, MD_FILE_MAX, &data, &len, NULL) == 0 &&
-                 (e->snap = md_snapshot_parse(data, len, MD_PARSE_ON_DISK | MD_PARSE_SKIP_SUBTREES, NULL)) &&
-                 e->snap->name && strcmp(e->snap->name, e->name) == 0;
-            /* rewritten: under the same parent */
+                 (uint64_t)st.st_ino == e->ino;
+            /* rewritten: under the same parent (a snapshot the journal added says its parent itself) */
             if (ok && e->rec != IX_NONE) {
                 pname = jv_rec_parent(v, e->rec, &ok);
-                ok = ok && qs_str_equal(pname, e->snap->parent);
+                if (ok && !e->known) {
+                    e->parent = pname ? qs_xstrdup(pname) : NULL;
+                    e->known = true;
+                }
+                ok = ok && qs_str_equal(pname, e->parent);
             }
+            ok = ok && e->known;
         }
-        free(data);
         free(file);
         if (!ok)
             return false;
@@ -1811,26 +1846,26 @@ static bool jv_files(struct ixview *v, int dirfd, const struct jl *j)
         const char *p;
         size_t gone = 0;
 
-        if (!e->snap && e->rec != IX_NONE) {
+        if (!e->written && e->rec != IX_NONE) {
             /* removed: every child it had in the index removed too, none added under it */
             for (size_t k = 0; k < v->nent; k++) {
                 const struct jv_ent *f = &v->ent[k];
-                if (f->snap && qs_str_equal(f->snap->parent, e->name))
+                if (f->written && qs_str_equal(f->parent, e->name))
                     return false;
-                gone += !f->snap && f->rec != IX_NONE && v->recs[f->rec].parent == e->rec;
+                gone += !f->written && f->rec != IX_NONE && v->recs[f->rec].parent == e->rec;
             }
             if (gone != v->recs[e->rec].nchildren)
                 return false;
-        } else if (e->snap && e->rec == IX_NONE) {
+        } else if (e->written && e->rec == IX_NONE) {
             /* added: its parents up to the index or a root are there */
-            p = e->snap->parent;
+            p = e->parent;
             for (size_t k = 0; p; k++) {
                 const struct jv_ent *f = jv_ent(v, p);
-                if (k > v->nent || (f && !f->snap) || (!f && jv_rec(v, p) == IX_NONE))
+                if (k > v->nent || (f && !f->written) || (!f && jv_rec(v, p) == IX_NONE))
                     return false;
                 if (!f || f->rec != IX_NONE)
                     break;
-                p = f->snap->parent;
+                p = f->parent;
             }
         }
     }
@@ -1893,7 +1928,7 @@ out:
 /* Whether NAME (record REC, IX_NONE: added) is a proper ancestor of E, a snapshot the journal added. */
 static bool jv_above(const struct ixview *v, const char *name, uint32_t rec, const struct jv_ent *e)
 {
-    const char *p = e->snap->parent;
+    const char *p = e->parent;
 
     for (size_t k = 0; p && k <= v->nent; k++) {
         const struct jv_ent *f = jv_ent(v, p);
@@ -1901,7 +1936,7 @@ static bool jv_above(const struct ixview *v, const char *name, uint32_t rec, con
         if (strcmp(p, name) == 0)
             return true;
         if (f && f->rec == IX_NONE) {
-            p = f->snap->parent;
+            p = f->parent;
             continue;
         }
         /* in the index from here up: its pre-order numbers tell (the journal moves no snapshot) */
@@ -1920,10 +1955,11 @@ static bool jv_lookup(const struct ixview *v, const char *name, struct jv_place 
     bool ok = true;
 
     memset(pl, 0, sizeof(*pl));
-    if (e && !e->snap)
+    if (e && !e->written)
         return false;
     pl->rec = e ? e->rec : jv_rec(v, name);
-    pl->snap = e ? e->snap : NULL;
+    pl->journal = e != NULL;
+    pl->current = e ? e->current : pl->rec != IX_NONE && v->recs[pl->rec].current;
     if (pl->rec != IX_NONE) {
         const struct ix_rec *r = &v->recs[pl->rec];
         children = r->nchildren;
@@ -1933,7 +1969,7 @@ static bool jv_lookup(const struct ixview *v, const char *name, struct jv_place 
         if (!ok)
             return false;
     } else if (e) {
-        const char *p = e->snap->parent;
+        const char *p = e->parent;
         size_t d = 0;
         children = desc = 0;
         pl->parent = p;
@@ -1943,7 +1979,7 @@ static bool jv_lookup(const struct ixview *v, const char *name, struct jv_place 
                 d += v->recs[f ? f->rec : jv_rec(v, p)].depth + 1;
                 break;
             }
-            p = f->snap->parent;
+            p = f->parent;
         }
         pl->depth = d;
     } else {
@@ -1951,10 +1987,10 @@ static bool jv_lookup(const struct ixview *v, const char *name, struct jv_place 
     }
     for (size_t i = 0; i < v->nent; i++) {
         const struct jv_ent *f = &v->ent[i];
-        if (f->snap && f->rec == IX_NONE) {
-            children += qs_str_equal(f->snap->parent, name);
+        if (f->written && f->rec == IX_NONE) {
+            children += qs_str_equal(f->parent, name);
             desc += jv_above(v, name, pl->rec, f);
-        } else if (!f->snap && f->rec != IX_NONE && pl->rec != IX_NONE) {
+        } else if (!f->written && f->rec != IX_NONE && pl->rec != IX_NONE) {
             children -= v->recs[f->rec].parent == pl->rec;
             desc -= v->recs[pl->rec].pre < v->recs[f->rec].pre && v->recs[f->rec].pre <= v->recs[pl->rec].last;
         }
@@ -1974,7 +2010,7 @@ static bool jv_current(const struct ixview *v, char cur[QS_NAME_MAX + 1])
 
     cur[0] = '\0';
     for (size_t i = 0; i < v->nent; i++)
-        if (v->ent[i].snap && v->ent[i].snap->current && n++ == 0)
+        if (v->ent[i].written && v->ent[i].current && n++ == 0)
             snprintf(cur, QS_NAME_MAX + 1, "%s", v->ent[i].name);
     if (v->h.stamp.current != IX_NONE) {
         const struct ix_rec *r = v->h.stamp.current < v->h.count ? &v->recs[v->h.stamp.current] : NULL;
@@ -2000,7 +2036,6 @@ static struct md_tree *peek(struct md_store *s, const char *domain, const char *
 {
     char *file = NULL, *data = NULL;
     struct md_snapshot *own = NULL;
-    const struct md_snapshot *snap;
     struct md_tree *t = NULL;
     struct ixview v = {0};
     struct jv_place pl;
@@ -2011,19 +2046,15 @@ static struct md_tree *peek(struct md_store *s, const char *domain, const char *
         !jv_open(s, domain, dir, min_count, &v) || !jv_lookup(&v, name, &pl) || (leaf && pl.nchildren))
         goto out;
     file = qs_asprintf("%s.xml", name);
-    if (!(snap = pl.snap)) {
-        if (qs_file_read(dir, file, MD_FILE_MAX, &data, &len, NULL) < 0 ||
-            !(own = md_snapshot_parse(data, len, MD_PARSE_ON_DISK | MD_PARSE_SKIP_SUBTREES, NULL)) ||
-            strcmp(own->name, name) != 0 || !qs_str_equal(own->parent, pl.parent) ||
-            own->current != (v.recs[pl.rec].current != 0))
-            goto out;
-        snap = own;
-    }
+    if (qs_file_read(dir, file, MD_FILE_MAX, &data, &len, NULL) < 0 ||
+        !(own = md_snapshot_parse(data, len, MD_PARSE_ON_DISK | MD_PARSE_SKIP_SUBTREES, NULL)) ||
+        strcmp(own->name, name) != 0 || !qs_str_equal(own->parent, pl.parent) || own->current != pl.current)
+        goto out;
     t = tree_new(domain);
     {
         struct node *n = node_alloc(t);
-        const struct ix_rec *r = pl.snap ? NULL : &v.recs[pl.rec];
-        node_from_snapshot(t, n, snap);
+        const struct ix_rec *r = pl.journal ? NULL : &v.recs[pl.rec];
+        node_from_snapshot(t, n, own);
         n->e.file = intern0(t, file);
         n->e.nchildren = pl.nchildren;
         n->e.depth = pl.depth;
