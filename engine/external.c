@@ -532,19 +532,14 @@ static int memfile_prepare(struct engine *e, struct qmp_client *c, int fd, const
     return s->mapped_ram ? memstate_header_mark(fd, path, running, true, err) : 0;
 }
 
-/* The save itself (in the pause, or with LIVE while the guest runs on); RUN false only undoes the prepare. */
-static int memfile_save(struct engine *e, struct qmp_client *c, int fd, const char *path, bool live,
-                        struct memstate_save_ctx *s, bool run, struct qs_error **err)
+/* The save itself (in the pause, or with LIVE while the guest runs on); RUN false only undoes the prepare. The
+ * file is synced by the caller once the guest runs again. */
+static int memfile_save(struct engine *e, struct qmp_client *c, bool live, struct memstate_save_ctx *s, bool run,
+                        struct qs_error **err)
 {
     struct memstate_options o = {.phase = "save", .progress = e->progress, .opaque = e->opaque, .background = live};
 
-    if (memstate_save_finish(c, s, run, &o, err) < 0)
-        return -1;
-    if (run && fsync(fd) < 0) {
-        qs_error_set_errno(err, QS_ERR_IO, errno, "cannot write memory state file '%s'", path);
-        return -1;
-    }
-    return 0;
+    return memstate_save_finish(c, s, run, &o, err);
 }
 
 /* QEMU's timestamp of the next event NAME (waiting up to TIMEOUT_MS), or -1 when none came. */
@@ -850,7 +845,7 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
         }
         /* a pre-copy is over already: its settings are set back after the pause */
         if (!(precopy && was_running) &&
-            memfile_save(e, *c, memfd, snap->memory_file, background, &msave, true, err) < 0)
+            memfile_save(e, *c, background, &msave, true, err) < 0)
             goto fail;
     }
     if (*c && !switched && transaction_switch(*c, &p, err) < 0)
@@ -864,7 +859,7 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
         pc.resume_us = event_time_us(*c, "RESUME", PAUSE_EVENT_WAIT_MS);
         pc.resume_ms = qs_now_ms();
     }
-    if (mem && precopy && was_running && memfile_save(e, *c, memfd, snap->memory_file, false, &msave, true, err) < 0)
+    if (mem && precopy && was_running && memfile_save(e, *c, false, &msave, true, err) < 0)
         goto fail;
     if (frozen && !(stopped && halt)) {
         frozen = false;
@@ -921,7 +916,7 @@ int ext_create(struct engine *e, struct md_domain *dom, const struct md_lock *lo
 fail:
     if (mem && *c) {
         struct qs_error *ignore = NULL;
-        memfile_save(e, *c, -1, NULL, background, &msave, false, &ignore); /* no-op after a save ran */
+        memfile_save(e, *c, background, &msave, false, &ignore); /* no-op after a save ran */
         qs_error_free(ignore);
     }
     if (snap_stored) {
