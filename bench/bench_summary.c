@@ -2355,11 +2355,12 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < n; i++)
             if (cnt_s[i] > 0)
                 b.redef[b.nredef++].count = (size_t)cnt_s[i];
-        /* in turns of the first (smallest) count, each count a divisor of the last (largest) */
+        /* in turns of the first (smallest) count, each count a divisor of the last (largest); no count twice
+           (each has its own root and inputs, named by the count) */
         for (size_t i = 1; i < b.nredef; i++)
-            if (b.redef[i].count < b.redef[i - 1].count || b.redef[i].count % b.redef[0].count ||
+            if (b.redef[i].count <= b.redef[i - 1].count || b.redef[i].count % b.redef[0].count ||
                 b.redef[b.nredef - 1].count % b.redef[i].count)
-                bench_die("--redefine-counts: ascending, each a multiple of the first and a divisor of the last", NULL);
+                bench_die("--redefine-counts: strictly ascending, each a multiple of the first and a divisor of the last", NULL);
     }
     if (b.virsh)
         virsh_versions(&b);
