@@ -472,13 +472,15 @@ int main(int argc, char **argv)
             fprintf(j,
                     "{\"revert_api_ms\":%.3f,\"revert_raw_ms\":%.3f,\"revert_delta_ms\":%.3f,"
                     "\"revert_overhead_ms\":%.3f,\"revert_raw_overhead_ms\":%.3f,\"revert_outside_delta_ms\":%.3f,"
-                    "\"revert_api_job_ms\":%.3f,\"revert_raw_job_ms\":%.3f,\"checks_raw_ms\":%.3f,\"synced_write_ms\":%.3f,\"list_n\":%d,"
+                    "\"revert_api_job_ms\":%.3f,\"revert_raw_job_ms\":%.3f,\"checks_raw_ms\":%.3f,"
+                    "\"synced_write_ms\":%.3f,\"list_n\":%d,"
                     "\"list_cold_ms\":%.3f,\"list_warm_ms\":%.3f,\"list_bytes\":%zu,\"readers\":%d,\"rps\":%.1f,"
                     "\"rss_idle_kib\":%ld,\"rss_load_kib\":%ld,\"rss_peak_kib\":%ld,\"samples\":%d,\"mem_mb\":%d}\n",
                     bench_series_median(&api), bench_series_median(&raw),
                     bench_series_median(&api) - bench_series_median(&raw), bench_series_median(&api_over),
                     bench_series_median(&raw_over), bench_series_median(&pair_over), bench_series_median(&api_job),
-                    bench_series_median(&raw_job), bench_series_median(&checks), bench_series_median(&synced), cf.list_n, list_cold,
+                    bench_series_median(&raw_job), bench_series_median(&checks), bench_series_median(&synced),
+                    cf.list_n, list_cold,
                     bench_series_median(&list_warm), list_bytes, cf.readers, rps, idle_rss, load_rss, load_hwm, cf.n,
                     cf.mem_mb);
             fclose(j);

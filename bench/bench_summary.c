@@ -1944,8 +1944,8 @@ static void write_md(const struct bench *b, FILE *f)
         fputs("\n", f);
         md_job_table(f, s->c, row_names, R__LAST);
         if (!isnan(s->mem_first_ms) && s->mem_first_ms > 0)
-            fprintf(f, "Before the external rows, one raw stop-and-migrate, untimed (the VM's first migration after the "
-                       "internal rows, which would fall to the side that goes first): %.1f ms.\n\n",
+            fprintf(f, "Before the external rows, one raw stop-and-migrate, untimed (the VM's first migration after "
+                       "the internal rows, which would fall to the side that goes first): %.1f ms.\n\n",
                     s->mem_first_ms);
         if (b->live_ok != 1)
             fprintf(f, "qsnap live: n/a - the binary said: `%s`\n\n", b->live_why ? b->live_why : "not tried");
